@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs the Debian packages fusekeeper needs for one purpose:
+#   build  - compiler, meson, libfuse3 headers
+#   test   - build plus the real daemons and tools the tests drive
+#   demo   - build plus what the demo uses
+#   bench  - build plus what the benchmarks use
+# Packages already present are left alone; apt runs only when something is missing.
+set -eu
+
+purpose=${1:-build}
+pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3"
+case "$purpose" in
+build) ;;
+test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps" ;;
+demo) pkgs="$pkgs procps" ;;
+bench) pkgs="$pkgs procps" ;;
+*) echo "usage: $0 build|test|demo|bench" >&2; exit 2 ;;
+esac
+
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing Debian packages:$missing" >&2
+	echo "install-deps: run as root, or install them with: sudo apt-get install$missing" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "handles.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KFH_BASE 0x7f00000000000000ULL
+
+void handle_table_init(struct handle_table *t, uint64_t max)
+{
+	memset(t, 0, sizeof(*t));
+	t->epoch = 1;
+	t->next_kfh = KFH_BASE;
+	t->max = max;
+}
+
+static void free_one(uint64_t key, void *val, void *arg)
+{
+	free(val);
+}
+
+void handle_table_free(struct handle_table *t)
+{
+	idmap_each(&t->by_kfh, free_one, NULL);
+	idmap_free(&t->by_kfh);
+}
+
+struct handle *handle_get(struct handle_table *t, uint64_t kfh)
+{
+	return idmap_get(&t->by_kfh, kfh);
+}
+
+struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flags, bool dir,
+			    uint64_t *fh, int *err)
+{
+	struct handle *h;
+
+	*err = 0;
+	if (t->by_kfh.count >= t->max) {
+		*err = -ENFILE;
+		return NULL;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	h->dfh = *fh;
+	/* Daemons may hand out one value for many opens (often 0): the kernel's must be unique. */
+	if (!idmap_get(&t->by_kfh, *fh)) {
+		h->kfh = *fh;
+	} else {
+		while (idmap_get(&t->by_kfh, t->next_kfh))
+			t->next_kfh++;
+		h->kfh = t->next_kfh++;
+	}
+	h->node = node;
+	h->flags = flags;
+	h->dir = dir;
+	h->epoch = t->epoch;
+	if (idmap_put(&t->by_kfh, h->kfh, h) < 0) {
+		free(h);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*fh = h->kfh;
+	return h;
+}
+
+void handle_forget(struct handle_table *t, uint64_t kfh)
+{
+	free(idmap_del(&t->by_kfh, kfh));
+}
+
+int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh)
+{
+	struct handle *h = idmap_get(&t->by_kfh, kfh);
+
+	if (!h) {
+		*dfh = kfh;
+		return 0;
+	}
+	if (h->lost || h->epoch != t->epoch)
+		return -EIO;
+	*dfh = h->dfh;
+	return 0;
+}
+
+void handle_new_epoch(struct handle_table *t)
+{
+	t->epoch++;
+}
+
+struct each_ctx {
+	void (*fn)(struct handle *h, void *arg);
+	void *arg;
+};
+
+static void each_one(uint64_t key, void *val, void *arg)
+{
+	struct each_ctx *c = arg;
+
+	c->fn(val, c->arg);
+}
+
+void handle_each(struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg)
+{
+	struct each_ctx c = { fn, arg };
+
+	idmap_each(&t->by_kfh, each_one, &c);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The handle table: every file and directory handle the kernel holds, with its node and the flags
+ * it was opened with, so that a new daemon can be asked to open it again. The kernel's handle
+ * values never change; after a restart each maps to the new daemon's handle.
+ * Not thread-safe: the proxy's lock protects it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "idmap.h"
+
+struct handle {
+	uint64_t kfh;	/* handle value the kernel uses */
+	uint64_t dfh;	/* the daemon's handle; meaningful when epoch == table epoch */
+	uint64_t node;	/* kid of the node it was opened on */
+	uint32_t flags; /* open(2) flags of the OPEN, OPENDIR or CREATE request */
+	uint32_t epoch; /* daemon incarnation that dfh belongs to */
+	bool dir;	/* opened with OPENDIR */
+	bool lost;	/* could not be opened again after a restart: requests get EIO */
+};
+
+struct handle_table {
+	struct idmap by_kfh;
+	uint32_t epoch;
+	uint64_t next_kfh;
+	uint64_t max; /* bound on open handles; more fail with -ENFILE */
+};
+
+void handle_table_init(struct handle_table *t, uint64_t max);
+void handle_table_free(struct handle_table *t);
+
+struct handle *handle_get(struct handle_table *t, uint64_t kfh);
+
+/*
+ * The current daemon opened @node with @flags and answered handle *fh. Records it and rewrites
+ * *fh to the kernel's value. Returns the handle or NULL with -errno in *err.
+ */
+struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flags, bool dir,
+			    uint64_t *fh, int *err);
+
+/* The kernel closed @kfh. */
+void handle_forget(struct handle_table *t, uint64_t kfh);
+
+/*
+ * The daemon's handle for the kernel's @kfh: 0, or -EIO when the handle was lost or not yet
+ * reopened by the current daemon. Unknown handles (e.g. 0 from a daemon without OPEN) pass
+ * unchanged.
+ */
+int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh);
+
+/* A new daemon took over: every handle must be opened again. */
+void handle_new_epoch(struct handle_table *t);
+
+/* Calls @fn for every handle. */
+void handle_each(struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg);

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The supervisor's view shared with the recovery modes: configuration, and the one service a mode
+ * needs from the supervisor while it takes a daemon on — waiting for an fd without missing the
+ * daemon's death, a stop request or the end of the mount.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mount.h"
+
+struct keeper_config {
+	const char *mountpoint;
+	char **command;		  /* COMMAND and its arguments, NULL-terminated, with "{}" */
+	struct mount_options mnt;
+	const struct mode_ops *mode;
+	unsigned max_restarts;	  /* failed starts tolerated within restart_window_ms */
+	int64_t restart_window_ms;
+	int64_t start_timeout_ms; /* INIT and recovery must be done within this */
+	int64_t stop_timeout_ms;  /* SIGTERM grace for the daemon before SIGKILL */
+	uint64_t max_nodes;	  /* bound on the node table */
+	uint64_t max_handles;	  /* bound on the handle table */
+};
+
+struct keeper;
+
+/* The configuration the keeper runs with. */
+const struct keeper_config *keeper_config(const struct keeper *k);
+
+/*
+ * Waits until @fd is readable or @deadline (now_ms() clock) passes. Returns 0 when @fd is readable,
+ * -ETIMEDOUT, -ECHILD when the daemon being started exited (it is not reaped: the supervisor
+ * does that), or -EINTR when the keeper must stop (signal or unmount). @fd may be -1 to wait only
+ * for those.
+ */
+int keeper_wait(struct keeper *k, int fd, int64_t deadline);
+
+/* The pid of the current daemon, 0 if none. */
+pid_t keeper_daemon_pid(const struct keeper *k);

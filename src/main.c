@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* fusekeeper: keeps a FUSE mount alive while its daemon crashes and restarts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mode.h"
+#include "supervisor.h"
+
+static const char usage_text[] =
+	"Usage: fusekeeper [OPTIONS] MOUNTPOINT -- COMMAND [ARG...]\n"
+	"\n"
+	"Mount a FUSE filesystem at MOUNTPOINT and serve it with COMMAND, a FUSE daemon that\n"
+	"fusekeeper starts again whenever it exits or dies. Processes using the mount do not\n"
+	"notice: open files, working directories and bind mounts keep working.\n"
+	"\n"
+	"Every argument of COMMAND that is exactly {} is replaced by /dev/fd/N, the daemon's\n"
+	"connection to fusekeeper; libfuse 3 daemons accept it as their mountpoint. The daemon\n"
+	"must stay in the foreground (for libfuse daemons: -f).\n"
+	"\n"
+	"Options:\n"
+	"  -o OPT[,OPT...]        mount options: allow_other, default_permissions, ro, rw,\n"
+	"                         nosuid (default), suid, nodev (default), dev, noexec, exec,\n"
+	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
+	"  -m, --mode=MODE        recovery mode: proxy (the default; the only one so far)\n"
+	"      --max-restarts=N   give up after N failed starts within the restart window\n"
+	"                         (default 5); then every request fails with EIO\n"
+	"      --restart-window=SECONDS\n"
+	"                         the window for --max-restarts (default 60)\n"
+	"      --start-timeout=SECONDS\n"
+	"                         time a new daemon has to answer FUSE_INIT and take over\n"
+	"                         before its start counts as failed (default 10)\n"
+	"      --stop-timeout=SECONDS\n"
+	"                         time the daemon has to exit after SIGTERM (default 5)\n"
+	"      --max-nodes=N      bound on the node IDs tracked (default 4194304)\n"
+	"      --max-handles=N    bound on the open handles tracked (default 1048576)\n"
+	"      --status-fd=FD     write one event line per daemon start, exit and recovery to FD\n"
+	"  -v, --verbose          more detail (twice: every request)\n"
+	"  -q, --quiet            errors and warnings only\n"
+	"  -h, --help             show this help\n"
+	"  -V, --version          show the version\n"
+	"\n"
+	"fusekeeper stays in the foreground and exits 0 when MOUNTPOINT is unmounted or on\n"
+	"SIGTERM/SIGINT (it then stops the daemon and unmounts). It exits 1 if it could not\n"
+	"start, or had given up after too many failed starts; 2 for bad usage.\n"
+	"\n"
+	"Example:\n"
+	"  fusekeeper -o allow_other /var/lib/lxcfs -- lxcfs -f {}\n"
+	"\n"
+	"See fusekeeper(1).\n";
+
+enum {
+	OPT_MAX_RESTARTS = 256,
+	OPT_RESTART_WINDOW,
+	OPT_START_TIMEOUT,
+	OPT_STOP_TIMEOUT,
+	OPT_MAX_NODES,
+	OPT_MAX_HANDLES,
+	OPT_STATUS_FD,
+};
+
+static const struct option long_options[] = {
+	{ "mode", required_argument, NULL, 'm' },
+	{ "max-restarts", required_argument, NULL, OPT_MAX_RESTARTS },
+	{ "restart-window", required_argument, NULL, OPT_RESTART_WINDOW },
+	{ "start-timeout", required_argument, NULL, OPT_START_TIMEOUT },
+	{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
+	{ "max-nodes", required_argument, NULL, OPT_MAX_NODES },
+	{ "max-handles", required_argument, NULL, OPT_MAX_HANDLES },
+	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ 0 },
+};
+
+static const struct mode_ops *const modes[] = { &proxy_mode };
+
+static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("fusekeeper: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'fusekeeper --help' for more information.\n", stderr);
+	exit(2);
+}
+
+static unsigned long long parse_number(const char *opt, const char *arg, unsigned long long min,
+				       unsigned long long max)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] == '-' || v < min || v > max)
+		usage_error("--%s=%s: expected a whole number from %llu to %llu", opt, arg, min, max);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	struct keeper_config cfg = {
+		.mode = &proxy_mode,
+		.max_restarts = 5,
+		.restart_window_ms = 60000,
+		.start_timeout_ms = 10000,
+		.stop_timeout_ms = 5000,
+		.max_nodes = 4u << 20,
+		.max_handles = 1u << 20,
+	};
+	char err[512], *mountpoint;
+	int c, verbose = 0;
+	bool quiet = false, has_placeholder = false;
+
+	mount_options_init(&cfg.mnt);
+	/* "+": stop at the first non-option, so COMMAND's own options stay its own. */
+	while ((c = getopt_long(argc, argv, "+o:m:vqhV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			if (mount_parse_options(&cfg.mnt, optarg, err, sizeof(err)) < 0)
+				usage_error("%s", err);
+			break;
+		case 'm': {
+			const struct mode_ops *m = NULL;
+
+			for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+				if (!strcmp(modes[i]->name, optarg))
+					m = modes[i];
+			if (!m)
+				usage_error("unknown mode '%s' (available: proxy)", optarg);
+			cfg.mode = m;
+			break;
+		}
+		case OPT_MAX_RESTARTS:
+			cfg.max_restarts = parse_number("max-restarts", optarg, 1, 1000000);
+			break;
+		case OPT_RESTART_WINDOW:
+			cfg.restart_window_ms = parse_number("restart-window", optarg, 1, 86400) * 1000;
+			break;
+		case OPT_START_TIMEOUT:
+			cfg.start_timeout_ms = parse_number("start-timeout", optarg, 1, 3600) * 1000;
+			break;
+		case OPT_STOP_TIMEOUT:
+			cfg.stop_timeout_ms = parse_number("stop-timeout", optarg, 0, 3600) * 1000;
+			break;
+		case OPT_MAX_NODES:
+			cfg.max_nodes = parse_number("max-nodes", optarg, 16, 1ULL << 32);
+			break;
+		case OPT_MAX_HANDLES:
+			cfg.max_handles = parse_number("max-handles", optarg, 16, 1ULL << 32);
+			break;
+		case OPT_STATUS_FD: {
+			int fd = parse_number("status-fd", optarg, 0, INT_MAX);
+
+			if (fcntl(fd, F_GETFD) < 0)
+				usage_error("--status-fd=%d: not an open file descriptor", fd);
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+			event_set_fd(fd);
+			break;
+		}
+		case 'v':
+			verbose++;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		case 'V':
+			printf("fusekeeper %s\n", FUSEKEEPER_VERSION);
+			return 0;
+		default:
+			fputs("Try 'fusekeeper --help' for more information.\n", stderr);
+			return 2;
+		}
+	}
+	if (quiet && verbose)
+		usage_error("-q and -v cannot be used together");
+	log_max_level = quiet ? LOG_WARN : verbose >= 2 ? LOG_TRACE : verbose ? LOG_DEBUG : LOG_INFO;
+
+	if (optind >= argc)
+		usage_error("missing MOUNTPOINT");
+	mountpoint = argv[optind++];
+	if (optind >= argc || strcmp(argv[optind], "--"))
+		usage_error("missing '--' and COMMAND after MOUNTPOINT");
+	optind++;
+	if (optind >= argc)
+		usage_error("missing COMMAND after '--'");
+	cfg.command = argv + optind;
+	for (char **a = cfg.command; *a; a++)
+		has_placeholder |= !strcmp(*a, "{}");
+	if (!has_placeholder)
+		usage_error("COMMAND has no {} argument: put {} where the daemon takes its "
+			    "mountpoint, e.g. -- sshfs -f host:/dir {}");
+	if (geteuid() != 0) {
+		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
+		return 1;
+	}
+	cfg.mountpoint = realpath(mountpoint, NULL);
+	if (!cfg.mountpoint) {
+		fprintf(stderr, "fusekeeper: mountpoint %s: %s\n", mountpoint, strerror(errno));
+		return 1;
+	}
+	return supervise(&cfg);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A recovery mode: how the keeper stands between the kernel's FUSE connection and a sequence of
+ * daemons. The supervisor (supervisor.c) owns the mount, the daemon processes, the restart policy
+ * and signals; a mode owns the connection's traffic. Every call but events() comes from the
+ * supervisor's thread.
+ */
+#pragma once
+
+#include "keeper.h"
+
+/* Bits returned by mode_ops.events(). */
+#define MODE_EV_UNMOUNTED 1u	  /* the connection ended: the mount is gone */
+#define MODE_EV_DAEMON_BROKEN 2u /* the daemon broke the protocol: it must be restarted */
+
+struct mode_ops {
+	const char *name;
+
+	/* Takes over /dev/fuse (@devfd) once the mount exists. Returns 0 or -errno. */
+	int (*start)(struct keeper *k, int devfd, void **state);
+
+	/* Makes the channel for the next daemon and returns its end (passed as /dev/fd/N). */
+	int (*channel)(void *state);
+
+	/*
+	 * The daemon now runs with the channel's end. For the first daemon, waits until it has
+	 * answered FUSE_INIT; for later ones, brings it up to the kernel's state. Returns 0 when
+	 * the daemon serves the mount, or -errno when this start failed (the mode has logged why;
+	 * -ECHILD: the daemon died, -EINTR: the keeper must stop).
+	 */
+	int (*attach)(void *state, struct keeper *k);
+
+	/* The daemon is gone (dead or about to be killed): stop using its channel. */
+	void (*detach)(void *state);
+
+	/* No daemon will come again: fail every waiting and later request with EIO. */
+	void (*give_up)(void *state);
+
+	/* An fd that becomes readable when events() has something to say. */
+	int (*event_fd)(void *state);
+
+	/* Reads and clears pending MODE_EV_* bits. */
+	unsigned (*events)(void *state);
+
+	/* Releases everything; the mount is gone or detached. */
+	void (*stop)(void *state);
+};
+
+extern const struct mode_ops proxy_mode;

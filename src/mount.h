@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Mounting a FUSE filesystem on a /dev/fuse fd, and the -o options that shape it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct mount_options {
+	unsigned long flags;  /* MS_* flags for mount(2) */
+	bool allow_other;
+	bool default_permissions;
+	char *fsname;	      /* source shown in /proc/mounts; NULL: "fusekeeper" */
+	char *subtype;	      /* type becomes fuse.SUBTYPE; NULL: plain "fuse" */
+	unsigned max_read;    /* 0: kernel default */
+};
+
+/*
+ * Parses one -o argument (comma-separated) into @o. Returns 0, or -EINVAL with a message
+ * naming the bad option in @err (of @errlen bytes).
+ */
+int mount_parse_options(struct mount_options *o, const char *arg, char *err, size_t errlen);
+
+/* Sets defaults: nosuid, nodev. */
+void mount_options_init(struct mount_options *o);
+
+/*
+ * Opens /dev/fuse and mounts it at @mountpoint. Returns the /dev/fuse fd or -errno; on failure a
+ * message for the user is in @err.
+ */
+int fuse_mount_fd(const char *mountpoint, const struct mount_options *o, char *err, size_t errlen);
+
+/* Detaches the mount at @mountpoint (lazily). Returns 0 or -errno. */
+int fuse_unmount(const char *mountpoint);

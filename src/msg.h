@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * FUSE messages in flight through the keeper. A request the kernel is waiting on keeps its buffer
+ * until the daemon answers, so that it can be sent again to a new daemon; small requests (most of
+ * them) are copied into small buffers so the large read buffer can be reused at once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define MSG_SMALL 4096 /* requests up to this size are kept in small buffers */
+
+struct msg {
+	struct msg *next;   /* free-list link */
+	uint32_t cap;	    /* bytes available in data */
+	uint32_t len;	    /* bytes of the message */
+	/* For a request the kernel waits on: */
+	uint32_t epoch;	    /* daemon incarnation it was sent to; 0 if not sent yet */
+	bool replayed;	    /* sent again to a later daemon */
+	uint64_t knode;	    /* node IDs and handles as the kernel sent them */
+	uint64_t knode2;
+	uint64_t kfh;
+	uint64_t kfh2;
+	char data[] __attribute__((aligned(8)));
+};
+
+/* Sets the size of large buffers (largest message + headroom). Call once before msg_get(). */
+void msg_init(uint32_t big_cap);
+
+/* A buffer able to hold @len bytes (small or large), or NULL. */
+struct msg *msg_get(uint32_t len);
+
+/* Returns a buffer to its pool (or frees it). NULL is ignored. */
+void msg_put(struct msg *m);
+
+/* A new buffer holding a copy of @len bytes at @data. */
+struct msg *msg_dup(const void *data, uint32_t len);
+
+static inline struct fuse_in_header *msg_in(struct msg *m)
+{
+	return (struct fuse_in_header *)m->data;
+}
+
+static inline struct fuse_out_header *msg_out(struct msg *m)
+{
+	return (struct fuse_out_header *)m->data;
+}

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "nodes.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+/* Kids the keeper hands out itself start here, far from what daemons use (pointers, counters). */
+#define KID_BASE 0x7f00000000000000ULL
+
+static uint64_t name_hash(uint64_t parent, const char *name)
+{
+	/* FNV-1a over the name, seeded with the parent. */
+	uint64_t h = 0xcbf29ce484222325ULL ^ (parent * 0x9e3779b97f4a7c15ULL);
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	return h;
+}
+
+static void name_unindex(struct node_table *t, struct node *n)
+{
+	uint64_t h;
+	struct node *head, **pp;
+
+	if (!n->name)
+		return;
+	h = name_hash(n->parent, n->name);
+	head = idmap_get(&t->by_name, h);
+	for (pp = &head; *pp; pp = &(*pp)->name_next) {
+		if (*pp == n) {
+			*pp = n->name_next;
+			break;
+		}
+	}
+	if (head)
+		idmap_put(&t->by_name, h, head);
+	else
+		idmap_del(&t->by_name, h);
+	n->name_next = NULL;
+}
+
+static void node_free(struct node_table *t, struct node *n);
+
+/* Drops @n's name and its pin on the parent. */
+static void name_clear(struct node_table *t, struct node *n)
+{
+	struct node *parent;
+
+	if (!n->name)
+		return;
+	name_unindex(t, n);
+	free(n->name);
+	n->name = NULL;
+	parent = node_get(t, n->parent);
+	n->parent = 0;
+	if (parent) {
+		parent->children--;
+		if (!parent->k_nlookup && !parent->children && parent->kid != FUSE_ROOT_ID)
+			node_free(t, parent);
+	}
+}
+
+/* Gives @n the name @name in @parent; an older node with that name loses it. */
+static int name_set(struct node_table *t, struct node *n, uint64_t parent, const char *name)
+{
+	struct node *old, *p;
+	char *copy;
+	uint64_t h;
+
+	if (!name)
+		return 0;
+	if (n->name && n->parent == parent && !strcmp(n->name, name))
+		return 0;
+	p = node_get(t, parent);
+	if (!p)
+		return 0; /* A parent the keeper never saw: leave the node unnamed. */
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	old = node_find(t, parent, name);
+	if (old)
+		name_clear(t, old);
+	name_clear(t, n);
+	/* name_clear() may have freed p if it was pinned only by n. */
+	p = node_get(t, parent);
+	if (!p) {
+		free(copy);
+		return 0;
+	}
+	h = name_hash(parent, copy);
+	n->name = copy;
+	n->parent = parent;
+	n->name_next = idmap_get(&t->by_name, h);
+	if (idmap_put(&t->by_name, h, n) < 0) {
+		n->name = NULL;
+		n->parent = 0;
+		free(copy);
+		return -ENOMEM;
+	}
+	p->children++;
+	return 0;
+}
+
+static void node_free(struct node_table *t, struct node *n)
+{
+	idmap_del(&t->by_kid, n->kid);
+	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
+		idmap_del(&t->by_did, n->did);
+	t->count--;
+	/* Clearing the name may cascade to the parent; do it after n is out of the maps. */
+	name_clear(t, n);
+	free(n);
+}
+
+int node_table_init(struct node_table *t, uint64_t max)
+{
+	struct node *root;
+
+	memset(t, 0, sizeof(*t));
+	t->epoch = 1;
+	t->next_kid = KID_BASE;
+	t->max = max;
+	root = calloc(1, sizeof(*root));
+	if (!root)
+		return -ENOMEM;
+	root->kid = root->did = FUSE_ROOT_ID;
+	root->k_nlookup = root->d_nlookup = 1;
+	root->type = S_IFDIR;
+	root->epoch = t->epoch;
+	if (idmap_put(&t->by_kid, FUSE_ROOT_ID, root) < 0 ||
+	    idmap_put(&t->by_did, FUSE_ROOT_ID, root) < 0) {
+		free(root);
+		return -ENOMEM;
+	}
+	t->count = 1;
+	return 0;
+}
+
+static void free_one(uint64_t key, void *val, void *arg)
+{
+	struct node *n = val;
+
+	free(n->name);
+	free(n);
+}
+
+void node_table_free(struct node_table *t)
+{
+	idmap_each(&t->by_kid, free_one, NULL);
+	idmap_free(&t->by_kid);
+	idmap_free(&t->by_did);
+	idmap_free(&t->by_name);
+}
+
+struct node *node_get(struct node_table *t, uint64_t kid)
+{
+	return idmap_get(&t->by_kid, kid);
+}
+
+struct node *node_find(struct node_table *t, uint64_t parent, const char *name)
+{
+	struct node *n = idmap_get(&t->by_name, name_hash(parent, name));
+
+	for (; n; n = n->name_next)
+		if (n->parent == parent && !strcmp(n->name, name))
+			return n;
+	return NULL;
+}
+
+static uint64_t new_kid(struct node_table *t, uint64_t did)
+{
+	/* Keep the daemon's own ID when it is free: logs then match the daemon's. */
+	if (did > FUSE_ROOT_ID && !idmap_get(&t->by_kid, did))
+		return did;
+	while (idmap_get(&t->by_kid, t->next_kid))
+		t->next_kid++;
+	return t->next_kid++;
+}
+
+struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
+			struct fuse_entry_out *e, int *err)
+{
+	struct node *n = idmap_get(&t->by_did, e->nodeid);
+
+	*err = 0;
+	if (!n) {
+		if (t->count >= t->max) {
+			*err = -ENFILE;
+			return NULL;
+		}
+		n = calloc(1, sizeof(*n));
+		if (!n) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		n->did = e->nodeid;
+		n->kid = new_kid(t, e->nodeid);
+		n->k_gen = e->generation;
+		n->type = e->attr.mode & S_IFMT;
+		n->epoch = t->epoch;
+		if (idmap_put(&t->by_kid, n->kid, n) < 0) {
+			free(n);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		if (idmap_put(&t->by_did, n->did, n) < 0) {
+			idmap_del(&t->by_kid, n->kid);
+			free(n);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		t->count++;
+	}
+	n->k_nlookup++;
+	n->d_nlookup++;
+	/* A failed name update only costs recoverability of this node, not correctness now. */
+	name_set(t, n, parent, name);
+	e->nodeid = n->kid;
+	e->generation = n->k_gen;
+	return n;
+}
+
+static void release_lookups(struct node_table *t, struct node *n, uint64_t count, uint64_t *did,
+			    uint64_t *fwd)
+{
+	bool current = n->epoch == t->epoch && !n->lost;
+
+	*did = n->did;
+	*fwd = 0;
+	n->k_nlookup = count >= n->k_nlookup ? 0 : n->k_nlookup - count;
+	if (current) {
+		/*
+		 * Before any restart both counts move together. After one, the daemon holds fewer
+		 * lookups than the kernel: keep at least one until the kernel lets go of the last.
+		 */
+		if (!n->k_nlookup)
+			*fwd = n->d_nlookup;
+		else if (n->d_nlookup > 1)
+			*fwd = MIN(count, n->d_nlookup - 1);
+		n->d_nlookup -= *fwd;
+	}
+	if (n->k_nlookup || n->kid == FUSE_ROOT_ID)
+		return;
+	if (current && idmap_get(&t->by_did, n->did) == n)
+		idmap_del(&t->by_did, n->did);
+	n->epoch = 0; /* The daemon no longer knows it; only a name may still matter. */
+	if (!n->children)
+		node_free(t, n);
+}
+
+void node_forget(struct node_table *t, uint64_t kid, uint64_t count, uint64_t *did, uint64_t *fwd)
+{
+	struct node *n = node_get(t, kid);
+
+	*did = kid;
+	*fwd = 0;
+	if (!n)
+		return;
+	release_lookups(t, n, count, did, fwd);
+}
+
+void node_unlearn(struct node_table *t, uint64_t kid, uint64_t *did, uint64_t *fwd)
+{
+	node_forget(t, kid, 1, did, fwd);
+}
+
+void node_unlink(struct node_table *t, uint64_t parent, const char *name)
+{
+	struct node *n = node_find(t, parent, name);
+
+	if (n)
+		name_clear(t, n);
+}
+
+int node_rename(struct node_table *t, uint64_t oldparent, const char *oldname, uint64_t newparent,
+		const char *newname, bool exchange)
+{
+	struct node *src = node_find(t, oldparent, oldname);
+	struct node *dst = node_find(t, newparent, newname);
+	int r = 0;
+
+	if (!exchange) {
+		if (dst)
+			name_clear(t, dst);
+		if (src)
+			r = name_set(t, src, newparent, newname);
+		return r;
+	}
+	/* Clear both first so neither name_set() steals the other's name. */
+	if (src)
+		name_clear(t, src);
+	if (dst)
+		name_clear(t, dst);
+	if (src)
+		r = name_set(t, src, newparent, newname);
+	if (dst && !r)
+		r = name_set(t, dst, oldparent, oldname);
+	return r;
+}
+
+int node_to_daemon(struct node_table *t, uint64_t kid, uint64_t *did)
+{
+	struct node *n = node_get(t, kid);
+
+	if (!n) {
+		*did = kid;
+		return 0;
+	}
+	if (n->lost || n->epoch != t->epoch)
+		return -ESTALE;
+	*did = n->did;
+	return 0;
+}
+
+int node_to_kernel(struct node_table *t, uint64_t did, uint64_t *kid)
+{
+	struct node *n = idmap_get(&t->by_did, did);
+
+	if (!n)
+		return -ENOENT;
+	*kid = n->kid;
+	return 0;
+}
+
+void node_new_epoch(struct node_table *t)
+{
+	struct node *root = node_get(t, FUSE_ROOT_ID);
+
+	t->epoch++;
+	idmap_free(&t->by_did);
+	root->epoch = t->epoch;
+	root->d_nlookup = 1;
+	idmap_put(&t->by_did, FUSE_ROOT_ID, root);
+}
+
+int node_resolved(struct node_table *t, struct node *n, uint64_t did)
+{
+	n->did = did;
+	n->d_nlookup = 1;
+	n->epoch = t->epoch;
+	/* Hard links may resolve to one did: the first node keeps the reverse entry. */
+	if (!idmap_get(&t->by_did, did))
+		return idmap_put(&t->by_did, did, n);
+	return 0;
+}
+
+struct pending_ctx {
+	struct node_table *t;
+	struct node **out;
+	size_t max, count;
+};
+
+static void collect_pending(uint64_t key, void *val, void *arg)
+{
+	struct pending_ctx *c = arg;
+	struct node *n = val, *p;
+
+	if (c->count >= c->max || n->epoch == c->t->epoch || n->lost || !n->name)
+		return;
+	p = node_get(c->t, n->parent);
+	if (p && p->epoch == c->t->epoch && !p->lost)
+		c->out[c->count++] = n;
+}
+
+size_t node_pending(struct node_table *t, struct node **out, size_t max)
+{
+	struct pending_ctx c = { t, out, max, 0 };
+
+	idmap_each(&t->by_kid, collect_pending, &c);
+	return c.count;
+}
+
+static void lose_one(uint64_t key, void *val, void *arg)
+{
+	struct node_table *t = ((void **)arg)[0];
+	uint64_t *count = ((void **)arg)[1];
+	struct node *n = val;
+
+	if (n->epoch != t->epoch && !n->lost) {
+		n->lost = true;
+		(*count)++;
+	}
+}
+
+uint64_t node_lose_unresolved(struct node_table *t)
+{
+	uint64_t count = 0;
+	void *arg[2] = { t, &count };
+
+	idmap_each(&t->by_kid, lose_one, arg);
+	return count;
+}

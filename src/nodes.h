@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The node table: every node ID the kernel holds, with where it lives (parent and name) and how
+ * many lookups the kernel and the current daemon hold on it. The kernel's node IDs never change;
+ * after a daemon restart each is mapped to the new daemon's ID for the same file.
+ * Not thread-safe: the proxy's lock protects it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "idmap.h"
+#include "proto.h"
+
+struct node {
+	uint64_t kid;		/* node ID the kernel uses */
+	uint64_t did;		/* the daemon's node ID; meaningful when epoch == table epoch */
+	uint64_t k_nlookup;	/* lookups the kernel holds (FORGET takes them back) */
+	uint64_t d_nlookup;	/* lookups the current daemon has counted for did on our behalf */
+	uint64_t k_gen;		/* generation the kernel was given with kid */
+	uint64_t parent;	/* kid of the directory holding name; 0 when unnamed */
+	char *name;		/* last known name in parent, NULL when unknown or removed */
+	struct node *name_next; /* next node in the same name-index bucket */
+	uint32_t type;		/* S_IFMT bits of the node's mode */
+	uint32_t children;	/* named nodes whose parent this is: they pin it in the table */
+	uint32_t epoch;		/* daemon incarnation that did belongs to */
+	bool lost;		/* could not be found again after a restart: requests get ESTALE */
+};
+
+struct node_table {
+	struct idmap by_kid;	/* kid -> node */
+	struct idmap by_did;	/* did -> node, for the current epoch only */
+	struct idmap by_name;	/* hash(parent, name) -> first node of a bucket chain */
+	uint32_t epoch;		/* current daemon incarnation, starts at 1 */
+	uint64_t next_kid;	/* next kid to hand out when a daemon's ID is taken */
+	uint64_t count;		/* nodes in the table */
+	uint64_t max;		/* bound on count; learning more fails with -ENFILE */
+};
+
+/* Sets up the table with the root node (FUSE_ROOT_ID, never forgotten). */
+int node_table_init(struct node_table *t, uint64_t max);
+void node_table_free(struct node_table *t);
+
+/* The node the kernel calls @kid, or NULL. */
+struct node *node_get(struct node_table *t, uint64_t kid);
+
+/* The node that @name in directory @parent names, or NULL. */
+struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
+
+/*
+ * The current daemon handed out one lookup of e->nodeid as @name in @parent (@name may be NULL,
+ * e.g. for TMPFILE). Records it and rewrites @e for the kernel: nodeid and generation become the
+ * kernel's. Returns the node, or NULL with -errno in *err.
+ */
+struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
+			struct fuse_entry_out *e, int *err);
+
+/*
+ * Undoes node_learn() for an entry reply the kernel did not take (interrupted request).
+ * Returns in *fwd how many lookups of *did to forget in the daemon.
+ */
+void node_unlearn(struct node_table *t, uint64_t kid, uint64_t *did, uint64_t *fwd);
+
+/*
+ * The kernel forgets @n lookups of @kid. Returns in *fwd how many lookups of *did the daemon
+ * should forget (0: send nothing). Frees the node when nothing references it any more.
+ */
+void node_forget(struct node_table *t, uint64_t kid, uint64_t n, uint64_t *did, uint64_t *fwd);
+
+/* @name in @parent was removed. */
+void node_unlink(struct node_table *t, uint64_t parent, const char *name);
+
+/* @oldname in @oldparent became @newname in @newparent (@exchange: the two swapped). */
+int node_rename(struct node_table *t, uint64_t oldparent, const char *oldname, uint64_t newparent,
+		const char *newname, bool exchange);
+
+/*
+ * The daemon's ID for the kernel's @kid. Returns 0, or -ESTALE when the node was lost or is not
+ * yet known to the current daemon. Unknown kids are passed through unchanged.
+ */
+int node_to_daemon(struct node_table *t, uint64_t kid, uint64_t *did);
+
+/* The kernel's ID for the daemon's @did; -ENOENT if the kernel does not know it. */
+int node_to_kernel(struct node_table *t, uint64_t did, uint64_t *kid);
+
+/* A new daemon took over: every node but the root must be looked up again. */
+void node_new_epoch(struct node_table *t);
+
+/* Marks @n as the current daemon's @did (one lookup counted), after a recovery LOOKUP. */
+int node_resolved(struct node_table *t, struct node *n, uint64_t did);
+
+/*
+ * Collects up to @max nodes that can be looked up now: not yet resolved, not lost, named, and
+ * with a resolved parent. Returns how many were stored in @out.
+ */
+size_t node_pending(struct node_table *t, struct node **out, size_t max);
+
+/* Marks every node still unresolved as lost; returns how many. */
+uint64_t node_lose_unresolved(struct node_table *t);

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Everything fusekeeper knows about each FUSE opcode, as one table: how big its request is, where
+ * node IDs and file handles sit in it, how big a reply may be, what a successful reply changes in
+ * the keeper's state, and how a request left unanswered by a dead daemon is settled. Adding an
+ * opcode is adding a row; no other code switches on opcode numbers for these facts.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+/* How large a successful reply's body may be. Error replies never have a body. */
+enum op_out {
+	OUT_NONE = 0,  /* empty body */
+	OUT_FIXED,     /* exactly .out_size bytes */
+	OUT_UPTO,      /* at most the request's 32-bit size field at .size_off */
+	OUT_XATTR,     /* request size field 0: a fuse_getxattr_out; else at most that size */
+	OUT_INIT,      /* a fuse_init_out, possibly shortened by an older daemon */
+	OUT_ANY,       /* anything that fits the buffer (ioctl, statx, ...) */
+};
+
+/* What a successful reply changes in the keeper's tables (see nodes.h, handles.h). */
+enum op_effect {
+	EFF_NONE = 0,
+	EFF_ENTRY,    /* fuse_entry_out: the kernel now holds one more lookup of a node named
+			 name[0] in directory nodeid */
+	EFF_OPEN,     /* fuse_open_out: a new file handle on nodeid */
+	EFF_OPENDIR,  /* fuse_open_out: a new directory handle on nodeid */
+	EFF_CREATE,   /* fuse_entry_out + fuse_open_out: both of the above */
+	EFF_DIRPLUS,  /* READDIRPLUS: one lookup for every entry with a node ID */
+	EFF_UNLINK,   /* name[0] in nodeid no longer names a node */
+	EFF_RENAME,   /* name[0] in nodeid moved to name[1] in node2 */
+	EFF_RELEASE,  /* the handle at .fh_off is closed */
+	EFF_INIT,     /* the connection's parameters were agreed */
+};
+
+/* How a request that a dead daemon never answered is settled with its successor (docs/design.md). */
+enum op_replay {
+	RP_SAFE = 0,  /* idempotent: send it again */
+	RP_EXISTS,    /* creates name[0]: send again; EEXIST means the first try worked, so look
+			 the name up and answer with that entry (and an open handle for CREATE) */
+	RP_TOLERATE,  /* send again; .replay_errno means the first try worked: answer success */
+	RP_RENAME,    /* send again; ENOENT/EEXIST with the source gone and the target present
+			 means the first try worked */
+	RP_WRITE,     /* send again unless the handle is O_APPEND: then look at the file's size */
+	RP_FAIL,      /* cannot be known or repeated safely: answer EIO */
+	RP_DROP,      /* no reply is owed (FORGET, INTERRUPT, ...): drop it */
+};
+
+/* A condition on the request for the handle at .fh_off to be present. */
+enum op_fh_when {
+	FH_ALWAYS = 0,
+	FH_GETATTR,   /* fuse_getattr_in.getattr_flags has FUSE_GETATTR_FH */
+	FH_SETATTR,   /* fuse_setattr_in.valid has FATTR_FH */
+	FH_NEVER,
+};
+
+/* The file type a creating request makes, to check a name found after a replay (RP_EXISTS). */
+enum op_ctype {
+	CT_NONE = 0,
+	CT_DIR,	  /* a directory */
+	CT_LNK,	  /* a symlink */
+	CT_REG,	  /* a regular file */
+	CT_MODE,  /* the type in fuse_mknod_in.mode */
+	CT_NODE2, /* the type of the node at .node2_off (LINK) */
+};
+
+struct op_info {
+	const char *name;     /* NULL for opcodes the keeper does not know */
+	uint32_t in_size;     /* smallest body the keeper parses (fixed struct before names) */
+	uint8_t names;        /* NUL-terminated names that follow the fixed struct */
+	uint8_t node;         /* 1 if the header's nodeid is a node ID */
+	uint8_t noreply;      /* 1 if the daemon sends no reply */
+	uint8_t fh_when;      /* enum op_fh_when */
+	int16_t fh_off;       /* offset of a file handle in the body, -1 if none */
+	int16_t node2_off;    /* offset of a second node ID, -1 if none */
+	int16_t fh2_off;      /* offset of a second file handle, -1 if none */
+	int16_t size_off;     /* offset of the 32-bit size that bounds OUT_UPTO/OUT_XATTR */
+	uint8_t out;          /* enum op_out */
+	uint32_t out_size;    /* for OUT_FIXED */
+	uint8_t effect;       /* enum op_effect */
+	uint8_t replay;       /* enum op_replay */
+	int16_t replay_errno; /* for RP_TOLERATE */
+	uint8_t ctype;	      /* enum op_ctype, for RP_EXISTS */
+};
+
+#define OP_MAX 64
+
+/* The table, indexed by opcode; rows without a name are unknown opcodes. */
+extern const struct op_info op_table[OP_MAX];
+
+/* The row for @opcode, or NULL if the keeper does not know it. */
+static inline const struct op_info *op_get(uint32_t opcode)
+{
+	return opcode < OP_MAX && op_table[opcode].name ? &op_table[opcode] : NULL;
+}
+
+/* Name of an opcode for logs ("OPCODE_123" for unknown ones, in a static buffer per thread). */
+const char *op_name(uint32_t opcode);
+
+/* What the keeper knows about each notification a daemon may send (fuse_out_header.error). */
+struct notify_info {
+	const char *name;   /* NULL for codes the keeper does not know */
+	uint32_t size;	    /* smallest body */
+	int16_t node_off[2]; /* offsets of daemon node IDs to translate, -1 if none */
+	int16_t namelen_off; /* offset of a 32-bit name length; the name follows the struct */
+	uint8_t drop;	    /* 1: not passed to the kernel (the keeper does its job itself) */
+};
+
+#define NOTIFY_MAX 16
+
+/* The row for notification @code, or NULL if unknown. */
+const struct notify_info *notify_get(int code);
+
+/*
+ * Checks a successful reply's body size against what @op allows for the request @in (the
+ * request body after the in-header, @in_len bytes). Returns 0 or -EPROTO.
+ */
+int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len);

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Proxy mode: the keeper holds /dev/fuse and relays the protocol to the daemon over a
+ * SOCK_SEQPACKET socket, keeping what it needs to stand in for the daemon across a restart.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mode.h"
+#include "proxy_i.h"
+#include "util.h"
+
+/* The largest message: a 1 MiB write (256 pages, the kernel's default limit) and its headers. */
+#define PROXY_BUF_SIZE (256 * 4096 + 8192)
+
+/* Socket buffers large enough for a few of the largest messages each way. */
+#define PROXY_SOCK_BUF (8 << 20)
+
+static int proxy_start(struct keeper *k, int devfd, void **state)
+{
+	const struct keeper_config *cfg = keeper_config(k);
+	struct proxy *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->k = k;
+	p->cfg = cfg;
+	p->devfd = devfd;
+	p->sock = p->daemon_end = -1;
+	p->buf_size = PROXY_BUF_SIZE;
+	p->state = PX_WAIT;
+	p->next_call = 1;
+	msg_init(p->buf_size);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->changed, NULL);
+	pthread_rwlock_init(&p->sock_lock, NULL);
+	r = node_table_init(&p->nodes, cfg->max_nodes);
+	if (r < 0)
+		return r;
+	handle_table_init(&p->handles, cfg->max_handles);
+	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->call_efd < 0 || p->ev_efd < 0)
+		return -errno;
+	r = relay_start(p);
+	if (r < 0)
+		return r;
+	*state = p;
+	return 0;
+}
+
+static int proxy_channel(void *state)
+{
+	struct proxy *p = state;
+	int sv[2], size = PROXY_SOCK_BUF;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		/* As root the FORCE variants lift the system limits; otherwise take what is allowed. */
+		if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+			setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		if (setsockopt(sv[i], SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+			setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+	pthread_rwlock_wrlock(&p->sock_lock);
+	p->sock = sv[0];
+	pthread_rwlock_unlock(&p->sock_lock);
+	p->daemon_end = sv[1];
+	return sv[1];
+}
+
+static int wait_first_init(struct proxy *p)
+{
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+
+	for (;;) {
+		uint64_t v;
+		bool done;
+		int r;
+
+		pthread_mutex_lock(&p->lock);
+		done = p->init_done;
+		pthread_mutex_unlock(&p->lock);
+		if (done)
+			return 0;
+		r = keeper_wait(p->k, p->call_efd, deadline);
+		if (r == -ETIMEDOUT)
+			log_error("The daemon did not answer FUSE_INIT within %" PRId64 " ms",
+				  p->cfg->start_timeout_ms);
+		if (r < 0)
+			return r;
+		if (read(p->call_efd, &v, sizeof(v)) < 0) {
+			/* Already cleared. */
+		}
+	}
+}
+
+static int proxy_attach(void *state, struct keeper *k)
+{
+	struct proxy *p = state;
+	bool first;
+	int r;
+
+	/* The daemon has its own copy now; ours would keep its end open after it dies. */
+	close(p->daemon_end);
+	p->daemon_end = -1;
+
+	pthread_mutex_lock(&p->lock);
+	first = !p->init_done;
+	if (!first) {
+		node_new_epoch(&p->nodes);
+		handle_new_epoch(&p->handles);
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_wrlock(&p->sock_lock);
+	p->sock_epoch = p->nodes.epoch;
+	pthread_rwlock_unlock(&p->sock_lock);
+	r = relay_start_d2k(p);
+	if (r < 0)
+		return r;
+	if (first) {
+		/* The kernel's INIT waits in the relay; let it through and wait for the answer. */
+		pthread_mutex_lock(&p->lock);
+		p->state = PX_UP;
+		pthread_cond_broadcast(&p->changed);
+		pthread_mutex_unlock(&p->lock);
+		return wait_first_init(p);
+	}
+	r = recover(p);
+	if (r == 0)
+		log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
+			 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
+			 " settled", p->nodes.count - 1 - p->lost_nodes,
+			 p->handles.by_kfh.count - p->lost_handles, p->lost_nodes, p->lost_handles,
+			 p->replayed, p->settled);
+	return r;
+}
+
+static void proxy_detach(void *state)
+{
+	struct proxy *p = state;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->state == PX_UP)
+		p->state = PX_WAIT;
+	pthread_mutex_unlock(&p->lock);
+	/* Let the daemon's thread drain what the daemon sent before it died, then end. */
+	relay_stop_d2k(p);
+	pthread_rwlock_wrlock(&p->sock_lock);
+	if (p->sock >= 0)
+		close(p->sock);
+	p->sock = -1;
+	p->sock_epoch = 0;
+	pthread_rwlock_unlock(&p->sock_lock);
+	if (p->daemon_end >= 0)
+		close(p->daemon_end);
+	p->daemon_end = -1;
+	/* Calls still waiting will never be answered. */
+	efd_signal(p->call_efd);
+}
+
+static void fail_one(uint64_t key, void *val, void *arg)
+{
+	struct proxy *p = arg;
+
+	reply_kernel_err(p, key, -EIO);
+	msg_put(val);
+}
+
+static void proxy_give_up(void *state)
+{
+	struct proxy *p = state;
+
+	pthread_mutex_lock(&p->lock);
+	p->state = PX_FAILED;
+	idmap_each(&p->inflight, fail_one, p);
+	idmap_free(&p->inflight);
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int proxy_event_fd(void *state)
+{
+	return ((struct proxy *)state)->ev_efd;
+}
+
+static unsigned proxy_events(void *state)
+{
+	struct proxy *p = state;
+	uint64_t v;
+
+	if (read(p->ev_efd, &v, sizeof(v)) < 0) {
+		/* Nothing pending. */
+	}
+	return atomic_exchange(&p->ev_bits, 0);
+}
+
+static void proxy_stop(void *state)
+{
+	struct proxy *p = state;
+
+	if (!p)
+		return;
+	proxy_detach(p);
+	/*
+	 * The kernel relay thread may sit in read(2) on /dev/fuse until the connection ends; the
+	 * process exits right after this, which ends it. Nothing else is released here on purpose.
+	 */
+}
+
+const struct mode_ops proxy_mode = {
+	.name = "proxy",
+	.start = proxy_start,
+	.channel = proxy_channel,
+	.attach = proxy_attach,
+	.detach = proxy_detach,
+	.give_up = proxy_give_up,
+	.event_fd = proxy_event_fd,
+	.events = proxy_events,
+	.stop = proxy_stop,
+};

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Proxy mode internals, shared by relay.c (the two relay threads and the reply bookkeeping) and
+ * recover.c (bringing a new daemon up to the kernel's state). See docs/design.md.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "handles.h"
+#include "keeper.h"
+#include "msg.h"
+#include "nodes.h"
+#include "opcodes.h"
+
+enum px_state {
+	PX_WAIT,   /* no daemon serves: requests wait (starting, recovering, restarting) */
+	PX_UP,	   /* a daemon serves: requests are relayed */
+	PX_FAILED, /* gave up: requests get EIO */
+};
+
+/* Uniques of the keeper's own requests carry this bit; the kernel's never reach it. */
+#define CALL_BIT (1ULL << 62)
+
+/* A request of the keeper's own to the daemon (INIT, recovery lookups and opens, replays). */
+struct call {
+	uint64_t unique;
+	struct msg *reply; /* the daemon's reply; NULL if it never came */
+	bool done;
+};
+
+/* INIT flags a daemon may not negotiate through the keeper (it could not relay them). */
+#define INIT_FLAGS_MASKED                                                                          \
+	(FK_FUSE_PASSTHROUGH | FK_FUSE_HAS_RESEND | FK_FUSE_OVER_IO_URING | FK_FUSE_REQUEST_TIMEOUT)
+
+struct proxy {
+	struct keeper *k;
+	const struct keeper_config *cfg;
+	int devfd;	   /* the kernel's connection */
+	uint32_t buf_size; /* largest message either side may send */
+
+	pthread_mutex_t lock; /* everything below up to the socket */
+	pthread_cond_t changed;
+	enum px_state state;
+	struct node_table nodes;     /* epoch in nodes.epoch is the current daemon's */
+	struct handle_table handles;
+	struct idmap inflight;	     /* unique -> struct msg: requests the kernel waits on */
+	struct idmap calls;	     /* unique -> struct call */
+	uint64_t next_call;
+
+	/* The INIT the kernel sent (flags masked) and what the first daemon agreed with it. */
+	struct msg *init_req;
+	struct fuse_init_out init_out; /* as the kernel received it (after clamping) */
+	uint64_t init_flags;	       /* flags in effect: kernel's offer & daemon's answer */
+	uint32_t init_minor;	       /* minor in effect */
+	bool init_done;
+
+	pthread_rwlock_t sock_lock; /* held for reading while sending, for writing to change sock */
+	int sock;		    /* keeper's end of the channel to the current daemon, or -1 */
+	int daemon_end;		    /* the daemon's end until attach() */
+	uint32_t sock_epoch;	    /* epoch of the daemon behind sock; 0 when none */
+
+	pthread_t k2d;
+	pthread_t d2k;
+	bool d2k_running;
+
+	int call_efd; /* eventfd: a call finished, or the first INIT was answered */
+	int ev_efd;   /* eventfd: events for the supervisor */
+	atomic_uint ev_bits;
+
+	/* Counters for the recovery log line. */
+	uint64_t replayed, settled, lost_nodes, lost_handles;
+};
+
+static inline void efd_signal(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0) {
+		/* An eventfd only fails on overflow, which a wake-up cannot cause. */
+	}
+}
+
+/* relay.c */
+int relay_start(struct proxy *p);
+int relay_start_d2k(struct proxy *p);
+void relay_stop_d2k(struct proxy *p);
+void post_event(struct proxy *p, unsigned bits);
+int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len);
+void reply_kernel_err(struct proxy *p, uint64_t unique, int err);
+int write_kernel(struct proxy *p, const void *buf, size_t len);
+int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);
+void restore_request(struct msg *m, const struct op_info *op);
+int request_names(struct msg *m, const struct op_info *op, const char *names[2]);
+int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
+void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
+
+/* recover.c */
+int recover(struct proxy *p);
+int call_start(struct proxy *p, struct call *c, struct msg *req);
+int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);
+void calls_drop(struct proxy *p, struct call *calls, size_t n);
+int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len);
+struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arglen,
+			 const char *name);

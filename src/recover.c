@@ -1,0 +1,770 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Bringing a new daemon up to the kernel's state: give it the kernel's INIT and check its answer,
+ * look every node the kernel holds up again by name, open every handle again, then settle the
+ * requests the dead daemon left unanswered (docs/design.md has the rules). The relay thread for
+ * the kernel is held while this runs, so the tables change only here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "proxy_i.h"
+#include "util.h"
+
+#define BATCH 256 /* keeper requests in flight at once during recovery */
+
+/* Open flags that must not be repeated when a file is opened again. */
+#define REOPEN_DROP (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
+
+struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arglen,
+			 const char *name)
+{
+	size_t namelen = name ? strlen(name) + 1 : 0;
+	size_t len = sizeof(struct fuse_in_header) + arglen + namelen;
+	struct msg *m = msg_get(len);
+	struct fuse_in_header *h;
+
+	if (!m)
+		return NULL;
+	h = msg_in(m);
+	memset(h, 0, sizeof(*h));
+	h->len = m->len = len;
+	h->opcode = opcode;
+	h->nodeid = nodeid;
+	memcpy(m->data + sizeof(*h), arg, arglen);
+	if (name)
+		memcpy(m->data + sizeof(*h) + arglen, name, namelen);
+	return m;
+}
+
+static struct msg *make_reply(uint64_t unique, const void *body, size_t len)
+{
+	struct msg *m = msg_get(sizeof(struct fuse_out_header) + len);
+	struct fuse_out_header *oh;
+
+	if (!m)
+		return NULL;
+	oh = msg_out(m);
+	oh->len = m->len = sizeof(*oh) + len;
+	oh->error = 0;
+	oh->unique = unique;
+	if (len)
+		memcpy(m->data + sizeof(*oh), body, len);
+	return m;
+}
+
+int call_start(struct proxy *p, struct call *c, struct msg *req)
+{
+	uint32_t epoch;
+	int r;
+
+	c->reply = NULL;
+	c->done = false;
+	pthread_mutex_lock(&p->lock);
+	c->unique = CALL_BIT | (p->next_call++ << 1);
+	r = idmap_put(&p->calls, c->unique, c);
+	epoch = p->nodes.epoch;
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0) {
+		c->done = true;
+		return r;
+	}
+	msg_in(req)->unique = c->unique;
+	if (send_to_daemon(p, epoch, req->data, req->len) < 0) {
+		pthread_mutex_lock(&p->lock);
+		idmap_del(&p->calls, c->unique);
+		c->done = true;
+		pthread_mutex_unlock(&p->lock);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline)
+{
+	for (;;) {
+		size_t done = 0;
+		uint64_t v;
+		int r;
+
+		pthread_mutex_lock(&p->lock);
+		for (size_t i = 0; i < n; i++)
+			done += calls[i].done;
+		pthread_mutex_unlock(&p->lock);
+		if (done == n)
+			return 0;
+		r = keeper_wait(p->k, p->call_efd, deadline);
+		if (r < 0)
+			return r;
+		if (read(p->call_efd, &v, sizeof(v)) < 0) {
+			/* Nothing to clear: another waiter took it. */
+		}
+	}
+}
+
+void calls_drop(struct proxy *p, struct call *calls, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (!calls[i].done)
+			idmap_del(&p->calls, calls[i].unique);
+		calls[i].done = true;
+		msg_put(calls[i].reply);
+		calls[i].reply = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Sends one request and waits for its answer. Returns the reply (caller frees) or NULL. */
+static struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *err)
+{
+	struct call c;
+	struct msg *reply;
+
+	*err = call_start(p, &c, req);
+	if (*err == 0)
+		*err = calls_wait(p, &c, 1, deadline);
+	if (*err == 0 && !c.reply)
+		*err = -EPIPE;
+	reply = *err == 0 ? TAKE_PTR(c.reply) : NULL;
+	calls_drop(p, &c, 1);
+	return reply;
+}
+
+static int reply_error(const struct msg *r)
+{
+	return ((const struct fuse_out_header *)r->data)->error;
+}
+
+static void *reply_body(struct msg *r, size_t *len)
+{
+	*len = r->len - sizeof(struct fuse_out_header);
+	return r->data + sizeof(struct fuse_out_header);
+}
+
+/* ---- INIT ----------------------------------------------------------------------------- */
+
+int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len)
+{
+	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
+							  sizeof(struct fuse_in_header));
+	uint32_t max_payload = p->buf_size - 4096;
+
+	if (out->major != FUSE_KERNEL_VERSION) {
+		log_error("The daemon speaks FUSE %u.%u; fusekeeper relays only major version %u",
+			  out->major, out->minor, FUSE_KERNEL_VERSION);
+		return -EPROTO;
+	}
+	p->init_minor = MIN(in->minor, out->minor);
+	if (p->init_minor < FK_MIN_MINOR) {
+		log_error("The daemon speaks FUSE 7.%u; fusekeeper needs 7.%u or later", out->minor,
+			  FK_MIN_MINOR);
+		return -EPROTO;
+	}
+	/* The keeper's buffers bound what the kernel may send; tell the kernel so. */
+	if (len >= offsetof(struct fuse_init_out, time_gran) && out->max_write > max_payload)
+		out->max_write = max_payload;
+	if (len >= offsetof(struct fuse_init_out, map_alignment) && (out->flags & FUSE_MAX_PAGES) &&
+	    out->max_pages > max_payload / 4096)
+		out->max_pages = max_payload / 4096;
+	out->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
+	if (len >= offsetof(struct fuse_init_out, unused))
+		out->flags2 &= ~(uint32_t)(INIT_FLAGS_MASKED >> 32);
+	memset(&p->init_out, 0, sizeof(p->init_out));
+	memcpy(&p->init_out, out, MIN(len, sizeof(p->init_out)));
+	p->init_flags = init_in_flags(in) & init_out_flags(&p->init_out);
+	p->init_done = true;
+	efd_signal(p->call_efd);
+	log_debug("FUSE 7.%u agreed: flags %#" PRIx64 ", max_write %u", p->init_minor,
+		  p->init_flags, p->init_out.max_write);
+	return 0;
+}
+
+/* Gives a new daemon the kernel's INIT; its answer must match what the kernel agreed to. */
+static int recover_init(struct proxy *p, int64_t deadline)
+{
+	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
+							  sizeof(struct fuse_in_header));
+	struct fuse_init_out o = { 0 };
+	struct msg *req, *reply;
+	const void *body;
+	char diff[256] = "";
+	uint64_t flags;
+	size_t len = 0, n = 0;
+	int r;
+
+	req = msg_dup(p->init_req->data, p->init_req->len);
+	if (!req)
+		return -ENOMEM;
+	reply = call_one(p, req, deadline, &r);
+	msg_put(req);
+	if (!reply)
+		return r;
+	if (reply_error(reply)) {
+		log_error("The new daemon refused FUSE_INIT: %s", strerror(-reply_error(reply)));
+		msg_put(reply);
+		return -EPROTO;
+	}
+	body = reply_body(reply, &len);
+	memcpy(&o, body, MIN(len, sizeof(o)));
+	msg_put(reply);
+	if (len < FUSE_COMPAT_22_INIT_OUT_SIZE || o.major != FUSE_KERNEL_VERSION) {
+		log_error("The new daemon's FUSE_INIT answer is malformed (%zu bytes, major %u)", len,
+			  o.major);
+		return -EPROTO;
+	}
+	flags = init_in_flags(in) & init_out_flags(&o);
+	if (MIN(in->minor, o.minor) != p->init_minor)
+		n += snprintf(diff + n, sizeof(diff) - n, " minor 7.%u instead of 7.%u;",
+			      MIN(in->minor, o.minor), p->init_minor);
+	if (flags != p->init_flags)
+		n += snprintf(diff + n, sizeof(diff) - n,
+			      " flags lost %#" PRIx64 ", gained %#" PRIx64 ";",
+			      p->init_flags & ~flags, flags & ~p->init_flags);
+	if (o.max_write < p->init_out.max_write)
+		n += snprintf(diff + n, sizeof(diff) - n, " max_write %u < %u;", o.max_write,
+			      p->init_out.max_write);
+	if ((p->init_flags & FUSE_MAX_PAGES) && o.max_pages < p->init_out.max_pages)
+		n += snprintf(diff + n, sizeof(diff) - n, " max_pages %u < %u;", o.max_pages,
+			      p->init_out.max_pages);
+	if (n) {
+		log_error("The new daemon's FUSE_INIT answer differs from what the kernel agreed "
+			  "to:%s it cannot take over this mount", diff);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* ---- Nodes and handles ----------------------------------------------------------------- */
+
+static uint32_t entry_type(const struct fuse_entry_out *e)
+{
+	return e->attr.mode & S_IFMT;
+}
+
+/* Looks every node the kernel holds up again, parents before children, a batch at a time. */
+static int resolve_nodes(struct proxy *p, int64_t deadline)
+{
+	struct node *batch[BATCH];
+	struct call calls[BATCH];
+	size_t n;
+	int r;
+
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		n = node_pending(&p->nodes, batch, BATCH);
+		pthread_mutex_unlock(&p->lock);
+		if (!n)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			struct node *parent = node_get(&p->nodes, batch[i]->parent);
+			struct msg *req =
+				make_request(FUSE_LOOKUP, parent->did, NULL, 0, batch[i]->name);
+
+			if (!req) {
+				calls_drop(p, calls, i);
+				return -ENOMEM;
+			}
+			r = call_start(p, &calls[i], req);
+			msg_put(req);
+			if (r < 0) {
+				calls_drop(p, calls, i + 1);
+				return r;
+			}
+		}
+		r = calls_wait(p, calls, n, deadline);
+		if (r < 0) {
+			calls_drop(p, calls, n);
+			return r;
+		}
+		pthread_mutex_lock(&p->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct node *nd = batch[i];
+			struct fuse_entry_out *e = NULL;
+			size_t len = 0;
+			int err = calls[i].reply ? reply_error(calls[i].reply) : -EPIPE;
+
+			if (!err)
+				e = reply_body(calls[i].reply, &len);
+			if (!err && (len != sizeof(*e) || !e->nodeid))
+				err = -ENOENT;
+			if (!err && entry_type(e) != nd->type) {
+				forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+				err = -ESTALE;
+			}
+			if (!err)
+				err = node_resolved(&p->nodes, nd, e->nodeid);
+			if (err) {
+				nd->lost = true;
+				p->lost_nodes++;
+				log_warn("Node %" PRIu64 " (\"%s\") cannot be found again: %s; requests "
+					 "for it now fail with ESTALE", nd->kid, nd->name,
+					 strerror(-err));
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+		calls_drop(p, calls, n);
+	}
+	pthread_mutex_lock(&p->lock);
+	p->lost_nodes += node_lose_unresolved(&p->nodes);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+struct handle_list {
+	struct handle **v;
+	size_t n, cap;
+};
+
+static void collect_handle(struct handle *h, void *arg)
+{
+	struct handle_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct handle **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return; /* Uncollected handles stay unopened: they fail with EIO. */
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = h;
+}
+
+/* Opens every handle the kernel holds again, with the flags it was first opened with. */
+static int reopen_handles(struct proxy *p, int64_t deadline)
+{
+	struct handle_list l = { 0 };
+	struct call calls[BATCH];
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	handle_each(&p->handles, collect_handle, &l);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t start = 0; start < l.n && r == 0; start += BATCH) {
+		size_t n = MIN(l.n - start, (size_t)BATCH);
+
+		for (size_t i = 0; i < n; i++) {
+			struct handle *h = l.v[start + i];
+			struct fuse_open_in in = { .flags = h->flags & ~REOPEN_DROP };
+			struct msg *req;
+			uint64_t did;
+
+			calls[i].done = true;
+			calls[i].reply = NULL;
+			if (node_to_daemon(&p->nodes, h->node, &did) < 0)
+				continue;
+			req = make_request(h->dir ? FUSE_OPENDIR : FUSE_OPEN, did, &in, sizeof(in),
+					   NULL);
+			if (req)
+				call_start(p, &calls[i], req);
+			msg_put(req);
+		}
+		r = calls_wait(p, calls, n, deadline);
+		pthread_mutex_lock(&p->lock);
+		for (size_t i = 0; i < n && r == 0; i++) {
+			struct handle *h = l.v[start + i];
+			struct fuse_open_out *o = NULL;
+			size_t len = 0;
+			int err = calls[i].reply ? reply_error(calls[i].reply) : -ESTALE;
+
+			if (!err)
+				o = reply_body(calls[i].reply, &len);
+			if (!err && len != sizeof(*o))
+				err = -EPROTO;
+			if (err) {
+				h->lost = true;
+				p->lost_handles++;
+				log_warn("Handle %" PRIu64 " of node %" PRIu64 " cannot be opened again: "
+					 "%s; requests on it now fail with EIO", h->kfh, h->node,
+					 strerror(-err));
+				continue;
+			}
+			h->dfh = o->fh;
+			h->epoch = p->handles.epoch;
+		}
+		pthread_mutex_unlock(&p->lock);
+		calls_drop(p, calls, n);
+	}
+	free(l.v);
+	return r;
+}
+
+/* ---- Requests the dead daemon left unanswered ------------------------------------------ */
+
+/* Removes @req from the in-flight table so that this thread may answer it. */
+static void take_request(struct proxy *p, struct msg *req)
+{
+	pthread_mutex_lock(&p->lock);
+	idmap_del(&p->inflight, msg_in(req)->unique);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Sends a translated copy of @req as the keeper's own call; returns the daemon's reply. */
+static struct msg *call_request(struct proxy *p, struct msg *req, const struct op_info *op,
+				int64_t deadline, int *err)
+{
+	struct msg *copy = msg_dup(req->data, req->len), *reply;
+
+	if (!copy) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&p->lock);
+	*err = translate_request(p, copy, op);
+	pthread_mutex_unlock(&p->lock);
+	if (*err < 0) {
+		msg_put(copy);
+		return NULL;
+	}
+	reply = call_one(p, copy, deadline, err);
+	msg_put(copy);
+	return reply;
+}
+
+/* LOOKUP of @name in the kernel's directory @kparent; returns the reply or NULL. */
+static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *name,
+			       int64_t deadline, int *err)
+{
+	struct msg *req, *reply;
+	uint64_t did;
+
+	pthread_mutex_lock(&p->lock);
+	*err = node_to_daemon(&p->nodes, kparent, &did);
+	pthread_mutex_unlock(&p->lock);
+	if (*err < 0)
+		return NULL;
+	req = make_request(FUSE_LOOKUP, did, NULL, 0, name);
+	if (!req) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	reply = call_one(p, req, deadline, err);
+	msg_put(req);
+	if (reply && reply_error(reply)) {
+		*err = reply_error(reply);
+		msg_put(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+static uint32_t created_type(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	const void *b = req->data + sizeof(struct fuse_in_header);
+	struct node *n;
+
+	switch ((enum op_ctype)op->ctype) {
+	case CT_DIR:
+		return S_IFDIR;
+	case CT_LNK:
+		return S_IFLNK;
+	case CT_REG:
+		return S_IFREG;
+	case CT_MODE:
+		return ((const struct fuse_mknod_in *)b)->mode & S_IFMT;
+	case CT_NODE2:
+		pthread_mutex_lock(&p->lock);
+		n = node_get(&p->nodes, req->knode2);
+		pthread_mutex_unlock(&p->lock);
+		return n ? n->type : 0;
+	case CT_NONE:
+	default:
+		return 0;
+	}
+}
+
+/*
+ * RP_EXISTS: send again; EEXIST with a name of the right type means the dead daemon created it,
+ * so answer with that entry (and, for CREATE, a handle opened on it).
+ */
+static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct op_info *op,
+				 int64_t deadline, int *err)
+{
+	struct msg *reply = call_request(p, req, op, deadline, err), *found, *opened;
+	const char *names[2];
+	struct fuse_entry_out *e;
+	size_t len;
+	int lerr;
+
+	if (!reply || reply_error(reply) != -EEXIST || request_names(req, op, names) < 0)
+		return reply;
+	found = lookup_name(p, req->knode, names[0], deadline, &lerr);
+	if (!found)
+		return reply;
+	e = reply_body(found, &len);
+	if (len != sizeof(*e) || entry_type(e) != created_type(p, req, op)) {
+		pthread_mutex_lock(&p->lock);
+		if (len == sizeof(*e))
+			forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+		pthread_mutex_unlock(&p->lock);
+		msg_put(found);
+		return reply;
+	}
+	if (op->effect != EFF_CREATE) {
+		msg_put(reply);
+		return found;
+	}
+	{
+		const struct fuse_create_in *ci =
+			(const void *)(req->data + sizeof(struct fuse_in_header));
+		struct fuse_open_in in = { .flags = ci->flags & ~REOPEN_DROP };
+		struct msg *oreq = make_request(FUSE_OPEN, e->nodeid, &in, sizeof(in), NULL);
+		char both[sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out)];
+		size_t olen;
+
+		opened = oreq ? call_one(p, oreq, deadline, &lerr) : NULL;
+		msg_put(oreq);
+		if (!opened || reply_error(opened) ||
+		    (reply_body(opened, &olen), olen != sizeof(struct fuse_open_out))) {
+			pthread_mutex_lock(&p->lock);
+			forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+			pthread_mutex_unlock(&p->lock);
+			msg_put(opened);
+			msg_put(found);
+			return reply;
+		}
+		memcpy(both, e, sizeof(*e));
+		memcpy(both + sizeof(*e), reply_body(opened, &olen), sizeof(struct fuse_open_out));
+		msg_put(opened);
+		msg_put(found);
+		msg_put(reply);
+		return make_reply(0, both, sizeof(both));
+	}
+}
+
+/*
+ * RP_RENAME: send again; ENOENT or EEXIST with the source name gone and the target present
+ * means the dead daemon renamed it.
+ */
+static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct op_info *op,
+				 int64_t deadline, int *err)
+{
+	struct msg *reply = call_request(p, req, op, deadline, err), *src, *dst;
+	const char *names[2];
+	int e, lerr;
+	size_t len;
+
+	if (!reply)
+		return NULL;
+	e = reply_error(reply);
+	if ((e != -ENOENT && e != -EEXIST) || request_names(req, op, names) < 0)
+		return reply;
+	src = lookup_name(p, req->knode, names[0], deadline, &lerr);
+	dst = lookup_name(p, req->knode2, names[1], deadline, &lerr);
+	pthread_mutex_lock(&p->lock);
+	if (src)
+		forget_in_daemon(p, p->nodes.epoch,
+				 ((struct fuse_entry_out *)reply_body(src, &len))->nodeid, 1);
+	if (dst)
+		forget_in_daemon(p, p->nodes.epoch,
+				 ((struct fuse_entry_out *)reply_body(dst, &len))->nodeid, 1);
+	pthread_mutex_unlock(&p->lock);
+	if (!src && dst) {
+		msg_put(reply);
+		reply = make_reply(0, NULL, 0);
+	}
+	msg_put(src);
+	msg_put(dst);
+	return reply;
+}
+
+/*
+ * RP_WRITE on an O_APPEND handle: a repeat would append twice. The kernel chose the offset (its
+ * idea of the end of file); if the file already reaches past offset + size, the write was done.
+ */
+static struct msg *settle_append(struct proxy *p, struct msg *req, const struct op_info *op,
+				 int64_t deadline, int *err)
+{
+	const struct fuse_write_in *w = (const void *)(req->data + sizeof(struct fuse_in_header));
+	struct fuse_getattr_in gin = { 0 };
+	struct fuse_attr_out *a;
+	struct msg *greq, *attr;
+	uint64_t did;
+	size_t len;
+
+	pthread_mutex_lock(&p->lock);
+	*err = node_to_daemon(&p->nodes, req->knode, &did);
+	pthread_mutex_unlock(&p->lock);
+	if (*err < 0)
+		return NULL;
+	greq = make_request(FUSE_GETATTR, did, &gin, sizeof(gin), NULL);
+	attr = greq ? call_one(p, greq, deadline, err) : NULL;
+	msg_put(greq);
+	if (!attr)
+		return NULL;
+	a = reply_body(attr, &len);
+	if (!reply_error(attr) && len == sizeof(*a) && a->attr.size >= w->offset + w->size) {
+		struct fuse_write_out wo = { .size = w->size };
+
+		msg_put(attr);
+		log_info("An append of %u bytes at %" PRIu64 " was already written by the dead "
+			 "daemon; not writing it again", w->size, (uint64_t)w->offset);
+		return make_reply(0, &wo, sizeof(wo));
+	}
+	msg_put(attr);
+	return call_request(p, req, op, deadline, err);
+}
+
+static bool is_append_write(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	struct handle *h;
+	bool append;
+
+	if (op->replay != RP_WRITE)
+		return false;
+	pthread_mutex_lock(&p->lock);
+	h = handle_get(&p->handles, req->kfh);
+	append = h && (h->flags & O_APPEND);
+	pthread_mutex_unlock(&p->lock);
+	return append;
+}
+
+static bool is_exchange(struct msg *req)
+{
+	const struct fuse_rename2_in *r = (const void *)(req->data + sizeof(struct fuse_in_header));
+
+	return msg_in(req)->opcode == FUSE_RENAME2 && (r->flags & RENAME_EXCHANGE);
+}
+
+struct req_list {
+	struct msg **v;
+	size_t n, cap;
+};
+
+static void collect_request(uint64_t key, void *val, void *arg)
+{
+	struct req_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct msg **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return; /* Left in flight: the next recovery or give-up answers it. */
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = val;
+}
+
+/*
+ * Settles every request the dead daemon left unanswered. The ones that need a decision are
+ * settled here, one by one; the rest are sent again as they were, at the moment the relay
+ * resumes, so that nothing the kernel sends meanwhile overtakes them.
+ */
+static int replay_requests(struct proxy *p, int64_t deadline)
+{
+	struct req_list l = { 0 }, resend = { 0 };
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	idmap_each(&p->inflight, collect_request, &l);
+	pthread_mutex_unlock(&p->lock);
+
+	for (size_t i = 0; i < l.n && r == 0; i++) {
+		struct msg *req = l.v[i], *reply = NULL;
+		const struct op_info *op = op_get(msg_in(req)->opcode);
+		uint64_t unique = msg_in(req)->unique;
+
+		restore_request(req, op);
+		req->replayed = true;
+		if (op->replay == RP_FAIL || is_exchange(req)) {
+			take_request(p, req);
+			log_warn("Cannot tell whether the dead daemon did %s (unique %" PRIu64 "), "
+				 "and repeating it is unsafe: answering EIO", op->name, unique);
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(req);
+			p->settled++;
+			continue;
+		}
+		if (op->replay == RP_EXISTS)
+			reply = settle_exists(p, req, op, deadline, &r);
+		else if (op->replay == RP_RENAME)
+			reply = settle_rename(p, req, op, deadline, &r);
+		else if (is_append_write(p, req, op))
+			reply = settle_append(p, req, op, deadline, &r);
+		else {
+			collect_request(0, req, &resend);
+			continue;
+		}
+		if (!reply) {
+			if (r == -ESTALE || r == -EIO) {
+				/* Its node or handle is lost: answer now instead of failing the start. */
+				take_request(p, req);
+				reply_kernel_err(p, unique, r);
+				msg_put(req);
+				r = 0;
+			}
+			continue;
+		}
+		take_request(p, req);
+		if (finish_reply(p, req, reply) == -EPROTO)
+			r = -EPROTO;
+		msg_put(reply);
+		p->settled++;
+	}
+	free(l.v);
+	if (r < 0) {
+		free(resend.v);
+		return r;
+	}
+
+	/* Resume the relay with the plain repeats already sent. */
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < resend.n; i++) {
+		struct msg *req = resend.v[i];
+		int err = translate_request(p, req, op_get(msg_in(req)->opcode));
+
+		if (err < 0) {
+			idmap_del(&p->inflight, msg_in(req)->unique);
+			req->epoch = (uint32_t)err; /* answered below, outside the lock */
+			req->replayed = false;
+			continue;
+		}
+		req->epoch = p->nodes.epoch;
+	}
+	p->state = PX_UP;
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < resend.n; i++) {
+		struct msg *req = resend.v[i];
+
+		if (!req->replayed) {
+			reply_kernel_err(p, msg_in(req)->unique, (int)req->epoch);
+			msg_put(req);
+			continue;
+		}
+		p->replayed++;
+		send_to_daemon(p, p->nodes.epoch, req->data, req->len);
+	}
+	free(resend.v);
+	return 0;
+}
+
+int recover(struct proxy *p)
+{
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	int r;
+
+	p->replayed = p->settled = p->lost_nodes = p->lost_handles = 0;
+	r = recover_init(p, deadline);
+	if (r == 0)
+		r = resolve_nodes(p, deadline);
+	if (r == 0)
+		r = reopen_handles(p, deadline);
+	if (r == 0)
+		r = replay_requests(p, deadline);
+	if (r == -ETIMEDOUT)
+		log_error("The new daemon did not finish taking over within %" PRId64 " ms",
+			  p->cfg->start_timeout_ms);
+	return r;
+}

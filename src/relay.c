@@ -1,0 +1,869 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The relay: one thread reads the kernel's requests from /dev/fuse, translates their node IDs and
+ * handles and sends them to the daemon; one thread per daemon reads its replies and
+ * notifications, records what they change (nodes, handles) and writes them to the kernel.
+ * This is the hot path: one read, one send, one recv and one write per request, a lock held only
+ * for table updates, no copy but for small requests kept for replay.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mode.h"
+#include "proxy_i.h"
+#include "util.h"
+
+/* Uniques of keeper messages whose replies nobody waits for (clean-up RELEASEs, FORGETs). */
+#define ORPHAN_BIT (1ULL << 61)
+
+static inline void *body(struct msg *m)
+{
+	return m->data + sizeof(struct fuse_in_header);
+}
+
+static inline size_t body_len(const struct msg *m)
+{
+	return m->len - sizeof(struct fuse_in_header);
+}
+
+static inline uint64_t get64(const void *base, int off)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)base + off, sizeof(v));
+	return v;
+}
+
+static inline void put64(void *base, int off, uint64_t v)
+{
+	memcpy((char *)base + off, &v, sizeof(v));
+}
+
+void post_event(struct proxy *p, unsigned bits)
+{
+	atomic_fetch_or(&p->ev_bits, bits);
+	efd_signal(p->ev_efd);
+}
+
+int write_kernel(struct proxy *p, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = write(p->devfd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int e = errno;
+		/* ENOENT: the kernel stopped waiting (interrupted or aborted request). */
+		if (e != ENOENT && e != ENODEV)
+			log_warn("The kernel refused a %zu-byte reply: %s", len, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+void reply_kernel_err(struct proxy *p, uint64_t unique, int err)
+{
+	struct fuse_out_header oh = { .len = sizeof(oh), .error = err, .unique = unique };
+
+	write_kernel(p, &oh, sizeof(oh));
+}
+
+int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len)
+{
+	ssize_t n = -1;
+
+	pthread_rwlock_rdlock(&p->sock_lock);
+	if (p->sock_epoch == epoch && p->sock >= 0) {
+		do
+			n = send(p->sock, buf, len, MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+	}
+	pthread_rwlock_unlock(&p->sock_lock);
+	/* A failed send needs no action here: the request stays in flight and is replayed. */
+	return n == (ssize_t)len ? 0 : -EPIPE;
+}
+
+/* Sends a message that expects no reply, or whose reply the keeper drops. */
+static void send_orphan(struct proxy *p, uint32_t epoch, uint32_t opcode, uint64_t nodeid,
+			const void *arg, size_t arglen)
+{
+	char buf[sizeof(struct fuse_in_header) + 64] __attribute__((aligned(8)));
+	struct fuse_in_header *h = (struct fuse_in_header *)buf;
+
+	if (arglen > 64)
+		return;
+	memset(h, 0, sizeof(*h));
+	h->len = sizeof(*h) + arglen;
+	h->opcode = opcode;
+	h->nodeid = nodeid;
+	h->unique = CALL_BIT | ORPHAN_BIT | (__atomic_fetch_add(&p->next_call, 1, __ATOMIC_RELAXED) << 1);
+	memcpy(buf + sizeof(*h), arg, arglen);
+	send_to_daemon(p, epoch, buf, h->len);
+}
+
+void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count)
+{
+	struct fuse_forget_in f = { .nlookup = count };
+
+	if (count)
+		send_orphan(p, epoch, FUSE_FORGET, did, &f, sizeof(f));
+}
+
+static void release_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t dfh,
+			      bool dir)
+{
+	struct fuse_release_in r = { .fh = dfh };
+
+	send_orphan(p, epoch, dir ? FUSE_RELEASEDIR : FUSE_RELEASE, did, &r, sizeof(r));
+}
+
+static bool fh_present(const struct op_info *op, const void *b)
+{
+	switch ((enum op_fh_when)op->fh_when) {
+	case FH_ALWAYS:
+		return op->fh_off >= 0;
+	case FH_GETATTR:
+		return ((const struct fuse_getattr_in *)b)->getattr_flags & FUSE_GETATTR_FH;
+	case FH_SETATTR:
+		return ((const struct fuse_setattr_in *)b)->valid & FATTR_FH;
+	case FH_NEVER:
+	default:
+		return false;
+	}
+}
+
+int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	struct fuse_in_header *h = msg_in(m);
+	void *b = body(m);
+	bool fh = fh_present(op, b);
+	uint64_t v;
+	int r;
+
+	/* Save the kernel's values first: a replay translates again from them. */
+	m->knode = h->nodeid;
+	if (op->node2_off >= 0)
+		m->knode2 = get64(b, op->node2_off);
+	if (fh)
+		m->kfh = get64(b, op->fh_off);
+	if (op->fh2_off >= 0)
+		m->kfh2 = get64(b, op->fh2_off);
+
+	if (op->node && h->nodeid) {
+		r = node_to_daemon(&p->nodes, m->knode, &v);
+		if (r < 0)
+			return r;
+		h->nodeid = v;
+	}
+	if (op->node2_off >= 0) {
+		r = node_to_daemon(&p->nodes, m->knode2, &v);
+		if (r < 0)
+			return r;
+		put64(b, op->node2_off, v);
+	}
+	if (fh) {
+		r = handle_to_daemon(&p->handles, m->kfh, &v);
+		if (r < 0)
+			return r;
+		put64(b, op->fh_off, v);
+	}
+	if (op->fh2_off >= 0) {
+		r = handle_to_daemon(&p->handles, m->kfh2, &v);
+		if (r < 0)
+			return r;
+		put64(b, op->fh2_off, v);
+	}
+	return 0;
+}
+
+void restore_request(struct msg *m, const struct op_info *op)
+{
+	void *b = body(m);
+
+	msg_in(m)->nodeid = m->knode;
+	if (op->node2_off >= 0)
+		put64(b, op->node2_off, m->knode2);
+	if (fh_present(op, b))
+		put64(b, op->fh_off, m->kfh);
+	if (op->fh2_off >= 0)
+		put64(b, op->fh2_off, m->kfh2);
+}
+
+int request_names(struct msg *m, const struct op_info *op, const char *names[2])
+{
+	const char *s = (const char *)body(m) + op->in_size;
+	const char *end = (const char *)body(m) + body_len(m);
+
+	names[0] = names[1] = NULL;
+	for (unsigned i = 0; i < op->names && i < 2; i++) {
+		const char *nul = memchr(s, '\0', end - s);
+
+		if (s >= end || !nul)
+			return -EPROTO;
+		names[i] = s;
+		s = nul + 1;
+	}
+	return 0;
+}
+
+/* ---- Replies: what they change in the tables ---------------------------------------------- */
+
+static int learn_entry(struct proxy *p, uint64_t parent, const char *name,
+		       struct fuse_entry_out *e)
+{
+	int err;
+
+	if (!e->nodeid)
+		return 0; /* A negative entry: the kernel takes no lookup. */
+	if (!node_learn(&p->nodes, parent, name, e, &err)) {
+		forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+		return err;
+	}
+	return 0;
+}
+
+static int learn_handle(struct proxy *p, uint64_t node, uint32_t flags, bool dir,
+			struct fuse_open_out *o, uint64_t did)
+{
+	uint64_t dfh = o->fh;
+	int err;
+
+	if (!handle_learn(&p->handles, node, flags, dir, &o->fh, &err)) {
+		release_in_daemon(p, p->nodes.epoch, did, dfh, dir);
+		return err;
+	}
+	return 0;
+}
+
+/* Walks READDIRPLUS records; calls @fn on each entry the kernel takes a lookup of. */
+static int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
+			   void *arg)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		struct fuse_direntplus *d = (struct fuse_direntplus *)(buf + off);
+		size_t reclen;
+
+		if (len - off < FUSE_NAME_OFFSET_DIRENTPLUS)
+			return -EPROTO;
+		if (d->dirent.namelen == 0 || d->dirent.namelen > 1024)
+			return -EPROTO;
+		reclen = FUSE_DIRENTPLUS_SIZE(d);
+		if (reclen > len - off)
+			return -EPROTO;
+		/* "." and ".." carry no lookup (protocol 7.21 READDIRPLUS). */
+		bool dot = d->dirent.name[0] == '.' &&
+			   (d->dirent.namelen == 1 ||
+			    (d->dirent.namelen == 2 && d->dirent.name[1] == '.'));
+		if (d->entry_out.nodeid && !dot) {
+			int r = fn(d, arg);
+			if (r < 0)
+				return r;
+		}
+		off += reclen;
+	}
+	return 0;
+}
+
+struct dirplus_ctx {
+	struct proxy *p;
+	uint64_t parent;
+	bool check_only;
+};
+
+static int dirplus_learn(struct fuse_direntplus *d, void *arg)
+{
+	struct dirplus_ctx *c = arg;
+	char name[1025];
+
+	if (c->check_only)
+		return 0;
+	memcpy(name, d->dirent.name, d->dirent.namelen);
+	name[d->dirent.namelen] = '\0';
+	if (learn_entry(c->p, c->parent, name, &d->entry_out) < 0)
+		d->entry_out.nodeid = 0; /* Out of room: the kernel gets the name without a node. */
+	return 0;
+}
+
+static int dirplus_unlearn(struct fuse_direntplus *d, void *arg)
+{
+	struct dirplus_ctx *c = arg;
+	uint64_t did, fwd;
+
+	node_unlearn(&c->p->nodes, d->entry_out.nodeid, &did, &fwd);
+	forget_in_daemon(c->p, c->p->nodes.epoch, did, fwd);
+	return 0;
+}
+
+/* Applies a successful reply's effect under the lock, rewriting daemon IDs for the kernel. */
+static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *op,
+			struct msg *reply)
+{
+	char *out = reply->data + sizeof(struct fuse_out_header);
+	size_t out_len = reply->len - sizeof(struct fuse_out_header);
+	const char *names[2];
+	int r;
+
+	if (request_names(req, op, names) < 0)
+		return -EPROTO;
+	switch ((enum op_effect)op->effect) {
+	case EFF_ENTRY:
+		return learn_entry(p, req->knode, names[0], (struct fuse_entry_out *)out);
+	case EFF_OPEN:
+	case EFF_OPENDIR:
+		return learn_handle(p, req->knode, ((struct fuse_open_in *)body(req))->flags,
+				    op->effect == EFF_OPENDIR, (struct fuse_open_out *)out,
+				    msg_in(req)->nodeid);
+	case EFF_CREATE: {
+		struct fuse_entry_out *e = (struct fuse_entry_out *)out;
+		uint64_t did = e->nodeid, kid, fwd;
+
+		r = learn_entry(p, req->knode, names[0], e);
+		if (r < 0)
+			return r;
+		r = learn_handle(p, e->nodeid, ((struct fuse_create_in *)body(req))->flags, false,
+				 (struct fuse_open_out *)(out + sizeof(*e)), did);
+		if (r < 0) {
+			node_unlearn(&p->nodes, e->nodeid, &kid, &fwd);
+			forget_in_daemon(p, p->nodes.epoch, kid, fwd);
+		}
+		return r;
+	}
+	case EFF_DIRPLUS: {
+		struct dirplus_ctx c = { p, req->knode, true };
+
+		/* Check every record before changing anything. */
+		r = each_direntplus(out, out_len, dirplus_learn, &c);
+		if (r < 0)
+			return r;
+		c.check_only = false;
+		return each_direntplus(out, out_len, dirplus_learn, &c);
+	}
+	case EFF_UNLINK:
+		node_unlink(&p->nodes, req->knode, names[0]);
+		return 0;
+	case EFF_RENAME: {
+		bool exchange = msg_in(req)->opcode == FUSE_RENAME2 &&
+				(((struct fuse_rename2_in *)body(req))->flags & RENAME_EXCHANGE);
+
+		return node_rename(&p->nodes, req->knode, names[0], req->knode2, names[1], exchange);
+	}
+	case EFF_RELEASE:
+		handle_forget(&p->handles, req->kfh);
+		return 0;
+	case EFF_INIT:
+		return check_first_init(p, (struct fuse_init_out *)out, out_len);
+	case EFF_NONE:
+	default:
+		return 0;
+	}
+}
+
+/* The kernel did not take a reply whose effect was applied: give back what it created. */
+static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *op,
+			struct msg *reply)
+{
+	char *out = reply->data + sizeof(struct fuse_out_header);
+	size_t out_len = reply->len - sizeof(struct fuse_out_header);
+	uint64_t did = 0, fwd = 0, dfh = 0;
+	struct handle *h;
+
+	pthread_mutex_lock(&p->lock);
+	switch ((enum op_effect)op->effect) {
+	case EFF_CREATE:
+	case EFF_OPEN:
+	case EFF_OPENDIR: {
+		struct fuse_open_out *o = (struct fuse_open_out *)(out + (op->effect == EFF_CREATE
+			? sizeof(struct fuse_entry_out) : 0));
+
+		h = handle_get(&p->handles, o->fh);
+		if (h && handle_to_daemon(&p->handles, h->kfh, &dfh) == 0 &&
+		    node_to_daemon(&p->nodes, h->node, &did) == 0) {
+			bool dir = h->dir;
+
+			handle_forget(&p->handles, o->fh);
+			release_in_daemon(p, p->nodes.epoch, did, dfh, dir);
+		}
+		if (op->effect != EFF_CREATE)
+			break;
+	}
+		/* CREATE also gave the kernel a lookup. */
+		__attribute__((fallthrough));
+	case EFF_ENTRY: {
+		struct fuse_entry_out *e = (struct fuse_entry_out *)out;
+
+		if (e->nodeid) {
+			node_unlearn(&p->nodes, e->nodeid, &did, &fwd);
+			forget_in_daemon(p, p->nodes.epoch, did, fwd);
+		}
+		break;
+	}
+	case EFF_DIRPLUS: {
+		struct dirplus_ctx c = { p, req->knode, false };
+
+		each_direntplus(out, out_len, dirplus_unlearn, &c);
+		break;
+	}
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static const char *out_size_rule(const struct op_info *op)
+{
+	switch ((enum op_out)op->out) {
+	case OUT_NONE:
+		return "no body";
+	case OUT_FIXED:
+		return "a fixed-size body";
+	case OUT_UPTO:
+	case OUT_XATTR:
+		return "at most the requested size";
+	default:
+		return "a valid body";
+	}
+}
+
+int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
+{
+	struct fuse_in_header *ih = msg_in(req);
+	struct fuse_out_header *oh = msg_out(reply);
+	const struct op_info *op = op_get(ih->opcode);
+	size_t out_len = reply->len - sizeof(*oh);
+	int r = 0;
+
+	oh->unique = ih->unique;
+	if (oh->error > 0 || oh->error < -FK_MAX_ERRNO) {
+		log_error("The daemon answered %s (unique %" PRIu64 ") with invalid error %d",
+			  op->name, ih->unique, oh->error);
+		r = -EPROTO;
+	} else if (oh->error && out_len) {
+		log_error("The daemon answered %s (unique %" PRIu64 ") with error %d and a %zu-byte "
+			  "body; error replies have none", op->name, ih->unique, oh->error, out_len);
+		r = -EPROTO;
+	} else if (!oh->error && op_check_out_size(op, body(req), body_len(req), out_len) < 0) {
+		log_error("The daemon answered %s (unique %" PRIu64 ") with a %zu-byte body; it must "
+			  "have %s%s", op->name, ih->unique, out_len, out_size_rule(op),
+			  op->out == OUT_FIXED ? "" : "");
+		r = -EPROTO;
+	}
+	if (r < 0) {
+		reply_kernel_err(p, ih->unique, -EIO);
+		msg_put(req);
+		return r;
+	}
+	if (oh->error && req->replayed && op->replay == RP_TOLERATE &&
+	    -oh->error == op->replay_errno) {
+		/* The dead daemon had done it: the repeat found it done. */
+		log_debug("Replayed %s found its work done (%s): answering success", op->name,
+			  strerror(-oh->error));
+		oh->error = 0;
+	}
+	if (!oh->error && op->effect) {
+		pthread_mutex_lock(&p->lock);
+		r = apply_effect(p, req, op, reply);
+		pthread_mutex_unlock(&p->lock);
+		if (r < 0) {
+			if (r == -EPROTO)
+				log_error("The daemon's %s reply (unique %" PRIu64 ") is malformed",
+					  op->name, ih->unique);
+			else
+				log_warn("Could not record the result of %s: %s", op->name,
+					 strerror(-r));
+			reply_kernel_err(p, ih->unique, r == -EPROTO ? -EIO : r);
+			msg_put(req);
+			return r == -EPROTO ? r : 0;
+		}
+	}
+	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
+		undo_effect(p, req, op, reply);
+	msg_put(req);
+	return 0;
+}
+
+/* ---- Kernel to daemon ------------------------------------------------------------------- */
+
+static void k2d_forget(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_in_header *h = msg_in(m);
+	struct fuse_forget_in *f = body(m);
+	uint64_t did, fwd;
+
+	node_forget(&p->nodes, h->nodeid, f->nlookup, &did, &fwd);
+	pthread_mutex_unlock(&p->lock);
+	if (fwd) {
+		h->nodeid = did;
+		f->nlookup = fwd;
+		send_to_daemon(p, epoch, m->data, m->len);
+	}
+}
+
+static void k2d_batch_forget(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_batch_forget_in *b = body(m);
+	struct fuse_forget_one *one = (struct fuse_forget_one *)(b + 1);
+	uint32_t max = (body_len(m) - sizeof(*b)) / sizeof(*one), kept = 0;
+
+	for (uint32_t i = 0; i < b->count && i < max; i++) {
+		uint64_t did, fwd;
+
+		node_forget(&p->nodes, one[i].nodeid, one[i].nlookup, &did, &fwd);
+		if (fwd) {
+			one[kept].nodeid = did;
+			one[kept].nlookup = fwd;
+			kept++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!kept)
+		return;
+	b->count = kept;
+	m->len = sizeof(struct fuse_in_header) + sizeof(*b) + kept * sizeof(*one);
+	msg_in(m)->len = m->len;
+	send_to_daemon(p, epoch, m->data, m->len);
+}
+
+static void k2d_interrupt(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_interrupt_in *in = body(m);
+	struct msg *target = idmap_get(&p->inflight, in->unique);
+	bool send = target && target->epoch == epoch;
+
+	pthread_mutex_unlock(&p->lock);
+	/* An interrupt for a request the current daemon never saw has nobody to reach. */
+	if (send)
+		send_to_daemon(p, epoch, m->data, m->len);
+}
+
+static void k2d_notify_reply(struct proxy *p, struct msg *m, const struct op_info *op,
+			     uint32_t epoch)
+{
+	int r = translate_request(p, m, op);
+
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		send_to_daemon(p, epoch, m->data, m->len);
+}
+
+/* Masks INIT flags the keeper cannot relay, and keeps a copy for later daemons. */
+static int k2d_init(struct proxy *p, struct msg *m)
+{
+	struct fuse_init_in *in = body(m);
+
+	if (body_len(m) >= offsetof(struct fuse_init_in, flags2) + sizeof(in->flags2)) {
+		in->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
+		in->flags2 &= ~(uint32_t)(INIT_FLAGS_MASKED >> 32);
+	} else {
+		in->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
+	}
+	msg_put(p->init_req);
+	p->init_req = msg_dup(m->data, m->len);
+	return p->init_req ? 0 : -ENOMEM;
+}
+
+/*
+ * Handles one request from the kernel. Returns the buffer for the next read: @m itself when it
+ * can be reused, or a fresh one when @m stays in flight.
+ */
+static struct msg *k2d_request(struct proxy *p, struct msg *m)
+{
+	struct fuse_in_header *h = msg_in(m);
+	const struct op_info *op = op_get(h->opcode);
+	struct msg *req = m, *next = m;
+	uint32_t epoch;
+	int r;
+
+	if (!op) {
+		log_debug("Answering unknown opcode %u with ENOSYS", h->opcode);
+		reply_kernel_err(p, h->unique, -ENOSYS);
+		return m;
+	}
+	if (body_len(m) < op->in_size) {
+		log_error("The kernel sent a %u-byte %s; at least %zu bytes were expected", h->len,
+			  op->name, sizeof(*h) + op->in_size);
+		if (!op->noreply)
+			reply_kernel_err(p, h->unique, -EIO);
+		return m;
+	}
+	log_trace("kernel: %s unique %" PRIu64 " node %" PRIu64, op->name, h->unique, h->nodeid);
+
+	pthread_mutex_lock(&p->lock);
+	while (p->state == PX_WAIT)
+		pthread_cond_wait(&p->changed, &p->lock);
+	epoch = p->nodes.epoch;
+	if (op->noreply) {
+		/* Each function below drops the lock. */
+		switch (h->opcode) {
+		case FUSE_FORGET:
+			k2d_forget(p, m, epoch);
+			break;
+		case FUSE_BATCH_FORGET:
+			k2d_batch_forget(p, m, epoch);
+			break;
+		case FUSE_INTERRUPT:
+			k2d_interrupt(p, m, epoch);
+			break;
+		default:
+			k2d_notify_reply(p, m, op, epoch);
+			break;
+		}
+		return m;
+	}
+	if (p->state == PX_FAILED) {
+		pthread_mutex_unlock(&p->lock);
+		reply_kernel_err(p, h->unique, -EIO);
+		return m;
+	}
+	if (op->effect == EFF_INIT && k2d_init(p, m) < 0) {
+		pthread_mutex_unlock(&p->lock);
+		reply_kernel_err(p, h->unique, -ENOMEM);
+		return m;
+	}
+	/* Keep small requests in small buffers so the large read buffer is reused at once. */
+	if (m->len <= MSG_SMALL)
+		req = msg_dup(m->data, m->len);
+	else
+		next = msg_get(p->buf_size);
+	if (!req || !next) {
+		pthread_mutex_unlock(&p->lock);
+		reply_kernel_err(p, h->unique, -ENOMEM);
+		if (req != m)
+			msg_put(req);
+		return m;
+	}
+	req->len = m->len;
+	r = translate_request(p, req, op);
+	if (r == 0) {
+		req->epoch = epoch;
+		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0) {
+		log_debug("Answering %s for node %" PRIu64 " with %s", op->name, req->knode,
+			  strerror(-r));
+		reply_kernel_err(p, msg_in(req)->unique, r);
+		if (req != m)
+			msg_put(req);
+		else
+			msg_put(next);
+		return m;
+	}
+	send_to_daemon(p, epoch, req->data, req->len);
+	return next;
+}
+
+static void *k2d_main(void *arg)
+{
+	struct proxy *p = arg;
+	struct msg *m = msg_get(p->buf_size);
+
+	while (m) {
+		ssize_t n = read(p->devfd, m->data, m->cap);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+				continue;
+			if (errno != ENODEV)
+				log_error("Reading /dev/fuse failed: %s", strerror(errno));
+			break;
+		}
+		if ((size_t)n < sizeof(struct fuse_in_header) || msg_in(m)->len != (size_t)n) {
+			log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
+			continue;
+		}
+		m->len = n;
+		m = k2d_request(p, m);
+	}
+	msg_put(m);
+	/* ENODEV: the connection ended, because the filesystem was unmounted or aborted. */
+	post_event(p, MODE_EV_UNMOUNTED);
+	return NULL;
+}
+
+/* ---- Daemon to kernel ------------------------------------------------------------------- */
+
+static int d2k_notify(struct proxy *p, struct msg *m)
+{
+	struct fuse_out_header *oh = msg_out(m);
+	const struct notify_info *ni = notify_get(oh->error);
+	char *b = m->data + sizeof(*oh);
+	size_t len = m->len - sizeof(*oh);
+
+	if (!ni) {
+		log_error("The daemon sent an unknown notification (code %d, %zu bytes)", oh->error,
+			  len);
+		return -EPROTO;
+	}
+	if (len < ni->size) {
+		log_error("The daemon sent a %zu-byte %s notification; at least %u bytes expected",
+			  len, ni->name, ni->size);
+		return -EPROTO;
+	}
+	if (ni->namelen_off >= 0) {
+		uint32_t namelen;
+
+		memcpy(&namelen, b + ni->namelen_off, sizeof(namelen));
+		if (namelen > 1024 || len < ni->size + namelen + 1) {
+			log_error("The daemon sent a %s notification with a bad name length %u",
+				  ni->name, namelen);
+			return -EPROTO;
+		}
+	}
+	if (ni->drop) {
+		log_debug("Dropping the daemon's %s notification", ni->name);
+		return 0;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (int i = 0; i < 2; i++) {
+		uint64_t kid;
+
+		if (ni->node_off[i] < 0)
+			continue;
+		if (node_to_kernel(&p->nodes, get64(b, ni->node_off[i]), &kid) < 0) {
+			/* The kernel does not know that node: nothing to tell it. */
+			pthread_mutex_unlock(&p->lock);
+			return 0;
+		}
+		put64(b, ni->node_off[i], kid);
+	}
+	pthread_mutex_unlock(&p->lock);
+	write_kernel(p, m->data, m->len);
+	return 0;
+}
+
+static int d2k_call_reply(struct proxy *p, struct msg *m)
+{
+	uint64_t unique = msg_out(m)->unique;
+	struct call *c;
+
+	if (unique & ORPHAN_BIT)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	c = idmap_del(&p->calls, unique);
+	if (c) {
+		c->reply = msg_dup(m->data, m->len);
+		c->done = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!c) {
+		log_error("The daemon answered unique %#" PRIx64 ", which it was never sent", unique);
+		return -EPROTO;
+	}
+	efd_signal(p->call_efd);
+	return 0;
+}
+
+static int d2k_message(struct proxy *p, struct msg *m)
+{
+	struct fuse_out_header *oh = msg_out(m);
+	struct msg *req;
+
+	if (m->len < sizeof(*oh)) {
+		log_error("The daemon sent a %u-byte message, shorter than a reply header", m->len);
+		return -EPROTO;
+	}
+	if (oh->len != m->len) {
+		log_error("The daemon sent a %u-byte message whose header says %u bytes", m->len,
+			  oh->len);
+		/* Its request, if known, must not wait for ever. */
+		pthread_mutex_lock(&p->lock);
+		req = idmap_del(&p->inflight, oh->unique);
+		pthread_mutex_unlock(&p->lock);
+		if (req) {
+			reply_kernel_err(p, oh->unique, -EIO);
+			msg_put(req);
+		}
+		return -EPROTO;
+	}
+	if (oh->unique == 0)
+		return d2k_notify(p, m);
+	if (oh->unique & CALL_BIT)
+		return d2k_call_reply(p, m);
+	if (oh->unique & FK_INT_REQ_BIT) {
+		/* An answer to an INTERRUPT (EAGAIN, ENOSYS): the kernel handles it. */
+		if (m->len != sizeof(*oh)) {
+			log_error("The daemon answered an INTERRUPT with a body");
+			return -EPROTO;
+		}
+		write_kernel(p, m->data, m->len);
+		return 0;
+	}
+	pthread_mutex_lock(&p->lock);
+	req = idmap_del(&p->inflight, oh->unique);
+	pthread_mutex_unlock(&p->lock);
+	if (!req) {
+		log_error("The daemon answered unique %" PRIu64 ", which no request is waiting for",
+			  oh->unique);
+		return -EPROTO;
+	}
+	log_trace("daemon: reply to %s unique %" PRIu64 " error %d",
+		  op_name(msg_in(req)->opcode), oh->unique, oh->error);
+	return finish_reply(p, req, m);
+}
+
+static void *d2k_main(void *arg)
+{
+	struct proxy *p = arg;
+	struct msg *m = msg_get(p->buf_size);
+	int sock = p->sock;
+
+	while (m) {
+		struct iovec iov = { m->data, m->cap };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n = recvmsg(sock, &mh, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* The daemon closed its end or the keeper shut ours. */
+		if (mh.msg_flags & MSG_TRUNC) {
+			log_error("The daemon sent a message larger than %u bytes", m->cap);
+			post_event(p, MODE_EV_DAEMON_BROKEN);
+			break;
+		}
+		m->len = n;
+		if (d2k_message(p, m) < 0) {
+			post_event(p, MODE_EV_DAEMON_BROKEN);
+			break;
+		}
+	}
+	msg_put(m);
+	return NULL;
+}
+
+int relay_start_d2k(struct proxy *p)
+{
+	int r = pthread_create(&p->d2k, NULL, d2k_main, p);
+
+	if (r)
+		return -r;
+	p->d2k_running = true;
+	return 0;
+}
+
+void relay_stop_d2k(struct proxy *p)
+{
+	if (!p->d2k_running)
+		return;
+	/* Replies already sent stay readable after shutdown: the thread drains them, then ends. */
+	shutdown(p->sock, SHUT_RDWR);
+	pthread_join(p->d2k, NULL);
+	p->d2k_running = false;
+}
+
+int relay_start(struct proxy *p)
+{
+	int r = pthread_create(&p->k2d, NULL, k2d_main, p);
+
+	return -r;
+}

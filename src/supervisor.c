@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The supervisor owns everything that is the same in every recovery mode: the mount, the daemon
+ * processes, signals, and the restart policy (back-off, giving up). The mode owns the traffic.
+ */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mode.h"
+#include "util.h"
+
+/* A daemon that dies this soon after taking over counts as a failed start (a crash loop). */
+#define MIN_UPTIME_MS 1000
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct keeper {
+	struct keeper_config cfg;
+	void *mode_state;
+	int sigfd;
+	pid_t daemon;	   /* current daemon, 0 when none */
+	int pidfd;	   /* becomes readable when the daemon exits; -1 when none */
+	bool stop;	   /* a stop signal arrived or the filesystem was unmounted */
+	bool unmounted;	   /* the connection ended: nothing left to unmount */
+	int64_t *failures; /* times of recent failed starts, a ring of cfg.max_restarts */
+	unsigned nfail;	   /* failed starts recorded so far (ring index) */
+	unsigned streak;   /* failed starts since the last good one, for the back-off */
+};
+
+const struct keeper_config *keeper_config(const struct keeper *k)
+{
+	return &k->cfg;
+}
+
+pid_t keeper_daemon_pid(const struct keeper *k)
+{
+	return k->daemon;
+}
+
+static void kill_daemon(struct keeper *k, int sig)
+{
+	if (k->daemon > 0) {
+		/* The daemon leads its own process group: helpers it started (ssh) go with it. */
+		kill(-k->daemon, sig);
+		kill(k->daemon, sig);
+	}
+}
+
+/* Handles what the mode reports; returns -EINTR when the keeper must stop. */
+static int mode_events(struct keeper *k)
+{
+	unsigned ev = k->cfg.mode->events(k->mode_state);
+
+	if (ev & MODE_EV_DAEMON_BROKEN) {
+		log_error("Daemon %d broke the FUSE protocol; killing it so that a new one takes "
+			  "over", (int)k->daemon);
+		kill_daemon(k, SIGKILL);
+	}
+	if (ev & MODE_EV_UNMOUNTED) {
+		log_info("%s was unmounted", k->cfg.mountpoint);
+		k->unmounted = true;
+		k->stop = true;
+	}
+	return k->stop ? -EINTR : 0;
+}
+
+static int read_signals(struct keeper *k)
+{
+	struct signalfd_siginfo si;
+
+	while (read(k->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("Received SIG%s: stopping", sigabbrev_np(si.ssi_signo));
+			k->stop = true;
+		}
+		/* SIGCHLD needs nothing: the daemon's pidfd tells of its exit. */
+	}
+	return k->stop ? -EINTR : 0;
+}
+
+int keeper_wait(struct keeper *k, int fd, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd pfd[4] = {
+			{ .fd = k->sigfd, .events = POLLIN },
+			{ .fd = k->cfg.mode->event_fd(k->mode_state), .events = POLLIN },
+			{ .fd = k->pidfd, .events = POLLIN },
+			{ .fd = fd, .events = POLLIN },
+		};
+		int timeout = deadline == INT64_MAX ? -1 : ms_until(deadline);
+		int n = poll(pfd, 4, timeout);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (pfd[0].revents && read_signals(k) < 0)
+			return -EINTR;
+		if (pfd[1].revents && mode_events(k) < 0)
+			return -EINTR;
+		if (k->stop)
+			return -EINTR;
+		if (pfd[3].revents)
+			return 0;
+		if (pfd[2].revents)
+			return -ECHILD;
+		if (n == 0 && timeout >= 0 && ms_until(deadline) == 0)
+			return -ETIMEDOUT;
+	}
+}
+
+/* Runs the daemon with the mode's channel as /dev/fd/N. */
+static int start_daemon(struct keeper *k)
+{
+	char **cmd = k->cfg.command;
+	size_t argc = 0;
+	char fdpath[32];
+	int chan, errpipe[2], child_errno = 0;
+	pid_t pid;
+
+	chan = k->cfg.mode->channel(k->mode_state);
+	if (chan < 0) {
+		log_error("Cannot create the daemon's channel: %s", strerror(-chan));
+		return chan;
+	}
+	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", chan);
+	while (cmd[argc])
+		argc++;
+	char *argv[argc + 1];
+	for (size_t i = 0; i <= argc; i++)
+		argv[i] = cmd[i] && !strcmp(cmd[i], "{}") ? fdpath : cmd[i];
+	if (pipe2(errpipe, O_CLOEXEC) < 0)
+		return -errno;
+
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(errpipe[0]);
+		close(errpipe[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		/* Only async-signal-safe calls from here to exec. */
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		fcntl(chan, F_SETFD, 0);
+		int devnull = open("/dev/null", O_RDONLY);
+		if (devnull >= 0) {
+			dup2(devnull, STDIN_FILENO);
+			if (devnull != STDIN_FILENO)
+				close(devnull);
+		}
+		execvp(argv[0], argv);
+		child_errno = errno;
+		if (write(errpipe[1], &child_errno, sizeof(child_errno)) < 0) {
+			/* The parent sees a closed pipe and a dead child either way. */
+		}
+		_exit(127);
+	}
+	setpgid(pid, pid); /* Also here: the group must exist before anyone signals it. */
+	close(errpipe[1]);
+	k->daemon = pid;
+	if (read(errpipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
+		close(errpipe[0]);
+		log_error("Cannot execute '%s': %s", argv[0], strerror(child_errno));
+		waitpid(pid, NULL, 0);
+		k->daemon = 0;
+		event("FAILED %d exec", (int)pid);
+		return -child_errno;
+	}
+	close(errpipe[0]);
+	k->pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (k->pidfd < 0) {
+		int e = errno;
+		log_error("pidfd_open(%d) failed: %s", (int)pid, strerror(e));
+		kill_daemon(k, SIGKILL);
+		waitpid(pid, NULL, 0);
+		k->daemon = 0;
+		return -e;
+	}
+	fcntl(k->pidfd, F_SETFD, FD_CLOEXEC);
+	log_info("Started daemon %d: %s", (int)pid, argv[0]);
+	event("DAEMON %d", (int)pid);
+	return 0;
+}
+
+/* Reaps the daemon and says how it ended. */
+static void reap_daemon(struct keeper *k)
+{
+	int status;
+	pid_t pid = k->daemon;
+
+	if (pid <= 0)
+		return;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	/* Whatever the daemon left running in its group goes too. */
+	kill(-pid, SIGKILL);
+	if (WIFSIGNALED(status)) {
+		log_info("Daemon %d was killed by signal %s", (int)pid,
+			 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+		event("EXIT %d signal=%s", (int)pid,
+		      sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+	} else {
+		log_info("Daemon %d exited with status %d%s", (int)pid, WEXITSTATUS(status),
+			 WEXITSTATUS(status) == 0 && !k->stop
+				 ? " while the filesystem is mounted (if it went to the background, "
+				   "run it in the foreground, e.g. with -f)"
+				 : "");
+		event("EXIT %d status=%d", (int)pid, WEXITSTATUS(status));
+	}
+	if (k->pidfd >= 0)
+		close(k->pidfd);
+	k->pidfd = -1;
+	k->daemon = 0;
+}
+
+/* Stops the daemon: SIGTERM, then SIGKILL after the grace period. */
+static void stop_daemon(struct keeper *k)
+{
+	int64_t deadline = now_ms() + k->cfg.stop_timeout_ms;
+
+	if (k->daemon <= 0)
+		return;
+	kill_daemon(k, SIGTERM);
+	for (;;) {
+		struct pollfd pfd = { .fd = k->pidfd, .events = POLLIN };
+		int n = poll(&pfd, 1, ms_until(deadline));
+
+		if (n > 0 || (n == 0 && ms_until(deadline) == 0))
+			break;
+	}
+	if (ms_until(deadline) == 0) {
+		log_warn("Daemon %d did not exit within %" PRId64 " ms of SIGTERM: killing it",
+			 (int)k->daemon, k->cfg.stop_timeout_ms);
+		kill_daemon(k, SIGKILL);
+	}
+	reap_daemon(k);
+}
+
+/* Records a failed start; returns true when the keeper must give up. */
+static bool record_failure(struct keeper *k, int64_t now)
+{
+	unsigned recent = 0, n = k->cfg.max_restarts;
+
+	k->streak++;
+	if (!n)
+		return true;
+	k->failures[k->nfail++ % n] = now;
+	for (unsigned i = 0; i < MIN(k->nfail, n); i++)
+		recent += now - k->failures[i] < k->cfg.restart_window_ms;
+	return recent >= n;
+}
+
+/* The first restart after a failure is immediate: most deaths are one-off crashes or kills. */
+static int64_t backoff_ms(const struct keeper *k)
+{
+	if (k->streak < 2)
+		return 0;
+	return MIN((int64_t)BACKOFF_FIRST_MS << MIN(k->streak - 2, 16u), BACKOFF_MAX_MS);
+}
+
+static int setup_signals(struct keeper *k)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	/* Block before any thread starts so that every thread inherits the mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+		return -EINVAL;
+	signal(SIGPIPE, SIG_IGN);
+	k->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return k->sigfd < 0 ? -errno : 0;
+}
+
+int supervise(const struct keeper_config *cfg)
+{
+	struct keeper k = { .cfg = *cfg, .pidfd = -1, .sigfd = -1 };
+	char err[512];
+	bool served = false, gave_up = false;
+	int64_t died_at = 0, up_since = 0;
+	int devfd, r;
+
+	k.failures = calloc(MAX(cfg->max_restarts, 1u), sizeof(*k.failures));
+	if (!k.failures || setup_signals(&k) < 0) {
+		log_error("Cannot set up signal handling: %s", strerror(errno));
+		return 1;
+	}
+	devfd = fuse_mount_fd(cfg->mountpoint, &cfg->mnt, err, sizeof(err));
+	if (devfd < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	r = cfg->mode->start(&k, devfd, &k.mode_state);
+	if (r < 0) {
+		log_error("Cannot start %s mode: %s", cfg->mode->name, strerror(-r));
+		fuse_unmount(cfg->mountpoint);
+		return 1;
+	}
+	log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
+
+	while (!k.stop) {
+		bool failed_start;
+
+		r = start_daemon(&k);
+		if (r == 0)
+			r = cfg->mode->attach(k.mode_state, &k);
+		if (r == 0) {
+			int64_t now = now_ms();
+
+			if (!served) {
+				log_info("Daemon %d is serving %s", (int)k.daemon, cfg->mountpoint);
+				event("READY %d", (int)k.daemon);
+			} else {
+				log_info("Daemon %d took over %s %" PRId64 " ms after the last one died",
+					 (int)k.daemon, cfg->mountpoint, now - died_at);
+				event("RECOVERED %d %" PRId64, (int)k.daemon, now - died_at);
+			}
+			served = true;
+			up_since = now;
+			r = keeper_wait(&k, -1, INT64_MAX);
+		}
+		if (r == -EINTR || k.stop)
+			break;
+		/* The daemon died, failed to start or must be replaced. */
+		died_at = now_ms();
+		failed_start = r != -ECHILD || died_at - up_since < MIN_UPTIME_MS;
+		if (r != -ECHILD && k.daemon > 0) {
+			event("FAILED %d %s", (int)k.daemon,
+			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" : "start");
+			kill_daemon(&k, SIGKILL);
+		}
+		cfg->mode->detach(k.mode_state);
+		reap_daemon(&k);
+		if (!served) {
+			log_error("The daemon failed before it served the mount; giving up. Check that "
+				  "COMMAND runs in the foreground and accepts {} as its mountpoint");
+			gave_up = true;
+			break;
+		}
+		if (!failed_start) {
+			k.streak = 0;
+		} else if (record_failure(&k, died_at)) {
+			log_error("%u failed starts within %" PRId64 " s: giving up; requests to %s now "
+				  "fail with EIO. Unmount it (umount %s) or stop fusekeeper to end this",
+				  cfg->max_restarts, cfg->restart_window_ms / 1000, cfg->mountpoint,
+				  cfg->mountpoint);
+			event("GAVEUP");
+			cfg->mode->give_up(k.mode_state);
+			gave_up = true;
+			keeper_wait(&k, -1, INT64_MAX);
+			break;
+		}
+		if (backoff_ms(&k)) {
+			log_info("Restarting the daemon in %" PRId64 " ms", backoff_ms(&k));
+			if (keeper_wait(&k, -1, now_ms() + backoff_ms(&k)) == -EINTR)
+				break;
+		}
+	}
+
+	if (!k.unmounted) {
+		r = fuse_unmount(cfg->mountpoint);
+		if (r < 0)
+			log_warn("Cannot unmount %s: %s", cfg->mountpoint, strerror(-r));
+	}
+	stop_daemon(&k);
+	cfg->mode->stop(k.mode_state);
+	log_info("Stopped");
+	event("STOPPED");
+	free(k.failures);
+	return gave_up ? 1 : 0;
+}
