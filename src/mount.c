@@ -42,7 +42,9 @@ static int set_string(char **dst, const char *val, const char *opt, char *err, s
 	return *dst ? 0 : -ENOMEM;
 }
 
-static int parse_one(struct mount_options *o, char *opt, char *err, size_t errlen)
+/* @seen: flag options given so far in this -o, to catch contradictions such as ro,rw. */
+static int parse_one(struct mount_options *o, char *opt, unsigned long *seen, bool *seen_set,
+		     char *err, size_t errlen)
 {
 	char *val = strchr(opt, '=');
 
@@ -52,6 +54,16 @@ static int parse_one(struct mount_options *o, char *opt, char *err, size_t errle
 		for (size_t i = 0; i < ARRAY_SIZE(flag_opts); i++) {
 			if (strcmp(opt, flag_opts[i].name))
 				continue;
+			for (size_t j = 0; j < ARRAY_SIZE(flag_opts); j++) {
+				if (j != i && flag_opts[j].flag == flag_opts[i].flag &&
+				    (*seen & flag_opts[i].flag) && seen_set[j]) {
+					snprintf(err, errlen, "conflicting mount options '%s' and '%s'",
+						 flag_opts[j].name, opt);
+					return -EINVAL;
+				}
+			}
+			*seen |= flag_opts[i].flag;
+			seen_set[i] = true;
 			if (flag_opts[i].set)
 				o->flags |= flag_opts[i].flag;
 			else
@@ -92,12 +104,14 @@ static int parse_one(struct mount_options *o, char *opt, char *err, size_t errle
 int mount_parse_options(struct mount_options *o, const char *arg, char *err, size_t errlen)
 {
 	_cleanup_free_ char *copy = strdup(arg);
+	bool seen_set[ARRAY_SIZE(flag_opts)] = { false };
+	unsigned long seen = 0;
 	char *save = NULL;
 
 	if (!copy)
 		return -ENOMEM;
 	for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
-		int r = parse_one(o, opt, err, errlen);
+		int r = parse_one(o, opt, &seen, seen_set, err, errlen);
 		if (r < 0)
 			return r;
 	}

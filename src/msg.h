@@ -20,6 +20,7 @@ struct msg {
 	/* For a request the kernel waits on: */
 	uint32_t epoch;	    /* daemon incarnation it was sent to; 0 if not sent yet */
 	bool replayed;	    /* sent again to a later daemon */
+	uint8_t deaths;	    /* daemons that died holding it */
 	uint64_t knode;	    /* node IDs and handles as the kernel sent them */
 	uint64_t knode2;
 	uint64_t kfh;

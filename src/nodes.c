@@ -284,11 +284,12 @@ int node_rename(struct node_table *t, uint64_t oldparent, const char *oldname, u
 	int r = 0;
 
 	if (!exchange) {
+		/* No source: the rename was already recorded (a replay found it done). */
+		if (!src || src == dst)
+			return 0;
 		if (dst)
 			name_clear(t, dst);
-		if (src)
-			r = name_set(t, src, newparent, newname);
-		return r;
+		return name_set(t, src, newparent, newname);
 	}
 	/* Clear both first so neither name_set() steals the other's name. */
 	if (src)
@@ -307,8 +308,10 @@ int node_to_daemon(struct node_table *t, uint64_t kid, uint64_t *did)
 	struct node *n = node_get(t, kid);
 
 	if (!n) {
+		/* Before any restart the kernel's IDs are the daemon's; after one, an ID the
+		 * keeper does not know would reach a daemon that never handed it out. */
 		*did = kid;
-		return 0;
+		return t->epoch == 1 ? 0 : -ESTALE;
 	}
 	if (n->lost || n->epoch != t->epoch)
 		return -ESTALE;

@@ -20,6 +20,9 @@
 
 #define BATCH 256 /* keeper requests in flight at once during recovery */
 
+/* A request held by this many dying daemons in a row is taken to be what kills them. */
+#define MAX_DEATHS 3
+
 /* Open flags that must not be repeated when a file is opened again. */
 #define REOPEN_DROP (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
 
@@ -244,17 +247,87 @@ static int recover_init(struct proxy *p, int64_t deadline)
 
 /* ---- Nodes and handles ----------------------------------------------------------------- */
 
+static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *name,
+			       int64_t deadline, int *err);
+
 static uint32_t entry_type(const struct fuse_entry_out *e)
 {
 	return e->attr.mode & S_IFMT;
 }
 
+struct rename_find {
+	uint64_t parent;
+	const char *name;
+	uint64_t newparent;
+	char newname[1024];
+	bool found;
+};
+
+static void find_rename(uint64_t key, void *val, void *arg)
+{
+	struct rename_find *f = arg;
+	struct msg *req = val;
+	const struct op_info *op = op_get(msg_in(req)->opcode);
+	const char *names[2];
+
+	if (f->found || op->effect != EFF_RENAME || req->knode != f->parent ||
+	    request_names(req, op, names) < 0 || strcmp(names[0], f->name) ||
+	    strlen(names[1]) >= sizeof(f->newname))
+		return;
+	f->newparent = req->knode2;
+	strcpy(f->newname, names[1]);
+	f->found = true;
+}
+
+/*
+ * @n was not found by its name. If a rename of that name was in flight when the daemon died, the
+ * daemon may have done it: look for @n under the new name, and if it is there, record the move
+ * (the replay of the rename will find it done).
+ */
+static int resolve_renamed(struct proxy *p, struct node *n, int64_t deadline)
+{
+	struct rename_find f = { .parent = n->parent, .name = n->name };
+	struct fuse_entry_out *e;
+	struct msg *reply;
+	size_t len;
+	int err;
+
+	pthread_mutex_lock(&p->lock);
+	idmap_each(&p->inflight, find_rename, &f);
+	pthread_mutex_unlock(&p->lock);
+	if (!f.found)
+		return -ENOENT;
+	reply = lookup_name(p, f.newparent, f.newname, deadline, &err);
+	if (!reply)
+		return err;
+	e = reply_body(reply, &len);
+	pthread_mutex_lock(&p->lock);
+	err = len == sizeof(*e) && e->nodeid && entry_type(e) == n->type ? 0 : -ENOENT;
+	if (err == 0) {
+		node_rename(&p->nodes, f.parent, f.name, f.newparent, f.newname, false);
+		err = node_resolved(&p->nodes, n, e->nodeid);
+	} else if (len == sizeof(*e)) {
+		forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+	}
+	pthread_mutex_unlock(&p->lock);
+	msg_put(reply);
+	return err;
+}
+
+static void lose_node(struct proxy *p, struct node *n, int err)
+{
+	n->lost = true;
+	p->lost_nodes++;
+	log_warn("Node %" PRIu64 " (\"%s\") cannot be found again: %s; requests for it now fail "
+		 "with ESTALE", n->kid, n->name ? n->name : "", strerror(-err));
+}
+
 /* Looks every node the kernel holds up again, parents before children, a batch at a time. */
 static int resolve_nodes(struct proxy *p, int64_t deadline)
 {
-	struct node *batch[BATCH];
+	struct node *batch[BATCH], *missing[BATCH];
 	struct call calls[BATCH];
-	size_t n;
+	size_t n, nmissing;
 	int r;
 
 	for (;;) {
@@ -284,6 +357,7 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 			calls_drop(p, calls, n);
 			return r;
 		}
+		nmissing = 0;
 		pthread_mutex_lock(&p->lock);
 		for (size_t i = 0; i < n; i++) {
 			struct node *nd = batch[i];
@@ -301,16 +375,23 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 			}
 			if (!err)
 				err = node_resolved(&p->nodes, nd, e->nodeid);
-			if (err) {
-				nd->lost = true;
-				p->lost_nodes++;
-				log_warn("Node %" PRIu64 " (\"%s\") cannot be found again: %s; requests "
-					 "for it now fail with ESTALE", nd->kid, nd->name,
-					 strerror(-err));
-			}
+			if (err == -ENOENT)
+				missing[nmissing++] = nd;
+			else if (err)
+				lose_node(p, nd, err);
 		}
 		pthread_mutex_unlock(&p->lock);
 		calls_drop(p, calls, n);
+		for (size_t i = 0; i < nmissing; i++) {
+			r = resolve_renamed(p, missing[i], deadline);
+			if (r == -ECHILD || r == -EINTR || r == -ETIMEDOUT)
+				return r;
+			if (r < 0) {
+				pthread_mutex_lock(&p->lock);
+				lose_node(p, missing[i], r);
+				pthread_mutex_unlock(&p->lock);
+			}
+		}
 	}
 	pthread_mutex_lock(&p->lock);
 	p->lost_nodes += node_lose_unresolved(&p->nodes);
@@ -360,7 +441,8 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 
 			calls[i].done = true;
 			calls[i].reply = NULL;
-			if (node_to_daemon(&p->nodes, h->node, &did) < 0)
+			if (h->lost || !node_get(&p->nodes, h->node) ||
+			    node_to_daemon(&p->nodes, h->node, &did) < 0)
 				continue;
 			req = make_request(h->dir ? FUSE_OPENDIR : FUSE_OPEN, did, &in, sizeof(in),
 					   NULL);
@@ -376,6 +458,8 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 			size_t len = 0;
 			int err = calls[i].reply ? reply_error(calls[i].reply) : -ESTALE;
 
+			if (h->lost)
+				continue;
 			if (!err)
 				o = reply_body(calls[i].reply, &len);
 			if (!err && len != sizeof(*o))
@@ -677,6 +761,16 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 
 		restore_request(req, op);
 		req->replayed = true;
+		if (req->epoch && ++req->deaths >= MAX_DEATHS) {
+			take_request(p, req);
+			log_error("%s (unique %" PRIu64 ", node %" PRIu64 ") was held by %d daemons "
+				  "that died: answering EIO instead of sending it again", op->name,
+				  unique, req->knode, MAX_DEATHS);
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(req);
+			p->settled++;
+			continue;
+		}
 		if (op->replay == RP_FAIL || is_exchange(req)) {
 			take_request(p, req);
 			log_warn("Cannot tell whether the dead daemon did %s (unique %" PRIu64 "), "

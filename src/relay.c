@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -419,21 +420,6 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 	pthread_mutex_unlock(&p->lock);
 }
 
-static const char *out_size_rule(const struct op_info *op)
-{
-	switch ((enum op_out)op->out) {
-	case OUT_NONE:
-		return "no body";
-	case OUT_FIXED:
-		return "a fixed-size body";
-	case OUT_UPTO:
-	case OUT_XATTR:
-		return "at most the requested size";
-	default:
-		return "a valid body";
-	}
-}
-
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 {
 	struct fuse_in_header *ih = msg_in(req);
@@ -452,9 +438,12 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			  "body; error replies have none", op->name, ih->unique, oh->error, out_len);
 		r = -EPROTO;
 	} else if (!oh->error && op_check_out_size(op, body(req), body_len(req), out_len) < 0) {
-		log_error("The daemon answered %s (unique %" PRIu64 ") with a %zu-byte body; it must "
-			  "have %s%s", op->name, ih->unique, out_len, out_size_rule(op),
-			  op->out == OUT_FIXED ? "" : "");
+		if (op->out == OUT_FIXED)
+			log_error("The daemon answered %s (unique %" PRIu64 ") with a %zu-byte body "
+				  "instead of %u bytes", op->name, ih->unique, out_len, op->out_size);
+		else
+			log_error("The daemon answered %s (unique %" PRIu64 ") with a %zu-byte body, "
+				  "more than the request allows", op->name, ih->unique, out_len);
 		r = -EPROTO;
 	}
 	if (r < 0) {
@@ -647,6 +636,18 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		req->epoch = epoch;
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
 	}
+	if (r < 0 && op->effect == EFF_RELEASE) {
+		/* Closing a handle the new daemon never had: nothing to tell it. */
+		handle_forget(&p->handles, req->kfh);
+		r = 0;
+		pthread_mutex_unlock(&p->lock);
+		reply_kernel_err(p, msg_in(req)->unique, 0);
+		if (req != m)
+			msg_put(req);
+		else
+			msg_put(next);
+		return m;
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (r < 0) {
 		log_debug("Answering %s for node %" PRIu64 " with %s", op->name, req->knode,
@@ -811,11 +812,53 @@ static int d2k_message(struct proxy *p, struct msg *m)
 	return finish_reply(p, req, m);
 }
 
+struct fail_ctx {
+	struct proxy *p;
+	uint32_t epoch;
+	struct msg **v;
+	size_t n;
+};
+
+static void collect_failed(uint64_t key, void *val, void *arg)
+{
+	struct fail_ctx *c = arg;
+	struct msg *req = val;
+
+	if (req->epoch == c->epoch && c->v)
+		c->v[c->n++] = req;
+}
+
+/*
+ * A daemon that broke the protocol cannot be trusted with what it holds, and which request its
+ * bad message answered may be unknowable (a short message, a wrong unique). Every request it was
+ * given gets EIO instead of a replay that could break its successor the same way.
+ */
+static void fail_daemon_requests(struct proxy *p, uint32_t epoch)
+{
+	struct fail_ctx c = { p, epoch, NULL, 0 };
+
+	pthread_mutex_lock(&p->lock);
+	c.v = malloc((p->inflight.count + 1) * sizeof(*c.v));
+	idmap_each(&p->inflight, collect_failed, &c);
+	for (size_t i = 0; i < c.n; i++)
+		idmap_del(&p->inflight, msg_in(c.v[i])->unique);
+	pthread_mutex_unlock(&p->lock);
+	if (c.n)
+		log_error("Answering the %zu request%s daemon held with EIO", c.n,
+			  c.n == 1 ? " the broken" : "s the broken");
+	for (size_t i = 0; i < c.n; i++) {
+		reply_kernel_err(p, msg_in(c.v[i])->unique, -EIO);
+		msg_put(c.v[i]);
+	}
+	free(c.v);
+}
+
 static void *d2k_main(void *arg)
 {
 	struct proxy *p = arg;
 	struct msg *m = msg_get(p->buf_size);
 	int sock = p->sock;
+	uint32_t epoch = p->sock_epoch;
 
 	while (m) {
 		struct iovec iov = { m->data, m->cap };
@@ -828,11 +871,13 @@ static void *d2k_main(void *arg)
 			break; /* The daemon closed its end or the keeper shut ours. */
 		if (mh.msg_flags & MSG_TRUNC) {
 			log_error("The daemon sent a message larger than %u bytes", m->cap);
+			fail_daemon_requests(p, epoch);
 			post_event(p, MODE_EV_DAEMON_BROKEN);
 			break;
 		}
 		m->len = n;
 		if (d2k_message(p, m) < 0) {
+			fail_daemon_requests(p, epoch);
 			post_event(p, MODE_EV_DAEMON_BROKEN);
 			break;
 		}

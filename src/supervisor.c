@@ -24,8 +24,8 @@
 #include "mode.h"
 #include "util.h"
 
-/* A daemon that dies this soon after taking over counts as a failed start (a crash loop). */
-#define MIN_UPTIME_MS 1000
+/* A daemon that dies this soon after taking over is restarted only after a back-off. */
+#define MIN_UPTIME_MS 300
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 
@@ -324,7 +324,7 @@ int supervise(const struct keeper_config *cfg)
 	log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
 
 	while (!k.stop) {
-		bool failed_start;
+		bool failed_start, took_over = false;
 
 		r = start_daemon(&k);
 		if (r == 0)
@@ -340,7 +340,7 @@ int supervise(const struct keeper_config *cfg)
 					 (int)k.daemon, cfg->mountpoint, now - died_at);
 				event("RECOVERED %d %" PRId64, (int)k.daemon, now - died_at);
 			}
-			served = true;
+			served = took_over = true;
 			up_since = now;
 			r = keeper_wait(&k, -1, INT64_MAX);
 		}
@@ -348,12 +348,13 @@ int supervise(const struct keeper_config *cfg)
 			break;
 		/* The daemon died, failed to start or must be replaced. */
 		died_at = now_ms();
-		failed_start = r != -ECHILD || died_at - up_since < MIN_UPTIME_MS;
-		if (r != -ECHILD && k.daemon > 0) {
+		failed_start = !took_over;
+		if (failed_start && k.daemon > 0)
 			event("FAILED %d %s", (int)k.daemon,
-			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" : "start");
+			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" :
+			      r == -ECHILD ? "exit" : "start");
+		if (r != -ECHILD && k.daemon > 0)
 			kill_daemon(&k, SIGKILL);
-		}
 		cfg->mode->detach(k.mode_state);
 		reap_daemon(&k);
 		if (!served) {
@@ -363,7 +364,8 @@ int supervise(const struct keeper_config *cfg)
 			break;
 		}
 		if (!failed_start) {
-			k.streak = 0;
+			/* A daemon that dies right after taking over still earns a back-off. */
+			k.streak = died_at - up_since < MIN_UPTIME_MS ? k.streak + 1 : 0;
 		} else if (record_failure(&k, died_at)) {
 			log_error("%u failed starts within %" PRId64 " s: giving up; requests to %s now "
 				  "fail with EIO. Unmount it (umount %s) or stop fusekeeper to end this",

@@ -1,0 +1,120 @@
+#!/bin/bash
+# 10-testfs-kill: testfs under the keeper keeps serving while its daemon is
+# SIGKILLed five times under load.
+#
+# Three fkload workloads (fd: one fd kept open; cwd: relative paths from a cwd
+# inside the mount; churn: 4 threads of create/rename/unlink/readdir) run on
+# their own subdirectories, and a process in another mount namespace reads a
+# file through a bind mount of the mount.  After each kill and RECOVERED, every
+# workload must still make progress and the namespace reader must see the same
+# checksum; at the end every workload must report errors=0 and the backing
+# directory must hold exactly what the mount shows.
+# timeout: 300
+. "$(dirname "$0")/../lib.sh"
+
+need_prog "$TESTFS"
+need_prog "$FKLOAD"
+need_cmd unshare sha256sum
+
+ROUNDS=5
+M=$T/mnt
+B=$T/back
+mkdir "$M" "$B" "$T/nsview"
+
+fk_start "$M" --max-restarts=100 -- "$TESTFS" --backing="$B" {}
+fk_wait READY || fail "the keeper never became READY"
+
+try_cmd 10 mkdir "$M/fd" "$M/cwd" "$M/churn" "$M/ns" || fail "mkdir through the mount failed: $TRY_OUT"
+head -c 300000 /dev/urandom >"$T/ns-data.ref"
+try_cmd 10 cp "$T/ns-data.ref" "$M/ns/data" || fail "writing the namespace file through the mount failed: $TRY_OUT"
+want=$(sha256sum <"$T/ns-data.ref" | cut -d' ' -f1)
+
+declare -A load_pid
+for w in fd cwd churn; do
+	run_bg "load-$w" "$FKLOAD" "$w" "$M/$w" --progress="$T/$w.prog" --seed=$RANDOM
+	load_pid[$w]=$BG_PID
+done
+
+# The namespace reader: its own mount namespace, a bind mount of $M/ns, and one
+# checksum of the file per request line read from a fifo.
+mkfifo "$T/ns.in"
+run_bg ns-reader unshare --mount --propagation private bash -c '
+	mount --bind "$1" "$2" || exit 1
+	echo ready
+	while read -r req; do
+		if sum=$(sha256sum <"$2/data" 2>&1); then
+			echo "$req ${sum%% *}"
+		else
+			echo "$req ERROR ${sum//$'\''\n'\''/ }"
+		fi
+	done <"$3"' ns-reader "$M/ns" "$T/nsview" "$T/ns.in"
+reader_pid=$BG_PID
+# Opened only now, so that no child holds the write end: closing it ends the reader.
+exec 4<>"$T/ns.in"
+wait_match "$T/ns-reader.out" '^ready$' 10 >/dev/null || fail "the namespace reader did not start"
+
+ns_query() {
+	local line
+	echo "$1" >&4
+	line=$(wait_match "$T/ns-reader.out" "^$1 " 15) || return 1
+	echo "${line#"$1 "}"
+}
+
+sum=$(ns_query 0) || fail "the namespace reader did not answer"
+[ "$sum" = "$want" ] || fail "namespace reader before any kill: got '$sum', expected $want"
+
+for round in $(seq "$ROUNDS"); do
+	for w in fd cwd churn; do
+		wait_progress "$T/$w.prog" 20 30 "${load_pid[$w]}" ||
+			fail "round $round: the $w workload made no progress"
+	done
+	fk_kill_daemon || fail "round $round: killing the daemon failed"
+	fk_wait RECOVERED "" 30 || fail "round $round: no RECOVERED after killing daemon $FK_KILLED"
+	log "round $round: daemon $FK_KILLED killed, $FK_LINE"
+	sum=$(ns_query "$round") || fail "round $round: the namespace reader did not answer"
+	[ "$sum" = "$want" ] || fail "round $round: namespace reader got '$sum', expected $want"
+done
+
+# The workloads must keep going after the last recovery too.
+for w in fd cwd churn; do
+	wait_progress "$T/$w.prog" 20 30 "${load_pid[$w]}" ||
+		fail "after the last kill: the $w workload made no progress"
+done
+
+for w in fd cwd churn; do
+	kill -TERM "${load_pid[$w]}"
+done
+for w in fd cwd churn; do
+	wait_pid "${load_pid[$w]}" 60 || fail "the $w workload did not stop after SIGTERM"
+	log "$w: $(cat "$T/load-$w.out") (exit $WAIT_STATUS)"
+	[ "$WAIT_STATUS" = 0 ] || fail "the $w workload failed (exit $WAIT_STATUS): $(head -n 20 "$T/load-$w.err")"
+	grep -q "^fkload $w: ops=[0-9]* errors=0$" "$T/load-$w.out" ||
+		fail "the $w workload did not report errors=0"
+done
+
+# The backing directory must hold what the mount shows and the workloads expect.
+[ "$(ls -A "$B" | sort | tr '\n' ' ')" = "churn cwd fd ns " ] ||
+	fail "unexpected entries in the backing dir: $(ls -A "$B" | tr '\n' ' ')"
+cmp "$B/fd/fd-file" "$M/fd/fd-file" || fail "fd-file differs between the backing dir and the mount"
+[ "$(sha256sum <"$B/fd/fd-file")" = "$(sha256sum <"$M/fd/fd-file")" ] ||
+	fail "fd-file checksums differ between the backing dir and the mount"
+[ -z "$(ls -A "$B/cwd")" ] || fail "the cwd workload left entries behind: $(ls -A "$B/cwd" | tr '\n' ' ')"
+diff -r "$B/churn" "$M/churn" || fail "the churn directory differs between the backing dir and the mount"
+[ "$(sha256sum <"$B/ns/data" | cut -d' ' -f1)" = "$want" ] || fail "the namespace file changed in the backing dir"
+
+# Stop the reader before unmounting: its namespace holds a copy of the mount.
+exec 4>&-
+wait_pid "$reader_pid" 15 || fail "the namespace reader did not exit"
+[ "$WAIT_STATUS" = 0 ] || fail "the namespace reader failed (exit $WAIT_STATUS)"
+
+[ "$(fk_count RECOVERED)" = "$ROUNDS" ] || fail "expected $ROUNDS RECOVERED events, got $(fk_count RECOVERED)"
+[ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
+[ "$(fk_count GAVEUP)" = 0 ] || fail "unexpected GAVEUP"
+
+try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
+fk_wait_exit 30 || fail "the keeper did not exit after umount"
+[ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS, expected 0"
+fk_wait STOPPED "" 5 || fail "no STOPPED event"
+assert_not_mounted "$M"
+assert_all_gone
+log "ok"

@@ -1,0 +1,501 @@
+# shellcheck shell=bash disable=SC2034
+# tests/lib.sh - sourced by every integration test (tests/integration/NN-name.sh).
+#
+# Gives each test a temp dir $T (removed at exit), starts the keeper with its
+# --status-fd events in a file, waits on those events, and on exit - pass, fail
+# or signal - kills by pid every process the test started, unmounts every mount
+# it made and kills the daemons the keeper reported.  Nothing is ever killed by
+# name.
+#
+# Environment (the runner sets these; defaults let a script run on its own):
+#   BUILD_DIR     meson build dir (default: <source>/build), made absolute
+#   FK_TMPROOT    where per-test temp dirs go (default: /tmp)
+#   FK_WAIT_TIMEOUT  default seconds for fk_wait (default: 30)
+#
+# Exported: FK, TESTFS, BADDAEMON, FKLOAD (program paths), T (temp dir).
+#
+# Event waits: fk_wait EVENT keeps one cursor per event type per keeper, so each
+# call returns the next EVENT line that no earlier fk_wait EVENT call returned,
+# whatever order the keeper wrote different types in; fk_mark makes every
+# event written so far invisible to later waits.  Cursors live in files, so
+# `line=$(fk_wait READY)` works too.
+
+set -u
+set -o pipefail
+
+FK_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FK_TEST_NAME=$(basename "$0" .sh)
+
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+log() {
+	echo "[$(date +%T.%3N)] $*"
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root"
+
+BUILD_DIR=$(cd "${BUILD_DIR:-$FK_SRCDIR/build}" 2>/dev/null && pwd) ||
+	fail "build directory ${BUILD_DIR:-$FK_SRCDIR/build} not found (set BUILD_DIR)"
+export BUILD_DIR
+export FK=$BUILD_DIR/src/fusekeeper
+export TESTFS=$BUILD_DIR/tests/testfs
+export BADDAEMON=$BUILD_DIR/tests/baddaemon
+export FKLOAD=$BUILD_DIR/tests/fkload
+: "${FK_WAIT_TIMEOUT:=30}"
+
+mkdir -p "${FK_TMPROOT:=/tmp}"
+T=$(mktemp -d "$FK_TMPROOT/$FK_TEST_NAME.XXXXXX") || fail "cannot create a temp dir"
+export T
+FK_STATE=$T/.fk             # bookkeeping: tracked pids, mounts, cursors
+mkdir "$FK_STATE"
+: >"$FK_STATE/pids"
+: >"$FK_STATE/mounts"
+
+FK_N=0        # keepers started so far; the current one is number $FK_N
+FK_PID=       # pid of the current keeper
+FK_EVENTS=    # its event file
+FK_LOG=       # its stderr
+# shellcheck disable=SC2034 # for the tests
+FK_MNT=       # its mountpoint
+FK_LINE=      # the line the last fk_wait returned
+FK_STATUS=    # exit status from fk_wait_exit
+WAIT_STATUS=  # exit status from wait_pid
+BG_PID=       # pid from run_bg
+TRY_OUT=      # output of the last try_cmd
+# shellcheck disable=SC2034 # for the tests
+FK_KILLED=    # the daemon pid fk_kill_daemon killed
+
+# ---- small helpers -------------------------------------------------------
+
+now_ms() {
+	local us=${EPOCHREALTIME/./}
+	echo $((us / 1000))
+}
+
+# True while PID exists and is not a zombie.
+pid_alive() {
+	local state
+	[ -r "/proc/$1/stat" ] || return 1
+	state=$(sed -E 's/^.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# The parent pid of PID (empty if gone).
+pid_ppid() {
+	sed -E 's/^.*\) . ([0-9]+).*/\1/' "/proc/$1/stat" 2>/dev/null
+}
+
+track_pid() {
+	echo "$1" >>"$FK_STATE/pids"
+}
+
+track_mount() {
+	echo "$1" >>"$FK_STATE/mounts"
+}
+
+# The mountinfo line fields "maj:min fstype" of the top mount at PATH (or nothing).
+mount_info() {
+	awk -v mp="$1" '$5 == mp {
+		for (i = 7; i <= NF; i++) if ($i == "-") { fs = $(i + 1); break }
+		last = $3 " " fs
+	} END { if (last != "") print last }' /proc/self/mountinfo
+}
+
+mounted() {
+	[ -n "$(mount_info "$1")" ]
+}
+
+# Mountpoints at or below DIR, deepest first.
+mounts_under() {
+	awk -v root="$1" '$5 == root || index($5, root "/") == 1 { print $5 }' \
+		/proc/self/mountinfo | sort -r -u
+}
+
+# Aborts the FUSE connection mounted at PATH through fusectl, if it is one.
+fuse_abort() {
+	local info dev fstype minor
+	info=$(mount_info "$1")
+	[ -n "$info" ] || return 0
+	dev=${info% *}
+	fstype=${info#* }
+	case $fstype in fuse | fuse.* | fuseblk) ;; *) return 0 ;; esac
+	minor=${dev#*:}
+	[ -w "/sys/fs/fuse/connections/$minor/abort" ] &&
+		echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
+	return 0
+}
+
+assert_not_mounted() {
+	! mounted "$1" || fail "${2:-$1 is still mounted}"
+}
+
+# wait_gone PID [TIMEOUT]: true once PID no longer runs.
+wait_gone() {
+	local deadline=$(($(now_ms) + ${2:-10} * 1000))
+	while pid_alive "$1"; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+	return 0
+}
+
+# wait_pid PID [TIMEOUT]: waits for a child of this shell to exit; its status is
+# left in WAIT_STATUS.  Returns 1 if it is still running at the deadline.
+wait_pid() {
+	WAIT_STATUS=
+	wait_gone "$1" "${2:-10}" || return 1
+	wait "$1" 2>/dev/null
+	WAIT_STATUS=$?
+	return 0
+}
+
+# run_bg NAME COMMAND...: runs COMMAND in the background with stdout in
+# $T/NAME.out and stderr in $T/NAME.err; its pid is tracked and left in BG_PID.
+run_bg() {
+	local name=$1
+	shift
+	"$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+	BG_PID=$!
+	track_pid "$BG_PID"
+	log "started $name (pid $BG_PID): $*"
+}
+
+# need_prog PATH: fails unless the built program PATH exists.
+need_prog() {
+	[ -x "$1" ] || fail "$1 is not built"
+}
+
+# need_cmd NAME...: skips unless every command is installed.
+need_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || skip "$c is not installed"
+	done
+}
+
+# wait_match FILE REGEX [TIMEOUT]: waits until a line of FILE matches the
+# extended REGEX; prints the last matching line.
+wait_match() {
+	local deadline=$(($(now_ms) + ${3:-10} * 1000))
+	while :; do
+		grep -E -- "$2" "$1" 2>/dev/null | tail -n 1 | grep '' && return 0
+		if [ "$(now_ms)" -ge "$deadline" ]; then
+			echo "wait_match: no line matching '$2' in $1 within ${3:-10}s" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# try_cmd TIMEOUT COMMAND...: runs COMMAND with a deadline that holds even when
+# it is stuck in an uninterruptible FUSE request (which `timeout` cannot kill):
+# it runs in the background and is left to the cleanup if it does not finish.
+# Its stdout and stderr go to TRY_OUT; returns its exit status, 124 on timeout.
+try_cmd() {
+	local limit=$1 pid out=$T/.fk/try.$$.$RANDOM
+	shift
+	"$@" >"$out" 2>&1 </dev/null &
+	pid=$!
+	track_pid "$pid"
+	if ! wait_pid "$pid" "$limit"; then
+		kill -KILL "$pid" 2>/dev/null
+		TRY_OUT="$(cat "$out") (still running after ${limit}s)"
+		return 124
+	fi
+	TRY_OUT=$(cat "$out")
+	return "$WAIT_STATUS"
+}
+
+# ---- the keeper ------------------------------------------------------------
+
+# fk_start MOUNTPOINT [KEEPER OPTIONS] -- COMMAND...
+# Starts the keeper in the background with its events going to $FK_EVENTS and
+# its stderr to $FK_LOG; returns at once.  The keeper becomes the current one.
+fk_start() {
+	local mnt=$1 opts=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+		opts+=("$1")
+		shift
+	done
+	[ $# -ge 2 ] || fail "fk_start: usage: fk_start MOUNTPOINT [OPTIONS] -- COMMAND..."
+	shift
+	[ -x "$FK" ] || fail "the keeper is not built: $FK"
+
+	FK_N=$((FK_N + 1))
+	FK_EVENTS=$T/events.$FK_N
+	FK_LOG=$T/keeper.$FK_N.log
+	# shellcheck disable=SC2034
+	FK_MNT=$mnt
+	: >"$FK_EVENTS"
+	# The daemon's argv[0], to recognise its pids at cleanup.
+	printf '%s\n' "$1" >"$FK_STATE/cmd.$FK_N"
+	# bash starts background commands with SIGINT ignored; a keeper run from a
+	# terminal has it at its default, so restore that.
+	env --default-signal=INT "$FK" --status-fd=3 "${opts[@]}" "$mnt" -- "$@" \
+		3>>"$FK_EVENTS" >>"$FK_LOG" 2>&1 </dev/null &
+	FK_PID=$!
+	track_pid "$FK_PID"
+	track_mount "$mnt"
+	log "fk_start: keeper $FK_PID: ${opts[*]} $mnt -- $*"
+}
+
+# fk_match LINE EVENT [PATTERN]: LINE is an EVENT line whose arguments start
+# with the extended regex PATTERN (matched up to a space or the end).
+fk_match() {
+	local line=$1 ev=$2 pat=${3:-} rest
+	case $line in
+	"$ev") rest= ;;
+	"$ev "*) rest=${line#"$ev "} ;;
+	*) return 1 ;;
+	esac
+	[ -z "$pat" ] && return 0
+	[[ $rest =~ ^($pat)( |$) ]]
+}
+
+# Scans the event file once for the next unreturned match; on success moves the
+# cursor, sets FK_LINE and prints the line.
+fk_scan() {
+	local ev=$1 pat=$2 curf=$FK_STATE/cur.$FK_N.$1 floorf=$FK_STATE/floor.$FK_N
+	local cur=0 floor=0 n=0 line
+	[ -s "$curf" ] && cur=$(<"$curf")
+	[ -s "$floorf" ] && floor=$(<"$floorf")
+	[ "$floor" -gt "$cur" ] && cur=$floor
+	# `read` fails on a last line without its newline: a line still being written.
+	while IFS= read -r line; do
+		n=$((n + 1))
+		[ "$n" -le "$cur" ] && continue
+		if fk_match "$line" "$ev" "$pat"; then
+			echo "$n" >"$curf"
+			FK_LINE=$line
+			printf '%s\n' "$line"
+			return 0
+		fi
+	done <"$FK_EVENTS"
+	return 1
+}
+
+# fk_wait EVENT [ARGS-PATTERN] [TIMEOUT]
+# Blocks until the next EVENT line (whose arguments match ARGS-PATTERN, an
+# extended regex anchored at the start) that no earlier fk_wait EVENT returned
+# appears; prints it and sets FK_LINE.  Returns 1 on timeout or when the keeper
+# exited without writing it.
+fk_wait() {
+	local ev=$1 pat=${2:-} timeout=${3:-$FK_WAIT_TIMEOUT} deadline
+	[ -n "$FK_EVENTS" ] || fail "fk_wait: no keeper started"
+	deadline=$(($(now_ms) + timeout * 1000))
+	FK_LINE=
+	while :; do
+		fk_scan "$ev" "$pat" && return 0
+		if ! pid_alive "$FK_PID"; then
+			# One last look: the line may have come just before the exit.
+			fk_scan "$ev" "$pat" && return 0
+			echo "fk_wait: the keeper (pid $FK_PID) exited without ${ev}${pat:+ $pat}" >&2
+			return 1
+		fi
+		if [ "$(now_ms)" -ge "$deadline" ]; then
+			echo "fk_wait: no ${ev}${pat:+ $pat} event within ${timeout}s; events so far:" >&2
+			sed 's/^/    /' "$FK_EVENTS" >&2
+			return 1
+		fi
+		if command -v inotifywait >/dev/null; then
+			inotifywait -qq -t 1 -e modify -e close_write "$FK_EVENTS" >/dev/null 2>&1
+		else
+			sleep 0.05
+		fi
+	done
+}
+
+# fk_mark: later fk_wait calls only see events written after this point.
+fk_mark() {
+	local n
+	n=$(grep -c '' "$FK_EVENTS")
+	# Count complete lines only.
+	[ -n "$(tail -c 1 "$FK_EVENTS")" ] && n=$((n - 1))
+	echo "$n" >"$FK_STATE/floor.$FK_N"
+}
+
+# fk_count EVENT [ARGS-PATTERN]: how many such lines the current keeper wrote.
+fk_count() {
+	local line n=0
+	while IFS= read -r line; do
+		fk_match "$line" "$1" "${2:-}" && n=$((n + 1))
+	done <"$FK_EVENTS"
+	echo "$n"
+}
+
+# fk_daemon_pid: the pid from the latest DAEMON line.
+fk_daemon_pid() {
+	awk '$1 == "DAEMON" { p = $2 } END { if (p == "") exit 1; print p }' "$FK_EVENTS"
+}
+
+# fk_kill_daemon [TIMEOUT]: SIGKILLs the current daemon and waits for the
+# keeper's EXIT line for it.  Leaves the pid in FK_KILLED.
+fk_kill_daemon() {
+	local pid
+	pid=$(fk_daemon_pid) || { echo "fk_kill_daemon: no DAEMON event yet" >&2; return 1; }
+	pid_alive "$pid" || { echo "fk_kill_daemon: daemon $pid is not running" >&2; return 1; }
+	# shellcheck disable=SC2034
+	FK_KILLED=$pid
+	log "killing daemon $pid"
+	kill -KILL "$pid" || return 1
+	fk_wait EXIT "$pid" "${1:-$FK_WAIT_TIMEOUT}" >/dev/null || return 1
+	[ "$FK_LINE" = "EXIT $pid signal=KILL" ] ||
+		echo "fk_kill_daemon: expected 'EXIT $pid signal=KILL', got '$FK_LINE'" >&2
+	return 0
+}
+
+# fk_wait_exit [TIMEOUT]: waits for the current keeper to exit; FK_STATUS gets
+# its exit status.  Returns 1 if it is still running at the deadline.
+fk_wait_exit() {
+	FK_STATUS=
+	wait_pid "$FK_PID" "${1:-30}" || {
+		echo "fk_wait_exit: keeper $FK_PID still running after ${1:-30}s" >&2
+		return 1
+	}
+	FK_STATUS=$WAIT_STATUS
+	log "keeper $FK_PID exited with status $FK_STATUS"
+	return 0
+}
+
+# fk_daemon_pids: every daemon pid the current keeper reported.
+fk_daemon_pids() {
+	awk '$1 == "DAEMON" { print $2 }' "$FK_EVENTS"
+}
+
+# assert_all_gone: the keeper, every daemon it started and every process this
+# test started have exited (waits up to 10 s).
+assert_all_gone() {
+	local pid
+	for pid in $FK_PID $(fk_daemon_pids) $(cat "$FK_STATE/pids"); do
+		wait_gone "$pid" 10 || fail "process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)) is still running"
+	done
+}
+
+# ---- workloads ------------------------------------------------------------
+
+progress_of() {
+	local v
+	v=$(cat "$1" 2>/dev/null)
+	echo "${v:-0}"
+}
+
+# wait_progress FILE N [TIMEOUT] [PID]: waits until the count in a --progress
+# file has grown by N (fails early if PID, the workload, exits).
+wait_progress() {
+	local file=$1 n=$2 timeout=${3:-30} pid=${4:-} start cur deadline
+	start=$(progress_of "$file")
+	deadline=$(($(now_ms) + timeout * 1000))
+	while :; do
+		cur=$(progress_of "$file")
+		[ "$cur" -ge $((start + n)) ] && return 0
+		if [ -n "$pid" ] && ! pid_alive "$pid"; then
+			echo "wait_progress: $file: workload $pid exited at $cur" >&2
+			return 1
+		fi
+		if [ "$(now_ms)" -ge "$deadline" ]; then
+			echo "wait_progress: $file stuck at $cur (wanted $((start + n)) within ${timeout}s)" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# ---- cleanup ---------------------------------------------------------------
+
+# The tracked pids that are still our own running children.
+fk_own_live_pids() {
+	local pid
+	sort -u "$FK_STATE/pids" | while read -r pid; do
+		[ -n "$pid" ] && pid_alive "$pid" && [ "$(pid_ppid "$pid")" = "$$" ] && echo "$pid"
+	done
+}
+
+# Daemon pids from DAEMON lines that still run the program that keeper started.
+fk_live_daemons() {
+	local ev i pid argv0 want
+	for ev in "$T"/events.*; do
+		[ -f "$ev" ] || continue
+		i=${ev##*.}
+		want=$(cat "$FK_STATE/cmd.$i" 2>/dev/null)
+		for pid in $(awk '$1 == "DAEMON" { print $2 }' "$ev"); do
+			pid_alive "$pid" || continue
+			argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+			[ -n "$want" ] && [ "$argv0" = "$want" ] && echo "$pid"
+		done
+	done
+}
+
+fk_dump() {
+	local f
+	echo "==== diagnostics of $FK_TEST_NAME ($T) ===="
+	for f in "$T"/events.* "$T"/keeper.*.log "$T"/*.out "$T"/*.err; do
+		[ -s "$f" ] || continue
+		echo "---- ${f#"$T"/} ----"
+		cat "$f"
+	done
+	echo "---- mounts under $T ----"
+	mounts_under "$T"
+}
+
+# Runs from the EXIT trap.  It does not call exit, so the test's exit status
+# stands and commands chained after it in the trap (lib-daemons.sh) still run.
+fk_cleanup() {
+	local rc=$? pid pids deadline m
+	[ -z "${FK_CLEANED:-}" ] || return 0
+	FK_CLEANED=1
+	trap '' INT TERM
+	set +e
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+		fk_dump >&2
+	fi
+
+	# SIGTERM first: a keeper asked to stop unmounts and stops its daemon.
+	pids=$(fk_own_live_pids)
+	# shellcheck disable=SC2086
+	[ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+	deadline=$(($(now_ms) + 5000))
+	while [ -n "$(fk_own_live_pids)" ] && [ "$(now_ms)" -lt "$deadline" ]; do
+		sleep 0.05
+	done
+
+	# Whatever is left may be stuck in a request: abort our FUSE connections, then SIGKILL.
+	pids="$(fk_own_live_pids) $(fk_live_daemons)"
+	if [ -n "${pids// /}" ]; then
+		echo "cleanup: killing leftover processes: $(echo "$pids" | tr '\n' ' ')" >&2
+		for m in $(mounts_under "$T") $(cat "$FK_STATE/mounts"); do
+			fuse_abort "$m"
+		done
+		# shellcheck disable=SC2086
+		kill -KILL $pids 2>/dev/null
+		for pid in $pids; do
+			wait_gone "$pid" 5 || echo "cleanup: pid $pid did not exit" >&2
+		done
+	fi
+	for pid in $(sort -u "$FK_STATE/pids"); do
+		pid_alive "$pid" || wait "$pid" 2>/dev/null
+	done
+
+	for m in $(cat "$FK_STATE/mounts") $(mounts_under "$T"); do
+		while mounted "$m"; do
+			echo "cleanup: unmounting $m" >&2
+			fuse_abort "$m"
+			umount -l "$m" || break
+		done
+	done
+
+	rm -rf --one-file-system "$T"
+	return 0
+}
+
+trap fk_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM

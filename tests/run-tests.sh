@@ -1,0 +1,179 @@
+#!/bin/bash
+# Runs every fusekeeper test: the TAP unit tests (BUILD_DIR/tests/test_*), then
+# every tests/integration/*.sh, each under `timeout` with its output in
+# BUILD_DIR/test-logs/NAME.log.
+#
+#   tests/run-tests.sh BUILD_DIR [NAME-GLOB...]
+#
+# Exit status of a test: 0 pass, 77 skipped (the script prints "SKIP: reason"),
+# anything else fails.  A unit test also fails if it printed a "not ok" line.
+# An integration test declares its time limit with a "# timeout: N" line in its
+# header (default 300 s).  After each test no mount may remain under the
+# tests' temp root: a leftover one fails the test and is unmounted.
+# Optional NAME-GLOBs select tests by name (e.g. '1*' or test_relay).
+set -u
+
+usage() {
+	echo "usage: $0 BUILD_DIR [NAME-GLOB...]" >&2
+	exit 2
+}
+
+[ $# -ge 1 ] || usage
+if [ "$(id -u)" -ne 0 ]; then
+	echo "run-tests.sh: the tests mount FUSE filesystems and must run as root" >&2
+	exit 1
+fi
+
+SRC_DIR=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || {
+	echo "run-tests.sh: build directory $1 not found" >&2
+	exit 1
+}
+shift
+export BUILD_DIR
+SELECT=("$@")
+DEFAULT_TIMEOUT=300
+UNIT_TIMEOUT=120
+
+LOG_DIR=$BUILD_DIR/test-logs
+rm -rf "$LOG_DIR"
+mkdir -p "$LOG_DIR"
+FK_TMPROOT=$(mktemp -d /tmp/fusekeeper-tests.XXXXXX) || exit 1
+export FK_TMPROOT
+
+passed=0 failed=0 skipped=0
+current_pid=
+
+on_signal() {
+	if [ -n "$current_pid" ]; then
+		kill -TERM "$current_pid" 2>/dev/null
+		wait "$current_pid" 2>/dev/null
+	fi
+	leftover_mounts >/dev/null
+	rmdir "$FK_TMPROOT" 2>/dev/null
+	echo "run-tests.sh: interrupted" >&2
+	exit 130
+}
+trap on_signal INT TERM
+
+selected() {
+	local g
+	[ ${#SELECT[@]} -eq 0 ] && return 0
+	for g in "${SELECT[@]}"; do
+		# shellcheck disable=SC2053
+		[[ $1 == $g ]] && return 0
+	done
+	return 1
+}
+
+# Unmounts (lazily, after aborting FUSE connections through fusectl) every
+# mount left under the temp root; prints each as "TYPE PATH".
+leftover_mounts() {
+	local dev fstype mp
+	awk -v root="$FK_TMPROOT" 'index($5, root "/") == 1 {
+		for (i = 7; i <= NF; i++) if ($i == "-") { fs = $(i + 1); break }
+		print $3, fs, $5
+	}' /proc/self/mountinfo | sort -r -k 3 | while read -r dev fstype mp; do
+		echo "$fstype $mp"
+		case $fstype in
+		fuse | fuse.* | fuseblk)
+			[ -w "/sys/fs/fuse/connections/${dev#*:}/abort" ] &&
+				echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null
+			;;
+		esac
+		umount -l "$mp" 2>/dev/null
+	done
+}
+
+show_log() {
+	echo "---- $1 ----"
+	cat "$2"
+	echo "---- end of $1 ----"
+}
+
+# run_one NAME TIMEOUT KIND COMMAND...: KIND is unit or integration.
+run_one() {
+	local name=$1 limit=$2 kind=$3 logf rc reason leftovers
+	shift 3
+	logf=$LOG_DIR/$name.log
+
+	# timeout leads its own process group; what the test leaves in it is killed below.
+	timeout --kill-after=15 "$limit" "$@" >"$logf" 2>&1 </dev/null &
+	current_pid=$!
+	wait "$current_pid"
+	rc=$?
+	if kill -0 -- "-$current_pid" 2>/dev/null; then
+		{
+			echo "run-tests.sh: processes left behind (now killed):"
+			ps -eo pgid=,pid=,args= | awk -v g="$current_pid" '$1 == g { $1 = "   "; print }'
+		} >>"$logf"
+		kill -KILL -- "-$current_pid" 2>/dev/null
+		if [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; then
+			rc=97
+		fi
+	fi
+	current_pid=
+
+	leftovers=$(leftover_mounts)
+	if [ -n "$leftovers" ]; then
+		{
+			echo "run-tests.sh: mounts left behind (now unmounted):"
+			echo "$leftovers" | sed 's/^/    /'
+		} >>"$logf"
+		if [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; then
+			rc=99
+		fi
+	fi
+	if [ "$kind" = unit ] && [ "$rc" -eq 0 ] && grep -q '^not ok' "$logf"; then
+		rc=98
+	fi
+
+	case $rc in
+	0)
+		echo "PASS $name"
+		passed=$((passed + 1))
+		;;
+	77)
+		reason=$(sed -n 's/^SKIP: //p' "$logf" | tail -n 1)
+		echo "SKIP $name: ${reason:-no reason given}"
+		skipped=$((skipped + 1))
+		;;
+	*)
+		case $rc in
+		124 | 137) echo "FAIL $name (timed out after ${limit}s)" ;;
+		98) echo "FAIL $name (exit 0 but a \"not ok\" line)" ;;
+		97) echo "FAIL $name (left processes behind)" ;;
+		99) echo "FAIL $name (left mounts behind)" ;;
+		*) echo "FAIL $name (exit status $rc)" ;;
+		esac
+		show_log "$name" "$logf"
+		failed=$((failed + 1))
+		;;
+	esac
+}
+
+# Unit tests.
+while IFS= read -r t; do
+	name=$(basename "$t")
+	selected "$name" || continue
+	run_one "$name" "$UNIT_TIMEOUT" unit "$t"
+done < <(find "$BUILD_DIR/tests" -maxdepth 1 -type f -name 'test_*' -perm -u+x 2>/dev/null | sort)
+
+# Integration tests need fusectl to abort wedged connections.
+if ! mountpoint -q /sys/fs/fuse/connections; then
+	mount -t fusectl none /sys/fs/fuse/connections ||
+		echo "run-tests.sh: warning: cannot mount fusectl at /sys/fs/fuse/connections" >&2
+fi
+
+for t in "$SRC_DIR"/tests/integration/*.sh; do
+	[ -f "$t" ] || continue
+	name=$(basename "$t" .sh)
+	selected "$name" || continue
+	limit=$(sed -n '1,20s/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1)
+	run_one "$name" "${limit:-$DEFAULT_TIMEOUT}" integration bash "$t"
+done
+
+rmdir "$FK_TMPROOT" 2>/dev/null ||
+	echo "run-tests.sh: note: $FK_TMPROOT is not empty (a test left files behind)"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The node table: learning, forgetting, renames, and translation across a restart. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "nodes.h"
+#include "tap.h"
+
+static struct fuse_entry_out entry(uint64_t did, uint32_t mode)
+{
+	struct fuse_entry_out e = { .nodeid = did, .generation = 7 };
+
+	e.attr.mode = mode;
+	return e;
+}
+
+int main(void)
+{
+	struct node_table t;
+	struct fuse_entry_out e;
+	struct node *dir, *file, *n;
+	uint64_t did, fwd, kid;
+	int err;
+
+	ok(node_table_init(&t, 100) == 0, "table initialises");
+	ok(node_get(&t, FUSE_ROOT_ID) != NULL, "the root is known");
+
+	e = entry(0x1000, S_IFDIR | 0755);
+	dir = node_learn(&t, FUSE_ROOT_ID, "dir", &e, &err);
+	ok(dir && e.nodeid == 0x1000 && e.generation == 7, "a new node keeps the daemon's ID");
+	e = entry(0x2000, S_IFREG | 0644);
+	file = node_learn(&t, 0x1000, "file", &e, &err);
+	ok(file && node_find(&t, 0x1000, "file") == file, "a node is found by parent and name");
+	e = entry(0x2000, S_IFREG | 0644);
+	ok(node_learn(&t, 0x1000, "file", &e, &err) == file && file->k_nlookup == 2,
+	   "a second lookup counts on the same node");
+
+	ok(node_rename(&t, 0x1000, "file", FUSE_ROOT_ID, "moved", false) == 0 &&
+		   node_find(&t, FUSE_ROOT_ID, "moved") == file &&
+		   node_find(&t, 0x1000, "file") == NULL,
+	   "rename moves the name");
+
+	/* A restart: the new daemon's IDs differ. */
+	node_new_epoch(&t);
+	ok(node_to_daemon(&t, 0x1000, &did) == -ESTALE, "unresolved nodes are not translated");
+	{
+		struct node *batch[8];
+		size_t count = node_pending(&t, batch, 8);
+
+		ok(count == 2, "both nodes are pending (parent is the root): %zu", count);
+	}
+	ok(node_resolved(&t, dir, 0x9000) == 0 && node_resolved(&t, file, 0x9100) == 0,
+	   "resolution records new IDs");
+	ok(node_to_daemon(&t, 0x1000, &did) == 0 && did == 0x9000, "kernel ID maps to the new ID");
+	ok(node_to_kernel(&t, 0x9100, &kid) == 0 && kid == 0x2000, "and back for notifications");
+
+	/* A lookup from the new daemon reuses the kernel's ID and generation. */
+	e = entry(0x9100, S_IFREG | 0644);
+	e.generation = 99;
+	n = node_learn(&t, FUSE_ROOT_ID, "moved", &e, &err);
+	ok(n == file && e.nodeid == 0x2000 && e.generation == 7,
+	   "replies are rewritten to the kernel's ID and generation");
+
+	/* Kernel holds 3 lookups, the new daemon 2: the daemon keeps one until the last. */
+	node_forget(&t, 0x2000, 2, &did, &fwd);
+	ok(did == 0x9100 && fwd == 1, "a partial forget leaves the daemon one lookup (fwd %lu)",
+	   (unsigned long)fwd);
+	node_forget(&t, 0x2000, 1, &did, &fwd);
+	ok(fwd == 1 && node_get(&t, 0x2000) == NULL, "the last forget frees the node");
+
+	/* A new node whose daemon ID is taken by a kernel ID gets a fresh kernel ID. */
+	e = entry(0x1000 /* still the kernel's "dir" */, S_IFREG);
+	n = node_learn(&t, FUSE_ROOT_ID, "other", &e, &err);
+	ok(n && n->kid != 0x1000 && e.nodeid == n->kid, "colliding daemon IDs are remapped");
+
+	node_unlink(&t, FUSE_ROOT_ID, "other");
+	ok(node_find(&t, FUSE_ROOT_ID, "other") == NULL, "unlink drops the name");
+
+	node_table_free(&t);
+	return tap_done();
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Consistency of the opcode table. */
+#include <errno.h>
+#include <string.h>
+
+#include "opcodes.h"
+#include "tap.h"
+
+int main(void)
+{
+	unsigned known = 0, bad = 0;
+
+	for (unsigned i = 0; i < OP_MAX; i++) {
+		const struct op_info *op = op_get(i);
+
+		if (!op)
+			continue;
+		known++;
+		/* Offsets must lie inside the fixed part of the request. */
+		if (op->fh_off >= 0 && (unsigned)op->fh_off + 8 > op->in_size)
+			bad++, printf("# %s: fh outside the struct\n", op->name);
+		if (op->node2_off >= 0 && (unsigned)op->node2_off + 8 > op->in_size)
+			bad++, printf("# %s: node2 outside the struct\n", op->name);
+		if (op->size_off >= 0 && (unsigned)op->size_off + 4 > op->in_size)
+			bad++, printf("# %s: size outside the struct\n", op->name);
+		if ((op->out == OUT_UPTO || op->out == OUT_XATTR) && op->size_off < 0)
+			bad++, printf("# %s: bounded reply without a size field\n", op->name);
+		if (op->replay == RP_EXISTS && (!op->ctype || !op->names))
+			bad++, printf("# %s: RP_EXISTS needs a type and a name\n", op->name);
+		if (op->replay == RP_TOLERATE && !op->replay_errno)
+			bad++, printf("# %s: RP_TOLERATE needs an errno\n", op->name);
+		if (op->noreply && op->replay != RP_DROP)
+			bad++, printf("# %s: no reply but a replay rule\n", op->name);
+		if ((op->effect == EFF_ENTRY || op->effect == EFF_UNLINK) && op->names < 1)
+			bad++, printf("# %s: entry effect without a name\n", op->name);
+		if (op->effect == EFF_RENAME && (op->names != 2 || op->node2_off < 0))
+			bad++, printf("# %s: rename needs two names and a second node\n", op->name);
+	}
+	ok(known >= 45, "the table knows %u opcodes", known);
+	ok(bad == 0, "every row is consistent (%u problems)", bad);
+
+	ok(op_get(FUSE_LOOKUP)->effect == EFF_ENTRY, "LOOKUP replies create a lookup");
+	ok(op_get(FUSE_MKDIR)->replay == RP_EXISTS, "MKDIR is settled by looking the name up");
+	ok(op_get(FUSE_UNLINK)->replay == RP_TOLERATE &&
+		   op_get(FUSE_UNLINK)->replay_errno == ENOENT,
+	   "UNLINK tolerates ENOENT on replay");
+	ok(op_get(999) == NULL && !strcmp(op_name(999), "OPCODE_999"), "unknown opcodes");
+
+	{
+		struct fuse_read_in r = { .size = 100 };
+		const struct op_info *op = op_get(FUSE_READ);
+
+		ok(op_check_out_size(op, &r, sizeof(r), 100) == 0, "a full read fits");
+		ok(op_check_out_size(op, &r, sizeof(r), 101) == -EPROTO, "an over-long read does not");
+		ok(op_check_out_size(op_get(FUSE_LOOKUP), NULL, 0, 40) == -EPROTO,
+		   "a short entry is rejected");
+		ok(op_check_out_size(op_get(FUSE_LOOKUP), NULL, 0, sizeof(struct fuse_entry_out)) == 0,
+		   "a full entry is accepted");
+	}
+	ok(notify_get(99) == NULL && notify_get(FUSE_NOTIFY_INVAL_INODE) != NULL,
+	   "notification table knows the real codes only");
+	return tap_done();
+}
