@@ -45,7 +45,7 @@ log() {
 BUILD_DIR=$(cd "${BUILD_DIR:-$FK_SRCDIR/build}" 2>/dev/null && pwd) ||
 	fail "build directory ${BUILD_DIR:-$FK_SRCDIR/build} not found (set BUILD_DIR)"
 export BUILD_DIR
-export FK=$BUILD_DIR/src/fusekeeper
+export FK=$BUILD_DIR/fusekeeper
 export TESTFS=$BUILD_DIR/tests/testfs
 export BADDAEMON=$BUILD_DIR/tests/baddaemon
 export FKLOAD=$BUILD_DIR/tests/fkload
