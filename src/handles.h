@@ -18,6 +18,8 @@ struct handle {
 	uint64_t node;	/* kid of the node it was opened on */
 	uint32_t flags; /* open(2) flags of the OPEN, OPENDIR or CREATE request */
 	uint32_t epoch; /* daemon incarnation that dfh belongs to */
+	uint32_t uid;	/* credentials of the opener, reused when opening it again */
+	uint32_t gid;
 	bool dir;	/* opened with OPENDIR */
 	bool lost;	/* could not be opened again after a restart: requests get EIO */
 };

@@ -38,6 +38,8 @@ struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size
 		return NULL;
 	h = msg_in(m);
 	memset(h, 0, sizeof(*h));
+	/* The keeper asks as itself (root); daemons that look at the caller find a live pid. */
+	h->pid = getpid();
 	h->len = m->len = len;
 	h->opcode = opcode;
 	h->nodeid = nodeid;
@@ -446,8 +448,12 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 				continue;
 			req = make_request(h->dir ? FUSE_OPENDIR : FUSE_OPEN, did, &in, sizeof(in),
 					   NULL);
-			if (req)
+			if (req) {
+				/* As the opener: a daemon checking permissions sees the same caller. */
+				msg_in(req)->uid = h->uid;
+				msg_in(req)->gid = h->gid;
 				call_start(p, &calls[i], req);
+			}
 			msg_put(req);
 		}
 		r = calls_wait(p, calls, n, deadline);

@@ -231,16 +231,20 @@ static int learn_entry(struct proxy *p, uint64_t parent, const char *name,
 	return 0;
 }
 
-static int learn_handle(struct proxy *p, uint64_t node, uint32_t flags, bool dir,
+static int learn_handle(struct proxy *p, struct msg *req, uint64_t node, uint32_t flags, bool dir,
 			struct fuse_open_out *o, uint64_t did)
 {
 	uint64_t dfh = o->fh;
+	struct handle *h;
 	int err;
 
-	if (!handle_learn(&p->handles, node, flags, dir, &o->fh, &err)) {
+	h = handle_learn(&p->handles, node, flags, dir, &o->fh, &err);
+	if (!h) {
 		release_in_daemon(p, p->nodes.epoch, did, dfh, dir);
 		return err;
 	}
+	h->uid = msg_in(req)->uid;
+	h->gid = msg_in(req)->gid;
 	return 0;
 }
 
@@ -321,7 +325,7 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		return learn_entry(p, req->knode, names[0], (struct fuse_entry_out *)out);
 	case EFF_OPEN:
 	case EFF_OPENDIR:
-		return learn_handle(p, req->knode, ((struct fuse_open_in *)body(req))->flags,
+		return learn_handle(p, req, req->knode, ((struct fuse_open_in *)body(req))->flags,
 				    op->effect == EFF_OPENDIR, (struct fuse_open_out *)out,
 				    msg_in(req)->nodeid);
 	case EFF_CREATE: {
@@ -331,7 +335,7 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		r = learn_entry(p, req->knode, names[0], e);
 		if (r < 0)
 			return r;
-		r = learn_handle(p, e->nodeid, ((struct fuse_create_in *)body(req))->flags, false,
+		r = learn_handle(p, req, e->nodeid, ((struct fuse_create_in *)body(req))->flags, false,
 				 (struct fuse_open_out *)(out + sizeof(*e)), did);
 		if (r < 0) {
 			node_unlearn(&p->nodes, e->nodeid, &kid, &fwd);
