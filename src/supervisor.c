@@ -284,6 +284,10 @@ static int setup_signals(struct keeper *k)
 {
 	sigset_t set;
 
+	/* A shell starts background jobs with SIGINT ignored; an ignored signal never reaches
+	 * the signalfd, so restore the default first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);

@@ -27,7 +27,6 @@
 
 _fkd_pids=
 _fkd_tmp=
-_fkd_armed=
 
 # fkd_dir - sets FKD_DIR to the test's scratch directory: lib.sh's $T when
 # it has one, else a directory of our own removed at exit.  (Not a function
@@ -109,10 +108,12 @@ _fkd_cleanup" EXIT
 	[ -n "$(trap -p TERM)" ] || trap 'exit 143' TERM
 }
 
+# fkd_track PID [only-here] - stop PID when the test exits.  It is also
+# handed to lib.sh (whose cleanup runs first and SIGKILLs what ignores
+# SIGTERM, and whose assert_all_gone checks it) unless "only-here" is given.
 fkd_track() {
 	_fkd_pids="$_fkd_pids $1"
-	# lib.sh's cleanup, which runs first, stops its tracked pids in parallel.
-	if command -v track_pid >/dev/null 2>&1; then
+	if [ "${2:-}" != only-here ] && command -v track_pid >/dev/null 2>&1; then
 		track_pid "$1"
 	fi
 	fkd_arm_cleanup
@@ -223,13 +224,15 @@ sshd_start() {
 			"$(command -v sshd)" -D -f "$dir/sshd_config" -E "$dir/sshd.log" &
 		_fkd_sshd_pid=$!
 		if fkd_wait_for 10 _fkd_sshd_up; then
-			# Stop sshd itself (pid 1 of the namespace): the kernel then
-			# kills and reaps its children, and unshare exits.  Then reap
-			# unshare.
+			# To stop it, signal sshd itself (pid 1 of the namespace): the
+			# kernel then kills and reaps its sessions, and unshare, which
+			# ignores SIGTERM, exits with it.  Killing unshare instead
+			# would leave sshd an unreaped orphan.  So lib.sh, which
+			# SIGKILLs its children, is told about sshd only.
 			_fkd_sshd_main=$(cat "/proc/$_fkd_sshd_pid/task/$_fkd_sshd_pid/children")
 			_fkd_sshd_main=${_fkd_sshd_main% }
 			fkd_track "$_fkd_sshd_main"
-			fkd_track "$_fkd_sshd_pid"
+			fkd_track "$_fkd_sshd_pid" only-here
 			ssh_run true </dev/null && return 0
 			_fkd_fail "sshd listens on port $port but login fails: $(tail -5 "$dir/sshd.log")"
 		fi

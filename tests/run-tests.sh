@@ -85,15 +85,16 @@ leftover_mounts() {
 	done
 }
 
+# show_log NAME WHY LOGFILE
 show_log() {
-	echo "---- $1 ----"
-	cat "$2"
+	echo "---- $1: $2 ----"
+	cat "$3"
 	echo "---- end of $1 ----"
 }
 
 # run_one NAME TIMEOUT KIND COMMAND...: KIND is unit or integration.
 run_one() {
-	local name=$1 limit=$2 kind=$3 logf rc reason leftovers
+	local name=$1 limit=$2 kind=$3 logf rc reason leftovers why
 	shift 3
 	logf=$LOG_DIR/$name.log
 
@@ -140,13 +141,14 @@ run_one() {
 		;;
 	*)
 		case $rc in
-		124 | 137) echo "FAIL $name (timed out after ${limit}s)" ;;
-		98) echo "FAIL $name (exit 0 but a \"not ok\" line)" ;;
-		97) echo "FAIL $name (left processes behind)" ;;
-		99) echo "FAIL $name (left mounts behind)" ;;
-		*) echo "FAIL $name (exit status $rc)" ;;
+		124 | 137) why="timed out after ${limit}s" ;;
+		98) why="exit 0 but a \"not ok\" line" ;;
+		97) why="left processes behind" ;;
+		99) why="left mounts behind" ;;
+		*) why="exit status $rc" ;;
 		esac
-		show_log "$name" "$logf"
+		echo "FAIL $name"
+		show_log "$name" "$why" "$logf"
 		failed=$((failed + 1))
 		;;
 	esac

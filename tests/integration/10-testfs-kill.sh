@@ -65,7 +65,7 @@ sum=$(ns_query 0) || fail "the namespace reader did not answer"
 
 for round in $(seq "$ROUNDS"); do
 	for w in fd cwd churn; do
-		wait_progress "$T/$w.prog" 20 30 "${load_pid[$w]}" ||
+		wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
 			fail "round $round: the $w workload made no progress"
 	done
 	fk_kill_daemon || fail "round $round: killing the daemon failed"
@@ -77,7 +77,7 @@ done
 
 # The workloads must keep going after the last recovery too.
 for w in fd cwd churn; do
-	wait_progress "$T/$w.prog" 20 30 "${load_pid[$w]}" ||
+	wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
 		fail "after the last kill: the $w workload made no progress"
 done
 

@@ -32,7 +32,7 @@ mkdir "$M"
 # Every read must match its REGEX.  Prints "NAME: ops=N errors=M", exits 0 iff
 # M == 0.  SIGTERM is blocked and polled between ops, so it never interrupts a
 # request on the mount.
-READER='
+cat >"$T/reader.py" <<'EOF'
 import os, re, signal, sys, time
 mode, progress = sys.argv[1], sys.argv[2]
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -73,16 +73,16 @@ if mode == "hold":
     os.close(fd)
 print("%s: ops=%d errors=%d" % (mode, ops, errors))
 sys.exit(1 if errors else 0)
-'
+EOF
 
 fk_start "$M" --max-restarts=100 -o allow_other -- lxcfs -f --pidfile="$T/lxcfs.pid" {}
 fk_wait READY || fail "the keeper never became READY"
 grep -q '^MemTotal:' "$M/proc/meminfo" || fail "no MemTotal in $M/proc/meminfo"
 
 declare -A pid
-run_bg hold python3 -c "$READER" hold "$T/hold.prog" "$M/proc/meminfo" '^MemTotal: +[0-9]+ kB$'
+run_bg hold python3 "$T/reader.py" hold "$T/hold.prog" "$M/proc/meminfo" '^MemTotal: +[0-9]+ kB$'
 pid[hold]=$BG_PID
-run_bg cwd python3 -c "$READER" cwd "$T/cwd.prog" "$M/proc" \
+run_bg cwd python3 "$T/reader.py" cwd "$T/cwd.prog" "$M/proc" \
 	'meminfo=^MemAvailable: +[0-9]+ kB$' 'uptime=^[0-9]+\.[0-9]+ [0-9]+\.[0-9]+$' \
 	'cpuinfo=^processor\s+: 0$'
 pid[cwd]=$BG_PID
