@@ -1,6 +1,7 @@
 # Thin wrapper over meson. `make` builds, `make check` installs what the
 # tests need, builds and runs every test, `make demo` runs the demo.
 BUILD ?= build
+ASAN_BUILD ?= build-asan
 MESON_OPTS ?=
 
 .PHONY: all deps check demo bench clean install
@@ -15,8 +16,14 @@ $(BUILD)/build.ninja:
 deps:
 	scripts/install-deps.sh test
 
-check: deps all
-	tests/run-tests.sh $(BUILD)
+# The whole suite runs twice: on the normal build, then on an ASan+UBSan build where any
+# sanitizer report fails the test that triggered it.
+check: deps all $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	tests/run-tests.sh $(BUILD) && tests/run-tests.sh $(ASAN_BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
 
 demo:
 	scripts/install-deps.sh demo
@@ -30,4 +37,4 @@ install: all
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

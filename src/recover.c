@@ -43,7 +43,8 @@ struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size
 	h->len = m->len = len;
 	h->opcode = opcode;
 	h->nodeid = nodeid;
-	memcpy(m->data + sizeof(*h), arg, arglen);
+	if (arglen)
+		memcpy(m->data + sizeof(*h), arg, arglen);
 	if (name)
 		memcpy(m->data + sizeof(*h) + arglen, name, namelen);
 	return m;

@@ -35,6 +35,12 @@ SELECT=("$@")
 DEFAULT_TIMEOUT=300
 UNIT_TIMEOUT=120
 
+# Sanitized builds stop at the first report; leaks are not checked (the keeper leaves its
+# relay thread in read(2) on purpose at exit).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+echo "Testing the build in $BUILD_DIR"
+
 LOG_DIR=$BUILD_DIR/test-logs
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
@@ -128,6 +134,10 @@ run_one() {
 	if [ "$kind" = unit ] && [ "$rc" -eq 0 ] && grep -q '^not ok' "$logf"; then
 		rc=98
 	fi
+	# In a sanitized build a report fails the test even if the program carried on.
+	if [ "$rc" -eq 0 ] && grep -qE 'ERROR: AddressSanitizer|runtime error: ' "$logf"; then
+		rc=96
+	fi
 
 	case $rc in
 	0)
@@ -143,6 +153,7 @@ run_one() {
 		case $rc in
 		124 | 137) why="timed out after ${limit}s" ;;
 		98) why="exit 0 but a \"not ok\" line" ;;
+		96) why="a sanitizer report" ;;
 		97) why="left processes behind" ;;
 		99) why="left mounts behind" ;;
 		*) why="exit status $rc" ;;
