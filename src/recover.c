@@ -819,34 +819,40 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		return r;
 	}
 
-	/* Resume the relay with the plain repeats already sent. */
+	/*
+	 * Resume the relay. The plain repeats are translated and sent under the lock that lets the
+	 * relay go, so they reach the new daemon before anything newer; one whose node or handle
+	 * was lost is answered with that error instead.
+	 */
+	int *errs = calloc(resend.n ? resend.n : 1, sizeof(*errs));
+
+	if (!errs) {
+		free(resend.v);
+		return -ENOMEM;
+	}
 	pthread_mutex_lock(&p->lock);
 	for (size_t i = 0; i < resend.n; i++) {
 		struct msg *req = resend.v[i];
-		int err = translate_request(p, req, op_get(msg_in(req)->opcode));
 
-		if (err < 0) {
+		errs[i] = translate_request(p, req, op_get(msg_in(req)->opcode));
+		if (errs[i] < 0) {
 			idmap_del(&p->inflight, msg_in(req)->unique);
-			req->epoch = (uint32_t)err; /* answered below, outside the lock */
-			req->replayed = false;
 			continue;
 		}
 		req->epoch = p->nodes.epoch;
+		p->replayed++;
+		send_to_daemon(p, p->nodes.epoch, req->data, req->len);
 	}
 	p->state = PX_UP;
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < resend.n; i++) {
-		struct msg *req = resend.v[i];
-
-		if (!req->replayed) {
-			reply_kernel_err(p, msg_in(req)->unique, (int)req->epoch);
-			msg_put(req);
-			continue;
+		if (errs[i] < 0) {
+			reply_kernel_err(p, msg_in(resend.v[i])->unique, errs[i]);
+			msg_put(resend.v[i]);
 		}
-		p->replayed++;
-		send_to_daemon(p, p->nodes.epoch, req->data, req->len);
 	}
+	free(errs);
 	free(resend.v);
 	return 0;
 }
