@@ -70,7 +70,18 @@ struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flag
 
 void handle_forget(struct handle_table *t, uint64_t kfh)
 {
-	free(idmap_del(&t->by_kfh, kfh));
+	struct handle *h = idmap_del(&t->by_kfh, kfh);
+
+	if (h && h->fresh)
+		t->fresh_count--;
+	free(h);
+}
+
+void handle_set_fresh(struct handle_table *t, struct handle *h, bool fresh)
+{
+	if (h->fresh != fresh)
+		t->fresh_count += fresh ? 1 : -1;
+	h->fresh = fresh;
 }
 
 int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh)

@@ -18,10 +18,12 @@ struct handle {
 	uint64_t node;	/* kid of the node it was opened on */
 	uint32_t flags; /* open(2) flags of the OPEN, OPENDIR or CREATE request */
 	uint32_t epoch; /* daemon incarnation that dfh belongs to */
+	uint32_t fopen; /* FOPEN_* flags of the daemon's answer to the first open */
 	uint32_t uid;	/* credentials of the opener, reused when opening it again */
 	uint32_t gid;
 	bool dir;	/* opened with OPENDIR */
 	bool lost;	/* could not be opened again after a restart: requests get EIO */
+	bool fresh;	/* reopened after a restart and not read yet: see op_info.positioned */
 };
 
 struct handle_table {
@@ -29,6 +31,7 @@ struct handle_table {
 	uint32_t epoch;
 	uint64_t next_kfh;
 	uint64_t max; /* bound on open handles; more fail with -ENFILE */
+	uint64_t fresh_count; /* handles with fresh set: lets the relay skip the check when 0 */
 };
 
 void handle_table_init(struct handle_table *t, uint64_t max);
@@ -52,6 +55,9 @@ void handle_forget(struct handle_table *t, uint64_t kfh);
  * unchanged.
  */
 int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh);
+
+/* Sets or clears h->fresh, keeping fresh_count true. */
+void handle_set_fresh(struct handle_table *t, struct handle *h, bool fresh);
 
 /* A new daemon took over: every handle must be opened again. */
 void handle_new_epoch(struct handle_table *t);

@@ -85,6 +85,8 @@ struct op_info {
 	uint8_t replay;       /* enum op_replay */
 	int16_t replay_errno; /* for RP_TOLERATE */
 	uint8_t ctype;	      /* enum op_ctype, for RP_EXISTS */
+	uint8_t positioned;   /* reads at fuse_read_in.offset through a handle: a handle reopened
+				 after a restart is primed with a read at 0 before one at offset > 0 */
 };
 
 #define OP_MAX 64

@@ -151,6 +151,7 @@ static void proxy_detach(void *state)
 	pthread_mutex_lock(&p->lock);
 	if (p->state == PX_UP)
 		p->state = PX_WAIT;
+	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	/* Let the daemon's thread drain what the daemon sent before it died, then end. */
 	relay_stop_d2k(p);

@@ -97,9 +97,12 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);
 void restore_request(struct msg *m, const struct op_info *op);
 int request_names(struct msg *m, const struct op_info *op, const char *names[2]);
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
+int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
+		    void *arg);
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
 
 /* recover.c */
+void prime_handle(struct proxy *p, uint64_t kfh, bool recovering);
 int recover(struct proxy *p);
 int call_start(struct proxy *p, struct call *c, struct msg *req);
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);

@@ -423,6 +423,89 @@ static void collect_handle(struct handle *h, void *arg)
 	l->v[l->n++] = h;
 }
 
+/*
+ * A reopened handle starts where a fresh open starts. Daemons that build a handle's content on
+ * its first read at offset 0 (libfuse's high-level readdir, LXCFS's proc files) refuse or misread
+ * a later offset on a fresh handle; sshfs aborts. So before the first read at an offset > 0 on a
+ * reopened handle, the handle gets the read at 0 that a fresh open would have had. Only when it
+ * is needed: sshfs cannot list a directory handle twice, so priming one that is next read at 0
+ * would leave that read empty. Files are primed only when their content is the daemon's own
+ * making (direct I/O) and reading cannot block (not a stream).
+ */
+static struct msg *prime_request(struct proxy *p, const struct handle *h, uint64_t did)
+{
+	struct fuse_read_in in = { .fh = h->dfh, .size = 4096, .flags = h->flags };
+	uint32_t opcode = FUSE_READ;
+
+	if (h->dir)
+		opcode = p->init_flags & FUSE_DO_READDIRPLUS ? FUSE_READDIRPLUS : FUSE_READDIR;
+	else if ((h->flags & O_ACCMODE) == O_WRONLY || !(h->fopen & FOPEN_DIRECT_IO) ||
+		 (h->fopen & (FOPEN_NONSEEKABLE | FOPEN_STREAM)))
+		return NULL;
+	return make_request(opcode, did, &in, sizeof(in), NULL);
+}
+
+static int forget_dirplus(struct fuse_direntplus *d, void *arg)
+{
+	struct proxy *p = arg;
+
+	forget_in_daemon(p, p->nodes.epoch, d->entry_out.nodeid, 1);
+	return 0;
+}
+
+/* What the priming read returned does not matter, but lookups it gave do. Under the lock. */
+static void prime_done(struct proxy *p, struct msg *req, struct call *c)
+{
+	size_t len;
+	char *body;
+
+	if (!c->reply || msg_in(req)->opcode != FUSE_READDIRPLUS || reply_error(c->reply))
+		return;
+	body = reply_body(c->reply, &len);
+	each_direntplus(body, len, forget_dirplus, p);
+}
+
+void prime_handle(struct proxy *p, uint64_t kfh, bool recovering)
+{
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	struct timespec ts;
+	struct msg *req = NULL;
+	struct handle *h;
+	struct call c;
+	uint64_t did;
+	bool started;
+
+	pthread_mutex_lock(&p->lock);
+	h = handle_get(&p->handles, kfh);
+	if (h && h->fresh && !h->lost && node_to_daemon(&p->nodes, h->node, &did) == 0)
+		req = prime_request(p, h, did);
+	if (h)
+		handle_set_fresh(&p->handles, h, false);
+	pthread_mutex_unlock(&p->lock);
+	if (!req)
+		return;
+	started = call_start(p, &c, req) == 0;
+	if (started && recovering) {
+		calls_wait(p, &c, 1, deadline);
+		pthread_mutex_lock(&p->lock);
+		prime_done(p, req, &c);
+		pthread_mutex_unlock(&p->lock);
+	} else if (started) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += p->cfg->start_timeout_ms / 1000 + 1;
+		pthread_mutex_lock(&p->lock);
+		/* detach() wakes this when the daemon goes; the request then waits for the next. */
+		while (!c.done && p->state == PX_UP && now_ms() < deadline)
+			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
+				break;
+		prime_done(p, req, &c);
+		pthread_mutex_unlock(&p->lock);
+	}
+	log_debug("Primed reopened handle %" PRIu64 " with a read at offset 0", kfh);
+	msg_put(req);
+	calls_drop(p, &c, 1);
+}
+
 /* Opens every handle the kernel holds again, with the flags it was first opened with. */
 static int reopen_handles(struct proxy *p, int64_t deadline)
 {
@@ -481,6 +564,7 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 			}
 			h->dfh = o->fh;
 			h->epoch = p->handles.epoch;
+			handle_set_fresh(&p->handles, h, true);
 		}
 		pthread_mutex_unlock(&p->lock);
 		calls_drop(p, calls, n);
@@ -574,8 +658,9 @@ static uint32_t created_type(struct proxy *p, struct msg *req, const struct op_i
 }
 
 /*
- * RP_EXISTS: send again; EEXIST with a name of the right type means the dead daemon created it,
- * so answer with that entry (and, for CREATE, a handle opened on it).
+ * RP_EXISTS: send again; an error (EEXIST, or whatever the daemon maps it to) with the name now
+ * naming an object of the right type means the dead daemon created it, so answer with that
+ * entry (and, for CREATE, a handle opened on it).
  */
 static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct op_info *op,
 				 int64_t deadline, int *err)
@@ -586,7 +671,8 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 	size_t len;
 	int lerr;
 
-	if (!reply || reply_error(reply) != -EEXIST || request_names(req, op, names) < 0)
+	/* Daemons do not all say EEXIST (sshfs answers EPERM): any error is checked. */
+	if (!reply || !reply_error(reply) || request_names(req, op, names) < 0)
 		return reply;
 	found = lookup_name(p, req->knode, names[0], deadline, &lerr);
 	if (!found)
@@ -633,8 +719,8 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 }
 
 /*
- * RP_RENAME: send again; ENOENT or EEXIST with the source name gone and the target present
- * means the dead daemon renamed it.
+ * RP_RENAME: send again; an error with the source name gone and the target present means the
+ * dead daemon renamed it.
  */
 static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct op_info *op,
 				 int64_t deadline, int *err)
@@ -647,7 +733,7 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	if (!reply)
 		return NULL;
 	e = reply_error(reply);
-	if ((e != -ENOENT && e != -EEXIST) || request_names(req, op, names) < 0)
+	if (!e || request_names(req, op, names) < 0)
 		return reply;
 	src = lookup_name(p, req->knode, names[0], deadline, &lerr);
 	dst = lookup_name(p, req->knode2, names[1], deadline, &lerr);
@@ -726,6 +812,26 @@ static bool is_exchange(struct msg *req)
 	return msg_in(req)->opcode == FUSE_RENAME2 && (r->flags & RENAME_EXCHANGE);
 }
 
+/* A read replayed on a reopened handle needs what a read from the kernel would get. */
+static void settle_positioned(struct proxy *p, struct msg *req)
+{
+	const struct fuse_read_in *in = (const void *)(req->data + sizeof(struct fuse_in_header));
+	struct handle *h;
+	bool prime = false;
+
+	pthread_mutex_lock(&p->lock);
+	h = handle_get(&p->handles, req->kfh);
+	if (h && h->fresh) {
+		if (in->offset == 0)
+			handle_set_fresh(&p->handles, h, false);
+		else
+			prime = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (prime)
+		prime_handle(p, req->kfh, true);
+}
+
 struct req_list {
 	struct msg **v;
 	size_t n, cap;
@@ -794,6 +900,8 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		else if (is_append_write(p, req, op))
 			reply = settle_append(p, req, op, deadline, &r);
 		else {
+			if (op->positioned)
+				settle_positioned(p, req);
 			collect_request(0, req, &resend);
 			continue;
 		}

@@ -245,11 +245,12 @@ static int learn_handle(struct proxy *p, struct msg *req, uint64_t node, uint32_
 	}
 	h->uid = msg_in(req)->uid;
 	h->gid = msg_in(req)->gid;
+	h->fopen = o->open_flags;
 	return 0;
 }
 
 /* Walks READDIRPLUS records; calls @fn on each entry the kernel takes a lookup of. */
-static int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
+int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
 			   void *arg)
 {
 	size_t off = 0;
@@ -617,6 +618,19 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		reply_kernel_err(p, h->unique, -EIO);
 		return m;
 	}
+	if (op->positioned && p->handles.fresh_count) {
+		uint64_t kfh = ((struct fuse_read_in *)body(m))->fh;
+		struct handle *fh = handle_get(&p->handles, kfh);
+
+		/* Rare: the first read of a handle reopened after a restart (see prime_handle). */
+		if (fh && fh->fresh && ((struct fuse_read_in *)body(m))->offset == 0) {
+			handle_set_fresh(&p->handles, fh, false);
+		} else if (fh && fh->fresh) {
+			pthread_mutex_unlock(&p->lock);
+			prime_handle(p, kfh, false);
+			return k2d_request(p, m);
+		}
+	}
 	if (op->effect == EFF_INIT && k2d_init(p, m) < 0) {
 		pthread_mutex_unlock(&p->lock);
 		reply_kernel_err(p, h->unique, -ENOMEM);
@@ -758,6 +772,7 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	if (c) {
 		c->reply = msg_dup(m->data, m->len);
 		c->done = true;
+		pthread_cond_broadcast(&p->changed);
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (!c) {

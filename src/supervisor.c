@@ -34,6 +34,8 @@ struct keeper {
 	void *mode_state;
 	int sigfd;
 	pid_t daemon;	   /* current daemon, 0 when none */
+	bool daemon_reaped; /* its status was collected by reap_orphans() */
+	int daemon_status;
 	int pidfd;	   /* becomes readable when the daemon exits; -1 when none */
 	bool stop;	   /* a stop signal arrived or the filesystem was unmounted */
 	bool unmounted;	   /* the connection ended: nothing left to unmount */
@@ -79,6 +81,24 @@ static int mode_events(struct keeper *k)
 	return k->stop ? -EINTR : 0;
 }
 
+/*
+ * The keeper is a subreaper: helpers a daemon leaves behind (sshfs's ssh is double-forked) end
+ * up its children and are collected here, so none lingers as a zombie. The daemon's own status
+ * is kept for reap_daemon().
+ */
+static void reap_orphans(struct keeper *k)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == k->daemon) {
+			k->daemon_status = status;
+			k->daemon_reaped = true;
+		}
+	}
+}
+
 static int read_signals(struct keeper *k)
 {
 	struct signalfd_siginfo si;
@@ -88,7 +108,8 @@ static int read_signals(struct keeper *k)
 			log_info("Received SIG%s: stopping", sigabbrev_np(si.ssi_signo));
 			k->stop = true;
 		}
-		/* SIGCHLD needs nothing: the daemon's pidfd tells of its exit. */
+		if (si.ssi_signo == SIGCHLD)
+			reap_orphans(k);
 	}
 	return k->stop ? -EINTR : 0;
 }
@@ -212,8 +233,12 @@ static void reap_daemon(struct keeper *k)
 
 	if (pid <= 0)
 		return;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (k->daemon_reaped)
+		status = k->daemon_status;
+	else
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	k->daemon_reaped = false;
 	/* Whatever the daemon left running in its group goes too. */
 	kill(-pid, SIGKILL);
 	if (WIFSIGNALED(status)) {
@@ -256,6 +281,24 @@ static void stop_daemon(struct keeper *k)
 		kill_daemon(k, SIGKILL);
 	}
 	reap_daemon(k);
+}
+
+/* Before exiting: collects the helpers still dying (killed with the daemon's group). */
+static void wait_orphans(struct keeper *k)
+{
+	int64_t deadline = now_ms() + 2000;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = k->sigfd, .events = POLLIN };
+		pid_t pid = waitpid(-1, NULL, WNOHANG);
+
+		if (pid > 0)
+			continue;
+		if (pid < 0 || ms_until(deadline) == 0)
+			return; /* ECHILD: none left. */
+		poll(&pfd, 1, MIN(ms_until(deadline), 100));
+		read_signals(k);
+	}
 }
 
 /* Records a failed start; returns true when the keeper must give up. */
@@ -309,6 +352,7 @@ int supervise(const struct keeper_config *cfg)
 	int64_t died_at = 0, up_since = 0;
 	int devfd, r;
 
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	k.failures = calloc(MAX(cfg->max_restarts, 1u), sizeof(*k.failures));
 	if (!k.failures || setup_signals(&k) < 0) {
 		log_error("Cannot set up signal handling: %s", strerror(errno));
@@ -394,6 +438,7 @@ int supervise(const struct keeper_config *cfg)
 			log_warn("Cannot unmount %s: %s", cfg->mountpoint, strerror(-r));
 	}
 	stop_daemon(&k);
+	wait_orphans(&k);
 	cfg->mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");

@@ -92,13 +92,15 @@ _fkd_cleanup() {
 # Appends _fkd_cleanup to the current EXIT trap (once).  Safe to call again
 # after lib.sh has (re)installed its own trap: it re-chains if it was dropped.
 fkd_arm_cleanup() {
-	local cur
+	local cur cmd
 	cur=$(trap -p EXIT)
 	case "$cur" in *_fkd_cleanup*) return 0 ;; esac
 	if [ -n "$cur" ]; then
-		eval "set -- $cur"
-		# $1=trap $2=-- $3=command $4=EXIT
-		trap -- "$3
+		# cur is: trap -- 'COMMAND' EXIT
+		cmd=${cur#"trap -- "}
+		cmd=${cmd%" EXIT"}
+		eval "cmd=$cmd"
+		trap -- "$cmd
 _fkd_cleanup" EXIT
 	else
 		trap -- _fkd_cleanup EXIT
@@ -191,7 +193,7 @@ sshd_start() {
 	chmod 755 /run/sshd
 
 	port=$((20000 + $$ % 20000))
-	for try in 1 2 3 4 5 6 7 8 9 10; do
+	for ((try = 0; try < 10; try++)); do
 		while _fkd_port_listening "$port"; do
 			port=$((port + 1))
 		done
@@ -289,7 +291,7 @@ sshfs_cmd() {
 # EOF.  It stays in our process group; a zombie has no cmdline, so match on
 # the command name.
 fkd_ssh_clients() {
-	local pgid f rest comm pg
+	local pgid f rest comm fields
 	pgid=$(ps -o pgid= -p $$ | tr -d ' ')
 	for f in /proc/[0-9]*/stat; do
 		rest=$(cat "$f" 2>/dev/null) || continue
@@ -297,9 +299,8 @@ fkd_ssh_clients() {
 		comm=${comm%%)*}
 		[ "$comm" = ssh ] || continue
 		# Fields after "comm)": state ppid pgrp ...
-		set -- ${rest##*) }
-		pg=$3
-		[ "$pg" = "$pgid" ] && echo "${f//[^0-9]/}"
+		read -r -a fields <<<"${rest##*) }"
+		[ "${fields[2]}" = "$pgid" ] && echo "${f//[^0-9]/}"
 	done
 }
 
@@ -349,7 +350,6 @@ ns_start() {
 	eval "NS_PID_$name=$pid NS_FD_$name=$fd"
 	fkd_wait_for 10 grep -q '^ready' "$dir/out" ||
 		_fkd_fail "namespace $name did not come up: $(tail -5 "$dir/err")"
-	NS_READY_LINE=$(grep -m1 '^ready' "$dir/out")
 }
 
 # ns_query NAME REQ [TIMEOUT] - sends REQ (one word, unique per query) and

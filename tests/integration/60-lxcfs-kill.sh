@@ -99,6 +99,7 @@ readers="hold cwd read-mem read-cpu read-misc"
 
 # The container: lxcfs's meminfo over its own /proc/meminfo.  Each answer is the
 # filesystem type now mounted on /proc/meminfo and the MemTotal line read there.
+# shellcheck disable=SC2016 # the script runs in the namespace
 ns_start lxc '
 	mount --bind "$1/proc/meminfo" /proc/meminfo || exit 1
 	echo ready

@@ -50,6 +50,7 @@ for w in fd cwd churn; do
 done
 
 # The namespace: $M/ns bind-mounted on $T/nsview, visible only in there.
+# shellcheck disable=SC2016 # the script runs in the namespace
 ns_start sshfs '
 	mount --bind "$1" "$2" || exit 1
 	echo ready
@@ -105,8 +106,8 @@ cmp "$B/fd/fd-file" "$M/fd/fd-file" || fail "fd-file differs between the backing
 # artifact of killing the daemon, with or without the keeper: noted, not failed.
 hidden=$(find "$B" -name '.fuse_hidden*' | wc -l)
 [ "$hidden" = 0 ] || log "note: $hidden .fuse_hidden file(s) left by killed sshfs daemons"
-left=$(ls -A "$B/cwd" | grep -v '^\.fuse_hidden')
-[ -z "$left" ] || fail "the cwd workload left entries behind: $(echo $left)"
+left=$(find "$B/cwd" -mindepth 1 -maxdepth 1 ! -name '.fuse_hidden*' -printf '%f ')
+[ -z "$left" ] || fail "the cwd workload left entries behind: $left"
 diff -r "$B/churn" "$M/churn" || fail "the churn directory differs between the backing dir and the mount"
 [ "$(sha256sum <"$B/ns/data" | cut -d' ' -f1)" = "$want" ] || fail "the namespace file changed in the backing dir"
 
