@@ -21,6 +21,7 @@ struct msg {
 	uint32_t epoch;	    /* daemon incarnation it was sent to; 0 if not sent yet */
 	bool replayed;	    /* sent again to a later daemon */
 	uint8_t deaths;	    /* daemons that died holding it */
+	bool primed;	    /* its handle was primed for it (see prime_handle) */
 	uint64_t knode;	    /* node IDs and handles as the kernel sent them */
 	uint64_t knode2;
 	uint64_t kfh;

@@ -828,8 +828,10 @@ static void settle_positioned(struct proxy *p, struct msg *req)
 			prime = true;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (prime)
+	if (prime) {
 		prime_handle(p, req->kfh, true);
+		req->primed = true;
+	}
 }
 
 struct req_list {

@@ -463,6 +463,14 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			  strerror(-oh->error));
 		oh->error = 0;
 	}
+	if (oh->error == -EINVAL && req->primed && op->positioned && !op->effect) {
+		/*
+		 * A daemon that makes a file's content on the first read (LXCFS) made it anew for
+		 * the primed handle, maybe shorter: past its end is the end of file, not an error.
+		 */
+		log_debug("Read past the end of regenerated content: answering end of file");
+		oh->error = 0;
+	}
 	if (!oh->error && op->effect) {
 		pthread_mutex_lock(&p->lock);
 		r = apply_effect(p, req, op, reply);
@@ -628,6 +636,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		} else if (fh && fh->fresh) {
 			pthread_mutex_unlock(&p->lock);
 			prime_handle(p, kfh, false);
+			m->primed = true;
 			return k2d_request(p, m);
 		}
 	}
@@ -649,6 +658,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		return m;
 	}
 	req->len = m->len;
+	req->primed = m->primed;
+	m->primed = false;
 	r = translate_request(p, req, op);
 	if (r == 0) {
 		req->epoch = epoch;
