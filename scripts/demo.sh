@@ -152,8 +152,8 @@ both_fail_since() {
 	[ "$(count "$W/reader.log" fail "$1")" -ge "$2" ] && [ "$(count "$W/writer.log" fail "$1")" -ge "$2" ]
 }
 recovered() { [ "$(grep -c '^RECOVERED ' "$EV")" -ge "$1" ]; }
-# At least N more lines written since MS, and 1.2 s passed (a daemon that
-# dies within 1 s of taking over counts as a failed start).
+# At least N more lines written since MS, and 1.2 s passed, so that the
+# timeline shows the programs working between kills.
 carried_on_since() { writer_ok_since "$1" "$2" && [ $(($(now_ms) - $1)) -ge 1200 ]; }
 
 T0=0
@@ -163,7 +163,7 @@ show_programs() {
 	local r w
 	r=$(last "$W/reader.log")
 	w=$(last "$W/writer.log")
-	case $r in ok*) r="read \"${r#ok }\"" ;; fail*) r="FAILED: ${r#fail }" ;; esac
+	case $r in "ok") r="read an empty file" ;; ok*) r="read \"${r#ok }\"" ;; fail*) r="FAILED: ${r#fail }" ;; "") r="has not read yet" ;; esac
 	case $w in ok*) w="appended line ${w#ok }" ;; fail*) w="FAILED: ${w#fail }" ;; esac
 	at "reader $r"
 	at "writer $w"
