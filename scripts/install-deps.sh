@@ -11,7 +11,7 @@ purpose=${1:-build}
 pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3"
 case "$purpose" in
 build) ;;
-test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3" ;;
+test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl" ;;
 demo) pkgs="$pkgs procps" ;;
 bench) pkgs="$pkgs procps" ;;
 *) echo "usage: $0 build|test|demo|bench" >&2; exit 2 ;;

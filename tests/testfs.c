@@ -30,6 +30,13 @@
  *                         atomically (rename a temporary into place); an empty
  *                         FILE is ignored.
  *   --delay-ms=N          sleep N ms at the start of every operation.
+ *   --small-writes-if=FILE
+ *                         answer FUSE_INIT with max_write 4096 if FILE exists at
+ *                         start-up (an INIT the keeper must refuse after a restart).
+ *   setxattr user.fktest.store=DATA on a file does not set an attribute: it
+ *                         pushes DATA into the kernel's cache of the file at
+ *                         offset 0 with FUSE_NOTIFY_STORE (a notification whose
+ *                         node ID the keeper must translate).
  *
  * Exit status: 0 after an unmount or SIGTERM/SIGINT/SIGHUP, 1 on errors (a
  * closed connection counts: libfuse reports "short read on fuse device"),
@@ -101,10 +108,14 @@ static inline int neg_errno(void)
 
 /* ---- options ---------------------------------------------------------- */
 
+/* For notifications sent from inside an operation. */
+static struct fuse_session *session;
+
 static struct {
 	const char *backing;
 	const char *mountpoint;
 	const char *fail_start_if;
+	const char *small_writes_if;
 	const char *crash_file;
 	unsigned delay_ms;
 	bool single;
@@ -608,6 +619,8 @@ static void tfs_init(_unused_ void *userdata, struct fuse_conn_info *conn)
 	/* We write as root, which the backing store lets keep set-id bits:
 	 * let the kernel clear them instead. */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	if (opt.small_writes_if && access(opt.small_writes_if, F_OK) == 0)
+		conn->max_write = 4096;
 }
 
 static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1144,6 +1157,14 @@ static void tfs_setxattr(fuse_req_t req, fuse_ino_t nodeid, const char *name,
 	int r;
 
 	op_begin(OP_SETXATTR, node, NULL);
+	if (strcmp(name, "user.fktest.store") == 0) {
+		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+		buf.buf[0].mem = (void *)value;
+		r = fuse_lowlevel_notify_store(session, nodeid, 0, &buf, 0);
+		reply_err(req, r);
+		return;
+	}
 	r = setxattr(proc_path(node->fd).s, name, value, size, flags);
 	reply_err(req, r < 0 ? neg_errno() : 0);
 }
@@ -1242,7 +1263,8 @@ static _Noreturn void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 		"usage: testfs --backing=DIR [--single] [--fail-start-if=FILE] [--crash-file=FILE]\n"
-		"              [--delay-ms=N] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT\n");
+		"              [--delay-ms=N] [--small-writes-if=FILE] [-o FUSE-OPTS] [-f] [-d]\n"
+		"              MOUNTPOINT\n");
 	exit(status);
 }
 
@@ -1266,6 +1288,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.backing = v;
 		} else if ((v = opt_value(a, "--fail-start-if"))) {
 			opt.fail_start_if = v;
+		} else if ((v = opt_value(a, "--small-writes-if"))) {
+			opt.small_writes_if = v;
 		} else if ((v = opt_value(a, "--crash-file"))) {
 			opt.crash_file = v;
 		} else if ((v = opt_value(a, "--delay-ms"))) {
@@ -1351,6 +1375,7 @@ int main(int argc, char *argv[])
 	}
 
 	se = fuse_session_new(&args, &tfs_ops, sizeof(tfs_ops), NULL);
+	session = se;
 	if (!se)
 		goto out;
 	if (fuse_set_signal_handlers(se) < 0)
