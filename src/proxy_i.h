@@ -95,6 +95,7 @@ void reply_kernel_err(struct proxy *p, uint64_t unique, int err);
 int write_kernel(struct proxy *p, const void *buf, size_t len);
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);
 void restore_request(struct msg *m, const struct op_info *op);
+int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err);
 int request_names(struct msg *m, const struct op_info *op, const char *names[2]);
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
 int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),

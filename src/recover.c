@@ -947,6 +947,8 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		errs[i] = translate_request(p, req, op_get(msg_in(req)->opcode));
 		if (errs[i] < 0) {
 			idmap_del(&p->inflight, msg_in(req)->unique);
+			errs[i] = untranslatable(p, req, op_get(msg_in(req)->opcode), errs[i]);
+			req->epoch = 0; /* answered below */
 			continue;
 		}
 		req->epoch = p->nodes.epoch;
@@ -957,7 +959,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < resend.n; i++) {
-		if (errs[i] < 0) {
+		if (resend.v[i]->epoch == 0) {
 			reply_kernel_err(p, msg_in(resend.v[i])->unique, errs[i]);
 			msg_put(resend.v[i]);
 		}

@@ -185,6 +185,16 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 	return 0;
 }
 
+int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
+{
+	/* Closing a handle the current daemon never had: nothing to tell it, and no failure. */
+	if (op->effect == EFF_RELEASE) {
+		handle_forget(&p->handles, req->kfh);
+		return 0;
+	}
+	return err;
+}
+
 void restore_request(struct msg *m, const struct op_info *op)
 {
 	void *b = body(m);
@@ -582,6 +592,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	struct fuse_in_header *h = msg_in(m);
 	const struct op_info *op = op_get(h->opcode);
 	struct msg *req = m, *next = m;
+	bool in_flight = false;
 	uint32_t epoch;
 	int r;
 
@@ -661,26 +672,18 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	req->primed = m->primed;
 	m->primed = false;
 	r = translate_request(p, req, op);
-	if (r == 0) {
+	if (r < 0) {
+		/* 0: the keeper answers it itself; else the error for the kernel. */
+		r = untranslatable(p, req, op, r);
+	} else {
 		req->epoch = epoch;
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
-	}
-	if (r < 0 && op->effect == EFF_RELEASE) {
-		/* Closing a handle the new daemon never had: nothing to tell it. */
-		handle_forget(&p->handles, req->kfh);
-		r = 0;
-		pthread_mutex_unlock(&p->lock);
-		reply_kernel_err(p, msg_in(req)->unique, 0);
-		if (req != m)
-			msg_put(req);
-		else
-			msg_put(next);
-		return m;
+		in_flight = r == 0;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (r < 0) {
+	if (!in_flight) {
 		log_debug("Answering %s for node %" PRIu64 " with %s", op->name, req->knode,
-			  strerror(-r));
+			  r ? strerror(-r) : "success");
 		reply_kernel_err(p, msg_in(req)->unique, r);
 		if (req != m)
 			msg_put(req);
