@@ -12,6 +12,7 @@
 /* Bits returned by mode_ops.events(). */
 #define MODE_EV_UNMOUNTED 1u	  /* the connection ended: the mount is gone */
 #define MODE_EV_DAEMON_BROKEN 2u /* the daemon broke the protocol: it must be restarted */
+#define MODE_EV_CHANNEL_CLOSED 4u /* the daemon closed its channel: dead, or to be killed */
 
 struct mode_ops {
 	const char *name;

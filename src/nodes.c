@@ -71,8 +71,8 @@ static int name_set(struct node_table *t, struct node *n, uint64_t parent, const
 	char *copy;
 	uint64_t h;
 
-	if (!name)
-		return 0;
+	if (!name || n->kid == FUSE_ROOT_ID)
+		return 0; /* The root has no name to find it by: it is always FUSE_ROOT_ID. */
 	if (n->name && n->parent == parent && !strcmp(n->name, name))
 		return 0;
 	p = node_get(t, parent);

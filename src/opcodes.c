@@ -50,7 +50,7 @@ const struct op_info op_table[OP_MAX] = {
 			 FIXED(fuse_write_out), .replay = RP_WRITE },
 	[FUSE_STATFS] = { "STATFS", 0, 0, 1, 0, 0, NONE, FIXED(fuse_statfs_out) },
 	[FUSE_RELEASE] = { "RELEASE", sizeof(struct fuse_release_in), 0, 1, 0, 0,
-			   FH(fuse_release_in), .effect = EFF_RELEASE },
+			   FH(fuse_release_in), .effect = EFF_RELEASE, .lost_ok = 1 },
 	[FUSE_FSYNC] = { "FSYNC", sizeof(struct fuse_fsync_in), 0, 1, 0, 0, FH(fuse_fsync_in) },
 	[FUSE_SETXATTR] = { "SETXATTR", 8, 0, 1, 0, 0, NONE, .replay = RP_TOLERATE,
 			    .replay_errno = EEXIST },
@@ -62,14 +62,15 @@ const struct op_info op_table[OP_MAX] = {
 			     .size_off = OFF(fuse_getxattr_in, size), .out = OUT_XATTR },
 	[FUSE_REMOVEXATTR] = { "REMOVEXATTR", 0, 0, 1, 0, 0, NONE, .replay = RP_TOLERATE,
 			       .replay_errno = ENODATA },
-	[FUSE_FLUSH] = { "FLUSH", sizeof(struct fuse_flush_in), 0, 1, 0, 0, FH(fuse_flush_in) },
+	[FUSE_FLUSH] = { "FLUSH", sizeof(struct fuse_flush_in), 0, 1, 0, 0, FH(fuse_flush_in),
+			 .lost_ok = 1 },
 	[FUSE_INIT] = { "INIT", 8, 0, 0, 0, 0, NONE, .out = OUT_INIT, .effect = EFF_INIT },
 	[FUSE_OPENDIR] = { "OPENDIR", sizeof(struct fuse_open_in), 0, 1, 0, 0, NONE,
 			   FIXED(fuse_open_out), .effect = EFF_OPENDIR },
 	[FUSE_READDIR] = { "READDIR", sizeof(struct fuse_read_in), 0, 1, 0, 0,
 			   FH_UPTO(fuse_read_in), .positioned = 1 },
 	[FUSE_RELEASEDIR] = { "RELEASEDIR", sizeof(struct fuse_release_in), 0, 1, 0, 0,
-			      FH(fuse_release_in), .effect = EFF_RELEASE },
+			      FH(fuse_release_in), .effect = EFF_RELEASE, .lost_ok = 1 },
 	[FUSE_FSYNCDIR] = { "FSYNCDIR", sizeof(struct fuse_fsync_in), 0, 1, 0, 0,
 			    FH(fuse_fsync_in) },
 	[FUSE_GETLK] = { "GETLK", sizeof(struct fuse_lk_in), 0, 1, 0, 0, FH(fuse_lk_in),
@@ -111,7 +112,9 @@ const struct op_info op_table[OP_MAX] = {
 			   .out = OUT_FIXED,
 			   .out_size = sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out),
 			   .effect = EFF_CREATE },
-	[FUSE_STATX] = { "STATX", 0, 0, 1, 0, FH_NEVER, NONE, .out = OUT_ANY },
+	/* fuse_statx_in (7.39) starts like fuse_getattr_in: getattr_flags, reserved, fh. */
+	[FUSE_STATX] = { "STATX", 24, 0, 1, 0, FH_GETATTR, .fh_off = 8, .node2_off = -1,
+			 .fh2_off = -1, .size_off = -1, .out = OUT_ANY },
 };
 
 const char *op_name(uint32_t opcode)

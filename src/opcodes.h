@@ -87,6 +87,7 @@ struct op_info {
 	uint8_t ctype;	      /* enum op_ctype, for RP_EXISTS */
 	uint8_t positioned;   /* reads at fuse_read_in.offset through a handle: a handle reopened
 				 after a restart is primed with a read at 0 before one at offset > 0 */
+	uint8_t lost_ok;      /* on a handle lost in a restart: answered with success (closing) */
 };
 
 #define OP_MAX 64

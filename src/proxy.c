@@ -16,8 +16,8 @@
 #include "proxy_i.h"
 #include "util.h"
 
-/* The largest message: a 1 MiB write (256 pages, the kernel's default limit) and its headers. */
-#define PROXY_BUF_SIZE (256 * 4096 + 8192)
+/* The largest payload: 1 MiB (256 4 KiB pages, the kernel's default limit), or 32 pages. */
+#define PROXY_PAYLOAD (256 * 4096)
 
 /* Socket buffers large enough for a few of the largest messages each way. */
 #define PROXY_SOCK_BUF (8 << 20)
@@ -34,7 +34,10 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	p->cfg = cfg;
 	p->devfd = devfd;
 	p->sock = p->daemon_end = -1;
-	p->buf_size = PROXY_BUF_SIZE;
+	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+	/* Headers take less than 8 KiB; payloads are whole pages. */
+	p->buf_size = MAX(PROXY_PAYLOAD, 32 * p->page_size) + 8192;
+	p->max_msg = p->buf_size;
 	p->state = PX_WAIT;
 	p->next_call = 1;
 	msg_init(p->buf_size);
@@ -49,7 +52,9 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->call_efd < 0 || p->ev_efd < 0)
 		return -errno;
-	r = relay_start(p);
+	r = notifier_start(p);
+	if (r == 0)
+		r = relay_start(p);
 	if (r < 0)
 		return r;
 	*state = p;
@@ -64,11 +69,21 @@ static int proxy_channel(void *state)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	for (int i = 0; i < 2; i++) {
+		int got = 0;
+		socklen_t len = sizeof(got);
+
 		/* As root the FORCE variants lift the system limits; otherwise take what is allowed. */
 		if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
 			setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 		if (setsockopt(sv[i], SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
 			setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+		/* A datagram larger than the sender's buffer (less a little) cannot be sent. */
+		if (getsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &got, &len) == 0 && got > 8192 &&
+		    (uint32_t)got - 1024 < p->max_msg) {
+			p->max_msg = got - 1024;
+			log_warn("The daemon's socket takes messages of at most %u bytes: the kernel "
+				 "will be told to send smaller writes", p->max_msg);
+		}
 	}
 	pthread_rwlock_wrlock(&p->sock_lock);
 	p->sock = sv[0];
@@ -154,7 +169,11 @@ static void proxy_detach(void *state)
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	/* Let the daemon's thread drain what the daemon sent before it died, then end. */
+	__atomic_store_n(&p->detaching, true, __ATOMIC_RELEASE);
 	relay_stop_d2k(p);
+	__atomic_store_n(&p->detaching, false, __ATOMIC_RELEASE);
+	/* What the old daemon did wrong is settled; it must not count against the next. */
+	atomic_fetch_and(&p->ev_bits, ~(MODE_EV_DAEMON_BROKEN | MODE_EV_CHANNEL_CLOSED));
 	pthread_rwlock_wrlock(&p->sock_lock);
 	if (p->sock >= 0)
 		close(p->sock);

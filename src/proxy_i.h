@@ -31,6 +31,7 @@ struct call {
 	uint64_t unique;
 	struct msg *reply; /* the daemon's reply; NULL if it never came */
 	bool done;
+	bool failed;	   /* it could not be sent: the daemon is going */
 };
 
 /* INIT flags a daemon may not negotiate through the keeper (it could not relay them). */
@@ -42,6 +43,8 @@ struct proxy {
 	const struct keeper_config *cfg;
 	int devfd;	   /* the kernel's connection */
 	uint32_t buf_size; /* largest message either side may send */
+	uint32_t max_msg;  /* largest message the daemon's socket takes (its buffer size) */
+	uint32_t page_size;
 
 	pthread_mutex_t lock; /* everything below up to the socket */
 	pthread_cond_t changed;
@@ -67,6 +70,17 @@ struct proxy {
 	pthread_t k2d;
 	pthread_t d2k;
 	bool d2k_running;
+	bool detaching;		    /* the supervisor is ending the daemon's channel */
+
+	/*
+	 * Notifications wait here for their own thread: writing one can block in the kernel
+	 * on a page or directory lock that a request holds whose reply is still to come.
+	 */
+	pthread_t notifier;
+	pthread_mutex_t nq_lock;
+	pthread_cond_t nq_cond;
+	struct msg *nq_head, **nq_tail;
+	unsigned nq_pending;	    /* queued or being written */
 
 	int call_efd; /* eventfd: a call finished, or the first INIT was answered */
 	int ev_efd;   /* eventfd: events for the supervisor */
@@ -87,10 +101,11 @@ static inline void efd_signal(int fd)
 
 /* relay.c */
 int relay_start(struct proxy *p);
+int notifier_start(struct proxy *p);
 int relay_start_d2k(struct proxy *p);
 void relay_stop_d2k(struct proxy *p);
 void post_event(struct proxy *p, unsigned bits);
-int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len);
+int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags);
 void reply_kernel_err(struct proxy *p, uint64_t unique, int err);
 int write_kernel(struct proxy *p, const void *buf, size_t len);
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);

@@ -73,6 +73,7 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 
 	c->reply = NULL;
 	c->done = false;
+	c->failed = false;
 	pthread_mutex_lock(&p->lock);
 	c->unique = CALL_BIT | (p->next_call++ << 1);
 	r = idmap_put(&p->calls, c->unique, c);
@@ -83,12 +84,13 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 		return r;
 	}
 	msg_in(req)->unique = c->unique;
-	if (send_to_daemon(p, epoch, req->data, req->len) < 0) {
+	r = send_to_daemon(p, epoch, req->data, req->len, 0);
+	if (r < 0) {
 		pthread_mutex_lock(&p->lock);
 		idmap_del(&p->calls, c->unique);
-		c->done = true;
+		c->done = c->failed = true;
 		pthread_mutex_unlock(&p->lock);
-		return -EPIPE;
+		return r;
 	}
 	return 0;
 }
@@ -96,16 +98,19 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline)
 {
 	for (;;) {
-		size_t done = 0;
+		size_t done = 0, failed = 0;
 		uint64_t v;
 		int r;
 
 		pthread_mutex_lock(&p->lock);
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			done += calls[i].done;
+			failed += calls[i].failed;
+		}
 		pthread_mutex_unlock(&p->lock);
+		/* A call that could not be sent means the daemon is going: not a lost node. */
 		if (done == n)
-			return 0;
+			return failed ? -EPIPE : 0;
 		r = keeper_wait(p->k, p->call_efd, deadline);
 		if (r < 0)
 			return r;
@@ -155,13 +160,20 @@ static void *reply_body(struct msg *r, size_t *len)
 	return r->data + sizeof(struct fuse_out_header);
 }
 
+/* Errors that mean the daemon is gone or the keeper must stop, not an answer about a name. */
+static bool fatal(int err)
+{
+	return err == -ECHILD || err == -EINTR || err == -ETIMEDOUT || err == -EPIPE;
+}
+
 /* ---- INIT ----------------------------------------------------------------------------- */
 
 int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len)
 {
 	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
 							  sizeof(struct fuse_in_header));
-	uint32_t max_payload = p->buf_size - 4096;
+	/* Headers of a WRITE or a READ reply fit in 4 KiB; the rest is payload. */
+	uint32_t max_payload = MIN(p->buf_size, p->max_msg) - 4096;
 
 	if (out->major != FUSE_KERNEL_VERSION) {
 		log_error("The daemon speaks FUSE %u.%u; fusekeeper relays only major version %u",
@@ -178,8 +190,8 @@ int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len)
 	if (len >= offsetof(struct fuse_init_out, time_gran) && out->max_write > max_payload)
 		out->max_write = max_payload;
 	if (len >= offsetof(struct fuse_init_out, map_alignment) && (out->flags & FUSE_MAX_PAGES) &&
-	    out->max_pages > max_payload / 4096)
-		out->max_pages = max_payload / 4096;
+	    out->max_pages > max_payload / p->page_size)
+		out->max_pages = max_payload / p->page_size;
 	out->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
 	if (len >= offsetof(struct fuse_init_out, unused))
 		out->flags2 &= ~(uint32_t)(INIT_FLAGS_MASKED >> 32);
@@ -387,7 +399,7 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 		calls_drop(p, calls, n);
 		for (size_t i = 0; i < nmissing; i++) {
 			r = resolve_renamed(p, missing[i], deadline);
-			if (r == -ECHILD || r == -EINTR || r == -ETIMEDOUT)
+			if (fatal(r))
 				return r;
 			if (r < 0) {
 				pthread_mutex_lock(&p->lock);
@@ -526,6 +538,7 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 			uint64_t did;
 
 			calls[i].done = true;
+			calls[i].failed = false;
 			calls[i].reply = NULL;
 			if (h->lost || !node_get(&p->nodes, h->node) ||
 			    node_to_daemon(&p->nodes, h->node, &did) < 0)
@@ -595,6 +608,8 @@ static struct msg *call_request(struct proxy *p, struct msg *req, const struct o
 	}
 	pthread_mutex_lock(&p->lock);
 	*err = translate_request(p, copy, op);
+	if (*err == 0)
+		req->epoch = p->nodes.epoch; /* this daemon now holds it */
 	pthread_mutex_unlock(&p->lock);
 	if (*err < 0) {
 		msg_put(copy);
@@ -675,6 +690,12 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 	if (!reply || !reply_error(reply) || request_names(req, op, names) < 0)
 		return reply;
 	found = lookup_name(p, req->knode, names[0], deadline, &lerr);
+	if (!found && fatal(lerr)) {
+		/* The daemon went before it could tell: the next one decides. */
+		msg_put(reply);
+		*err = lerr;
+		return NULL;
+	}
 	if (!found)
 		return reply;
 	e = reply_body(found, &len);
@@ -736,12 +757,16 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	if (!e || request_names(req, op, names) < 0)
 		return reply;
 	src = lookup_name(p, req->knode, names[0], deadline, &lerr);
+	if (!src && fatal(lerr))
+		goto gone;
 	dst = lookup_name(p, req->knode2, names[1], deadline, &lerr);
+	if (!dst && fatal(lerr))
+		goto gone;
 	pthread_mutex_lock(&p->lock);
-	if (src)
+	if (src && (reply_body(src, &len), len == sizeof(struct fuse_entry_out)))
 		forget_in_daemon(p, p->nodes.epoch,
 				 ((struct fuse_entry_out *)reply_body(src, &len))->nodeid, 1);
-	if (dst)
+	if (dst && (reply_body(dst, &len), len == sizeof(struct fuse_entry_out)))
 		forget_in_daemon(p, p->nodes.epoch,
 				 ((struct fuse_entry_out *)reply_body(dst, &len))->nodeid, 1);
 	pthread_mutex_unlock(&p->lock);
@@ -752,6 +777,11 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	msg_put(src);
 	msg_put(dst);
 	return reply;
+gone:
+	msg_put(src);
+	msg_put(reply);
+	*err = lerr;
+	return NULL;
 }
 
 /*
@@ -876,7 +906,11 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 
 		restore_request(req, op);
 		req->replayed = true;
-		if (req->epoch && ++req->deaths >= MAX_DEATHS) {
+		/* epoch: the daemon it was given to, which died; 0 once counted. */
+		if (req->epoch)
+			req->deaths++;
+		req->epoch = 0;
+		if (req->deaths >= MAX_DEATHS) {
 			take_request(p, req);
 			log_error("%s (unique %" PRIu64 ", node %" PRIu64 ") was held by %d daemons "
 				  "that died: answering EIO instead of sending it again", op->name,
@@ -953,7 +987,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		}
 		req->epoch = p->nodes.epoch;
 		p->replayed++;
-		send_to_daemon(p, p->nodes.epoch, req->data, req->len);
+		send_to_daemon(p, p->nodes.epoch, req->data, req->len, 0);
 	}
 	p->state = PX_UP;
 	pthread_cond_broadcast(&p->changed);

@@ -77,19 +77,29 @@ void reply_kernel_err(struct proxy *p, uint64_t unique, int err)
 	write_kernel(p, &oh, sizeof(oh));
 }
 
-int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len)
+/* Sends with sock_lock held for reading; -EPIPE when @epoch's daemon is gone. */
+static int send_held(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags)
 {
-	ssize_t n = -1;
+	ssize_t n;
+
+	if (p->sock_epoch != epoch || p->sock < 0)
+		return -EPIPE;
+	do
+		n = send(p->sock, buf, len, MSG_NOSIGNAL | flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ECONNRESET || errno == ENOTCONN ? -EPIPE : -errno;
+	return n == (ssize_t)len ? 0 : -EMSGSIZE;
+}
+
+int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags)
+{
+	int r;
 
 	pthread_rwlock_rdlock(&p->sock_lock);
-	if (p->sock_epoch == epoch && p->sock >= 0) {
-		do
-			n = send(p->sock, buf, len, MSG_NOSIGNAL);
-		while (n < 0 && errno == EINTR);
-	}
+	r = send_held(p, epoch, buf, len, flags);
 	pthread_rwlock_unlock(&p->sock_lock);
-	/* A failed send needs no action here: the request stays in flight and is replayed. */
-	return n == (ssize_t)len ? 0 : -EPIPE;
+	return r;
 }
 
 /* Sends a message that expects no reply, or whose reply the keeper drops. */
@@ -107,7 +117,10 @@ static void send_orphan(struct proxy *p, uint32_t epoch, uint32_t opcode, uint64
 	h->nodeid = nodeid;
 	h->unique = CALL_BIT | ORPHAN_BIT | (__atomic_fetch_add(&p->next_call, 1, __ATOMIC_RELAXED) << 1);
 	memcpy(buf + sizeof(*h), arg, arglen);
-	send_to_daemon(p, epoch, buf, h->len);
+	/* Sent with the lock held: never wait for a daemon that is not reading. */
+	if (send_to_daemon(p, epoch, buf, h->len, MSG_DONTWAIT) == -EAGAIN)
+		log_warn("The daemon is not reading: a %s for node %" PRIu64 " was dropped",
+			 op_name(opcode), nodeid);
 }
 
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count)
@@ -188,11 +201,11 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
 {
 	/* Closing a handle the current daemon never had: nothing to tell it, and no failure. */
-	if (op->effect == EFF_RELEASE) {
+	if (!op->lost_ok)
+		return err;
+	if (op->effect == EFF_RELEASE)
 		handle_forget(&p->handles, req->kfh);
-		return 0;
-	}
-	return err;
+	return 0;
 }
 
 void restore_request(struct msg *m, const struct op_info *op)
@@ -234,6 +247,9 @@ static int learn_entry(struct proxy *p, uint64_t parent, const char *name,
 
 	if (!e->nodeid)
 		return 0; /* A negative entry: the kernel takes no lookup. */
+	/* "." and ".." (NFS export) name no new place of the node. */
+	if (name && name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
+		name = NULL;
 	if (!node_learn(&p->nodes, parent, name, e, &err)) {
 		forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
 		return err;
@@ -344,8 +360,12 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		uint64_t did = e->nodeid, kid, fwd;
 
 		r = learn_entry(p, req->knode, names[0], e);
-		if (r < 0)
+		if (r < 0) {
+			struct fuse_open_out *o = (struct fuse_open_out *)(out + sizeof(*e));
+
+			release_in_daemon(p, p->nodes.epoch, did, o->fh, false);
 			return r;
+		}
 		r = learn_handle(p, req, e->nodeid, ((struct fuse_create_in *)body(req))->flags, false,
 				 (struct fuse_open_out *)(out + sizeof(*e)), did);
 		if (r < 0) {
@@ -435,6 +455,8 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 	pthread_mutex_unlock(&p->lock);
 }
 
+static void wait_notifications(struct proxy *p);
+
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 {
 	struct fuse_in_header *ih = msg_in(req);
@@ -481,6 +503,12 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		log_debug("Read past the end of regenerated content: answering end of file");
 		oh->error = 0;
 	}
+	if (oh->error && op->effect == EFF_RELEASE) {
+		/* The kernel has let go of the handle whatever the daemon says. */
+		pthread_mutex_lock(&p->lock);
+		handle_forget(&p->handles, req->kfh);
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (!oh->error && op->effect) {
 		pthread_mutex_lock(&p->lock);
 		r = apply_effect(p, req, op, reply);
@@ -497,6 +525,7 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			return r == -EPROTO ? r : 0;
 		}
 	}
+	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);
 	msg_put(req);
@@ -516,7 +545,7 @@ static void k2d_forget(struct proxy *p, struct msg *m, uint32_t epoch)
 	if (fwd) {
 		h->nodeid = did;
 		f->nlookup = fwd;
-		send_to_daemon(p, epoch, m->data, m->len);
+		send_to_daemon(p, epoch, m->data, m->len, 0);
 	}
 }
 
@@ -542,7 +571,7 @@ static void k2d_batch_forget(struct proxy *p, struct msg *m, uint32_t epoch)
 	b->count = kept;
 	m->len = sizeof(struct fuse_in_header) + sizeof(*b) + kept * sizeof(*one);
 	msg_in(m)->len = m->len;
-	send_to_daemon(p, epoch, m->data, m->len);
+	send_to_daemon(p, epoch, m->data, m->len, 0);
 }
 
 static void k2d_interrupt(struct proxy *p, struct msg *m, uint32_t epoch)
@@ -554,7 +583,7 @@ static void k2d_interrupt(struct proxy *p, struct msg *m, uint32_t epoch)
 	pthread_mutex_unlock(&p->lock);
 	/* An interrupt for a request the current daemon never saw has nobody to reach. */
 	if (send)
-		send_to_daemon(p, epoch, m->data, m->len);
+		send_to_daemon(p, epoch, m->data, m->len, 0);
 }
 
 static void k2d_notify_reply(struct proxy *p, struct msg *m, const struct op_info *op,
@@ -564,7 +593,7 @@ static void k2d_notify_reply(struct proxy *p, struct msg *m, const struct op_inf
 
 	pthread_mutex_unlock(&p->lock);
 	if (r == 0)
-		send_to_daemon(p, epoch, m->data, m->len);
+		send_to_daemon(p, epoch, m->data, m->len, 0);
 }
 
 /* Masks INIT flags the keeper cannot relay, and keeps a copy for later daemons. */
@@ -680,6 +709,13 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
 		in_flight = r == 0;
 	}
+	/*
+	 * Take the socket before letting go of the tables: whoever frees this request without
+	 * an answer (a broken daemon's clean-up) takes the socket for writing first, so the
+	 * request cannot vanish between here and the send.
+	 */
+	if (in_flight)
+		pthread_rwlock_rdlock(&p->sock_lock);
 	pthread_mutex_unlock(&p->lock);
 	if (!in_flight) {
 		log_debug("Answering %s for node %" PRIu64 " with %s", op->name, req->knode,
@@ -691,7 +727,24 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			msg_put(next);
 		return m;
 	}
-	send_to_daemon(p, epoch, req->data, req->len);
+	r = send_held(p, epoch, req->data, req->len, 0);
+	pthread_rwlock_unlock(&p->sock_lock);
+	if (r < 0 && r != -EPIPE) {
+		/* The daemon is alive but cannot take this message: it must not wait for ever. */
+		uint64_t unique = msg_in(req)->unique;
+		struct msg *gone;
+
+		log_error("Cannot send a %u-byte %s to the daemon: %s; answering EIO", req->len,
+			  op->name, strerror(-r));
+		pthread_mutex_lock(&p->lock);
+		gone = idmap_get(&p->inflight, unique) == req ? idmap_del(&p->inflight, unique) : NULL;
+		pthread_mutex_unlock(&p->lock);
+		if (gone) {
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(gone);
+		}
+	}
+	/* -EPIPE: the daemon is going; the request stays in flight for its successor. */
 	return next;
 }
 
@@ -729,6 +782,7 @@ static int d2k_notify(struct proxy *p, struct msg *m)
 {
 	struct fuse_out_header *oh = msg_out(m);
 	const struct notify_info *ni = notify_get(oh->error);
+	struct msg *copy;
 	char *b = m->data + sizeof(*oh);
 	size_t len = m->len - sizeof(*oh);
 
@@ -770,8 +824,78 @@ static int d2k_notify(struct proxy *p, struct msg *m)
 		put64(b, ni->node_off[i], kid);
 	}
 	pthread_mutex_unlock(&p->lock);
-	write_kernel(p, m->data, m->len);
+	copy = msg_dup(m->data, m->len);
+	if (!copy) {
+		log_warn("Out of memory: dropping the daemon's %s notification", ni->name);
+		return 0;
+	}
+	pthread_mutex_lock(&p->nq_lock);
+	copy->next = NULL;
+	*p->nq_tail = copy;
+	p->nq_tail = &copy->next;
+	p->nq_pending++;
+	pthread_cond_broadcast(&p->nq_cond);
+	pthread_mutex_unlock(&p->nq_lock);
 	return 0;
+}
+
+static void *notifier_main(void *arg)
+{
+	struct proxy *p = arg;
+
+	for (;;) {
+		struct msg *m;
+
+		pthread_mutex_lock(&p->nq_lock);
+		while (!p->nq_head)
+			pthread_cond_wait(&p->nq_cond, &p->nq_lock);
+		m = p->nq_head;
+		p->nq_head = m->next;
+		if (!p->nq_head)
+			p->nq_tail = &p->nq_head;
+		pthread_mutex_unlock(&p->nq_lock);
+		/* ENOENT: the kernel does not know the node (any more); nothing to do. */
+		write_kernel(p, m->data, m->len);
+		msg_put(m);
+		pthread_mutex_lock(&p->nq_lock);
+		p->nq_pending--;
+		pthread_cond_broadcast(&p->nq_cond);
+		pthread_mutex_unlock(&p->nq_lock);
+	}
+	return NULL;
+}
+
+/*
+ * A daemon's notification is applied before its next reply when it sends them in that order,
+ * as over /dev/fuse; but a notification that waits for a lock held by a request must not keep
+ * that request's reply from the kernel for ever, so the wait is bounded.
+ */
+static void wait_notifications(struct proxy *p)
+{
+	struct timespec ts;
+
+	if (!__atomic_load_n(&p->nq_pending, __ATOMIC_RELAXED))
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 50 * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&p->nq_lock);
+	while (p->nq_pending)
+		if (pthread_cond_timedwait(&p->nq_cond, &p->nq_lock, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&p->nq_lock);
+}
+
+int notifier_start(struct proxy *p)
+{
+	pthread_mutex_init(&p->nq_lock, NULL);
+	pthread_cond_init(&p->nq_cond, NULL);
+	p->nq_head = NULL;
+	p->nq_tail = &p->nq_head;
+	return -pthread_create(&p->notifier, NULL, notifier_main, p);
 }
 
 static int d2k_call_reply(struct proxy *p, struct msg *m)
@@ -781,6 +905,12 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 
 	if (unique & ORPHAN_BIT)
 		return 0;
+	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
+	    (msg_out(m)->error && m->len != sizeof(struct fuse_out_header))) {
+		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
+			  "reply (error %d, %u bytes)", unique, msg_out(m)->error, m->len);
+		return -EPROTO;
+	}
 	pthread_mutex_lock(&p->lock);
 	c = idmap_del(&p->calls, unique);
 	if (c) {
@@ -790,14 +920,15 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (!c) {
-		log_error("The daemon answered unique %#" PRIx64 ", which it was never sent", unique);
-		return -EPROTO;
+		/* A call given up on (timeout, or a priming read nobody waits for any more). */
+		log_debug("Dropping a late answer to the keeper's request %#" PRIx64, unique);
+		return 0;
 	}
 	efd_signal(p->call_efd);
 	return 0;
 }
 
-static int d2k_message(struct proxy *p, struct msg *m)
+static int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 {
 	struct fuse_out_header *oh = msg_out(m);
 	struct msg *req;
@@ -810,14 +941,7 @@ static int d2k_message(struct proxy *p, struct msg *m)
 		log_error("The daemon sent a %u-byte message whose header says %u bytes", m->len,
 			  oh->len);
 		/* Its request, if known, must not wait for ever. */
-		pthread_mutex_lock(&p->lock);
-		req = idmap_del(&p->inflight, oh->unique);
-		pthread_mutex_unlock(&p->lock);
-		if (req) {
-			reply_kernel_err(p, oh->unique, -EIO);
-			msg_put(req);
-		}
-		return -EPROTO;
+		return -EPROTO; /* Its request gets EIO with the rest the daemon held. */
 	}
 	if (oh->unique == 0)
 		return d2k_notify(p, m);
@@ -833,10 +957,14 @@ static int d2k_message(struct proxy *p, struct msg *m)
 		return 0;
 	}
 	pthread_mutex_lock(&p->lock);
-	req = idmap_del(&p->inflight, oh->unique);
+	req = idmap_get(&p->inflight, oh->unique);
+	if (req && req->epoch == epoch)
+		idmap_del(&p->inflight, oh->unique);
+	else
+		req = NULL; /* not given to this daemon (a replay in the making, or none) */
 	pthread_mutex_unlock(&p->lock);
 	if (!req) {
-		log_error("The daemon answered unique %" PRIu64 ", which no request is waiting for",
+		log_error("The daemon answered unique %" PRIu64 ", which it was not asked",
 			  oh->unique);
 		return -EPROTO;
 	}
@@ -876,6 +1004,9 @@ static void fail_daemon_requests(struct proxy *p, uint32_t epoch)
 	for (size_t i = 0; i < c.n; i++)
 		idmap_del(&p->inflight, msg_in(c.v[i])->unique);
 	pthread_mutex_unlock(&p->lock);
+	/* The relay may be sending one of them right now (it holds the socket meanwhile). */
+	pthread_rwlock_wrlock(&p->sock_lock);
+	pthread_rwlock_unlock(&p->sock_lock);
 	if (c.n)
 		log_error("Answering the %zu request%s daemon held with EIO", c.n,
 			  c.n == 1 ? " the broken" : "s the broken");
@@ -900,18 +1031,22 @@ static void *d2k_main(void *arg)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			break; /* The daemon closed its end or the keeper shut ours. */
+		if (n <= 0) {
+			/* The keeper shut its end, or the daemon closed its own while alive. */
+			if (!__atomic_load_n(&p->detaching, __ATOMIC_ACQUIRE))
+				post_event(p, MODE_EV_CHANNEL_CLOSED);
+			break;
+		}
 		if (mh.msg_flags & MSG_TRUNC) {
 			log_error("The daemon sent a message larger than %u bytes", m->cap);
-			fail_daemon_requests(p, epoch);
 			post_event(p, MODE_EV_DAEMON_BROKEN);
+			fail_daemon_requests(p, epoch);
 			break;
 		}
 		m->len = n;
-		if (d2k_message(p, m) < 0) {
-			fail_daemon_requests(p, epoch);
+		if (d2k_message(p, m, epoch) < 0) {
 			post_event(p, MODE_EV_DAEMON_BROKEN);
+			fail_daemon_requests(p, epoch);
 			break;
 		}
 	}

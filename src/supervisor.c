@@ -59,7 +59,9 @@ static void kill_daemon(struct keeper *k, int sig)
 	if (k->daemon > 0) {
 		/* The daemon leads its own process group: helpers it started (ssh) go with it. */
 		kill(-k->daemon, sig);
-		kill(k->daemon, sig);
+		/* Through the pidfd: never a stranger that reused the pid after an early reap. */
+		if (k->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, k->pidfd, sig, NULL, 0);
 	}
 }
 
@@ -72,6 +74,17 @@ static int mode_events(struct keeper *k)
 		log_error("Daemon %d broke the FUSE protocol; killing it so that a new one takes "
 			  "over", (int)k->daemon);
 		kill_daemon(k, SIGKILL);
+	}
+	if ((ev & MODE_EV_CHANNEL_CLOSED) && k->pidfd >= 0) {
+		/* Usually the daemon died and its pidfd says so at once; one that lives on
+		 * without its channel serves nobody. */
+		struct pollfd pfd = { .fd = k->pidfd, .events = POLLIN };
+
+		if (poll(&pfd, 1, 1000) == 0) {
+			log_error("Daemon %d closed its FUSE channel but still runs; killing it so that "
+				  "a new one takes over", (int)k->daemon);
+			kill_daemon(k, SIGKILL);
+		}
 	}
 	if (ev & MODE_EV_UNMOUNTED) {
 		log_info("%s was unmounted", k->cfg.mountpoint);
