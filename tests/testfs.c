@@ -33,6 +33,10 @@
  *   --small-writes-if=FILE
  *                         answer FUSE_INIT with max_write 4096 if FILE exists at
  *                         start-up (an INIT the keeper must refuse after a restart).
+ *   --inval-on-read       on every READ, another thread sends
+ *                         FUSE_NOTIFY_INVAL_INODE for the file while the READ
+ *                         waits 200 ms before replying (the kernel's invalidation
+ *                         then waits for the page that READ holds locked).
  *   setxattr user.fktest.store=DATA on a file does not set an attribute: it
  *                         pushes DATA into the kernel's cache of the file at
  *                         offset 0 with FUSE_NOTIFY_STORE (a notification whose
@@ -116,6 +120,7 @@ static struct {
 	const char *mountpoint;
 	const char *fail_start_if;
 	const char *small_writes_if;
+	bool inval_on_read;
 	const char *crash_file;
 	unsigned delay_ms;
 	bool single;
@@ -872,6 +877,22 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 		fd = -1;	/* the kernel owns it now */
 }
 
+static void *inval_thread(void *arg)
+{
+	fuse_lowlevel_notify_inval_inode(session, (fuse_ino_t)(uintptr_t)arg, 0, 0);
+	return NULL;
+}
+
+/* As a daemon whose background work invalidates a file while a READ of it is being served. */
+static void inval_from_another_thread(fuse_ino_t nodeid)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, inval_thread, (void *)(uintptr_t)nodeid) == 0)
+		pthread_detach(t);
+	usleep(200 * 1000);
+}
+
 static void tfs_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -879,6 +900,8 @@ static void tfs_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
 	ssize_t n;
 
 	op_begin(OP_READ, inode_of(nodeid), NULL);
+	if (opt.inval_on_read)
+		inval_from_another_thread(nodeid);
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		reply_err(req, -ENOMEM);
@@ -1263,7 +1286,8 @@ static _Noreturn void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 		"usage: testfs --backing=DIR [--single] [--fail-start-if=FILE] [--crash-file=FILE]\n"
-		"              [--delay-ms=N] [--small-writes-if=FILE] [-o FUSE-OPTS] [-f] [-d]\n"
+		"              [--delay-ms=N] [--small-writes-if=FILE] [--inval-on-read]\n"
+		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
 	exit(status);
 }
@@ -1288,6 +1312,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.backing = v;
 		} else if ((v = opt_value(a, "--fail-start-if"))) {
 			opt.fail_start_if = v;
+		} else if (strcmp(a, "--inval-on-read") == 0) {
+			opt.inval_on_read = true;
 		} else if ((v = opt_value(a, "--small-writes-if"))) {
 			opt.small_writes_if = v;
 		} else if ((v = opt_value(a, "--crash-file"))) {
