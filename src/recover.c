@@ -262,12 +262,33 @@ static int recover_init(struct proxy *p, int64_t deadline)
 
 /* ---- Nodes and handles ----------------------------------------------------------------- */
 
+/*
+ * LOOKUP of @name in the kernel's directory @kparent. Returns a reply holding a valid entry,
+ * whose one lookup in the daemon the caller now owns, or NULL with the error in *err.
+ */
 static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *name,
 			       int64_t deadline, int *err);
 
 static uint32_t entry_type(const struct fuse_entry_out *e)
 {
 	return e->attr.mode & S_IFMT;
+}
+
+/* The entry of a reply lookup_name() returned. */
+static struct fuse_entry_out *entry_of(struct msg *reply)
+{
+	return (struct fuse_entry_out *)(reply->data + sizeof(struct fuse_out_header));
+}
+
+/* Gives back the lookup a lookup_name() reply holds, and frees it. */
+static void forget_entry(struct proxy *p, struct msg *reply)
+{
+	if (!reply)
+		return;
+	pthread_mutex_lock(&p->lock);
+	forget_in_daemon(p, p->nodes.epoch, entry_of(reply)->nodeid, 1);
+	pthread_mutex_unlock(&p->lock);
+	msg_put(reply);
 }
 
 struct rename_find {
@@ -304,7 +325,6 @@ static int resolve_renamed(struct proxy *p, struct node *n, int64_t deadline)
 	struct rename_find f = { .parent = n->parent, .name = n->name };
 	struct fuse_entry_out *e;
 	struct msg *reply;
-	size_t len;
 	int err;
 
 	pthread_mutex_lock(&p->lock);
@@ -315,15 +335,14 @@ static int resolve_renamed(struct proxy *p, struct node *n, int64_t deadline)
 	reply = lookup_name(p, f.newparent, f.newname, deadline, &err);
 	if (!reply)
 		return err;
-	e = reply_body(reply, &len);
-	pthread_mutex_lock(&p->lock);
-	err = len == sizeof(*e) && e->nodeid && entry_type(e) == n->type ? 0 : -ENOENT;
-	if (err == 0) {
-		node_rename(&p->nodes, f.parent, f.name, f.newparent, f.newname, false);
-		err = node_resolved(&p->nodes, n, e->nodeid);
-	} else if (len == sizeof(*e)) {
-		forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+	e = entry_of(reply);
+	if (entry_type(e) != n->type) {
+		forget_entry(p, reply);
+		return -ENOENT;
 	}
+	pthread_mutex_lock(&p->lock);
+	node_rename(&p->nodes, f.parent, f.name, f.newparent, f.newname, false);
+	err = node_resolved(&p->nodes, n, e->nodeid);
 	pthread_mutex_unlock(&p->lock);
 	msg_put(reply);
 	return err;
@@ -644,6 +663,12 @@ static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *na
 		msg_put(reply);
 		return NULL;
 	}
+	if (reply && (reply->len != sizeof(struct fuse_out_header) +
+				    sizeof(struct fuse_entry_out) || !entry_of(reply)->nodeid)) {
+		*err = -ENOENT; /* a negative entry, or no entry at all */
+		msg_put(reply);
+		return NULL;
+	}
 	return reply;
 }
 
@@ -683,7 +708,6 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 	struct msg *reply = call_request(p, req, op, deadline, err), *found, *opened;
 	const char *names[2];
 	struct fuse_entry_out *e;
-	size_t len;
 	int lerr;
 
 	/* Daemons do not all say EEXIST (sshfs answers EPERM): any error is checked. */
@@ -698,13 +722,9 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 	}
 	if (!found)
 		return reply;
-	e = reply_body(found, &len);
-	if (len != sizeof(*e) || entry_type(e) != created_type(p, req, op)) {
-		pthread_mutex_lock(&p->lock);
-		if (len == sizeof(*e))
-			forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
-		pthread_mutex_unlock(&p->lock);
-		msg_put(found);
+	e = entry_of(found);
+	if (entry_type(e) != created_type(p, req, op)) {
+		forget_entry(p, found);
 		return reply;
 	}
 	if (op->effect != EFF_CREATE) {
@@ -723,11 +743,8 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 		msg_put(oreq);
 		if (!opened || reply_error(opened) ||
 		    (reply_body(opened, &olen), olen != sizeof(struct fuse_open_out))) {
-			pthread_mutex_lock(&p->lock);
-			forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
-			pthread_mutex_unlock(&p->lock);
 			msg_put(opened);
-			msg_put(found);
+			forget_entry(p, found);
 			return reply;
 		}
 		memcpy(both, e, sizeof(*e));
@@ -749,7 +766,6 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	struct msg *reply = call_request(p, req, op, deadline, err), *src, *dst;
 	const char *names[2];
 	int e, lerr;
-	size_t len;
 
 	if (!reply)
 		return NULL;
@@ -762,23 +778,15 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	dst = lookup_name(p, req->knode2, names[1], deadline, &lerr);
 	if (!dst && fatal(lerr))
 		goto gone;
-	pthread_mutex_lock(&p->lock);
-	if (src && (reply_body(src, &len), len == sizeof(struct fuse_entry_out)))
-		forget_in_daemon(p, p->nodes.epoch,
-				 ((struct fuse_entry_out *)reply_body(src, &len))->nodeid, 1);
-	if (dst && (reply_body(dst, &len), len == sizeof(struct fuse_entry_out)))
-		forget_in_daemon(p, p->nodes.epoch,
-				 ((struct fuse_entry_out *)reply_body(dst, &len))->nodeid, 1);
-	pthread_mutex_unlock(&p->lock);
 	if (!src && dst) {
 		msg_put(reply);
 		reply = make_reply(0, NULL, 0);
 	}
-	msg_put(src);
-	msg_put(dst);
+	forget_entry(p, src);
+	forget_entry(p, dst);
 	return reply;
 gone:
-	msg_put(src);
+	forget_entry(p, src);
 	msg_put(reply);
 	*err = lerr;
 	return NULL;
