@@ -15,6 +15,7 @@
  *              then a normal ENOENT reply
  *   baderror   a reply with error +5 (errors must be negative) and no body
  *   biglen     a header with error 0 whose len says 4096, and nothing after it
+ *   closefd    no reply at all: it closes its connection and waits to be killed
  *
  * Apart from badnotify, the request is left unanswered. Other names get
  * ENOENT. FORGET, BATCH_FORGET and INTERRUPT get no reply, opcodes not
@@ -206,6 +207,14 @@ static void bad_len(const struct req *r)
 	send_raw(&h, sizeof(h));
 }
 
+static void close_fd(const struct req *r)
+{
+	(void)r;
+	close(fuse_fd);
+	for (;;)
+		pause();
+}
+
 static const struct {
 	const char *name;
 	void (*send)(const struct req *r);
@@ -216,6 +225,7 @@ static const struct {
 	{ "badnotify", bad_notify },
 	{ "baderror", bad_error },
 	{ "biglen", bad_len },
+	{ "closefd", close_fd },
 };
 
 /* ---- operations ------------------------------------------------------- */

@@ -3,6 +3,7 @@
 # short, an unknown unique, a wrong length, a bad notification, a bad error
 # code, an oversized length) must not hang or crash the keeper: the request
 # fails, the keeper says why, replaces the daemon, and the mount serves again.
+# The same for a daemon that closes its connection and stays alive.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 
@@ -42,6 +43,22 @@ for name in short badunique badsize badnotify baderror biglen; do
 	sed "s/^/    $name: /" "$T/log-$name"
 	pid_alive "$FK_PID" || fail "$name: the keeper exited"
 done
+
+# A daemon that closes its connection but stays alive serves nobody: it is
+# killed and replaced. The LOOKUP it dropped goes to each successor, which does
+# the same, until the keeper stops sending it (EIO after three daemons).
+fk_mark
+start=$(now_ms)
+try_cmd 60 stat "$M/closefd"
+rc=$?
+log "closefd: stat exit $rc in $(($(now_ms) - start)) ms: $TRY_OUT"
+[ "$rc" -ne 124 ] || fail "closefd: stat hung"
+grep -q "Input/output error" <<<"$TRY_OUT" || fail "closefd: stat did not fail with EIO: $TRY_OUT"
+grep -q "closed its FUSE channel but still runs" "$FK_LOG" ||
+	fail "closefd: the keeper did not say the daemon closed its channel"
+fk_wait RECOVERED "" 30 || fail "closefd: no daemon took over after the last one was killed"
+try_cmd 10 cat "$M/good" || fail "closefd: cat $M/good failed afterwards: $TRY_OUT"
+[ "$TRY_OUT" = hello ] || fail "closefd: cat $M/good printed '$TRY_OUT', expected hello"
 
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
 pid_alive "$FK_PID" || fail "the keeper is not running at the end"
