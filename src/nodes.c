@@ -362,7 +362,7 @@ static void collect_pending(uint64_t key, void *val, void *arg)
 	struct pending_ctx *c = arg;
 	struct node *n = val, *p;
 
-	if (c->count >= c->max || n->epoch == c->t->epoch || n->lost || !n->name)
+	if (c->count >= c->max || n->epoch == c->t->epoch || n->lost || n->deferred || !n->name)
 		return;
 	p = node_get(c->t, n->parent);
 	if (p && p->epoch == c->t->epoch && !p->lost)

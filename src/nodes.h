@@ -26,6 +26,7 @@ struct node {
 	uint32_t children;	/* named nodes whose parent this is: they pin it in the table */
 	uint32_t epoch;		/* daemon incarnation that did belongs to */
 	bool lost;		/* could not be found again after a restart: requests get ESTALE */
+	bool deferred;		/* recovery waits for another directory before looking again */
 };
 
 struct node_table {

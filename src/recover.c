@@ -356,20 +356,62 @@ static void lose_node(struct proxy *p, struct node *n, int err)
 		 "with ESTALE", n->kid, n->name ? n->name : "", strerror(-err));
 }
 
+/*
+ * Looks the deferred nodes up again under their rename targets. Returns 1 if one was found
+ * (its children can now be looked up), 0 if none was (the rest are lost), or a fatal error.
+ */
+static int retry_deferred(struct proxy *p, struct node **v, size_t *n, int64_t deadline)
+{
+	size_t kept = 0;
+	int found = 0;
+
+	for (size_t i = 0; i < *n; i++) {
+		int r;
+
+		v[i]->deferred = false;
+		r = resolve_renamed(p, v[i], deadline);
+		if (fatal(r))
+			return r;
+		if (r == 0) {
+			found = 1;
+		} else if (r == -ESTALE) {
+			v[i]->deferred = true;
+			v[kept++] = v[i];
+		} else {
+			pthread_mutex_lock(&p->lock);
+			lose_node(p, v[i], r);
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
+	*n = kept;
+	if (!found) {
+		for (size_t i = 0; i < kept; i++)
+			v[i]->deferred = false; /* lost with the rest below */
+		*n = 0;
+	}
+	return found;
+}
+
 /* Looks every node the kernel holds up again, parents before children, a batch at a time. */
 static int resolve_nodes(struct proxy *p, int64_t deadline)
 {
 	struct node *batch[BATCH], *missing[BATCH];
 	struct call calls[BATCH];
-	size_t n, nmissing;
-	int r;
+	struct node **deferred = NULL;
+	size_t n, nmissing, ndeferred = 0;
+	int r = 0;
 
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		n = node_pending(&p->nodes, batch, BATCH);
 		pthread_mutex_unlock(&p->lock);
-		if (!n)
-			break;
+		if (!n) {
+			/* Renamed into directories found only since: look again, while that helps. */
+			r = retry_deferred(p, deferred, &ndeferred, deadline);
+			if (r <= 0)
+				break;
+			continue;
+		}
 		for (size_t i = 0; i < n; i++) {
 			struct node *parent = node_get(&p->nodes, batch[i]->parent);
 			struct msg *req =
@@ -377,19 +419,20 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 
 			if (!req) {
 				calls_drop(p, calls, i);
-				return -ENOMEM;
+				r = -ENOMEM;
+				goto out;
 			}
 			r = call_start(p, &calls[i], req);
 			msg_put(req);
 			if (r < 0) {
 				calls_drop(p, calls, i + 1);
-				return r;
+				goto out;
 			}
 		}
 		r = calls_wait(p, calls, n, deadline);
 		if (r < 0) {
 			calls_drop(p, calls, n);
-			return r;
+			goto out;
 		}
 		nmissing = 0;
 		pthread_mutex_lock(&p->lock);
@@ -419,7 +462,18 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 		for (size_t i = 0; i < nmissing; i++) {
 			r = resolve_renamed(p, missing[i], deadline);
 			if (fatal(r))
-				return r;
+				goto out;
+			if (r == -ESTALE) {
+				/* The rename's target directory is not found yet. */
+				struct node **v = realloc(deferred, (ndeferred + 1) * sizeof(*v));
+
+				if (v) {
+					deferred = v;
+					deferred[ndeferred++] = missing[i];
+					missing[i]->deferred = true;
+					continue;
+				}
+			}
 			if (r < 0) {
 				pthread_mutex_lock(&p->lock);
 				lose_node(p, missing[i], r);
@@ -427,10 +481,16 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 			}
 		}
 	}
-	pthread_mutex_lock(&p->lock);
-	p->lost_nodes += node_lose_unresolved(&p->nodes);
-	pthread_mutex_unlock(&p->lock);
-	return 0;
+	if (r == 0) {
+		pthread_mutex_lock(&p->lock);
+		p->lost_nodes += node_lose_unresolved(&p->nodes);
+		pthread_mutex_unlock(&p->lock);
+	}
+out:
+	for (size_t i = 0; i < ndeferred; i++)
+		deferred[i]->deferred = false;
+	free(deferred);
+	return r < 0 ? r : 0;
 }
 
 struct handle_list {
