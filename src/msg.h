@@ -18,7 +18,9 @@ struct msg {
 	uint32_t cap;	    /* bytes available in data */
 	uint32_t len;	    /* bytes of the message */
 	/* For a request the kernel waits on: */
-	uint32_t epoch;	    /* daemon incarnation it was sent to; 0 if not sent yet */
+	uint32_t epoch;	    /* daemon incarnation it was sent to, whose reply the relay takes;
+			       0 while the keeper itself settles it */
+	uint32_t held;	    /* last daemon that was given it in any form (for deaths) */
 	bool replayed;	    /* sent again to a later daemon */
 	uint8_t deaths;	    /* daemons that died holding it */
 	bool primed;	    /* its handle was primed for it (see prime_handle) */

@@ -42,7 +42,7 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	p->next_call = 1;
 	msg_init(p->buf_size);
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->changed, NULL);
+	cond_init_monotonic(&p->changed);
 	pthread_rwlock_init(&p->sock_lock, NULL);
 	r = node_table_init(&p->nodes, cfg->max_nodes);
 	if (r < 0)

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "handles.h"
@@ -80,7 +81,9 @@ struct proxy {
 	pthread_mutex_t nq_lock;
 	pthread_cond_t nq_cond;
 	struct msg *nq_head, **nq_tail;
-	unsigned nq_pending;	    /* queued or being written */
+	uint64_t nq_seq_in;	    /* notifications queued so far */
+	uint64_t nq_seq_done;	    /* notifications written so far */
+	uint64_t nq_stalled;	    /* sequence number a reply gave up waiting for */
 
 	int call_efd; /* eventfd: a call finished, or the first INIT was answered */
 	int ev_efd;   /* eventfd: events for the supervisor */
@@ -89,6 +92,32 @@ struct proxy {
 	/* Counters for the recovery log line. */
 	uint64_t replayed, settled, lost_nodes, lost_handles;
 };
+
+/* Condition variables wait on the monotonic clock: a clock step must not stretch a bound. */
+static inline void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+}
+
+/* An absolute CLOCK_MONOTONIC time @ms from now, for pthread_cond_timedwait(). */
+static inline struct timespec deadline_ts(int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
 
 static inline void efd_signal(int fd)
 {
@@ -118,7 +147,7 @@ int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, 
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
 
 /* recover.c */
-void prime_handle(struct proxy *p, uint64_t kfh, bool recovering);
+int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline);
 int recover(struct proxy *p);
 int call_start(struct proxy *p, struct call *c, struct msg *req);
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -556,15 +557,15 @@ static void prime_done(struct proxy *p, struct msg *req, struct call *c)
 	each_direntplus(body, len, forget_dirplus, p);
 }
 
-void prime_handle(struct proxy *p, uint64_t kfh, bool recovering)
+int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline)
 {
 	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
-	struct timespec ts;
+	struct timespec ts = deadline_ts(p->cfg->start_timeout_ms);
 	struct msg *req = NULL;
 	struct handle *h;
 	struct call c;
 	uint64_t did;
-	bool started;
+	int r = 0;
 
 	pthread_mutex_lock(&p->lock);
 	h = handle_get(&p->handles, kfh);
@@ -574,18 +575,18 @@ void prime_handle(struct proxy *p, uint64_t kfh, bool recovering)
 		handle_set_fresh(&p->handles, h, false);
 	pthread_mutex_unlock(&p->lock);
 	if (!req)
-		return;
-	started = call_start(p, &c, req) == 0;
-	if (started && recovering) {
-		calls_wait(p, &c, 1, deadline);
+		return 0;
+	r = call_start(p, &c, req);
+	if (r == 0 && recovery_deadline) {
+		/* During recovery: the daemon's death or a timeout fails this start. */
+		r = calls_wait(p, &c, 1, recovery_deadline);
 		pthread_mutex_lock(&p->lock);
 		prime_done(p, req, &c);
 		pthread_mutex_unlock(&p->lock);
-	} else if (started) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += p->cfg->start_timeout_ms / 1000 + 1;
+	} else if (r == 0) {
+		/* From the relay: detach() wakes this when the daemon goes; the request then
+		 * waits for the next one, like any other. */
 		pthread_mutex_lock(&p->lock);
-		/* detach() wakes this when the daemon goes; the request then waits for the next. */
 		while (!c.done && p->state == PX_UP && now_ms() < deadline)
 			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
 				break;
@@ -595,6 +596,7 @@ void prime_handle(struct proxy *p, uint64_t kfh, bool recovering)
 	log_debug("Primed reopened handle %" PRIu64 " with a read at offset 0", kfh);
 	msg_put(req);
 	calls_drop(p, &c, 1);
+	return fatal(r) ? r : 0;
 }
 
 /* Opens every handle the kernel holds again, with the flags it was first opened with. */
@@ -688,7 +690,7 @@ static struct msg *call_request(struct proxy *p, struct msg *req, const struct o
 	pthread_mutex_lock(&p->lock);
 	*err = translate_request(p, copy, op);
 	if (*err == 0)
-		req->epoch = p->nodes.epoch; /* this daemon now holds it */
+		req->held = p->nodes.epoch; /* this daemon now holds it (epoch stays 0: ours) */
 	pthread_mutex_unlock(&p->lock);
 	if (*err < 0) {
 		msg_put(copy);
@@ -911,11 +913,12 @@ static bool is_exchange(struct msg *req)
 }
 
 /* A read replayed on a reopened handle needs what a read from the kernel would get. */
-static void settle_positioned(struct proxy *p, struct msg *req)
+static int settle_positioned(struct proxy *p, struct msg *req, int64_t deadline)
 {
 	const struct fuse_read_in *in = (const void *)(req->data + sizeof(struct fuse_in_header));
 	struct handle *h;
 	bool prime = false;
+	int r = 0;
 
 	pthread_mutex_lock(&p->lock);
 	h = handle_get(&p->handles, req->kfh);
@@ -927,9 +930,50 @@ static void settle_positioned(struct proxy *p, struct msg *req)
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (prime) {
-		prime_handle(p, req->kfh, true);
+		r = prime_handle(p, req->kfh, deadline);
 		req->primed = true;
 	}
+	return r;
+}
+
+/*
+ * Sends a replayed request to the new daemon without holding the lock, waiting for room in
+ * the socket no longer than @deadline. Returns 0, or -EPIPE/-ETIMEDOUT when the daemon cannot
+ * take it (the start then fails and the request waits for the next daemon). A message the
+ * socket can never take is answered with EIO.
+ */
+static int send_bounded(struct proxy *p, uint32_t epoch, struct msg *req, int64_t deadline)
+{
+	uint64_t unique = msg_in(req)->unique;
+	uint32_t len = req->len;
+	int r;
+
+	for (;;) {
+		r = send_to_daemon(p, epoch, req->data, len, MSG_DONTWAIT);
+		if (r != -EAGAIN)
+			break;
+		r = keeper_wait(p->k, -1, MIN(deadline, now_ms() + 10));
+		if (r != -ETIMEDOUT)
+			return r;
+		if (now_ms() >= deadline)
+			return -ETIMEDOUT;
+	}
+	if (r < 0 && r != -EPIPE) {
+		struct msg *gone = NULL;
+
+		log_error("Cannot send a %u-byte replay to the daemon: %s; answering EIO", len,
+			  strerror(-r));
+		pthread_mutex_lock(&p->lock);
+		if (idmap_get(&p->inflight, unique) == req)
+			gone = idmap_del(&p->inflight, unique);
+		pthread_mutex_unlock(&p->lock);
+		if (gone) {
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(gone);
+		}
+		return 0;
+	}
+	return r;
 }
 
 struct req_list {
@@ -974,10 +1018,10 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 
 		restore_request(req, op);
 		req->replayed = true;
-		/* epoch: the daemon it was given to, which died; 0 once counted. */
-		if (req->epoch)
+		/* held: the daemon it was given to, which died; 0 once counted. */
+		if (req->held)
 			req->deaths++;
-		req->epoch = 0;
+		req->held = req->epoch = 0;
 		if (req->deaths >= MAX_DEATHS) {
 			take_request(p, req);
 			log_error("%s (unique %" PRIu64 ", node %" PRIu64 ") was held by %d daemons "
@@ -1004,8 +1048,11 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		else if (is_append_write(p, req, op))
 			reply = settle_append(p, req, op, deadline, &r);
 		else {
-			if (op->positioned)
-				settle_positioned(p, req);
+			if (op->positioned) {
+				r = settle_positioned(p, req, deadline);
+				if (r < 0)
+					continue; /* the loop ends: the daemon is gone */
+			}
 			collect_request(0, req, &resend);
 			continue;
 		}
@@ -1032,11 +1079,15 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	}
 
 	/*
-	 * Resume the relay. The plain repeats are translated and sent under the lock that lets the
-	 * relay go, so they reach the new daemon before anything newer; one whose node or handle
-	 * was lost is answered with that error instead.
+	 * Resume the relay. The plain repeats are translated under the lock and sent before the
+	 * relay is let go, so they reach the new daemon before anything newer; the lock is not
+	 * held while sending (the daemon's replies need it), and a send is bounded by the
+	 * recovery's deadline. A repeat whose node or handle was lost is answered with that
+	 * error instead. Once sent, a request belongs to the reply path: not touched again here.
 	 */
+	struct req_list failed = { 0 };
 	int *errs = calloc(resend.n ? resend.n : 1, sizeof(*errs));
+	uint32_t epoch = p->nodes.epoch;
 
 	if (!errs) {
 		free(resend.v);
@@ -1045,29 +1096,38 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	pthread_mutex_lock(&p->lock);
 	for (size_t i = 0; i < resend.n; i++) {
 		struct msg *req = resend.v[i];
+		const struct op_info *op = op_get(msg_in(req)->opcode);
+		int e = translate_request(p, req, op);
 
-		errs[i] = translate_request(p, req, op_get(msg_in(req)->opcode));
-		if (errs[i] < 0) {
+		if (e < 0) {
 			idmap_del(&p->inflight, msg_in(req)->unique);
-			errs[i] = untranslatable(p, req, op_get(msg_in(req)->opcode), errs[i]);
-			req->epoch = 0; /* answered below */
+			errs[failed.n] = untranslatable(p, req, op, e);
+			collect_request(0, req, &failed);
+			resend.v[i] = NULL;
 			continue;
 		}
-		req->epoch = p->nodes.epoch;
-		p->replayed++;
-		send_to_daemon(p, p->nodes.epoch, req->data, req->len, 0);
+		req->epoch = req->held = epoch;
 	}
-	p->state = PX_UP;
-	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
-	for (size_t i = 0; i < resend.n; i++) {
-		if (resend.v[i]->epoch == 0) {
-			reply_kernel_err(p, msg_in(resend.v[i])->unique, errs[i]);
-			msg_put(resend.v[i]);
+	for (size_t i = 0; i < failed.n; i++) {
+		reply_kernel_err(p, msg_in(failed.v[i])->unique, errs[i]);
+		msg_put(failed.v[i]);
+	}
+	for (size_t i = 0; i < resend.n && r == 0; i++) {
+		if (resend.v[i]) {
+			r = send_bounded(p, epoch, resend.v[i], deadline);
+			p->replayed += r == 0;
 		}
 	}
 	free(errs);
+	free(failed.v);
 	free(resend.v);
+	if (r < 0)
+		return r; /* The daemon is going: what was not sent waits for the next. */
+	pthread_mutex_lock(&p->lock);
+	p->state = PX_UP;
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 

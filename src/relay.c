@@ -21,6 +21,9 @@
 #include "proxy_i.h"
 #include "util.h"
 
+/* Notifications the keeper holds for the kernel at most; past that the daemon waits. */
+#define NOTIFY_QUEUE_MAX 4096
+
 /* Uniques of keeper messages whose replies nobody waits for (clean-up RELEASEs, FORGETs). */
 #define ORPHAN_BIT (1ULL << 61)
 
@@ -622,7 +625,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	const struct op_info *op = op_get(h->opcode);
 	struct msg *req = m, *next = m;
 	bool in_flight = false;
-	uint32_t epoch;
+	uint64_t unique;
+	uint32_t epoch, len;
 	int r;
 
 	if (!op) {
@@ -673,9 +677,11 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		/* Rare: the first read of a handle reopened after a restart (see prime_handle). */
 		if (fh && fh->fresh && ((struct fuse_read_in *)body(m))->offset == 0) {
 			handle_set_fresh(&p->handles, fh, false);
-		} else if (fh && fh->fresh) {
+		} else if (fh && fh->fresh && !m->primed) {
+			/* Once per request: if the daemon died of it, the request goes unprimed
+			 * and its replay is counted like any other. */
 			pthread_mutex_unlock(&p->lock);
-			prime_handle(p, kfh, false);
+			prime_handle(p, kfh, 0);
 			m->primed = true;
 			return k2d_request(p, m);
 		}
@@ -705,7 +711,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		/* 0: the keeper answers it itself; else the error for the kernel. */
 		r = untranslatable(p, req, op, r);
 	} else {
-		req->epoch = epoch;
+		req->epoch = req->held = epoch;
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
 		in_flight = r == 0;
 	}
@@ -727,17 +733,20 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			msg_put(next);
 		return m;
 	}
-	r = send_held(p, epoch, req->data, req->len, 0);
+	/* Once sent, the reply path may free it: keep what the error path needs. */
+	unique = msg_in(req)->unique;
+	len = req->len;
+	r = send_held(p, epoch, req->data, len, 0);
 	pthread_rwlock_unlock(&p->sock_lock);
 	if (r < 0 && r != -EPIPE) {
 		/* The daemon is alive but cannot take this message: it must not wait for ever. */
-		uint64_t unique = msg_in(req)->unique;
-		struct msg *gone;
+		struct msg *gone = NULL;
 
-		log_error("Cannot send a %u-byte %s to the daemon: %s; answering EIO", req->len,
-			  op->name, strerror(-r));
+		log_error("Cannot send a %u-byte %s to the daemon: %s; answering EIO", len, op->name,
+			  strerror(-r));
 		pthread_mutex_lock(&p->lock);
-		gone = idmap_get(&p->inflight, unique) == req ? idmap_del(&p->inflight, unique) : NULL;
+		if (idmap_get(&p->inflight, unique) == req && req->epoch == epoch)
+			gone = idmap_del(&p->inflight, unique);
 		pthread_mutex_unlock(&p->lock);
 		if (gone) {
 			reply_kernel_err(p, unique, -EIO);
@@ -768,6 +777,7 @@ static void *k2d_main(void *arg)
 			continue;
 		}
 		m->len = n;
+		m->primed = false;
 		m = k2d_request(p, m);
 	}
 	msg_put(m);
@@ -830,10 +840,25 @@ static int d2k_notify(struct proxy *p, struct msg *m)
 		return 0;
 	}
 	pthread_mutex_lock(&p->nq_lock);
+	if (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX) {
+		/* The kernel is not keeping up: the daemon waits, as it would on /dev/fuse. */
+		struct timespec ts = deadline_ts(1000);
+
+		while (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX)
+			if (pthread_cond_timedwait(&p->nq_cond, &p->nq_lock, &ts) == ETIMEDOUT)
+				break;
+		if (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX) {
+			pthread_mutex_unlock(&p->nq_lock);
+			log_warn("%d notifications wait for the kernel: dropping a %s", NOTIFY_QUEUE_MAX,
+				 ni->name);
+			msg_put(copy);
+			return 0;
+		}
+	}
 	copy->next = NULL;
 	*p->nq_tail = copy;
 	p->nq_tail = &copy->next;
-	p->nq_pending++;
+	p->nq_seq_in++;
 	pthread_cond_broadcast(&p->nq_cond);
 	pthread_mutex_unlock(&p->nq_lock);
 	return 0;
@@ -858,7 +883,7 @@ static void *notifier_main(void *arg)
 		write_kernel(p, m->data, m->len);
 		msg_put(m);
 		pthread_mutex_lock(&p->nq_lock);
-		p->nq_pending--;
+		p->nq_seq_done++;
 		pthread_cond_broadcast(&p->nq_cond);
 		pthread_mutex_unlock(&p->nq_lock);
 	}
@@ -873,26 +898,31 @@ static void *notifier_main(void *arg)
 static void wait_notifications(struct proxy *p)
 {
 	struct timespec ts;
+	uint64_t target;
 
-	if (!__atomic_load_n(&p->nq_pending, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&p->nq_seq_in, __ATOMIC_ACQUIRE) ==
+	    __atomic_load_n(&p->nq_seq_done, __ATOMIC_ACQUIRE))
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 50 * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&p->nq_lock);
-	while (p->nq_pending)
+	target = p->nq_seq_in;
+	/* Still stuck on the notification that made an earlier reply give up: do not wait. */
+	if (p->nq_stalled == p->nq_seq_done + 1) {
+		pthread_mutex_unlock(&p->nq_lock);
+		return;
+	}
+	ts = deadline_ts(50);
+	while (p->nq_seq_done < target)
 		if (pthread_cond_timedwait(&p->nq_cond, &p->nq_lock, &ts) == ETIMEDOUT)
 			break;
+	if (p->nq_seq_done < target)
+		p->nq_stalled = p->nq_seq_done + 1;
 	pthread_mutex_unlock(&p->nq_lock);
 }
 
 int notifier_start(struct proxy *p)
 {
 	pthread_mutex_init(&p->nq_lock, NULL);
-	pthread_cond_init(&p->nq_cond, NULL);
+	cond_init_monotonic(&p->nq_cond);
 	p->nq_head = NULL;
 	p->nq_tail = &p->nq_head;
 	return -pthread_create(&p->notifier, NULL, notifier_main, p);
