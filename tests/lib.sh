@@ -499,3 +499,35 @@ fk_cleanup() {
 trap fk_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# holder_start PATH: starts a process that holds PATH open for reading (tracked as
+# "holder"); holder_read makes it read the file from offset 0 through that same fd
+# and prints "read DATA" or "error MESSAGE"; holder_stop ends it.
+holder_start() {
+	mkfifo "$T/holder.in" || fail "mkfifo failed"
+	run_bg holder perl -e '
+		open(my $f, "<", $ARGV[0]) or die "open: $!";
+		open(my $in, "<", $ARGV[1]) or die "fifo: $!";
+		$| = 1;
+		while (<$in>) { my $buf; sysseek($f, 0, 0); my $n = sysread($f, $buf, 64);
+			print defined $n ? "read $buf\n" : "error $!\n"; }
+	' "$1" "$T/holder.in"
+	HOLDER_PID=$BG_PID
+	exec 7>"$T/holder.in"
+}
+
+holder_read() {
+	local n deadline=$(($(now_ms) + 10000))
+	n=$(wc -l <"$T/holder.out")
+	echo go >&7
+	while [ "$(wc -l <"$T/holder.out")" -le "$n" ]; do
+		[ "$(now_ms)" -lt "$deadline" ] || fail "the holder did not answer"
+		sleep 0.05
+	done
+	tail -n 1 "$T/holder.out"
+}
+
+holder_stop() {
+	exec 7>&-
+	wait_pid "$HOLDER_PID" 10 || fail "the holder did not exit"
+}

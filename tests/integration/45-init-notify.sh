@@ -24,26 +24,8 @@ fk_wait READY || fail "the keeper never became READY"
 printf 'aaaa' >"$M/notify" || fail "writing $M/notify failed"
 
 # A process that keeps the file open and reads it through that fd on demand.
-mkfifo "$T/holder.in"
-run_bg holder perl -e '
-	open(my $f, "<", $ARGV[0]) or die "open: $!";
-	open(my $in, "<", $ARGV[1]) or die "fifo: $!";
-	$| = 1;
-	while (<$in>) { my $buf; sysseek($f, 0, 0); my $n = sysread($f, $buf, 64);
-		print defined $n ? "read $buf\n" : "error $!\n"; }
-' "$M/notify" "$T/holder.in"
-exec 7>"$T/holder.in"
-ask_holder() {
-	local n deadline=$(($(now_ms) + 10000))
-	n=$(wc -l <"$T/holder.out")
-	echo go >&7
-	while [ "$(wc -l <"$T/holder.out")" -le "$n" ]; do
-		[ "$(now_ms)" -lt "$deadline" ] || fail "the holder did not answer"
-		sleep 0.05
-	done
-	tail -n 1 "$T/holder.out"
-}
-[ "$(ask_holder)" = "read aaaa" ] || fail "the holder read '$(tail -n 1 "$T/holder.out")' before any kill"
+holder_start "$M/notify"
+[ "$(holder_read)" = "read aaaa" ] || fail "the holder read '$(tail -n 1 "$T/holder.out")' before any kill"
 
 # 1. An incompatible INIT answer is a failed start, logged with the difference.
 touch "$T/small"
@@ -56,13 +38,12 @@ fk_wait RECOVERED "" 60 || fail "no daemon took over once INIT was answered as b
 
 # 2. A notification from the restarted daemon carries its own node ID for the file.
 setfattr -n user.fktest.store -v bbbb "$M/notify" || fail "the store trigger failed"
-out=$(ask_holder)
+out=$(holder_read)
 log "after NOTIFY_STORE: $out (backing file: $(cat "$B/notify"))"
 [ "$out" = "read bbbb" ] || fail "the stored data did not reach the kernel's cache: $out"
 [ "$(cat "$B/notify")" = aaaa ] || fail "the backing file changed"
 
-exec 7>&-
-wait_pid "$BG_PID" 10 || fail "the holder did not exit"
+holder_stop
 try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
 fk_wait_exit 30 || fail "the keeper did not exit after umount"
 [ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS"

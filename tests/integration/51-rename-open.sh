@@ -21,26 +21,8 @@ mkdir -p "$M/a" "$M/b/c/d" || fail "mkdir through the mount failed"
 printf 'xdata' >"$M/a/x" || fail "writing $M/a/x failed"
 
 # A process holding a/x open, reading it through that fd on demand.
-mkfifo "$T/holder.in"
-run_bg holder perl -e '
-	open(my $f, "<", $ARGV[0]) or die "open: $!";
-	open(my $in, "<", $ARGV[1]) or die "fifo: $!";
-	$| = 1;
-	while (<$in>) { my $buf; sysseek($f, 0, 0); my $n = sysread($f, $buf, 64);
-		print defined $n ? "read $buf\n" : "error $!\n"; }
-' "$M/a/x" "$T/holder.in"
-exec 7>"$T/holder.in"
-ask_holder() {
-	local n deadline=$(($(now_ms) + 10000))
-	n=$(wc -l <"$T/holder.out")
-	echo go >&7
-	while [ "$(wc -l <"$T/holder.out")" -le "$n" ]; do
-		[ "$(now_ms)" -lt "$deadline" ] || fail "the holder did not answer"
-		sleep 0.05
-	done
-	tail -n 1 "$T/holder.out"
-}
-[ "$(ask_holder)" = "read xdata" ] || fail "the holder could not read before the kill"
+holder_start "$M/a/x"
+[ "$(holder_read)" = "read xdata" ] || fail "the holder could not read before the kill"
 
 fk_mark
 old=$(fk_daemon_pid)
@@ -51,7 +33,7 @@ try_cmd 30 perl -e 'rename($ARGV[0], $ARGV[1]) or die "rename: $!\n"' "$M/a/x" "
 fk_wait EXIT "$old" 30 || fail "no EXIT for daemon $old"
 fk_wait RECOVERED "" 30 || fail "no RECOVERED"
 
-out=$(ask_holder)
+out=$(holder_read)
 log "holder after the restart: $out"
 [ "$out" = "read xdata" ] || fail "the open file does not work after the restart: $out"
 grep -q "cannot be found again\|cannot be opened again" "$FK_LOG" &&
@@ -59,8 +41,7 @@ grep -q "cannot be found again\|cannot be opened again" "$FK_LOG" &&
 [ "$(cat "$M/b/c/d/x")" = xdata ] || fail "b/c/d/x does not hold the data"
 [ ! -e "$M/a/x" ] && [ ! -e "$B/a/x" ] || fail "a/x still exists"
 
-exec 7>&-
-wait_pid "$BG_PID" 10 || fail "the holder did not exit"
+holder_stop
 try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
 fk_wait_exit 30 || fail "the keeper did not exit after umount"
 [ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS"
