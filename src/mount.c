@@ -159,6 +159,40 @@ int fuse_mount_fd(const char *mountpoint, const struct mount_options *o, char *e
 	return TAKE_FD(fd);
 }
 
+unsigned fuse_conn_id(const char *mountpoint)
+{
+	/* Not stat(2): that could send a GETATTR, which waits for a daemon not started yet. */
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], mp[4096];
+	unsigned maj, min, id = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..."; the last match is the topmost mount.
+		 * Mount points with blanks are escaped (\040) and simply not found. */
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) == 3 &&
+		    !strcmp(mp, mountpoint))
+			id = min;
+	}
+	fclose(f);
+	return id;
+}
+
+int fuse_abort_conn(unsigned id)
+{
+	char path[64];
+	_cleanup_close_ int fd = -1;
+
+	if (!id)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", id);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return write(fd, "1", 1) == 1 ? 0 : -errno;
+}
+
 int fuse_unmount(const char *mountpoint)
 {
 	if (umount2(mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)

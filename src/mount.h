@@ -31,3 +31,12 @@ int fuse_mount_fd(const char *mountpoint, const struct mount_options *o, char *e
 
 /* Detaches the mount at @mountpoint (lazily). Returns 0 or -errno. */
 int fuse_unmount(const char *mountpoint);
+
+/* The connection's number in fusectl (the minor of the mount's device), or 0 if unknown. */
+unsigned fuse_conn_id(const char *mountpoint);
+
+/*
+ * Aborts connection @id through fusectl (/sys/fs/fuse/connections/ID/abort), if it is mounted.
+ * Every waiting request then ends with ENOTCONN. Returns 0 or -errno.
+ */
+int fuse_abort_conn(unsigned id);

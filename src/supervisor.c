@@ -363,6 +363,7 @@ int supervise(const struct keeper_config *cfg)
 	char err[512];
 	bool served = false, gave_up = false;
 	int64_t died_at = 0, up_since = 0;
+	unsigned conn;
 	int devfd, r;
 
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -382,6 +383,8 @@ int supervise(const struct keeper_config *cfg)
 		fuse_unmount(cfg->mountpoint);
 		return 1;
 	}
+	conn = fuse_conn_id(cfg->mountpoint);
+	log_debug("The mount is FUSE connection %u (fusectl)", conn);
 	log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
 
 	while (!k.stop) {
@@ -452,6 +455,13 @@ int supervise(const struct keeper_config *cfg)
 	}
 	stop_daemon(&k);
 	wait_orphans(&k);
+	/*
+	 * End the connection before exiting, rather than by exiting: a relay thread blocked in
+	 * the kernel (a notification waiting on a page that a request holds) would otherwise keep
+	 * the process, and so /dev/fuse and every waiting request, from ever finishing.
+	 */
+	if (!k.unmounted)
+		fuse_abort_conn(conn);
 	cfg->mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");
