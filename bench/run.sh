@@ -73,26 +73,7 @@ mkdir "$B" "$DM" "$KM"
 DIRECT_PID=
 KEEPER_PID=
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
-
-# True while PID runs (a zombie does not count).
-alive() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	st=${st##*) }
-	case ${st%% *} in Z | X) return 1 ;; esac
-	return 0
-}
-
-# poll TIMEOUT_S CMD...: true once CMD succeeds, false at the deadline.
-poll() {
-	local deadline=$(($(now_us) + $1 * 1000000))
-	shift
-	until "$@"; do
-		[ "$(now_us)" -lt "$deadline" ] || return 1
-		sleep 0.02
-	done
-}
+. "$(dirname "$0")/../scripts/common.sh"
 
 gone() { ! alive "$1"; }
 recovered_more_than() { [ "$(grep -c '^RECOVERED ' "$EVENTS")" -gt "$1" ]; }

@@ -27,26 +27,7 @@ W=$(mktemp -d /tmp/fusekeeper-demo.XXXXXX)
 PIDS=()    # every process we started, stopped at exit
 MOUNTS=()  # every mountpoint we used, unmounted at exit
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-
-# True while PID runs (a zombie does not count).
-alive() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	st=${st##*) }
-	case ${st%% *} in Z | X) return 1 ;; esac
-	return 0
-}
-
-# poll TIMEOUT_S CMD...: true once CMD succeeds, false at the deadline.
-poll() {
-	local deadline=$(($(now_ms) + $1 * 1000))
-	shift
-	until "$@"; do
-		[ "$(now_ms)" -lt "$deadline" ] || return 1
-		sleep 0.02
-	done
-}
+. "$(dirname "$0")/common.sh"
 
 # Aborts the FUSE connection mounted at $1 (through fusectl), so that nothing
 # can stay blocked on it.

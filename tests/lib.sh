@@ -531,3 +531,33 @@ holder_stop() {
 	exec 7>&-
 	wait_pid "$HOLDER_PID" 10 || fail "the holder did not exit"
 }
+
+# fk_umount_exit STATUS: unmounts $M and checks that the keeper then exits with STATUS.
+fk_umount_exit() {
+	try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
+	fk_wait_exit 30 || fail "the keeper did not exit after umount"
+	[ "$FK_STATUS" = "$1" ] || fail "the keeper exited with status $FK_STATUS, expected $1"
+}
+
+# fk_clean_rounds ROUNDS: the keeper recovered ROUNDS times, with no failed start.
+fk_clean_rounds() {
+	[ "$(fk_count RECOVERED)" = "$1" ] || fail "expected $1 RECOVERED events, got $(fk_count RECOVERED)"
+	[ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
+	[ "$(fk_count GAVEUP)" = 0 ] || fail "unexpected GAVEUP"
+}
+
+# fkload_stop NAME...: stops the fkload workloads started as load-NAME (pids in the
+# load_pid array) and checks that each exited 0 and reported errors=0.
+fkload_stop() {
+	local w
+	for w in "$@"; do
+		kill -TERM "${load_pid[$w]}"
+	done
+	for w in "$@"; do
+		wait_pid "${load_pid[$w]}" 60 || fail "the $w workload did not stop after SIGTERM"
+		log "$w: $(cat "$T/load-$w.out") (exit $WAIT_STATUS)"
+		[ "$WAIT_STATUS" = 0 ] || fail "the $w workload failed (exit $WAIT_STATUS): $(head -n 20 "$T/load-$w.err")"
+		grep -q "^fkload $w: ops=[0-9]* errors=0$" "$T/load-$w.out" ||
+			fail "the $w workload did not report errors=0"
+	done
+}

@@ -81,16 +81,7 @@ for w in fd cwd churn; do
 		fail "after the last kill: the $w workload made no progress"
 done
 
-for w in fd cwd churn; do
-	kill -TERM "${load_pid[$w]}"
-done
-for w in fd cwd churn; do
-	wait_pid "${load_pid[$w]}" 60 || fail "the $w workload did not stop after SIGTERM"
-	log "$w: $(cat "$T/load-$w.out") (exit $WAIT_STATUS)"
-	[ "$WAIT_STATUS" = 0 ] || fail "the $w workload failed (exit $WAIT_STATUS): $(head -n 20 "$T/load-$w.err")"
-	grep -q "^fkload $w: ops=[0-9]* errors=0$" "$T/load-$w.out" ||
-		fail "the $w workload did not report errors=0"
-done
+fkload_stop fd cwd churn
 
 # The backing directory must hold what the mount shows and the workloads expect.
 [ "$(ls -A "$B" | sort | tr '\n' ' ')" = "churn cwd fd ns " ] ||
@@ -107,13 +98,9 @@ exec 4>&-
 wait_pid "$reader_pid" 15 || fail "the namespace reader did not exit"
 [ "$WAIT_STATUS" = 0 ] || fail "the namespace reader failed (exit $WAIT_STATUS)"
 
-[ "$(fk_count RECOVERED)" = "$ROUNDS" ] || fail "expected $ROUNDS RECOVERED events, got $(fk_count RECOVERED)"
-[ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
-[ "$(fk_count GAVEUP)" = 0 ] || fail "unexpected GAVEUP"
+fk_clean_rounds "$ROUNDS"
 
-try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
-fk_wait_exit 30 || fail "the keeper did not exit after umount"
-[ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS, expected 0"
+fk_umount_exit 0
 fk_wait STOPPED "" 5 || fail "no STOPPED event"
 assert_not_mounted "$M"
 assert_all_gone

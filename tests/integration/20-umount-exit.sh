@@ -18,9 +18,7 @@ echo hello >"$M/f" || fail "write through the mount failed"
 [ "$(cat "$M/f")" = hello ] || fail "read through the mount failed"
 [ "$(cat "$B/f")" = hello ] || fail "the write did not reach the backing dir"
 
-try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
-fk_wait_exit 30 || fail "the keeper did not exit after umount"
-[ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS, expected 0"
+fk_umount_exit 0
 fk_wait STOPPED "" 5 || fail "no STOPPED event"
 wait_gone "$daemon" 10 || fail "daemon $daemon still runs after the keeper exited"
 assert_not_mounted "$M"

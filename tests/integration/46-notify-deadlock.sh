@@ -29,9 +29,7 @@ for i in 1 2 3; do
 done
 log "three cold reads with concurrent invalidations completed"
 
-try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
-fk_wait_exit 30 || fail "the keeper did not exit after umount"
-[ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS"
+fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
 log "ok"

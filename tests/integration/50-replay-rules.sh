@@ -179,9 +179,7 @@ got=$(ls -A "$M" | sort | tr '\n' ' ')
 [ -z "$(ls -A "$B/d1")" ] && [ -z "$(ls -A "$B/bd1")" ] || fail "the new directories are not empty"
 
 [ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
-try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
-fk_wait_exit 30 || fail "the keeper did not exit after umount"
-[ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS, expected 0"
+fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
 log "ok"

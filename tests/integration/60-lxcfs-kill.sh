@@ -151,13 +151,9 @@ done
 # Leave the namespace before unmounting: it holds a copy of the mount.
 ns_stop lxc || fail "the namespace reader failed: $(cat "$T/ns-lxc/err")"
 
-[ "$(fk_count RECOVERED)" = "$ROUNDS" ] || fail "expected $ROUNDS RECOVERED events, got $(fk_count RECOVERED)"
-[ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
-[ "$(fk_count GAVEUP)" = 0 ] || fail "unexpected GAVEUP"
+fk_clean_rounds "$ROUNDS"
 
-timeout 10 umount "$M" || fail "umount $M failed"
-fk_wait_exit 30 || fail "the keeper did not exit after umount"
-[ "$FK_STATUS" = 0 ] || fail "the keeper exited with status $FK_STATUS, expected 0"
+fk_umount_exit 0
 fk_wait STOPPED "" 5 || fail "no STOPPED event"
 assert_not_mounted "$M"
 assert_all_gone
