@@ -7,17 +7,33 @@
 
 #define KFH_BASE 0x7f00000000000000ULL
 
-void handle_table_init(struct handle_table *t, uint64_t max)
+void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
+		       uint64_t win_total_max)
 {
 	memset(t, 0, sizeof(*t));
 	t->epoch = 1;
 	t->next_kfh = KFH_BASE;
 	t->max = max;
+	t->win_max = win_max;
+	t->win_total_max = win_total_max;
+}
+
+static void free_window(struct msg *m)
+{
+	while (m) {
+		struct msg *next = m->next;
+
+		msg_put(m);
+		m = next;
+	}
 }
 
 static void free_one(uint64_t key, void *val, void *arg)
 {
-	free(val);
+	struct handle *h = val;
+
+	free_window(h->win_head);
+	free(h);
 }
 
 void handle_table_free(struct handle_table *t)
@@ -72,9 +88,88 @@ void handle_forget(struct handle_table *t, uint64_t kfh)
 {
 	struct handle *h = idmap_del(&t->by_kfh, kfh);
 
-	if (h && h->fresh)
-		t->fresh_count--;
+	if (!h)
+		return;
+	handle_set_fresh(t, h, false);
+	handle_set_write_lost(t, h, false);
+	free_window(handle_take_window(t, h));
 	free(h);
+}
+
+struct msg *handle_keep_write(struct handle_table *t, struct handle *h, struct msg *req)
+{
+	uint64_t size;
+
+	h->ack_seq++;
+	req = msg_shrink(req);
+	size = msg_footprint(req);
+	if (h->win_bytes + size > t->win_max || t->win_total + size > t->win_total_max) {
+		h->overflow_seq = h->ack_seq;
+		return req;
+	}
+	req->wseq = h->ack_seq;
+	req->next = NULL;
+	if (h->win_tail)
+		h->win_tail->next = req;
+	else
+		h->win_head = req;
+	h->win_tail = req;
+	h->win_bytes += size;
+	t->win_total += size;
+	return NULL;
+}
+
+void handle_synced(struct handle_table *t, struct handle *h, uint64_t seq)
+{
+	while (h->win_head && h->win_head->wseq <= seq) {
+		struct msg *m = h->win_head;
+		uint64_t size = msg_footprint(m);
+
+		h->win_head = m->next;
+		h->win_bytes -= size;
+		t->win_total -= size;
+		msg_put(m);
+	}
+	if (!h->win_head)
+		h->win_tail = NULL;
+	if (h->overflow_seq && h->overflow_seq <= seq)
+		h->overflow_seq = 0;
+}
+
+struct msg *handle_take_window(struct handle_table *t, struct handle *h)
+{
+	struct msg *head = h->win_head;
+
+	t->win_total -= h->win_bytes;
+	h->win_bytes = 0;
+	h->win_head = h->win_tail = NULL;
+	return head;
+}
+
+void handle_put_window(struct handle_table *t, struct handle *h, struct msg *head)
+{
+	struct msg *last = NULL;
+	uint64_t size = 0;
+
+	for (struct msg *m = head; m; m = m->next) {
+		size += msg_footprint(m);
+		last = m;
+	}
+	if (!last)
+		return;
+	last->next = h->win_head;
+	if (!h->win_head)
+		h->win_tail = last;
+	h->win_head = head;
+	h->win_bytes += size;
+	t->win_total += size;
+}
+
+void handle_set_write_lost(struct handle_table *t, struct handle *h, bool lost)
+{
+	if (h->write_lost != lost)
+		t->lost_count += lost ? 1 : -1;
+	h->write_lost = lost;
 }
 
 void handle_set_fresh(struct handle_table *t, struct handle *h, bool fresh)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "idmap.h"
+#include "msg.h"
 
 struct handle {
 	uint64_t kfh;	/* handle value the kernel uses */
@@ -24,6 +25,18 @@ struct handle {
 	bool dir;	/* opened with OPENDIR */
 	bool lost;	/* could not be opened again after a restart: requests get EIO */
 	bool fresh;	/* reopened after a restart and not read yet: see op_info.positioned */
+	/*
+	 * The write window: WRITE requests the daemon acknowledged on this handle since its last
+	 * successful FSYNC or FLUSH, oldest first (linked by msg.next), which a daemon that
+	 * queues writes (sshfs, rclone) may not have made durable; after a restart they are
+	 * sent again. Writes the window had no room for make it overflow.
+	 */
+	struct msg *win_head, *win_tail;
+	uint64_t win_bytes;	/* memory the window takes (msg_footprint) */
+	uint64_t ack_seq;	/* writes acknowledged on this handle so far */
+	uint64_t overflow_seq;	/* last acknowledged write the window dropped; 0: none since sync */
+	bool write_lost;	/* a restart lost acknowledged writes: the next WRITE, FSYNC or
+				   FLUSH fails with EIO (FSYNC and FLUSH report it once) */
 };
 
 struct handle_table {
@@ -32,9 +45,15 @@ struct handle_table {
 	uint64_t next_kfh;
 	uint64_t max; /* bound on open handles; more fail with -ENFILE */
 	uint64_t fresh_count; /* handles with fresh set: lets the relay skip the check when 0 */
+	uint64_t win_max;	/* bound on one handle's write window, bytes */
+	uint64_t win_total_max; /* bound on all write windows together, bytes */
+	uint64_t win_total;	/* memory all write windows take, bytes */
+	uint64_t lost_count;	/* handles with write_lost set: lets the relay skip the check */
 };
 
-void handle_table_init(struct handle_table *t, uint64_t max);
+/* Sets up an empty table bounded to @max handles, with write windows bounded as given. */
+void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
+		       uint64_t win_total_max);
 void handle_table_free(struct handle_table *t);
 
 struct handle *handle_get(struct handle_table *t, uint64_t kfh);
@@ -46,8 +65,30 @@ struct handle *handle_get(struct handle_table *t, uint64_t kfh);
 struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flags, bool dir,
 			    uint64_t *fh, int *err);
 
-/* The kernel closed @kfh. */
+/* The kernel closed @kfh. Its write window is freed. */
 void handle_forget(struct handle_table *t, uint64_t kfh);
+
+/*
+ * The daemon acknowledged the WRITE @req on @h. Keeps it at the end of @h's write window and
+ * returns NULL (the table owns it now), or, when the bounds leave no room, records the
+ * overflow and returns the request for the caller to free (maybe moved: see msg_shrink()).
+ */
+struct msg *handle_keep_write(struct handle_table *t, struct handle *h, struct msg *req);
+
+/*
+ * An FSYNC or FLUSH sent when @h's last acknowledged write was @seq succeeded: the writes up
+ * to @seq are durable. Frees them; an overflow among them is forgiven.
+ */
+void handle_synced(struct handle_table *t, struct handle *h, uint64_t seq);
+
+/* Takes @h's write window out of it (oldest first, linked by msg.next); the caller frees it. */
+struct msg *handle_take_window(struct handle_table *t, struct handle *h);
+
+/* Puts back a window taken with handle_take_window(), before anything kept since. */
+void handle_put_window(struct handle_table *t, struct handle *h, struct msg *head);
+
+/* Sets or clears h->write_lost, keeping lost_count true. */
+void handle_set_write_lost(struct handle_table *t, struct handle *h, bool lost);
 
 /*
  * The daemon's handle for the kernel's @kfh: 0, or -EIO when the handle was lost or not yet

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <limits.h>
@@ -42,6 +43,15 @@ static const char usage_text[] =
 	"                         time the daemon has to exit after SIGTERM (default 5)\n"
 	"      --max-nodes=N      bound on the node IDs tracked (default 4194304)\n"
 	"      --max-handles=N    bound on the open handles tracked (default 1048576)\n"
+	"      --write-window=SIZE\n"
+	"                         acknowledged writes kept per open file until the daemon\n"
+	"                         syncs them, to send again after a crash (default 64M);\n"
+	"                         past it, a crash makes the file's next write, fsync or\n"
+	"                         close fail with EIO\n"
+	"      --write-window-total=SIZE\n"
+	"                         the same bound for all open files together (default 256M)\n"
+	"      --exclusive        no other client changes the filesystem's store: settle\n"
+	"                         requests a dead daemon left on what the kernel knew\n"
 	"      --status-fd=FD     write one event line per daemon start, exit and recovery to FD\n"
 	"  -v, --verbose          more detail (twice: every request)\n"
 	"  -q, --quiet            errors and warnings only\n"
@@ -65,6 +75,9 @@ enum {
 	OPT_MAX_NODES,
 	OPT_MAX_HANDLES,
 	OPT_STATUS_FD,
+	OPT_WRITE_WINDOW,
+	OPT_WRITE_WINDOW_TOTAL,
+	OPT_EXCLUSIVE,
 };
 
 static const struct option long_options[] = {
@@ -76,6 +89,9 @@ static const struct option long_options[] = {
 	{ "max-nodes", required_argument, NULL, OPT_MAX_NODES },
 	{ "max-handles", required_argument, NULL, OPT_MAX_HANDLES },
 	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
+	{ "write-window", required_argument, NULL, OPT_WRITE_WINDOW },
+	{ "write-window-total", required_argument, NULL, OPT_WRITE_WINDOW_TOTAL },
+	{ "exclusive", no_argument, NULL, OPT_EXCLUSIVE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -110,6 +126,24 @@ static unsigned long long parse_number(const char *opt, const char *arg, unsigne
 	return v;
 }
 
+/* A size in bytes with an optional K, M or G suffix (powers of 1024). */
+static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (*end && !end[1])
+		shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+		      : *end == 'G' || *end == 'g' ? 30 : 0;
+	if (errno || end == arg || arg[0] == '-' || (*end && !shift) || v > (max >> shift))
+		usage_error("--%s=%s: expected a size in bytes (with K, M or G) up to %" PRIu64
+			    "G", opt, arg, max >> 30);
+	return (uint64_t)v << shift;
+}
+
 int main(int argc, char **argv)
 {
 	struct keeper_config cfg = {
@@ -120,6 +154,8 @@ int main(int argc, char **argv)
 		.stop_timeout_ms = 5000,
 		.max_nodes = 4u << 20,
 		.max_handles = 1u << 20,
+		.write_window = 64ULL << 20,
+		.write_window_total = 256ULL << 20,
 	};
 	char err[512], *mountpoint;
 	int c, verbose = 0;
@@ -161,6 +197,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_MAX_HANDLES:
 			cfg.max_handles = parse_number("max-handles", optarg, 16, 1ULL << 32);
+			break;
+		case OPT_WRITE_WINDOW:
+			cfg.write_window = parse_size("write-window", optarg, 1ULL << 40);
+			break;
+		case OPT_WRITE_WINDOW_TOTAL:
+			cfg.write_window_total = parse_size("write-window-total", optarg, 1ULL << 40);
+			break;
+		case OPT_EXCLUSIVE:
+			cfg.exclusive = true;
 			break;
 		case OPT_STATUS_FD: {
 			int fd = parse_number("status-fd", optarg, 0, INT_MAX);

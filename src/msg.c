@@ -75,6 +75,20 @@ void msg_put(struct msg *m)
 	free(m);
 }
 
+struct msg *msg_shrink(struct msg *m)
+{
+	struct msg *s;
+
+	/* Small buffers stay in their pool; a large one is worth shrinking past a page of slack. */
+	if (m->cap == MSG_SMALL || m->cap - m->len < 4096)
+		return m;
+	s = realloc(m, sizeof(*m) + m->len);
+	if (!s)
+		return m;
+	s->cap = s->len; /* no pool has this size: msg_put() frees it */
+	return s;
+}
+
 struct msg *msg_dup(const void *data, uint32_t len)
 {
 	struct msg *m = msg_get(len);

@@ -24,6 +24,10 @@ struct msg {
 	bool replayed;	    /* sent again to a later daemon */
 	uint8_t deaths;	    /* daemons that died holding it */
 	bool primed;	    /* its handle was primed for it (see prime_handle) */
+	uint64_t wseq;	    /* FSYNC, FLUSH: the handle's last acknowledged write when sent;
+			       a WRITE kept in a write window: its place in the window */
+	int64_t sent_ns;    /* CLOCK_REALTIME when first sent, for requests whose settling
+			       needs the time (op_info.stamp); 0 otherwise */
 	uint64_t knode;	    /* node IDs and handles as the kernel sent them */
 	uint64_t knode2;
 	uint64_t kfh;
@@ -39,6 +43,18 @@ struct msg *msg_get(uint32_t len);
 
 /* Returns a buffer to its pool (or frees it). NULL is ignored. */
 void msg_put(struct msg *m);
+
+/*
+ * Gives back the unused tail of a large buffer that is kept long (a write in a write window).
+ * Returns @m or its reallocated copy; never fails (a buffer that cannot shrink stays as it is).
+ */
+struct msg *msg_shrink(struct msg *m);
+
+/* Bytes of memory @m takes, for bounds. */
+static inline uint64_t msg_footprint(const struct msg *m)
+{
+	return sizeof(*m) + m->cap;
+}
 
 /* A new buffer holding a copy of @len bytes at @data. */
 struct msg *msg_dup(const void *data, uint32_t len);

@@ -50,6 +50,14 @@ enum op_replay {
 	RP_DROP,      /* no reply is owed (FORGET, INTERRUPT, ...): drop it */
 };
 
+/* How a request takes part in its handle's write window (handles.h). */
+enum op_wwin {
+	WW_NONE = 0,
+	WW_WRITE,     /* acknowledged: kept until synced; fails with EIO after a lost window */
+	WW_SYNC,      /* success makes the handle's acknowledged writes durable (FSYNC, FLUSH);
+			 fails with EIO, once, after a lost window */
+};
+
 /* A condition on the request for the handle at .fh_off to be present. */
 enum op_fh_when {
 	FH_ALWAYS = 0,
@@ -88,6 +96,9 @@ struct op_info {
 	uint8_t positioned;   /* reads at fuse_read_in.offset through a handle: a handle reopened
 				 after a restart is primed with a read at 0 before one at offset > 0 */
 	uint8_t lost_ok;      /* on a handle lost in a restart: answered with success (closing) */
+	uint8_t wwin;	      /* enum op_wwin */
+	uint8_t stamp;	      /* 1: the time it is sent is recorded (msg.sent_ns): settling it
+				 after a restart compares the store's times with it */
 };
 
 #define OP_MAX 64

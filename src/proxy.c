@@ -47,7 +47,8 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	r = node_table_init(&p->nodes, cfg->max_nodes);
 	if (r < 0)
 		return r;
-	handle_table_init(&p->handles, cfg->max_handles);
+	handle_table_init(&p->handles, cfg->max_handles, cfg->write_window,
+			  cfg->write_window_total);
 	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->call_efd < 0 || p->ev_efd < 0)
@@ -153,9 +154,10 @@ static int proxy_attach(void *state, struct keeper *k)
 	if (r == 0)
 		log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
 			 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
-			 " settled", p->nodes.count - 1 - p->lost_nodes,
+			 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
+			 " lost writes)", p->nodes.count - 1 - p->lost_nodes,
 			 p->handles.by_kfh.count - p->lost_handles, p->lost_nodes, p->lost_handles,
-			 p->replayed, p->settled);
+			 p->replayed, p->settled, p->rewritten, p->lost_windows);
 	return r;
 }
 
@@ -164,6 +166,7 @@ static void proxy_detach(void *state)
 	struct proxy *p = state;
 
 	pthread_mutex_lock(&p->lock);
+	p->death_ns = realtime_ns();
 	if (p->state == PX_UP)
 		p->state = PX_WAIT;
 	pthread_cond_broadcast(&p->changed);

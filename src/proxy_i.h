@@ -89,8 +89,11 @@ struct proxy {
 	int ev_efd;   /* eventfd: events for the supervisor */
 	atomic_uint ev_bits;
 
+	/* CLOCK_REALTIME when the last daemon was found dead: nothing it did is later. */
+	int64_t death_ns;
+
 	/* Counters for the recovery log line. */
-	uint64_t replayed, settled, lost_nodes, lost_handles;
+	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
 };
 
 /* Condition variables wait on the monotonic clock: a clock step must not stretch a bound. */

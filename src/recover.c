@@ -67,6 +67,16 @@ static struct msg *make_reply(uint64_t unique, const void *body, size_t len)
 	return m;
 }
 
+/* A reply carrying only @err (negative errno) for the kernel. */
+static struct msg *make_error(int err)
+{
+	struct msg *m = make_reply(0, NULL, 0);
+
+	if (m)
+		msg_out(m)->error = err;
+	return m;
+}
+
 int call_start(struct proxy *p, struct call *c, struct msg *req)
 {
 	uint32_t epoch;
@@ -854,41 +864,295 @@ gone:
 	return NULL;
 }
 
+/* ---- Appends: where did the bytes go? -------------------------------------------------- */
+
+/* How far past the kernel's offset an append is looked for (other appenders moved the end). */
+#define APPEND_SEARCH (1 << 20)
+/* Bytes asked for in one READ while looking. */
+#define READ_CHUNK (128 << 10)
+
+/* Whether the WRITE @w on @h lands at its offset (else the daemon appends it at the end). */
+static bool positioned_write(struct proxy *p, const struct handle *h, struct msg *w)
+{
+	const struct fuse_write_in *in = (const void *)(w->data + sizeof(struct fuse_in_header));
+
+	/* With the writeback cache the kernel places appends itself (FUSE 7.23), and pages
+	 * written back from the cache always carry their offset. */
+	return !(h->flags & O_APPEND) || (in->write_flags & FUSE_WRITE_CACHE) ||
+	       (p->init_flags & FUSE_WRITEBACK_CACHE);
+}
+
+/* The attributes of the kernel's node @kid as the current daemon sees them. */
+static int getattr_node(struct proxy *p, uint64_t kid, struct fuse_attr *attr, int64_t deadline)
+{
+	struct fuse_getattr_in in = { 0 };
+	struct msg *req, *reply;
+	uint64_t did;
+	size_t len;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = node_to_daemon(&p->nodes, kid, &did);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return r;
+	req = make_request(FUSE_GETATTR, did, &in, sizeof(in), NULL);
+	if (!req)
+		return -ENOMEM;
+	reply = call_one(p, req, deadline, &r);
+	msg_put(req);
+	if (!reply)
+		return r;
+	r = reply_error(reply);
+	if (!r && (reply_body(reply, &len), len != sizeof(struct fuse_attr_out)))
+		r = -EPROTO;
+	if (!r)
+		*attr = ((struct fuse_attr_out *)reply_body(reply, &len))->attr;
+	msg_put(reply);
+	return r;
+}
+
 /*
- * RP_WRITE on an O_APPEND handle: a repeat would append twice. The kernel chose the offset (its
- * idea of the end of file); if the file already reaches past offset + size, the write was done.
+ * Reads [@off, @off + @len) of the kernel's node @kid into @buf through a handle of the
+ * keeper's own, opened read-only. Returns the bytes read (short at end of file) or -errno.
+ */
+static ssize_t read_node(struct proxy *p, uint64_t kid, uint64_t off, char *buf, size_t len,
+			 int64_t deadline)
+{
+	struct fuse_open_in oin = { .flags = O_RDONLY };
+	struct fuse_release_in rin = { 0 };
+	struct msg *req, *reply;
+	uint64_t did, fh;
+	size_t got = 0, n;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = node_to_daemon(&p->nodes, kid, &did);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return r;
+	req = make_request(FUSE_OPEN, did, &oin, sizeof(oin), NULL);
+	reply = req ? call_one(p, req, deadline, &r) : NULL;
+	msg_put(req);
+	if (!reply)
+		return req ? r : -ENOMEM;
+	r = reply_error(reply);
+	if (!r && (reply_body(reply, &n), n != sizeof(struct fuse_open_out)))
+		r = -EPROTO;
+	fh = r ? 0 : ((struct fuse_open_out *)reply_body(reply, &n))->fh;
+	msg_put(reply);
+	if (r)
+		return r;
+	while (got < len) {
+		struct fuse_read_in in = { .fh = fh, .offset = off + got,
+					   .size = MIN(len - got, (size_t)READ_CHUNK),
+					   .flags = O_RDONLY };
+
+		req = make_request(FUSE_READ, did, &in, sizeof(in), NULL);
+		reply = req ? call_one(p, req, deadline, &r) : NULL;
+		msg_put(req);
+		if (!reply) {
+			r = req ? r : -ENOMEM;
+			break;
+		}
+		r = reply_error(reply);
+		if (!r) {
+			const void *b = reply_body(reply, &n);
+
+			n = MIN(n, (size_t)in.size);
+			memcpy(buf + got, b, n);
+			got += n;
+		}
+		msg_put(reply);
+		if (r || n < in.size)
+			break;
+	}
+	rin.fh = fh;
+	rin.flags = O_RDONLY;
+	req = make_request(FUSE_RELEASE, did, &rin, sizeof(rin), NULL);
+	if (req) {
+		int rr;
+
+		msg_put(call_one(p, req, deadline, &rr));
+		msg_put(req);
+		if (fatal(rr) && !r)
+			r = rr;
+	}
+	return r ? r : (ssize_t)got;
+}
+
+/*
+ * Whether the dead daemon made the append @w on @h: its bytes are in the file at the offset
+ * the kernel gave, or later (another client appended in between, so the end had moved), within
+ * APPEND_SEARCH. Returns 1 (they are there: proof), 0 (they are nowhere they could be: the
+ * append was not made), -EIO (the file is too far past the offset to tell) or a fatal error.
+ */
+static int append_present(struct proxy *p, const struct handle *h, struct msg *w,
+			  int64_t deadline)
+{
+	const struct fuse_write_in *in = (const void *)(w->data + sizeof(struct fuse_in_header));
+	const char *data = (const char *)(in + 1);
+	struct fuse_attr attr = { 0 };
+	_cleanup_free_ char *buf = NULL;
+	uint64_t end;
+	ssize_t n;
+	int r;
+
+	if (w->len < sizeof(struct fuse_in_header) + sizeof(*in) + in->size)
+		return -EIO;
+	r = getattr_node(p, h->node, &attr, deadline);
+	if (r < 0)
+		return fatal(r) ? r : -EIO;
+	if (attr.size < in->offset + in->size)
+		return 0; /* The file does not reach past where the bytes would be. */
+	end = MIN(attr.size, in->offset + in->size + APPEND_SEARCH);
+	buf = malloc(end - in->offset);
+	if (!buf)
+		return -ENOMEM;
+	n = read_node(p, h->node, in->offset, buf, end - in->offset, deadline);
+	if (n < 0)
+		return fatal(n) ? n : -EIO;
+	if (memmem(buf, n, data, in->size))
+		return 1;
+	return attr.size > end ? -EIO : 0;
+}
+
+/*
+ * RP_WRITE on an O_APPEND handle: a repeat would append twice. Repeated only when the bytes are
+ * nowhere an append could have put them; found there, the write was done; where that cannot be
+ * told (the file grew too far), EIO.
  */
 static struct msg *settle_append(struct proxy *p, struct msg *req, const struct op_info *op,
 				 int64_t deadline, int *err)
 {
 	const struct fuse_write_in *w = (const void *)(req->data + sizeof(struct fuse_in_header));
-	struct fuse_getattr_in gin = { 0 };
-	struct fuse_attr_out *a;
-	struct msg *greq, *attr;
-	uint64_t did;
-	size_t len;
+	struct handle *hp, h;
+	int r;
 
 	pthread_mutex_lock(&p->lock);
-	*err = node_to_daemon(&p->nodes, req->knode, &did);
+	hp = handle_get(&p->handles, req->kfh);
+	if (hp)
+		h = *hp;
 	pthread_mutex_unlock(&p->lock);
-	if (*err < 0)
-		return NULL;
-	greq = make_request(FUSE_GETATTR, did, &gin, sizeof(gin), NULL);
-	attr = greq ? call_one(p, greq, deadline, err) : NULL;
-	msg_put(greq);
-	if (!attr)
-		return NULL;
-	a = reply_body(attr, &len);
-	if (!reply_error(attr) && len == sizeof(*a) && a->attr.size >= w->offset + w->size) {
+	if (!hp)
+		return make_error(-EIO);
+	r = append_present(p, &h, req, deadline);
+	if (r == 1) {
 		struct fuse_write_out wo = { .size = w->size };
 
-		msg_put(attr);
-		log_info("An append of %u bytes at %" PRIu64 " was already written by the dead "
-			 "daemon; not writing it again", w->size, (uint64_t)w->offset);
+		log_info("An append of %u bytes at %" PRIu64 " is in the file already: the dead "
+			 "daemon wrote it; not writing it again", w->size, (uint64_t)w->offset);
 		return make_reply(0, &wo, sizeof(wo));
 	}
-	msg_put(attr);
-	return call_request(p, req, op, deadline, err);
+	if (r == 0)
+		return call_request(p, req, op, deadline, err);
+	if (fatal(r)) {
+		*err = r;
+		return NULL;
+	}
+	log_warn("Cannot tell whether the dead daemon made an append of %u bytes at %" PRIu64
+		 " (the file grew too far since): answering EIO", w->size, (uint64_t)w->offset);
+	return make_error(-EIO);
+}
+
+/* ---- Acknowledged writes the dead daemon may not have made durable ------------------------ */
+
+static void lose_window(struct proxy *p, struct handle *h, const char *why)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!h->write_lost) {
+		handle_set_write_lost(&p->handles, h, true);
+		p->lost_windows++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	log_warn("Writes acknowledged on handle %" PRIu64 " of node %" PRIu64 " may be lost (%s): "
+		 "its next write, fsync or close fails with EIO", h->kfh, h->node, why);
+}
+
+/*
+ * Sends @h's write window to the new daemon again, oldest first, one at a time (overlapping
+ * writes keep their order). Positioned writes are idempotent; an append is sent again only
+ * where append_present() shows it is missing. The writes stay in the window: the new daemon
+ * has not synced them either. Returns 0 or a fatal error (the window is kept for the next
+ * daemon).
+ */
+static int replay_window(struct proxy *p, struct handle *h, int64_t deadline)
+{
+	const struct op_info *op = op_get(FUSE_WRITE);
+	struct msg *head;
+	bool lost, overflow;
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	head = handle_take_window(&p->handles, h);
+	lost = h->lost;
+	overflow = h->overflow_seq != 0;
+	pthread_mutex_unlock(&p->lock);
+	if (!head && !overflow)
+		return 0;
+	if (lost || overflow)
+		lose_window(p, h, lost ? "the file could not be opened again"
+				       : "more were written than --write-window keeps");
+	for (struct msg *w = head; w && !lost && r == 0; w = w->next) {
+		struct msg *copy, *reply;
+		int err;
+
+		restore_request(w, op);
+		if (!positioned_write(p, h, w)) {
+			r = append_present(p, h, w, deadline);
+			if (r == 1 || r == -EIO) {
+				if (r == -EIO)
+					lose_window(p, h, "an append cannot be found or ruled out");
+				r = 0;
+				continue;
+			}
+			if (r < 0)
+				break;
+		}
+		copy = msg_dup(w->data, w->len);
+		if (!copy) {
+			r = -ENOMEM;
+			break;
+		}
+		pthread_mutex_lock(&p->lock);
+		err = translate_request(p, copy, op);
+		pthread_mutex_unlock(&p->lock);
+		reply = err ? NULL : call_one(p, copy, deadline, &err);
+		msg_put(copy);
+		if (!reply && fatal(err)) {
+			r = err;
+			break;
+		}
+		if (!reply || reply_error(reply)) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "writing %u bytes again failed: %s", w->len,
+				 strerror(-(reply ? reply_error(reply) : err)));
+			lose_window(p, h, why);
+		} else {
+			p->rewritten++;
+		}
+		msg_put(reply);
+	}
+	pthread_mutex_lock(&p->lock);
+	handle_put_window(&p->handles, h, head);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* Sends every handle's unsynced writes to the new daemon before anything else reaches it. */
+static int replay_windows(struct proxy *p, int64_t deadline)
+{
+	struct handle_list l = { 0 };
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	handle_each(&p->handles, collect_handle, &l);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < l.n && r == 0; i++)
+		r = replay_window(p, l.v[i], deadline);
+	free(l.v);
+	return r;
 }
 
 static bool is_append_write(struct proxy *p, struct msg *req, const struct op_info *op)
@@ -1137,11 +1401,14 @@ int recover(struct proxy *p)
 	int r;
 
 	p->replayed = p->settled = p->lost_nodes = p->lost_handles = 0;
+	p->rewritten = p->lost_windows = 0;
 	r = recover_init(p, deadline);
 	if (r == 0)
 		r = resolve_nodes(p, deadline);
 	if (r == 0)
 		r = reopen_handles(p, deadline);
+	if (r == 0)
+		r = replay_windows(p, deadline);
 	if (r == 0)
 		r = replay_requests(p, deadline);
 	if (r == -ETIMEDOUT)

@@ -201,11 +201,19 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 	return 0;
 }
 
+static int window_check(struct proxy *p, struct msg *req, const struct op_info *op);
+
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
 {
-	/* Closing a handle the current daemon never had: nothing to tell it, and no failure. */
+	struct handle *h;
+
+	/* Closing a handle the current daemon never had: nothing to tell it, and no failure... */
 	if (!op->lost_ok)
 		return err;
+	/* ...unless writes acknowledged through it were lost: a close must report that. */
+	h = handle_get(&p->handles, req->kfh);
+	if (h && h->write_lost && op->wwin == WW_SYNC)
+		return window_check(p, req, op);
 	if (op->effect == EFF_RELEASE)
 		handle_forget(&p->handles, req->kfh);
 	return 0;
@@ -458,6 +466,50 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 	pthread_mutex_unlock(&p->lock);
 }
 
+/*
+ * A WRITE or a sync succeeded: an acknowledged write joins its handle's window, a sync empties
+ * the window up to what it covered. Even a reply the kernel no longer waited for counts: the
+ * daemon did it. Returns what the caller still has to free.
+ */
+static struct msg *window_update(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	struct handle *h;
+
+	pthread_mutex_lock(&p->lock);
+	h = handle_get(&p->handles, req->kfh);
+	if (h && op->wwin == WW_WRITE)
+		req = handle_keep_write(&p->handles, h, req);
+	else if (h)
+		handle_synced(&p->handles, h, req->wseq);
+	pthread_mutex_unlock(&p->lock);
+	return req;
+}
+
+/*
+ * Before a WRITE, FSYNC or FLUSH is sent, under the lock: a sync records which acknowledged
+ * writes it covers, and on a handle whose acknowledged writes a restart lost, the request fails
+ * with EIO — a sync reports it once, as NFS reports a lost write at close. Returns 0 or -EIO.
+ */
+static int window_check(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	struct handle *h = handle_get(&p->handles, req->kfh);
+
+	if (!h)
+		return 0;
+	if (h->write_lost) {
+		if (op->wwin == WW_SYNC) {
+			/* Reported: what was lost before no longer counts against the handle. */
+			handle_set_write_lost(&p->handles, h, false);
+			h->overflow_seq = 0;
+			log_warn("Reporting lost writes on handle %" PRIu64 " of node %" PRIu64
+				 " with EIO at its %s", h->kfh, h->node, op->name);
+		}
+		return -EIO;
+	}
+	req->wseq = h->ack_seq;
+	return 0;
+}
+
 static void wait_notifications(struct proxy *p);
 
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
@@ -531,6 +583,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);
+	if (!oh->error && op->wwin)
+		req = window_update(p, req, op);
 	msg_put(req);
 	return 0;
 }
@@ -707,9 +761,14 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	req->primed = m->primed;
 	m->primed = false;
 	r = translate_request(p, req, op);
+	if (op->stamp)
+		req->sent_ns = realtime_ns();
 	if (r < 0) {
 		/* 0: the keeper answers it itself; else the error for the kernel. */
 		r = untranslatable(p, req, op, r);
+	} else if (op->wwin && (op->wwin == WW_SYNC || p->handles.lost_count) &&
+		   (r = window_check(p, req, op)) < 0) {
+		/* Lost writes: answered with EIO below. */
 	} else {
 		req->epoch = req->held = epoch;
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);

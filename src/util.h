@@ -52,6 +52,15 @@ static inline int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock time in nanoseconds: comparable with the times a filesystem stores. */
+static inline int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Remaining milliseconds until @deadline for poll(2): never negative. */
 static inline int ms_until(int64_t deadline)
 {

@@ -13,7 +13,7 @@ int main(void)
 	uint64_t fh, dfh;
 	int err;
 
-	handle_table_init(&t, 3);
+	handle_table_init(&t, 3, 1 << 20, 1 << 20);
 	fh = 0;
 	a = handle_learn(&t, 10, O_RDONLY, false, &fh, &err);
 	ok(a && fh == 0 && a->dfh == 0, "a daemon's handle value is kept when free");
@@ -44,6 +44,47 @@ int main(void)
 	ok(handle_learn(&t, 12, O_RDONLY, false, &fh, &err) == NULL && err == -ENFILE &&
 		   t.by_kfh.count == 3,
 	   "past --max-handles: ENFILE, nothing recorded");
+	handle_table_free(&t);
+
+	/* The write window: acknowledged writes kept until a sync covers them, bounded. */
+	struct msg *w[4], *left;
+	uint64_t seq;
+
+	handle_table_init(&t, 8, 3 * (sizeof(struct msg) + MSG_SMALL),
+			  5 * (sizeof(struct msg) + MSG_SMALL));
+	fh = 1;
+	a = handle_learn(&t, 20, O_WRONLY, false, &fh, &err);
+	for (int i = 0; i < 4; i++) {
+		w[i] = msg_get(100);
+		w[i]->len = 100;
+	}
+	ok(handle_keep_write(&t, a, w[0]) == NULL && handle_keep_write(&t, a, w[1]) == NULL,
+	   "two acknowledged writes are kept");
+	seq = a->ack_seq; /* an FSYNC sent now covers both */
+	ok(handle_keep_write(&t, a, w[2]) == NULL && a->win_head == w[0] && a->win_tail == w[2],
+	   "a third, in order");
+	left = handle_keep_write(&t, a, w[3]);
+	ok(left == w[3] && a->overflow_seq == 4 && t.win_total == a->win_bytes,
+	   "past the per-handle bound: not kept, the overflow recorded");
+	msg_put(left);
+	handle_synced(&t, a, seq);
+	ok(a->win_head == w[2] && a->win_tail == w[2] && a->overflow_seq == 4,
+	   "a sync frees the writes it covered, and only those");
+	handle_synced(&t, a, a->ack_seq);
+	ok(!a->win_head && !a->win_tail && a->overflow_seq == 0 && t.win_total == 0,
+	   "a sync covering the overflow forgives it");
+	w[0] = msg_get(100);
+	w[0]->len = 100;
+	handle_keep_write(&t, a, w[0]);
+	left = handle_take_window(&t, a);
+	ok(left == w[0] && !a->win_head && t.win_total == 0, "taking the window empties it");
+	handle_put_window(&t, a, left);
+	ok(a->win_head == w[0] && t.win_total == a->win_bytes && a->win_bytes > 0,
+	   "putting it back restores it");
+	handle_set_write_lost(&t, a, true);
+	ok(t.lost_count == 1, "a handle with lost writes is counted");
+	handle_forget(&t, a->kfh);
+	ok(t.lost_count == 0 && t.win_total == 0, "closing it frees its window and its count");
 	handle_table_free(&t);
 	return tap_done();
 }
