@@ -72,6 +72,7 @@ struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flag
 		h->kfh = t->next_kfh++;
 	}
 	h->node = node;
+	h->primed_end = UINT64_MAX;
 	h->flags = flags;
 	h->dir = dir;
 	h->epoch = t->epoch;

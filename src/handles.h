@@ -25,6 +25,8 @@ struct handle {
 	bool dir;	/* opened with OPENDIR */
 	bool lost;	/* could not be opened again after a restart: requests get EIO */
 	bool fresh;	/* reopened after a restart and not read yet: see op_info.positioned */
+	uint64_t primed_end; /* content a priming read found whole (it came back short): its
+				length; UINT64_MAX when unknown */
 	/*
 	 * The write window: WRITE requests the daemon acknowledged on this handle since its last
 	 * successful FSYNC or FLUSH, oldest first (linked by msg.next), which a daemon that

@@ -91,6 +91,9 @@ struct proxy {
 
 	/* CLOCK_REALTIME when the last daemon was found dead: nothing it did is later. */
 	int64_t death_ns;
+	/* How far the store's ctimes of new objects fell outside [send, reply] (clock_sample). */
+	int64_t clock_slack_ns;
+	uint64_t clock_samples;
 
 	/* Counters for the recovery log line. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
@@ -150,6 +153,8 @@ int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, 
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
 
 /* recover.c */
+/* A create's reply: how the store's clock agrees with the keeper's. Under the lock. */
+void clock_sample(struct proxy *p, const struct msg *req, const struct fuse_attr *a);
 int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline);
 int recover(struct proxy *p);
 int call_start(struct proxy *p, struct call *c, struct msg *req);

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include "log.h"
 #include "proxy_i.h"
@@ -280,6 +281,9 @@ static int recover_init(struct proxy *p, int64_t deadline)
 static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *name,
 			       int64_t deadline, int *err);
 
+/* The attributes of the kernel's node @kid as the current daemon sees them. Returns 0 or -errno. */
+static int getattr_node(struct proxy *p, uint64_t kid, struct fuse_attr *attr, int64_t deadline);
+
 static uint32_t entry_type(const struct fuse_entry_out *e)
 {
 	return e->attr.mode & S_IFMT;
@@ -539,6 +543,10 @@ static struct msg *prime_request(struct proxy *p, const struct handle *h, uint64
 	struct fuse_read_in in = { .fh = h->dfh, .size = 4096, .flags = h->flags };
 	uint32_t opcode = FUSE_READ;
 
+	/* A file's priming read asks for as much as a reply can carry, so that a short answer
+	 * shows where regenerated content ends (see finish_reply()). */
+	if (!h->dir)
+		in.size = MIN(p->buf_size, p->max_msg) - 8192;
 	if (h->dir)
 		opcode = p->init_flags & FUSE_DO_READDIRPLUS ? FUSE_READDIRPLUS : FUSE_READDIR;
 	else if ((h->flags & O_ACCMODE) == O_WRONLY || !(h->fopen & FOPEN_DIRECT_IO) ||
@@ -555,16 +563,25 @@ static int forget_dirplus(struct fuse_direntplus *d, void *arg)
 	return 0;
 }
 
-/* What the priming read returned does not matter, but lookups it gave do. Under the lock. */
-static void prime_done(struct proxy *p, struct msg *req, struct call *c)
+/*
+ * Lookups a priming READDIRPLUS gave are given back; a priming READ that came back short read
+ * the whole content, whose length is kept (see finish_reply()). Under the lock.
+ */
+static void prime_done(struct proxy *p, struct msg *req, struct call *c, uint64_t kfh)
 {
+	const struct fuse_read_in *in = (const void *)(req->data + sizeof(struct fuse_in_header));
+	struct handle *h;
 	size_t len;
 	char *body;
 
-	if (!c->reply || msg_in(req)->opcode != FUSE_READDIRPLUS || reply_error(c->reply))
+	if (!c->reply || reply_error(c->reply))
 		return;
 	body = reply_body(c->reply, &len);
-	each_direntplus(body, len, forget_dirplus, p);
+	if (msg_in(req)->opcode == FUSE_READDIRPLUS)
+		each_direntplus(body, len, forget_dirplus, p);
+	h = handle_get(&p->handles, kfh);
+	if (msg_in(req)->opcode == FUSE_READ && h && len < in->size)
+		h->primed_end = len;
 }
 
 int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline)
@@ -591,7 +608,7 @@ int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline)
 		/* During recovery: the daemon's death or a timeout fails this start. */
 		r = calls_wait(p, &c, 1, recovery_deadline);
 		pthread_mutex_lock(&p->lock);
-		prime_done(p, req, &c);
+		prime_done(p, req, &c, kfh);
 		pthread_mutex_unlock(&p->lock);
 	} else if (r == 0) {
 		/* From the relay: detach() wakes this when the daemon goes; the request then
@@ -600,7 +617,7 @@ int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline)
 		while (!c.done && p->state == PX_UP && now_ms() < deadline)
 			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
 				break;
-		prime_done(p, req, &c);
+		prime_done(p, req, &c, kfh);
 		pthread_mutex_unlock(&p->lock);
 	}
 	log_debug("Primed reopened handle %" PRIu64 " with a read at offset 0", kfh);
@@ -769,10 +786,183 @@ static uint32_t created_type(struct proxy *p, struct msg *req, const struct op_i
 	}
 }
 
+/* ---- Proof of what the dead daemon did ------------------------------------------------- */
+
 /*
- * RP_EXISTS: send again; an error (EEXIST, or whatever the daemon maps it to) with the name now
- * naming an object of the right type means the dead daemon created it, so answer with that
- * entry (and, for CREATE, a handle opened on it).
+ * A repeat that fails because its work is already done looks the same as one that fails
+ * because somebody else did that work, or because it was never possible. The keeper answers
+ * success only on proof that the change it sees was made while the dead daemon held the request:
+ *  - with --exclusive, the operator's word that no other client changes the store: then the
+ *    kernel's own checks before it sent the request (a create only for a name it saw absent, a
+ *    removal only for one it saw present) leave the dead daemon as the only possible author;
+ *  - otherwise the store's clock: the object's ctime must fall between the moment the request
+ *    was sent and the moment the daemon was found dead, within the slack the keeper measured on
+ *    the creates it relayed (ctime against send and reply). A store whose times are coarser
+ *    than MAX_CLOCK_SLACK_NS (sshfs: whole seconds) cannot give that proof.
+ * Without proof the application gets EIO; where the evidence shows the change is not the
+ * dead daemon's, the repeat's own error.
+ */
+#define MAX_CLOCK_SLACK_NS (100 * 1000000LL)
+
+enum when {
+	WHEN_UNKNOWN,	/* the store's clock cannot tell */
+	WHEN_BEFORE,	/* surely before the request was sent */
+	WHEN_DURING,	/* while the dead daemon held the request */
+	WHEN_AFTER,	/* surely after the daemon was found dead */
+};
+
+static const char *const when_name[] = {
+	[WHEN_UNKNOWN] = "the store's clock cannot tell when",
+	[WHEN_BEFORE] = "before the request was sent",
+	[WHEN_DURING] = "while the dead daemon held the request",
+	[WHEN_AFTER] = "after the daemon died",
+};
+
+/* The resolution of CLOCK_REALTIME_COARSE, which local filesystems stamp times with. */
+static int64_t coarse_tick_ns(void)
+{
+	struct timespec res;
+
+	if (clock_getres(CLOCK_REALTIME_COARSE, &res) < 0)
+		return 10000000; /* HZ=100, the coarsest */
+	return res.tv_sec * 1000000000LL + res.tv_nsec;
+}
+
+/* When the object with attributes @a last changed, against @req's life in the dead daemon. */
+static enum when changed_when(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
+{
+	int64_t t = (int64_t)a->ctime * 1000000000LL + a->ctimensec, slack;
+	uint64_t samples;
+
+	pthread_mutex_lock(&p->lock);
+	slack = p->clock_slack_ns;
+	samples = p->clock_samples;
+	pthread_mutex_unlock(&p->lock);
+	if (!req->sent_ns || !samples || slack > MAX_CLOCK_SLACK_NS)
+		return WHEN_UNKNOWN;
+	/*
+	 * Twice what was seen, and at least two ticks of the clock Linux stamps files with (a
+	 * file's time lags the real one by up to a tick): a few samples may not show the worst.
+	 */
+	slack = MAX(2 * slack, 2 * coarse_tick_ns());
+	if (t + slack < req->sent_ns)
+		return WHEN_BEFORE;
+	if (t - slack > p->death_ns)
+		return WHEN_AFTER;
+	return WHEN_DURING;
+}
+
+void clock_sample(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
+{
+	int64_t t = (int64_t)a->ctime * 1000000000LL + a->ctimensec, now = realtime_ns(), d = 0;
+
+	if (!req->sent_ns)
+		return;
+	/* A new object's ctime is its creation, between our send and its reply. */
+	if (t < req->sent_ns)
+		d = req->sent_ns - t;
+	else if (t > now)
+		d = t - now;
+	/* Whole seconds only: the store keeps no finer times. */
+	if (a->ctimensec == 0 && d < 1000000000LL)
+		d = 1000000000LL;
+	if (d > p->clock_slack_ns)
+		p->clock_slack_ns = d;
+	p->clock_samples++;
+}
+
+/* Logs a decision on a replayed request, with its proof or the lack of one. */
+static void log_settle(const struct msg *req, const char *what, const char *why)
+{
+	log_info("Replayed %s (unique %" PRIu64 ", node %" PRIu64 "): %s (%s)",
+		 op_name(msg_in((struct msg *)req)->opcode), msg_in((struct msg *)req)->unique,
+		 req->knode, what, why);
+}
+
+/*
+ * The answer for a change found done when its author is not proven: success (NULL) with proof,
+ * the repeat's own error @err when the change is surely someone else's, else EIO.
+ */
+static struct msg *unproven(const struct msg *req, enum when w, int err)
+{
+	if (w == WHEN_BEFORE || w == WHEN_AFTER) {
+		log_settle(req, "not the dead daemon's doing: answering the repeat's error",
+			   when_name[w]);
+		return make_error(err);
+	}
+	log_settle(req, "cannot prove the dead daemon did it: answering EIO", when_name[w]);
+	return make_error(-EIO);
+}
+
+/* The name of a symlink node, for comparing with a SYMLINK request's target. */
+static int readlink_node(struct proxy *p, uint64_t did, char *buf, size_t size, int64_t deadline)
+{
+	struct msg *req = make_request(FUSE_READLINK, did, NULL, 0, NULL), *reply;
+	size_t len;
+	int r;
+
+	reply = req ? call_one(p, req, deadline, &r) : NULL;
+	msg_put(req);
+	if (!reply)
+		return req ? r : -ENOMEM;
+	r = reply_error(reply);
+	if (!r) {
+		const char *b = reply_body(reply, &len);
+
+		if (len >= size)
+			r = -ENAMETOOLONG;
+		else {
+			memcpy(buf, b, len);
+			buf[len] = '\0';
+		}
+	}
+	msg_put(reply);
+	return r;
+}
+
+/*
+ * Evidence that the object @e, found under the name a creating request @req names, is the
+ * one the dead daemon made for it. Returns 1 (proof), 0 (surely not: *w says why), or a
+ * fatal error. Besides the time (see above): a created file is empty (the kernel had no handle
+ * to write through yet), a hard link is the source object, a symlink points where asked.
+ */
+static int created_by_request(struct proxy *p, struct msg *req, const struct op_info *op,
+			      const struct fuse_entry_out *e, const char *names[2],
+			      enum when *w, int64_t deadline)
+{
+	struct fuse_attr src;
+	char target[4096];
+	int r;
+
+	*w = changed_when(p, req, &e->attr);
+	if (msg_in(req)->opcode == FUSE_CREATE && e->attr.size != 0) {
+		*w = WHEN_AFTER; /* written to since: not what our create made */
+		return 0;
+	}
+	if (msg_in(req)->opcode == FUSE_LINK) {
+		r = getattr_node(p, req->knode2, &src, deadline);
+		if (fatal(r))
+			return r;
+		if (r < 0 || src.ino != e->attr.ino)
+			return 0;
+	}
+	if (msg_in(req)->opcode == FUSE_SYMLINK) {
+		/* SYMLINK's names: the link's name, then its target. */
+		r = readlink_node(p, e->nodeid, target, sizeof(target), deadline);
+		if (fatal(r))
+			return r;
+		if (r < 0 || strcmp(target, names[1]))
+			return 0;
+	}
+	if (p->cfg->exclusive)
+		return 1;
+	return *w == WHEN_DURING;
+}
+
+/*
+ * RP_EXISTS: send again; on an error (EEXIST, or what the daemon maps it to: sshfs says EPERM)
+ * with the name now naming an object of the right type, proven to be the one the dead daemon
+ * made, answer with that entry (and, for CREATE, a handle opened on it).
  */
 static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct op_info *op,
 				 int64_t deadline, int *err)
@@ -780,9 +970,9 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 	struct msg *reply = call_request(p, req, op, deadline, err), *found, *opened;
 	const char *names[2];
 	struct fuse_entry_out *e;
-	int lerr;
+	enum when w;
+	int lerr, r;
 
-	/* Daemons do not all say EEXIST (sshfs answers EPERM): any error is checked. */
 	if (!reply || !reply_error(reply) || request_names(req, op, names) < 0)
 		return reply;
 	found = lookup_name(p, req->knode, names[0], deadline, &lerr);
@@ -799,6 +989,21 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 		forget_entry(p, found);
 		return reply;
 	}
+	r = created_by_request(p, req, op, e, names, &w, deadline);
+	if (r <= 0) {
+		forget_entry(p, found);
+		if (fatal(r)) {
+			msg_put(reply);
+			*err = r;
+			return NULL;
+		}
+		found = unproven(req, r == 0 && w == WHEN_DURING ? WHEN_UNKNOWN : w,
+				 reply_error(reply));
+		msg_put(reply);
+		return found;
+	}
+	log_settle(req, "the dead daemon made it: answering with the entry",
+		   p->cfg->exclusive ? "--exclusive" : when_name[w]);
 	if (op->effect != EFF_CREATE) {
 		msg_put(reply);
 		return found;
@@ -829,14 +1034,18 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 }
 
 /*
- * RP_RENAME: send again; an error with the source name gone and the target present means the
- * dead daemon renamed it.
+ * RP_RENAME: send again; an error with the source name gone and the target naming an object of
+ * the source's type, proven changed while the dead daemon held the request (a rename changes
+ * the moved object's ctime), means the dead daemon renamed it.
  */
 static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct op_info *op,
 				 int64_t deadline, int *err)
 {
-	struct msg *reply = call_request(p, req, op, deadline, err), *src, *dst;
+	struct msg *reply = call_request(p, req, op, deadline, err), *src, *dst, *answer;
 	const char *names[2];
+	struct node *n;
+	uint32_t type = 0;
+	enum when w;
 	int e, lerr;
 
 	if (!reply)
@@ -850,18 +1059,140 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	dst = lookup_name(p, req->knode2, names[1], deadline, &lerr);
 	if (!dst && fatal(lerr))
 		goto gone;
-	if (!src && dst) {
+	pthread_mutex_lock(&p->lock);
+	n = node_find(&p->nodes, req->knode2, names[1]);
+	if (n)
+		type = n->type; /* recovery found the source under its new name */
+	pthread_mutex_unlock(&p->lock);
+	answer = reply;
+	if (!src && dst && (!type || entry_type(entry_of(dst)) == type)) {
+		w = changed_when(p, req, &entry_of(dst)->attr);
+		if (p->cfg->exclusive || w == WHEN_DURING) {
+			log_settle(req, "the dead daemon renamed it: answering success",
+				   p->cfg->exclusive ? "--exclusive" : when_name[w]);
+			answer = make_reply(0, NULL, 0);
+		} else {
+			answer = unproven(req, w, e);
+		}
 		msg_put(reply);
-		reply = make_reply(0, NULL, 0);
 	}
 	forget_entry(p, src);
 	forget_entry(p, dst);
-	return reply;
+	return answer;
 gone:
 	forget_entry(p, src);
 	msg_put(reply);
 	*err = lerr;
 	return NULL;
+}
+
+/*
+ * Whether the attribute a SETXATTR @req sets now holds the value it asks for: 1 yes, 0 no
+ * (another value, or none), -EIO if it cannot be read, or a fatal error.
+ */
+static int xattr_is(struct proxy *p, struct msg *req, int64_t deadline)
+{
+	const struct fuse_setxattr_in *si = (const void *)(req->data + sizeof(struct fuse_in_header));
+	size_t off = p->init_flags & FUSE_SETXATTR_EXT ? sizeof(struct fuse_setxattr_in)
+						       : FUSE_COMPAT_SETXATTR_IN_SIZE;
+	size_t blen = req->len - sizeof(struct fuse_in_header), nlen, len;
+	const char *name = (const char *)si + off, *value;
+	struct fuse_getxattr_in gin = { .size = si->size + 1 };
+	struct msg *greq, *reply;
+	uint64_t did;
+	int r;
+
+	if (off >= blen || !memchr(name, '\0', blen - off))
+		return -EIO;
+	nlen = strlen(name) + 1;
+	value = name + nlen;
+	if (off + nlen + si->size > blen)
+		return -EIO;
+	pthread_mutex_lock(&p->lock);
+	r = node_to_daemon(&p->nodes, req->knode, &did);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return -EIO;
+	greq = make_request(FUSE_GETXATTR, did, &gin, sizeof(gin), name);
+	reply = greq ? call_one(p, greq, deadline, &r) : NULL;
+	msg_put(greq);
+	if (!reply)
+		return fatal(r) ? r : -EIO;
+	r = reply_error(reply);
+	if (r == -ENODATA || r == -ERANGE)
+		r = 0; /* none, or larger than ours: not our value */
+	else if (r)
+		r = -EIO;
+	else {
+		const char *got = reply_body(reply, &len);
+
+		r = len == si->size && !memcmp(got, value, len);
+	}
+	msg_put(reply);
+	return r;
+}
+
+/*
+ * RP_TOLERATE: send again; the error that means "already done" (ENOENT for UNLINK and RMDIR,
+ * EEXIST for SETXATTR with XATTR_CREATE, ENODATA for REMOVEXATTR) is success only on proof:
+ *  - UNLINK, RMDIR: the directory changed while the dead daemon held the request (or
+ *    --exclusive: the kernel saw the name present when it sent it);
+ *  - SETXATTR: the attribute holds the value asked for, and the object changed while the dead
+ *    daemon held the request (an attribute may have been there before: no --exclusive proof);
+ *  - REMOVEXATTR: the object changed while the dead daemon held the request.
+ */
+static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struct op_info *op,
+				   int64_t deadline, int *err)
+{
+	struct msg *reply = call_request(p, req, op, deadline, err);
+	const void *b = req->data + sizeof(struct fuse_in_header);
+	uint32_t opcode = msg_in(req)->opcode;
+	bool removal = opcode == FUSE_UNLINK || opcode == FUSE_RMDIR;
+	struct fuse_attr attr;
+	enum when w;
+	int e, r;
+
+	if (!reply)
+		return NULL;
+	e = reply_error(reply);
+	if (-e != op->replay_errno)
+		return reply;
+	if (opcode == FUSE_SETXATTR) {
+		const struct fuse_setxattr_in *si = b;
+
+		/* Without XATTR_CREATE, EEXIST cannot mean "done". */
+		if (!(si->flags & XATTR_CREATE))
+			return reply;
+	}
+	msg_put(reply);
+	if (removal && p->cfg->exclusive) {
+		log_settle(req, "the dead daemon removed it: answering success", "--exclusive");
+		return make_reply(0, NULL, 0);
+	}
+	r = getattr_node(p, req->knode, &attr, deadline);
+	if (fatal(r)) {
+		*err = r;
+		return NULL;
+	}
+	if (r < 0)
+		return unproven(req, WHEN_UNKNOWN, e);
+	w = changed_when(p, req, &attr);
+	if (w != WHEN_BEFORE && opcode == FUSE_SETXATTR) {
+		r = xattr_is(p, req, deadline);
+		if (fatal(r)) {
+			*err = r;
+			return NULL;
+		}
+		if (r == 0)
+			return unproven(req, WHEN_BEFORE, e); /* another value: not ours */
+		if (r < 0)
+			w = WHEN_UNKNOWN;
+	}
+	/* A change after the death may have followed the dead daemon's own: no answer either way. */
+	if (w != WHEN_DURING)
+		return unproven(req, w == WHEN_AFTER ? WHEN_UNKNOWN : w, e);
+	log_settle(req, "the dead daemon did it: answering success", when_name[w]);
+	return make_reply(0, NULL, 0);
 }
 
 /* ---- Appends: where did the bytes go? -------------------------------------------------- */
@@ -1307,6 +1638,8 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		}
 		if (op->replay == RP_EXISTS)
 			reply = settle_exists(p, req, op, deadline, &r);
+		else if (op->replay == RP_TOLERATE)
+			reply = settle_tolerate(p, req, op, deadline, &r);
 		else if (op->replay == RP_RENAME)
 			reply = settle_rename(p, req, op, deadline, &r);
 		else if (is_append_write(p, req, op))

@@ -360,6 +360,8 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		return -EPROTO;
 	switch ((enum op_effect)op->effect) {
 	case EFF_ENTRY:
+		if (op->stamp)
+			clock_sample(p, req, &((struct fuse_entry_out *)out)->attr);
 		return learn_entry(p, req->knode, names[0], (struct fuse_entry_out *)out);
 	case EFF_OPEN:
 	case EFF_OPENDIR:
@@ -370,6 +372,8 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		struct fuse_entry_out *e = (struct fuse_entry_out *)out;
 		uint64_t did = e->nodeid, kid, fwd;
 
+		if (op->stamp)
+			clock_sample(p, req, &e->attr);
 		r = learn_entry(p, req->knode, names[0], e);
 		if (r < 0) {
 			struct fuse_open_out *o = (struct fuse_open_out *)(out + sizeof(*e));
@@ -510,6 +514,20 @@ static int window_check(struct proxy *p, struct msg *req, const struct op_info *
 	return 0;
 }
 
+/* Whether the READ @req starts at or past the whole content its handle's priming read found. */
+static bool primed_past_end(struct proxy *p, struct msg *req)
+{
+	const struct fuse_read_in *in = (const void *)(req->data + sizeof(struct fuse_in_header));
+	struct handle *h;
+	bool past;
+
+	pthread_mutex_lock(&p->lock);
+	h = handle_get(&p->handles, req->kfh);
+	past = h && in->offset >= h->primed_end;
+	pthread_mutex_unlock(&p->lock);
+	return past;
+}
+
 static void wait_notifications(struct proxy *p);
 
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
@@ -543,14 +561,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		msg_put(req);
 		return r;
 	}
-	if (oh->error && req->replayed && op->replay == RP_TOLERATE &&
-	    -oh->error == op->replay_errno) {
-		/* The dead daemon had done it: the repeat found it done. */
-		log_debug("Replayed %s found its work done (%s): answering success", op->name,
-			  strerror(-oh->error));
-		oh->error = 0;
-	}
-	if (oh->error == -EINVAL && req->primed && op->positioned && !op->effect) {
+	if (oh->error == -EINVAL && req->primed && op->positioned && !op->effect &&
+	    primed_past_end(p, req)) {
 		/*
 		 * A daemon that makes a file's content on the first read (LXCFS) made it anew for
 		 * the primed handle, maybe shorter: past its end is the end of file, not an error.
