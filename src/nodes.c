@@ -11,6 +11,9 @@
 /* Kids the keeper hands out itself start here, far from what daemons use (pointers, counters). */
 #define KID_BASE 0x7f00000000000000ULL
 
+/* Inode numbers the keeper hands out itself, when a daemon's clash with ones the kernel keeps. */
+#define KINO_BASE 0x7e00000000000000ULL
+
 static uint64_t name_hash(uint64_t parent, const char *name)
 {
 	/* FNV-1a over the name, seeded with the parent. */
@@ -105,8 +108,98 @@ static int name_set(struct node_table *t, struct node *n, uint64_t parent, const
 	return 0;
 }
 
+/* Records what ino_remap needs of @n: its kernel ino, and its daemon ino where they differ. */
+static void ino_track(struct node_table *t, struct node *n)
+{
+	if (!t->ino_remap || !n->k_ino)
+		return;
+	if (!idmap_get(&t->kino_held, n->k_ino))
+		idmap_put(&t->kino_held, n->k_ino, n);
+	if (n->epoch == t->epoch && n->d_ino && n->d_ino != n->k_ino)
+		idmap_put(&t->ino_d2k, n->d_ino, (void *)(uintptr_t)n->k_ino);
+}
+
+static void ino_untrack(struct node_table *t, struct node *n)
+{
+	if (!t->ino_remap)
+		return;
+	if (n->k_ino && idmap_get(&t->kino_held, n->k_ino) == n)
+		idmap_del(&t->kino_held, n->k_ino);
+	if (n->epoch == t->epoch && n->d_ino &&
+	    (uintptr_t)idmap_get(&t->ino_d2k, n->d_ino) == n->k_ino)
+		idmap_del(&t->ino_d2k, n->d_ino);
+}
+
+uint64_t node_ino_to_kernel(struct node_table *t, uint64_t ino)
+{
+	struct node *holder;
+	uint64_t k;
+
+	if (!t->ino_remap || !ino)
+		return ino;
+	k = (uintptr_t)idmap_get(&t->ino_d2k, ino);
+	if (k)
+		return k;
+	holder = idmap_get(&t->kino_held, ino);
+	if (!holder || (holder->epoch == t->epoch && holder->d_ino == ino))
+		return ino;
+	/* Another object keeps this number for the kernel: this one gets a number of its own. */
+	while (idmap_get(&t->kino_held, t->next_ino))
+		t->next_ino++;
+	k = t->next_ino++;
+	if (idmap_put(&t->ino_d2k, ino, (void *)(uintptr_t)k) < 0)
+		return ino;
+	return k;
+}
+
+struct remap_ctx {
+	struct node_table *t;
+	int err;
+};
+
+static void remap_one(uint64_t key, void *val, void *arg)
+{
+	struct remap_ctx *c = arg;
+	struct node *n = val;
+
+	if (!n->k_ino)
+		return;
+	if (!idmap_get(&c->t->kino_held, n->k_ino) &&
+	    idmap_put(&c->t->kino_held, n->k_ino, n) < 0)
+		c->err = -ENOMEM;
+	if (n->epoch == c->t->epoch && !n->lost && n->d_ino && n->d_ino != n->k_ino &&
+	    idmap_put(&c->t->ino_d2k, n->d_ino, (void *)(uintptr_t)n->k_ino) < 0)
+		c->err = -ENOMEM;
+}
+
+int node_ino_remap(struct node_table *t)
+{
+	struct remap_ctx c = { t, 0 };
+
+	if (!t->ino_remap) {
+		t->ino_remap = true;
+		t->next_ino = KINO_BASE;
+	}
+	idmap_each(&t->by_kid, remap_one, &c);
+	return c.err;
+}
+
+void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fwd)
+{
+	*did = n->did;
+	*fwd = 0;
+	if (n->epoch == t->epoch && !n->lost) {
+		*fwd = n->d_nlookup;
+		n->d_nlookup = 0;
+		if (idmap_get(&t->by_did, n->did) == n)
+			idmap_del(&t->by_did, n->did);
+	}
+	n->lost = true;
+}
+
 static void node_free(struct node_table *t, struct node *n)
 {
+	ino_untrack(t, n);
 	idmap_del(&t->by_kid, n->kid);
 	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
 		idmap_del(&t->by_did, n->did);
@@ -154,6 +247,8 @@ void node_table_free(struct node_table *t)
 	idmap_free(&t->by_kid);
 	idmap_free(&t->by_did);
 	idmap_free(&t->by_name);
+	idmap_free(&t->ino_d2k);
+	idmap_free(&t->kino_held);
 }
 
 struct node *node_get(struct node_table *t, uint64_t kid)
@@ -200,6 +295,9 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 		n->did = e->nodeid;
 		n->kid = new_kid(t, e->nodeid);
 		n->k_gen = e->generation;
+		n->d_gen = e->generation;
+		n->d_ino = e->attr.ino;
+		n->k_ino = node_ino_to_kernel(t, e->attr.ino);
 		n->type = e->attr.mode & S_IFMT;
 		n->epoch = t->epoch;
 		if (idmap_put(&t->by_kid, n->kid, n) < 0) {
@@ -214,6 +312,7 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			return NULL;
 		}
 		t->count++;
+		ino_track(t, n);
 	}
 	n->k_nlookup++;
 	n->d_nlookup++;
@@ -221,6 +320,7 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 	name_set(t, n, parent, name);
 	e->nodeid = n->kid;
 	e->generation = n->k_gen;
+	e->attr.ino = n->k_ino;
 	return n;
 }
 
@@ -335,14 +435,20 @@ void node_new_epoch(struct node_table *t)
 
 	t->epoch++;
 	idmap_free(&t->by_did);
+	/* The old daemon's inode numbers mean nothing to the new one. */
+	idmap_free(&t->ino_d2k);
 	root->epoch = t->epoch;
 	root->d_nlookup = 1;
 	idmap_put(&t->by_did, FUSE_ROOT_ID, root);
 }
 
-int node_resolved(struct node_table *t, struct node *n, uint64_t did)
+int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_out *e)
 {
+	uint64_t did = e->nodeid;
+
 	n->did = did;
+	n->d_ino = e->attr.ino;
+	n->d_gen = e->generation;
 	n->d_nlookup = 1;
 	n->epoch = t->epoch;
 	/* Hard links may resolve to one did: the first node keeps the reverse entry. */

@@ -25,6 +25,9 @@ struct node {
 	uint32_t type;		/* S_IFMT bits of the node's mode */
 	uint32_t children;	/* named nodes whose parent this is: they pin it in the table */
 	uint32_t epoch;		/* daemon incarnation that did belongs to */
+	uint64_t k_ino;		/* inode number the kernel was first given (st_ino) */
+	uint64_t d_ino;		/* the daemon's inode number for it; meaningful like did */
+	uint64_t d_gen;		/* the daemon's generation for it; meaningful like did */
 	bool lost;		/* could not be found again after a restart: requests get ESTALE */
 	bool deferred;		/* recovery waits for another directory before looking again */
 };
@@ -37,6 +40,14 @@ struct node_table {
 	uint64_t next_kid;	/* next kid to hand out when a daemon's ID is taken */
 	uint64_t count;		/* nodes in the table */
 	uint64_t max;		/* bound on count; learning more fails with -ENFILE */
+	/*
+	 * For daemons whose inode numbers change from run to run: the kernel keeps seeing the
+	 * numbers it was first given. Off until a restart shows the numbers changed.
+	 */
+	bool ino_remap;
+	struct idmap ino_d2k;	/* the current daemon's ino -> the kernel's, where they differ */
+	struct idmap kino_held;	/* kernel ino -> node holding it, while ino_remap is on */
+	uint64_t next_ino;	/* next ino handed out for a daemon's ino that a node holds */
 };
 
 /* Sets up the table with the root node (FUSE_ROOT_ID, never forgotten). */
@@ -88,8 +99,28 @@ int node_to_kernel(struct node_table *t, uint64_t did, uint64_t *kid);
 /* A new daemon took over: every node but the root must be looked up again. */
 void node_new_epoch(struct node_table *t);
 
-/* Marks @n as the current daemon's @did (one lookup counted), after a recovery LOOKUP. */
-int node_resolved(struct node_table *t, struct node *n, uint64_t did);
+/*
+ * Marks @n as the current daemon's node @e->nodeid (one lookup counted), with its inode number
+ * and generation, after a recovery LOOKUP.
+ */
+int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_out *e);
+
+/*
+ * A node resolved by name turned out to be another object: requests for it now get ESTALE.
+ * Returns in *did and *fwd the lookups to give back to the daemon.
+ */
+void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fwd);
+
+/*
+ * The inode number the kernel is shown for the current daemon's @ino: the number the kernel
+ * was first given for the node it holds with that ino, a fresh one where @ino is a number such
+ * a node keeps (two objects must never show one st_ino), else @ino. Identity while ino_remap
+ * is off.
+ */
+uint64_t node_ino_to_kernel(struct node_table *t, uint64_t ino);
+
+/* Turns ino_remap on (if off) and maps every resolved node's new ino to its kernel ino. */
+int node_ino_remap(struct node_table *t);
 
 /*
  * Collects up to @max nodes that can be looked up now: not yet resolved, not lost, named, and

@@ -19,9 +19,9 @@ const struct op_info op_table[OP_MAX] = {
 	[FUSE_FORGET] = { "FORGET", sizeof(struct fuse_forget_in), 0, 1, 1, 0, NONE,
 			  .replay = RP_DROP },
 	[FUSE_GETATTR] = { "GETATTR", sizeof(struct fuse_getattr_in), 0, 1, 0, FH_GETATTR,
-			   FH(fuse_getattr_in), FIXED(fuse_attr_out) },
+			   FH(fuse_getattr_in), FIXED(fuse_attr_out), .ino_out = INO_OUT_ATTR },
 	[FUSE_SETATTR] = { "SETATTR", sizeof(struct fuse_setattr_in), 0, 1, 0, FH_SETATTR,
-			   FH(fuse_setattr_in), FIXED(fuse_attr_out) },
+			   FH(fuse_setattr_in), FIXED(fuse_attr_out), .ino_out = INO_OUT_ATTR },
 	[FUSE_READLINK] = { "READLINK", 0, 0, 1, 0, 0, NONE, .out = OUT_ANY },
 	[FUSE_SYMLINK] = { "SYMLINK", 0, 2, 1, 0, 0, NONE, FIXED(fuse_entry_out),
 			   .effect = EFF_ENTRY, .replay = RP_EXISTS, .ctype = CT_LNK, .stamp = 1 },
@@ -69,7 +69,7 @@ const struct op_info op_table[OP_MAX] = {
 	[FUSE_OPENDIR] = { "OPENDIR", sizeof(struct fuse_open_in), 0, 1, 0, 0, NONE,
 			   FIXED(fuse_open_out), .effect = EFF_OPENDIR },
 	[FUSE_READDIR] = { "READDIR", sizeof(struct fuse_read_in), 0, 1, 0, 0,
-			   FH_UPTO(fuse_read_in), .positioned = 1 },
+			   FH_UPTO(fuse_read_in), .positioned = 1, .ino_out = INO_OUT_DIRENT },
 	[FUSE_RELEASEDIR] = { "RELEASEDIR", sizeof(struct fuse_release_in), 0, 1, 0, 0,
 			      FH(fuse_release_in), .effect = EFF_RELEASE, .lost_ok = 1 },
 	[FUSE_FSYNCDIR] = { "FSYNCDIR", sizeof(struct fuse_fsync_in), 0, 1, 0, 0,
@@ -97,7 +97,8 @@ const struct op_info op_table[OP_MAX] = {
 	[FUSE_FALLOCATE] = { "FALLOCATE", sizeof(struct fuse_fallocate_in), 0, 1, 0, 0,
 			     FH(fuse_fallocate_in) },
 	[FUSE_READDIRPLUS] = { "READDIRPLUS", sizeof(struct fuse_read_in), 0, 1, 0, 0,
-			       FH_UPTO(fuse_read_in), .effect = EFF_DIRPLUS, .positioned = 1 },
+			       FH_UPTO(fuse_read_in), .effect = EFF_DIRPLUS, .positioned = 1,
+			       .ino_out = INO_OUT_DIRPLUS },
 	[FUSE_RENAME2] = { "RENAME2", sizeof(struct fuse_rename2_in), 2, 1, 0, FH_NEVER,
 			   .fh_off = -1, .node2_off = OFF(fuse_rename2_in, newdir), .fh2_off = -1,
 			   .size_off = -1, .effect = EFF_RENAME, .replay = RP_RENAME, .stamp = 1 },
@@ -115,7 +116,7 @@ const struct op_info op_table[OP_MAX] = {
 			   .effect = EFF_CREATE },
 	/* fuse_statx_in (7.39) starts like fuse_getattr_in: getattr_flags, reserved, fh. */
 	[FUSE_STATX] = { "STATX", 24, 0, 1, 0, FH_GETATTR, .fh_off = 8, .node2_off = -1,
-			 .fh2_off = -1, .size_off = -1, .out = OUT_ANY },
+			 .fh2_off = -1, .size_off = -1, .out = OUT_ANY, .ino_out = INO_OUT_STATX },
 };
 
 const char *op_name(uint32_t opcode)

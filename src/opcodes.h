@@ -58,6 +58,17 @@ enum op_wwin {
 			 fails with EIO, once, after a lost window */
 };
 
+/* Where a successful reply carries the daemon's inode numbers, which the kernel must be shown as
+ * it first saw them when the daemon renumbers on restart (nodes.h, ino_remap). Entries are
+ * rewritten where they are learned (EFF_ENTRY, EFF_CREATE, EFF_DIRPLUS). */
+enum op_ino {
+	INO_OUT_NONE = 0,
+	INO_OUT_ATTR,	  /* a fuse_attr_out */
+	INO_OUT_DIRENT,	  /* fuse_dirent records */
+	INO_OUT_DIRPLUS,  /* fuse_direntplus records: dirent.ino, and attr.ino of unlearned ones */
+	INO_OUT_STATX,	  /* a fuse_statx_out */
+};
+
 /* A condition on the request for the handle at .fh_off to be present. */
 enum op_fh_when {
 	FH_ALWAYS = 0,
@@ -97,6 +108,7 @@ struct op_info {
 				 after a restart is primed with a read at 0 before one at offset > 0 */
 	uint8_t lost_ok;      /* on a handle lost in a restart: answered with success (closing) */
 	uint8_t wwin;	      /* enum op_wwin */
+	uint8_t ino_out;      /* enum op_ino */
 	uint8_t stamp;	      /* 1: the time it is sent is recorded (msg.sent_ns): settling it
 				 after a restart compares the store's times with it */
 };

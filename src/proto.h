@@ -33,6 +33,11 @@
 /* Largest errno the kernel accepts in fuse_out_header.error (it rejects error <= -512). */
 #define FK_MAX_ERRNO 511
 
+/* Where the inode number sits in a STATX reply (7.39): fuse_statx_out is attr_valid (8),
+ * attr_valid_nsec (4), flags (4), spare[2] (16), then fuse_statx: mask, blksize (4 each),
+ * attributes (8), nlink, uid, gid (4 each), mode and a spare (2 each), ino. */
+#define FK_STATX_OUT_INO_OFF 64
+
 /* Protocol minor versions the keeper can parse; older daemons use compat struct sizes. */
 #define FK_MIN_MINOR 12
 

@@ -39,6 +39,13 @@ struct call {
 #define INIT_FLAGS_MASKED                                                                          \
 	(FK_FUSE_PASSTHROUGH | FK_FUSE_HAS_RESEND | FK_FUSE_OVER_IO_URING | FK_FUSE_REQUEST_TIMEOUT)
 
+/* Whether the daemon gives an object the same inode number in every run (decide_identity()). */
+enum ino_mode {
+	INO_UNKNOWN,	/* no restart yet */
+	INO_STABLE,	/* yes: a node whose number changed is another object */
+	INO_UNSTABLE,	/* no: the kernel is shown the numbers it first saw (nodes.ino_remap) */
+};
+
 struct proxy {
 	struct keeper *k;
 	const struct keeper_config *cfg;
@@ -94,6 +101,13 @@ struct proxy {
 	/* How far the store's ctimes of new objects fell outside [send, reply] (clock_sample). */
 	int64_t clock_slack_ns;
 	uint64_t clock_samples;
+
+	enum ino_mode ino_mode;
+	/* During a recovery: nodes found again with another inode number or generation, and
+	 * how many kept theirs. */
+	struct node **mismatch;
+	size_t nmismatch, cap_mismatch;
+	uint64_t ino_same, ino_diff_unnoted;
 
 	/* Counters for the recovery log line. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;

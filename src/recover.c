@@ -306,6 +306,34 @@ static void forget_entry(struct proxy *p, struct msg *reply)
 	msg_put(reply);
 }
 
+/*
+ * A node found again by name is the same object only if the daemon gives it the inode number
+ * and generation it gave before — when its numbers are stable across runs, which the first
+ * restart shows (decide_identity()). Until then every mismatch is noted. Under the lock.
+ */
+static void note_identity(struct proxy *p, struct node *n, const struct fuse_entry_out *e)
+{
+	struct node **v;
+
+	if (e->attr.ino == n->d_ino && e->generation == n->d_gen) {
+		p->ino_same++;
+		return;
+	}
+	if (p->nmismatch == p->cap_mismatch) {
+		size_t cap = p->cap_mismatch ? 2 * p->cap_mismatch : 64;
+
+		v = realloc(p->mismatch, cap * sizeof(*v));
+		if (!v) {
+			/* Unnoted, it counts as changed numbering: kept, not lost. */
+			p->ino_diff_unnoted++;
+			return;
+		}
+		p->mismatch = v;
+		p->cap_mismatch = cap;
+	}
+	p->mismatch[p->nmismatch++] = n;
+}
+
 struct rename_find {
 	uint64_t parent;
 	const char *name;
@@ -357,7 +385,8 @@ static int resolve_renamed(struct proxy *p, struct node *n, int64_t deadline)
 	}
 	pthread_mutex_lock(&p->lock);
 	node_rename(&p->nodes, f.parent, f.name, f.newparent, f.newname, false);
-	err = node_resolved(&p->nodes, n, e->nodeid);
+	note_identity(p, n, e);
+	err = node_resolved(&p->nodes, n, e);
 	pthread_mutex_unlock(&p->lock);
 	msg_put(reply);
 	return err;
@@ -405,6 +434,55 @@ static int retry_deferred(struct proxy *p, struct node **v, size_t *n, int64_t d
 		*n = 0;
 	}
 	return found;
+}
+
+/*
+ * After every node was looked up again: were the daemon's inode numbers kept? A daemon that
+ * numbers inodes by the backing store's (passthrough_ll, testfs, ceph-fuse) gives every node
+ * its old number back, and one whose number differs now names another object: it is lost
+ * (ESTALE). A daemon that counts (libfuse's high-level API without use_ino: sshfs, bindfs;
+ * go-fuse's automatic numbers) gives new numbers to most: nothing can be told from them, the
+ * type check is all there is, and the kernel is shown the numbers it first saw, so that the
+ * st_ino of a file in use never changes. A fifth of mismatches or more means the latter.
+ */
+static int decide_identity(struct proxy *p)
+{
+	uint64_t diff = p->nmismatch + p->ino_diff_unnoted, same = p->ino_same;
+	enum ino_mode was = p->ino_mode;
+	int r = 0;
+
+	if (!same && !diff)
+		return 0;
+	if (p->ino_mode != INO_UNSTABLE && same && diff * 4 <= same) {
+		p->ino_mode = INO_STABLE;
+		for (size_t i = 0; i < p->nmismatch; i++) {
+			struct node *n = p->mismatch[i];
+			uint64_t did, fwd;
+
+			pthread_mutex_lock(&p->lock);
+			node_lose(&p->nodes, n, &did, &fwd);
+			forget_in_daemon(p, p->nodes.epoch, did, fwd);
+			p->lost_nodes++;
+			pthread_mutex_unlock(&p->lock);
+			log_warn("Node %" PRIu64 " (\"%s\") now names another object (inode %" PRIu64
+				 " was %" PRIu64 " before the restart): requests for it fail with "
+				 "ESTALE", n->kid, n->name ? n->name : "", n->d_ino, n->k_ino);
+		}
+	} else {
+		p->ino_mode = INO_UNSTABLE;
+	}
+	if (p->ino_mode != was)
+		log_info("The daemon's inode numbers %s across restarts (%" PRIu64 " of %" PRIu64
+			 " nodes kept theirs)%s", p->ino_mode == INO_STABLE ? "are stable" : "change",
+			 same, same + diff,
+			 p->ino_mode == INO_STABLE ? ": a node found under another number is lost"
+						   : ": the kernel keeps seeing the ones it first saw");
+	if (p->ino_mode == INO_UNSTABLE) {
+		pthread_mutex_lock(&p->lock);
+		r = node_ino_remap(&p->nodes);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return r;
 }
 
 /* Looks every node the kernel holds up again, parents before children, a batch at a time. */
@@ -465,8 +543,10 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 				forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
 				err = -ESTALE;
 			}
-			if (!err)
-				err = node_resolved(&p->nodes, nd, e->nodeid);
+			if (!err) {
+				note_identity(p, nd, e);
+				err = node_resolved(&p->nodes, nd, e);
+			}
 			if (err == -ENOENT)
 				missing[nmissing++] = nd;
 			else if (err)
@@ -500,8 +580,10 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 		pthread_mutex_lock(&p->lock);
 		p->lost_nodes += node_lose_unresolved(&p->nodes);
 		pthread_mutex_unlock(&p->lock);
+		r = decide_identity(p);
 	}
 out:
+	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
 	for (size_t i = 0; i < ndeferred; i++)
 		deferred[i]->deferred = false;
 	free(deferred);

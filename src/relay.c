@@ -514,6 +514,66 @@ static int window_check(struct proxy *p, struct msg *req, const struct op_info *
 	return 0;
 }
 
+/*
+ * The daemon renumbers its inodes on every run: shows the kernel, in a reply about to reach it,
+ * the numbers it first saw (node_ino_to_kernel()). Entries were rewritten as they were learned.
+ * The reply was checked: its records are well formed.
+ */
+static void remap_inos(struct proxy *p, const struct op_info *op, struct msg *reply)
+{
+	char *out = reply->data + sizeof(struct fuse_out_header);
+	size_t len = reply->len - sizeof(struct fuse_out_header), off = 0;
+	uint64_t ino;
+
+	pthread_mutex_lock(&p->lock);
+	switch ((enum op_ino)op->ino_out) {
+	case INO_OUT_ATTR: {
+		struct fuse_attr_out *a = (struct fuse_attr_out *)out;
+
+		a->attr.ino = node_ino_to_kernel(&p->nodes, a->attr.ino);
+		break;
+	}
+	case INO_OUT_DIRENT:
+		while (len - off >= FUSE_NAME_OFFSET) {
+			struct fuse_dirent *d = (struct fuse_dirent *)(out + off);
+
+			if (FUSE_DIRENT_SIZE(d) > len - off)
+				break;
+			d->ino = node_ino_to_kernel(&p->nodes, d->ino);
+			off += FUSE_DIRENT_SIZE(d);
+		}
+		break;
+	case INO_OUT_DIRPLUS:
+		while (len - off >= FUSE_NAME_OFFSET_DIRENTPLUS) {
+			struct fuse_direntplus *d = (struct fuse_direntplus *)(out + off);
+			bool dot = d->dirent.name[0] == '.' &&
+				   (d->dirent.namelen == 1 ||
+				    (d->dirent.namelen == 2 && d->dirent.name[1] == '.'));
+
+			if (FUSE_DIRENTPLUS_SIZE(d) > len - off)
+				break;
+			d->dirent.ino = node_ino_to_kernel(&p->nodes, d->dirent.ino);
+			/* Learned entries (see each_direntplus()) hold the kernel's number already. */
+			if (!d->entry_out.nodeid || dot)
+				d->entry_out.attr.ino =
+					node_ino_to_kernel(&p->nodes, d->entry_out.attr.ino);
+			off += FUSE_DIRENTPLUS_SIZE(d);
+		}
+		break;
+	case INO_OUT_STATX:
+		if (len >= FK_STATX_OUT_INO_OFF + sizeof(ino)) {
+			memcpy(&ino, out + FK_STATX_OUT_INO_OFF, sizeof(ino));
+			ino = node_ino_to_kernel(&p->nodes, ino);
+			memcpy(out + FK_STATX_OUT_INO_OFF, &ino, sizeof(ino));
+		}
+		break;
+	case INO_OUT_NONE:
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Whether the READ @req starts at or past the whole content its handle's priming read found. */
 static bool primed_past_end(struct proxy *p, struct msg *req)
 {
@@ -592,6 +652,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			return r == -EPROTO ? r : 0;
 		}
 	}
+	if (!oh->error && op->ino_out && p->nodes.ino_remap)
+		remap_inos(p, op, reply);
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);

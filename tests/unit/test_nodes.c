@@ -50,8 +50,10 @@ int main(void)
 
 		ok(count == 2, "both nodes are pending (parent is the root): %zu", count);
 	}
-	ok(node_resolved(&t, dir, 0x9000) == 0 && node_resolved(&t, file, 0x9100) == 0,
-	   "resolution records new IDs");
+	e = entry(0x9000, S_IFDIR | 0755);
+	ok(node_resolved(&t, dir, &e) == 0, "resolution records the new ID");
+	e = entry(0x9100, S_IFREG | 0644);
+	ok(node_resolved(&t, file, &e) == 0, "for each node");
 	ok(node_to_daemon(&t, 0x1000, &did) == 0 && did == 0x9000, "kernel ID maps to the new ID");
 	ok(node_to_kernel(&t, 0x9100, &kid) == 0 && kid == 0x2000, "and back for notifications");
 
@@ -77,6 +79,47 @@ int main(void)
 	node_unlink(&t, FUSE_ROOT_ID, "other");
 	ok(node_find(&t, FUSE_ROOT_ID, "other") == NULL, "unlink drops the name");
 
+	node_table_free(&t);
+
+	/* Inode numbers of a daemon that renumbers every run: the kernel keeps its own. */
+	struct node *a, *b, *c;
+
+	node_table_init(&t, 100);
+	e = entry(0x10, S_IFREG);
+	e.attr.ino = 23;
+	a = node_learn(&t, FUSE_ROOT_ID, "a", &e, &err);
+	e = entry(0x11, S_IFREG);
+	e.attr.ino = 24;
+	b = node_learn(&t, FUSE_ROOT_ID, "b", &e, &err);
+	ok(a->k_ino == 23 && b->k_ino == 24 && e.attr.ino == 24,
+	   "before a restart the kernel sees the daemon's numbers");
+	node_new_epoch(&t);
+	e = entry(0x20, S_IFREG);
+	e.attr.ino = 2; /* a counter that started again */
+	node_resolved(&t, a, &e);
+	e = entry(0x21, S_IFREG);
+	e.attr.ino = 23; /* b now has the number a had */
+	node_resolved(&t, b, &e);
+	ok(node_ino_remap(&t) == 0 && t.ino_remap, "renumbering turns remapping on");
+	ok(node_ino_to_kernel(&t, 2) == 23 && node_ino_to_kernel(&t, 23) == 24,
+	   "held nodes show the numbers the kernel first saw");
+	ok(node_ino_to_kernel(&t, 24) != 24 && node_ino_to_kernel(&t, 24) != 23 &&
+		   node_ino_to_kernel(&t, 24) == node_ino_to_kernel(&t, 24),
+	   "an object whose new number a held node keeps gets a stable number of its own");
+	ok(node_ino_to_kernel(&t, 99) == 99, "other numbers pass");
+	e = entry(0x22, S_IFREG);
+	e.attr.ino = 24;
+	c = node_learn(&t, FUSE_ROOT_ID, "c", &e, &err);
+	ok(c && c->k_ino == node_ino_to_kernel(&t, 24) && e.attr.ino == c->k_ino &&
+		   c->k_ino != b->k_ino,
+	   "a new node never shows a number another node keeps");
+	e = entry(0x20, S_IFREG);
+	e.attr.ino = 2;
+	ok(node_learn(&t, FUSE_ROOT_ID, "a", &e, &err) == a && e.attr.ino == 23,
+	   "entries for a held node are rewritten to its first number");
+	node_lose(&t, b, &did, &fwd);
+	ok(b->lost && fwd == 1 && did == 0x21 && node_to_daemon(&t, b->kid, &did) == -ESTALE,
+	   "a node found to be another object is lost, its lookup given back");
 	node_table_free(&t);
 	return tap_done();
 }
