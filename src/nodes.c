@@ -195,6 +195,7 @@ void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fw
 			idmap_del(&t->by_did, n->did);
 	}
 	n->lost = true;
+	n->replaced = true;
 }
 
 static void node_free(struct node_table *t, struct node *n)

@@ -29,6 +29,7 @@ struct node {
 	uint64_t d_ino;		/* the daemon's inode number for it; meaningful like did */
 	uint64_t d_gen;		/* the daemon's generation for it; meaningful like did */
 	bool lost;		/* could not be found again after a restart: requests get ESTALE */
+	bool replaced;		/* lost because its name now names another object */
 	bool deferred;		/* recovery waits for another directory before looking again */
 };
 

@@ -1116,6 +1116,29 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 }
 
 /*
+ * Whether the name a removing or renaming request @req acts on now names another object than
+ * the one the kernel meant: recovery found the node under that name to be another object
+ * (decide_identity()). Repeating the request would remove or move that other object, and
+ * whether the dead daemon acted on the first one cannot be told.
+ */
+static bool renamed_away(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	const char *names[2];
+	struct node *n;
+	bool lost;
+
+	if (request_names(req, op, names) < 0)
+		return false;
+	pthread_mutex_lock(&p->lock);
+	n = node_find(&p->nodes, req->knode, names[0]);
+	lost = n && n->replaced;
+	pthread_mutex_unlock(&p->lock);
+	if (lost)
+		log_settle(req, "its name now names another object", "not repeated");
+	return lost;
+}
+
+/*
  * RP_RENAME: send again; an error with the source name gone and the target naming an object of
  * the source's type, proven changed while the dead daemon held the request (a rename changes
  * the moved object's ctime), means the dead daemon renamed it.
@@ -1123,13 +1146,16 @@ static struct msg *settle_exists(struct proxy *p, struct msg *req, const struct 
 static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct op_info *op,
 				 int64_t deadline, int *err)
 {
-	struct msg *reply = call_request(p, req, op, deadline, err), *src, *dst, *answer;
+	struct msg *reply, *src, *dst, *answer;
 	const char *names[2];
 	struct node *n;
 	uint32_t type = 0;
 	enum when w;
 	int e, lerr;
 
+	if (renamed_away(p, req, op))
+		return unproven(req, WHEN_UNKNOWN, -EIO);
+	reply = call_request(p, req, op, deadline, err);
 	if (!reply)
 		return NULL;
 	e = reply_error(reply);
@@ -1226,7 +1252,7 @@ static int xattr_is(struct proxy *p, struct msg *req, int64_t deadline)
 static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struct op_info *op,
 				   int64_t deadline, int *err)
 {
-	struct msg *reply = call_request(p, req, op, deadline, err);
+	struct msg *reply;
 	const void *b = req->data + sizeof(struct fuse_in_header);
 	uint32_t opcode = msg_in(req)->opcode;
 	bool removal = opcode == FUSE_UNLINK || opcode == FUSE_RMDIR;
@@ -1234,6 +1260,9 @@ static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struc
 	enum when w;
 	int e, r;
 
+	if (removal && renamed_away(p, req, op))
+		return unproven(req, WHEN_UNKNOWN, -EIO);
+	reply = call_request(p, req, op, deadline, err);
 	if (!reply)
 		return NULL;
 	e = reply_error(reply);
@@ -1577,7 +1606,7 @@ static bool is_append_write(struct proxy *p, struct msg *req, const struct op_in
 		return false;
 	pthread_mutex_lock(&p->lock);
 	h = handle_get(&p->handles, req->kfh);
-	append = h && (h->flags & O_APPEND);
+	append = h && !positioned_write(p, h, req);
 	pthread_mutex_unlock(&p->lock);
 	return append;
 }
