@@ -62,6 +62,11 @@ expect_usage "conflicting -o suid,nosuid" "$M" -o suid,nosuid -- "$TESTFS" --bac
 expect_usage "bad max_read" "$M" -o max_read=banana -- "$TESTFS" --backing="$B" {}
 expect_usage "unknown option" "$M" --no-such-option -- "$TESTFS" --backing="$B" {}
 expect_usage "unknown mode" "$M" --mode=bogus -- "$TESTFS" --backing="$B" {}
+expect_usage "bad --write-window suffix" "$M" --write-window=12X -- "$TESTFS" --backing="$B" {}
+expect_usage "negative --write-window" "$M" --write-window=-1 -- "$TESTFS" --backing="$B" {}
+expect_usage "huge --write-window-total" "$M" --write-window-total=2000G -- "$TESTFS" --backing="$B" {}
+grep -q "expected a size in bytes" "$FK_LOG" || fail "bad sizes: the message does not say what was expected"
+expect_usage "--exclusive takes no value" "$M" --exclusive=yes -- "$TESTFS" --backing="$B" {}
 
 # No COMMAND at all (fk_start needs one, so run the keeper directly).
 out=$(timeout 15 "$FK" "$M" -- 2>&1 </dev/null)
