@@ -920,13 +920,13 @@ static enum when changed_when(struct proxy *p, const struct msg *req, const stru
 	slack = p->clock_slack_ns;
 	samples = p->clock_samples;
 	pthread_mutex_unlock(&p->lock);
-	if (!req->sent_ns || !samples || slack > MAX_CLOCK_SLACK_NS)
-		return WHEN_UNKNOWN;
 	/*
 	 * Twice what was seen, and at least two ticks of the clock Linux stamps files with (a
 	 * file's time lags the real one by up to a tick): a few samples may not show the worst.
 	 */
 	slack = MAX(2 * slack, 2 * coarse_tick_ns());
+	if (!req->sent_ns || !samples || slack > MAX_CLOCK_SLACK_NS)
+		return WHEN_UNKNOWN;
 	if (t + slack < req->sent_ns)
 		return WHEN_BEFORE;
 	if (t - slack > p->death_ns)
@@ -1568,7 +1568,11 @@ static int replay_window(struct proxy *p, struct handle *h, int64_t deadline)
 		if (!reply || reply_error(reply)) {
 			char why[96];
 
-			snprintf(why, sizeof(why), "writing %u bytes again failed: %s", w->len,
+			const struct fuse_write_in *in =
+				(const void *)(w->data + sizeof(struct fuse_in_header));
+
+			snprintf(why, sizeof(why), "writing %u bytes at %" PRIu64 " again failed: %s",
+				 in->size, (uint64_t)in->offset,
 				 strerror(-(reply ? reply_error(reply) : err)));
 			lose_window(p, h, why);
 		} else {
