@@ -11,8 +11,12 @@
 /* Kids the keeper hands out itself start here, far from what daemons use (pointers, counters). */
 #define KID_BASE 0x7f00000000000000ULL
 
-/* Inode numbers the keeper hands out itself, when a daemon's clash with ones the kernel keeps. */
-#define KINO_BASE 0x7e00000000000000ULL
+/*
+ * Inode numbers the keeper hands out itself, when a daemon's clash with ones the kernel keeps:
+ * below 2^32, so that 32-bit programs without large-file support can still stat them, and far
+ * above what the counting daemons that need remapping reach (libfuse counts up from 2).
+ */
+#define KINO_BASE 0xf0000000ULL
 
 static uint64_t name_hash(uint64_t parent, const char *name)
 {

@@ -165,6 +165,11 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
 int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
 		    void *arg);
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
+/*
+ * Queues @m, a notification for the kernel with the kernel's node IDs (takes ownership), for
+ * the notifier thread; @name is for logs. Waits up to 1 s for room, then drops it.
+ */
+void queue_notification(struct proxy *p, struct msg *m, const char *name);
 
 /* recover.c */
 /* A create's reply: how the store's clock agrees with the keeper's. Under the lock. */

@@ -437,6 +437,25 @@ static int retry_deferred(struct proxy *p, struct node **v, size_t *n, int64_t d
 }
 
 /*
+ * Tells the kernel to drop what it caches of node @kid (attributes and pages), so that what
+ * it has of an object the node no longer is does not answer for it. Through the notifier
+ * thread: dropping pages waits for reads in flight, which wait for this recovery.
+ */
+static void invalidate_node(struct proxy *p, uint64_t kid)
+{
+	struct fuse_notify_inval_inode_out in = { .ino = kid, .off = 0, .len = 0 };
+	size_t len = sizeof(struct fuse_out_header) + sizeof(in);
+	struct msg *m = msg_get(len);
+
+	if (!m)
+		return;
+	m->len = len;
+	*msg_out(m) = (struct fuse_out_header){ .len = len, .error = FUSE_NOTIFY_INVAL_INODE };
+	memcpy(m->data + sizeof(struct fuse_out_header), &in, sizeof(in));
+	queue_notification(p, m, "INVAL_INODE");
+}
+
+/*
  * After every node was looked up again: were the daemon's inode numbers kept? A daemon that
  * numbers inodes by the backing store's (passthrough_ll, testfs, ceph-fuse) gives every node
  * its old number back, and one whose number differs now names another object: it is lost
@@ -467,6 +486,7 @@ static int decide_identity(struct proxy *p)
 			log_warn("Node %" PRIu64 " (\"%s\") now names another object (inode %" PRIu64
 				 " was %" PRIu64 " before the restart): requests for it fail with "
 				 "ESTALE", n->kid, n->name ? n->name : "", n->d_ino, n->k_ino);
+			invalidate_node(p, n->kid);
 		}
 	} else {
 		p->ino_mode = INO_UNSTABLE;
@@ -761,8 +781,8 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 				h->lost = true;
 				p->lost_handles++;
 				log_warn("Handle %" PRIu64 " of node %" PRIu64 " cannot be opened again: "
-					 "%s; requests on it now fail with EIO", h->kfh, h->node,
-					 strerror(-err));
+					 "%s; requests on it now fail with %s", h->kfh, h->node,
+					 strerror(-err), err == -ESTALE ? "ESTALE" : "EIO");
 				continue;
 			}
 			h->dfh = o->fh;

@@ -972,6 +972,12 @@ static int d2k_notify(struct proxy *p, struct msg *m)
 		log_warn("Out of memory: dropping the daemon's %s notification", ni->name);
 		return 0;
 	}
+	queue_notification(p, copy, ni->name);
+	return 0;
+}
+
+void queue_notification(struct proxy *p, struct msg *copy, const char *name)
+{
 	pthread_mutex_lock(&p->nq_lock);
 	if (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX) {
 		/* The kernel is not keeping up: the daemon waits, as it would on /dev/fuse. */
@@ -983,9 +989,9 @@ static int d2k_notify(struct proxy *p, struct msg *m)
 		if (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX) {
 			pthread_mutex_unlock(&p->nq_lock);
 			log_warn("%d notifications wait for the kernel: dropping a %s", NOTIFY_QUEUE_MAX,
-				 ni->name);
+				 name);
 			msg_put(copy);
-			return 0;
+			return;
 		}
 	}
 	copy->next = NULL;
@@ -994,7 +1000,6 @@ static int d2k_notify(struct proxy *p, struct msg *m)
 	p->nq_seq_in++;
 	pthread_cond_broadcast(&p->nq_cond);
 	pthread_mutex_unlock(&p->nq_lock);
-	return 0;
 }
 
 static void *notifier_main(void *arg)
