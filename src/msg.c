@@ -61,6 +61,8 @@ void msg_put(struct msg *m)
 
 	if (!m)
 		return;
+	free(m->before);
+	m->before = NULL;
 	p = m->cap == MSG_SMALL ? &small : m->cap == big.cap ? &big : NULL;
 	if (p) {
 		pthread_mutex_lock(&p->lock);

@@ -1300,7 +1300,12 @@ static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struc
 		log_settle(req, "the dead daemon removed it: answering success", "--exclusive");
 		return make_reply(0, NULL, 0);
 	}
-	r = getattr_node(p, req->knode, &attr, deadline);
+	if (removal && req->before) {
+		attr = *req->before;
+		r = 0;
+	} else {
+		r = getattr_node(p, req->knode, &attr, deadline);
+	}
 	if (fatal(r)) {
 		*err = r;
 		return NULL;
@@ -1727,6 +1732,39 @@ static void collect_request(uint64_t key, void *val, void *arg)
 	l->v[l->n++] = val;
 }
 
+static bool is_removal(const struct msg *req)
+{
+	uint32_t opcode = ((const struct fuse_in_header *)req->data)->opcode;
+
+	return opcode == FUSE_UNLINK || opcode == FUSE_RMDIR;
+}
+
+/*
+ * A removal's proof is its directory's ctime (settle_tolerate()), which any replay into that
+ * directory moves past the death: read it for every removal before anything is replayed.
+ * Returns 0 or a fatal error.
+ */
+static int note_removals(struct proxy *p, struct req_list *l, int64_t deadline)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct msg *req = l->v[i];
+		struct fuse_attr a;
+		int r;
+
+		if (!is_removal(req) || req->before)
+			continue;
+		r = getattr_node(p, req->knode, &a, deadline);
+		if (fatal(r))
+			return r;
+		if (r == 0) {
+			req->before = malloc(sizeof(a));
+			if (req->before)
+				*req->before = a;
+		}
+	}
+	return 0;
+}
+
 /*
  * Settles every request the dead daemon left unanswered. The ones that need a decision are
  * settled here, one by one; the rest are sent again as they were, at the moment the relay
@@ -1741,6 +1779,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	idmap_each(&p->inflight, collect_request, &l);
 	pthread_mutex_unlock(&p->lock);
 
+	r = note_removals(p, &l, deadline);
 	for (size_t i = 0; i < l.n && r == 0; i++) {
 		struct msg *req = l.v[i], *reply = NULL;
 		const struct op_info *op = op_get(msg_in(req)->opcode);
