@@ -161,6 +161,32 @@ static struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, 
 	return reply;
 }
 
+/*
+ * Sends the keeper's own @opcode request (@arg, then @name if not NULL) about the kernel's node
+ * @kid to the current daemon and waits for the answer. Returns the reply (caller frees; its
+ * error field may be set) or NULL with -errno in *err (-ESTALE: the node is not known to it).
+ */
+static struct msg *call_node(struct proxy *p, uint32_t opcode, uint64_t kid, const void *arg,
+			     size_t arglen, const char *name, int64_t deadline, int *err)
+{
+	struct msg *req, *reply;
+	uint64_t did;
+
+	pthread_mutex_lock(&p->lock);
+	*err = node_to_daemon(&p->nodes, kid, &did);
+	pthread_mutex_unlock(&p->lock);
+	if (*err < 0)
+		return NULL;
+	req = make_request(opcode, did, arg, arglen, name);
+	if (!req) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	reply = call_one(p, req, deadline, err);
+	msg_put(req);
+	return reply;
+}
+
 static int reply_error(const struct msg *r)
 {
 	return ((const struct fuse_out_header *)r->data)->error;
@@ -834,21 +860,8 @@ static struct msg *call_request(struct proxy *p, struct msg *req, const struct o
 static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *name,
 			       int64_t deadline, int *err)
 {
-	struct msg *req, *reply;
-	uint64_t did;
+	struct msg *reply = call_node(p, FUSE_LOOKUP, kparent, NULL, 0, name, deadline, err);
 
-	pthread_mutex_lock(&p->lock);
-	*err = node_to_daemon(&p->nodes, kparent, &did);
-	pthread_mutex_unlock(&p->lock);
-	if (*err < 0)
-		return NULL;
-	req = make_request(FUSE_LOOKUP, did, NULL, 0, name);
-	if (!req) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	reply = call_one(p, req, deadline, err);
-	msg_put(req);
 	if (reply && reply_error(reply)) {
 		*err = reply_error(reply);
 		msg_put(reply);
@@ -1226,8 +1239,7 @@ static int xattr_is(struct proxy *p, struct msg *req, int64_t deadline)
 	size_t blen = req->len - sizeof(struct fuse_in_header), nlen, len;
 	const char *name = (const char *)si + off, *value;
 	struct fuse_getxattr_in gin = { .size = si->size + 1 };
-	struct msg *greq, *reply;
-	uint64_t did;
+	struct msg *reply;
 	int r;
 
 	if (off >= blen || !memchr(name, '\0', blen - off))
@@ -1236,14 +1248,7 @@ static int xattr_is(struct proxy *p, struct msg *req, int64_t deadline)
 	value = name + nlen;
 	if (off + nlen + si->size > blen)
 		return -EIO;
-	pthread_mutex_lock(&p->lock);
-	r = node_to_daemon(&p->nodes, req->knode, &did);
-	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
-		return -EIO;
-	greq = make_request(FUSE_GETXATTR, did, &gin, sizeof(gin), name);
-	reply = greq ? call_one(p, greq, deadline, &r) : NULL;
-	msg_put(greq);
+	reply = call_node(p, FUSE_GETXATTR, req->knode, &gin, sizeof(gin), name, deadline, &r);
 	if (!reply)
 		return fatal(r) ? r : -EIO;
 	r = reply_error(reply);
@@ -1352,22 +1357,11 @@ static bool positioned_write(struct proxy *p, const struct handle *h, struct msg
 /* The attributes of the kernel's node @kid as the current daemon sees them. */
 static int getattr_node(struct proxy *p, uint64_t kid, struct fuse_attr *attr, int64_t deadline)
 {
-	struct fuse_getattr_in in = { 0 };
-	struct msg *req, *reply;
-	uint64_t did;
-	size_t len;
 	int r;
+	struct fuse_getattr_in in = { 0 };
+	struct msg *reply = call_node(p, FUSE_GETATTR, kid, &in, sizeof(in), NULL, deadline, &r);
+	size_t len;
 
-	pthread_mutex_lock(&p->lock);
-	r = node_to_daemon(&p->nodes, kid, &did);
-	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
-		return r;
-	req = make_request(FUSE_GETATTR, did, &in, sizeof(in), NULL);
-	if (!req)
-		return -ENOMEM;
-	reply = call_one(p, req, deadline, &r);
-	msg_put(req);
 	if (!reply)
 		return r;
 	r = reply_error(reply);
@@ -1387,42 +1381,31 @@ static ssize_t read_node(struct proxy *p, uint64_t kid, uint64_t off, char *buf,
 			 int64_t deadline)
 {
 	struct fuse_open_in oin = { .flags = O_RDONLY };
-	struct fuse_release_in rin = { 0 };
-	struct msg *req, *reply;
-	uint64_t did, fh;
+	struct fuse_release_in rin = { .flags = O_RDONLY };
+	struct msg *reply;
 	size_t got = 0, n;
-	int r;
+	int r, rr;
 
-	pthread_mutex_lock(&p->lock);
-	r = node_to_daemon(&p->nodes, kid, &did);
-	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
-		return r;
-	req = make_request(FUSE_OPEN, did, &oin, sizeof(oin), NULL);
-	reply = req ? call_one(p, req, deadline, &r) : NULL;
-	msg_put(req);
+	reply = call_node(p, FUSE_OPEN, kid, &oin, sizeof(oin), NULL, deadline, &r);
 	if (!reply)
-		return req ? r : -ENOMEM;
+		return r;
 	r = reply_error(reply);
 	if (!r && (reply_body(reply, &n), n != sizeof(struct fuse_open_out)))
 		r = -EPROTO;
-	fh = r ? 0 : ((struct fuse_open_out *)reply_body(reply, &n))->fh;
+	rin.fh = r ? 0 : ((struct fuse_open_out *)reply_body(reply, &n))->fh;
 	msg_put(reply);
 	if (r)
 		return r;
 	while (got < len) {
-		struct fuse_read_in in = { .fh = fh, .offset = off + got,
+		struct fuse_read_in in = { .fh = rin.fh, .offset = off + got,
 					   .size = MIN(len - got, (size_t)READ_CHUNK),
 					   .flags = O_RDONLY };
 
-		req = make_request(FUSE_READ, did, &in, sizeof(in), NULL);
-		reply = req ? call_one(p, req, deadline, &r) : NULL;
-		msg_put(req);
-		if (!reply) {
-			r = req ? r : -ENOMEM;
+		reply = call_node(p, FUSE_READ, kid, &in, sizeof(in), NULL, deadline, &r);
+		if (!reply)
 			break;
-		}
 		r = reply_error(reply);
+		n = 0;
 		if (!r) {
 			const void *b = reply_body(reply, &n);
 
@@ -1434,17 +1417,9 @@ static ssize_t read_node(struct proxy *p, uint64_t kid, uint64_t off, char *buf,
 		if (r || n < in.size)
 			break;
 	}
-	rin.fh = fh;
-	rin.flags = O_RDONLY;
-	req = make_request(FUSE_RELEASE, did, &rin, sizeof(rin), NULL);
-	if (req) {
-		int rr;
-
-		msg_put(call_one(p, req, deadline, &rr));
-		msg_put(req);
-		if (fatal(rr) && !r)
-			r = rr;
-	}
+	msg_put(call_node(p, FUSE_RELEASE, kid, &rin, sizeof(rin), NULL, deadline, &rr));
+	if (fatal(rr) && !r)
+		r = rr;
 	return r ? r : (ssize_t)got;
 }
 

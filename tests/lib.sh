@@ -500,36 +500,86 @@ trap fk_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# holder_start PATH: starts a process that holds PATH open for reading (tracked as
-# "holder"); holder_read makes it read the file from offset 0 through that same fd
-# and prints "read DATA" or "error MESSAGE"; holder_stop ends it.
+# The fd holder: a process that keeps a file open across daemon kills and
+# answers commands through that same fd.
+#   holder_start NAME PATH [ro]  opens PATH (O_RDWR, or O_RDONLY with ro); its
+#                                output is $T/holder-NAME.out
+#   holder NAME CMD [ARG]        sends CMD and prints the holder's answer:
+#     read          -> "read DATA" (up to 64 bytes from offset 0; newlines as \n)
+#     write DATA    -> "wrote N"   (DATA at offset 0; \n in DATA for a newline)
+#     fstat         -> "ino N"
+#   or, when the call fails, "error ENAME" (the errno's name, e.g. ESTALE).
+#   holder_stop NAME             makes it exit.
+# A request stuck in the mount makes holder fail after 10 s rather than hang.
+declare -A _holder_pid _holder_fd
+_holder_script() {
+	[ -e "$T/holder.pl" ] && return
+	cat >"$T/holder.pl" <<'EOF'
+use strict;
+use Fcntl qw(O_RDWR O_RDONLY SEEK_SET);
+use Errno ();
+sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } return "errno$e" }
+sysopen(my $f, $ARGV[0], $ARGV[2] eq "ro" ? O_RDONLY : O_RDWR) or die "open $ARGV[0]: $!\n";
+open(my $in, "<", $ARGV[1]) or die "fifo: $!\n";
+$| = 1;
+print "open\n";
+while (my $l = <$in>) {
+	chomp $l;
+	my ($cmd, $arg) = split / /, $l, 2;
+	my $out;
+	if ($cmd eq "read") {
+		my $buf;
+		my $n = sysseek($f, 0, SEEK_SET) ? sysread($f, $buf, 64) : undef;
+		if (defined $n) { $buf =~ s/\n/\\n/g; $out = "read $buf" }
+	} elsif ($cmd eq "write") {
+		$arg =~ s/\\n/\n/g;
+		my $n = sysseek($f, 0, SEEK_SET) ? syswrite($f, $arg) : undef;
+		$out = "wrote $n" if defined $n;
+	} elsif ($cmd eq "fstat") {
+		my @st = stat($f);
+		$out = "ino $st[1]" if @st;
+	} elsif ($cmd eq "quit") {
+		exit 0;
+	} else { die "holder: unknown command $cmd\n" }
+	print defined $out ? "$out\n" : "error " . ename() . "\n";
+}
+EOF
+}
+
 holder_start() {
-	mkfifo "$T/holder.in" || fail "mkfifo failed"
-	run_bg holder perl -e '
-		open(my $f, "<", $ARGV[0]) or die "open: $!";
-		open(my $in, "<", $ARGV[1]) or die "fifo: $!";
-		$| = 1;
-		while (<$in>) { my $buf; sysseek($f, 0, 0); my $n = sysread($f, $buf, 64);
-			print defined $n ? "read $buf\n" : "error $!\n"; }
-	' "$1" "$T/holder.in"
-	HOLDER_PID=$BG_PID
-	exec 7>"$T/holder.in"
+	local name=$1 path=$2 mode=${3:-rw} fd
+	_holder_script
+	mkfifo "$T/holder-$name.in" || fail "mkfifo failed"
+	# Opened read-write: never blocks, and the holder sees no EOF before holder_stop.
+	exec {fd}<>"$T/holder-$name.in"
+	run_bg "holder-$name" perl "$T/holder.pl" "$path" "$T/holder-$name.in" "$mode"
+	_holder_pid[$name]=$BG_PID
+	_holder_fd[$name]=$fd
+	wait_match "$T/holder-$name.out" '^open$' 10 >/dev/null ||
+		fail "the holder of $path did not open it: $(cat "$T/holder-$name.err")"
 }
 
-holder_read() {
-	local n deadline=$(($(now_ms) + 10000))
-	n=$(wc -l <"$T/holder.out")
-	echo go >&7
-	while [ "$(wc -l <"$T/holder.out")" -le "$n" ]; do
-		[ "$(now_ms)" -lt "$deadline" ] || fail "the holder did not answer"
-		sleep 0.05
+holder() {
+	local name=$1 n deadline=$(($(now_ms) + 10000))
+	shift
+	n=$(wc -l <"$T/holder-$name.out")
+	echo "$*" >&"${_holder_fd[$name]}"
+	while [ "$(wc -l <"$T/holder-$name.out")" -le "$n" ]; do
+		pid_alive "${_holder_pid[$name]}" ||
+			fail "the $name holder died: $(cat "$T/holder-$name.err")"
+		[ "$(now_ms)" -lt "$deadline" ] || fail "the $name holder did not answer '$*' within 10 s"
+		sleep 0.02
 	done
-	tail -n 1 "$T/holder.out"
+	tail -n 1 "$T/holder-$name.out"
 }
 
+# Every holder inherited the fifos opened before it: it is told to quit, not
+# left to wait for an EOF that would not come.
 holder_stop() {
-	exec 7>&-
-	wait_pid "$HOLDER_PID" 10 || fail "the holder did not exit"
+	local fd=${_holder_fd[$1]}
+	echo quit >&"$fd"
+	exec {fd}>&-
+	wait_pid "${_holder_pid[$1]}" 10 || fail "the $1 holder did not exit"
 }
 
 # fk_umount_exit STATUS: unmounts $M and checks that the keeper then exits with STATUS.

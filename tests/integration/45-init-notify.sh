@@ -24,8 +24,8 @@ fk_wait READY || fail "the keeper never became READY"
 printf 'aaaa' >"$M/notify" || fail "writing $M/notify failed"
 
 # A process that keeps the file open and reads it through that fd on demand.
-holder_start "$M/notify"
-[ "$(holder_read)" = "read aaaa" ] || fail "the holder read '$(tail -n 1 "$T/holder.out")' before any kill"
+holder_start h "$M/notify" ro
+[ "$(holder h read)" = "read aaaa" ] || fail "the holder read '$(tail -n 1 "$T/holder-h.out")' before any kill"
 
 # 1. An incompatible INIT answer is a failed start, logged with the difference.
 touch "$T/small"
@@ -38,12 +38,12 @@ fk_wait RECOVERED "" 60 || fail "no daemon took over once INIT was answered as b
 
 # 2. A notification from the restarted daemon carries its own node ID for the file.
 setfattr -n user.fktest.store -v bbbb "$M/notify" || fail "the store trigger failed"
-out=$(holder_read)
+out=$(holder h read)
 log "after NOTIFY_STORE: $out (backing file: $(cat "$B/notify"))"
 [ "$out" = "read bbbb" ] || fail "the stored data did not reach the kernel's cache: $out"
 [ "$(cat "$B/notify")" = aaaa ] || fail "the backing file changed"
 
-holder_stop
+holder_stop h
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

@@ -21,8 +21,8 @@ mkdir -p "$M/a" "$M/b/c/d" || fail "mkdir through the mount failed"
 printf 'xdata' >"$M/a/x" || fail "writing $M/a/x failed"
 
 # A process holding a/x open, reading it through that fd on demand.
-holder_start "$M/a/x"
-[ "$(holder_read)" = "read xdata" ] || fail "the holder could not read before the kill"
+holder_start h "$M/a/x" ro
+[ "$(holder h read)" = "read xdata" ] || fail "the holder could not read before the kill"
 
 fk_mark
 old=$(fk_daemon_pid)
@@ -33,7 +33,7 @@ try_cmd 30 perl -e 'rename($ARGV[0], $ARGV[1]) or die "rename: $!\n"' "$M/a/x" "
 fk_wait EXIT "$old" 30 || fail "no EXIT for daemon $old"
 fk_wait RECOVERED "" 30 || fail "no RECOVERED"
 
-out=$(holder_read)
+out=$(holder h read)
 log "holder after the restart: $out"
 [ "$out" = "read xdata" ] || fail "the open file does not work after the restart: $out"
 grep -q "cannot be found again\|cannot be opened again" "$FK_LOG" &&
@@ -41,7 +41,7 @@ grep -q "cannot be found again\|cannot be opened again" "$FK_LOG" &&
 [ "$(cat "$M/b/c/d/x")" = xdata ] || fail "b/c/d/x does not hold the data"
 [ ! -e "$M/a/x" ] && [ ! -e "$B/a/x" ] || fail "a/x still exists"
 
-holder_stop
+holder_stop h
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

@@ -41,81 +41,7 @@ mkdir "$M" "$B"
 fk_start "$M" --max-restarts=100 -- "$TESTFS" --backing="$B" --fail-start-if="$GATE" {}
 fk_wait READY || fail "the keeper never became READY"
 
-# ---- processes holding a file open read-write -------------------------------
-
-# rw_start NAME PATH: starts a process holding PATH open O_RDWR; rw NAME CMD
-# makes it run one command through that fd and prints its answer:
-#   read            -> "read DATA" (64 bytes from offset 0, "\n" shown as \n)
-#   write DATA      -> "wrote N"   (pwrite of DATA, "\n" given as \n, at offset 0)
-#   fstat           -> "ino N"
-#   quit            -> exits (rw_stop)
-# or, when the call fails, "error ENAME" (the errno's name, e.g. ESTALE).
-declare -A rw_pid rw_fd
-cat >"$T/rw.pl" <<'EOF'
-use strict;
-use Fcntl qw(O_RDWR SEEK_SET);
-use Errno ();
-sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } return "errno$e" }
-sysopen(my $f, $ARGV[0], O_RDWR) or die "open $ARGV[0]: $!\n";
-open(my $in, "<", $ARGV[1]) or die "fifo: $!\n";
-$| = 1;
-print "open\n";
-while (my $l = <$in>) {
-	chomp $l;
-	my ($cmd, $arg) = split / /, $l, 2;
-	my $out;
-	if ($cmd eq "read") {
-		my $buf;
-		my $n = sysseek($f, 0, SEEK_SET) ? sysread($f, $buf, 64) : undef;
-		if (defined $n) { $buf =~ s/\n/\\n/g; $out = "read $buf" }
-	} elsif ($cmd eq "write") {
-		$arg =~ s/\\n/\n/g;
-		my $n = sysseek($f, 0, SEEK_SET) ? syswrite($f, $arg) : undef;
-		$out = "wrote $n" if defined $n;
-	} elsif ($cmd eq "fstat") {
-		my @st = stat($f);
-		$out = "ino $st[1]" if @st;
-	} elsif ($cmd eq "quit") {
-		exit 0;
-	} else { die "rw: unknown command $cmd\n" }
-	print defined $out ? "$out\n" : "error " . ename() . "\n";
-}
-EOF
-rw_start() {
-	local name=$1 path=$2 fd
-	mkfifo "$T/rw-$name.in" || fail "mkfifo failed"
-	# Opened read-write: never blocks, and the holder never sees EOF before rw_stop.
-	exec {fd}<>"$T/rw-$name.in"
-	run_bg "rw-$name" perl "$T/rw.pl" "$path" "$T/rw-$name.in"
-	rw_pid[$name]=$BG_PID
-	rw_fd[$name]=$fd
-	wait_match "$T/rw-$name.out" '^open$' 10 >/dev/null ||
-		fail "the holder of $path did not open it: $(cat "$T/rw-$name.err")"
-}
-
-# The answer is the holder's next output line; a request stuck in the mount
-# makes this fail after 10 s rather than hang.
-rw() {
-	local name=$1 n deadline=$(($(now_ms) + 10000))
-	shift
-	n=$(wc -l <"$T/rw-$name.out")
-	echo "$*" >&"${rw_fd[$name]}"
-	while [ "$(wc -l <"$T/rw-$name.out")" -le "$n" ]; do
-		pid_alive "${rw_pid[$name]}" || fail "the $name holder died: $(cat "$T/rw-$name.err")"
-		[ "$(now_ms)" -lt "$deadline" ] || fail "the $name holder did not answer '$*' within 10 s"
-		sleep 0.02
-	done
-	tail -n 1 "$T/rw-$name.out"
-}
-
-# Every holder inherited the fifos opened before it: it is told to quit, not
-# left to see an EOF that would not come.
-rw_stop() {
-	local fd=${rw_fd[$1]}
-	echo quit >&"$fd"
-	exec {fd}>&-
-	wait_pid "${rw_pid[$1]}" 10 || fail "the $1 holder did not exit"
-}
+# ---- helpers (the fd holders are lib.sh's) -----------------------------------
 
 # expect WHAT GOT WANT
 expect() {
@@ -147,12 +73,12 @@ done
 # but f keep their numbers, which tells the keeper they are stable.
 stat "$M/d" "$M"/d/s* >/dev/null || fail "stat through the mount failed"
 
-rw_start f "$M/f"
-rw_start g "$M/g"
-expect "f before any kill" "$(rw f read)" 'read old\n'
-expect "g before any kill" "$(rw g read)" 'read gdata\n'
+holder_start f "$M/f"
+holder_start g "$M/g"
+expect "f before any kill" "$(holder f read)" 'read old\n'
+expect "g before any kill" "$(holder g read)" 'read gdata\n'
 ino_f_old=$(stat -c %i "$B/f")
-expect "st_ino of f's held fd before any kill" "$(rw f fstat)" "ino $ino_f_old"
+expect "st_ino of f's held fd before any kill" "$(holder f fstat)" "ino $ino_f_old"
 
 # ---- round 1: f re-bound while the daemon is down ------------------------------
 
@@ -190,7 +116,7 @@ bad=
 f_op() {
 	local what=$1 want=$2 out
 	shift 2
-	out=$(rw f "$@")
+	out=$(holder f "$@")
 	if [[ $out =~ ^($want)$ ]]; then
 		log "round 1: $what through f's held fd: $out"
 	else
@@ -210,9 +136,9 @@ content "$B/f" $'NEW content\n'
 content "$B/keep" $'old\n'
 
 # Control: g was not replaced and keeps working through its held fd.
-expect "round 1: read through g's held fd" "$(rw g read)" 'read gdata\n'
-expect "round 1: write through g's held fd" "$(rw g write GDATA\\n)" "wrote 6"
-expect "round 1: read back through g's held fd" "$(rw g read)" 'read GDATA\n'
+expect "round 1: read through g's held fd" "$(holder g read)" 'read gdata\n'
+expect "round 1: write through g's held fd" "$(holder g write GDATA\\n)" "wrote 6"
+expect "round 1: read back through g's held fd" "$(holder g read)" 'read GDATA\n'
 content "$B/g" $'GDATA\n'
 content "$M/d/s3" $'3\n'
 
@@ -248,18 +174,18 @@ fk_wait RECOVERED "" 30 >/dev/null || fail "round 2: no RECOVERED"
 log "round 2: $FK_LINE"
 [ "$(lost_lines)" = 1 ] ||
 	fail "a plain kill lost a node: $(grep 'now names another object' "$FK_LOG")"
-expect "round 2: read through g's held fd" "$(rw g read)" 'read GDATA\n'
-expect "round 2: write through g's held fd" "$(rw g write g-two\\n)" "wrote 6"
-expect "round 2: read back through g's held fd" "$(rw g read)" 'read g-two\n'
-expect "round 2: fstat of g's held fd" "$(rw g fstat)" "ino $(stat -c %i "$B/g")"
+expect "round 2: read through g's held fd" "$(holder g read)" 'read GDATA\n'
+expect "round 2: write through g's held fd" "$(holder g write g-two\\n)" "wrote 6"
+expect "round 2: read back through g's held fd" "$(holder g read)" 'read g-two\n'
+expect "round 2: fstat of g's held fd" "$(holder g fstat)" "ino $(stat -c %i "$B/g")"
 content "$B/g" $'g-two\n'
-expect "round 2: read through f's held fd" "$(rw f read)" "error ESTALE"
+expect "round 2: read through f's held fd" "$(holder f read)" "error ESTALE"
 content "$B/f" $'NEW content\n'
 content "$M/f" $'NEW content\n'
 content "$B/keep" $'old\n'
 
-rw_stop f
-rw_stop g
+holder_stop f
+holder_stop g
 [ "$(fk_count GAVEUP)" = 0 ] || fail "unexpected GAVEUP"
 fk_umount_exit 0
 assert_not_mounted "$M"

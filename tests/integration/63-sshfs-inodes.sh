@@ -41,76 +41,6 @@ log "sshd on 127.0.0.1:$SSHD_PORT"
 fk_start "$M" --max-restarts=100 -- $(sshfs_cmd "$B")
 fk_wait READY >/dev/null || fail "the keeper never became READY"
 
-# ---- a process holding a file open read-write -------------------------------
-
-# rw_start PATH: starts a process holding PATH open O_RDWR; rw CMD makes it
-# run one command through that fd and prints its answer:
-#   read          -> "read DATA" (64 bytes from offset 0, "\n" shown as \n)
-#   write DATA    -> "wrote N"   (DATA, "\n" given as \n, written at offset 0)
-#   fstat         -> "ino N"
-#   quit          -> exits
-# or, when the call fails, "error ENAME" (the errno's name).
-cat >"$T/rw.pl" <<'EOF'
-use strict;
-use Fcntl qw(O_RDWR SEEK_SET);
-use Errno ();
-sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } return "errno$e" }
-sysopen(my $f, $ARGV[0], O_RDWR) or die "open $ARGV[0]: $!\n";
-open(my $in, "<", $ARGV[1]) or die "fifo: $!\n";
-$| = 1;
-print "open\n";
-while (my $l = <$in>) {
-	chomp $l;
-	my ($cmd, $arg) = split / /, $l, 2;
-	my $out;
-	if ($cmd eq "read") {
-		my $buf;
-		my $n = sysseek($f, 0, SEEK_SET) ? sysread($f, $buf, 64) : undef;
-		if (defined $n) { $buf =~ s/\n/\\n/g; $out = "read $buf" }
-	} elsif ($cmd eq "write") {
-		$arg =~ s/\\n/\n/g;
-		my $n = sysseek($f, 0, SEEK_SET) ? syswrite($f, $arg) : undef;
-		$out = "wrote $n" if defined $n;
-	} elsif ($cmd eq "fstat") {
-		my @st = stat($f);
-		$out = "ino $st[1]" if @st;
-	} elsif ($cmd eq "quit") {
-		exit 0;
-	} else { die "rw: unknown command $cmd\n" }
-	print defined $out ? "$out\n" : "error " . ename() . "\n";
-}
-EOF
-RW_FD=
-RW_PID=
-rw_start() {
-	mkfifo "$T/rw.in" || fail "mkfifo failed"
-	# Opened read-write: never blocks; the holder is told to quit, it sees no EOF.
-	exec {RW_FD}<>"$T/rw.in"
-	run_bg rw perl "$T/rw.pl" "$1" "$T/rw.in"
-	RW_PID=$BG_PID
-	wait_match "$T/rw.out" '^open$' 10 >/dev/null ||
-		fail "the holder of $1 did not open it: $(cat "$T/rw.err")"
-}
-
-# A request stuck in the mount makes this fail after 10 s rather than hang.
-rw() {
-	local n deadline=$(($(now_ms) + 10000))
-	n=$(wc -l <"$T/rw.out")
-	echo "$*" >&"$RW_FD"
-	while [ "$(wc -l <"$T/rw.out")" -le "$n" ]; do
-		pid_alive "$RW_PID" || fail "the holder died: $(cat "$T/rw.err")"
-		[ "$(now_ms)" -lt "$deadline" ] || fail "the holder did not answer '$*' within 10 s"
-		sleep 0.02
-	done
-	tail -n 1 "$T/rw.out"
-}
-
-rw_stop() {
-	echo quit >&"$RW_FD"
-	exec {RW_FD}>&-
-	wait_pid "$RW_PID" 10 || fail "the holder did not exit"
-}
-
 # ---- recorded numbers ----------------------------------------------------------
 
 # ino[PATH relative to M, "." for the root]: the st_ino the kernel was shown.
@@ -130,7 +60,7 @@ check() {
 		got=$(stat -c %i "$M/$p") || fail "$when: stat $M/$p failed"
 		[ "$got" = "${ino[$p]}" ] || fail "$when: st_ino of $p is $got, was ${ino[$p]}"
 	done
-	got=$(rw fstat)
+	got=$(holder held fstat)
 	[ "$got" = "ino ${ino[d/held]}" ] || fail "$when: fstat of the held fd: '$got', was 'ino ${ino[d/held]}'"
 	ls -i1 "$M/d" >"$T/ls.out" || fail "$when: ls -i $M/d failed"
 	for p in "${!ino[@]}"; do
@@ -139,7 +69,7 @@ check() {
 		[ "$got" = "${ino[$p]}" ] ||
 			fail "$when: ls -i lists ${p#d/} with d_ino '$got', was ${ino[$p]}: $(tr '\n' ' ' <"$T/ls.out")"
 	done
-	got=$(rw read)
+	got=$(holder held read)
 	[ "$got" = "read $HELD" ] || fail "$when: read through the held fd: '$got', expected 'read $HELD'"
 	log "$when: all ${#ino[@]} numbers as recorded; the held fd reads '$HELD'"
 }
@@ -167,7 +97,7 @@ done
 # Every content of held is 8 bytes long: each write replaces the whole file.
 printf 'round-0\n' >"$M/d/held" || fail "writing $M/d/held failed"
 HELD='round-0\n'
-rw_start "$M/d/held"
+holder_start held "$M/d/held"
 
 for p in . d d/held d/a d/b; do
 	ino[$p]=$(stat -c %i "$M/$p") || fail "stat $M/$p failed"
@@ -193,7 +123,7 @@ for round in $(seq "$ROUNDS"); do
 
 	# Through the held fd: the write reaches the new daemon.
 	HELD="round-$round\\n"
-	got=$(rw write "$HELD")
+	got=$(holder held write "$HELD")
 	[ "$got" = "wrote 8" ] || fail "round $round: write through the held fd: '$got'"
 	[ "$(cat "$B/d/held")" = "round-$round" ] ||
 		fail "round $round: the server side holds '$(cat "$B/d/held")' after the write through the held fd"
@@ -228,7 +158,7 @@ grep -q "inode numbers are stable across restarts" "$FK_LOG" &&
 grep -q 'now names another object' "$FK_LOG" &&
 	fail "the keeper lost a node: $(grep 'now names another object' "$FK_LOG")"
 
-rw_stop
+holder_stop held
 fk_clean_rounds "$ROUNDS"
 fk_umount_exit 0
 assert_not_mounted "$M"
