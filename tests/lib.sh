@@ -500,6 +500,28 @@ trap fk_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# crash_arm SPEC: the test daemon run with --crash-file=$T/crash kills itself
+# at the next operation matching SPEC (testfs's header has the syntax).  Marks the
+# event log (fk_mark) and keeps the daemon's pid in DAEMON_BEFORE, SPEC in SPEC.
+crash_arm() {
+	fk_mark
+	DAEMON_BEFORE=$(fk_daemon_pid) || fail "no daemon"
+	printf '%s\n' "$1" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash" ||
+		fail "cannot write the crash file"
+	SPEC=$1
+}
+
+# file_is PATH TEXT: true if the file at PATH holds exactly TEXT (trailing
+# newlines included); what it holds is left in FILE_GOT.
+file_is() {
+	FILE_GOT=$(cat "$1" 2>/dev/null && echo x) || {
+		FILE_GOT="(unreadable)"
+		return 1
+	}
+	FILE_GOT=${FILE_GOT%x}
+	[ "$FILE_GOT" = "$2" ]
+}
+
 # The fd holder: a process that keeps a file open across daemon kills and
 # answers commands through that same fd.
 #   holder_start NAME PATH [ro]  opens PATH (O_RDWR, or O_RDONLY with ro); its

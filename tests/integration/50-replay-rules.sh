@@ -54,13 +54,6 @@ sys() {
 		exit 1;' -- "$@"
 }
 
-# arm SPEC: the next operation matching SPEC kills the daemon.
-arm() {
-	fk_mark
-	DAEMON_BEFORE=$(fk_daemon_pid) || fail "no daemon"
-	printf '%s\n' "$1" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash" || fail "cannot write the crash file"
-	SPEC=$1
-}
 
 # crashed: the daemon died at SPEC and a new one took over.
 crashed() {
@@ -75,17 +68,14 @@ crashed() {
 op() {
 	local spec=$1
 	shift
-	arm "$spec"
+	crash_arm "$spec"
 	try_cmd 20 sys "$@" || fail "$spec: $* failed after the daemon was killed: $TRY_OUT"
 	crashed
 }
 
 # content PATH TEXT: the file at PATH holds exactly TEXT.
 content() {
-	local got
-	got=$(cat "$1" && echo x) || fail "cannot read $1"
-	got=${got%x}
-	[ "$got" = "$2" ] || fail "$1 holds '$got', expected '$2'"
+	file_is "$1" "$2" || fail "$1 holds '$FILE_GOT', expected '$2'"
 }
 
 # In both the mount and the backing dir.

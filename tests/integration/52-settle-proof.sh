@@ -140,21 +140,11 @@ end_case() {
 
 # content PATH TEXT: the file at PATH holds exactly TEXT (an outcome check).
 content() {
-	local got
-	got=$(cat "$1" && echo x) || fail "cannot read $1"
-	got=${got%x}
-	[ "$got" = "$2" ] || wrong "$1 holds '$got', expected '$2'"
+	file_is "$1" "$2" || wrong "$1 holds '$FILE_GOT', expected '$2'"
 }
 
 # ---- crash, gate, recovery -------------------------------------------------
 
-# arm SPEC: the next operation matching SPEC kills the daemon.
-arm() {
-	fk_mark
-	DAEMON_BEFORE=$(fk_daemon_pid) || fail "no daemon"
-	printf '%s\n' "$1" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash" || fail "cannot write the crash file"
-	SPEC=$1
-}
 
 gate_on() {
 	: >"$GATE" || fail "cannot create the gate $GATE"
@@ -214,7 +204,7 @@ app_result() {
 # crash_case SPEC OP ARGS...: the application's syscall meets a crash at SPEC;
 # no other client.
 crash_case() {
-	arm "$1"
+	crash_arm "$1"
 	shift
 	start_app "$@"
 	died
@@ -227,7 +217,7 @@ crash_case() {
 gated_case() {
 	local other=$2
 	gate_on
-	arm "$1"
+	crash_arm "$1"
 	shift 2
 	start_app "$@"
 	died

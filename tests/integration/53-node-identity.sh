@@ -51,10 +51,7 @@ expect() {
 
 # content PATH TEXT: the file at PATH holds exactly TEXT.
 content() {
-	local got
-	got=$(cat "$1" && echo x) || fail "cannot read $1"
-	got=${got%x}
-	[ "$got" = "$2" ] || fail "$1 holds '$got', expected '$2'"
+	file_is "$1" "$2" || fail "$1 holds '$FILE_GOT', expected '$2'"
 }
 
 lost_lines() {
