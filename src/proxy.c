@@ -161,12 +161,38 @@ static int proxy_attach(void *state, struct keeper *k)
 	return r;
 }
 
+struct death_ctx {
+	uint32_t epoch;
+	int64_t now;
+};
+
+static void note_death_one(uint64_t key, void *val, void *arg)
+{
+	struct death_ctx *c = arg;
+	struct msg *req = val;
+
+	if (req->held == c->epoch)
+		req->death_ns = c->now;
+}
+
+/*
+ * The daemon of @epoch is dead: nothing it did for the requests it was given is later than now
+ * (the end of the window in which a settle rule looks for its work). Under the lock.
+ */
+static void note_death(struct proxy *p, uint32_t epoch)
+{
+	struct death_ctx c = { epoch, realtime_ns() };
+
+	idmap_each(&p->inflight, note_death_one, &c);
+}
+
 static void proxy_detach(void *state)
 {
 	struct proxy *p = state;
 
 	pthread_mutex_lock(&p->lock);
-	p->death_ns = realtime_ns();
+	if (p->sock_epoch)
+		note_death(p, p->sock_epoch);
 	if (p->state == PX_UP)
 		p->state = PX_WAIT;
 	pthread_cond_broadcast(&p->changed);

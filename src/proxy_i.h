@@ -96,8 +96,6 @@ struct proxy {
 	int ev_efd;   /* eventfd: events for the supervisor */
 	atomic_uint ev_bits;
 
-	/* CLOCK_REALTIME when the last daemon was found dead: nothing it did is later. */
-	int64_t death_ns;
 	/* How far the store's ctimes of new objects fell outside [send, reply] (clock_sample). */
 	int64_t clock_slack_ns;
 	uint64_t clock_samples;

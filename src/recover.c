@@ -958,11 +958,11 @@ static enum when changed_when(struct proxy *p, const struct msg *req, const stru
 	 * file's time lags the real one by up to a tick): a few samples may not show the worst.
 	 */
 	slack = MAX(2 * slack, 2 * coarse_tick_ns());
-	if (!req->sent_ns || !samples || slack > MAX_CLOCK_SLACK_NS)
+	if (!req->sent_ns || !req->death_ns || !samples || slack > MAX_CLOCK_SLACK_NS)
 		return WHEN_UNKNOWN;
 	if (t + slack < req->sent_ns)
 		return WHEN_BEFORE;
-	if (t - slack > p->death_ns)
+	if (t - slack > req->death_ns)
 		return WHEN_AFTER;
 	return WHEN_DURING;
 }
