@@ -102,7 +102,6 @@ struct msg *handle_keep_write(struct handle_table *t, struct handle *h, struct m
 	uint64_t size;
 
 	h->ack_seq++;
-	req = msg_shrink(req);
 	size = msg_footprint(req);
 	if (h->win_bytes + size > t->win_max || t->win_total + size > t->win_total_max) {
 		h->overflow_seq = h->ack_seq;

@@ -71,9 +71,9 @@ struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flag
 void handle_forget(struct handle_table *t, uint64_t kfh);
 
 /*
- * The daemon acknowledged the WRITE @req on @h. Keeps it at the end of @h's write window and
- * returns NULL (the table owns it now), or, when the bounds leave no room, records the
- * overflow and returns the request for the caller to free (maybe moved: see msg_shrink()).
+ * The daemon acknowledged the WRITE @req on @h (shrink it first: msg_shrink()). Keeps it at the
+ * end of @h's write window and returns NULL (the table owns it now), or, when the bounds leave
+ * no room, records the overflow and returns the request for the caller to free.
  */
 struct msg *handle_keep_write(struct handle_table *t, struct handle *h, struct msg *req);
 

@@ -303,6 +303,10 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 		n->d_gen = e->generation;
 		n->d_ino = e->attr.ino;
 		n->k_ino = node_ino_to_kernel(t, e->attr.ino);
+		if (e->attr.ino == e->nodeid)
+			t->ino_is_nodeid++;
+		else
+			t->ino_not_nodeid++;
 		n->type = e->attr.mode & S_IFMT;
 		n->epoch = t->epoch;
 		if (idmap_put(&t->by_kid, n->kid, n) < 0) {
@@ -325,7 +329,8 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 	name_set(t, n, parent, name);
 	e->nodeid = n->kid;
 	e->generation = n->k_gen;
-	e->attr.ino = n->k_ino;
+	if (t->ino_remap)
+		e->attr.ino = n->k_ino;
 	return n;
 }
 

@@ -28,6 +28,9 @@ struct node {
 	uint64_t k_ino;		/* inode number the kernel was first given (st_ino) */
 	uint64_t d_ino;		/* the daemon's inode number for it; meaningful like did */
 	uint64_t d_gen;		/* the daemon's generation for it; meaningful like did */
+	uint64_t dver;		/* acknowledged changes of its data (WRITE, truncate, ...) */
+	int64_t changed_ns;	/* CLOCK_REALTIME of the last reply to a request through the
+				   mount that changed its ctime (op_info.ctime_of) */
 	bool lost;		/* could not be found again after a restart: requests get ESTALE */
 	bool replaced;		/* lost because its name now names another object */
 	bool deferred;		/* recovery waits for another directory before looking again */
@@ -49,6 +52,9 @@ struct node_table {
 	struct idmap ino_d2k;	/* the current daemon's ino -> the kernel's, where they differ */
 	struct idmap kino_held;	/* kernel ino -> node holding it, while ino_remap is on */
 	uint64_t next_ino;	/* next ino handed out for a daemon's ino that a node holds */
+	/* New nodes whose inode number was, and was not, the daemon's node ID for them: libfuse's
+	 * high-level API without use_ino numbers inodes by node IDs, which are per run. */
+	uint64_t ino_is_nodeid, ino_not_nodeid;
 };
 
 /* Sets up the table with the root node (FUSE_ROOT_ID, never forgotten). */

@@ -69,6 +69,23 @@ enum op_ino {
 	INO_OUT_STATX,	  /* a fuse_statx_out */
 };
 
+/* Which node's data a successful request changes (node.dver): a write window holding older
+ * writes to it may then not be sent again over the change. */
+enum op_dchange {
+	DC_NONE = 0,
+	DC_NODE,      /* the header's node (WRITE, FALLOCATE) */
+	DC_SETATTR,   /* the header's node, when fuse_setattr_in.valid has FATTR_SIZE */
+	DC_NODE2,     /* the node at .node2_off (COPY_FILE_RANGE's destination) */
+};
+
+/* Whose ctime a successful request changes, as far as the keeper tracks it (node.changed_ns):
+ * a settle rule must not take that change for the work of another request. */
+enum op_ctime_of {
+	CTO_NONE = 0,
+	CTO_NODE,     /* the header's node (WRITE, SETATTR, SETXATTR, ...) */
+	CTO_NODE2,    /* the node at .node2_off (LINK's source, COPY_FILE_RANGE's destination) */
+};
+
 /* A condition on the request for the handle at .fh_off to be present. */
 enum op_fh_when {
 	FH_ALWAYS = 0,
@@ -109,6 +126,8 @@ struct op_info {
 	uint8_t lost_ok;      /* on a handle lost in a restart: answered with success (closing) */
 	uint8_t wwin;	      /* enum op_wwin */
 	uint8_t ino_out;      /* enum op_ino */
+	uint8_t dchange;      /* enum op_dchange */
+	uint8_t ctime_of;     /* enum op_ctime_of */
 	uint8_t stamp;	      /* 1: the time it is sent is recorded (msg.sent_ns): settling it
 				 after a restart compares the store's times with it */
 };

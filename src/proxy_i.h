@@ -158,6 +158,12 @@ int write_kernel(struct proxy *p, const void *buf, size_t len);
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);
 void restore_request(struct msg *m, const struct op_info *op);
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err);
+/*
+ * For a WRITE, FSYNC or FLUSH (op->wwin), under the lock: records in a sync which acknowledged
+ * writes it covers; returns -EIO if writes through the handle were lost (a sync reports that
+ * once), else 0.
+ */
+int window_check(struct proxy *p, struct msg *req, const struct op_info *op);
 int request_names(struct msg *m, const struct op_info *op, const char *names[2]);
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
 int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),

@@ -334,30 +334,37 @@ static void forget_entry(struct proxy *p, struct msg *reply)
 
 /*
  * A node found again by name is the same object only if the daemon gives it the inode number
- * and generation it gave before — when its numbers are stable across runs, which the first
- * restart shows (decide_identity()). Until then every mismatch is noted. Under the lock.
+ * and generation it gave before — when its numbers are stable across runs (decide_identity()).
+ * Every mismatch is noted for that decision. Returns false if @n was lost instead (no memory
+ * to note it: its lookup @e is given back). Under the lock.
  */
-static void note_identity(struct proxy *p, struct node *n, const struct fuse_entry_out *e)
+static bool note_identity(struct proxy *p, struct node *n, const struct fuse_entry_out *e)
 {
 	struct node **v;
 
 	if (e->attr.ino == n->d_ino && e->generation == n->d_gen) {
 		p->ino_same++;
-		return;
+		return true;
 	}
 	if (p->nmismatch == p->cap_mismatch) {
 		size_t cap = p->cap_mismatch ? 2 * p->cap_mismatch : 64;
 
 		v = realloc(p->mismatch, cap * sizeof(*v));
 		if (!v) {
-			/* Unnoted, it counts as changed numbering: kept, not lost. */
+			/* It cannot wait for the decision: an error rather than maybe another object. */
+			uint64_t did, fwd;
+
 			p->ino_diff_unnoted++;
-			return;
+			node_lose(&p->nodes, n, &did, &fwd);
+			forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
+			p->lost_nodes++;
+			return false;
 		}
 		p->mismatch = v;
 		p->cap_mismatch = cap;
 	}
 	p->mismatch[p->nmismatch++] = n;
+	return true;
 }
 
 struct rename_find {
@@ -411,8 +418,7 @@ static int resolve_renamed(struct proxy *p, struct node *n, int64_t deadline)
 	}
 	pthread_mutex_lock(&p->lock);
 	node_rename(&p->nodes, f.parent, f.name, f.newparent, f.newname, false);
-	note_identity(p, n, e);
-	err = node_resolved(&p->nodes, n, e);
+	err = note_identity(p, n, e) ? node_resolved(&p->nodes, n, e) : 0;
 	pthread_mutex_unlock(&p->lock);
 	msg_put(reply);
 	return err;
@@ -482,24 +488,36 @@ static void invalidate_node(struct proxy *p, uint64_t kid)
 }
 
 /*
- * After every node was looked up again: were the daemon's inode numbers kept? A daemon that
- * numbers inodes by the backing store's (passthrough_ll, testfs, ceph-fuse) gives every node
- * its old number back, and one whose number differs now names another object: it is lost
- * (ESTALE). A daemon that counts (libfuse's high-level API without use_ino: sshfs, bindfs;
- * go-fuse's automatic numbers) gives new numbers to most: nothing can be told from them, the
- * type check is all there is, and the kernel is shown the numbers it first saw, so that the
- * st_ino of a file in use never changes. A fifth of mismatches or more means the latter.
+ * After every node was looked up again: does the daemon keep its inode numbers across runs?
+ * Decided once, at the first restart that has nodes to compare, and never undone:
+ *  - a daemon whose inode numbers were its node IDs (libfuse's high-level API without
+ *    use_ino: sshfs, bindfs, LXCFS) renumbers on every run, and so does one under which no node
+ *    kept its number: nothing can be told from the numbers, the type check is all there is,
+ *    and the kernel is shown the numbers it first saw, so that st_ino of a file in use never
+ *    changes;
+ *  - otherwise (passthrough daemons report the store's numbers) the numbers are stable, and a
+ *    node whose number or generation changed, then or at any later restart, names another
+ *    object: it is lost (ESTALE), its lookup given back and its cache in the kernel dropped.
+ * A stable daemon whose nodes all changed is not taken for a renumbering one: that would turn
+ * every replaced file into a silent success.
  */
 static int decide_identity(struct proxy *p)
 {
 	uint64_t diff = p->nmismatch + p->ino_diff_unnoted, same = p->ino_same;
-	enum ino_mode was = p->ino_mode;
 	int r = 0;
 
-	if (!same && !diff)
-		return 0;
-	if (p->ino_mode != INO_UNSTABLE && same && diff * 4 <= same) {
-		p->ino_mode = INO_STABLE;
+	if (p->ino_mode == INO_UNKNOWN && (same || diff)) {
+		bool by_nodeid = p->nodes.ino_is_nodeid && !p->nodes.ino_not_nodeid;
+
+		p->ino_mode = by_nodeid || !same ? INO_UNSTABLE : INO_STABLE;
+		log_info("The daemon's inode numbers %s across restarts (%" PRIu64 " of %" PRIu64
+			 " nodes kept theirs%s)%s",
+			 p->ino_mode == INO_STABLE ? "are stable" : "change", same, same + diff,
+			 by_nodeid ? "; they are its node IDs" : "",
+			 p->ino_mode == INO_STABLE ? ": a node found under another number is lost"
+						   : ": the kernel keeps seeing the ones it first saw");
+	}
+	if (p->ino_mode == INO_STABLE) {
 		for (size_t i = 0; i < p->nmismatch; i++) {
 			struct node *n = p->mismatch[i];
 			uint64_t did, fwd;
@@ -514,15 +532,10 @@ static int decide_identity(struct proxy *p)
 				 "ESTALE", n->kid, n->name ? n->name : "", n->d_ino, n->k_ino);
 			invalidate_node(p, n->kid);
 		}
-	} else {
-		p->ino_mode = INO_UNSTABLE;
 	}
-	if (p->ino_mode != was)
-		log_info("The daemon's inode numbers %s across restarts (%" PRIu64 " of %" PRIu64
-			 " nodes kept theirs)%s", p->ino_mode == INO_STABLE ? "are stable" : "change",
-			 same, same + diff,
-			 p->ino_mode == INO_STABLE ? ": a node found under another number is lost"
-						   : ": the kernel keeps seeing the ones it first saw");
+	if (p->ino_diff_unnoted)
+		log_warn("%" PRIu64 " nodes found under another inode number were lost: no memory "
+			 "to wait for the decision", p->ino_diff_unnoted);
 	if (p->ino_mode == INO_UNSTABLE) {
 		pthread_mutex_lock(&p->lock);
 		r = node_ino_remap(&p->nodes);
@@ -589,10 +602,8 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 				forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
 				err = -ESTALE;
 			}
-			if (!err) {
-				note_identity(p, nd, e);
+			if (!err && note_identity(p, nd, e))
 				err = node_resolved(&p->nodes, nd, e);
-			}
 			if (err == -ENOENT)
 				missing[nmissing++] = nd;
 			else if (err)
@@ -944,21 +955,29 @@ static int64_t coarse_tick_ns(void)
 }
 
 /* When the object with attributes @a last changed, against @req's life in the dead daemon. */
-static enum when changed_when(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
+/*
+ * How far the store's times may be off the keeper's: twice what was seen, and at least two
+ * ticks of the clock Linux stamps files with (a file's time lags the real one by up to a
+ * tick), for a few samples may not show the worst. -1 when the store's clock cannot be used.
+ */
+static int64_t clock_slack(struct proxy *p)
 {
-	int64_t t = (int64_t)a->ctime * 1000000000LL + a->ctimensec, slack;
+	int64_t slack;
 	uint64_t samples;
 
 	pthread_mutex_lock(&p->lock);
 	slack = p->clock_slack_ns;
 	samples = p->clock_samples;
 	pthread_mutex_unlock(&p->lock);
-	/*
-	 * Twice what was seen, and at least two ticks of the clock Linux stamps files with (a
-	 * file's time lags the real one by up to a tick): a few samples may not show the worst.
-	 */
 	slack = MAX(2 * slack, 2 * coarse_tick_ns());
-	if (!req->sent_ns || !req->death_ns || !samples || slack > MAX_CLOCK_SLACK_NS)
+	return samples && slack <= MAX_CLOCK_SLACK_NS ? slack : -1;
+}
+
+static enum when changed_when(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
+{
+	int64_t t = (int64_t)a->ctime * 1000000000LL + a->ctimensec, slack = clock_slack(p);
+
+	if (!req->sent_ns || !req->death_ns || slack < 0)
 		return WHEN_UNKNOWN;
 	if (t + slack < req->sent_ns)
 		return WHEN_BEFORE;
@@ -1207,7 +1226,7 @@ static struct msg *settle_rename(struct proxy *p, struct msg *req, const struct 
 	pthread_mutex_unlock(&p->lock);
 	answer = reply;
 	if (!src && dst && (!type || entry_type(entry_of(dst)) == type)) {
-		w = changed_when(p, req, &entry_of(dst)->attr);
+		w = changed_when(p, req, req->before ? req->before : &entry_of(dst)->attr);
 		if (p->cfg->exclusive || w == WHEN_DURING) {
 			log_settle(req, "the dead daemon renamed it: answering success",
 				   p->cfg->exclusive ? "--exclusive" : when_name[w]);
@@ -1265,6 +1284,45 @@ static int xattr_is(struct proxy *p, struct msg *req, int64_t deadline)
 	return r;
 }
 
+struct others_ctx {
+	const struct msg *req;
+	uint64_t kid;
+	bool found;
+};
+
+static void other_changer(uint64_t key, void *val, void *arg)
+{
+	struct others_ctx *c = arg;
+	struct msg *m = val;
+	const struct op_info *op = op_get(msg_in(m)->opcode);
+
+	if (m != c->req && op->ctime_of &&
+	    (op->ctime_of == CTO_NODE2 ? m->knode2 : m->knode) == c->kid)
+		c->found = true;
+}
+
+/*
+ * Whether a change of node @kid's ctime while the dead daemon held @req may be another request's
+ * through this mount: one answered since shortly before @req was sent (the application's own
+ * write just before a removexattr), or one the dead daemon also left unanswered. Then the time
+ * cannot tell whose the change is.
+ */
+static bool others_changed(struct proxy *p, const struct msg *req, uint64_t kid)
+{
+	struct others_ctx c = { req, kid, false };
+	int64_t slack = clock_slack(p);
+	struct node *n;
+
+	pthread_mutex_lock(&p->lock);
+	n = node_get(&p->nodes, kid);
+	if (n && slack >= 0 && n->changed_ns >= req->sent_ns - slack)
+		c.found = true;
+	if (!c.found)
+		idmap_each(&p->inflight, other_changer, &c);
+	pthread_mutex_unlock(&p->lock);
+	return c.found;
+}
+
 /*
  * RP_TOLERATE: send again; the error that means "already done" (ENOENT for UNLINK and RMDIR,
  * EEXIST for SETXATTR with XATTR_CREATE, ENODATA for REMOVEXATTR) is success only on proof:
@@ -1305,7 +1363,7 @@ static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struc
 		log_settle(req, "the dead daemon removed it: answering success", "--exclusive");
 		return make_reply(0, NULL, 0);
 	}
-	if (removal && req->before) {
+	if (req->before) {
 		attr = *req->before;
 		r = 0;
 	} else {
@@ -1318,6 +1376,12 @@ static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struc
 	if (r < 0)
 		return unproven(req, WHEN_UNKNOWN, e);
 	w = changed_when(p, req, &attr);
+	/*
+	 * The kernel knows nothing of attributes: "absent" (or "present with that value") may
+	 * have been so all along, so only a change no other request of ours can explain counts.
+	 */
+	if (w == WHEN_DURING && !removal && others_changed(p, req, req->knode))
+		w = WHEN_UNKNOWN;
 	if (w != WHEN_BEFORE && opcode == FUSE_SETXATTR) {
 		r = xattr_is(p, req, deadline);
 		if (fatal(r)) {
@@ -1512,6 +1576,28 @@ static void lose_window(struct proxy *p, struct handle *h, const char *why)
 }
 
 /*
+ * Whether @h's window (taken, at @head) holds the last changes made to its file's data through
+ * the mount, one after the other: nothing else (a write through another handle, a truncate, a
+ * fallocate, a copy into it) came between them or after them. Only then does sending them again
+ * redo what may be missing without undoing anything newer.
+ */
+static bool window_is_last(struct proxy *p, const struct handle *h, struct msg *head)
+{
+	struct node *n;
+	uint64_t v;
+	bool ok = true;
+
+	pthread_mutex_lock(&p->lock);
+	n = node_get(&p->nodes, h->node);
+	v = head->dver;
+	for (struct msg *w = head->next; w && ok; w = w->next)
+		ok = w->dver == ++v;
+	ok = ok && n && n->dver == v;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+/*
  * Sends @h's write window to the new daemon again, oldest first, one at a time (overlapping
  * writes keep their order). Positioned writes are idempotent; an append is sent again only
  * where append_present() shows it is missing. The writes stay in the window: the new daemon
@@ -1532,12 +1618,20 @@ static int replay_window(struct proxy *p, struct handle *h, int64_t deadline)
 	pthread_mutex_unlock(&p->lock);
 	if (!head && !overflow)
 		return 0;
-	if (lost || overflow)
+	if (!lost && !overflow && !window_is_last(p, h, head)) {
+		/* Sent again, they would overwrite what changed the file since. */
+		lose_window(p, h, "the file changed otherwise since they were written");
+		lost = true;
+	} else if (lost || overflow) {
 		lose_window(p, h, lost ? "the file could not be opened again"
 				       : "more were written than --write-window keeps");
+	}
 	for (struct msg *w = head; w && !lost && r == 0; w = w->next) {
 		struct msg *copy, *reply;
 		int err;
+
+		/* A window may be large and the daemon slow: each write has its own time. */
+		deadline = now_ms() + p->cfg->start_timeout_ms;
 
 		restore_request(w, op);
 		if (!positioned_write(p, h, w)) {
@@ -1579,6 +1673,15 @@ static int replay_window(struct proxy *p, struct handle *h, int64_t deadline)
 			p->rewritten++;
 		}
 		msg_put(reply);
+	}
+	if (lost && r == 0) {
+		/* Never to be sent again: the loss is reported instead. */
+		while (head) {
+			struct msg *next = head->next;
+
+			msg_put(head);
+			head = next;
+		}
 	}
 	pthread_mutex_lock(&p->lock);
 	handle_put_window(&p->handles, h, head);
@@ -1707,37 +1810,60 @@ static void collect_request(uint64_t key, void *val, void *arg)
 	l->v[l->n++] = val;
 }
 
-static bool is_removal(const struct msg *req)
+/*
+ * The kernel's node whose ctime proves @req done (settle_tolerate(), settle_rename()): the
+ * directory of a removal, the object of an attribute change, the object a rename moved (found
+ * under its new name by recovery, if the dead daemon moved it). 0 for none.
+ */
+static uint64_t evidence_node(struct proxy *p, struct msg *req)
 {
-	uint32_t opcode = ((const struct fuse_in_header *)req->data)->opcode;
+	const struct op_info *op = op_get(msg_in(req)->opcode);
+	const char *names[2];
+	struct node *n;
+	uint64_t kid = 0;
 
-	return opcode == FUSE_UNLINK || opcode == FUSE_RMDIR;
+	if (op->replay == RP_TOLERATE)
+		return req->knode;
+	if (op->replay != RP_RENAME || request_names(req, op, names) < 0)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	n = node_find(&p->nodes, req->knode2, names[1]);
+	if (n && !n->lost)
+		kid = n->kid;
+	pthread_mutex_unlock(&p->lock);
+	return kid;
 }
 
 /*
- * A removal's proof is its directory's ctime (settle_tolerate()), which any replay into that
- * directory moves past the death: read it for every removal before anything is replayed.
- * Returns 0 or a fatal error.
+ * A settle rule's proof is a ctime, which anything replayed into the same object or directory
+ * moves past the death: the write windows, the other settles. So every such request's evidence
+ * is read once, before anything is sent again. Returns 0 or a fatal error.
  */
-static int note_removals(struct proxy *p, struct req_list *l, int64_t deadline)
+static int note_evidence(struct proxy *p, int64_t deadline)
 {
-	for (size_t i = 0; i < l->n; i++) {
-		struct msg *req = l->v[i];
-		struct fuse_attr a;
-		int r;
+	struct req_list l = { 0 };
+	int r = 0;
 
-		if (!is_removal(req) || req->before)
+	pthread_mutex_lock(&p->lock);
+	idmap_each(&p->inflight, collect_request, &l);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < l.n && r == 0; i++) {
+		struct msg *req = l.v[i];
+		uint64_t kid;
+		struct fuse_attr a;
+
+		if (req->before || !(kid = evidence_node(p, req)))
 			continue;
-		r = getattr_node(p, req->knode, &a, deadline);
-		if (fatal(r))
-			return r;
+		r = getattr_node(p, kid, &a, deadline);
 		if (r == 0) {
 			req->before = malloc(sizeof(a));
 			if (req->before)
 				*req->before = a;
 		}
+		r = fatal(r) ? r : 0;
 	}
-	return 0;
+	free(l.v);
+	return r;
 }
 
 /*
@@ -1754,7 +1880,6 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	idmap_each(&p->inflight, collect_request, &l);
 	pthread_mutex_unlock(&p->lock);
 
-	r = note_removals(p, &l, deadline);
 	for (size_t i = 0; i < l.n && r == 0; i++) {
 		struct msg *req = l.v[i], *reply = NULL;
 		const struct op_info *op = op_get(msg_in(req)->opcode);
@@ -1766,6 +1891,21 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		if (req->held)
 			req->deaths++;
 		req->held = req->epoch = 0;
+		if (op->wwin) {
+			/* Writes through this handle were lost (replay_windows()): a write or sync
+			 * left in flight must report it, not succeed on the new daemon. */
+			pthread_mutex_lock(&p->lock);
+			int lost = window_check(p, req, op);
+			pthread_mutex_unlock(&p->lock);
+
+			if (lost < 0) {
+				take_request(p, req);
+				reply_kernel_err(p, unique, lost);
+				msg_put(req);
+				p->settled++;
+				continue;
+			}
+		}
 		if (req->deaths >= MAX_DEATHS) {
 			take_request(p, req);
 			log_error("%s (unique %" PRIu64 ", node %" PRIu64 ") was held by %d daemons "
@@ -1890,7 +2030,11 @@ int recover(struct proxy *p)
 	if (r == 0)
 		r = reopen_handles(p, deadline);
 	if (r == 0)
+		r = note_evidence(p, deadline);
+	if (r == 0)
 		r = replay_windows(p, deadline);
+	/* Sending the windows again is bounded per write; what follows gets the full time. */
+	deadline = MAX(deadline, now_ms() + p->cfg->start_timeout_ms);
 	if (r == 0)
 		r = replay_requests(p, deadline);
 	if (r == -ETIMEDOUT)

@@ -201,8 +201,6 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 	return 0;
 }
 
-static int window_check(struct proxy *p, struct msg *req, const struct op_info *op);
-
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
 {
 	struct handle *h;
@@ -471,15 +469,54 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 }
 
 /*
+ * A request that changes a node succeeded: the time its ctime changed is noted (a settle rule
+ * must not take it for another request's work), and if its data changed, its dver moves on, so
+ * that writes kept from before are not sent again over the change (replay_window()). A WRITE
+ * records the dver it made. Under the lock.
+ */
+static void note_data_change(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	const struct fuse_setattr_in *sa = body(req);
+	struct node *n;
+
+	if (op->ctime_of) {
+		n = node_get(&p->nodes, op->ctime_of == CTO_NODE2 ? req->knode2 : req->knode);
+		if (n)
+			n->changed_ns = realtime_ns();
+	}
+	if (!op->dchange || (op->dchange == DC_SETATTR && !(sa->valid & FATTR_SIZE)))
+		return;
+	n = node_get(&p->nodes, op->dchange == DC_NODE2 ? req->knode2 : req->knode);
+	if (n)
+		req->dver = ++n->dver;
+}
+
+/*
  * A WRITE or a sync succeeded: an acknowledged write joins its handle's window, a sync empties
  * the window up to what it covered. Even a reply the kernel no longer waited for counts: the
  * daemon did it. Returns what the caller still has to free.
  */
-static struct msg *window_update(struct proxy *p, struct msg *req, const struct op_info *op)
+static struct msg *window_update(struct proxy *p, struct msg *req, const struct op_info *op,
+				 struct msg *reply)
 {
 	struct handle *h;
 
+	if (op->wwin == WW_WRITE) {
+		struct fuse_write_in *in = body(req);
+		const struct fuse_write_out *out =
+			(const void *)(reply->data + sizeof(struct fuse_out_header));
+
+		/* Only what the daemon says it wrote was acknowledged (a short write). */
+		if (out->size < in->size) {
+			in->size = out->size;
+			req->len = sizeof(struct fuse_in_header) + sizeof(*in) + in->size;
+		}
+		/* Before the lock: giving back a large buffer's tail may be a syscall. */
+		req = msg_shrink(req);
+	}
 	pthread_mutex_lock(&p->lock);
+	if (op->dchange || op->ctime_of)
+		note_data_change(p, req, op);
 	h = handle_get(&p->handles, req->kfh);
 	if (h && op->wwin == WW_WRITE)
 		req = handle_keep_write(&p->handles, h, req);
@@ -494,7 +531,7 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
  * writes it covers, and on a handle whose acknowledged writes a restart lost, the request fails
  * with EIO — a sync reports it once, as NFS reports a lost write at close. Returns 0 or -EIO.
  */
-static int window_check(struct proxy *p, struct msg *req, const struct op_info *op)
+int window_check(struct proxy *p, struct msg *req, const struct op_info *op)
 {
 	struct handle *h = handle_get(&p->handles, req->kfh);
 
@@ -546,12 +583,13 @@ static void remap_inos(struct proxy *p, const struct op_info *op, struct msg *re
 	case INO_OUT_DIRPLUS:
 		while (len - off >= FUSE_NAME_OFFSET_DIRENTPLUS) {
 			struct fuse_direntplus *d = (struct fuse_direntplus *)(out + off);
-			bool dot = d->dirent.name[0] == '.' &&
-				   (d->dirent.namelen == 1 ||
-				    (d->dirent.namelen == 2 && d->dirent.name[1] == '.'));
+			bool dot;
 
-			if (FUSE_DIRENTPLUS_SIZE(d) > len - off)
+			if (FUSE_DIRENTPLUS_SIZE(d) > len - off || !d->dirent.namelen)
 				break;
+			dot = d->dirent.name[0] == '.' &&
+			      (d->dirent.namelen == 1 ||
+			       (d->dirent.namelen == 2 && d->dirent.name[1] == '.'));
 			d->dirent.ino = node_ino_to_kernel(&p->nodes, d->dirent.ino);
 			/* Learned entries (see each_direntplus()) hold the kernel's number already. */
 			if (!d->entry_out.nodeid || dot)
@@ -658,7 +696,12 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);
 	if (!oh->error && op->wwin)
-		req = window_update(p, req, op);
+		req = window_update(p, req, op, reply);
+	else if (!oh->error && (op->dchange || op->ctime_of)) {
+		pthread_mutex_lock(&p->lock);
+		note_data_change(p, req, op);
+		pthread_mutex_unlock(&p->lock);
+	}
 	msg_put(req);
 	return 0;
 }
