@@ -26,6 +26,8 @@ struct keeper_config {
 	uint64_t write_window;	  /* bytes of acknowledged, unsynced writes kept per handle */
 	uint64_t write_window_total; /* ... and for all handles together */
 	bool exclusive;		  /* the operator says no other client changes the store */
+	bool write_through;	  /* the operator says the daemon makes writes durable before it
+				     answers them: no write windows */
 };
 
 struct keeper;

@@ -50,6 +50,8 @@ static const char usage_text[] =
 	"                         close fail with EIO\n"
 	"      --write-window-total=SIZE\n"
 	"                         the same bound for all open files together (default 256M)\n"
+	"      --write-through    the daemon makes a write durable before it answers it\n"
+	"                         (passthrough daemons, LXCFS): keep no write windows\n"
 	"      --exclusive        no other client changes the filesystem's store: settle\n"
 	"                         requests a dead daemon left on what the kernel knew\n"
 	"      --status-fd=FD     write one event line per daemon start, exit and recovery to FD\n"
@@ -78,6 +80,7 @@ enum {
 	OPT_WRITE_WINDOW,
 	OPT_WRITE_WINDOW_TOTAL,
 	OPT_EXCLUSIVE,
+	OPT_WRITE_THROUGH,
 };
 
 static const struct option long_options[] = {
@@ -92,6 +95,7 @@ static const struct option long_options[] = {
 	{ "write-window", required_argument, NULL, OPT_WRITE_WINDOW },
 	{ "write-window-total", required_argument, NULL, OPT_WRITE_WINDOW_TOTAL },
 	{ "exclusive", no_argument, NULL, OPT_EXCLUSIVE },
+	{ "write-through", no_argument, NULL, OPT_WRITE_THROUGH },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -159,7 +163,7 @@ int main(int argc, char **argv)
 	};
 	char err[512], *mountpoint;
 	int c, verbose = 0;
-	bool quiet = false, has_placeholder = false;
+	bool quiet = false, has_placeholder = false, window_set = false;
 
 	mount_options_init(&cfg.mnt);
 	/* "+": stop at the first non-option, so COMMAND's own options stay its own. */
@@ -200,12 +204,17 @@ int main(int argc, char **argv)
 			break;
 		case OPT_WRITE_WINDOW:
 			cfg.write_window = parse_size("write-window", optarg, 1ULL << 40);
+			window_set = true;
 			break;
 		case OPT_WRITE_WINDOW_TOTAL:
 			cfg.write_window_total = parse_size("write-window-total", optarg, 1ULL << 40);
+			window_set = true;
 			break;
 		case OPT_EXCLUSIVE:
 			cfg.exclusive = true;
+			break;
+		case OPT_WRITE_THROUGH:
+			cfg.write_through = true;
 			break;
 		case OPT_STATUS_FD: {
 			int fd = parse_number("status-fd", optarg, 0, INT_MAX);
@@ -235,6 +244,9 @@ int main(int argc, char **argv)
 	}
 	if (quiet && verbose)
 		usage_error("-q and -v cannot be used together");
+	if (cfg.write_through && window_set)
+		usage_error("--write-through keeps no write windows: --write-window and "
+			    "--write-window-total cannot be used with it");
 	log_max_level = quiet ? LOG_WARN : verbose >= 2 ? LOG_TRACE : verbose ? LOG_DEBUG : LOG_INFO;
 
 	if (optind >= argc)

@@ -153,6 +153,8 @@ int relay_start_d2k(struct proxy *p);
 void relay_stop_d2k(struct proxy *p);
 void post_event(struct proxy *p, unsigned bits);
 int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags);
+/* send_to_daemon() for a caller that holds sock_lock for reading. -EPIPE: @epoch's daemon is gone. */
+int send_held(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags);
 void reply_kernel_err(struct proxy *p, uint64_t unique, int err);
 int write_kernel(struct proxy *p, const void *buf, size_t len);
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);

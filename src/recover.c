@@ -1750,19 +1750,19 @@ static int settle_positioned(struct proxy *p, struct msg *req, int64_t deadline)
 }
 
 /*
- * Sends a replayed request to the new daemon without holding the lock, waiting for room in
- * the socket no longer than @deadline. Returns 0, or -EPIPE/-ETIMEDOUT when the daemon cannot
- * take it (the start then fails and the request waits for the next daemon). A message the
- * socket can never take is answered with EIO.
+ * Sends a repeated request to the new daemon, with sock_lock held for reading (so that no
+ * clean-up can free it meanwhile), waiting for room in the socket no longer than @deadline.
+ * Returns 0 (sent, or *unsendable set: the socket can never take it), or -EPIPE, -ETIMEDOUT or
+ * -ECHILD when the daemon cannot take it (the start then fails and the request waits for the
+ * next daemon).
  */
-static int send_bounded(struct proxy *p, uint32_t epoch, struct msg *req, int64_t deadline)
+static int send_repeat(struct proxy *p, uint32_t epoch, struct msg *req, int64_t deadline,
+		       bool *unsendable)
 {
-	uint64_t unique = msg_in(req)->unique;
-	uint32_t len = req->len;
 	int r;
 
 	for (;;) {
-		r = send_to_daemon(p, epoch, req->data, len, MSG_DONTWAIT);
+		r = send_held(p, epoch, req->data, req->len, MSG_DONTWAIT);
 		if (r != -EAGAIN)
 			break;
 		r = keeper_wait(p->k, -1, MIN(deadline, now_ms() + 10));
@@ -1772,18 +1772,9 @@ static int send_bounded(struct proxy *p, uint32_t epoch, struct msg *req, int64_
 			return -ETIMEDOUT;
 	}
 	if (r < 0 && r != -EPIPE) {
-		struct msg *gone = NULL;
-
-		log_error("Cannot send a %u-byte replay to the daemon: %s; answering EIO", len,
+		log_error("Cannot send a %u-byte replay to the daemon: %s; answering EIO", req->len,
 			  strerror(-r));
-		pthread_mutex_lock(&p->lock);
-		if (idmap_get(&p->inflight, unique) == req)
-			gone = idmap_del(&p->inflight, unique);
-		pthread_mutex_unlock(&p->lock);
-		if (gone) {
-			reply_kernel_err(p, unique, -EIO);
-			msg_put(gone);
-		}
+		*unsendable = true;
 		return 0;
 	}
 	return r;
@@ -1973,9 +1964,13 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	 */
 	struct req_list failed = { 0 };
 	int *errs = calloc(resend.n ? resend.n : 1, sizeof(*errs));
+	uint64_t *unsent = calloc(resend.n ? resend.n : 1, sizeof(*unsent));
 	uint32_t epoch = p->nodes.epoch;
+	size_t nunsent = 0;
 
-	if (!errs) {
+	if (!errs || !unsent) {
+		free(errs);
+		free(unsent);
 		free(resend.v);
 		return -ENOMEM;
 	}
@@ -1994,18 +1989,47 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		}
 		req->epoch = req->held = epoch;
 	}
+	/*
+	 * From here until every repeat is sent the socket is held, as the relay holds it for one
+	 * request: whoever frees a request without an answer (a broken daemon's clean-up, which
+	 * can come as soon as the first repeat reaches the new daemon) takes it for writing first.
+	 */
+	pthread_rwlock_rdlock(&p->sock_lock);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < failed.n; i++) {
 		reply_kernel_err(p, msg_in(failed.v[i])->unique, errs[i]);
 		msg_put(failed.v[i]);
 	}
 	for (size_t i = 0; i < resend.n && r == 0; i++) {
-		if (resend.v[i]) {
-			r = send_bounded(p, epoch, resend.v[i], deadline);
-			p->replayed += r == 0;
+		bool unsendable = false;
+
+		if (!resend.v[i])
+			continue;
+		r = send_repeat(p, epoch, resend.v[i], deadline, &unsendable);
+		p->replayed += r == 0 && !unsendable;
+		/* Answered once the socket is let go, if still ours then. */
+		if (unsendable)
+			unsent[nunsent++] = msg_in(resend.v[i])->unique;
+	}
+	pthread_rwlock_unlock(&p->sock_lock);
+	for (size_t i = 0; i < nunsent; i++) {
+		uint64_t unique = unsent[i];
+		struct msg *gone;
+
+		pthread_mutex_lock(&p->lock);
+		gone = idmap_get(&p->inflight, unique);
+		if (gone && gone->epoch == epoch)
+			idmap_del(&p->inflight, unique);
+		else
+			gone = NULL; /* answered meanwhile by a clean-up */
+		pthread_mutex_unlock(&p->lock);
+		if (gone) {
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(gone);
 		}
 	}
 	free(errs);
+	free(unsent);
 	free(failed.v);
 	free(resend.v);
 	if (r < 0)

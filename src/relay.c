@@ -80,8 +80,7 @@ void reply_kernel_err(struct proxy *p, uint64_t unique, int err)
 	write_kernel(p, &oh, sizeof(oh));
 }
 
-/* Sends with sock_lock held for reading; -EPIPE when @epoch's daemon is gone. */
-static int send_held(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags)
+int send_held(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags)
 {
 	ssize_t n;
 
@@ -201,6 +200,21 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 	return 0;
 }
 
+/*
+ * The kernel closed @kfh (RELEASE). Under the lock. Writes lost through it that no FLUSH or
+ * FSYNC reported (a handle opened with FOPEN_NOFLUSH, closed without either) can only be logged.
+ */
+static void release_handle(struct proxy *p, uint64_t kfh)
+{
+	struct handle *h = handle_get(&p->handles, kfh);
+
+	if (h && h->write_lost)
+		log_error("Handle %" PRIu64 " of node %" PRIu64 " was closed without a flush or "
+			  "fsync to report that writes acknowledged through it were lost",
+			  kfh, h->node);
+	handle_forget(&p->handles, kfh);
+}
+
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
 {
 	struct handle *h;
@@ -213,7 +227,7 @@ int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, i
 	if (h && h->write_lost && op->wwin == WW_SYNC)
 		return window_check(p, req, op);
 	if (op->effect == EFF_RELEASE)
-		handle_forget(&p->handles, req->kfh);
+		release_handle(p, req->kfh);
 	return 0;
 }
 
@@ -407,7 +421,7 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		return node_rename(&p->nodes, req->knode, names[0], req->knode2, names[1], exchange);
 	}
 	case EFF_RELEASE:
-		handle_forget(&p->handles, req->kfh);
+		release_handle(p, req->kfh);
 		return 0;
 	case EFF_INIT:
 		return check_first_init(p, (struct fuse_init_out *)out, out_len);
@@ -518,10 +532,13 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 	if (op->dchange || op->ctime_of)
 		note_data_change(p, req, op);
 	h = handle_get(&p->handles, req->kfh);
-	if (h && op->wwin == WW_WRITE)
-		req = handle_keep_write(&p->handles, h, req);
-	else if (h)
+	if (h && op->wwin == WW_WRITE) {
+		/* --write-through: durable once acknowledged, nothing to keep. */
+		if (!p->cfg->write_through)
+			req = handle_keep_write(&p->handles, h, req);
+	} else if (h) {
 		handle_synced(&p->handles, h, req->wseq);
+	}
 	pthread_mutex_unlock(&p->lock);
 	return req;
 }
@@ -671,7 +688,7 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	if (oh->error && op->effect == EFF_RELEASE) {
 		/* The kernel has let go of the handle whatever the daemon says. */
 		pthread_mutex_lock(&p->lock);
-		handle_forget(&p->handles, req->kfh);
+		release_handle(p, req->kfh);
 		pthread_mutex_unlock(&p->lock);
 	}
 	if (!oh->error && op->effect) {

@@ -66,6 +66,8 @@ expect_usage "bad --write-window suffix" "$M" --write-window=12X -- "$TESTFS" --
 expect_usage "negative --write-window" "$M" --write-window=-1 -- "$TESTFS" --backing="$B" {}
 expect_usage "huge --write-window-total" "$M" --write-window-total=2000G -- "$TESTFS" --backing="$B" {}
 grep -q "expected a size in bytes" "$FK_LOG" || fail "bad sizes: the message does not say what was expected"
+expect_usage "--write-through with --write-window" "$M" --write-through --write-window=1M -- "$TESTFS" --backing="$B" {}
+grep -q "cannot be used with it" "$FK_LOG" || fail "--write-through with --write-window: the message does not say why"
 expect_usage "--exclusive takes no value" "$M" --exclusive=yes -- "$TESTFS" --backing="$B" {}
 
 # No COMMAND at all (fk_start needs one, so run the keeper directly).
