@@ -1,8 +1,8 @@
 /*
  * testfs — a libfuse low-level passthrough filesystem for fusekeeper's tests.
  *
- *   testfs --backing=DIR [--single] [--fail-start-if=FILE] [--crash-file=FILE]
- *          [--delay-ms=N] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
+ *   testfs --backing=DIR [--single] [--writeback] [--fail-start-if=FILE]
+ *          [--crash-file=FILE] [--delay-ms=N] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
  *
  * Every operation is passed through to DIR. It always runs in the foreground.
  * MOUNTPOINT is normally /dev/fd/N (libfuse serves fd N and does not mount);
@@ -15,6 +15,13 @@
  * Entries and attributes are cached for 1 s, and directory listings are
  * readdirplus: names listed that way are not looked up again, and a stat
  * soon after a lookup sends no GETATTR.
+ *
+ * --writeback asks for the writeback cache (FUSE_CAP_WRITEBACK_CACHE; a
+ * message on stderr if the kernel does not offer it). The kernel then places
+ * appends itself and writes cached pages back at explicit offsets, at fsync,
+ * close or later, through any writable handle, and reads pages of files
+ * opened write-only: as libfuse's passthrough_ll, files are opened without
+ * O_APPEND, and O_WRONLY as O_RDWR.
  *
  * Test hooks:
  *   --fail-start-if=FILE  exit 3 at start-up, before touching the connection,
@@ -121,6 +128,7 @@ static struct {
 	const char *fail_start_if;
 	const char *small_writes_if;
 	bool inval_on_read;
+	bool writeback;
 	const char *crash_file;
 	unsigned delay_ms;
 	bool single;
@@ -626,6 +634,10 @@ static void tfs_init(_unused_ void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (opt.small_writes_if && access(opt.small_writes_if, F_OK) == 0)
 		conn->max_write = 4096;
+	if (opt.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else if (opt.writeback)
+		fprintf(stderr, "testfs: --writeback: the kernel offers no writeback cache\n");
 }
 
 static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -833,13 +845,24 @@ static void tfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
  * kernel has already resolved the path and created the file. */
 #define OPEN_FLAGS_DROPPED (O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)
 
+/* The backing open's flags for the kernel's FLAGS (--writeback: see the header). */
+static int backing_flags(int flags)
+{
+	if (opt.writeback) {
+		flags &= ~O_APPEND;
+		if ((flags & O_ACCMODE) == O_WRONLY)
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+	}
+	return flags;
+}
+
 static void tfs_open(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi)
 {
 	struct tfs_inode *node = inode_of(nodeid);
 	int fd;
 
 	op_begin(OP_OPEN, node, NULL);
-	fd = open(proc_path(node->fd).s, (fi->flags & ~OPEN_FLAGS_DROPPED) | O_CLOEXEC);
+	fd = open(proc_path(node->fd).s, backing_flags(fi->flags & ~OPEN_FLAGS_DROPPED) | O_CLOEXEC);
 	if (fd < 0) {
 		reply_err(req, neg_errno());
 		return;
@@ -859,7 +882,8 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	int r;
 
 	op_begin(OP_CREATE, dir, name);
-	fd = openat(dir->fd, name, (fi->flags & ~(O_NOFOLLOW | O_NOCTTY)) | O_CREAT | O_CLOEXEC, mode);
+	fd = openat(dir->fd, name, backing_flags(fi->flags & ~(O_NOFOLLOW | O_NOCTTY)) | O_CREAT | O_CLOEXEC,
+		    mode);
 	if (fd < 0) {
 		reply_err(req, neg_errno());
 		return;
@@ -1285,8 +1309,9 @@ static const struct fuse_lowlevel_ops tfs_ops = {
 static _Noreturn void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-		"usage: testfs --backing=DIR [--single] [--fail-start-if=FILE] [--crash-file=FILE]\n"
-		"              [--delay-ms=N] [--small-writes-if=FILE] [--inval-on-read]\n"
+		"usage: testfs --backing=DIR [--single] [--writeback] [--fail-start-if=FILE]\n"
+		"              [--crash-file=FILE] [--delay-ms=N] [--small-writes-if=FILE]\n"
+		"              [--inval-on-read]\n"
 		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
 	exit(status);
@@ -1314,6 +1339,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.fail_start_if = v;
 		} else if (strcmp(a, "--inval-on-read") == 0) {
 			opt.inval_on_read = true;
+		} else if (strcmp(a, "--writeback") == 0) {
+			opt.writeback = true;
 		} else if ((v = opt_value(a, "--small-writes-if"))) {
 			opt.small_writes_if = v;
 		} else if ((v = opt_value(a, "--crash-file"))) {
