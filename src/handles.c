@@ -18,21 +18,11 @@ void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
 	t->win_total_max = win_total_max;
 }
 
-static void free_window(struct msg *m)
-{
-	while (m) {
-		struct msg *next = m->next;
-
-		msg_put(m);
-		m = next;
-	}
-}
-
 static void free_one(uint64_t key, void *val, void *arg)
 {
 	struct handle *h = val;
 
-	free_window(h->win_head);
+	msg_put_chain(h->win_head);
 	free(h);
 }
 
@@ -93,7 +83,7 @@ void handle_forget(struct handle_table *t, uint64_t kfh)
 		return;
 	handle_set_fresh(t, h, false);
 	handle_set_write_lost(t, h, false);
-	free_window(handle_take_window(t, h));
+	msg_put_chain(handle_take_window(t, h));
 	free(h);
 }
 

@@ -77,6 +77,16 @@ void msg_put(struct msg *m)
 	free(m);
 }
 
+void msg_put_chain(struct msg *m)
+{
+	while (m) {
+		struct msg *next = m->next;
+
+		msg_put(m);
+		m = next;
+	}
+}
+
 struct msg *msg_shrink(struct msg *m)
 {
 	struct msg *s;

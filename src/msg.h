@@ -60,6 +60,9 @@ static inline uint64_t msg_footprint(const struct msg *m)
 	return sizeof(*m) + m->cap;
 }
 
+/* Returns every buffer of a chain linked by msg.next to its pool. NULL is ignored. */
+void msg_put_chain(struct msg *m);
+
 /* A new buffer holding a copy of @len bytes at @data. */
 struct msg *msg_dup(const void *data, uint32_t len);
 

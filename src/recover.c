@@ -1676,12 +1676,8 @@ static int replay_window(struct proxy *p, struct handle *h, int64_t deadline)
 	}
 	if (lost && r == 0) {
 		/* Never to be sent again: the loss is reported instead. */
-		while (head) {
-			struct msg *next = head->next;
-
-			msg_put(head);
-			head = next;
-		}
+		msg_put_chain(head);
+		head = NULL;
 	}
 	pthread_mutex_lock(&p->lock);
 	handle_put_window(&p->handles, h, head);

@@ -491,7 +491,8 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 static void note_data_change(struct proxy *p, struct msg *req, const struct op_info *op)
 {
 	const struct fuse_setattr_in *sa = body(req);
-	struct node *n;
+	struct node *n = NULL;
+	uint64_t kid;
 
 	if (op->ctime_of) {
 		n = node_get(&p->nodes, op->ctime_of == CTO_NODE2 ? req->knode2 : req->knode);
@@ -500,7 +501,10 @@ static void note_data_change(struct proxy *p, struct msg *req, const struct op_i
 	}
 	if (!op->dchange || (op->dchange == DC_SETATTR && !(sa->valid & FATTR_SIZE)))
 		return;
-	n = node_get(&p->nodes, op->dchange == DC_NODE2 ? req->knode2 : req->knode);
+	/* Mostly the node just looked up (a WRITE's): one lookup per reply on the hot path. */
+	kid = op->dchange == DC_NODE2 ? req->knode2 : req->knode;
+	if (!n || n->kid != kid)
+		n = node_get(&p->nodes, kid);
 	if (n)
 		req->dver = ++n->dver;
 }

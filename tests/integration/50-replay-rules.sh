@@ -10,6 +10,7 @@
 # over (RECOVERED), and the result through the mount and in the backing dir.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-cases.sh"
 
 need_prog "$TESTFS"
 need_cmd perl
@@ -55,22 +56,14 @@ sys() {
 }
 
 
-# crashed: the daemon died at SPEC and a new one took over.
-crashed() {
-	[ ! -e "$T/crash" ] || fail "$SPEC: the daemon did not reach the crash point (crash file still there)"
-	fk_wait EXIT "$DAEMON_BEFORE" 30 || fail "$SPEC: no EXIT for daemon $DAEMON_BEFORE"
-	[ "$FK_LINE" = "EXIT $DAEMON_BEFORE signal=KILL" ] || fail "$SPEC: expected the daemon to be SIGKILLed: $FK_LINE"
-	fk_wait RECOVERED "" 30 || fail "$SPEC: no RECOVERED"
-	log "$SPEC: ok ($FK_LINE)"
-}
-
 # op SPEC OP ARGS...: the op must succeed once despite the crash.
 op() {
 	local spec=$1
 	shift
 	crash_arm "$spec"
 	try_cmd 20 sys "$@" || fail "$spec: $* failed after the daemon was killed: $TRY_OUT"
-	crashed
+	crash_died
+	crash_recovered
 }
 
 # content PATH TEXT: the file at PATH holds exactly TEXT.

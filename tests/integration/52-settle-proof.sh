@@ -37,13 +37,15 @@
 # everything else passed) if neither has them.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-cases.sh"
+# A wrong outcome ends the script at once, unless SETTLE_ALL=1.
+CASES_GO_ON=${SETTLE_ALL:-0}
 
 need_prog "$TESTFS"
 need_cmd perl
 
 M=$T/mnt
 B=$T/back
-GATE=$T/gate
 mkdir "$M" "$B"
 
 # The application: one perl process making exactly the syscalls named, and
@@ -87,130 +89,13 @@ if ($op eq "excl" || $op eq "append") {
 print join(" ", @out), "\n";
 EOF_APP
 
-app() {
-	perl "$T/app.pl" "$@"
-}
-
-# Where user xattrs work: the temp dir, else a tmpfs of our own (Linux >= 6.6).
-XATTR_SKIP=
-xattr_ok() {
-	: >"$B/.probe" && [ "$(app setxattr "$B/.probe" user.fkprobe x 0)" = "setxattr=OK" ]
-	local r=$?
-	rm -f "$B/.probe"
-	return $r
-}
-if ! xattr_ok; then
-	mount -t tmpfs -o mode=0755 fk-back "$B" || fail "cannot mount a tmpfs at $B"
-	track_mount "$B"
-	log "no user.* xattrs in $T: the backing dir is a tmpfs"
-	xattr_ok || XATTR_SKIP="neither $(stat -f -c %T "$T") nor tmpfs here supports user.* xattrs"
-fi
+backing_xattrs "$B"
 
 fk_start "$M" --max-restarts=100 -- "$TESTFS" --backing="$B" --crash-file="$T/crash" \
 	--fail-start-if="$GATE" {}
 fk_wait READY || fail "the keeper never became READY"
 
-# ---- cases and their verdicts ----------------------------------------------
-
-RESULTS=()
-WRONG=0
-
-begin() {
-	CASE=$1
-	CASE_OK=1
-	log "==== case $CASE: $2"
-}
-
-# wrong WHAT: the case's outcome is not the one required.
-wrong() {
-	echo "WRONG: case $CASE: $*" >&2
-	CASE_OK=0
-	[ "${SETTLE_ALL:-0}" = 1 ] || fail "case $CASE: $*"
-}
-
-end_case() {
-	if [ "$CASE_OK" = 1 ]; then
-		RESULTS+=("$CASE PASS")
-	else
-		RESULTS+=("$CASE FAIL")
-		WRONG=$((WRONG + 1))
-	fi
-	log "==== case $CASE: $([ "$CASE_OK" = 1 ] && echo PASS || echo FAIL)"
-}
-
-# content PATH TEXT: the file at PATH holds exactly TEXT (an outcome check).
-content() {
-	file_is "$1" "$2" || wrong "$1 holds '$FILE_GOT', expected '$2'"
-}
-
 # ---- crash, gate, recovery -------------------------------------------------
-
-
-gate_on() {
-	: >"$GATE" || fail "cannot create the gate $GATE"
-}
-
-gate_off() {
-	rm -f "$GATE" || fail "cannot remove the gate $GATE"
-}
-
-# start_app OP ARGS...: the application's syscalls, in the background.
-start_app() {
-	APP_NAME=app-$CASE
-	run_bg "$APP_NAME" perl "$T/app.pl" "$@"
-	APP_PID=$BG_PID
-}
-
-# died: the daemon died at SPEC (SIGKILLed by its crash hook).
-died() {
-	if ! fk_wait EXIT "$DAEMON_BEFORE" 20; then
-		[ -e "$T/crash" ] && fail "$SPEC: the daemon did not reach the crash point (crash file still there)"
-		fail "$SPEC: no EXIT for daemon $DAEMON_BEFORE"
-	fi
-	[ "$FK_LINE" = "EXIT $DAEMON_BEFORE signal=KILL" ] || fail "$SPEC: expected the daemon to be SIGKILLed: $FK_LINE"
-	[ ! -e "$T/crash" ] || fail "$SPEC: the daemon died but not at the crash point (crash file still there)"
-	DIED_AT=$(now_ms)
-}
-
-# refused: a restart was refused by the gate; the application still waits.
-refused() {
-	local pid
-	fk_wait FAILED "" 30 || fail "$SPEC: no start refused by the gate"
-	[[ $FK_LINE =~ ^FAILED\ ([0-9]+)\  ]] || fail "$SPEC: unexpected $FK_LINE"
-	pid=${BASH_REMATCH[1]}
-	# The reason FAILED gives depends on when the keeper noticed; the exit status does not.
-	fk_wait EXIT "$pid" 10 && [ "$FK_LINE" = "EXIT $pid status=3" ] ||
-		fail "$SPEC: daemon $pid failed, but not because of the gate: $FK_LINE"
-	pid_alive "$APP_PID" || fail "$SPEC: the application was answered while no daemon ran: $(cat "$T/$APP_NAME.out")"
-}
-
-# recovered: a new daemon took over.
-recovered() {
-	fk_wait RECOVERED "" 30 || fail "$SPEC: no RECOVERED"
-	[[ $FK_LINE =~ ^RECOVERED\ ([0-9]+)\  ]] && [ "${BASH_REMATCH[1]}" != "$DAEMON_BEFORE" ] ||
-		fail "$SPEC: unexpected $FK_LINE"
-	log "$SPEC: the daemon died there and another took over ($FK_LINE)"
-}
-
-# app_result: waits for the application; its output line goes to APP_OUT.
-app_result() {
-	wait_pid "$APP_PID" 20 || fail "$SPEC: the application is still waiting 20 s after the recovery"
-	APP_OUT=$(cat "$T/$APP_NAME.out")
-	log "$CASE: the application got: $APP_OUT"
-	[ -s "$T/$APP_NAME.err" ] && log "$CASE: its stderr: $(cat "$T/$APP_NAME.err")"
-	return 0
-}
-
-# crash_case SPEC OP ARGS...: the application's syscall meets a crash at SPEC;
-# no other client.
-crash_case() {
-	crash_arm "$1"
-	shift
-	start_app "$@"
-	died
-	recovered
-	app_result
-}
 
 # gated_case SPEC OTHER OP ARGS...: as crash_case, but the function OTHER acts on
 # the backing dir after the death and before a new daemon starts.
@@ -220,8 +105,8 @@ gated_case() {
 	crash_arm "$1"
 	shift 2
 	start_app "$@"
-	died
-	refused
+	crash_died
+	gate_refused
 	# The store's timestamps order events only to within its clock's slack (a
 	# few ticks; a keeper judging by them may allow up to 0.2 s): the other
 	# client acts later than that after the death, so that this tests the
@@ -230,7 +115,7 @@ gated_case() {
 	[ "$left" -le 0 ] || sleep "$(printf '0.%03d' "$left")"
 	"$other" || fail "$SPEC: the other client failed"
 	gate_off
-	recovered
+	crash_recovered
 	app_result
 }
 
@@ -335,11 +220,7 @@ end_case
 
 # ---- the end -----------------------------------------------------------------
 
-log "results:"
-for r in "${RESULTS[@]}"; do
-	log "  $r"
-done
-[ "$WRONG" = 0 ] || fail "$WRONG case(s) with a wrong outcome: $(printf '%s\n' "${RESULTS[@]}" | grep FAIL | cut -d' ' -f1 | tr '\n' ' ')"
+cases_report
 
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
 fk_umount_exit 0

@@ -51,12 +51,12 @@
 # dir lacks them; if neither has them r5 is skipped (exit 77 if all else passed).
 # timeout: 120
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-cases.sh"
 
 need_prog "$TESTFS"
 need_cmd perl mkfifo dd truncate stat cmp head tr
 
 B=$T/back
-GATE=$T/gate
 mkdir "$B"
 
 # The application: one perl process making exactly the syscalls named and
@@ -126,65 +126,7 @@ if ($op eq "stream") {
 print join(" ", @out), "\n";
 EOF_APP
 
-app() {
-	perl "$T/app.pl" "$@"
-}
-
-# Where user xattrs work: the temp dir, else a tmpfs of our own (Linux >= 6.6).
-XATTR_SKIP=
-xattr_ok() {
-	: >"$B/.probe" && [ "$(app setxattr "$B/.probe" user.fkprobe x)" = "setxattr=OK" ]
-	local r=$?
-	rm -f "$B/.probe"
-	return $r
-}
-if ! xattr_ok; then
-	mount -t tmpfs -o mode=0755 fk-back "$B" || fail "cannot mount a tmpfs at $B"
-	track_mount "$B"
-	log "no user.* xattrs in $T: the backing dir is a tmpfs"
-	xattr_ok || XATTR_SKIP="neither $(stat -f -c %T "$T") nor tmpfs here supports user.* xattrs"
-fi
-
-# ---- cases and their verdicts ----------------------------------------------
-
-RESULTS=()
-WRONG=0
-
-begin() {
-	CASE=$1
-	CASE_OK=1
-	log "==== case $CASE: $2"
-}
-
-# wrong WHAT: the case's outcome is not the one required (recorded; the script goes on).
-wrong() {
-	echo "WRONG: case $CASE: $*" >&2
-	CASE_OK=0
-}
-
-end_case() {
-	if [ "$CASE_OK" = 1 ]; then
-		RESULTS+=("$CASE PASS")
-	else
-		RESULTS+=("$CASE FAIL")
-		WRONG=$((WRONG + 1))
-	fi
-	log "==== case $CASE: $([ "$CASE_OK" = 1 ] && echo PASS || echo FAIL)"
-}
-
-# content PATH TEXT: the file at PATH holds exactly TEXT (an outcome check).
-content() {
-	file_is "$1" "$2" || wrong "$1 holds '$FILE_GOT', expected '$2'"
-}
-
-# expect WHAT GOT WANT (an outcome check)
-expect() {
-	if [ "$2" = "$3" ]; then
-		log "$CASE: $1: $2"
-	else
-		wrong "$1: got '$2', expected '$3'"
-	fi
-}
+backing_xattrs "$B"
 
 # ---- a keeper per case ---------------------------------------------------------
 
@@ -226,71 +168,7 @@ clock_samples() {
 	done
 }
 
-# ---- crash, gate, recovery (as in 52-settle-proof) ---------------------------
-
-gate_on() {
-	: >"$GATE" || fail "cannot create the gate $GATE"
-}
-
-gate_off() {
-	rm -f "$GATE" || fail "cannot remove the gate $GATE"
-}
-
-# start_app OP ARGS...: the application's syscalls, in the background.
-start_app() {
-	APP_NAME=app-$CASE
-	run_bg "$APP_NAME" perl "$T/app.pl" "$@"
-	APP_PID=$BG_PID
-}
-
-# died: the daemon died at SPEC (SIGKILLed by its crash hook).
-died() {
-	if ! fk_wait EXIT "$DAEMON_BEFORE" 20 >/dev/null; then
-		[ -e "$T/crash" ] && fail "$SPEC: the daemon did not reach the crash point (crash file still there)"
-		fail "$SPEC: no EXIT for daemon $DAEMON_BEFORE"
-	fi
-	[ "$FK_LINE" = "EXIT $DAEMON_BEFORE signal=KILL" ] || fail "$SPEC: expected the daemon to be SIGKILLed: $FK_LINE"
-	[ ! -e "$T/crash" ] || fail "$SPEC: the daemon died but not at the crash point (crash file still there)"
-	DIED_AT=$(now_ms)
-}
-
-# refused: a restart was refused by the gate; the application still waits.
-refused() {
-	local pid
-	fk_wait FAILED "" 30 >/dev/null || fail "$SPEC: no start refused by the gate"
-	[[ $FK_LINE =~ ^FAILED\ ([0-9]+)\  ]] || fail "$SPEC: unexpected $FK_LINE"
-	pid=${BASH_REMATCH[1]}
-	fk_wait EXIT "$pid" 10 >/dev/null && [ "$FK_LINE" = "EXIT $pid status=3" ] ||
-		fail "$SPEC: daemon $pid failed, but not because of the gate: $FK_LINE"
-	pid_alive "$APP_PID" || fail "$SPEC: the application was answered while no daemon ran: $(cat "$T/$APP_NAME.out")"
-}
-
-# recovered: a new daemon took over.
-recovered() {
-	fk_wait RECOVERED "" 30 >/dev/null || fail "$SPEC: no RECOVERED"
-	[[ $FK_LINE =~ ^RECOVERED\ ([0-9]+)\  ]] && [ "${BASH_REMATCH[1]}" != "$DAEMON_BEFORE" ] ||
-		fail "$SPEC: unexpected $FK_LINE"
-	log "$SPEC: the daemon died there and another took over ($FK_LINE)"
-}
-
-# app_result: waits for the application; its last output line goes to APP_OUT.
-app_result() {
-	wait_pid "$APP_PID" 20 || fail "$CASE: the application is still waiting 20 s after the recovery"
-	APP_OUT=$(tail -n 1 "$T/$APP_NAME.out")
-	log "$CASE: the application got: $APP_OUT"
-	[ -s "$T/$APP_NAME.err" ] && log "$CASE: its stderr: $(cat "$T/$APP_NAME.err")"
-	return 0
-}
-
-# crash_case SPEC OP ARGS...: the application's syscalls meet a crash at SPEC.
-crash_case() {
-	crash_arm "$1"
-	shift
-	start_app "$@"
-	died
-	recovered
-	app_result
-}
+# ---- crash, gate, recovery (the rest is lib-cases.sh's) -----------------------
 
 # kill_gated: SIGKILLs the daemon and holds its restart back (FAILED).
 kill_gated() {
@@ -425,15 +303,15 @@ holder_start r7 "$M/f"
 gate_on
 crash_arm after:rename:f
 start_app rename "$M/f" "$M/g"
-died
-refused
+crash_died
+gate_refused
 # The delay is the scenario: the new daemon must start later than the clock's
 # slack (at most 100 ms) after the death, so that sending the window again sets
 # a ctime the keeper can tell is after the death.
 left=$((DIED_AT + 250 - $(now_ms)))
 [ "$left" -le 0 ] || sleep "$(printf '0.%03d' "$left")"
 gate_off
-recovered
+crash_recovered
 app_result
 expect "rename done by the dead daemon" "$APP_OUT" "rename=OK"
 [ ! -e "$BK/f" ] || wrong "$BK/f still exists"
@@ -555,11 +433,7 @@ end_case
 
 # ---- the end -----------------------------------------------------------------
 
-log "results:"
-for r in "${RESULTS[@]}"; do
-	log "  $r"
-done
-[ "$WRONG" = 0 ] || fail "$WRONG case(s) with a wrong outcome: $(printf '%s\n' "${RESULTS[@]}" | grep FAIL | cut -d' ' -f1 | tr '\n' ' ')"
+cases_report
 assert_all_gone
 [ -z "$XATTR_SKIP" ] || skip "case r5: $XATTR_SKIP (all others passed)"
 log "ok"

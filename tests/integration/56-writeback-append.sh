@@ -33,6 +33,7 @@
 # these log checks are what tells the two rules apart.
 # timeout: 150
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-cases.sh"
 
 need_prog "$TESTFS"
 need_cmd perl
@@ -92,25 +93,6 @@ fi
 
 # ---- one case --------------------------------------------------------------
 
-# died: the daemon died at SPEC (SIGKILLed by its crash hook).
-died() {
-	if ! fk_wait EXIT "$DAEMON_BEFORE" 20 >/dev/null; then
-		[ -e "$T/crash" ] && fail "$SPEC: the daemon did not reach the crash point (crash file still there)"
-		fail "$SPEC: no EXIT for daemon $DAEMON_BEFORE"
-	fi
-	[ "$FK_LINE" = "EXIT $DAEMON_BEFORE signal=KILL" ] ||
-		fail "$SPEC: expected the daemon to be SIGKILLed: $FK_LINE"
-	[ ! -e "$T/crash" ] || fail "$SPEC: the daemon died but not at the crash point (crash file still there)"
-}
-
-# recovered: a new daemon took over.
-recovered() {
-	fk_wait RECOVERED "" 30 >/dev/null || fail "$SPEC: no RECOVERED"
-	[[ $FK_LINE =~ ^RECOVERED\ ([0-9]+)\  ]] && [ "${BASH_REMATCH[1]}" != "$DAEMON_BEFORE" ] ||
-		fail "$SPEC: unexpected $FK_LINE"
-	log "$SPEC: the daemon died there and another took over ($FK_LINE)"
-}
-
 # wb_case CASE SPEC FILE DATA sync|close HELD EXPECTED: the application appends
 # DATA to $M/FILE and syncs or closes, meeting a crash at SPEC; before the
 # sync the backing file must still hold HELD (the write is in the page cache),
@@ -123,8 +105,8 @@ wb_case() {
 	crash_arm "$2"
 	run_bg "app-$name" perl "$T/app.pl" "$M/$file" "$data" "$B/$file" "$how"
 	app=$BG_PID
-	died
-	recovered
+	crash_died
+	crash_recovered
 	wait_pid "$app" 20 || fail "$name: the application is still waiting 20 s after the recovery"
 	out=$(cat "$T/app-$name.out")
 	log "$name: the application got: $out"
