@@ -2,6 +2,7 @@
 #include "nodes.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,18 +29,14 @@ static uint64_t name_hash(uint64_t parent, const char *name)
 	return h;
 }
 
-static void name_unindex(struct node_table *t, struct node *n)
+static void name_unindex(struct node_table *t, struct node_name *nm)
 {
-	uint64_t h;
-	struct node *head, **pp;
+	uint64_t h = name_hash(nm->parent, nm->name);
+	struct node_name *head = idmap_get(&t->by_name, h), **pp;
 
-	if (!n->name)
-		return;
-	h = name_hash(n->parent, n->name);
-	head = idmap_get(&t->by_name, h);
-	for (pp = &head; *pp; pp = &(*pp)->name_next) {
-		if (*pp == n) {
-			*pp = n->name_next;
+	for (pp = &head; *pp; pp = &(*pp)->hash_next) {
+		if (*pp == nm) {
+			*pp = nm->hash_next;
 			break;
 		}
 	}
@@ -47,69 +44,176 @@ static void name_unindex(struct node_table *t, struct node *n)
 		idmap_put(&t->by_name, h, head);
 	else
 		idmap_del(&t->by_name, h);
-	n->name_next = NULL;
+	nm->hash_next = NULL;
 }
 
 static void node_free(struct node_table *t, struct node *n);
 
-/* Drops @n's name and its pin on the parent. */
-static void name_clear(struct node_table *t, struct node *n)
+/* Whether nothing holds @n in the table any more. */
+static bool unheld(const struct node *n)
 {
-	struct node *parent;
+	return !n->k_nlookup && !n->children && !n->pins && n->kid != FUSE_ROOT_ID;
+}
 
-	if (!n->name)
-		return;
-	name_unindex(t, n);
-	free(n->name);
-	n->name = NULL;
-	parent = node_get(t, n->parent);
-	n->parent = 0;
+/* Removes @nm from its node and the index, and its pin on the parent. */
+static void name_remove(struct node_table *t, struct node_name *nm)
+{
+	struct node *n = nm->node, *parent;
+	struct node_name **pp;
+
+	for (pp = &n->names; *pp; pp = &(*pp)->next) {
+		if (*pp == nm) {
+			*pp = nm->next;
+			n->nnames--;
+			break;
+		}
+	}
+	name_unindex(t, nm);
+	parent = node_get(t, nm->parent);
+	free(nm);
 	if (parent) {
 		parent->children--;
-		if (!parent->k_nlookup && !parent->children && parent->kid != FUSE_ROOT_ID)
+		if (unheld(parent))
 			node_free(t, parent);
 	}
 }
 
-/* Gives @n the name @name in @parent; an older node with that name loses it. */
-static int name_set(struct node_table *t, struct node *n, uint64_t parent, const char *name)
+/* Gives back a pin taken with children++ on @kid. */
+static void node_unpin_children(struct node_table *t, uint64_t kid)
 {
-	struct node *old, *p;
-	char *copy;
+	struct node *n = node_get(t, kid);
+
+	if (!n)
+		return;
+	n->children--;
+	if (unheld(n))
+		node_free(t, n);
+}
+
+void node_drop_name(struct node_table *t, struct node_name *nm)
+{
+	name_remove(t, nm);
+}
+
+/* Drops every name of @n. */
+static void names_clear(struct node_table *t, struct node *n)
+{
+	while (n->names)
+		name_remove(t, n->names);
+}
+
+/* Gives @n the name @name in @parent too; another node's name there is taken from it. */
+static int name_add(struct node_table *t, struct node *n, uint64_t parent, const char *name)
+{
+	struct node_name *nm, *old, **pp;
+	size_t len;
 	uint64_t h;
 
 	if (!name || n->kid == FUSE_ROOT_ID)
 		return 0; /* The root has no name to find it by: it is always FUSE_ROOT_ID. */
-	if (n->name && n->parent == parent && !strcmp(n->name, name))
+	old = node_find_name(t, parent, name);
+	if (old && old->node == n) {
+		/* Known: it becomes the most recent. */
+		for (pp = &n->names; *pp != old; pp = &(*pp)->next)
+			;
+		*pp = old->next;
+		old->next = n->names;
+		n->names = old;
 		return 0;
-	p = node_get(t, parent);
-	if (!p)
-		return 0; /* A parent the keeper never saw: leave the node unnamed. */
-	copy = strdup(name);
-	if (!copy)
+	}
+	if (!node_get(t, parent))
+		return 0; /* A parent the keeper never saw: nothing to find the node by there. */
+	len = strlen(name);
+	nm = malloc(sizeof(*nm) + len + 1);
+	if (!nm)
 		return -ENOMEM;
-	old = node_find(t, parent, name);
+	/* Pin the parent first: removing old names below must not free it. */
+	node_get(t, parent)->children++;
 	if (old)
-		name_clear(t, old);
-	name_clear(t, n);
-	/* name_clear() may have freed p if it was pinned only by n. */
-	p = node_get(t, parent);
-	if (!p) {
-		free(copy);
-		return 0;
+		name_remove(t, old);
+	if (n->nnames >= NODE_NAMES_MAX) {
+		struct node_name *last = n->names;
+
+		while (last->next)
+			last = last->next;
+		name_remove(t, last);
 	}
-	h = name_hash(parent, copy);
-	n->name = copy;
-	n->parent = parent;
-	n->name_next = idmap_get(&t->by_name, h);
-	if (idmap_put(&t->by_name, h, n) < 0) {
-		n->name = NULL;
-		n->parent = 0;
-		free(copy);
+	memcpy(nm->name, name, len + 1);
+	nm->parent = parent;
+	nm->node = n;
+	h = name_hash(parent, name);
+	nm->hash_next = idmap_get(&t->by_name, h);
+	if (idmap_put(&t->by_name, h, nm) < 0) {
+		struct node *p = node_get(t, parent);
+
+		free(nm);
+		p->children--;
+		if (unheld(p))
+			node_free(t, p);
 		return -ENOMEM;
 	}
-	p->children++;
+	nm->next = n->names;
+	n->names = nm;
+	n->nnames++;
 	return 0;
+}
+
+int node_add_name(struct node_table *t, struct node *n, uint64_t parent, const char *name)
+{
+	return name_add(t, n, parent, name);
+}
+
+const char *node_name_of(const struct node *n)
+{
+	return n->names ? n->names->name : "";
+}
+
+int node_pin(struct node_table *t, uint64_t kid)
+{
+	struct node *n = node_get(t, kid);
+
+	if (!n)
+		return -ENOENT;
+	n->pins++;
+	return 0;
+}
+
+void node_unpin(struct node_table *t, uint64_t kid)
+{
+	struct node *n = node_get(t, kid);
+
+	if (!n || !n->pins)
+		return;
+	n->pins--;
+	if (unheld(n))
+		node_free(t, n);
+}
+
+int node_path(struct node_table *t, uint64_t kid, char *buf, size_t size)
+{
+	const struct node_name *v[256];
+	size_t depth = 0, len = 0;
+
+	for (; kid != FUSE_ROOT_ID; kid = v[depth++]->parent) {
+		struct node *n = node_get(t, kid);
+
+		if (!n || !n->names)
+			return -ENOENT;
+		if (depth == ARRAY_SIZE(v))
+			return -ENAMETOOLONG;
+		v[depth] = n->names;
+	}
+	if (!size)
+		return -ENAMETOOLONG;
+	buf[0] = '\0';
+	while (depth--) {
+		int r = snprintf(buf + len, size - len, "%s%s", len ? "/" : "", v[depth]->name);
+
+		if (r < 0 || (size_t)r >= size - len)
+			return -ENAMETOOLONG;
+		len += r;
+	}
+	return len;
 }
 
 /* Records what ino_remap needs of @n: its kernel ino, and its daemon ino where they differ. */
@@ -209,8 +313,8 @@ static void node_free(struct node_table *t, struct node *n)
 	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
 		idmap_del(&t->by_did, n->did);
 	t->count--;
-	/* Clearing the name may cascade to the parent; do it after n is out of the maps. */
-	name_clear(t, n);
+	/* Clearing the names may cascade to parents; do it after n is out of the maps. */
+	names_clear(t, n);
 	free(n);
 }
 
@@ -242,7 +346,12 @@ static void free_one(uint64_t key, void *val, void *arg)
 {
 	struct node *n = val;
 
-	free(n->name);
+	while (n->names) {
+		struct node_name *nm = n->names;
+
+		n->names = nm->next;
+		free(nm);
+	}
 	free(n);
 }
 
@@ -261,14 +370,21 @@ struct node *node_get(struct node_table *t, uint64_t kid)
 	return idmap_get(&t->by_kid, kid);
 }
 
+struct node_name *node_find_name(struct node_table *t, uint64_t parent, const char *name)
+{
+	struct node_name *nm = idmap_get(&t->by_name, name_hash(parent, name));
+
+	for (; nm; nm = nm->hash_next)
+		if (nm->parent == parent && !strcmp(nm->name, name))
+			return nm;
+	return NULL;
+}
+
 struct node *node_find(struct node_table *t, uint64_t parent, const char *name)
 {
-	struct node *n = idmap_get(&t->by_name, name_hash(parent, name));
+	struct node_name *nm = node_find_name(t, parent, name);
 
-	for (; n; n = n->name_next)
-		if (n->parent == parent && !strcmp(n->name, name))
-			return n;
-	return NULL;
+	return nm ? nm->node : NULL;
 }
 
 static uint64_t new_kid(struct node_table *t, uint64_t did)
@@ -326,7 +442,7 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 	n->k_nlookup++;
 	n->d_nlookup++;
 	/* A failed name update only costs recoverability of this node, not correctness now. */
-	name_set(t, n, parent, name);
+	name_add(t, n, parent, name);
 	e->nodeid = n->kid;
 	e->generation = n->k_gen;
 	if (t->ino_remap)
@@ -358,7 +474,7 @@ static void release_lookups(struct node_table *t, struct node *n, uint64_t count
 	if (current && idmap_get(&t->by_did, n->did) == n)
 		idmap_del(&t->by_did, n->did);
 	n->epoch = 0; /* The daemon no longer knows it; only a name may still matter. */
-	if (!n->children)
+	if (unheld(n))
 		node_free(t, n);
 }
 
@@ -380,36 +496,36 @@ void node_unlearn(struct node_table *t, uint64_t kid, uint64_t *did, uint64_t *f
 
 void node_unlink(struct node_table *t, uint64_t parent, const char *name)
 {
-	struct node *n = node_find(t, parent, name);
+	struct node_name *nm = node_find_name(t, parent, name);
 
-	if (n)
-		name_clear(t, n);
+	if (nm)
+		name_remove(t, nm);
 }
 
 int node_rename(struct node_table *t, uint64_t oldparent, const char *oldname, uint64_t newparent,
 		const char *newname, bool exchange)
 {
-	struct node *src = node_find(t, oldparent, oldname);
-	struct node *dst = node_find(t, newparent, newname);
+	struct node_name *src = node_find_name(t, oldparent, oldname);
+	struct node_name *dst = node_find_name(t, newparent, newname);
+	struct node *s = src ? src->node : NULL, *d = dst ? dst->node : NULL;
 	int r = 0;
 
-	if (!exchange) {
-		/* No source: the rename was already recorded (a replay found it done). */
-		if (!src || src == dst)
-			return 0;
-		if (dst)
-			name_clear(t, dst);
-		return name_set(t, src, newparent, newname);
-	}
-	/* Clear both first so neither name_set() steals the other's name. */
-	if (src)
-		name_clear(t, src);
+	/* No source: the rename was already recorded (a replay found it done). Two names of one
+	 * file: rename(2) does nothing. */
+	if (!s || s == d)
+		return 0;
+	/* Pin both parents: removing the last names in them must not free them. */
+	node_get(t, oldparent)->children++;
+	if (node_get(t, newparent))
+		node_get(t, newparent)->children++;
+	name_remove(t, src);
 	if (dst)
-		name_clear(t, dst);
-	if (src)
-		r = name_set(t, src, newparent, newname);
-	if (dst && !r)
-		r = name_set(t, dst, oldparent, oldname);
+		name_remove(t, dst);
+	r = name_add(t, s, newparent, newname);
+	if (exchange && d && !r)
+		r = name_add(t, d, oldparent, oldname);
+	node_unpin_children(t, oldparent);
+	node_unpin_children(t, newparent);
 	return r;
 }
 
@@ -469,23 +585,28 @@ int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_
 
 struct pending_ctx {
 	struct node_table *t;
-	struct node **out;
+	struct node_name **out;
 	size_t max, count;
 };
 
 static void collect_pending(uint64_t key, void *val, void *arg)
 {
 	struct pending_ctx *c = arg;
-	struct node *n = val, *p;
+	struct node *n = val;
 
-	if (c->count >= c->max || n->epoch == c->t->epoch || n->lost || n->deferred || !n->name)
+	if (c->count >= c->max || n->epoch == c->t->epoch || n->lost || n->deferred)
 		return;
-	p = node_get(c->t, n->parent);
-	if (p && p->epoch == c->t->epoch && !p->lost)
-		c->out[c->count++] = n;
+	for (struct node_name *nm = n->names; nm; nm = nm->next) {
+		struct node *p = node_get(c->t, nm->parent);
+
+		if (p && p->epoch == c->t->epoch && !p->lost) {
+			c->out[c->count++] = nm;
+			return;
+		}
+	}
 }
 
-size_t node_pending(struct node_table *t, struct node **out, size_t max)
+size_t node_pending(struct node_table *t, struct node_name **out, size_t max)
 {
 	struct pending_ctx c = { t, out, max, 0 };
 

@@ -13,15 +13,29 @@
 #include "idmap.h"
 #include "proto.h"
 
+/* One (parent, name) the kernel knows a node by. A node has several when it has hard links. */
+struct node_name {
+	struct node_name *next;		/* the node's next name, most recently learned first */
+	struct node_name *hash_next;	/* next name in the same name-index bucket */
+	struct node *node;		/* the node it names */
+	uint64_t parent;		/* kid of the directory holding it */
+	char name[];
+};
+
+/* Names kept per node at most; learning another drops the oldest (it only costs recovery). */
+#define NODE_NAMES_MAX 64
+
 struct node {
 	uint64_t kid;		/* node ID the kernel uses */
 	uint64_t did;		/* the daemon's node ID; meaningful when epoch == table epoch */
 	uint64_t k_nlookup;	/* lookups the kernel holds (FORGET takes them back) */
 	uint64_t d_nlookup;	/* lookups the current daemon has counted for did on our behalf */
 	uint64_t k_gen;		/* generation the kernel was given with kid */
-	uint64_t parent;	/* kid of the directory holding name; 0 when unnamed */
-	char *name;		/* last known name in parent, NULL when unknown or removed */
-	struct node *name_next; /* next node in the same name-index bucket */
+	struct node_name *names; /* every name the kernel looked it up by and still has;
+				    NULL when unknown or all removed */
+	uint32_t nnames;	/* names in the list */
+	uint32_t opened;	/* handles the kernel holds on it (RELEASE not seen yet) */
+	uint32_t pins;		/* holds of the keeper's own (node_pin()): they keep it in the table */
 	uint32_t type;		/* S_IFMT bits of the node's mode */
 	uint32_t children;	/* named nodes whose parent this is: they pin it in the table */
 	uint32_t epoch;		/* daemon incarnation that did belongs to */
@@ -39,7 +53,7 @@ struct node {
 struct node_table {
 	struct idmap by_kid;	/* kid -> node */
 	struct idmap by_did;	/* did -> node, for the current epoch only */
-	struct idmap by_name;	/* hash(parent, name) -> first node of a bucket chain */
+	struct idmap by_name;	/* hash(parent, name) -> first node_name of a bucket chain */
 	uint32_t epoch;		/* current daemon incarnation, starts at 1 */
 	uint64_t next_kid;	/* next kid to hand out when a daemon's ID is taken */
 	uint64_t count;		/* nodes in the table */
@@ -67,6 +81,39 @@ struct node *node_get(struct node_table *t, uint64_t kid);
 /* The node that @name in directory @parent names, or NULL. */
 struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
 
+/* The name @name in directory @parent, or NULL. */
+struct node_name *node_find_name(struct node_table *t, uint64_t parent, const char *name);
+
+/* @n's most recently learned name, for logs: "" when it has none. */
+const char *node_name_of(const struct node *n);
+
+/*
+ * Removes one name (the store no longer has it). Its node stays, though it may have no name
+ * left; the parent it pinned may be freed.
+ */
+void node_drop_name(struct node_table *t, struct node_name *nm);
+
+/*
+ * Keeps the node @kid in the table while the keeper needs it (a name of its own to remove in
+ * it later), whatever the kernel forgets. Returns 0, or -ENOENT if the table has no such node.
+ */
+int node_pin(struct node_table *t, uint64_t kid);
+
+/* Gives back a node_pin(); the node is freed if nothing else holds it. */
+void node_unpin(struct node_table *t, uint64_t kid);
+
+/*
+ * Gives @n the name @name in directory @parent too (a keeper's own name: a file it keeps under
+ * a hidden name). Another node's name there is taken from it. Returns 0 or -errno.
+ */
+int node_add_name(struct node_table *t, struct node *n, uint64_t parent, const char *name);
+
+/*
+ * The path of directory @kid from the root, "" for the root, following each directory's name.
+ * Returns its length, or -ENOENT when a directory on the way has no name, -ENAMETOOLONG.
+ */
+int node_path(struct node_table *t, uint64_t kid, char *buf, size_t size);
+
 /*
  * The current daemon handed out one lookup of e->nodeid as @name in @parent (@name may be NULL,
  * e.g. for TMPFILE). Records it and rewrites @e for the kernel: nodeid and generation become the
@@ -87,7 +134,7 @@ void node_unlearn(struct node_table *t, uint64_t kid, uint64_t *did, uint64_t *f
  */
 void node_forget(struct node_table *t, uint64_t kid, uint64_t n, uint64_t *did, uint64_t *fwd);
 
-/* @name in @parent was removed. */
+/* @name in @parent was removed: only that name of its node goes. */
 void node_unlink(struct node_table *t, uint64_t parent, const char *name);
 
 /* @oldname in @oldparent became @newname in @newparent (@exchange: the two swapped). */
@@ -130,10 +177,11 @@ uint64_t node_ino_to_kernel(struct node_table *t, uint64_t ino);
 int node_ino_remap(struct node_table *t);
 
 /*
- * Collects up to @max nodes that can be looked up now: not yet resolved, not lost, named, and
- * with a resolved parent. Returns how many were stored in @out.
+ * Collects up to @max names by which nodes can be looked up now: of nodes not yet resolved,
+ * not lost or deferred, one name per node whose parent is resolved (the most recently learned
+ * such name). Returns how many were stored in @out.
  */
-size_t node_pending(struct node_table *t, struct node **out, size_t max);
+size_t node_pending(struct node_table *t, struct node_name **out, size_t max);
 
 /* Marks every node still unresolved as lost; returns how many. */
 uint64_t node_lose_unresolved(struct node_table *t);

@@ -392,13 +392,14 @@ static void find_rename(uint64_t key, void *val, void *arg)
 }
 
 /*
- * @n was not found by its name. If a rename of that name was in flight when the daemon died, the
- * daemon may have done it: look for @n under the new name, and if it is there, record the move
- * (the replay of the rename will find it done).
+ * @n was not found by its name @nm. If a rename of that name was in flight when the daemon
+ * died, the daemon may have done it: look for @n under the new name, and if it is there, record
+ * the move (the replay of the rename will find it done).
  */
-static int resolve_renamed(struct proxy *p, struct node *n, int64_t deadline)
+static int resolve_renamed(struct proxy *p, struct node *n, const struct node_name *nm,
+			   int64_t deadline)
 {
-	struct rename_find f = { .parent = n->parent, .name = n->name };
+	struct rename_find f = { .parent = nm->parent, .name = nm->name };
 	struct fuse_entry_out *e;
 	struct msg *reply;
 	int err;
@@ -429,40 +430,58 @@ static void lose_node(struct proxy *p, struct node *n, int err)
 	n->lost = true;
 	p->lost_nodes++;
 	log_warn("Node %" PRIu64 " (\"%s\") cannot be found again: %s; requests for it now fail "
-		 "with ESTALE", n->kid, n->name ? n->name : "", strerror(-err));
+		 "with ESTALE", n->kid, node_name_of(n), strerror(-err));
+}
+
+/* A name whose rename target's directory was not found yet; a copy (names may go meanwhile). */
+static struct node_name *name_copy(const struct node_name *nm)
+{
+	size_t len = strlen(nm->name) + 1;
+	struct node_name *c = malloc(sizeof(*c) + len);
+
+	if (c) {
+		*c = *nm;
+		memcpy(c->name, nm->name, len);
+	}
+	return c;
 }
 
 /*
  * Looks the deferred nodes up again under their rename targets. Returns 1 if one was found
  * (its children can now be looked up), 0 if none was (the rest are lost), or a fatal error.
  */
-static int retry_deferred(struct proxy *p, struct node **v, size_t *n, int64_t deadline)
+static int retry_deferred(struct proxy *p, struct node_name **v, size_t *n, int64_t deadline)
 {
 	size_t kept = 0;
 	int found = 0;
 
 	for (size_t i = 0; i < *n; i++) {
+		struct node *nd = v[i]->node;
 		int r;
 
-		v[i]->deferred = false;
-		r = resolve_renamed(p, v[i], deadline);
+		nd->deferred = false;
+		r = resolve_renamed(p, nd, v[i], deadline);
 		if (fatal(r))
 			return r;
 		if (r == 0) {
 			found = 1;
 		} else if (r == -ESTALE) {
-			v[i]->deferred = true;
+			nd->deferred = true;
 			v[kept++] = v[i];
+			continue;
 		} else {
 			pthread_mutex_lock(&p->lock);
-			lose_node(p, v[i], r);
+			lose_node(p, nd, r);
 			pthread_mutex_unlock(&p->lock);
 		}
+		free(v[i]);
 	}
 	*n = kept;
 	if (!found) {
-		for (size_t i = 0; i < kept; i++)
-			v[i]->deferred = false; /* lost with the rest below */
+		for (size_t i = 0; i < kept; i++) {
+			v[i]->node->deferred = false; /* lost with the rest below */
+			free(v[i]);
+		}
 		*n = 0;
 	}
 	return found;
@@ -529,7 +548,7 @@ static int decide_identity(struct proxy *p)
 			pthread_mutex_unlock(&p->lock);
 			log_warn("Node %" PRIu64 " (\"%s\") now names another object (inode %" PRIu64
 				 " was %" PRIu64 " before the restart): requests for it fail with "
-				 "ESTALE", n->kid, n->name ? n->name : "", n->d_ino, n->k_ino);
+				 "ESTALE", n->kid, node_name_of(n), n->d_ino, n->k_ino);
 			invalidate_node(p, n->kid);
 		}
 	}
@@ -544,12 +563,39 @@ static int decide_identity(struct proxy *p)
 	return r;
 }
 
+/*
+ * @nm of a node was not found (-ENOENT) or names another type of object (-ESTALE): a rename in
+ * flight may have moved it; else the name is dropped and the node is looked for by its other
+ * names, if it has any. Returns 0 (found, or left to another name), -ESTALE when the rename's
+ * target directory is not found yet (deferred), or the error that loses the node.
+ */
+static int name_missing(struct proxy *p, struct node_name *nm, int err, int64_t deadline)
+{
+	struct node *n = nm->node;
+	int r = -ENOENT;
+
+	if (err == -ENOENT) {
+		r = resolve_renamed(p, n, nm, deadline);
+		if (r != -ENOENT)
+			return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	if (n->nnames > 1) {
+		log_debug("Node %" PRIu64 " is not \"%s\" any more (%s); trying its other names",
+			  n->kid, nm->name, strerror(-err));
+		node_drop_name(&p->nodes, nm);
+		r = 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r ? err : 0;
+}
+
 /* Looks every node the kernel holds up again, parents before children, a batch at a time. */
 static int resolve_nodes(struct proxy *p, int64_t deadline)
 {
-	struct node *batch[BATCH], *missing[BATCH];
+	struct node_name *batch[BATCH], *missing[BATCH], **deferred = NULL;
+	int missing_err[BATCH];
 	struct call calls[BATCH];
-	struct node **deferred = NULL;
 	size_t n, nmissing, ndeferred = 0;
 	int r = 0;
 
@@ -589,7 +635,7 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 		nmissing = 0;
 		pthread_mutex_lock(&p->lock);
 		for (size_t i = 0; i < n; i++) {
-			struct node *nd = batch[i];
+			struct node *nd = batch[i]->node;
 			struct fuse_entry_out *e = NULL;
 			size_t len = 0;
 			int err = calls[i].reply ? reply_error(calls[i].reply) : -EPIPE;
@@ -604,31 +650,37 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 			}
 			if (!err && note_identity(p, nd, e))
 				err = node_resolved(&p->nodes, nd, e);
-			if (err == -ENOENT)
-				missing[nmissing++] = nd;
-			else if (err)
+			if (err == -ENOENT || (err == -ESTALE && nd->nnames > 1)) {
+				missing_err[nmissing] = err;
+				missing[nmissing++] = batch[i];
+			} else if (err) {
 				lose_node(p, nd, err);
+			}
 		}
 		pthread_mutex_unlock(&p->lock);
 		calls_drop(p, calls, n);
 		for (size_t i = 0; i < nmissing; i++) {
-			r = resolve_renamed(p, missing[i], deadline);
+			struct node *nd = missing[i]->node;
+
+			r = name_missing(p, missing[i], missing_err[i], deadline);
 			if (fatal(r))
 				goto out;
-			if (r == -ESTALE) {
+			if (r == -ESTALE && missing_err[i] == -ENOENT) {
 				/* The rename's target directory is not found yet. */
-				struct node **v = realloc(deferred, (ndeferred + 1) * sizeof(*v));
+				struct node_name **v = realloc(deferred, (ndeferred + 1) * sizeof(*v));
+				struct node_name *c = v ? name_copy(missing[i]) : NULL;
 
-				if (v) {
+				if (v)
 					deferred = v;
-					deferred[ndeferred++] = missing[i];
-					missing[i]->deferred = true;
+				if (c) {
+					deferred[ndeferred++] = c;
+					nd->deferred = true;
 					continue;
 				}
 			}
 			if (r < 0) {
 				pthread_mutex_lock(&p->lock);
-				lose_node(p, missing[i], r);
+				lose_node(p, nd, r);
 				pthread_mutex_unlock(&p->lock);
 			}
 		}
@@ -641,8 +693,10 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 	}
 out:
 	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
-	for (size_t i = 0; i < ndeferred; i++)
-		deferred[i]->deferred = false;
+	for (size_t i = 0; i < ndeferred; i++) {
+		deferred[i]->node->deferred = false;
+		free(deferred[i]);
+	}
 	free(deferred);
 	return r < 0 ? r : 0;
 }

@@ -45,7 +45,7 @@ int main(void)
 	node_new_epoch(&t);
 	ok(node_to_daemon(&t, 0x1000, &did) == -ESTALE, "unresolved nodes are not translated");
 	{
-		struct node *batch[8];
+		struct node_name *batch[8];
 		size_t count = node_pending(&t, batch, 8);
 
 		ok(count == 2, "both nodes are pending (parent is the root): %zu", count);
@@ -78,6 +78,66 @@ int main(void)
 
 	node_unlink(&t, FUSE_ROOT_ID, "other");
 	ok(node_find(&t, FUSE_ROOT_ID, "other") == NULL, "unlink drops the name");
+
+	/* Hard links: a node keeps every name it was looked up by. */
+	{
+		struct node *f, *g;
+		struct node_name *batch[8];
+		char path[64];
+
+		e = entry(0x3000, S_IFDIR | 0755);
+		dir = node_learn(&t, FUSE_ROOT_ID, "d", &e, &err);
+		e = entry(0x3100, S_IFREG | 0644);
+		f = node_learn(&t, 0x3000, "f", &e, &err);
+		e = entry(0x3100, S_IFREG | 0644);
+		g = node_learn(&t, 0x3000, "g", &e, &err);
+		ok(f && f == g && f->nnames == 2 && node_find(&t, 0x3000, "f") == f &&
+			   node_find(&t, 0x3000, "g") == f,
+		   "a second link is a second name of the same node");
+		node_unlink(&t, 0x3000, "g");
+		ok(f->nnames == 1 && node_find(&t, 0x3000, "f") == f &&
+			   !strcmp(node_name_of(f), "f"),
+		   "removing one link keeps the other");
+		e = entry(0x3100, S_IFREG | 0644);
+		node_learn(&t, 0x3000, "g", &e, &err);
+		ok(node_rename(&t, 0x3000, "g", 0x3000, "f", false) == 0 && f->nnames == 2,
+		   "renaming one link over another of the same file changes nothing");
+		e = entry(0x3200, S_IFREG | 0644);
+		n = node_learn(&t, 0x3000, "h", &e, &err);
+		ok(node_rename(&t, 0x3000, "h", 0x3000, "g", false) == 0 && f->nnames == 1 &&
+			   node_find(&t, 0x3000, "g") == n && node_find(&t, 0x3000, "f") == f,
+		   "a rename over one link takes only that name");
+		ok(node_rename(&t, 0x3000, "f", 0x3000, "g", true) == 0 &&
+			   node_find(&t, 0x3000, "g") == f && node_find(&t, 0x3000, "f") == n,
+		   "an exchange swaps the two names");
+		ok(node_path(&t, 0x3000, path, sizeof(path)) == 1 && !strcmp(path, "d"),
+		   "the path of a directory: %s", path);
+		ok(node_path(&t, FUSE_ROOT_ID, path, sizeof(path)) == 0 && !path[0],
+		   "the root's path is empty");
+		ok(node_path(&t, 0x3000, path, 1) == -ENAMETOOLONG, "a path too long is refused");
+
+		/* After a restart the node is pending under one name. */
+		e = entry(0x3100, S_IFREG | 0644);
+		node_learn(&t, 0x3000, "f2", &e, &err);
+		node_new_epoch(&t);
+		e = entry(0x9300, S_IFDIR | 0755);
+		node_resolved(&t, dir, &e);
+		size_t cnt = node_pending(&t, batch, 8), seen = 0;
+
+		for (size_t i = 0; i < cnt; i++)
+			seen += batch[i]->node == f;
+		ok(seen == 1, "a node with two names is looked up by one at a time (%zu)", seen);
+		for (size_t i = 0; i < cnt; i++)
+			if (batch[i]->node == f)
+				node_drop_name(&t, batch[i]);
+		ok(f->nnames == 1, "a name not found goes; the other stays");
+		ok(node_pin(&t, f->kid) == 0, "a node can be pinned");
+		node_forget(&t, f->kid, f->k_nlookup, &did, &fwd);
+		node_drop_name(&t, f->names);
+		ok(node_get(&t, 0x3100) == f, "a pinned node stays without lookups or names");
+		node_unpin(&t, 0x3100);
+		ok(node_get(&t, 0x3100) == NULL, "unpinned, it goes");
+	}
 
 	node_table_free(&t);
 
