@@ -28,6 +28,8 @@ struct keeper_config {
 	bool exclusive;		  /* the operator says no other client changes the store */
 	bool write_through;	  /* the operator says the daemon makes writes durable before it
 				     answers them: no write windows */
+	bool keep_removed;	  /* files removed while open are kept under hidden names */
+	const char *state_dir;	  /* where the journal of hidden names lives */
 };
 
 struct keeper;

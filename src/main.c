@@ -54,6 +54,12 @@ static const char usage_text[] =
 	"                         (passthrough daemons, LXCFS): keep no write windows\n"
 	"      --exclusive        no other client changes the filesystem's store: settle\n"
 	"                         requests a dead daemon left on what the kernel knew\n"
+	"      --no-keep-removed  pass removals of files held open to the daemon as they are:\n"
+	"                         their fds then fail with ESTALE after a restart (by default\n"
+	"                         such files are kept under a hidden name until closed)\n"
+	"      --state-dir=DIR    where the journal of hidden names lives, so that a keeper\n"
+	"                         started after a killed one removes them (default\n"
+	"                         /run/fusekeeper)\n"
 	"      --status-fd=FD     write one event line per daemon start, exit and recovery to FD\n"
 	"  -v, --verbose          more detail (twice: every request)\n"
 	"  -q, --quiet            errors and warnings only\n"
@@ -81,6 +87,8 @@ enum {
 	OPT_WRITE_WINDOW_TOTAL,
 	OPT_EXCLUSIVE,
 	OPT_WRITE_THROUGH,
+	OPT_NO_KEEP_REMOVED,
+	OPT_STATE_DIR,
 };
 
 static const struct option long_options[] = {
@@ -96,6 +104,8 @@ static const struct option long_options[] = {
 	{ "write-window-total", required_argument, NULL, OPT_WRITE_WINDOW_TOTAL },
 	{ "exclusive", no_argument, NULL, OPT_EXCLUSIVE },
 	{ "write-through", no_argument, NULL, OPT_WRITE_THROUGH },
+	{ "no-keep-removed", no_argument, NULL, OPT_NO_KEEP_REMOVED },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -160,6 +170,8 @@ int main(int argc, char **argv)
 		.max_handles = 1u << 20,
 		.write_window = 64ULL << 20,
 		.write_window_total = 256ULL << 20,
+		.keep_removed = true,
+		.state_dir = "/run/fusekeeper",
 	};
 	char err[512], *mountpoint;
 	int c, verbose = 0;
@@ -215,6 +227,14 @@ int main(int argc, char **argv)
 			break;
 		case OPT_WRITE_THROUGH:
 			cfg.write_through = true;
+			break;
+		case OPT_NO_KEEP_REMOVED:
+			cfg.keep_removed = false;
+			break;
+		case OPT_STATE_DIR:
+			if (optarg[0] != '/')
+				usage_error("--state-dir=%s: expected an absolute path", optarg);
+			cfg.state_dir = optarg;
 			break;
 		case OPT_STATUS_FD: {
 			int fd = parse_number("status-fd", optarg, 0, INT_MAX);

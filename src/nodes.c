@@ -103,7 +103,8 @@ static void names_clear(struct node_table *t, struct node *n)
 }
 
 /* Gives @n the name @name in @parent too; another node's name there is taken from it. */
-static int name_add(struct node_table *t, struct node *n, uint64_t parent, const char *name)
+static int name_add(struct node_table *t, struct node *n, uint64_t parent, const char *name,
+		    bool last)
 {
 	struct node_name *nm, *old, **pp;
 	size_t len;
@@ -132,11 +133,11 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 	if (old)
 		name_remove(t, old);
 	if (n->nnames >= NODE_NAMES_MAX) {
-		struct node_name *last = n->names;
+		struct node_name *oldest = n->names;
 
-		while (last->next)
-			last = last->next;
-		name_remove(t, last);
+		while (oldest->next)
+			oldest = oldest->next;
+		name_remove(t, oldest);
 	}
 	memcpy(nm->name, name, len + 1);
 	nm->parent = parent;
@@ -152,15 +153,22 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 			node_free(t, p);
 		return -ENOMEM;
 	}
-	nm->next = n->names;
-	n->names = nm;
+	if (last) {
+		for (pp = &n->names; *pp; pp = &(*pp)->next)
+			;
+		nm->next = NULL;
+		*pp = nm;
+	} else {
+		nm->next = n->names;
+		n->names = nm;
+	}
 	n->nnames++;
 	return 0;
 }
 
 int node_add_name(struct node_table *t, struct node *n, uint64_t parent, const char *name)
 {
-	return name_add(t, n, parent, name);
+	return name_add(t, n, parent, name, true);
 }
 
 const char *node_name_of(const struct node *n)
@@ -442,7 +450,7 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 	n->k_nlookup++;
 	n->d_nlookup++;
 	/* A failed name update only costs recoverability of this node, not correctness now. */
-	name_add(t, n, parent, name);
+	name_add(t, n, parent, name, false);
 	e->nodeid = n->kid;
 	e->generation = n->k_gen;
 	if (t->ino_remap)
@@ -521,9 +529,9 @@ int node_rename(struct node_table *t, uint64_t oldparent, const char *oldname, u
 	name_remove(t, src);
 	if (dst)
 		name_remove(t, dst);
-	r = name_add(t, s, newparent, newname);
+	r = name_add(t, s, newparent, newname, false);
 	if (exchange && d && !r)
-		r = name_add(t, d, oldparent, oldname);
+		r = name_add(t, d, oldparent, oldname, false);
 	node_unpin_children(t, oldparent);
 	node_unpin_children(t, newparent);
 	return r;

@@ -104,7 +104,8 @@ void node_unpin(struct node_table *t, uint64_t kid);
 
 /*
  * Gives @n the name @name in directory @parent too (a keeper's own name: a file it keeps under
- * a hidden name). Another node's name there is taken from it. Returns 0 or -errno.
+ * a hidden name), as its least recent: recovery tries it last. Another node's name there is
+ * taken from it. Returns 0 or -errno.
  */
 int node_add_name(struct node_table *t, struct node *n, uint64_t parent, const char *name);
 

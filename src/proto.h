@@ -37,6 +37,8 @@
  * attr_valid_nsec (4), flags (4), spare[2] (16), then fuse_statx: mask, blksize (4 each),
  * attributes (8), nlink, uid, gid (4 each), mode and a spare (2 each), ino. */
 #define FK_STATX_OUT_INO_OFF 64
+/* ...and its link count: fuse_statx.nlink follows mask, blksize and attributes (16 bytes). */
+#define FK_STATX_OUT_NLINK_OFF 48
 
 /* Protocol minor versions the keeper can parse; older daemons use compat struct sizes. */
 #define FK_MIN_MINOR 12

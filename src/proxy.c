@@ -53,7 +53,9 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->call_efd < 0 || p->ev_efd < 0)
 		return -errno;
-	r = notifier_start(p);
+	r = hide_start(p);
+	if (r == 0)
+		r = notifier_start(p);
 	if (r == 0)
 		r = relay_start(p);
 	if (r < 0)
@@ -148,7 +150,10 @@ static int proxy_attach(void *state, struct keeper *k)
 		p->state = PX_UP;
 		pthread_cond_broadcast(&p->changed);
 		pthread_mutex_unlock(&p->lock);
-		return wait_first_init(p);
+		r = wait_first_init(p);
+		if (r == 0)
+			hide_cleanup(p);
+		return r;
 	}
 	r = recover(p);
 	if (r == 0)
@@ -259,6 +264,7 @@ static void proxy_stop(void *state)
 	if (!p)
 		return;
 	proxy_detach(p);
+	hide_stop(p);
 	/*
 	 * The kernel relay thread may sit in read(2) on /dev/fuse until the connection ends; the
 	 * process exits right after this, which ends it. Nothing else is released here on purpose.

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "handles.h"
+#include "hide.h"
 #include "keeper.h"
 #include "msg.h"
 #include "nodes.h"
@@ -26,6 +27,9 @@ enum px_state {
 
 /* Uniques of the keeper's own requests carry this bit; the kernel's never reach it. */
 #define CALL_BIT (1ULL << 62)
+
+/* Uniques of keeper messages whose replies nobody waits for (clean-up RELEASEs, FORGETs). */
+#define ORPHAN_BIT (1ULL << 61)
 
 /* A request of the keeper's own to the daemon (INIT, recovery lookups and opens, replays). */
 struct call {
@@ -107,6 +111,8 @@ struct proxy {
 	size_t nmismatch, cap_mismatch;
 	uint64_t ino_same, ino_diff_unnoted;
 
+	struct hide_state hide; /* files removed while open (hide.c) */
+
 	/* Counters for the recovery log line. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
 };
@@ -183,8 +189,46 @@ void clock_sample(struct proxy *p, const struct msg *req, const struct fuse_attr
 int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline);
 int recover(struct proxy *p);
 int call_start(struct proxy *p, struct call *c, struct msg *req);
+/* Sends @req (daemon IDs) and waits until @deadline for the reply (caller frees), or NULL with
+ * -errno in *err. Not from a relay thread. */
+struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *err);
+/* Whether @err ends a recovery (the daemon went, the keeper stops, time ran out). */
+bool fatal(int err);
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);
 void calls_drop(struct proxy *p, struct call *calls, size_t n);
 int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len);
 struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arglen,
 			 const char *name);
+
+/* hide.c: files removed while open (hide.h) */
+/* At start: the journal and its leftovers. Returns 0 (a journal that cannot be kept is logged). */
+int hide_start(struct proxy *p);
+/*
+ * From the relay, under the lock, for an UNLINK or RENAME that removes the last known name of a
+ * file the kernel holds open: renames the file to a hidden name first (the lock is let go
+ * meanwhile). Returns 0 to send the request on, 1 when it is done (an UNLINK: answer success),
+ * or the error to answer (-EIO).
+ */
+int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op);
+/* Under the lock: 0, or the error for a request naming a hidden name (-ENOENT, -EPERM). */
+int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op);
+/* Under the lock: the kernel released the last handle of @n; its hidden names are removed. */
+void hide_released(struct proxy *p, struct node *n);
+/* A reply to an orphan request: true if it was a hidden name's removal (now accounted). */
+bool hide_call_reply(struct proxy *p, uint64_t unique, int error);
+/* Recovery: asks the new daemon to remove the hidden names the old one did not. */
+void hide_recover(struct proxy *p);
+/*
+ * A READDIR or READDIRPLUS reply about to reach the kernel: hidden names are taken out (their
+ * lookups given back). Returns 1 if the request was sent again instead (the reply is dropped;
+ * the request is in flight again), else 0.
+ */
+int hide_filter_dir(struct proxy *p, struct msg *req, struct msg *reply);
+/* st_nlink in an attribute reply for a node with hidden names leaves them out. */
+void hide_fix_attr(struct proxy *p, struct msg *req, const struct op_info *op, struct msg *reply);
+/* The same for an entry of node @n, under the lock. */
+void hide_fix_entry(struct proxy *p, struct node *n, struct fuse_attr *a);
+/* After the first daemon's INIT: removes what a killed keeper left hidden. */
+void hide_cleanup(struct proxy *p);
+/* The keeper stops: its journal goes if it lists nothing. */
+void hide_stop(struct proxy *p);

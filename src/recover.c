@@ -146,7 +146,7 @@ void calls_drop(struct proxy *p, struct call *calls, size_t n)
 }
 
 /* Sends one request and waits for its answer. Returns the reply (caller frees) or NULL. */
-static struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *err)
+struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *err)
 {
 	struct call c;
 	struct msg *reply;
@@ -199,7 +199,7 @@ static void *reply_body(struct msg *r, size_t *len)
 }
 
 /* Errors that mean the daemon is gone or the keeper must stop, not an answer about a name. */
-static bool fatal(int err)
+bool fatal(int err)
 {
 	return err == -ECHILD || err == -EINTR || err == -ETIMEDOUT || err == -EPIPE;
 }
@@ -2101,6 +2101,8 @@ int recover(struct proxy *p)
 	r = recover_init(p, deadline);
 	if (r == 0)
 		r = resolve_nodes(p, deadline);
+	if (r == 0)
+		hide_recover(p);
 	if (r == 0)
 		r = reopen_handles(p, deadline);
 	if (r == 0)

@@ -24,9 +24,6 @@
 /* Notifications the keeper holds for the kernel at most; past that the daemon waits. */
 #define NOTIFY_QUEUE_MAX 4096
 
-/* Uniques of keeper messages whose replies nobody waits for (clean-up RELEASEs, FORGETs). */
-#define ORPHAN_BIT (1ULL << 61)
-
 static inline void *body(struct msg *m)
 {
 	return m->data + sizeof(struct fuse_in_header);
@@ -201,6 +198,22 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 }
 
 /*
+ * The kernel let go of @h (may be NULL): forgets it, and when it was its node's last, the
+ * node's hidden names go (hide.c). Under the lock.
+ */
+static void forget_handle(struct proxy *p, struct handle *h)
+{
+	struct node *n;
+
+	if (!h)
+		return;
+	n = node_get(&p->nodes, h->node);
+	handle_forget(&p->handles, h->kfh);
+	if (n && n->opened && !--n->opened && p->hide.live)
+		hide_released(p, n);
+}
+
+/*
  * The kernel closed @kfh (RELEASE). Under the lock. Writes lost through it that no FLUSH or
  * FSYNC reported (a handle opened with FOPEN_NOFLUSH, closed without either) can only be logged.
  */
@@ -212,7 +225,7 @@ static void release_handle(struct proxy *p, uint64_t kfh)
 		log_error("Handle %" PRIu64 " of node %" PRIu64 " was closed without a flush or "
 			  "fsync to report that writes acknowledged through it were lost",
 			  kfh, h->node);
-	handle_forget(&p->handles, kfh);
+	forget_handle(p, h);
 }
 
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
@@ -266,6 +279,7 @@ int request_names(struct msg *m, const struct op_info *op, const char *names[2])
 static int learn_entry(struct proxy *p, uint64_t parent, const char *name,
 		       struct fuse_entry_out *e)
 {
+	struct node *n;
 	int err;
 
 	if (!e->nodeid)
@@ -273,10 +287,13 @@ static int learn_entry(struct proxy *p, uint64_t parent, const char *name,
 	/* "." and ".." (NFS export) name no new place of the node. */
 	if (name && name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
 		name = NULL;
-	if (!node_learn(&p->nodes, parent, name, e, &err)) {
+	n = node_learn(&p->nodes, parent, name, e, &err);
+	if (!n) {
 		forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
 		return err;
 	}
+	if (p->hide.live)
+		hide_fix_entry(p, n, &e->attr);
 	return 0;
 }
 
@@ -285,6 +302,7 @@ static int learn_handle(struct proxy *p, struct msg *req, uint64_t node, uint32_
 {
 	uint64_t dfh = o->fh;
 	struct handle *h;
+	struct node *n;
 	int err;
 
 	h = handle_learn(&p->handles, node, flags, dir, &o->fh, &err);
@@ -292,6 +310,9 @@ static int learn_handle(struct proxy *p, struct msg *req, uint64_t node, uint32_
 		release_in_daemon(p, p->nodes.epoch, did, dfh, dir);
 		return err;
 	}
+	n = node_get(&p->nodes, node);
+	if (n)
+		n->opened++;
 	h->uid = msg_in(req)->uid;
 	h->gid = msg_in(req)->gid;
 	h->fopen = o->open_flags;
@@ -453,7 +474,7 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 		    node_to_daemon(&p->nodes, h->node, &did) == 0) {
 			bool dir = h->dir;
 
-			handle_forget(&p->handles, o->fh);
+			forget_handle(p, h);
 			release_in_daemon(p, p->nodes.epoch, did, dfh, dir);
 		}
 		if (op->effect != EFF_CREATE)
@@ -695,6 +716,10 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		release_handle(p, req->kfh);
 		pthread_mutex_unlock(&p->lock);
 	}
+	if (!oh->error && !p->hide.off &&
+	    (ih->opcode == FUSE_READDIR || ih->opcode == FUSE_READDIRPLUS) &&
+	    hide_filter_dir(p, req, reply))
+		return 0; /* Asked again past hidden names: the request is in flight again. */
 	if (!oh->error && op->effect) {
 		pthread_mutex_lock(&p->lock);
 		r = apply_effect(p, req, op, reply);
@@ -713,6 +738,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	}
 	if (!oh->error && op->ino_out && p->nodes.ino_remap)
 		remap_inos(p, op, reply);
+	if (!oh->error && op->ino_out && p->hide.live)
+		hide_fix_attr(p, req, op, reply);
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);
@@ -861,6 +888,19 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		pthread_mutex_unlock(&p->lock);
 		reply_kernel_err(p, h->unique, -EIO);
 		return m;
+	}
+	if (op->names && !p->hide.off) {
+		/* Names of the keeper's own never show; removing a file held open keeps it. */
+		r = hide_check_names(p, m, op);
+		if (r == 0 && (h->opcode == FUSE_UNLINK || op->effect == EFF_RENAME))
+			r = hide_removal(p, m, op);
+		if (r) {
+			pthread_mutex_unlock(&p->lock);
+			reply_kernel_err(p, h->unique, r > 0 ? 0 : r);
+			return m;
+		}
+		/* The lock may have been let go, even for a restart. */
+		epoch = p->nodes.epoch;
 	}
 	if (op->positioned && p->handles.fresh_count) {
 		uint64_t kfh = ((struct fuse_read_in *)body(m))->fh;
@@ -1135,8 +1175,11 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	uint64_t unique = msg_out(m)->unique;
 	struct call *c;
 
-	if (unique & ORPHAN_BIT)
+	if (unique & ORPHAN_BIT) {
+		if (p->hide.graves && !(msg_out(m)->error > 0))
+			hide_call_reply(p, unique, msg_out(m)->error);
 		return 0;
+	}
 	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
 	    (msg_out(m)->error && m->len != sizeof(struct fuse_out_header))) {
 		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "

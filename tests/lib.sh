@@ -530,6 +530,8 @@ file_is() {
 #     read          -> "read DATA" (up to 64 bytes from offset 0; newlines as \n)
 #     write DATA    -> "wrote N"   (DATA at offset 0; \n in DATA for a newline)
 #     fstat         -> "ino N"
+#     nlink         -> "nlink N" (st_nlink of the fd)
+#     sum           -> "sum MD5" (of the whole content, read through the fd)
 #   or, when the call fails, "error ENAME" (the errno's name, e.g. ESTALE).
 #   holder_stop NAME             makes it exit.
 # A request stuck in the mount makes holder fail after 10 s rather than hang.
@@ -540,6 +542,7 @@ _holder_script() {
 use strict;
 use Fcntl qw(O_RDWR O_RDONLY SEEK_SET);
 use Errno ();
+use Digest::MD5;
 sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } return "errno$e" }
 sysopen(my $f, $ARGV[0], $ARGV[2] eq "ro" ? O_RDONLY : O_RDWR) or die "open $ARGV[0]: $!\n";
 open(my $in, "<", $ARGV[1]) or die "fifo: $!\n";
@@ -560,6 +563,15 @@ while (my $l = <$in>) {
 	} elsif ($cmd eq "fstat") {
 		my @st = stat($f);
 		$out = "ino $st[1]" if @st;
+	} elsif ($cmd eq "nlink") {
+		my @st = stat($f);
+		$out = "nlink $st[3]" if @st;
+	} elsif ($cmd eq "sum") {
+		if (sysseek($f, 0, SEEK_SET)) {
+			my ($md5, $buf, $n) = (Digest::MD5->new);
+			$md5->add($buf) while ($n = sysread($f, $buf, 65536));
+			$out = "sum " . $md5->hexdigest if defined $n;
+		}
 	} elsif ($cmd eq "quit") {
 		exit 0;
 	} else { die "holder: unknown command $cmd\n" }

@@ -12,8 +12,8 @@
 # namespace must read the same checksum; at the end every workload must report
 # errors=0, the backing directory (what the sshd side sees) must hold what the
 # mount shows, and umount must leave no keeper, sshfs, ssh or mount behind.
-# The only .fuse_hidden files allowed are files cwd had removed while it held
-# them open when a daemon was killed (see the end).
+# No .fuse_hidden file may be left: the keeper keeps files removed while open
+# under hidden names of its own, and removes them after the last close.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-daemons.sh"
@@ -108,33 +108,21 @@ fkload_stop fd cwd churn
 [ "$(ls -A "$B" | sort | tr '\n' ' ')" = "churn cwd fd ns " ] ||
 	fail "unexpected entries in the backing dir: $(ls -A "$B" | tr '\n' ' ')"
 cmp "$B/fd/fd-file" "$M/fd/fd-file" || fail "fd-file differs between the backing dir and the mount"
-# cwd removes files it still holds open (unlink, then close).  sshfs renames
-# such a file to .fuse_hidden<node><counter> and deletes it on the last
-# RELEASE; a daemon killed in between leaves it on the server for good, with
-# or without the keeper: the next daemon never knew it, and the keeper, which
-# finds files again by name only, cannot reopen it and reports its handle
-# lost (docs/design.md, "Limits of proxy mode").  That is the only way this
-# test may leave one, so each must be such a cwd file: directly in cwd, a
-# regular file no larger than fkload makes cwd files (256 KiB), and the same
-# through the mount.  cwd holds at most one removed file open at a time, so
-# one kill strands at most one: there may be no more of them than recoveries
-# that reported a handle lost.
-lost=$(grep -cE 'Recovered: .*\([0-9]+ nodes and [1-9][0-9]* handles lost\)' "$FK_LOG")
-hidden=()
-while IFS= read -r -d '' h; do
-	hidden+=("$h")
-done < <(find "$B" -name '.fuse_hidden*' -print0)
-[ "${#hidden[@]}" -le "$lost" ] ||
-	fail "${#hidden[@]} .fuse_hidden file(s) but only $lost recoveries lost a handle: ${hidden[*]}"
-for h in "${hidden[@]}"; do
-	[ "${h%/*}" = "$B/cwd" ] || fail "$h: only cwd removes files it holds open"
-	{ [ -f "$h" ] && [ ! -L "$h" ]; } || fail "$h is not a regular file"
-	size=$(stat -c %s "$h") || fail "stat $h failed"
-	[ "$size" -le $((256 << 10)) ] || fail "$h: $size bytes, more than any cwd file"
-	cmp "$h" "$M/cwd/${h##*/}" || fail "$h differs between the backing dir and the mount"
-	log "note: $h ($size bytes): removed by cwd while open when its daemon was killed"
+# cwd removes files it still holds open (unlink, then close).  sshfs would
+# rename such a file to .fuse_hidden<node><counter> and delete it on the last
+# RELEASE, and a daemon killed in between would leave it on the server for
+# good.  Under the keeper the daemon never sees such a removal: the keeper
+# renames the file to a hidden name of its own, which it removes after the
+# kernel's last RELEASE (sent after close() returns: wait for it).
+deadline=$(($(now_ms) + 10000))
+while [ -n "$(find "$B" -name '.fusekeeper.*' -print -quit)" ]; do
+	[ "$(now_ms)" -lt "$deadline" ] ||
+		fail "hidden names stay after the last close: $(find "$B" -name '.fusekeeper.*')"
+	sleep 0.05
 done
-left=$(find "$B/cwd" -mindepth 1 -maxdepth 1 ! -name '.fuse_hidden*' -printf '%f ')
+hidden=$(find "$B" -name '.fuse_hidden*' -printf '%P ')
+[ -z "$hidden" ] || fail "sshfs hid files removed while open itself: $hidden"
+left=$(find "$B/cwd" -mindepth 1 -maxdepth 1 -printf '%f ')
 [ -z "$left" ] || fail "the cwd workload left entries behind: $left"
 diff -r "$B/churn" "$M/churn" || fail "the churn directory differs between the backing dir and the mount"
 [ "$(sha256sum <"$B/ns/data" | cut -d' ' -f1)" = "$want" ] || fail "the namespace file changed in the backing dir"

@@ -1,0 +1,758 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Files removed while open: hidden names, their journal, and what the relay and recovery do with
+ * them (hide.h has the idea, docs/design.md the rules).
+ */
+#include "hide.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proxy_i.h"
+#include "util.h"
+
+/* A directory listing made only of hidden names is asked for again from past them, this often. */
+#define MAX_LISTING_RETRIES 16
+
+/* ---- The journal --------------------------------------------------------------------------- */
+
+int hide_escape_path(const char *path, char *out, size_t size)
+{
+	size_t n = 0;
+
+	while (*path == '/')
+		path++;
+	if (!*path) {
+		/* The root directory, as systemd names it. */
+		if (size < 2)
+			return -ENAMETOOLONG;
+		strcpy(out, "-");
+		return 0;
+	}
+	for (; *path; path++) {
+		unsigned char c = *path;
+		char buf[5];
+		size_t l;
+
+		if (c == '/') {
+			while (path[1] == '/')
+				path++;
+			if (!path[1])
+				break;
+			buf[0] = '-';
+			l = 1;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   (c >= '0' && c <= '9') || c == '_' || c == ':' || (c == '.' && n)) {
+			buf[0] = c;
+			l = 1;
+		} else {
+			snprintf(buf, sizeof(buf), "\\x%02x", c);
+			l = 4;
+		}
+		if (n + l >= size)
+			return -ENAMETOOLONG;
+		memcpy(out + n, buf, l);
+		n += l;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* Adds (@add) or removes @path in the set @v of @n paths. */
+static void set_apply(char ***v, size_t *n, bool add, const char *path)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp((*v)[i], path))
+			continue;
+		if (!add) {
+			free((*v)[i]);
+			(*v)[i] = (*v)[--*n];
+		}
+		return;
+	}
+	if (add) {
+		char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+		char *copy = strdup(path);
+
+		if (nv)
+			*v = nv;
+		if (!nv || !copy) {
+			free(copy);
+			return;
+		}
+		(*v)[(*n)++] = copy;
+	}
+}
+
+static int write_record(int fd, bool add, const char *path)
+{
+	size_t len = strlen(path) + 1;
+	char *rec = malloc(len + 1);
+	ssize_t w;
+
+	if (!rec)
+		return -ENOMEM;
+	rec[0] = add ? '+' : '-';
+	memcpy(rec + 1, path, len);
+	/* O_APPEND: one write per record lands whole at the end. */
+	w = write(fd, rec, len + 1);
+	free(rec);
+	if (w < 0)
+		return -errno;
+	return (size_t)w == len + 1 ? 0 : -EIO;
+}
+
+int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpoint)
+{
+	char name[256];
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int fd, r;
+
+	s->journal_fd = -1;
+	r = hide_escape_path(mountpoint, name, sizeof(name) - sizeof(".removed"));
+	if (r < 0)
+		return r;
+	strcat(name, ".removed");
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (asprintf(&s->journal_path, "%s/%s", dir, name) < 0) {
+		s->journal_path = NULL;
+		return -ENOMEM;
+	}
+	fd = open(s->journal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			char *nb = realloc(buf, cap ? 2 * cap : 4096);
+
+			if (!nb) {
+				free(buf);
+				close(fd);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap = cap ? 2 * cap : 4096;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			free(buf);
+			close(fd);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	/* Records end with a NUL; a torn last one (a keeper killed mid-write) is ignored. */
+	for (size_t off = 0; off < len;) {
+		char *end = memchr(buf + off, '\0', len - off);
+
+		if (!end)
+			break;
+		if ((buf[off] == '+' || buf[off] == '-') && end > buf + off + 1)
+			set_apply(&s->leftovers, &s->nleftovers, buf[off] == '+', buf + off + 1);
+		off = end - buf + 1;
+	}
+	free(buf);
+	/* Compact: just what is left to remove. */
+	if (ftruncate(fd, 0) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	for (size_t i = 0; i < s->nleftovers; i++)
+		write_record(fd, true, s->leftovers[i]);
+	s->journal_fd = fd;
+	return 0;
+}
+
+void hide_journal(struct hide_state *s, bool add, const char *path)
+{
+	int r;
+
+	if (s->journal_fd < 0)
+		return;
+	r = write_record(s->journal_fd, add, path);
+	if (r < 0)
+		log_warn("Cannot write to %s: %s; if the keeper is killed, the hidden name %s may "
+			 "stay in the store", s->journal_path, strerror(-r), path);
+}
+
+void hide_state_free(struct hide_state *s)
+{
+	while (s->graves) {
+		struct grave *g = s->graves;
+
+		s->graves = g->next;
+		free(g->path);
+		free(g);
+	}
+	for (size_t i = 0; i < s->nleftovers; i++)
+		free(s->leftovers[i]);
+	free(s->leftovers);
+	free(s->journal_path);
+	if (s->journal_fd >= 0)
+		close(s->journal_fd);
+}
+
+/* ---- Hiding a removal ---------------------------------------------------------------------- */
+
+int hide_start(struct proxy *p)
+{
+	struct hide_state *s = &p->hide;
+	int r;
+
+	s->journal_fd = -1;
+	s->off = !p->cfg->keep_removed;
+	if (s->off)
+		return 0;
+	if (getrandom(&s->seed, sizeof(s->seed), 0) != sizeof(s->seed))
+		s->seed = ((uint64_t)getpid() << 32) ^ (uint64_t)realtime_ns();
+	r = hide_journal_open(s, p->cfg->state_dir, p->cfg->mountpoint);
+	if (r < 0)
+		log_warn("Cannot keep a journal of hidden names in %s: %s; files removed while open "
+			 "are still kept, but a killed keeper leaves their names behind",
+			 p->cfg->state_dir, strerror(-r));
+	return 0;
+}
+
+/* How many of @n's names are hidden ones. */
+static uint32_t hidden_names(const struct node *n)
+{
+	uint32_t count = 0;
+
+	for (const struct node_name *nm = n->names; nm; nm = nm->next)
+		count += hide_is_hidden(nm->name, strlen(nm->name));
+	return count;
+}
+
+/*
+ * The name a request removes (an UNLINK's, or the one a RENAME replaces) if it is the last name
+ * the keeper knows of a regular file the kernel holds open, else NULL. Under the lock.
+ */
+static struct node_name *removed_open(struct proxy *p, struct msg *m, const char *names[2])
+{
+	struct fuse_in_header *h = msg_in(m);
+	const void *b = m->data + sizeof(*h);
+	struct node_name *nm;
+	struct node *n;
+
+	if (h->opcode == FUSE_UNLINK) {
+		nm = node_find_name(&p->nodes, h->nodeid, names[0]);
+	} else {
+		/* RENAME_NOREPLACE replaces nothing; RENAME_EXCHANGE keeps both. */
+		if (h->opcode == FUSE_RENAME2 && ((const struct fuse_rename2_in *)b)->flags)
+			return NULL;
+		nm = node_find_name(&p->nodes, ((const struct fuse_rename_in *)b)->newdir,
+				    names[1]);
+		if (nm && node_find(&p->nodes, h->nodeid, names[0]) == nm->node)
+			return NULL; /* two names of one file: rename(2) does nothing */
+	}
+	if (!nm)
+		return NULL;
+	n = nm->node;
+	if (n->type != S_IFREG || !n->opened || n->lost || n->nnames - hidden_names(n) > 1)
+		return NULL;
+	return nm;
+}
+
+/* The keeper's RENAME of @name in the kernel's directory @dir to @hidden, as @h's caller. */
+static struct msg *hide_request(struct proxy *p, const struct fuse_in_header *h, uint64_t dir,
+				const char *name, const char *hidden)
+{
+	size_t namelen = strlen(name) + 1;
+	char arg[sizeof(struct fuse_rename_in) + 1025];
+	struct fuse_rename_in *in = (struct fuse_rename_in *)arg;
+	struct msg *req;
+	uint64_t did;
+
+	if (namelen > 1025 || node_to_daemon(&p->nodes, dir, &did) < 0)
+		return NULL;
+	memset(in, 0, sizeof(*in));
+	in->newdir = did;
+	memcpy(arg + sizeof(*in), name, namelen);
+	req = make_request(FUSE_RENAME, did, arg, sizeof(*in) + namelen, hidden);
+	if (req) {
+		/* As the one removing it: a daemon checking permissions sees the same caller. */
+		msg_in(req)->uid = h->uid;
+		msg_in(req)->gid = h->gid;
+		msg_in(req)->pid = h->pid;
+	}
+	return req;
+}
+
+/* Undoes the bookkeeping of a hidden name the daemon did not make. Under the lock. */
+static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden, const char *path)
+{
+	struct node_name *nm = node_find_name(&p->nodes, dir, hidden);
+
+	if (nm) {
+		node_drop_name(&p->nodes, nm);
+		p->hide.live--;
+	}
+	hide_journal(&p->hide, false, path);
+}
+
+/* The daemon renamed @n's @name in @dir to its hidden name. Under the lock. */
+static void hide_done(struct proxy *p, struct node *n, uint64_t dir, const char *name,
+		      const char *path)
+{
+	struct node *d = node_get(&p->nodes, dir);
+
+	node_unlink(&p->nodes, dir, name);
+	/* Both ctimes moved: a settle rule must not take that for another request's work. */
+	n->changed_ns = realtime_ns();
+	if (d)
+		d->changed_ns = n->changed_ns;
+	log_debug("Node %" PRIu64 " was removed while open: kept as %s until its last close",
+		  n->kid, path);
+}
+
+int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	struct fuse_in_header *h = msg_in(m);
+	const char *names[2];
+	char hidden[HIDE_NAME_SIZE], name[1025], path[4096];
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	uint64_t dir;
+	struct node *n;
+	struct node_name *nm;
+	struct msg *req;
+	struct call c;
+	int err, len;
+
+	if (request_names(m, op, names) < 0)
+		return 0;
+	for (int tries = 0; tries < 2; tries++) {
+		nm = removed_open(p, m, names);
+		if (!nm || strlen(nm->name) >= sizeof(name))
+			return 0;
+		n = nm->node;
+		dir = nm->parent;
+		strcpy(name, nm->name);
+		len = node_path(&p->nodes, dir, path, sizeof(path) - HIDE_NAME_SIZE - 1);
+		if (len < 0) {
+			log_debug("Node %" PRIu64 " is removed while open, but its directory's path "
+				  "is unknown: it is not kept", n->kid);
+			return 0;
+		}
+		snprintf(hidden, sizeof(hidden), HIDE_PREFIX "%016" PRIx64,
+			 (uint64_t)(p->hide.seed + p->hide.counter++ * 0x9e3779b97f4a7c15ULL));
+		snprintf(path + len, sizeof(path) - len, "%s%s", len ? "/" : "", hidden);
+		req = hide_request(p, h, dir, name, hidden);
+		/* Looked for last after a death: by its old name first, so a rename not done
+		 * shows as that name found. */
+		if (!req || node_add_name(&p->nodes, n, dir, hidden) < 0) {
+			msg_put(req);
+			return 0;
+		}
+		p->hide.live++;
+		hide_journal(&p->hide, true, path);
+		pthread_mutex_unlock(&p->lock);
+		err = call_start(p, &c, req);
+		msg_put(req);
+		pthread_mutex_lock(&p->lock);
+		if (err == 0) {
+			struct timespec ts = deadline_ts(p->cfg->start_timeout_ms);
+
+			while (!c.done && p->state == PX_UP && now_ms() < deadline)
+				if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
+					break;
+		}
+		if (c.done && c.reply) {
+			err = msg_out(c.reply)->error;
+		} else if (p->state == PX_UP && now_ms() >= deadline) {
+			err = -ETIMEDOUT;
+		} else {
+			err = -EPIPE;
+		}
+		pthread_mutex_unlock(&p->lock);
+		calls_drop(p, &c, 1);
+		pthread_mutex_lock(&p->lock);
+		if (err == 0) {
+			hide_done(p, n, dir, name, path);
+			return h->opcode == FUSE_UNLINK;
+		}
+		if (err == -ETIMEDOUT) {
+			/* It may still do it: the name is kept as a candidate for recovery. */
+			log_error("The daemon did not answer the keeper's rename of a file removed "
+				  "while open within %" PRId64 " ms: answering EIO",
+				  p->cfg->start_timeout_ms);
+			return -EIO;
+		}
+		if (err != -EPIPE) {
+			hide_undo(p, dir, hidden, path);
+			if (err == -ENOSYS) {
+				p->hide.off = true;
+				log_warn("The daemon cannot rename files: files removed while open "
+					 "are removed as asked, and their fds do not survive a "
+					 "restart");
+			} else {
+				log_info("Cannot keep node %" PRIu64 ", removed while open, under a "
+					 "hidden name: %s; it is removed as asked, and its fds do not "
+					 "survive a restart", n->kid, strerror(-err));
+			}
+			return 0;
+		}
+		/* The daemon died: once another took over, the node table says what it did. */
+		while (p->state == PX_WAIT)
+			pthread_cond_wait(&p->changed, &p->lock);
+		if (p->state == PX_FAILED)
+			return -EIO;
+		nm = node_find_name(&p->nodes, dir, name);
+		if (n->lost || (nm && nm->node == n)) {
+			/* Not done (found by its old name), or not found at all. */
+			hide_undo(p, dir, hidden, path);
+			if (n->lost)
+				return 0;
+			continue;
+		}
+		nm = node_find_name(&p->nodes, dir, hidden);
+		if (nm && nm->node == n) {
+			hide_done(p, n, dir, name, path);
+			return h->opcode == FUSE_UNLINK;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	uint32_t opcode = msg_in(m)->opcode;
+	const char *names[2];
+
+	switch (opcode) {
+	case FUSE_LOOKUP:
+	case FUSE_UNLINK:
+	case FUSE_RMDIR:
+	case FUSE_MKNOD:
+	case FUSE_MKDIR:
+	case FUSE_CREATE:
+	case FUSE_SYMLINK:
+	case FUSE_LINK:
+	case FUSE_RENAME:
+	case FUSE_RENAME2:
+		break;
+	default:
+		return 0;
+	}
+	if (request_names(m, op, names) < 0)
+		return 0;
+	/* Renaming onto a hidden name, or making one, is refused; the rest do not find it. */
+	if (names[1] && (opcode == FUSE_RENAME || opcode == FUSE_RENAME2) &&
+	    hide_is_hidden(names[1], strlen(names[1])))
+		return -EPERM;
+	if (!hide_is_hidden(names[0], strlen(names[0])))
+		return 0;
+	return op->replay == RP_EXISTS ? -EPERM : -ENOENT;
+}
+
+/* ---- Removing hidden names --------------------------------------------------------------- */
+
+/* Asks the daemon to remove @g's name, if it knows the directory now. Under the lock. */
+static void grave_send(struct proxy *p, struct grave *g)
+{
+	struct msg *req;
+	uint64_t did;
+
+	g->unique = 0;
+	if (node_to_daemon(&p->nodes, g->parent, &did) < 0)
+		return; /* After the next recovery. */
+	req = make_request(FUSE_UNLINK, did, NULL, 0, g->name);
+	if (!req)
+		return;
+	g->unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
+	msg_in(req)->unique = g->unique;
+	/* Under the lock: never wait for a daemon that is not reading. */
+	if (send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT) < 0)
+		g->unique = 0;
+	msg_put(req);
+}
+
+void hide_released(struct proxy *p, struct node *n)
+{
+	struct node_name *nm, *next;
+
+	for (nm = n->names; nm; nm = next) {
+		struct grave *g;
+		char path[4096];
+		int len;
+
+		next = nm->next;
+		if (!hide_is_hidden(nm->name, strlen(nm->name)))
+			continue;
+		g = calloc(1, sizeof(*g));
+		len = node_path(&p->nodes, nm->parent, path, sizeof(path));
+		if (!g || len < 0 || strlen(nm->name) >= sizeof(g->name) ||
+		    asprintf(&g->path, "%s%s%s", path, len ? "/" : "", nm->name) < 0 ||
+		    node_pin(&p->nodes, nm->parent) < 0) {
+			log_warn("Out of memory: the hidden name %s of node %" PRIu64 " stays in the "
+				 "store until the keeper starts again", nm->name, n->kid);
+			if (g)
+				free(g->path);
+			free(g);
+			continue;
+		}
+		g->parent = nm->parent;
+		strcpy(g->name, nm->name);
+		g->next = p->hide.graves;
+		p->hide.graves = g;
+		node_drop_name(&p->nodes, nm);
+		p->hide.live--;
+		grave_send(p, g);
+	}
+}
+
+bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
+{
+	struct grave **gp, *g = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	for (gp = &p->hide.graves; *gp; gp = &(*gp)->next) {
+		if ((*gp)->unique == unique) {
+			g = *gp;
+			*gp = g->next;
+			break;
+		}
+	}
+	if (g) {
+		if (error == 0 || error == -ENOENT)
+			hide_journal(&p->hide, false, g->path);
+		else
+			log_warn("The daemon could not remove the hidden name %s: %s; it stays in "
+				 "the store until the keeper starts again", g->path,
+				 strerror(-error));
+		node_unpin(&p->nodes, g->parent);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (g) {
+		free(g->path);
+		free(g);
+	}
+	return g != NULL;
+}
+
+void hide_recover(struct proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (struct grave *g = p->hide.graves; g; g = g->next)
+		grave_send(p, g);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- Replies -------------------------------------------------------------------------------- */
+
+int hide_filter_dir(struct proxy *p, struct msg *req, struct msg *reply)
+{
+	bool plus = msg_in(req)->opcode == FUSE_READDIRPLUS;
+	char *buf = reply->data + sizeof(struct fuse_out_header);
+	size_t len = reply->len - sizeof(struct fuse_out_header), in = 0, out = 0;
+	size_t head = plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET;
+	uint64_t next_off = 0, kept = 0, dropped = 0;
+	struct fuse_read_in *rin;
+	uint64_t unique;
+	int r;
+
+	while (len - in >= head) {
+		struct fuse_direntplus *dp = (struct fuse_direntplus *)(buf + in);
+		struct fuse_dirent *d = plus ? &dp->dirent : (struct fuse_dirent *)(buf + in);
+		size_t rec = plus ? FUSE_DIRENTPLUS_SIZE(dp) : FUSE_DIRENT_SIZE(d);
+
+		if (rec > len - in || !d->namelen)
+			break; /* Malformed: the checks that follow refuse it. */
+		next_off = d->off;
+		if (hide_is_hidden(d->name, d->namelen)) {
+			/* READDIRPLUS gave a lookup the kernel will not take: give it back. */
+			if (plus && dp->entry_out.nodeid) {
+				pthread_mutex_lock(&p->lock);
+				forget_in_daemon(p, req->epoch, dp->entry_out.nodeid, 1);
+				pthread_mutex_unlock(&p->lock);
+			}
+			dropped++;
+		} else {
+			if (out != in)
+				memmove(buf + out, buf + in, rec);
+			out += rec;
+			kept++;
+		}
+		in += rec;
+	}
+	if (!dropped)
+		return 0;
+	memmove(buf + out, buf + in, len - in);
+	reply->len -= in - out;
+	msg_out(reply)->len = reply->len;
+	if (kept || req->resends >= MAX_LISTING_RETRIES)
+		return 0;
+	/* Only hidden names: an empty answer would end the listing; ask again past them. */
+	rin = (struct fuse_read_in *)(req->data + sizeof(struct fuse_in_header));
+	rin->offset = next_off;
+	req->resends++;
+	unique = msg_in(req)->unique;
+	pthread_mutex_lock(&p->lock);
+	r = idmap_put(&p->inflight, unique, req);
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		r = send_to_daemon(p, req->epoch, req->data, req->len, MSG_DONTWAIT);
+	if (r == 0 || r == -EPIPE)
+		return 1; /* -EPIPE: the daemon is going; its successor gets it. */
+	pthread_mutex_lock(&p->lock);
+	if (idmap_get(&p->inflight, unique) == req)
+		idmap_del(&p->inflight, unique);
+	pthread_mutex_unlock(&p->lock);
+	/* The reply, now empty, says "end of listing": better an error than that. */
+	msg_out(reply)->error = -EIO;
+	reply->len = msg_out(reply)->len = sizeof(struct fuse_out_header);
+	return 0;
+}
+
+void hide_fix_entry(struct proxy *p, struct node *n, struct fuse_attr *a)
+{
+	uint32_t h = hidden_names(n);
+
+	a->nlink = a->nlink > h ? a->nlink - h : 0;
+}
+
+void hide_fix_attr(struct proxy *p, struct msg *req, const struct op_info *op,
+		   struct msg *reply)
+{
+	char *out = reply->data + sizeof(struct fuse_out_header);
+	size_t len = reply->len - sizeof(struct fuse_out_header);
+	struct node *n;
+	uint32_t nlink;
+
+	if (op->ino_out != INO_OUT_ATTR && op->ino_out != INO_OUT_STATX)
+		return;
+	pthread_mutex_lock(&p->lock);
+	n = node_get(&p->nodes, req->knode);
+	if (n && n->nnames) {
+		uint32_t h = hidden_names(n);
+
+		if (op->ino_out == INO_OUT_ATTR && h) {
+			struct fuse_attr_out *a = (struct fuse_attr_out *)out;
+
+			a->attr.nlink = a->attr.nlink > h ? a->attr.nlink - h : 0;
+		} else if (h && len >= FK_STATX_OUT_NLINK_OFF + sizeof(nlink)) {
+			memcpy(&nlink, out + FK_STATX_OUT_NLINK_OFF, sizeof(nlink));
+			nlink = nlink > h ? nlink - h : 0;
+			memcpy(out + FK_STATX_OUT_NLINK_OFF, &nlink, sizeof(nlink));
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void hide_stop(struct proxy *p)
+{
+	struct hide_state *s = &p->hide;
+
+	/* Nothing left to remove: no journal to leave behind either. */
+	pthread_mutex_lock(&p->lock);
+	if (s->journal_fd >= 0 && !s->live && !s->graves && !s->nleftovers)
+		unlink(s->journal_path);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- A killed keeper's leftovers -------------------------------------------------------- */
+
+/*
+ * Removes the hidden name at @path (from the mount's root): looks each directory up, then
+ * unlinks the name. Returns 0, -ENOENT if it is gone already, or -errno.
+ */
+static int remove_leftover(struct proxy *p, const char *path, int64_t deadline)
+{
+	char *copy = strdup(path), *save = NULL, *part, *next;
+	uint64_t dirs[128];
+	size_t ndirs = 0;
+	uint64_t did = FUSE_ROOT_ID;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	part = strtok_r(copy, "/", &save);
+	while (part && r == 0) {
+		struct msg *req, *reply;
+
+		next = strtok_r(NULL, "/", &save);
+		if (!next && !hide_is_hidden(part, strlen(part))) {
+			r = -EINVAL; /* Not a name of ours: never removed. */
+			break;
+		}
+		req = make_request(next ? FUSE_LOOKUP : FUSE_UNLINK, did, NULL, 0, part);
+		if (!req) {
+			r = -ENOMEM;
+			break;
+		}
+		reply = call_one(p, req, deadline, &r);
+		msg_put(req);
+		if (reply) {
+			r = msg_out(reply)->error;
+			if (!r && next) {
+				const struct fuse_entry_out *e =
+					(const void *)(reply->data + sizeof(struct fuse_out_header));
+
+				if (reply->len < sizeof(struct fuse_out_header) + sizeof(*e) ||
+				    !e->nodeid || ndirs == ARRAY_SIZE(dirs))
+					r = -ENOENT;
+				else
+					did = dirs[ndirs++] = e->nodeid;
+			}
+			msg_put(reply);
+		}
+		part = next;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < ndirs; i++)
+		forget_in_daemon(p, p->nodes.epoch, dirs[i], 1);
+	pthread_mutex_unlock(&p->lock);
+	free(copy);
+	return r;
+}
+
+void hide_cleanup(struct proxy *p)
+{
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	struct hide_state *s = &p->hide;
+	size_t removed = 0, gone = 0, kept = 0, i;
+	int r = 0;
+
+	if (!s->nleftovers)
+		return;
+	for (i = 0; i < s->nleftovers && !fatal(r); i++) {
+		r = remove_leftover(p, s->leftovers[i], deadline);
+		if (r == 0 || r == -ENOENT) {
+			removed += r == 0;
+			gone += r == -ENOENT;
+			pthread_mutex_lock(&p->lock);
+			hide_journal(s, false, s->leftovers[i]);
+			pthread_mutex_unlock(&p->lock);
+			free(s->leftovers[i]);
+			continue;
+		}
+		log_warn("Cannot remove %s, left by a keeper that was killed: %s; it stays listed "
+			 "in %s for the next start", s->leftovers[i], strerror(-r), s->journal_path);
+		s->leftovers[kept++] = s->leftovers[i];
+	}
+	/* Not tried (the daemon went): kept for the next start. */
+	for (; i < s->nleftovers; i++)
+		s->leftovers[kept++] = s->leftovers[i];
+	s->nleftovers = kept;
+	log_info("Removed %zu hidden names a killed keeper left behind (%zu were gone already)",
+		 removed, gone);
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Files removed while open (docs/design.md, "Files removed while open"). When the kernel removes
+ * the last name the keeper knows of a regular file it holds open — an UNLINK, or a RENAME over
+ * it — the keeper asks the daemon to rename the file to a hidden name of its own in the same
+ * directory instead, as NFS clients do, so that a restarted daemon can still look it up and open
+ * it, and removes that name after the kernel's last RELEASE of the file. Hidden names never show
+ * to applications. A journal in the state directory lists the hidden names in use, so that a
+ * keeper started after one that was killed removes what it left.
+ *
+ * The hidden names' state; the functions that use it live with the proxy (proxy_i.h).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every hidden name starts with this; names that do are the keeper's, whichever keeper's. */
+#define HIDE_PREFIX ".fusekeeper."
+#define HIDE_PREFIX_LEN (sizeof(HIDE_PREFIX) - 1)
+/* HIDE_PREFIX, 16 hex digits, NUL. */
+#define HIDE_NAME_SIZE (HIDE_PREFIX_LEN + 17)
+
+/* A hidden name to remove once the daemon can be asked (its file's last RELEASE came). */
+struct grave {
+	struct grave *next;
+	uint64_t parent; /* kid of its directory, pinned in the node table */
+	uint64_t unique; /* the UNLINK's unique while one is in flight, else 0 */
+	char *path;	 /* its path from the mount's root, for the journal */
+	char name[HIDE_NAME_SIZE];
+};
+
+struct hide_state {
+	bool off;		/* not hiding: --no-keep-removed, or the daemon cannot rename */
+	uint64_t seed;		/* random per keeper run: names never repeat across runs */
+	uint64_t counter;
+	uint64_t live;		/* hidden names nodes hold: replies' st_nlink are corrected */
+	struct grave *graves;
+	int journal_fd;		/* -1 without a journal */
+	char *journal_path;
+	char **leftovers;	/* what the journal listed at start: a killed keeper's names */
+	size_t nleftovers;
+};
+
+/* Whether the @len bytes at @name are a hidden name. */
+static inline bool hide_is_hidden(const char *name, size_t len)
+{
+	return len >= HIDE_PREFIX_LEN && name[0] == '.' &&
+	       !__builtin_memcmp(name, HIDE_PREFIX, HIDE_PREFIX_LEN);
+}
+
+/*
+ * Escapes @path (an absolute mountpoint) into a file name the way systemd names mount units
+ * ("/srv/my-data" -> "srv-my\x2ddata"; "/" -> "-"). Returns 0, or -ENAMETOOLONG.
+ */
+int hide_escape_path(const char *path, char *out, size_t size);
+
+/*
+ * Opens the journal @dir/<escaped @mountpoint>.removed (creating @dir, mode 0700) and reads the
+ * hidden names a previous keeper left listed into s->leftovers; the journal is compacted to
+ * list just those. Records are "+PATH\0" (in use) and "-PATH\0" (removed), PATH relative to
+ * the mount's root. Returns 0 or -errno; without a journal the keeper still hides names, but
+ * cannot clean up after being killed.
+ */
+int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpoint);
+
+/* Records that @path is (@add) or is no longer a hidden name in use. Errors are logged. */
+void hide_journal(struct hide_state *s, bool add, const char *path);
+
+void hide_state_free(struct hide_state *s);

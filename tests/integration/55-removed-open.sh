@@ -1,0 +1,177 @@
+#!/bin/bash
+# 55-removed-open: files whose name is removed while a process holds them open
+# keep working across daemon kills, and the keeper's own names never show.
+#
+#  A. hard links: data/f is held open; `ln data/f data/g; rm data/g`; the
+#     daemon is killed; the fd still reads and writes (the keeper finds the
+#     node by the name it still has).
+#  B. the temp-file pattern: create, unlink, keep using the fd; several kills,
+#     each followed by a write and a checksum through the fd.  The keeper keeps
+#     the file under a hidden name of its own: it never shows in listings or to
+#     lookups, fstat reports st_nlink 0, and after the last close it is gone
+#     from the store and the directory can be removed.
+#  C. a file replaced by rename while held (an atomic save): the holder keeps
+#     reading the old content across a kill; the name shows the new one.
+#  D. the daemon dies while the keeper hides a file (before it did, and after
+#     it did but before it answered): the unlink is settled, the fd works.
+#  E. the keeper itself is killed while it holds a hidden file: a keeper
+#     started again on the mountpoint removes the leftover.
+# timeout: 240
+. "$(dirname "$0")/../lib.sh"
+
+need_prog "$TESTFS"
+
+M=$T/mnt
+B=$T/back
+S=$T/state
+mkdir "$M" "$B"
+
+start_keeper() {
+	fk_start "$M" --max-restarts=100 --state-dir="$S" -- \
+		"$TESTFS" --backing="$B" --crash-file="$T/crash" {}
+	fk_wait READY || fail "the keeper never became READY"
+}
+
+kill_and_recover() {
+	fk_mark
+	fk_kill_daemon || fail "could not kill the daemon"
+	fk_wait RECOVERED "" 30 || fail "no RECOVERED after killing the daemon"
+}
+
+# Names in DIR of the backing store that the mount must never show.
+hidden_in() {
+	find "$1" -maxdepth 1 -name '.fusekeeper.*' -printf '%f\n'
+}
+
+# No listing or lookup through the mount shows a hidden name.
+assert_invisible() {
+	local dir=$1 h
+	if ls -a "$M/$dir" | grep -q '^\.fusekeeper\.'; then
+		fail "a hidden name shows in a listing of $dir: $(ls -a "$M/$dir")"
+	fi
+	for h in $(hidden_in "$B/$dir"); do
+		[ ! -e "$M/$dir/$h" ] || fail "the hidden name $dir/$h can be looked up"
+		touch "$M/$dir/$h" 2>/dev/null && fail "a hidden name $dir/$h can be created"
+	done
+	return 0
+}
+
+start_keeper
+mkdir "$M/data" || fail "mkdir failed"
+
+# ---- A. a second hard link removed -----------------------------------------
+printf 'first' >"$M/data/f" || fail "writing data/f failed"
+holder_start a "$M/data/f"
+ln "$M/data/f" "$M/data/g" || fail "ln failed"
+rm "$M/data/g" || fail "rm data/g failed"
+kill_and_recover
+out=$(holder a read)
+[ "$out" = "read first" ] || fail "A: the held fd does not read after the kill: $out"
+[ "$(holder a write second)" = "wrote 6" ] || fail "A: the held fd does not write after the kill"
+file_is "$B/data/f" second || fail "A: data/f holds '$FILE_GOT'"
+holder_stop a
+log "A ok: the fd of a file with a removed second link survives"
+
+# hidden_gone DIR: waits until the backing DIR holds no hidden name (the
+# kernel sends RELEASE after close(2) returns).
+hidden_gone() {
+	local deadline=$(($(now_ms) + 10000))
+	while [ -n "$(hidden_in "$1")" ]; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
+
+# ---- B. the temp-file pattern across several kills ---------------------------
+mkdir "$M/tmpd" || fail "mkdir tmpd failed"
+printf 'v0' >"$M/tmpd/t" || fail "creating tmpd/t failed"
+holder_start b "$M/tmpd/t"
+rm "$M/tmpd/t" || fail "B: rm of the open file failed"
+[ ! -e "$M/tmpd/t" ] || fail "B: tmpd/t still exists after rm"
+[ -z "$(ls -A "$M/tmpd")" ] || fail "B: tmpd lists '$(ls -A "$M/tmpd")' after rm"
+[ -n "$(hidden_in "$B/tmpd")" ] || fail "B: the store holds no hidden name for the open file"
+expect_nlink=$(holder b nlink)
+[ "$expect_nlink" = "nlink 0" ] || fail "B: fstat of the removed file says $expect_nlink"
+assert_invisible tmpd
+for i in 1 2 3; do
+	[ "$(holder b write "round$i")" = "wrote 6" ] || fail "B: write before kill $i failed"
+	kill_and_recover
+	out=$(holder b read)
+	[ "$out" = "read round$i" ] || fail "B: after kill $i the fd reads '$out'"
+	want=$(printf 'round%s' "$i" | md5sum | cut -d' ' -f1)
+	out=$(holder b sum)
+	[ "$out" = "sum $want" ] || fail "B: after kill $i the checksum is '$out', want $want"
+	[ "$(holder b nlink)" = "nlink 0" ] || fail "B: after kill $i fstat says $(holder b nlink)"
+	[ -z "$(ls -A "$M/tmpd")" ] || fail "B: after kill $i tmpd lists '$(ls -A "$M/tmpd")'"
+	assert_invisible tmpd
+done
+grep -q 'cannot be found again\|cannot be opened again' "$FK_LOG" &&
+	fail "B: the keeper lost the removed file: $(grep 'cannot be' "$FK_LOG")"
+holder_stop b
+hidden_gone "$B/tmpd" || fail "B: the hidden name stays after the last close: $(hidden_in "$B/tmpd")"
+rmdir "$M/tmpd" || fail "B: tmpd cannot be removed after the last close"
+[ ! -e "$B/tmpd" ] || fail "B: tmpd is still in the store"
+log "B ok: a file removed while open kept its data across 3 kills, invisibly"
+
+# ---- C. a file replaced by rename while held ----------------------------------
+printf 'old' >"$M/data/r" || fail "writing data/r failed"
+holder_start c "$M/data/r" ro
+printf 'new' >"$M/data/r.tmp" || fail "writing data/r.tmp failed"
+mv "$M/data/r.tmp" "$M/data/r" || fail "C: the atomic save failed"
+[ "$(holder c read)" = "read old" ] || fail "C: the held fd does not read the old content"
+file_is "$M/data/r" new || fail "C: data/r holds '$FILE_GOT'"
+kill_and_recover
+out=$(holder c read)
+[ "$out" = "read old" ] || fail "C: after the kill the held fd reads '$out'"
+file_is "$M/data/r" new || fail "C: after the kill data/r holds '$FILE_GOT'"
+assert_invisible data
+holder_stop c
+hidden_gone "$B/data" || fail "C: the hidden name stays after the last close"
+log "C ok: a file replaced by rename kept its old content for its holder"
+
+# ---- D. the daemon dies while the keeper hides a file -----------------------
+for when in before after; do
+	printf "d-$when" >"$M/data/$when" || fail "writing data/$when failed"
+	holder_start "d$when" "$M/data/$when" ro
+	crash_arm "$when:rename:$when"
+	rm "$M/data/$when" || fail "D: rm failed when the daemon died $when the rename"
+	fk_wait EXIT "$DAEMON_BEFORE" 30 >/dev/null || fail "D: the daemon did not die $when the rename"
+	fk_wait RECOVERED "" 30 >/dev/null || fail "D: no RECOVERED ($when)"
+	[ ! -e "$M/data/$when" ] || fail "D: data/$when still exists ($when)"
+	out=$(holder "d$when" read)
+	[ "$out" = "read d-$when" ] || fail "D: the held fd reads '$out' ($when)"
+	assert_invisible data
+	holder_stop "d$when"
+	hidden_gone "$B/data" || fail "D: the hidden name stays after the last close ($when)"
+	[ ! -e "$B/data/$when" ] || fail "D: data/$when is still in the store ($when)"
+done
+log "D ok: a death during the hiding rename is settled"
+
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- E. the keeper itself is killed while it holds a hidden file -------------
+start_keeper
+mkdir -p "$M/e/sub" || fail "mkdir e/sub failed"
+printf 'e' >"$M/e/sub/x" || fail "writing e/sub/x failed"
+holder_start e "$M/e/sub/x" ro
+rm "$M/e/sub/x" || fail "E: rm failed"
+[ -n "$(hidden_in "$B/e/sub")" ] || fail "E: no hidden name in the store"
+old_keeper=$FK_PID
+log "killing keeper $old_keeper"
+kill -KILL "$old_keeper"
+wait_pid "$old_keeper" 10 || fail "E: the keeper did not die"
+holder_stop e
+fuse_abort "$M"
+umount -l "$M" || fail "E: cannot unmount the dead mount"
+start_keeper
+grep -q 'Removed 1 hidden names a killed keeper left behind' "$FK_LOG" ||
+	fail "E: the new keeper did not report removing the leftover: $(cat "$FK_LOG")"
+[ -z "$(hidden_in "$B/e/sub")" ] || fail "E: the leftover is still in the store: $(hidden_in "$B/e/sub")"
+rmdir "$M/e/sub" "$M/e" || fail "E: the directories cannot be removed"
+log "E ok: a killed keeper's hidden name is removed at the next start"
+
+fk_umount_exit 0
+assert_not_mounted "$M"
+assert_all_gone
+log "ok"

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Hidden names: the name test, the state file's name, and the journal across a killed keeper. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hide.h"
+#include "tap.h"
+
+static bool listed(const struct hide_state *s, const char *path)
+{
+	for (size_t i = 0; i < s->nleftovers; i++)
+		if (!strcmp(s->leftovers[i], path))
+			return true;
+	return false;
+}
+
+int main(void)
+{
+	char out[64], dir[] = "/tmp/fk-test-hide.XXXXXX", path[128];
+	struct hide_state s = { .journal_fd = -1 };
+	int fd;
+
+	ok(hide_is_hidden(".fusekeeper.0123456789abcdef", 28) && !hide_is_hidden(".fuse_hidden1", 13) &&
+		   !hide_is_hidden(".fusekeeper", 11) && !hide_is_hidden("x.fusekeeper.1", 14),
+	   "hidden names are the ones with the prefix");
+
+	ok(hide_escape_path("/srv/my-data/", out, sizeof(out)) == 0 &&
+		   !strcmp(out, "srv-my\\x2ddata"), "a mountpoint escapes as systemd does: %s", out);
+	ok(hide_escape_path("/", out, sizeof(out)) == 0 && !strcmp(out, "-"), "the root is -");
+	ok(hide_escape_path("/a/.b c", out, sizeof(out)) == 0 && !strcmp(out, "a-.b\\x20c"),
+	   "dots inside stay, other bytes are hex: %s", out);
+	ok(hide_escape_path("/averyverylongname", out, 8) == -ENAMETOOLONG, "too long is refused");
+
+	if (!mkdtemp(dir)) {
+		printf("Bail out! mkdtemp: %s\n", strerror(errno));
+		return 1;
+	}
+	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 0,
+	   "a new journal lists nothing");
+	hide_journal(&s, true, "d/.fusekeeper.1");
+	hide_journal(&s, true, ".fusekeeper.2");
+	hide_journal(&s, true, "e/f/.fusekeeper.3");
+	hide_journal(&s, false, "d/.fusekeeper.1");
+	/* A keeper killed in the middle of a record. */
+	ok(write(s.journal_fd, "+g/.fusek", 9) == 9, "a torn record is written");
+	hide_state_free(&s);
+
+	memset(&s, 0, sizeof(s));
+	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 2 &&
+		   listed(&s, ".fusekeeper.2") && listed(&s, "e/f/.fusekeeper.3"),
+	   "the next keeper finds what is still listed, and nothing torn (%zu)", s.nleftovers);
+	hide_state_free(&s);
+
+	memset(&s, 0, sizeof(s));
+	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 2,
+	   "the compacted journal lists the same");
+	snprintf(path, sizeof(path), "%s/mnt-x.removed", dir);
+	fd = open(path, O_RDONLY);
+	ok(fd >= 0 && lseek(fd, 0, SEEK_END) == (off_t)(strlen("+.fusekeeper.2") + 1 +
+							 strlen("+e/f/.fusekeeper.3") + 1),
+	   "and holds just those two records");
+	close(fd);
+	hide_state_free(&s);
+	unlink(path);
+	rmdir(dir);
+	return tap_done();
+}
