@@ -16,6 +16,7 @@
 #     it did but before it answered): the unlink is settled, the fd works.
 #  E. the keeper itself is killed while it holds a hidden file: a keeper
 #     started again on the mountpoint removes the leftover.
+#  F. a directory listing whose chunks hold only hidden names is not cut short.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 
@@ -146,6 +147,24 @@ for when in before after; do
 	[ ! -e "$B/data/$when" ] || fail "D: data/$when is still in the store ($when)"
 done
 log "D ok: a death during the hiding rename is settled"
+
+# ---- F. a listing whose chunks hold only hidden names ---------------------
+# 1500 long hidden names (another keeper's, say) and two files: whatever the
+# order the store lists them in, runs of hidden names fill whole READDIR
+# chunks (at most 32 KiB, 150 such names); emptied, one would read as the end.
+mkdir "$B/many" || fail "mkdir failed"
+: >"$B/many/zz-visible"
+pad=$(printf '%0200d' 0)
+for i in $(seq 1 1500); do
+	: >"$B/many/.fusekeeper.$pad.$i"
+done
+: >"$B/many/aa-visible"
+got=$(ls -A "$M/many") || fail "F: listing many failed"
+[ "$got" = "aa-visible
+zz-visible" ] || fail "F: listing many gives '$(echo "$got" | head -3)...'"
+got=$(find "$M/many" -mindepth 1 | wc -l)
+[ "$got" = 2 ] || fail "F: find lists $got entries in many"
+log "F ok: a listing of hidden names only is not taken for its end"
 
 fk_umount_exit 0
 assert_not_mounted "$M"
