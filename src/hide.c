@@ -331,6 +331,7 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 	char hidden[HIDE_NAME_SIZE], name[1025], path[4096];
 	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
 	uint64_t dir;
+	uint32_t epoch;
 	struct node *n;
 	struct node_name *nm;
 	struct msg *req;
@@ -364,6 +365,7 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		}
 		p->hide.live++;
 		hide_journal(&p->hide, true, path);
+		epoch = p->nodes.epoch;
 		pthread_mutex_unlock(&p->lock);
 		err = call_start(p, &c, req);
 		msg_put(req);
@@ -410,8 +412,11 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 			}
 			return 0;
 		}
-		/* The daemon died: once another took over, the node table says what it did. */
-		while (p->state == PX_WAIT)
+		/*
+		 * The daemon died (or its socket broke, and it is about to be killed): once
+		 * another took over, the node table says what it did.
+		 */
+		while ((p->state == PX_UP && p->nodes.epoch == epoch) || p->state == PX_WAIT)
 			pthread_cond_wait(&p->changed, &p->lock);
 		if (p->state == PX_FAILED)
 			return -EIO;
