@@ -47,7 +47,7 @@ bg_result cat 30 || fail "the cat made after the crash hung"
 grep -q "Input/output error" <<<"$BG_OUT" || fail "the cat did not fail with EIO: $BG_OUT"
 [ "$BG_MS" -lt 7000 ] || fail "the cat took $BG_MS ms: more than --request-wait=2 allows"
 
-# Now at once: well within the 2 s wait, and far from the daemon's 15 s.
+# Now at once: a request that waited for the daemon would take 10 s more.
 for cmd in "stat $M/f" "stat -f $M" "ls $M"; do
 	start=$(now_ms)
 	# shellcheck disable=SC2086
@@ -55,13 +55,13 @@ for cmd in "stat $M/f" "stat -f $M" "ls $M"; do
 	took=$(($(now_ms) - start))
 	log "$cmd after DOWN: $took ms: $TRY_OUT"
 	grep -q "Input/output error" <<<"$TRY_OUT" || fail "$cmd after DOWN did not fail with EIO: $TRY_OUT"
-	[ "$took" -lt 1500 ] || fail "$cmd after DOWN took $took ms: not at once"
+	[ "$took" -lt 3000 ] || fail "$cmd after DOWN took $took ms: not at once"
 done
 start=$(now_ms)
 got=$(holder f read)
 took=$(($(now_ms) - start))
 [ "$got" = "error EIO" ] || fail "a read through the open fd after DOWN gave '$got', not EIO"
-[ "$took" -lt 1500 ] || fail "a read through the open fd after DOWN took $took ms: not at once"
+[ "$took" -lt 3000 ] || fail "a read through the open fd after DOWN took $took ms: not at once"
 
 fk_wait RECOVERED "" 60 || fail "the slow daemon never took over"
 log "$FK_LINE"
