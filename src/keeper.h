@@ -19,7 +19,10 @@ struct keeper_config {
 	const struct mode_ops *mode;
 	unsigned max_restarts;	  /* failed starts tolerated within restart_window_ms */
 	int64_t restart_window_ms;
-	int64_t start_timeout_ms; /* INIT and recovery must be done within this */
+	int64_t start_timeout_ms; /* a start fails past this, unless the daemon shows progress */
+	int64_t max_start_ms;	  /* ... and past this whatever it shows (>= start_timeout_ms) */
+	int64_t request_wait_ms;  /* requests wait this long for a new daemon, then get EIO */
+	int64_t retry_interval_ms; /* after giving up, a start is tried this often; 0: never */
 	int64_t stop_timeout_ms;  /* SIGTERM grace for the daemon before SIGKILL */
 	uint64_t max_nodes;	  /* bound on the node table */
 	uint64_t max_handles;	  /* bound on the handle table */
@@ -42,6 +45,11 @@ const struct keeper_config *keeper_config(const struct keeper *k);
  * -ETIMEDOUT, -ECHILD when the daemon being started exited (it is not reaped: the supervisor
  * does that), or -EINTR when the keeper must stop (signal or unmount). @fd may be -1 to wait only
  * for those.
+ * While a daemon is starting, a wait for @fd (its answer) is a wait on the start: @deadline is
+ * the mode's share of --start-timeout, and once it passes the wait goes on as long as the
+ * supervisor's start policy keeps the daemon (it shows progress, or its first start took as
+ * long: docs/design.md); -ETIMEDOUT then means that the start failed, which the supervisor has
+ * logged. No such wait lasts past --max-start-time from the daemon's start.
  */
 int keeper_wait(struct keeper *k, int fd, int64_t deadline);
 

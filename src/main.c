@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mode.h"
 #include "supervisor.h"
+#include "util.h"
 
 static const char usage_text[] =
 	"Usage: fusekeeper [OPTIONS] MOUNTPOINT -- COMMAND [ARG...]\n"
@@ -33,12 +34,23 @@ static const char usage_text[] =
 	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
 	"  -m, --mode=MODE        recovery mode: proxy (the default; the only one so far)\n"
 	"      --max-restarts=N   give up after N failed starts within the restart window\n"
-	"                         (default 5); then every request fails with EIO\n"
+	"                         (default 5); then every request fails with EIO, and the\n"
+	"                         daemon is tried again every --retry-interval\n"
 	"      --restart-window=SECONDS\n"
 	"                         the window for --max-restarts (default 60)\n"
+	"      --retry-interval=SECONDS\n"
+	"                         after giving up, how often to try a start (default 30)\n"
+	"      --no-retry         after giving up, start no daemon again\n"
 	"      --start-timeout=SECONDS\n"
 	"                         time a new daemon has to answer FUSE_INIT and take over\n"
-	"                         before its start counts as failed (default 10)\n"
+	"                         before its start counts as failed (default 10); one that\n"
+	"                         shows progress (CPU time, I/O), or is within 3\n"
+	"                         times its first start's time, is given longer\n"
+	"      --max-start-time=SECONDS\n"
+	"                         no start lasts longer, progress or not (default 300)\n"
+	"      --request-wait=SECONDS\n"
+	"                         how long requests wait for a new daemon; past it they\n"
+	"                         fail with EIO at once until one serves (default 30)\n"
 	"      --stop-timeout=SECONDS\n"
 	"                         time the daemon has to exit after SIGTERM (default 5)\n"
 	"      --max-nodes=N      bound on the node IDs tracked (default 4194304)\n"
@@ -68,7 +80,8 @@ static const char usage_text[] =
 	"\n"
 	"fusekeeper stays in the foreground and exits 0 when MOUNTPOINT is unmounted or on\n"
 	"SIGTERM/SIGINT (it then stops the daemon and unmounts). It exits 1 if it could not\n"
-	"start, or had given up after too many failed starts; 2 for bad usage.\n"
+	"start, or had given up after too many failed starts and no daemon served since;\n"
+	"2 for bad usage.\n"
 	"\n"
 	"Example:\n"
 	"  fusekeeper -o allow_other /var/lib/lxcfs -- lxcfs -f {}\n"
@@ -79,6 +92,10 @@ enum {
 	OPT_MAX_RESTARTS = 256,
 	OPT_RESTART_WINDOW,
 	OPT_START_TIMEOUT,
+	OPT_MAX_START_TIME,
+	OPT_REQUEST_WAIT,
+	OPT_RETRY_INTERVAL,
+	OPT_NO_RETRY,
 	OPT_STOP_TIMEOUT,
 	OPT_MAX_NODES,
 	OPT_MAX_HANDLES,
@@ -96,6 +113,10 @@ static const struct option long_options[] = {
 	{ "max-restarts", required_argument, NULL, OPT_MAX_RESTARTS },
 	{ "restart-window", required_argument, NULL, OPT_RESTART_WINDOW },
 	{ "start-timeout", required_argument, NULL, OPT_START_TIMEOUT },
+	{ "max-start-time", required_argument, NULL, OPT_MAX_START_TIME },
+	{ "request-wait", required_argument, NULL, OPT_REQUEST_WAIT },
+	{ "retry-interval", required_argument, NULL, OPT_RETRY_INTERVAL },
+	{ "no-retry", no_argument, NULL, OPT_NO_RETRY },
 	{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
 	{ "max-nodes", required_argument, NULL, OPT_MAX_NODES },
 	{ "max-handles", required_argument, NULL, OPT_MAX_HANDLES },
@@ -165,6 +186,9 @@ int main(int argc, char **argv)
 		.max_restarts = 5,
 		.restart_window_ms = 60000,
 		.start_timeout_ms = 10000,
+		.max_start_ms = 300000,
+		.request_wait_ms = 30000,
+		.retry_interval_ms = 30000,
 		.stop_timeout_ms = 5000,
 		.max_nodes = 4u << 20,
 		.max_handles = 1u << 20,
@@ -176,6 +200,7 @@ int main(int argc, char **argv)
 	char err[512], *mountpoint;
 	int c, verbose = 0;
 	bool quiet = false, has_placeholder = false, window_set = false;
+	bool max_start_set = false, retry_set = false, no_retry = false;
 
 	mount_options_init(&cfg.mnt);
 	/* "+": stop at the first non-option, so COMMAND's own options stay its own. */
@@ -204,6 +229,20 @@ int main(int argc, char **argv)
 			break;
 		case OPT_START_TIMEOUT:
 			cfg.start_timeout_ms = parse_number("start-timeout", optarg, 1, 3600) * 1000;
+			break;
+		case OPT_MAX_START_TIME:
+			cfg.max_start_ms = parse_number("max-start-time", optarg, 1, 86400) * 1000;
+			max_start_set = true;
+			break;
+		case OPT_REQUEST_WAIT:
+			cfg.request_wait_ms = parse_number("request-wait", optarg, 1, 86400) * 1000;
+			break;
+		case OPT_RETRY_INTERVAL:
+			cfg.retry_interval_ms = parse_number("retry-interval", optarg, 1, 86400) * 1000;
+			retry_set = true;
+			break;
+		case OPT_NO_RETRY:
+			no_retry = true;
 			break;
 		case OPT_STOP_TIMEOUT:
 			cfg.stop_timeout_ms = parse_number("stop-timeout", optarg, 0, 3600) * 1000;
@@ -267,6 +306,14 @@ int main(int argc, char **argv)
 	if (cfg.write_through && window_set)
 		usage_error("--write-through keeps no write windows: --write-window and "
 			    "--write-window-total cannot be used with it");
+	if (no_retry && retry_set)
+		usage_error("--no-retry and --retry-interval cannot be used together");
+	if (no_retry)
+		cfg.retry_interval_ms = 0;
+	if (max_start_set && cfg.max_start_ms < cfg.start_timeout_ms)
+		usage_error("--max-start-time=%" PRId64 " is shorter than --start-timeout=%" PRId64,
+			    cfg.max_start_ms / 1000, cfg.start_timeout_ms / 1000);
+	cfg.max_start_ms = MAX(cfg.max_start_ms, cfg.start_timeout_ms);
 	log_max_level = quiet ? LOG_WARN : verbose >= 2 ? LOG_TRACE : verbose ? LOG_DEBUG : LOG_INFO;
 
 	if (optind >= argc)

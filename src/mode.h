@@ -34,7 +34,12 @@ struct mode_ops {
 	/* The daemon is gone (dead or about to be killed): stop using its channel. */
 	void (*detach)(void *state);
 
-	/* No daemon will come again: fail every waiting and later request with EIO. */
+	/*
+	 * No daemon serves, and none is to be waited for (--request-wait passed, or the keeper
+	 * gave up): fail every waiting and later request with EIO at once, until attach()
+	 * succeeds again. Requests a recovery under way is settling are left to it. May come
+	 * from inside attach() (through keeper_wait()).
+	 */
 	void (*give_up)(void *state);
 
 	/* An fd that becomes readable when events() has something to say. */

@@ -40,6 +40,7 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	p->max_msg = p->buf_size;
 	p->state = PX_WAIT;
 	p->next_call = 1;
+	p->unserved_tail = &p->unserved_head;
 	msg_init(p->buf_size);
 	pthread_mutex_init(&p->lock, NULL);
 	cond_init_monotonic(&p->changed);
@@ -109,10 +110,10 @@ static int wait_first_init(struct proxy *p)
 		pthread_mutex_unlock(&p->lock);
 		if (done)
 			return 0;
+		/* Past the deadline, as long as the supervisor's start policy keeps the daemon. */
 		r = keeper_wait(p->k, p->call_efd, deadline);
 		if (r == -ETIMEDOUT)
-			log_error("The daemon did not answer FUSE_INIT within %" PRId64 " ms",
-				  p->cfg->start_timeout_ms);
+			log_error("The daemon did not answer FUSE_INIT in time");
 		if (r < 0)
 			return r;
 		if (read(p->call_efd, &v, sizeof(v)) < 0) {
@@ -121,9 +122,17 @@ static int wait_first_init(struct proxy *p)
 	}
 }
 
-static int proxy_attach(void *state, struct keeper *k)
+/* The start is over, taken or failed: the tables are the relay's again. */
+static void attach_done(struct proxy *p)
 {
-	struct proxy *p = state;
+	pthread_mutex_lock(&p->lock);
+	p->starting = p->settling = false;
+	apply_unserved(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int attach_daemon(struct proxy *p)
+{
 	bool first;
 	int r;
 
@@ -166,6 +175,19 @@ static int proxy_attach(void *state, struct keeper *k)
 	return r;
 }
 
+static int proxy_attach(void *state, struct keeper *k)
+{
+	struct proxy *p = state;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	p->starting = true;
+	pthread_mutex_unlock(&p->lock);
+	r = attach_daemon(p);
+	attach_done(p);
+	return r;
+}
+
 struct death_ctx {
 	uint32_t epoch;
 	int64_t now;
@@ -189,6 +211,27 @@ static void note_death(struct proxy *p, uint32_t epoch)
 	struct death_ctx c = { epoch, realtime_ns() };
 
 	idmap_each(&p->inflight, note_death_one, &c);
+}
+
+static void fail_one(uint64_t key, void *val, void *arg)
+{
+	struct proxy *p = arg;
+
+	fail_request(p, val, -EIO);
+	msg_put(val);
+}
+
+/*
+ * Answers every request in flight with EIO: no daemon holds them (or the one that did is
+ * dead). Under the lock, with no recovery working on them.
+ */
+static void fail_inflight(struct proxy *p)
+{
+	if (p->inflight.count)
+		log_info("Answering the %zu requests the dead daemon left with EIO",
+			 p->inflight.count);
+	idmap_each(&p->inflight, fail_one, p);
+	idmap_free(&p->inflight);
 }
 
 static void proxy_detach(void *state)
@@ -219,14 +262,11 @@ static void proxy_detach(void *state)
 	p->daemon_end = -1;
 	/* Calls still waiting will never be answered. */
 	efd_signal(p->call_efd);
-}
-
-static void fail_one(uint64_t key, void *val, void *arg)
-{
-	struct proxy *p = arg;
-
-	reply_kernel_err(p, key, -EIO);
-	msg_put(val);
+	/* Past --request-wait, what the dead daemon held does not wait for the next one either. */
+	pthread_mutex_lock(&p->lock);
+	if (p->state == PX_FAILED)
+		fail_inflight(p);
+	pthread_mutex_unlock(&p->lock);
 }
 
 static void proxy_give_up(void *state)
@@ -235,8 +275,9 @@ static void proxy_give_up(void *state)
 
 	pthread_mutex_lock(&p->lock);
 	p->state = PX_FAILED;
-	idmap_each(&p->inflight, fail_one, p);
-	idmap_free(&p->inflight);
+	/* A recovery past INIT settles them itself, within its own bounds. */
+	if (!p->settling)
+		fail_inflight(p);
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 }

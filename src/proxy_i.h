@@ -22,7 +22,8 @@
 enum px_state {
 	PX_WAIT,   /* no daemon serves: requests wait (starting, recovering, restarting) */
 	PX_UP,	   /* a daemon serves: requests are relayed */
-	PX_FAILED, /* gave up: requests get EIO */
+	PX_FAILED, /* no daemon serves and none is waited for (--request-wait passed, or the
+		      keeper gave up): requests get EIO at once until recovery ends in PX_UP */
 };
 
 /* Uniques of the keeper's own requests carry this bit; the kernel's never reach it. */
@@ -66,6 +67,11 @@ struct proxy {
 	struct idmap inflight;	     /* unique -> struct msg: requests the kernel waits on */
 	struct idmap calls;	     /* unique -> struct call */
 	uint64_t next_call;
+	bool starting;		     /* attach() is bringing a daemon up: the tables are its own */
+	bool settling;		     /* recover() works on the requests in flight (INIT answered):
+					give_up() leaves them to it */
+	/* FORGETs and RELEASEs the kernel sent in PX_FAILED during a start, for after it. */
+	struct msg *unserved_head, **unserved_tail;
 
 	/* The INIT the kernel sent (flags masked) and what the first daemon agreed with it. */
 	struct msg *init_req;
@@ -162,6 +168,17 @@ int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len,
 /* send_to_daemon() for a caller that holds sock_lock for reading. -EPIPE: @epoch's daemon is gone. */
 int send_held(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags);
 void reply_kernel_err(struct proxy *p, uint64_t unique, int err);
+/*
+ * Answers @req, a request in flight that no daemon will answer, with @err (negative errno);
+ * a RELEASE closes its handle all the same. Under the lock; the caller removes @req from the
+ * in-flight table and frees it.
+ */
+void fail_request(struct proxy *p, struct msg *req, int err);
+/*
+ * Applies the FORGETs and RELEASEs kept while a start was under way in PX_FAILED (the current
+ * daemon, if any, is told to forget and close them too) and frees them. Under the lock.
+ */
+void apply_unserved(struct proxy *p);
 int write_kernel(struct proxy *p, const void *buf, size_t len);
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);
 void restore_request(struct msg *m, const struct op_info *op);

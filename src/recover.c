@@ -2099,8 +2099,13 @@ int recover(struct proxy *p)
 	p->replayed = p->settled = p->lost_nodes = p->lost_handles = 0;
 	p->rewritten = p->lost_windows = 0;
 	r = recover_init(p, deadline);
-	if (r == 0)
+	if (r == 0) {
+		/* From here on the requests in flight are this recovery's to settle (give_up()). */
+		pthread_mutex_lock(&p->lock);
+		p->settling = true;
+		pthread_mutex_unlock(&p->lock);
 		r = resolve_nodes(p, deadline);
+	}
 	if (r == 0)
 		hide_recover(p);
 	if (r == 0)
@@ -2114,7 +2119,6 @@ int recover(struct proxy *p)
 	if (r == 0)
 		r = replay_requests(p, deadline);
 	if (r == -ETIMEDOUT)
-		log_error("The new daemon did not finish taking over within %" PRId64 " ms",
-			  p->cfg->start_timeout_ms);
+		log_error("The new daemon did not finish taking over in time");
 	return r;
 }

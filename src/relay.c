@@ -228,6 +228,16 @@ static void release_handle(struct proxy *p, uint64_t kfh)
 	forget_handle(p, h);
 }
 
+void fail_request(struct proxy *p, struct msg *req, int err)
+{
+	const struct op_info *op = op_get(msg_in(req)->opcode);
+
+	/* The kernel lets go of the handle whatever the answer: the next daemon must not reopen it. */
+	if (op && op->effect == EFF_RELEASE)
+		release_handle(p, req->kfh);
+	reply_kernel_err(p, msg_in(req)->unique, err);
+}
+
 int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, int err)
 {
 	struct handle *h;
@@ -818,6 +828,96 @@ static void k2d_notify_reply(struct proxy *p, struct msg *m, const struct op_inf
 		send_to_daemon(p, epoch, m->data, m->len, 0);
 }
 
+/*
+ * A FORGET, BATCH_FORGET, RELEASE or RELEASEDIR (@m, as the kernel sent it) that came while no
+ * daemon served: the tables follow the kernel, and the current daemon, if any, is told. Under
+ * the lock.
+ */
+static void unserved_one(struct proxy *p, struct msg *m)
+{
+	struct fuse_in_header *h = msg_in(m);
+	uint32_t epoch = p->nodes.epoch;
+	uint64_t did, fwd;
+
+	switch (h->opcode) {
+	case FUSE_FORGET:
+		node_forget(&p->nodes, h->nodeid, ((struct fuse_forget_in *)body(m))->nlookup, &did,
+			    &fwd);
+		forget_in_daemon(p, epoch, did, fwd);
+		break;
+	case FUSE_BATCH_FORGET: {
+		struct fuse_batch_forget_in *b = body(m);
+		struct fuse_forget_one *one = (struct fuse_forget_one *)(b + 1);
+		uint32_t max = (body_len(m) - sizeof(*b)) / sizeof(*one);
+
+		for (uint32_t i = 0; i < b->count && i < max; i++) {
+			node_forget(&p->nodes, one[i].nodeid, one[i].nlookup, &did, &fwd);
+			forget_in_daemon(p, epoch, did, fwd);
+		}
+		break;
+	}
+	default: {
+		uint64_t kfh = get64(body(m), op_get(h->opcode)->fh_off);
+		struct handle *fh = handle_get(&p->handles, kfh);
+
+		/* Reopened by the daemon that serves now: it closes it too. */
+		if (fh && !fh->lost && fh->epoch == p->handles.epoch &&
+		    node_to_daemon(&p->nodes, fh->node, &did) == 0)
+			release_in_daemon(p, epoch, did, fh->dfh, fh->dir);
+		release_handle(p, kfh);
+		break;
+	}
+	}
+}
+
+void apply_unserved(struct proxy *p)
+{
+	struct msg *m = p->unserved_head;
+
+	p->unserved_head = NULL;
+	p->unserved_tail = &p->unserved_head;
+	while (m) {
+		struct msg *next = m->next;
+
+		unserved_one(p, m);
+		msg_put(m);
+		m = next;
+	}
+}
+
+/*
+ * PX_FAILED: no daemon serves and none is waited for. Answers @m at once (EIO; a RELEASE
+ * succeeds, the kernel lets go of the handle anyway). What the kernel forgets and closes
+ * meanwhile must reach the tables before the next daemon serves; while a start is under way
+ * its recovery is walking them, so those requests are kept for after it (apply_unserved()).
+ * Called with the lock held; drops it.
+ */
+static void k2d_unserved(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	struct fuse_in_header *h = msg_in(m);
+	uint64_t unique = h->unique;
+	bool tables = h->opcode == FUSE_FORGET || h->opcode == FUSE_BATCH_FORGET ||
+		      op->effect == EFF_RELEASE;
+
+	if (tables && p->starting) {
+		struct msg *copy = msg_dup(m->data, m->len);
+
+		if (copy) {
+			*p->unserved_tail = copy;
+			p->unserved_tail = &copy->next;
+		} else {
+			log_warn("Out of memory: a %s (node %" PRIu64 ") that came while no daemon "
+				 "served is lost: the tables keep what it let go of", op->name,
+				 h->nodeid);
+		}
+	} else if (tables) {
+		unserved_one(p, m);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!op->noreply)
+		reply_kernel_err(p, unique, op->effect == EFF_RELEASE ? 0 : -EIO);
+}
+
 /* Masks INIT flags the keeper cannot relay, and keeps a copy for later daemons. */
 static int k2d_init(struct proxy *p, struct msg *m)
 {
@@ -863,8 +963,13 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	log_trace("kernel: %s unique %" PRIu64 " node %" PRIu64, op->name, h->unique, h->nodeid);
 
 	pthread_mutex_lock(&p->lock);
+	/* Not for ever: the supervisor moves to PX_FAILED once --request-wait has passed. */
 	while (p->state == PX_WAIT)
 		pthread_cond_wait(&p->changed, &p->lock);
+	if (p->state == PX_FAILED) {
+		k2d_unserved(p, m, op);
+		return m;
+	}
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
 		/* Each function below drops the lock. */
@@ -882,11 +987,6 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			k2d_notify_reply(p, m, op, epoch);
 			break;
 		}
-		return m;
-	}
-	if (p->state == PX_FAILED) {
-		pthread_mutex_unlock(&p->lock);
-		reply_kernel_err(p, h->unique, -EIO);
 		return m;
 	}
 	if (op->names && !p->hide.off) {

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The supervisor owns everything that is the same in every recovery mode: the mount, the daemon
- * processes, signals, and the restart policy (back-off, giving up). The mode owns the traffic.
+ * processes, signals, and the restart policy (how long a start may take, back-off, how long
+ * requests wait for a daemon, giving up and trying again). The mode owns the traffic.
  */
 #include "supervisor.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,6 +32,28 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 
+/*
+ * A later start may take this many times as long as the first one did before it needs to show
+ * progress: a daemon blocked in a network login shows none, and what took it 8 s once may take
+ * it 20 s another time.
+ */
+#define FIRST_START_FACTOR 3
+
+/* How often a starting daemon's process group is looked at: a few times per --start-timeout. */
+#define SAMPLE_MIN_MS 100
+#define SAMPLE_MAX_MS 1000
+
+/* The daemon being started, and the signs of progress seen so far. */
+struct start_watch {
+	int64_t at;	     /* when it was started; 0: no start under way */
+	int64_t sampled_at;  /* its process group was last looked at */
+	int64_t progress_at; /* last sign of progress (at the start: the start itself) */
+	const char *sign;    /* what that was; NULL: none yet */
+	uint64_t cpu;	     /* CPU clock ticks of its process group at the last look */
+	uint64_t io;	     /* bytes its process group read and wrote at the last look */
+	int64_t told_until;  /* the time the last "still starting" line promised; 0: none */
+};
+
 struct keeper {
 	struct keeper_config cfg;
 	void *mode_state;
@@ -42,6 +67,11 @@ struct keeper {
 	int64_t *failures; /* times of recent failed starts, a ring of cfg.max_restarts */
 	unsigned nfail;	   /* failed starts recorded so far (ring index) */
 	unsigned streak;   /* failed starts since the last good one, for the back-off */
+	struct start_watch start;
+	int64_t first_start_ms; /* how long the first daemon took to answer FUSE_INIT */
+	int64_t died_at;   /* when the last daemon that served died */
+	int64_t down_at;   /* when requests stop waiting for a new daemon; 0: not pending */
+	bool failing;	   /* requests get EIO at once (mode's give_up() was called) */
 };
 
 const struct keeper_config *keeper_config(const struct keeper *k)
@@ -127,8 +157,185 @@ static int read_signals(struct keeper *k)
 	return k->stop ? -EINTR : 0;
 }
 
+/*
+ * CPU clock ticks (of the processes and the children they reaped) and bytes read and written
+ * (any fd: files, sockets, pipes) of every process in the group @pgid, from /proc.
+ */
+static int group_usage(pid_t pgid, uint64_t *cpu, uint64_t *io)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (!d)
+		return -errno;
+	*cpu = *io = 0;
+	while ((de = readdir(d))) {
+		char path[300], buf[1024], *p;
+		unsigned long long v[4], rchar = 0, wchar = 0;
+		int pgrp, fd;
+		ssize_t n;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		/* The command name may hold anything: the fields start after its last ')'. */
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		/* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
+		 * stime cutime cstime (proc(5)) */
+		if (!p || sscanf(p + 2, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+				 &pgrp, &v[0], &v[1], &v[2], &v[3]) != 5 || pgrp != pgid)
+			continue;
+		*cpu += v[0] + v[1] + v[2] + v[3];
+		snprintf(path, sizeof(path), "/proc/%s/io", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (sscanf(buf, "rchar: %llu wchar: %llu", &rchar, &wchar) == 2)
+			*io += rchar + wchar;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int64_t sample_ms(const struct keeper *k)
+{
+	return MAX(MIN(k->cfg.start_timeout_ms / 4, SAMPLE_MAX_MS), SAMPLE_MIN_MS);
+}
+
+/* Looks at the starting daemon's process group: did it compute or move data since? */
+static void start_sample(struct keeper *k, int64_t now)
+{
+	struct start_watch *s = &k->start;
+	uint64_t cpu, io;
+
+	s->sampled_at = now;
+	if (k->daemon <= 0 || group_usage(k->daemon, &cpu, &io) < 0)
+		return;
+	if (cpu != s->cpu || io != s->io) {
+		s->progress_at = now;
+		s->sign = cpu != s->cpu ? "used CPU time" : "read or wrote";
+	}
+	s->cpu = cpu;
+	s->io = io;
+}
+
+static void start_begin(struct keeper *k)
+{
+	int64_t now = now_ms();
+
+	k->start = (struct start_watch){ .at = now, .progress_at = now };
+	start_sample(k, now);
+	k->start.sign = NULL;
+	k->start.progress_at = now;
+}
+
+/*
+ * Until when the start under way may go on (at most --max-start-time from its beginning):
+ *  - as long as 3 times the first start took (and at least --start-timeout), whatever the
+ *    daemon shows: a slow network login shows nothing;
+ *  - then while it shows progress: no more than --start-timeout without one. Progress is CPU
+ *    time used, or bytes read or written (files, sockets: its answers to the keeper too), by
+ *    any process of its group (the daemon and its helpers, such as ssh).
+ */
+static int64_t start_until(const struct keeper *k)
+{
+	const struct start_watch *s = &k->start;
+	int64_t guide = s->at + MAX(k->cfg.start_timeout_ms, FIRST_START_FACTOR * k->first_start_ms);
+	int64_t quiet = s->progress_at + k->cfg.start_timeout_ms;
+
+	return MIN(s->at + k->cfg.max_start_ms, MAX(guide, quiet));
+}
+
+/* Formats what the start policy goes by, for the log. */
+static void start_describe(const struct keeper *k, int64_t now, char *buf, size_t size)
+{
+	const struct start_watch *s = &k->start;
+	int n;
+
+	if (k->first_start_ms)
+		n = snprintf(buf, size, "first start took %.1f s", k->first_start_ms / 1000.0);
+	else
+		n = snprintf(buf, size, "the first start");
+	if (n < 0 || (size_t)n >= size)
+		return;
+	if (s->sign)
+		snprintf(buf + n, size - n, ", %s %.1f s ago", s->sign,
+			 (now - s->progress_at) / 1000.0);
+	else
+		snprintf(buf + n, size - n, ", no sign of progress");
+}
+
+/* The mode's share of --start-timeout has passed and the start may go on until @until. */
+static void start_kept(struct keeper *k, int64_t now, int64_t until)
+{
+	struct start_watch *s = &k->start;
+	char why[128];
+
+	/* One line when kept, and one more each time the promised time is used up. */
+	if (s->told_until && now < s->told_until)
+		return;
+	start_describe(k, now, why, sizeof(why));
+	log_info("Daemon %d is still starting (%.1f s, %s); waiting up to %.1f s more, longer "
+		 "while it shows progress (at most %" PRId64 " s in all: --max-start-time)",
+		 (int)k->daemon, (now - s->at) / 1000.0, why, (until - now) / 1000.0,
+		 k->cfg.max_start_ms / 1000);
+	if (!s->told_until)
+		event("SLOW %d %" PRId64, (int)k->daemon, now - s->at);
+	s->told_until = until;
+}
+
+static void start_failed(struct keeper *k, int64_t now)
+{
+	struct start_watch *s = &k->start;
+	char first[64] = "";
+
+	if (now - s->at >= k->cfg.max_start_ms) {
+		log_error("Daemon %d is still starting after %.1f s (--max-start-time=%" PRId64 "): "
+			  "its start failed", (int)k->daemon, (now - s->at) / 1000.0,
+			  k->cfg.max_start_ms / 1000);
+		return;
+	}
+	if (k->first_start_ms)
+		snprintf(first, sizeof(first), " (its first start took %.1f s)",
+			 k->first_start_ms / 1000.0);
+	log_error("Daemon %d did not finish starting in %.1f s%s and showed no progress for "
+		  "%.1f s (--start-timeout=%" PRId64 "): its start failed", (int)k->daemon,
+		  (now - s->at) / 1000.0, first, (now - s->progress_at) / 1000.0,
+		  k->cfg.start_timeout_ms / 1000);
+}
+
+/* --request-wait has passed since the last daemon that served died, and none serves yet. */
+static void requests_down(struct keeper *k, int64_t now)
+{
+	k->down_at = 0;
+	if (k->failing)
+		return;
+	log_warn("No daemon has served %s for %.1f s (--request-wait=%" PRId64 "): requests "
+		 "fail with EIO at once until one does", k->cfg.mountpoint,
+		 (now - k->died_at) / 1000.0, k->cfg.request_wait_ms / 1000);
+	event("DOWN %" PRId64, now - k->died_at);
+	k->cfg.mode->give_up(k->mode_state);
+	k->failing = true;
+}
+
 int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 {
+	/* Waiting for the daemon's answer while it starts: the start policy has the last word. */
+	bool start_wait = fd >= 0 && k->start.at;
+
 	for (;;) {
 		struct pollfd pfd[4] = {
 			{ .fd = k->sigfd, .events = POLLIN },
@@ -136,9 +343,26 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			{ .fd = k->pidfd, .events = POLLIN },
 			{ .fd = fd, .events = POLLIN },
 		};
-		int timeout = deadline == INT64_MAX ? -1 : ms_until(deadline);
-		int n = poll(pfd, 4, timeout);
+		int64_t now = now_ms(), wake = deadline;
+		int n;
 
+		if (start_wait) {
+			int64_t until = start_until(k);
+
+			wake = now < deadline ? MIN(deadline, k->start.at + k->cfg.max_start_ms)
+					      : until;
+			if (now >= wake) {
+				start_failed(k, now);
+				return -ETIMEDOUT;
+			}
+			if (now >= deadline)
+				start_kept(k, now, until);
+		}
+		if (k->start.at)
+			wake = MIN(wake, k->start.sampled_at + sample_ms(k));
+		if (k->down_at)
+			wake = MIN(wake, k->down_at);
+		n = poll(pfd, 4, wake == INT64_MAX ? -1 : ms_until(wake));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -149,11 +373,16 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			return -EINTR;
 		if (k->stop)
 			return -EINTR;
+		now = now_ms();
+		if (k->start.at && now >= k->start.sampled_at + sample_ms(k))
+			start_sample(k, now);
+		if (k->down_at && now >= k->down_at)
+			requests_down(k, now);
 		if (pfd[3].revents)
 			return 0;
 		if (pfd[2].revents)
 			return -ECHILD;
-		if (n == 0 && timeout >= 0 && ms_until(deadline) == 0)
+		if (!start_wait && now >= deadline)
 			return -ETIMEDOUT;
 	}
 }
@@ -361,8 +590,8 @@ int supervise(const struct keeper_config *cfg)
 {
 	struct keeper k = { .cfg = *cfg, .pidfd = -1, .sigfd = -1 };
 	char err[512];
-	bool served = false, gave_up = false;
-	int64_t died_at = 0, up_since = 0;
+	bool served = false, gave_up = false; /* gave_up: after too many failed starts */
+	int64_t up_since = 0;
 	unsigned conn;
 	int devfd, r;
 
@@ -389,30 +618,50 @@ int supervise(const struct keeper_config *cfg)
 
 	while (!k.stop) {
 		bool failed_start, took_over = false;
+		int64_t ended;
 
 		r = start_daemon(&k);
-		if (r == 0)
+		if (r == 0) {
+			start_begin(&k);
 			r = cfg->mode->attach(k.mode_state, &k);
+		}
 		if (r == 0) {
 			int64_t now = now_ms();
 
 			if (!served) {
-				log_info("Daemon %d is serving %s", (int)k.daemon, cfg->mountpoint);
+				k.first_start_ms = now - k.start.at;
+				log_info("Daemon %d is serving %s (it started in %.1f s)", (int)k.daemon,
+					 cfg->mountpoint, k.first_start_ms / 1000.0);
 				event("READY %d", (int)k.daemon);
 			} else {
-				log_info("Daemon %d took over %s %" PRId64 " ms after the last one died",
-					 (int)k.daemon, cfg->mountpoint, now - died_at);
-				event("RECOVERED %d %" PRId64, (int)k.daemon, now - died_at);
+				log_info("Daemon %d took over %s %" PRId64 " ms after the last one died%s",
+					 (int)k.daemon, cfg->mountpoint, now - k.died_at,
+					 gave_up ? ": it serves again after fusekeeper gave up" : "");
+				event("RECOVERED %d %" PRId64, (int)k.daemon, now - k.died_at);
 			}
+			if (gave_up) {
+				/* A clean slate: a crash now is restarted at once, as at first. */
+				k.nfail = k.streak = 0;
+				gave_up = false;
+			}
+			k.start.at = 0;
+			k.down_at = 0;
+			k.failing = false;
 			served = took_over = true;
 			up_since = now;
 			r = keeper_wait(&k, -1, INT64_MAX);
 		}
+		k.start.at = 0;
 		if (r == -EINTR || k.stop)
 			break;
 		/* The daemon died, failed to start or must be replaced. */
-		died_at = now_ms();
+		ended = now_ms();
 		failed_start = !took_over;
+		if (took_over) {
+			/* From now on requests wait for a new daemon, for --request-wait at most. */
+			k.died_at = ended;
+			k.down_at = k.died_at + cfg->request_wait_ms;
+		}
 		if (failed_start && k.daemon > 0)
 			event("FAILED %d %s", (int)k.daemon,
 			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" :
@@ -429,17 +678,36 @@ int supervise(const struct keeper_config *cfg)
 		}
 		if (!failed_start) {
 			/* A daemon that dies right after taking over still earns a back-off. */
-			k.streak = died_at - up_since < MIN_UPTIME_MS ? k.streak + 1 : 0;
-		} else if (record_failure(&k, died_at)) {
-			log_error("%u failed starts within %" PRId64 " s: giving up; requests to %s now "
-				  "fail with EIO. Unmount it (umount %s) or stop fusekeeper to end this",
-				  cfg->max_restarts, cfg->restart_window_ms / 1000, cfg->mountpoint,
-				  cfg->mountpoint);
-			event("GAVEUP");
-			cfg->mode->give_up(k.mode_state);
+			k.streak = ended - up_since < MIN_UPTIME_MS ? k.streak + 1 : 0;
+		} else if (!gave_up && record_failure(&k, ended)) {
 			gave_up = true;
-			keeper_wait(&k, -1, INT64_MAX);
-			break;
+			event("GAVEUP");
+			if (cfg->retry_interval_ms)
+				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
+					  "%s now fail with EIO. The daemon is tried again every %" PRId64
+					  " s (--retry-interval)", cfg->max_restarts,
+					  cfg->restart_window_ms / 1000, cfg->mountpoint,
+					  cfg->retry_interval_ms / 1000);
+			else
+				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
+					  "%s now fail with EIO. Unmount it (umount %s) or stop fusekeeper "
+					  "to end this", cfg->max_restarts, cfg->restart_window_ms / 1000,
+					  cfg->mountpoint, cfg->mountpoint);
+			if (!k.failing)
+				cfg->mode->give_up(k.mode_state);
+			k.failing = true;
+			k.down_at = 0;
+			if (!cfg->retry_interval_ms) {
+				keeper_wait(&k, -1, INT64_MAX);
+				break;
+			}
+		}
+		if (gave_up) {
+			log_info("Trying to start the daemon again in %" PRId64 " s (--retry-interval)",
+				 cfg->retry_interval_ms / 1000);
+			if (keeper_wait(&k, -1, now_ms() + cfg->retry_interval_ms) == -EINTR)
+				break;
+			continue;
 		}
 		if (backoff_ms(&k)) {
 			log_info("Restarting the daemon in %" PRId64 " ms", backoff_ms(&k));

@@ -214,6 +214,40 @@ try_cmd() {
 	return "$WAIT_STATUS"
 }
 
+# bg_timed NAME COMMAND...: runs COMMAND in the background (tracked), with its
+# stdout and stderr in $T/NAME.out; when it ends, "STATUS MS" (its exit status
+# and how many milliseconds it took) goes to $T/NAME.rc.
+# bg_result NAME [TIMEOUT]: waits up to TIMEOUT seconds (default 30) for it and
+# sets BG_RC, BG_MS and BG_OUT; returns 1 if it still runs at the deadline (a
+# request stuck in a mount: the cleanup aborts the connection).
+declare -A _bg_timed_pid
+bg_timed() {
+	local name=$1
+	shift
+	(
+		start=${EPOCHREALTIME/./}
+		"$@" >"$T/$name.out" 2>&1 </dev/null
+		rc=$?
+		end=${EPOCHREALTIME/./}
+		echo "$rc $(((end - start) / 1000))" >"$T/$name.rc"
+	) &
+	BG_PID=$!
+	track_pid "$BG_PID"
+	_bg_timed_pid[$name]=$BG_PID
+	log "started $name (pid $BG_PID): $*"
+}
+
+bg_result() {
+	local name=$1 line
+	BG_RC= BG_MS= BG_OUT=
+	wait_pid "${_bg_timed_pid[$name]}" "${2:-30}" || return 1
+	line=$(cat "$T/$name.rc" 2>/dev/null) || return 1
+	BG_RC=${line% *}
+	BG_MS=${line#* }
+	BG_OUT=$(cat "$T/$name.out")
+	log "$name: exit $BG_RC after $BG_MS ms: $BG_OUT"
+}
+
 # ---- the keeper ------------------------------------------------------------
 
 # fk_start MOUNTPOINT [KEEPER OPTIONS] -- COMMAND...
@@ -531,7 +565,7 @@ file_is() {
 #     write DATA    -> "wrote N"   (DATA at offset 0; \n in DATA for a newline)
 #     fstat         -> "ino N"
 #     nlink         -> "nlink N" (st_nlink of the fd)
-#     sum           -> "sum MD5" (of the whole content, read through the fd)
+#     sum           -> "sum HEX" (SHA-256 of the whole file, read from offset 0)
 #   or, when the call fails, "error ENAME" (the errno's name, e.g. ESTALE).
 #   holder_stop NAME             makes it exit.
 # A request stuck in the mount makes holder fail after 10 s rather than hang.
@@ -542,7 +576,7 @@ _holder_script() {
 use strict;
 use Fcntl qw(O_RDWR O_RDONLY SEEK_SET);
 use Errno ();
-use Digest::MD5;
+use Digest::SHA ();
 sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } return "errno$e" }
 sysopen(my $f, $ARGV[0], $ARGV[2] eq "ro" ? O_RDONLY : O_RDWR) or die "open $ARGV[0]: $!\n";
 open(my $in, "<", $ARGV[1]) or die "fifo: $!\n";
@@ -560,18 +594,18 @@ while (my $l = <$in>) {
 		$arg =~ s/\\n/\n/g;
 		my $n = sysseek($f, 0, SEEK_SET) ? syswrite($f, $arg) : undef;
 		$out = "wrote $n" if defined $n;
+	} elsif ($cmd eq "sum") {
+		my ($sha, $buf, $n) = (Digest::SHA->new(256));
+		if (sysseek($f, 0, SEEK_SET)) {
+			$sha->add($buf) while ($n = sysread($f, $buf, 65536));
+			$out = "sum " . $sha->hexdigest if defined $n;
+		}
 	} elsif ($cmd eq "fstat") {
 		my @st = stat($f);
 		$out = "ino $st[1]" if @st;
 	} elsif ($cmd eq "nlink") {
 		my @st = stat($f);
 		$out = "nlink $st[3]" if @st;
-	} elsif ($cmd eq "sum") {
-		if (sysseek($f, 0, SEEK_SET)) {
-			my ($md5, $buf, $n) = (Digest::MD5->new);
-			$md5->add($buf) while ($n = sysread($f, $buf, 65536));
-			$out = "sum " . $md5->hexdigest if defined $n;
-		}
 	} elsif ($cmd eq "quit") {
 		exit 0;
 	} else { die "holder: unknown command $cmd\n" }
@@ -614,6 +648,12 @@ holder_stop() {
 	echo quit >&"$fd"
 	exec {fd}>&-
 	wait_pid "${_holder_pid[$1]}" 10 || fail "the $1 holder did not exit"
+}
+
+# drop_cache PATH: drops the kernel's clean cached pages of the file at PATH, so
+# that the next read through any fd goes to the daemon.
+drop_cache() {
+	dd if="$1" iflag=nocache count=0 status=none
 }
 
 # fk_umount_exit STATUS: unmounts $M and checks that the keeper then exits with STATUS.

@@ -2,7 +2,8 @@
  * testfs — a libfuse low-level passthrough filesystem for fusekeeper's tests.
  *
  *   testfs --backing=DIR [--single] [--writeback] [--fail-start-if=FILE]
- *          [--crash-file=FILE] [--delay-ms=N] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
+ *          [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N]
+ *          [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
  *
  * Every operation is passed through to DIR. It always runs in the foreground.
  * MOUNTPOINT is normally /dev/fd/N (libfuse serves fd N and does not mount);
@@ -26,6 +27,12 @@
  * Test hooks:
  *   --fail-start-if=FILE  exit 3 at start-up, before touching the connection,
  *                         if FILE exists.
+ *   --slow-start-if=FILE  if FILE exists at start-up, it holds "sleep MS" or
+ *                         "spin MS": before touching the connection (so before
+ *                         FUSE_INIT is read), wait MS milliseconds, either
+ *                         asleep, using no CPU time (a daemon blocked in a
+ *                         network login), or computing (a daemon scanning its
+ *                         cache). Other content: exit 2.
  *   --crash-file=FILE     at the start of every operation, if FILE exists and
  *                         holds "before:OP[:NAME]" or "after:OP[:NAME]" matching
  *                         this operation, unlink FILE (one shot) and SIGKILL this
@@ -126,6 +133,7 @@ static struct {
 	const char *backing;
 	const char *mountpoint;
 	const char *fail_start_if;
+	const char *slow_start_if;
 	const char *small_writes_if;
 	bool inval_on_read;
 	bool writeback;
@@ -1310,7 +1318,8 @@ static _Noreturn void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 		"usage: testfs --backing=DIR [--single] [--writeback] [--fail-start-if=FILE]\n"
-		"              [--crash-file=FILE] [--delay-ms=N] [--small-writes-if=FILE]\n"
+		"              [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N]\n"
+		"              [--small-writes-if=FILE]\n"
 		"              [--inval-on-read]\n"
 		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
@@ -1337,6 +1346,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.backing = v;
 		} else if ((v = opt_value(a, "--fail-start-if"))) {
 			opt.fail_start_if = v;
+		} else if ((v = opt_value(a, "--slow-start-if"))) {
+			opt.slow_start_if = v;
 		} else if (strcmp(a, "--inval-on-read") == 0) {
 			opt.inval_on_read = true;
 		} else if (strcmp(a, "--writeback") == 0) {
@@ -1386,6 +1397,43 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 	opt.hooks = opt.crash_file || opt.delay_ms;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --slow-start-if: a daemon that takes long to start, asleep or busy. */
+static void slow_start(const char *file)
+{
+	char buf[64] = "", how[16];
+	unsigned ms;
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return;
+	if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%15s %u", how, &ms) != 2 ||
+	    (strcmp(how, "sleep") && strcmp(how, "spin"))) {
+		fprintf(stderr, "testfs: %s: expected \"sleep MS\" or \"spin MS\", got \"%s\"\n",
+			file, buf);
+		exit(2);
+	}
+	fclose(f);
+	fprintf(stderr, "testfs: %s: %s %u ms before serving\n", file, how, ms);
+	if (!strcmp(how, "sleep")) {
+		sleep_ms(ms);
+	} else {
+		int64_t end = mono_ms() + ms;
+		volatile uint64_t x = 0;
+
+		while (mono_ms() < end)
+			for (int i = 0; i < 100000; i++)
+				x += i;
+	}
+}
+
 static int root_init(void)
 {
 	struct stat st;
@@ -1415,6 +1463,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "testfs: %s exists, refusing to start\n", opt.fail_start_if);
 		return 3;
 	}
+	if (opt.slow_start_if)
+		slow_start(opt.slow_start_if);
 
 	fh_salt_init();
 	/* The kernel has applied the caller's umask already. */

@@ -99,7 +99,7 @@ for i in 1 2 3; do
 	kill_and_recover
 	out=$(holder b read)
 	[ "$out" = "read round$i" ] || fail "B: after kill $i the fd reads '$out'"
-	want=$(printf 'round%s' "$i" | md5sum | cut -d' ' -f1)
+	want=$(printf 'round%s' "$i" | sha256sum | cut -d' ' -f1)
 	out=$(holder b sum)
 	[ "$out" = "sum $want" ] || fail "B: after kill $i the checksum is '$out', want $want"
 	[ "$(holder b nlink)" = "nlink 0" ] || fail "B: after kill $i fstat says $(holder b nlink)"

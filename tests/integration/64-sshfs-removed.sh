@@ -18,7 +18,7 @@
 
 need_prog "$FK"
 fkd_require sshfs sshfs
-need_cmd perl mkfifo md5sum
+need_cmd perl mkfifo sha256sum
 
 M=$T/mnt
 B=$T/back
@@ -60,7 +60,7 @@ for i in 1 2; do
 	fk_mark
 	fk_kill_daemon || fail "could not kill sshfs"
 	fk_wait RECOVERED "" 30 >/dev/null || fail "no RECOVERED after kill $i"
-	want=$(printf 'round%s' "$i" | md5sum | cut -d' ' -f1)
+	want=$(printf 'round%s' "$i" | sha256sum | cut -d' ' -f1)
 	out=$(holder t sum)
 	[ "$out" = "sum $want" ] || fail "after kill $i the removed file's checksum is '$out', want $want"
 	out=$(holder r read)
