@@ -53,7 +53,8 @@ static bool valid(const struct fuse_lk_in *in)
 {
 	uint32_t type = in->lk.type;
 
-	return (type == F_RDLCK || type == F_WRLCK || type == F_UNLCK) && in->lk.start <= in->lk.end;
+	return (type == F_RDLCK || type == F_WRLCK || type == F_UNLCK) &&
+	       in->lk.start <= in->lk.end;
 }
 
 /* A held record that @in's owner made with a request of @in's kind. */
@@ -161,7 +162,7 @@ int lock_apply(struct lock_table *t, uint64_t node, uint64_t kfh, const struct f
 		} else if (!overlap(l->start, l->end, s, e)) {
 			pp = &l->next;
 		} else if (l->start < s && l->end > e) {
-			/* Split: @l keeps the part before, a piece with its grant the part after. */
+			/* Split: @l keeps the part before, a piece of the same grant the rest. */
 			struct lock_rec *r = spare[used++];
 
 			*r = *l;
