@@ -26,6 +26,7 @@ struct keeper_config {
 	int64_t stop_timeout_ms;  /* SIGTERM grace for the daemon before SIGKILL */
 	uint64_t max_nodes;	  /* bound on the node table */
 	uint64_t max_handles;	  /* bound on the handle table */
+	uint64_t max_locks;	  /* bound on the lock table (locks.h) */
 	uint64_t write_window;	  /* bytes of acknowledged, unsynced writes kept per handle */
 	uint64_t write_window_total; /* ... and for all handles together */
 	bool exclusive;		  /* the operator says no other client changes the store */

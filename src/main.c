@@ -55,6 +55,9 @@ static const char usage_text[] =
 	"                         time the daemon has to exit after SIGTERM (default 5)\n"
 	"      --max-nodes=N      bound on the node IDs tracked (default 4194304)\n"
 	"      --max-handles=N    bound on the open handles tracked (default 1048576)\n"
+	"      --max-locks=N      bound on the file locks tracked for a daemon that keeps\n"
+	"                         locks itself (default 65536); past it, a lock fails\n"
+	"                         with ENOLCK\n"
 	"      --write-window=SIZE\n"
 	"                         acknowledged writes kept per open file until the daemon\n"
 	"                         syncs them, to send again after a crash (default 64M);\n"
@@ -99,6 +102,7 @@ enum {
 	OPT_STOP_TIMEOUT,
 	OPT_MAX_NODES,
 	OPT_MAX_HANDLES,
+	OPT_MAX_LOCKS,
 	OPT_STATUS_FD,
 	OPT_WRITE_WINDOW,
 	OPT_WRITE_WINDOW_TOTAL,
@@ -120,6 +124,7 @@ static const struct option long_options[] = {
 	{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
 	{ "max-nodes", required_argument, NULL, OPT_MAX_NODES },
 	{ "max-handles", required_argument, NULL, OPT_MAX_HANDLES },
+	{ "max-locks", required_argument, NULL, OPT_MAX_LOCKS },
 	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
 	{ "write-window", required_argument, NULL, OPT_WRITE_WINDOW },
 	{ "write-window-total", required_argument, NULL, OPT_WRITE_WINDOW_TOTAL },
@@ -192,6 +197,7 @@ int main(int argc, char **argv)
 		.stop_timeout_ms = 5000,
 		.max_nodes = 4u << 20,
 		.max_handles = 1u << 20,
+		.max_locks = 1u << 16,
 		.write_window = 64ULL << 20,
 		.write_window_total = 256ULL << 20,
 		.keep_removed = true,
@@ -252,6 +258,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_MAX_HANDLES:
 			cfg.max_handles = parse_number("max-handles", optarg, 16, 1ULL << 32);
+			break;
+		case OPT_MAX_LOCKS:
+			cfg.max_locks = parse_number("max-locks", optarg, 1, 1ULL << 32);
 			break;
 		case OPT_WRITE_WINDOW:
 			cfg.write_window = parse_size("write-window", optarg, 1ULL << 40);

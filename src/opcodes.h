@@ -94,6 +94,17 @@ enum op_fh_when {
 	FH_NEVER,
 };
 
+/* How a request takes part in the lock table (locks.h) of a daemon that keeps file locks
+ * itself. A RELEASE drops what was locked through its handle wherever the handle goes. */
+enum op_lock {
+	LK_NONE = 0,
+	LK_GET,	      /* GETLK: fails with EIO, once, after its owner lost a lock on the node
+			 in a restart */
+	LK_SET,	      /* SETLK, SETLKW: like LK_GET; refused with ENOLCK when a grant would not
+			 fit the table; a grant is recorded */
+	LK_FLUSH,     /* FLUSH: its lock_owner's POSIX locks on the node are released */
+};
+
 /* The file type a creating request makes, to check a name found after a replay (RP_EXISTS). */
 enum op_ctype {
 	CT_NONE = 0,
@@ -130,6 +141,7 @@ struct op_info {
 	uint8_t ctime_of;     /* enum op_ctime_of */
 	uint8_t stamp;	      /* 1: the time it is sent is recorded (msg.sent_ns): settling it
 				 after a restart compares the store's times with it */
+	uint8_t lock;	      /* enum op_lock */
 };
 
 #define OP_MAX 64

@@ -50,6 +50,7 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 		return r;
 	handle_table_init(&p->handles, cfg->max_handles, cfg->write_window,
 			  cfg->write_window_total);
+	lock_table_init(&p->locks, cfg->max_locks);
 	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->call_efd < 0 || p->ev_efd < 0)

@@ -15,6 +15,7 @@
 #include "handles.h"
 #include "hide.h"
 #include "keeper.h"
+#include "locks.h"
 #include "msg.h"
 #include "nodes.h"
 #include "opcodes.h"
@@ -64,6 +65,7 @@ struct proxy {
 	enum px_state state;
 	struct node_table nodes;     /* epoch in nodes.epoch is the current daemon's */
 	struct handle_table handles;
+	struct lock_table locks;     /* locks the daemon granted, if it keeps them (locks.h) */
 	struct idmap inflight;	     /* unique -> struct msg: requests the kernel waits on */
 	struct idmap calls;	     /* unique -> struct call */
 	uint64_t next_call;
@@ -194,11 +196,35 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
 int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
 		    void *arg);
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
+/* Sends @epoch's daemon a message (@arg: at most 64 bytes) whose reply is dropped; never waits. */
+void send_orphan(struct proxy *p, uint32_t epoch, uint32_t opcode, uint64_t nodeid,
+		 const void *arg, size_t arglen);
 /*
  * Queues @m, a notification for the kernel with the kernel's node IDs (takes ownership), for
  * the notifier thread; @name is for logs. Waits up to 1 s for room, then drops it.
  */
 void queue_notification(struct proxy *p, struct msg *m, const char *name);
+
+/* proxy_locks.c: file locks the daemon keeps (docs/design.md, "File locks") */
+/*
+ * A request with op->lock from the kernel, under the lock, after translate_request() returned
+ * @err: a FLUSH drops its lock owner's POSIX locks on the node; a GETLK, SETLK or SETLKW of an
+ * owner that lost a lock on the node in a restart fails with -EIO (once); a SETLK or SETLKW
+ * that would not fit the table fails with -ENOLCK. Returns what to answer (<0) or @err.
+ */
+int locks_request(struct proxy *p, struct msg *req, const struct op_info *op, int err);
+/*
+ * The daemon granted the SETLK or SETLKW @req (its body as sent to the daemon). Takes the lock
+ * and records the lock. Returns 0, or -ENOLCK when the table had no room left for it: the lock
+ * was then given back to the daemon and the kernel must get the error.
+ */
+int locks_granted(struct proxy *p, struct msg *req);
+/*
+ * During a recovery, once handles are open again: takes every recorded lock again on the new
+ * daemon, in the order they were granted; a lock that cannot be taken is logged and marked
+ * lost. Returns 0 or a fatal error (the start fails; the locks wait for the next daemon).
+ */
+int locks_take_again(struct proxy *p);
 
 /* recover.c */
 /* A create's reply: how the store's clock agrees with the keeper's. Under the lock. */

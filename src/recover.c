@@ -2110,6 +2110,9 @@ int recover(struct proxy *p)
 		hide_recover(p);
 	if (r == 0)
 		r = reopen_handles(p, deadline);
+	/* Before anything is sent again: a waiting SETLKW must find the locks it waited for. */
+	if (r == 0)
+		r = locks_take_again(p);
 	if (r == 0)
 		r = note_evidence(p, deadline);
 	if (r == 0)

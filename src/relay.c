@@ -102,8 +102,8 @@ int send_to_daemon(struct proxy *p, uint32_t epoch, const void *buf, size_t len,
 }
 
 /* Sends a message that expects no reply, or whose reply the keeper drops. */
-static void send_orphan(struct proxy *p, uint32_t epoch, uint32_t opcode, uint64_t nodeid,
-			const void *arg, size_t arglen)
+void send_orphan(struct proxy *p, uint32_t epoch, uint32_t opcode, uint64_t nodeid,
+		 const void *arg, size_t arglen)
 {
 	char buf[sizeof(struct fuse_in_header) + 64] __attribute__((aligned(8)));
 	struct fuse_in_header *h = (struct fuse_in_header *)buf;
@@ -221,6 +221,9 @@ static void release_handle(struct proxy *p, uint64_t kfh)
 {
 	struct handle *h = handle_get(&p->handles, kfh);
 
+	/* Its flock lock and whatever else was locked through it go with the file. */
+	if (h && p->locks.count)
+		lock_release(&p->locks, h->node, kfh);
 	if (h && h->write_lost)
 		log_error("Handle %" PRIu64 " of node %" PRIu64 " was closed without a flush or "
 			  "fsync to report that writes acknowledged through it were lost",
@@ -720,6 +723,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		log_debug("Read past the end of regenerated content: answering end of file");
 		oh->error = 0;
 	}
+	if (!oh->error && op->lock == LK_SET)
+		oh->error = locks_granted(p, req);
 	if (oh->error && op->effect == EFF_RELEASE) {
 		/* The kernel has let go of the handle whatever the daemon says. */
 		pthread_mutex_lock(&p->lock);
@@ -1039,6 +1044,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	req->primed = m->primed;
 	m->primed = false;
 	r = translate_request(p, req, op);
+	if (op->lock && (op->lock != LK_FLUSH || p->locks.count))
+		r = locks_request(p, req, op, r);
 	if (op->stamp)
 		req->sent_ns = realtime_ns();
 	if (r < 0) {

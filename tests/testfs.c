@@ -1,7 +1,7 @@
 /*
  * testfs — a libfuse low-level passthrough filesystem for fusekeeper's tests.
  *
- *   testfs --backing=DIR [--single] [--writeback] [--fail-start-if=FILE]
+ *   testfs --backing=DIR [--single] [--writeback] [--locks] [--fail-start-if=FILE]
  *          [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N]
  *          [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
  *
@@ -23,6 +23,20 @@
  * close or later, through any writable handle, and reads pages of files
  * opened write-only: as libfuse's passthrough_ll, files are opened without
  * O_APPEND, and O_WRONLY as O_RDWR.
+ *
+ * --locks makes the daemon, not the kernel, keep file locks (FUSE_CAP_FLOCK_LOCKS
+ * and FUSE_CAP_POSIX_LOCKS; without it both are turned off and the kernel keeps
+ * them locally). flock(2) locks are taken with flock(2) on the handle's backing
+ * fd, as libfuse's passthrough_ll -o flock does. POSIX (fcntl) locks keep POSIX
+ * owner semantics (a lock replaces or splits its owner's own locks, conflicts
+ * only with other owners'): each lock owner (fuse_lk_in.owner) gets an open file
+ * description of its own on the backing file, and its locks are OFD locks on it
+ * (F_OFD_SETLK; a SETLKW waits in F_OFD_SETLKW, in its worker thread of the
+ * multi-threaded loop; GETLK is F_OFD_GETLK, reporting pid 0 for a holder in this
+ * daemon). A FLUSH closes its lock owner's description, which releases that
+ * owner's locks on the file, as libfuse's high-level API does at flush. Either
+ * kind conflicts with locks other processes take on the backing file itself, and
+ * all of them vanish with this process.
  *
  * Test hooks:
  *   --fail-start-if=FILE  exit 3 at start-up, before touching the connection,
@@ -80,6 +94,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -137,6 +152,7 @@ static struct {
 	const char *small_writes_if;
 	bool inval_on_read;
 	bool writeback;
+	bool locks;
 	const char *crash_file;
 	unsigned delay_ms;
 	bool single;
@@ -154,7 +170,7 @@ enum tfs_op {
 	OP_CREATE, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC,
 	OP_OPENDIR, OP_READDIR, OP_READDIRPLUS, OP_RELEASEDIR, OP_FSYNCDIR,
 	OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR,
-	OP_FALLOCATE, OP_LSEEK,
+	OP_FALLOCATE, OP_LSEEK, OP_GETLK, OP_SETLK, OP_FLOCK,
 	OP__COUNT
 };
 
@@ -175,7 +191,8 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_STATFS] = "statfs",		[OP_SETXATTR] = "setxattr",
 	[OP_GETXATTR] = "getxattr",	[OP_LISTXATTR] = "listxattr",
 	[OP_REMOVEXATTR] = "removexattr", [OP_FALLOCATE] = "fallocate",
-	[OP_LSEEK] = "lseek",
+	[OP_LSEEK] = "lseek",		[OP_GETLK] = "getlk",
+	[OP_SETLK] = "setlk",		[OP_FLOCK] = "flock",
 };
 
 /* ---- inode table ------------------------------------------------------ */
@@ -191,6 +208,7 @@ struct tfs_inode {
 	ino_t ino;
 	uint64_t nlookup;		/* kernel lookups not yet forgotten */
 	char name[NAME_MAX + 1];	/* last name looked up (--crash-file only) */
+	struct tfs_owner *owners;	/* --locks: POSIX lock owners, under owners_lock */
 };
 
 #define INODE_MAGIC 0x74667369u		/* "tfsi" */
@@ -203,6 +221,96 @@ static _Noreturn void die_bad_id(const char *what, uint64_t id)
 {
 	fprintf(stderr, "testfs: unknown %s %#" PRIx64 ", aborting\n", what, id);
 	abort();
+}
+
+/* ---- POSIX lock owners (--locks) --------------------------------------- */
+
+/* A lock owner's own open file description of a backing file: its POSIX
+ * locks are OFD locks on it, so that they follow the owner, not this
+ * process (whose own fcntl locks would all be one owner's). */
+struct tfs_owner {
+	struct tfs_owner *next;		/* under owners_lock */
+	uint64_t owner;			/* fuse_lk_in.owner, fuse_flush_in.lock_owner */
+	int fd;
+};
+
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A duplicate of OWNER's description of NODE's file (the caller closes it),
+ * opened on first use if CREATE; -ENOENT if it has none and CREATE is false.
+ * A duplicate, so that a FLUSH closing the owner's fd meanwhile cannot make
+ * a waiting F_OFD_SETLKW use a closed (or reused) fd number. */
+static int owner_fd(struct tfs_inode *node, uint64_t owner, bool create)
+{
+	struct tfs_owner *o;
+	int fd = -ENOENT;
+
+	pthread_mutex_lock(&owners_lock);
+	for (o = node->owners; o; o = o->next)
+		if (o->owner == owner)
+			break;
+	if (!o && create) {
+		struct proc_path path = proc_path(node->fd);
+
+		o = calloc(1, sizeof(*o));
+		if (!o) {
+			fd = -ENOMEM;
+			goto out;
+		}
+		/* Read and write, for F_RDLCK and F_WRLCK alike; O_NONBLOCK for FIFOs. */
+		o->fd = open(path.s, O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (o->fd < 0)
+			o->fd = open(path.s, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (o->fd < 0) {
+			fd = neg_errno();
+			free(o);
+			o = NULL;
+			goto out;
+		}
+		o->owner = owner;
+		o->next = node->owners;
+		node->owners = o;
+	}
+	if (o) {
+		fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			fd = neg_errno();
+	}
+out:
+	pthread_mutex_unlock(&owners_lock);
+	return fd;
+}
+
+/* OWNER closed a file of NODE: its POSIX locks on it go (closing its
+ * description releases its OFD locks). */
+static void owner_drop(struct tfs_inode *node, uint64_t owner)
+{
+	struct tfs_owner **p, *o = NULL;
+
+	pthread_mutex_lock(&owners_lock);
+	for (p = &node->owners; *p; p = &(*p)->next) {
+		if ((*p)->owner == owner) {
+			o = *p;
+			*p = o->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&owners_lock);
+	if (o) {
+		close(o->fd);
+		free(o);
+	}
+}
+
+static void owners_free(struct tfs_inode *node)
+{
+	while (node->owners) {
+		struct tfs_owner *o = node->owners;
+
+		node->owners = o->next;
+		close(o->fd);
+		free(o);
+	}
 }
 
 static struct {
@@ -360,6 +468,7 @@ static void table_unref(fuse_ino_t nodeid, uint64_t n)
 	}
 	pthread_mutex_unlock(&table.lock);
 	if (gone) {
+		owners_free(node);
 		close(node->fd);
 		node->magic = 0;
 		free(node);
@@ -373,6 +482,7 @@ static void table_free(void)
 
 		for (n = table.buckets[i]; n; n = next) {
 			next = n->next;
+			owners_free(n);
 			if (n != &table.root) {
 				close(n->fd);
 				free(n);
@@ -646,6 +756,11 @@ static void tfs_init(_unused_ void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else if (opt.writeback)
 		fprintf(stderr, "testfs: --writeback: the kernel offers no writeback cache\n");
+	/* libfuse asks for both when the operations exist; only --locks wants them. */
+	if (opt.locks)
+		conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	else
+		conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 }
 
 static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -963,6 +1078,10 @@ static void tfs_flush(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *
 	int fd;
 
 	op_begin(OP_FLUSH, inode_of(nodeid), NULL);
+	/* The kernel sends the closing process's lock owner: its POSIX locks on
+	 * the file go, as close(2) drops them (--locks). */
+	if (opt.locks)
+		owner_drop(inode_of(nodeid), fi->lock_owner);
 	/* Closing a duplicate gives the backing store its close-time flush
 	 * (and drops POSIX locks) while the handle stays open. */
 	fd = dup(fd_of(fi));
@@ -976,6 +1095,10 @@ static void tfs_flush(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *
 static void tfs_release(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi)
 {
 	op_begin(OP_RELEASE, inode_of(nodeid), NULL);
+	/* FUSE_RELEASE_FLOCK_UNLOCK names the file as lock owner: its flock lock
+	 * goes with the fd; OFD locks (whose owner is the file too) go here. */
+	if (opt.locks && fi->flock_release)
+		owner_drop(inode_of(nodeid), fi->lock_owner);
 	close(fd_of(fi));
 	reply_err(req, 0);
 }
@@ -1276,6 +1399,65 @@ static void tfs_removexattr(fuse_req_t req, fuse_ino_t nodeid, const char *name)
 	reply_err(req, removexattr(proc_path(node->fd).s, name) < 0 ? neg_errno() : 0);
 }
 
+/* ---- locks (--locks) -------------------------------------------------- */
+
+static void tfs_getlk(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi,
+		      struct flock *lock)
+{
+	struct tfs_inode *node = inode_of(nodeid);
+	_cleanup_close_ int fd = -1;
+
+	op_begin(OP_GETLK, node, NULL);
+	/* The owner's own description: its own locks do not conflict. */
+	fd = owner_fd(node, fi->lock_owner, true);
+	if (fd < 0) {
+		reply_err(req, fd);
+		return;
+	}
+	lock->l_pid = 0;
+	if (fcntl(fd, F_OFD_GETLK, lock) < 0) {
+		reply_err(req, neg_errno());
+		return;
+	}
+	/* An OFD lock has no pid (-1): one of this daemon's owners. */
+	if (lock->l_pid < 0)
+		lock->l_pid = 0;
+	op_reply_point();
+	fuse_reply_lock(req, lock);
+}
+
+static void tfs_setlk(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi,
+		      struct flock *lock, int sleep)
+{
+	struct tfs_inode *node = inode_of(nodeid);
+	_cleanup_close_ int fd = -1;
+
+	op_begin(OP_SETLK, node, NULL);
+	fd = owner_fd(node, fi->lock_owner, lock->l_type != F_UNLCK);
+	if (fd == -ENOENT) {
+		/* Unlocking what an owner without a description cannot hold. */
+		reply_err(req, 0);
+		return;
+	}
+	if (fd < 0) {
+		reply_err(req, fd);
+		return;
+	}
+	lock->l_pid = 0;
+	if (fcntl(fd, sleep ? F_OFD_SETLKW : F_OFD_SETLK, lock) < 0) {
+		reply_err(req, errno == EACCES ? -EAGAIN : neg_errno());
+		return;
+	}
+	reply_err(req, 0);
+}
+
+/* OP is flock(2)'s: LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB for SETLK. */
+static void tfs_flock(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi, int op)
+{
+	op_begin(OP_FLOCK, inode_of(nodeid), NULL);
+	reply_err(req, flock(fd_of(fi), op) < 0 ? neg_errno() : 0);
+}
+
 static const struct fuse_lowlevel_ops tfs_ops = {
 	.init		= tfs_init,
 	.lookup		= tfs_lookup,
@@ -1310,6 +1492,9 @@ static const struct fuse_lowlevel_ops tfs_ops = {
 	.removexattr	= tfs_removexattr,
 	.fallocate	= tfs_fallocate,
 	.lseek		= tfs_lseek,
+	.getlk		= tfs_getlk,
+	.setlk		= tfs_setlk,
+	.flock		= tfs_flock,
 };
 
 /* ---- start-up --------------------------------------------------------- */
@@ -1317,9 +1502,9 @@ static const struct fuse_lowlevel_ops tfs_ops = {
 static _Noreturn void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-		"usage: testfs --backing=DIR [--single] [--writeback] [--fail-start-if=FILE]\n"
-		"              [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N]\n"
-		"              [--small-writes-if=FILE]\n"
+		"usage: testfs --backing=DIR [--single] [--writeback] [--locks]\n"
+		"              [--fail-start-if=FILE] [--slow-start-if=FILE]\n"
+		"              [--crash-file=FILE] [--delay-ms=N] [--small-writes-if=FILE]\n"
 		"              [--inval-on-read]\n"
 		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
@@ -1352,6 +1537,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.inval_on_read = true;
 		} else if (strcmp(a, "--writeback") == 0) {
 			opt.writeback = true;
+		} else if (strcmp(a, "--locks") == 0) {
+			opt.locks = true;
 		} else if ((v = opt_value(a, "--small-writes-if"))) {
 			opt.small_writes_if = v;
 		} else if ((v = opt_value(a, "--crash-file"))) {
