@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,8 +21,6 @@
 #include "proxy_i.h"
 #include "util.h"
 
-/* A directory listing made only of hidden names is asked for again from past them, this often. */
-#define MAX_LISTING_RETRIES 16
 
 /* ---- The journal --------------------------------------------------------------------------- */
 
@@ -67,30 +66,53 @@ int hide_escape_path(const char *path, char *out, size_t size)
 	return 0;
 }
 
-/* Adds (@add) or removes @path in the set @v of @n paths. */
-static void set_apply(char ***v, size_t *n, bool add, const char *path)
+/* The 64-bit number a well-formed hidden name carries (its 16 hex digits), or 0 if malformed. */
+static uint64_t hidden_key(const char *name)
 {
-	for (size_t i = 0; i < *n; i++) {
-		if (strcmp((*v)[i], path))
-			continue;
-		if (!add) {
-			free((*v)[i]);
-			(*v)[i] = (*v)[--*n];
-		}
-		return;
-	}
-	if (add) {
-		char **nv = realloc(*v, (*n + 1) * sizeof(**v));
-		char *copy = strdup(path);
+	uint64_t key = 0;
 
-		if (nv)
-			*v = nv;
-		if (!nv || !copy) {
-			free(copy);
-			return;
-		}
-		(*v)[(*n)++] = copy;
+	if (strlen(name) != HIDE_NAME_SIZE - 1 || !hide_is_hidden(name, HIDE_PREFIX_LEN))
+		return 0;
+	for (const char *c = name + HIDE_PREFIX_LEN; *c; c++) {
+		int d = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : -1;
+
+		if (d < 0)
+			return 0;
+		key = key << 4 | d;
 	}
+	return key ? key : 1;
+}
+
+/*
+ * Whether @path can name one of the keeper's hidden names: relative, no empty, "." or ".."
+ * component (a journal must not lead outside the mount), ending in a well-formed hidden name.
+ * Returns its key, or 0.
+ */
+static uint64_t journal_path_key(const char *path)
+{
+	const char *c = path, *last = path;
+
+	if (!*path || *path == '/' || strlen(path) >= 4096)
+		return 0;
+	for (;;) {
+		const char *end = strchrnul(c, '/');
+		size_t l = end - c;
+
+		if (!l || (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		last = c;
+		if (!*end)
+			break;
+		c = end + 1;
+	}
+	return hidden_key(last);
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
 }
 
 static int write_record(int fd, bool add, const char *path)
@@ -111,20 +133,96 @@ static int write_record(int fd, bool add, const char *path)
 	return (size_t)w == len + 1 ? 0 : -EIO;
 }
 
+struct compact_ctx {
+	int fd;
+	int err;
+};
+
+static void write_listed(uint64_t key, void *val, void *arg)
+{
+	struct compact_ctx *c = arg;
+
+	if (!c->err)
+		c->err = write_record(c->fd, true, val);
+}
+
+/*
+ * Writes the journal anew with just what is listed, atomically (a new file renamed over it),
+ * and keeps the new file open and locked. Returns 0 or -errno (the old journal stays).
+ */
+static int journal_compact(struct hide_state *s)
+{
+	struct compact_ctx c = { -1, 0 };
+	char *tmp;
+
+	if (asprintf(&tmp, "%s.new", s->journal_path) < 0)
+		return -ENOMEM;
+	unlink(tmp);
+	c.fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (c.fd < 0 || flock(c.fd, LOCK_EX | LOCK_NB) < 0) {
+		c.err = -errno;
+		goto out;
+	}
+	idmap_each(&s->listed, write_listed, &c);
+	if (!c.err && rename(tmp, s->journal_path) < 0)
+		c.err = -errno;
+out:
+	if (c.err) {
+		if (c.fd >= 0)
+			close(c.fd);
+		unlink(tmp);
+	} else {
+		if (s->journal_fd >= 0)
+			close(s->journal_fd);
+		s->journal_fd = c.fd;
+		s->records = s->listed.count;
+	}
+	free(tmp);
+	return c.err;
+}
+
+/* Lists (@add) @path, or takes the entry of the hidden name that ends @path off the list. */
+static void listed_apply(struct hide_state *s, bool add, const char *path)
+{
+	uint64_t key = add ? journal_path_key(path) : hidden_key(base_name(path));
+	char *copy;
+
+	if (!key)
+		return;
+	free(idmap_del(&s->listed, key));
+	if (add && (copy = strdup(path)) && idmap_put(&s->listed, key, copy) < 0)
+		free(copy);
+}
+
+static void collect_leftover(uint64_t key, void *val, void *arg)
+{
+	struct hide_state *s = arg;
+	char *copy = strdup(val);
+
+	if (copy)
+		s->leftovers[s->nleftovers++] = copy;
+}
+
 int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpoint)
 {
 	char name[256];
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
+	struct stat st;
 	int fd, r;
 
 	s->journal_fd = -1;
-	r = hide_escape_path(mountpoint, name, sizeof(name) - sizeof(".removed"));
+	r = hide_escape_path(mountpoint, name, sizeof(name) - sizeof(".removed.new"));
 	if (r < 0)
 		return r;
 	strcat(name, ".removed");
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	/* Paths in it are removed from the store: only its owner may write it. */
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return -EPERM;
 	if (asprintf(&s->journal_path, "%s/%s", dir, name) < 0) {
 		s->journal_path = NULL;
 		return -ENOMEM;
@@ -132,6 +230,16 @@ int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpo
 	fd = open(s->journal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
+	/* A keeper that runs on this mountpoint holds it: its hidden names are not leftovers. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+		close(fd);
+		return -EPERM;
+	}
 	for (;;) {
 		ssize_t n;
 
@@ -159,26 +267,26 @@ int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpo
 			break;
 		len += n;
 	}
-	/* Records end with a NUL; a torn last one (a keeper killed mid-write) is ignored. */
+	s->journal_fd = fd;
+	/* Records end with a NUL; a torn last one (a keeper killed mid-write) is ignored, and so
+	 * is anything that is not a hidden name inside the mount. */
 	for (size_t off = 0; off < len;) {
 		char *end = memchr(buf + off, '\0', len - off);
 
 		if (!end)
 			break;
-		if ((buf[off] == '+' || buf[off] == '-') && end > buf + off + 1)
-			set_apply(&s->leftovers, &s->nleftovers, buf[off] == '+', buf + off + 1);
+		if (buf[off] == '+' || buf[off] == '-')
+			listed_apply(s, buf[off] == '+', buf + off + 1);
 		off = end - buf + 1;
 	}
 	free(buf);
-	/* Compact: just what is left to remove. */
-	if (ftruncate(fd, 0) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	for (size_t i = 0; i < s->nleftovers; i++)
-		write_record(fd, true, s->leftovers[i]);
-	s->journal_fd = fd;
+	s->leftovers = calloc(s->listed.count + 1, sizeof(*s->leftovers));
+	if (!s->leftovers)
+		return -ENOMEM;
+	idmap_each(&s->listed, collect_leftover, s);
+	r = journal_compact(s);
+	if (r < 0)
+		log_warn("Cannot compact %s: %s", s->journal_path, strerror(-r));
 	return 0;
 }
 
@@ -188,10 +296,24 @@ void hide_journal(struct hide_state *s, bool add, const char *path)
 
 	if (s->journal_fd < 0)
 		return;
-	r = write_record(s->journal_fd, add, path);
-	if (r < 0)
+	listed_apply(s, add, path);
+	r = write_record(s->journal_fd, add, add ? path : base_name(path));
+	if (r < 0) {
 		log_warn("Cannot write to %s: %s; if the keeper is killed, the hidden name %s may "
 			 "stay in the store", s->journal_path, strerror(-r), path);
+		return;
+	}
+	/* Kept from growing for as long as the keeper runs. */
+	if (++s->records > 64 + 2 * s->listed.count) {
+		r = journal_compact(s);
+		if (r < 0)
+			log_warn("Cannot compact %s: %s", s->journal_path, strerror(-r));
+	}
+}
+
+static void free_listed(uint64_t key, void *val, void *arg)
+{
+	free(val);
 }
 
 void hide_state_free(struct hide_state *s)
@@ -200,12 +322,13 @@ void hide_state_free(struct hide_state *s)
 		struct grave *g = s->graves;
 
 		s->graves = g->next;
-		free(g->path);
 		free(g);
 	}
 	for (size_t i = 0; i < s->nleftovers; i++)
 		free(s->leftovers[i]);
 	free(s->leftovers);
+	idmap_each(&s->listed, free_listed, NULL);
+	idmap_free(&s->listed);
 	free(s->journal_path);
 	if (s->journal_fd >= 0)
 		close(s->journal_fd);
@@ -225,20 +348,28 @@ int hide_start(struct proxy *p)
 	if (getrandom(&s->seed, sizeof(s->seed), 0) != sizeof(s->seed))
 		s->seed = ((uint64_t)getpid() << 32) ^ (uint64_t)realtime_ns();
 	r = hide_journal_open(s, p->cfg->state_dir, p->cfg->mountpoint);
-	if (r < 0)
+	if (r == -EBUSY)
+		log_warn("Another fusekeeper runs on %s and holds its journal in %s: this one keeps "
+			 "files removed while open without a journal, and leaves that one's alone",
+			 p->cfg->mountpoint, p->cfg->state_dir);
+	else if (r == -EPERM)
+		log_warn("%s must be a directory of this user's that no one else can write to: no "
+			 "journal of hidden names is kept there, so a killed keeper leaves them "
+			 "behind", p->cfg->state_dir);
+	else if (r < 0)
 		log_warn("Cannot keep a journal of hidden names in %s: %s; files removed while open "
 			 "are still kept, but a killed keeper leaves their names behind",
 			 p->cfg->state_dir, strerror(-r));
 	return 0;
 }
 
-/* How many of @n's names are hidden ones. */
+/* How many of @n's names are hidden ones the daemon made (links the file has in the store). */
 static uint32_t hidden_names(const struct node *n)
 {
 	uint32_t count = 0;
 
 	for (const struct node_name *nm = n->names; nm; nm = nm->next)
-		count += hide_is_hidden(nm->name, strlen(nm->name));
+		count += !nm->unconfirmed && hide_is_hidden(nm->name, strlen(nm->name));
 	return count;
 }
 
@@ -278,16 +409,15 @@ static struct msg *hide_request(struct proxy *p, const struct fuse_in_header *h,
 {
 	size_t namelen = strlen(name) + 1;
 	char arg[sizeof(struct fuse_rename_in) + 1025];
-	struct fuse_rename_in *in = (struct fuse_rename_in *)arg;
 	struct msg *req;
 	uint64_t did;
 
 	if (namelen > 1025 || node_to_daemon(&p->nodes, dir, &did) < 0)
 		return NULL;
-	memset(in, 0, sizeof(*in));
-	in->newdir = did;
-	memcpy(arg + sizeof(*in), name, namelen);
-	req = make_request(FUSE_RENAME, did, arg, sizeof(*in) + namelen, hidden);
+	memset(arg, 0, sizeof(struct fuse_rename_in));
+	((struct fuse_rename_in *)arg)->newdir = did;
+	memcpy(arg + sizeof(struct fuse_rename_in), name, namelen);
+	req = make_request(FUSE_RENAME, did, arg, sizeof(struct fuse_rename_in) + namelen, hidden);
 	if (req) {
 		/* As the one removing it: a daemon checking permissions sees the same caller. */
 		msg_in(req)->uid = h->uid;
@@ -306,36 +436,96 @@ static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden, const c
 		node_drop_name(&p->nodes, nm);
 		p->hide.live--;
 	}
-	hide_journal(&p->hide, false, path);
+	hide_journal(&p->hide, false, hidden);
 }
 
-/* The daemon renamed @n's @name in @dir to its hidden name. Under the lock. */
+/*
+ * The daemon renamed @n's @name in @dir to its hidden name @hidden. For a RENAME over it
+ * (@unlink false) the kernel's request @kunique is sent on, and if the daemon refuses it, the
+ * name is given back. Under the lock.
+ */
 static void hide_done(struct proxy *p, struct node *n, uint64_t dir, const char *name,
-		      const char *path)
+		      const char *hidden, bool unlink, const char *path, uint64_t kunique)
 {
+	struct node_name *nm = node_find_name(&p->nodes, dir, hidden);
 	struct node *d = node_get(&p->nodes, dir);
+	struct hide_undo *u;
 
+	if (nm)
+		nm->unconfirmed = false;
 	node_unlink(&p->nodes, dir, name);
+	u = unlink ? NULL : calloc(1, sizeof(*u) + strlen(name) + 1);
+	if (u) {
+		u->kunique = kunique;
+		u->node = n->kid;
+		u->dir = dir;
+		strcpy(u->hidden, hidden);
+		strcpy(u->name, name);
+		if (idmap_put(&p->hide.undos, kunique, u) < 0) {
+			free(u);
+			u = NULL;
+		}
+	}
+	if (!unlink && !u)
+		log_warn("Out of memory: if the daemon refuses the rename over node %" PRIu64 ", the "
+			 "file stays hidden as %s", n->kid, path);
 	/* Both ctimes moved: a settle rule must not take that for another request's work. */
 	n->changed_ns = realtime_ns();
 	if (d)
 		d->changed_ns = n->changed_ns;
-	log_debug("Node %" PRIu64 " was removed while open: kept as %s until its last close",
-		  n->kid, path);
+	log_debug("Node %" PRIu64 " is %s while open: kept as %s until its last close", n->kid,
+		  unlink ? "removed" : "renamed over", path);
+}
+
+/*
+ * Sends @req, the keeper's request that hides a file, from the relay: the lock is let go while
+ * it waits (at most --start-timeout). Returns the daemon's answer (0 or -errno), -ETIMEDOUT,
+ * or -EPIPE when the daemon went without answering.
+ */
+static int hide_call(struct proxy *p, struct msg *req)
+{
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	struct timespec ts = deadline_ts(p->cfg->start_timeout_ms);
+	struct call c;
+	int err;
+
+	pthread_mutex_unlock(&p->lock);
+	err = call_start(p, &c, req);
+	pthread_mutex_lock(&p->lock);
+	if (err == 0)
+		while (!c.done && p->state == PX_UP && now_ms() < deadline)
+			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
+				break;
+	if (c.done && c.reply) {
+		err = msg_out(c.reply)->error;
+		/* A LINK's answer is a lookup the kernel never sees: given back. */
+		if (!err && msg_in(req)->opcode == FUSE_LINK &&
+		    c.reply->len >= sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out))
+			forget_in_daemon(p, p->nodes.epoch,
+					 ((struct fuse_entry_out *)(c.reply->data +
+						sizeof(struct fuse_out_header)))->nodeid, 1);
+	} else if (p->state == PX_UP && now_ms() >= deadline && err != -EPIPE) {
+		err = -ETIMEDOUT;
+	} else {
+		err = -EPIPE;
+	}
+	pthread_mutex_unlock(&p->lock);
+	calls_drop(p, &c, 1);
+	pthread_mutex_lock(&p->lock);
+	return err;
 }
 
 int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 {
 	struct fuse_in_header *h = msg_in(m);
+	bool unlink = h->opcode == FUSE_UNLINK;
 	const char *names[2];
 	char hidden[HIDE_NAME_SIZE], name[1025], path[4096];
-	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
 	uint64_t dir;
 	uint32_t epoch;
 	struct node *n;
 	struct node_name *nm;
 	struct msg *req;
-	struct call c;
 	int err, len;
 
 	if (request_names(m, op, names) < 0)
@@ -357,42 +547,24 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 			 (uint64_t)(p->hide.seed + p->hide.counter++ * 0x9e3779b97f4a7c15ULL));
 		snprintf(path + len, sizeof(path) - len, "%s%s", len ? "/" : "", hidden);
 		req = hide_request(p, h, dir, name, hidden);
-		/* Looked for last after a death: by its old name first, so a rename not done
-		 * shows as that name found. */
+		/* Added as its least recent name: after a death, recovery looks the file up by
+		 * its old name first, so a rename not done shows as that name found. */
 		if (!req || node_add_name(&p->nodes, n, dir, hidden) < 0) {
 			msg_put(req);
 			return 0;
 		}
+		node_find_name(&p->nodes, dir, hidden)->unconfirmed = true;
 		p->hide.live++;
 		hide_journal(&p->hide, true, path);
 		epoch = p->nodes.epoch;
-		pthread_mutex_unlock(&p->lock);
-		err = call_start(p, &c, req);
+		err = hide_call(p, req);
 		msg_put(req);
-		pthread_mutex_lock(&p->lock);
-		if (err == 0) {
-			struct timespec ts = deadline_ts(p->cfg->start_timeout_ms);
-
-			while (!c.done && p->state == PX_UP && now_ms() < deadline)
-				if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
-					break;
-		}
-		if (c.done && c.reply) {
-			err = msg_out(c.reply)->error;
-		} else if (p->state == PX_UP && now_ms() >= deadline) {
-			err = -ETIMEDOUT;
-		} else {
-			err = -EPIPE;
-		}
-		pthread_mutex_unlock(&p->lock);
-		calls_drop(p, &c, 1);
-		pthread_mutex_lock(&p->lock);
-		if (err == 0) {
-			hide_done(p, n, dir, name, path);
-			return h->opcode == FUSE_UNLINK;
+			if (err == 0) {
+			hide_done(p, n, dir, name, hidden, unlink, path, h->unique);
+			return unlink;
 		}
 		if (err == -ETIMEDOUT) {
-			/* It may still do it: the name is kept as a candidate for recovery. */
+			/* It may still do it: the name stays a candidate for recovery. */
 			log_error("The daemon did not answer the keeper's rename of a file removed "
 				  "while open within %" PRId64 " ms: answering EIO",
 				  p->cfg->start_timeout_ms);
@@ -406,9 +578,10 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 					 "are removed as asked, and their fds do not survive a "
 					 "restart");
 			} else {
-				log_info("Cannot keep node %" PRIu64 ", removed while open, under a "
-					 "hidden name: %s; it is removed as asked, and its fds do not "
-					 "survive a restart", n->kid, strerror(-err));
+				log_info("Cannot keep node %" PRIu64 ", %s while open, under a hidden "
+					 "name: %s; %s as asked, and its fds do not survive a restart",
+					 n->kid, unlink ? "removed" : "renamed over", strerror(-err),
+					 unlink ? "it is removed" : "it is replaced");
 			}
 			return 0;
 		}
@@ -418,24 +591,110 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		 */
 		while ((p->state == PX_UP && p->nodes.epoch == epoch) || p->state == PX_WAIT)
 			pthread_cond_wait(&p->changed, &p->lock);
-		if (p->state == PX_FAILED)
+		if (p->state == PX_FAILED) {
+			/* Unknown until a daemon serves again: not counted as a link meanwhile. */
 			return -EIO;
-		nm = node_find_name(&p->nodes, dir, name);
-		if (n->lost || (nm && nm->node == n)) {
-			/* Not done (found by its old name), or not found at all. */
+		}
+		if (n->lost) {
 			hide_undo(p, dir, hidden, path);
-			if (n->lost)
-				return 0;
+			return 0;
+		}
+		nm = node_find_name(&p->nodes, dir, name);
+		if (nm && nm->node == n) {
+			/* Found by its old name: not done. */
+			hide_undo(p, dir, hidden, path);
 			continue;
 		}
 		nm = node_find_name(&p->nodes, dir, hidden);
 		if (nm && nm->node == n) {
-			hide_done(p, n, dir, name, path);
-			return h->opcode == FUSE_UNLINK;
+			hide_done(p, n, dir, name, hidden, unlink, path, h->unique);
+			return unlink;
 		}
 		return 0;
 	}
 	return 0;
+}
+
+/*
+ * Asks the daemon to give @u's file its name back: RENAME_NOREPLACE, so that a name another
+ * client made meanwhile is never replaced, unless the daemon lacks it. Under the lock.
+ */
+static void restore_send(struct proxy *p, struct hide_undo *u)
+{
+	char arg[sizeof(struct fuse_rename2_in) + HIDE_NAME_SIZE];
+	size_t arglen = u->plain ? sizeof(struct fuse_rename_in) : sizeof(struct fuse_rename2_in);
+	struct msg *req;
+	uint64_t did;
+
+	u->unique = 0;
+	if (node_to_daemon(&p->nodes, u->dir, &did) < 0)
+		return; /* After the next recovery. */
+	memset(arg, 0, sizeof(arg));
+	((struct fuse_rename2_in *)arg)->newdir = did;
+	if (!u->plain)
+		((struct fuse_rename2_in *)arg)->flags = RENAME_NOREPLACE;
+	memcpy(arg + arglen, u->hidden, strlen(u->hidden) + 1);
+	req = make_request(u->plain ? FUSE_RENAME : FUSE_RENAME2, did, arg,
+			   arglen + strlen(u->hidden) + 1, u->name);
+	if (!req)
+		return;
+	u->unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
+	msg_in(req)->unique = u->unique;
+	if (send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT) < 0)
+		u->unique = 0;
+	msg_put(req);
+}
+
+/* @u is settled (its rename back answered @err): the kernel gets its answer. Under the lock. */
+static void restore_done(struct proxy *p, struct hide_undo *u, int err)
+{
+	struct hide_undo **up;
+
+	for (up = &p->hide.restoring; *up; up = &(*up)->next)
+		if (*up == u) {
+			*up = u->next;
+			break;
+		}
+	if (err == 0) {
+		node_rename(&p->nodes, u->dir, u->hidden, u->dir, u->name, false);
+		p->hide.live--;
+		hide_journal(&p->hide, false, u->hidden);
+	} else {
+		log_error("Node %" PRIu64 " cannot get its name \"%s\" back after a failed rename "
+			  "over it (%s): it stays hidden as %s until its last close, and is then "
+			  "removed", u->node, u->name, strerror(-err), u->hidden);
+	}
+	reply_kernel_err(p, u->kunique, u->kerror);
+	free(u);
+}
+
+bool hide_rename_answered(struct proxy *p, struct msg *req, int err)
+{
+	uint64_t unique = msg_in(req)->unique;
+	struct hide_undo *u;
+
+	pthread_mutex_lock(&p->lock);
+	u = idmap_del(&p->hide.undos, unique);
+	if (u && (!err || req->replayed)) {
+		/*
+		 * Done: the file stays hidden. A replayed request's error may be the keeper's
+		 * "cannot tell" (the dead daemon may have done it): the name cannot be given back
+		 * without maybe replacing what the rename put there.
+		 */
+		if (err)
+			log_warn("Node %" PRIu64 " stays hidden as %s: whether the rename over it "
+				 "was done cannot be told", u->node, u->hidden);
+		free(u);
+		u = NULL;
+	}
+	if (u) {
+		u->kerror = err;
+		u->next = p->hide.restoring;
+		p->hide.restoring = u;
+		restore_send(p, u);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return u != NULL;
 }
 
 int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op)
@@ -491,37 +750,37 @@ static void grave_send(struct proxy *p, struct grave *g)
 	msg_put(req);
 }
 
+/*
+ * @n's hidden name @nm is to go: it becomes a grave (its directory pinned) and the daemon is
+ * asked to remove it. Under the lock.
+ */
+static void bury(struct proxy *p, struct node *n, struct node_name *nm)
+{
+	struct grave *g = calloc(1, sizeof(*g));
+
+	if (!g || strlen(nm->name) >= sizeof(g->name) || node_pin(&p->nodes, nm->parent) < 0) {
+		log_warn("Out of memory: the hidden name %s of node %" PRIu64 " stays in the store "
+			 "until the keeper starts again", nm->name, n->kid);
+		free(g);
+		return;
+	}
+	g->parent = nm->parent;
+	strcpy(g->name, nm->name);
+	g->next = p->hide.graves;
+	p->hide.graves = g;
+	node_drop_name(&p->nodes, nm);
+	p->hide.live--;
+	grave_send(p, g);
+}
+
 void hide_released(struct proxy *p, struct node *n)
 {
 	struct node_name *nm, *next;
 
 	for (nm = n->names; nm; nm = next) {
-		struct grave *g;
-		char path[4096];
-		int len;
-
 		next = nm->next;
-		if (!hide_is_hidden(nm->name, strlen(nm->name)))
-			continue;
-		g = calloc(1, sizeof(*g));
-		len = node_path(&p->nodes, nm->parent, path, sizeof(path));
-		if (!g || len < 0 || strlen(nm->name) >= sizeof(g->name) ||
-		    asprintf(&g->path, "%s%s%s", path, len ? "/" : "", nm->name) < 0 ||
-		    node_pin(&p->nodes, nm->parent) < 0) {
-			log_warn("Out of memory: the hidden name %s of node %" PRIu64 " stays in the "
-				 "store until the keeper starts again", nm->name, n->kid);
-			if (g)
-				free(g->path);
-			free(g);
-			continue;
-		}
-		g->parent = nm->parent;
-		strcpy(g->name, nm->name);
-		g->next = p->hide.graves;
-		p->hide.graves = g;
-		node_drop_name(&p->nodes, nm);
-		p->hide.live--;
-		grave_send(p, g);
+		if (hide_is_hidden(nm->name, strlen(nm->name)))
+			bury(p, n, nm);
 	}
 }
 
@@ -530,35 +789,97 @@ bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
 	struct grave **gp, *g = NULL;
 
 	pthread_mutex_lock(&p->lock);
+	for (struct hide_undo *u = p->hide.restoring; u; u = u->next) {
+		if (u->unique != unique)
+			continue;
+		if (!u->plain && (error == -EINVAL || error == -ENOSYS)) {
+			/* No RENAME_NOREPLACE: a plain rename, the name being free (the
+			 * refused rename made nothing there). */
+			p->hide.no_noreplace = true;
+			u->plain = true;
+			restore_send(p, u);
+		} else {
+			restore_done(p, u, error);
+		}
+		pthread_mutex_unlock(&p->lock);
+		return true;
+	}
 	for (gp = &p->hide.graves; *gp; gp = &(*gp)->next) {
 		if ((*gp)->unique == unique) {
 			g = *gp;
-			*gp = g->next;
 			break;
 		}
 	}
-	if (g) {
-		if (error == 0 || error == -ENOENT)
-			hide_journal(&p->hide, false, g->path);
-		else
-			log_warn("The daemon could not remove the hidden name %s: %s; it stays in "
-				 "the store until the keeper starts again", g->path,
-				 strerror(-error));
+	if (g && (error == 0 || error == -ENOENT)) {
+		*gp = g->next;
+		hide_journal(&p->hide, false, g->name);
 		node_unpin(&p->nodes, g->parent);
+	} else if (g) {
+		/* Kept: tried again after the daemon's next restart, and listed for the next
+		 * keeper meanwhile. */
+		g->unique = 0;
+		log_warn("The daemon could not remove the hidden name %s in node %" PRIu64 ": %s; "
+			 "it is tried again after the daemon's next restart, and by the next keeper",
+			 g->name, g->parent, strerror(-error));
+		g = NULL;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (g) {
-		free(g->path);
-		free(g);
-	}
+	free(g);
 	return g != NULL;
+}
+
+static void collect_stale_undo(uint64_t key, void *val, void *arg)
+{
+	struct proxy *p = arg;
+	struct hide_undo *u = val;
+
+	if (!idmap_get(&p->inflight, key)) {
+		u->next = p->hide.stale;
+		p->hide.stale = u;
+	}
 }
 
 void hide_recover(struct proxy *p)
 {
+	struct hide_undo *u, *next;
+
 	pthread_mutex_lock(&p->lock);
 	for (struct grave *g = p->hide.graves; g; g = g->next)
 		grave_send(p, g);
+	/* RENAMEs over hidden files answered otherwise (a broken daemon's, given up): the
+	 * files stay hidden. */
+	idmap_each(&p->hide.undos, collect_stale_undo, p);
+	while (p->hide.stale) {
+		struct hide_undo *s = p->hide.stale;
+
+		p->hide.stale = s->next;
+		free(idmap_del(&p->hide.undos, s->kunique));
+	}
+	/* Renames back the dead daemon left: done if the file has its name again. */
+	for (u = p->hide.restoring; u; u = next) {
+		struct node *n = node_find(&p->nodes, u->dir, u->name);
+
+		next = u->next;
+		if (n && n->kid == u->node)
+			restore_done(p, u, 0);
+		else
+			restore_send(p, u);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void hide_give_up(struct proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	while (p->hide.restoring) {
+		struct hide_undo *u = p->hide.restoring;
+
+		p->hide.restoring = u->next;
+		log_error("Node %" PRIu64 " stays hidden as %s: no daemon serves to give it its name "
+			  "\"%s\" back after a failed rename over it", u->node, u->hidden, u->name);
+		reply_kernel_err(p, u->kunique, -EIO);
+		free(u);
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -604,10 +925,21 @@ int hide_filter_dir(struct proxy *p, struct msg *req, struct msg *reply)
 	memmove(buf + out, buf + in, len - in);
 	reply->len -= in - out;
 	msg_out(reply)->len = reply->len;
-	if (kept || req->resends >= MAX_LISTING_RETRIES)
+	if (kept)
 		return 0;
-	/* Only hidden names: an empty answer would end the listing; ask again past them. */
+	/*
+	 * Only hidden names: an empty answer would end the listing; ask again past them, for as
+	 * long as the daemon's offsets move on (a daemon that repeats itself gets EIO: better
+	 * an error than a listing cut short).
+	 */
 	rin = (struct fuse_read_in *)(req->data + sizeof(struct fuse_in_header));
+	if (next_off == rin->offset || req->resends == UINT32_MAX) {
+		log_error("The daemon's listing of node %" PRIu64 " does not move past offset %"
+			  PRIu64 " while it lists only hidden names: answering EIO", req->knode,
+			  next_off);
+		r = -EIO;
+		goto fail;
+	}
 	rin->offset = next_off;
 	req->resends++;
 	unique = msg_in(req)->unique;
@@ -622,6 +954,7 @@ int hide_filter_dir(struct proxy *p, struct msg *req, struct msg *reply)
 	if (idmap_get(&p->inflight, unique) == req)
 		idmap_del(&p->inflight, unique);
 	pthread_mutex_unlock(&p->lock);
+fail:
 	/* The reply, now empty, says "end of listing": better an error than that. */
 	msg_out(reply)->error = -EIO;
 	reply->len = msg_out(reply)->len = sizeof(struct fuse_out_header);
@@ -669,7 +1002,7 @@ void hide_stop(struct proxy *p)
 
 	/* Nothing left to remove: no journal to leave behind either. */
 	pthread_mutex_lock(&p->lock);
-	if (s->journal_fd >= 0 && !s->live && !s->graves && !s->nleftovers)
+	if (s->journal_fd >= 0 && !s->listed.count)
 		unlink(s->journal_path);
 	pthread_mutex_unlock(&p->lock);
 }

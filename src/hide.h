@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "idmap.h"
+
 /* Every hidden name starts with this; names that do are the keeper's, whichever keeper's. */
 #define HIDE_PREFIX ".fusekeeper."
 #define HIDE_PREFIX_LEN (sizeof(HIDE_PREFIX) - 1)
@@ -27,18 +29,39 @@ struct grave {
 	struct grave *next;
 	uint64_t parent; /* kid of its directory, pinned in the node table */
 	uint64_t unique; /* the UNLINK's unique while one is in flight, else 0 */
-	char *path;	 /* its path from the mount's root, for the journal */
 	char name[HIDE_NAME_SIZE];
+};
+
+/*
+ * A RENAME over a held file, sent on after the keeper hid the file: if the daemon refuses the
+ * RENAME, the file gets its name back before the kernel is answered.
+ */
+struct hide_undo {
+	struct hide_undo *next;	/* in hide_state.restoring while its rename back is under way */
+	uint64_t kunique;	/* the kernel's RENAME */
+	int kerror;		/* the daemon's answer to it, for the kernel once restored */
+	uint64_t unique;	/* the keeper's rename back while one is in flight, else 0 */
+	bool plain;		/* renaming back without RENAME_NOREPLACE (the daemon lacks it) */
+	uint64_t node;		/* kid of the hidden file */
+	uint64_t dir;		/* kid of the directory of both names */
+	char hidden[HIDE_NAME_SIZE];
+	char name[];		/* the name it had */
 };
 
 struct hide_state {
 	bool off;		/* not hiding: --no-keep-removed, or the daemon cannot rename */
+	bool no_noreplace;	/* the daemon refuses RENAME_NOREPLACE: renames back are plain */
+	struct idmap undos;	/* kernel unique of a RENAME over a hidden file -> hide_undo */
+	struct hide_undo *restoring;
+	struct hide_undo *stale;	/* scratch list for hide_recover() */
 	uint64_t seed;		/* random per keeper run: names never repeat across runs */
 	uint64_t counter;
 	uint64_t live;		/* hidden names nodes hold: replies' st_nlink are corrected */
 	struct grave *graves;
-	int journal_fd;		/* -1 without a journal */
+	int journal_fd;		/* -1 without a journal; locked (flock) while this keeper runs */
 	char *journal_path;
+	struct idmap listed;	/* what the journal lists: hidden name's number -> its path */
+	uint64_t records;	/* records in the journal file (compacted past 2 x listed + 64) */
 	char **leftovers;	/* what the journal listed at start: a killed keeper's names */
 	size_t nleftovers;
 };
@@ -57,15 +80,20 @@ static inline bool hide_is_hidden(const char *name, size_t len)
 int hide_escape_path(const char *path, char *out, size_t size);
 
 /*
- * Opens the journal @dir/<escaped @mountpoint>.removed (creating @dir, mode 0700) and reads the
- * hidden names a previous keeper left listed into s->leftovers; the journal is compacted to
- * list just those. Records are "+PATH\0" (in use) and "-PATH\0" (removed), PATH relative to
- * the mount's root. Returns 0 or -errno; without a journal the keeper still hides names, but
- * cannot clean up after being killed.
+ * Opens the journal @dir/<escaped @mountpoint>.removed (creating @dir, mode 0700; it must be the
+ * keeper's and writable by no one else: -EPERM), locks it (-EBUSY: another keeper runs on this
+ * mountpoint) and reads the hidden names a previous keeper left listed into s->leftovers; the
+ * journal is rewritten to list just those. Records are "+PATH\0" (in use; PATH relative to the
+ * mount's root, ending in the hidden name) and "-NAME\0" (the hidden name NAME was removed).
+ * Malformed records, and paths with "." or ".." components, are ignored. Returns 0 or -errno;
+ * without a journal the keeper still hides names, but cannot clean up after being killed.
  */
 int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpoint);
 
-/* Records that @path is (@add) or is no longer a hidden name in use. Errors are logged. */
+/*
+ * Records that @path is (@add) or is no longer (then only its last component counts) a hidden
+ * name in use. Errors are logged.
+ */
 void hide_journal(struct hide_state *s, bool add, const char *path);
 
 void hide_state_free(struct hide_state *s);

@@ -204,7 +204,7 @@ int main(int argc, char **argv)
 		.state_dir = "/run/fusekeeper",
 	};
 	char err[512], *mountpoint;
-	int c, verbose = 0;
+	int c, rc, verbose = 0;
 	bool quiet = false, has_placeholder = false, window_set = false;
 	bool max_start_set = false, retry_set = false, no_retry = false;
 
@@ -348,5 +348,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fusekeeper: mountpoint %s: %s\n", mountpoint, strerror(errno));
 		return 1;
 	}
-	return supervise(&cfg);
+	rc = supervise(&cfg);
+	free((char *)cfg.mountpoint);
+	return rc;
 }

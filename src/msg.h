@@ -24,7 +24,7 @@ struct msg {
 	bool replayed;	    /* sent again to a later daemon */
 	uint8_t deaths;	    /* daemons that died holding it */
 	bool primed;	    /* its handle was primed for it (see prime_handle) */
-	uint8_t resends;    /* a listing asked for again past hidden names (hide_filter_dir) */
+	uint32_t resends;   /* a listing asked for again past hidden names (hide_filter_dir) */
 	uint64_t wseq;	    /* FSYNC, FLUSH: the handle's last acknowledged write when sent;
 			       a WRITE kept in a write window: its place in the window */
 	int64_t sent_ns;    /* CLOCK_REALTIME when first sent, for requests whose settling

@@ -140,6 +140,7 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 		name_remove(t, oldest);
 	}
 	memcpy(nm->name, name, len + 1);
+	nm->unconfirmed = false;
 	nm->parent = parent;
 	nm->node = n;
 	h = name_hash(parent, name);
@@ -574,6 +575,13 @@ void node_new_epoch(struct node_table *t)
 	root->epoch = t->epoch;
 	root->d_nlookup = 1;
 	idmap_put(&t->by_did, FUSE_ROOT_ID, root);
+}
+
+void node_unresolve(struct node_table *t, struct node *n)
+{
+	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
+		idmap_del(&t->by_did, n->did);
+	n->d_nlookup = 0;
 }
 
 int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_out *e)

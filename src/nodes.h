@@ -19,6 +19,7 @@ struct node_name {
 	struct node_name *hash_next;	/* next name in the same name-index bucket */
 	struct node *node;		/* the node it names */
 	uint64_t parent;		/* kid of the directory holding it */
+	bool unconfirmed;		/* a keeper's own name the daemon may not have made yet */
 	char name[];
 };
 
@@ -159,6 +160,12 @@ void node_new_epoch(struct node_table *t);
  * and generation, after a recovery LOOKUP.
  */
 int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_out *e);
+
+/*
+ * Undoes node_resolved() for @n, whose lookup named another object: it no longer maps the
+ * daemon's ID it was given (the caller gives that lookup back), and can be resolved again.
+ */
+void node_unresolve(struct node_table *t, struct node *n);
 
 /*
  * A node resolved by name turned out to be another object: requests for it now get ESTALE.

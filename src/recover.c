@@ -340,7 +340,7 @@ static void forget_entry(struct proxy *p, struct msg *reply)
  */
 static bool note_identity(struct proxy *p, struct node *n, const struct fuse_entry_out *e)
 {
-	struct node **v;
+	struct mismatch *v;
 
 	if (e->attr.ino == n->d_ino && e->generation == n->d_gen) {
 		p->ino_same++;
@@ -363,7 +363,7 @@ static bool note_identity(struct proxy *p, struct node *n, const struct fuse_ent
 		p->mismatch = v;
 		p->cap_mismatch = cap;
 	}
-	p->mismatch[p->nmismatch++] = n;
+	p->mismatch[p->nmismatch++] = (struct mismatch){ n, n->d_ino, n->d_gen };
 	return true;
 }
 
@@ -520,7 +520,68 @@ static void invalidate_node(struct proxy *p, uint64_t kid)
  * A stable daemon whose nodes all changed is not taken for a renumbering one: that would turn
  * every replaced file into a silent success.
  */
-static int decide_identity(struct proxy *p)
+/*
+ * @m's node was found under another inode number by one of its names, under a daemon whose
+ * numbers are stable: that name now names another object, but another name may still name the
+ * node's. Looks each name it has now up; names that do not lead to it are dropped (but the
+ * last), and one that does makes the node resolved again. Returns 0 if found, -ESTALE if not,
+ * or a fatal error.
+ */
+static int other_names(struct proxy *p, const struct mismatch *m, int64_t deadline)
+{
+	struct node *n = m->n;
+	size_t count = 0;
+	struct node_name **v;
+	int r = -ESTALE;
+
+	pthread_mutex_lock(&p->lock);
+	v = calloc(n->nnames, sizeof(*v));
+	for (struct node_name *nm = n->names; v && nm; nm = nm->next)
+		v[count++] = name_copy(nm);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct msg *reply = NULL;
+		struct fuse_entry_out *e;
+		struct node_name *nm;
+		int err = 0;
+
+		if (!v[i])
+			continue;
+		if (r == -ESTALE) {
+			reply = lookup_name(p, v[i]->parent, v[i]->name, deadline, &err);
+			if (fatal(err)) {
+				r = err;
+				break;
+			}
+		}
+		e = reply ? entry_of(reply) : NULL;
+		pthread_mutex_lock(&p->lock);
+		nm = node_find_name(&p->nodes, v[i]->parent, v[i]->name);
+		if (e && entry_type(e) == n->type && e->attr.ino == m->ino && e->generation == m->gen) {
+			uint64_t did = n->did;
+
+			/* Its lookup of the other object goes back; this one's is the node's now. */
+			node_unresolve(&p->nodes, n);
+			forget_in_daemon(p, p->nodes.epoch, did, 1);
+			r = node_resolved(&p->nodes, n, e);
+			log_info("Node %" PRIu64 " was found again by its name \"%s\" (another of its "
+				 "names now names another object)", n->kid, v[i]->name);
+			msg_put(reply);
+			reply = NULL;
+		} else if (reply || err == -ENOENT) {
+			if (nm && nm->node == n && n->nnames > 1)
+				node_drop_name(&p->nodes, nm);
+		}
+		pthread_mutex_unlock(&p->lock);
+		forget_entry(p, reply);
+	}
+	for (size_t i = 0; i < count; i++)
+		free(v[i]);
+	free(v);
+	return r;
+}
+
+static int decide_identity(struct proxy *p, int64_t deadline)
 {
 	uint64_t diff = p->nmismatch + p->ino_diff_unnoted, same = p->ino_same;
 	int r = 0;
@@ -538,9 +599,20 @@ static int decide_identity(struct proxy *p)
 	}
 	if (p->ino_mode == INO_STABLE) {
 		for (size_t i = 0; i < p->nmismatch; i++) {
-			struct node *n = p->mismatch[i];
+			struct node *n = p->mismatch[i].n;
 			uint64_t did, fwd;
 
+			/* The name it was found by may have gone since (a rename in flight
+			 * was found done onto it): look again by every name it has now. */
+			if (n->nnames) {
+				r = other_names(p, &p->mismatch[i], deadline);
+				if (fatal(r))
+					return r;
+				r = r == -ESTALE ? 0 : r;
+				if (!n->lost && n->d_ino == p->mismatch[i].ino &&
+				    n->d_gen == p->mismatch[i].gen)
+					continue;
+			}
 			pthread_mutex_lock(&p->lock);
 			node_lose(&p->nodes, n, &did, &fwd);
 			forget_in_daemon(p, p->nodes.epoch, did, fwd);
@@ -689,7 +761,7 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 		pthread_mutex_lock(&p->lock);
 		p->lost_nodes += node_lose_unresolved(&p->nodes);
 		pthread_mutex_unlock(&p->lock);
-		r = decide_identity(p);
+		r = decide_identity(p, deadline);
 	}
 out:
 	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;

@@ -17,6 +17,10 @@
 #  E. the keeper itself is killed while it holds a hidden file: a keeper
 #     started again on the mountpoint removes the leftover.
 #  F. a directory listing whose chunks hold only hidden names is not cut short.
+#  G. a rename over a held file that the daemon refuses (EXDEV) changes
+#     nothing: the keeper gives the hidden file its name back first.
+#  H. a held file with two links, one of which another file is renamed over as
+#     the daemon dies: the file is found again by its other link.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 
@@ -149,13 +153,14 @@ done
 log "D ok: a death during the hiding rename is settled"
 
 # ---- F. a listing whose chunks hold only hidden names ---------------------
-# 1500 long hidden names (another keeper's, say) and two files: whatever the
+# 4000 long hidden names (another keeper's, say) and two files: whatever the
 # order the store lists them in, runs of hidden names fill whole READDIR
-# chunks (at most 32 KiB, 150 such names); emptied, one would read as the end.
+# chunks (at most 32 KiB, 117 such names), often dozens in a row; emptied, one
+# would read as the end.
 mkdir "$B/many" || fail "mkdir failed"
 : >"$B/many/zz-visible"
 pad=$(printf '%0200d' 0)
-for i in $(seq 1 1500); do
+for i in $(seq 1 4000); do
 	: >"$B/many/.fusekeeper.$pad.$i"
 done
 : >"$B/many/aa-visible"
@@ -165,6 +170,48 @@ zz-visible" ] || fail "F: listing many gives '$(echo "$got" | head -3)...'"
 got=$(find "$M/many" -mindepth 1 | wc -l)
 [ "$got" = 2 ] || fail "F: find lists $got entries in many"
 log "F ok: a listing of hidden names only is not taken for its end"
+
+# ---- G. a rename over a held file that fails changes nothing ---------------
+# The source lives on another filesystem inside the store (a tmpfs mounted in
+# the backing directory), so the daemon refuses the rename with EXDEV after
+# the keeper has hidden the held target; it must get its name back.
+mkdir "$B/data/xdev" || fail "mkdir xdev failed"
+mount -t tmpfs -o size=1m tmpfs "$B/data/xdev" || fail "cannot mount a tmpfs in the store"
+track_mount "$B/data/xdev"
+printf 'precious' >"$M/data/target" || fail "writing data/target failed"
+printf 'src' >"$M/data/xdev/src" || fail "writing data/xdev/src failed"
+holder_start g "$M/data/target" ro
+out=$(perl -e 'rename($ARGV[0], $ARGV[1]) ? print "ok\n" : print "$!\n"' \
+	"$M/data/xdev/src" "$M/data/target")
+[ "$out" = "Invalid cross-device link" ] || fail "G: the cross-device rename gave '$out'"
+file_is "$M/data/target" precious || fail "G: after the failed rename target holds '$FILE_GOT'"
+file_is "$B/data/target" precious || fail "G: the store's target holds '$FILE_GOT'"
+[ -z "$(hidden_in "$B/data")" ] || fail "G: a hidden name stays after the failed rename"
+[ "$(holder g read)" = "read precious" ] || fail "G: the held fd does not read"
+holder_stop g
+file_is "$B/data/target" precious || fail "G: after the last close target holds '$FILE_GOT'"
+rm "$M/data/xdev/src" "$M/data/target" || fail "G: rm failed"
+# The daemon keeps the directory open (its node table holds O_PATH fds).
+umount -l "$B/data/xdev" && rmdir "$B/data/xdev" || fail "G: cannot unmount the tmpfs"
+log "G ok: a failed rename over a held file changes nothing"
+
+# ---- H. a held file found by another name when one names another object -----
+printf 'held' >"$M/data/h" || fail "writing data/h failed"
+ln "$M/data/h" "$M/data/h2" || fail "ln failed"
+stat "$M/data/h2" >/dev/null || fail "stat h2 failed"
+printf 'other' >"$M/data/x" || fail "writing data/x failed"
+holder_start hh "$M/data/h" ro
+crash_arm "after:rename:x"
+mv "$M/data/x" "$M/data/h" 2>/dev/null
+fk_wait EXIT "$DAEMON_BEFORE" 30 >/dev/null || fail "H: the daemon did not die after the rename"
+fk_wait RECOVERED "" 30 >/dev/null || fail "H: no RECOVERED"
+out=$(holder hh read)
+[ "$out" = "read held" ] || fail "H: the held fd reads '$out' though h2 still names its file"
+file_is "$M/data/h" other || fail "H: data/h holds '$FILE_GOT'"
+holder_stop hh
+hidden_gone "$B/data" || fail "H: a hidden name stays after the last close"
+file_is "$B/data/h2" held || fail "H: data/h2 holds '$FILE_GOT'"
+log "H ok: a held file whose name was replaced is found by its other name"
 
 fk_umount_exit 0
 assert_not_mounted "$M"

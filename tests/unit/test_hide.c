@@ -10,6 +10,11 @@
 #include "hide.h"
 #include "tap.h"
 
+#define H1 ".fusekeeper.00000000000000a1"
+#define H2 ".fusekeeper.00000000000000a2"
+#define H3 ".fusekeeper.00000000000000a3"
+#define H4 ".fusekeeper.00000000000000a4"
+
 static bool listed(const struct hide_state *s, const char *path)
 {
 	for (size_t i = 0; i < s->nleftovers; i++)
@@ -41,28 +46,51 @@ int main(void)
 	}
 	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 0,
 	   "a new journal lists nothing");
-	hide_journal(&s, true, "d/.fusekeeper.1");
-	hide_journal(&s, true, ".fusekeeper.2");
-	hide_journal(&s, true, "e/f/.fusekeeper.3");
-	hide_journal(&s, false, "d/.fusekeeper.1");
+	{
+		struct hide_state other = { .journal_fd = -1 };
+
+		ok(hide_journal_open(&other, dir, "/mnt/x") == -EBUSY,
+		   "a second keeper on the mountpoint does not take the journal");
+		hide_state_free(&other);
+	}
+	hide_journal(&s, true, "d/" H1);
+	hide_journal(&s, true, H2);
+	hide_journal(&s, true, "e/f/" H3);
+	hide_journal(&s, false, H1);
+	/* Never taken for a hidden name of the keeper's, whatever a journal says. */
+	hide_journal(&s, true, "../outside/" H4);
+	hide_journal(&s, true, "d/./" H4);
+	hide_journal(&s, true, "/abs/" H4);
+	hide_journal(&s, true, "d/.fusekeeper.notahexname00000");
+	hide_journal(&s, true, "d/plainfile");
 	/* A keeper killed in the middle of a record. */
 	ok(write(s.journal_fd, "+g/.fusek", 9) == 9, "a torn record is written");
+	close(s.journal_fd); /* killed: the lock goes with it */
+	s.journal_fd = -1;
 	hide_state_free(&s);
 
 	memset(&s, 0, sizeof(s));
-	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 2 &&
-		   listed(&s, ".fusekeeper.2") && listed(&s, "e/f/.fusekeeper.3"),
-	   "the next keeper finds what is still listed, and nothing torn (%zu)", s.nleftovers);
-	hide_state_free(&s);
-
-	memset(&s, 0, sizeof(s));
-	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 2,
-	   "the compacted journal lists the same");
+	ok(hide_journal_open(&s, dir, "/mnt/x") == 0 && s.nleftovers == 2 && listed(&s, H2) &&
+		   listed(&s, "e/f/" H3),
+	   "the next keeper finds what is still listed, nothing torn or outside (%zu)",
+	   s.nleftovers);
 	snprintf(path, sizeof(path), "%s/mnt-x.removed", dir);
 	fd = open(path, O_RDONLY);
-	ok(fd >= 0 && lseek(fd, 0, SEEK_END) == (off_t)(strlen("+.fusekeeper.2") + 1 +
-							 strlen("+e/f/.fusekeeper.3") + 1),
-	   "and holds just those two records");
+	ok(fd >= 0 && lseek(fd, 0, SEEK_END) == (off_t)(strlen("+" H2) + 1 +
+							 strlen("+e/f/" H3) + 1),
+	   "the journal was rewritten with just those two records");
+	close(fd);
+	for (int i = 0; i < 500; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "d/.fusekeeper.%016x", i + 1);
+		hide_journal(&s, true, name);
+		hide_journal(&s, false, name + 2);
+	}
+	fd = open(path, O_RDONLY);
+	ok(fd >= 0 && lseek(fd, 0, SEEK_END) < 8192,
+	   "a journal of names that come and go does not grow (%lld bytes)",
+	   (long long)lseek(fd, 0, SEEK_END));
 	close(fd);
 	hide_state_free(&s);
 	unlink(path);
