@@ -227,18 +227,29 @@ int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpo
 		s->journal_path = NULL;
 		return -ENOMEM;
 	}
-	fd = open(s->journal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	/* A keeper that runs on this mountpoint holds it: its hidden names are not leftovers. */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	for (;;) {
+		struct stat now;
+
+		fd = open(s->journal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+			  0600);
+		if (fd < 0)
+			return -errno;
+		/* A keeper that runs on this mountpoint holds it: its names are not leftovers. */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+			close(fd);
+			return r;
+		}
+		if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+			close(fd);
+			return -EPERM;
+		}
+		/* That keeper may have just rewritten it: the lock must be on the file the
+		 * path names now. */
+		if (stat(s->journal_path, &now) == 0 && now.st_ino == st.st_ino &&
+		    now.st_dev == st.st_dev)
+			break;
 		close(fd);
-		return r;
-	}
-	if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
-		close(fd);
-		return -EPERM;
 	}
 	for (;;) {
 		ssize_t n;
@@ -373,6 +384,16 @@ static uint32_t hidden_names(const struct node *n)
 	return count;
 }
 
+/* How many of @n's names are the keeper's, made or maybe made. */
+static uint32_t keeper_names(const struct node *n)
+{
+	uint32_t count = 0;
+
+	for (const struct node_name *nm = n->names; nm; nm = nm->next)
+		count += hide_is_hidden(nm->name, strlen(nm->name));
+	return count;
+}
+
 /*
  * The name a request removes (an UNLINK's, or the one a RENAME replaces) if it is the last name
  * the keeper knows of a regular file the kernel holds open, else NULL. Under the lock.
@@ -388,7 +409,8 @@ static struct node_name *removed_open(struct proxy *p, struct msg *m, const char
 		nm = node_find_name(&p->nodes, h->nodeid, names[0]);
 	} else {
 		/* RENAME_NOREPLACE replaces nothing; RENAME_EXCHANGE keeps both. */
-		if (h->opcode == FUSE_RENAME2 && ((const struct fuse_rename2_in *)b)->flags)
+		if (p->hide.no_link ||
+		    (h->opcode == FUSE_RENAME2 && ((const struct fuse_rename2_in *)b)->flags))
 			return NULL;
 		nm = node_find_name(&p->nodes, ((const struct fuse_rename_in *)b)->newdir,
 				    names[1]);
@@ -398,14 +420,20 @@ static struct node_name *removed_open(struct proxy *p, struct msg *m, const char
 	if (!nm)
 		return NULL;
 	n = nm->node;
-	if (n->type != S_IFREG || !n->opened || n->lost || n->nnames - hidden_names(n) > 1)
+	if (n->type != S_IFREG || !n->opened || n->lost || n->nnames - keeper_names(n) > 1)
 		return NULL;
 	return nm;
 }
 
-/* The keeper's RENAME of @name in the kernel's directory @dir to @hidden, as @h's caller. */
-static struct msg *hide_request(struct proxy *p, const struct fuse_in_header *h, uint64_t dir,
-				const char *name, const char *hidden)
+/*
+ * The keeper's request that gives the file @n, named @name in the kernel's directory @dir, the
+ * hidden name @hidden there. For an UNLINK a RENAME, as @h's caller (who may remove the name):
+ * the UNLINK is then done. For a RENAME over the file a LINK, as the keeper (the name is its
+ * own): the file keeps its name until the daemon's own rename replaces it, atomically, and
+ * keeps it if the daemon refuses that rename.
+ */
+static struct msg *hide_request(struct proxy *p, const struct fuse_in_header *h, struct node *n,
+				uint64_t dir, const char *name, const char *hidden)
 {
 	size_t namelen = strlen(name) + 1;
 	char arg[sizeof(struct fuse_rename_in) + 1025];
@@ -414,12 +442,18 @@ static struct msg *hide_request(struct proxy *p, const struct fuse_in_header *h,
 
 	if (namelen > 1025 || node_to_daemon(&p->nodes, dir, &did) < 0)
 		return NULL;
+	if (h->opcode != FUSE_UNLINK) {
+		struct fuse_link_in in = { 0 };
+
+		if (node_to_daemon(&p->nodes, n->kid, &in.oldnodeid) < 0)
+			return NULL;
+		return make_request(FUSE_LINK, did, &in, sizeof(in), hidden);
+	}
 	memset(arg, 0, sizeof(struct fuse_rename_in));
 	((struct fuse_rename_in *)arg)->newdir = did;
 	memcpy(arg + sizeof(struct fuse_rename_in), name, namelen);
 	req = make_request(FUSE_RENAME, did, arg, sizeof(struct fuse_rename_in) + namelen, hidden);
 	if (req) {
-		/* As the one removing it: a daemon checking permissions sees the same caller. */
 		msg_in(req)->uid = h->uid;
 		msg_in(req)->gid = h->gid;
 		msg_in(req)->pid = h->pid;
@@ -428,7 +462,7 @@ static struct msg *hide_request(struct proxy *p, const struct fuse_in_header *h,
 }
 
 /* Undoes the bookkeeping of a hidden name the daemon did not make. Under the lock. */
-static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden, const char *path)
+static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden)
 {
 	struct node_name *nm = node_find_name(&p->nodes, dir, hidden);
 
@@ -440,36 +474,20 @@ static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden, const c
 }
 
 /*
- * The daemon renamed @n's @name in @dir to its hidden name @hidden. For a RENAME over it
- * (@unlink false) the kernel's request @kunique is sent on, and if the daemon refuses it, the
- * name is given back. Under the lock.
+ * The daemon gave @n the hidden name @hidden in @dir; an UNLINK's (@unlink) rename took its
+ * name @name, which goes. Under the lock.
  */
 static void hide_done(struct proxy *p, struct node *n, uint64_t dir, const char *name,
-		      const char *hidden, bool unlink, const char *path, uint64_t kunique)
+		      const char *hidden, bool unlink, const char *path)
 {
 	struct node_name *nm = node_find_name(&p->nodes, dir, hidden);
 	struct node *d = node_get(&p->nodes, dir);
-	struct hide_undo *u;
 
 	if (nm)
 		nm->unconfirmed = false;
-	node_unlink(&p->nodes, dir, name);
-	u = unlink ? NULL : calloc(1, sizeof(*u) + strlen(name) + 1);
-	if (u) {
-		u->kunique = kunique;
-		u->node = n->kid;
-		u->dir = dir;
-		strcpy(u->hidden, hidden);
-		strcpy(u->name, name);
-		if (idmap_put(&p->hide.undos, kunique, u) < 0) {
-			free(u);
-			u = NULL;
-		}
-	}
-	if (!unlink && !u)
-		log_warn("Out of memory: if the daemon refuses the rename over node %" PRIu64 ", the "
-			 "file stays hidden as %s", n->kid, path);
-	/* Both ctimes moved: a settle rule must not take that for another request's work. */
+	if (unlink)
+		node_unlink(&p->nodes, dir, name);
+	/* Ctimes moved: a settle rule must not take that for another request's work. */
 	n->changed_ns = realtime_ns();
 	if (d)
 		d->changed_ns = n->changed_ns;
@@ -543,12 +561,19 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 				  "is unknown: it is not kept", n->kid);
 			return 0;
 		}
+		/* A second try after a death asks for the same name: a LINK then answers
+		 * EEXIST if the dead daemon made it (the names are unique). */
+		if (!tries)
+			p->hide.counter++;
 		snprintf(hidden, sizeof(hidden), HIDE_PREFIX "%016" PRIx64,
-			 (uint64_t)(p->hide.seed + p->hide.counter++ * 0x9e3779b97f4a7c15ULL));
+			 (uint64_t)(p->hide.seed + p->hide.counter * 0x9e3779b97f4a7c15ULL));
 		snprintf(path + len, sizeof(path) - len, "%s%s", len ? "/" : "", hidden);
-		req = hide_request(p, h, dir, name, hidden);
-		/* Added as its least recent name: after a death, recovery looks the file up by
-		 * its old name first, so a rename not done shows as that name found. */
+		req = hide_request(p, h, n, dir, name, hidden);
+		/*
+		 * Added as its least recent name, not yet confirmed: after a death, recovery looks
+		 * the file up by its old name first, so a rename not done shows as that name
+		 * found; and the name is not counted as a link until the daemon made it.
+		 */
 		if (!req || node_add_name(&p->nodes, n, dir, hidden) < 0) {
 			msg_put(req);
 			return 0;
@@ -559,24 +584,29 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		epoch = p->nodes.epoch;
 		err = hide_call(p, req);
 		msg_put(req);
-			if (err == 0) {
-			hide_done(p, n, dir, name, hidden, unlink, path, h->unique);
+		if (err == 0 || (err == -EEXIST && !unlink && tries)) {
+			hide_done(p, n, dir, name, hidden, unlink, path);
 			return unlink;
 		}
 		if (err == -ETIMEDOUT) {
-			/* It may still do it: the name stays a candidate for recovery. */
-			log_error("The daemon did not answer the keeper's rename of a file removed "
-				  "while open within %" PRId64 " ms: answering EIO",
-				  p->cfg->start_timeout_ms);
+			/* It may still do it: the name stays, unconfirmed, for recovery and for
+			 * removal at the last close. */
+			log_error("The daemon did not answer the keeper's %s of a file %s while open "
+				  "within %" PRId64 " ms: answering EIO", unlink ? "rename" : "link",
+				  unlink ? "removed" : "renamed over", p->cfg->start_timeout_ms);
 			return -EIO;
 		}
 		if (err != -EPIPE) {
-			hide_undo(p, dir, hidden, path);
-			if (err == -ENOSYS) {
+			hide_undo(p, dir, hidden);
+			if (err == -ENOSYS && unlink) {
 				p->hide.off = true;
-				log_warn("The daemon cannot rename files: files removed while open "
-					 "are removed as asked, and their fds do not survive a "
-					 "restart");
+				log_warn("The daemon cannot rename files: files removed while open are "
+					 "removed as asked, and their fds do not survive a restart");
+			} else if (err == -ENOSYS || err == -EOPNOTSUPP) {
+				p->hide.no_link = true;
+				log_warn("The daemon cannot make hard links (%s): files renamed over "
+					 "while open are replaced as asked, and their fds do not survive "
+					 "a restart", strerror(-err));
 			} else {
 				log_info("Cannot keep node %" PRIu64 ", %s while open, under a hidden "
 					 "name: %s; %s as asked, and its fds do not survive a restart",
@@ -591,110 +621,54 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		 */
 		while ((p->state == PX_UP && p->nodes.epoch == epoch) || p->state == PX_WAIT)
 			pthread_cond_wait(&p->changed, &p->lock);
-		if (p->state == PX_FAILED) {
-			/* Unknown until a daemon serves again: not counted as a link meanwhile. */
-			return -EIO;
-		}
+		if (p->state == PX_FAILED)
+			return -EIO; /* The name stays unconfirmed, as for a timeout. */
 		if (n->lost) {
-			hide_undo(p, dir, hidden, path);
+			hide_undo(p, dir, hidden);
 			return 0;
+		}
+		if (!unlink) {
+			/* A LINK leaves both names: asked again below. */
+			hide_undo(p, dir, hidden);
+			continue;
 		}
 		nm = node_find_name(&p->nodes, dir, name);
 		if (nm && nm->node == n) {
 			/* Found by its old name: not done. */
-			hide_undo(p, dir, hidden, path);
+			hide_undo(p, dir, hidden);
 			continue;
 		}
 		nm = node_find_name(&p->nodes, dir, hidden);
 		if (nm && nm->node == n) {
-			hide_done(p, n, dir, name, hidden, unlink, path, h->unique);
-			return unlink;
+			hide_done(p, n, dir, name, hidden, true, path);
+			return 1;
 		}
 		return 0;
 	}
 	return 0;
 }
 
-/*
- * Asks the daemon to give @u's file its name back: RENAME_NOREPLACE, so that a name another
- * client made meanwhile is never replaced, unless the daemon lacks it. Under the lock.
- */
-static void restore_send(struct proxy *p, struct hide_undo *u)
-{
-	char arg[sizeof(struct fuse_rename2_in) + HIDE_NAME_SIZE];
-	size_t arglen = u->plain ? sizeof(struct fuse_rename_in) : sizeof(struct fuse_rename2_in);
-	struct msg *req;
-	uint64_t did;
+static void bury(struct proxy *p, struct node *n, struct node_name *nm);
 
-	u->unique = 0;
-	if (node_to_daemon(&p->nodes, u->dir, &did) < 0)
-		return; /* After the next recovery. */
-	memset(arg, 0, sizeof(arg));
-	((struct fuse_rename2_in *)arg)->newdir = did;
-	if (!u->plain)
-		((struct fuse_rename2_in *)arg)->flags = RENAME_NOREPLACE;
-	memcpy(arg + arglen, u->hidden, strlen(u->hidden) + 1);
-	req = make_request(u->plain ? FUSE_RENAME : FUSE_RENAME2, did, arg,
-			   arglen + strlen(u->hidden) + 1, u->name);
-	if (!req)
+void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *op)
+{
+	const char *names[2];
+	struct node *n;
+	struct node_name *nm, *next;
+
+	/* A RENAME over a held file failed: the hidden link made for it is not needed. */
+	if (request_names(req, op, names) < 0 || !names[1])
 		return;
-	u->unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
-	msg_in(req)->unique = u->unique;
-	if (send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT) < 0)
-		u->unique = 0;
-	msg_put(req);
-}
-
-/* @u is settled (its rename back answered @err): the kernel gets its answer. Under the lock. */
-static void restore_done(struct proxy *p, struct hide_undo *u, int err)
-{
-	struct hide_undo **up;
-
-	for (up = &p->hide.restoring; *up; up = &(*up)->next)
-		if (*up == u) {
-			*up = u->next;
-			break;
-		}
-	if (err == 0) {
-		node_rename(&p->nodes, u->dir, u->hidden, u->dir, u->name, false);
-		p->hide.live--;
-		hide_journal(&p->hide, false, u->hidden);
-	} else {
-		log_error("Node %" PRIu64 " cannot get its name \"%s\" back after a failed rename "
-			  "over it (%s): it stays hidden as %s until its last close, and is then "
-			  "removed", u->node, u->name, strerror(-err), u->hidden);
-	}
-	reply_kernel_err(p, u->kunique, u->kerror);
-	free(u);
-}
-
-bool hide_rename_answered(struct proxy *p, struct msg *req, int err)
-{
-	uint64_t unique = msg_in(req)->unique;
-	struct hide_undo *u;
-
 	pthread_mutex_lock(&p->lock);
-	u = idmap_del(&p->hide.undos, unique);
-	if (u && (!err || req->replayed)) {
-		/*
-		 * Done: the file stays hidden. A replayed request's error may be the keeper's
-		 * "cannot tell" (the dead daemon may have done it): the name cannot be given back
-		 * without maybe replacing what the rename put there.
-		 */
-		if (err)
-			log_warn("Node %" PRIu64 " stays hidden as %s: whether the rename over it "
-				 "was done cannot be told", u->node, u->hidden);
-		free(u);
-		u = NULL;
-	}
-	if (u) {
-		u->kerror = err;
-		u->next = p->hide.restoring;
-		p->hide.restoring = u;
-		restore_send(p, u);
+	n = node_find(&p->nodes, req->knode2, names[1]);
+	if (n && n->nnames > keeper_names(n)) {
+		for (nm = n->names; nm; nm = next) {
+			next = nm->next;
+			if (hide_is_hidden(nm->name, strlen(nm->name)))
+				bury(p, n, nm);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
-	return u != NULL;
 }
 
 int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op)
@@ -789,21 +763,6 @@ bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
 	struct grave **gp, *g = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	for (struct hide_undo *u = p->hide.restoring; u; u = u->next) {
-		if (u->unique != unique)
-			continue;
-		if (!u->plain && (error == -EINVAL || error == -ENOSYS)) {
-			/* No RENAME_NOREPLACE: a plain rename, the name being free (the
-			 * refused rename made nothing there). */
-			p->hide.no_noreplace = true;
-			u->plain = true;
-			restore_send(p, u);
-		} else {
-			restore_done(p, u, error);
-		}
-		pthread_mutex_unlock(&p->lock);
-		return true;
-	}
 	for (gp = &p->hide.graves; *gp; gp = &(*gp)->next) {
 		if ((*gp)->unique == unique) {
 			g = *gp;
@@ -828,58 +787,11 @@ bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
 	return g != NULL;
 }
 
-static void collect_stale_undo(uint64_t key, void *val, void *arg)
-{
-	struct proxy *p = arg;
-	struct hide_undo *u = val;
-
-	if (!idmap_get(&p->inflight, key)) {
-		u->next = p->hide.stale;
-		p->hide.stale = u;
-	}
-}
-
 void hide_recover(struct proxy *p)
 {
-	struct hide_undo *u, *next;
-
 	pthread_mutex_lock(&p->lock);
 	for (struct grave *g = p->hide.graves; g; g = g->next)
 		grave_send(p, g);
-	/* RENAMEs over hidden files answered otherwise (a broken daemon's, given up): the
-	 * files stay hidden. */
-	idmap_each(&p->hide.undos, collect_stale_undo, p);
-	while (p->hide.stale) {
-		struct hide_undo *s = p->hide.stale;
-
-		p->hide.stale = s->next;
-		free(idmap_del(&p->hide.undos, s->kunique));
-	}
-	/* Renames back the dead daemon left: done if the file has its name again. */
-	for (u = p->hide.restoring; u; u = next) {
-		struct node *n = node_find(&p->nodes, u->dir, u->name);
-
-		next = u->next;
-		if (n && n->kid == u->node)
-			restore_done(p, u, 0);
-		else
-			restore_send(p, u);
-	}
-	pthread_mutex_unlock(&p->lock);
-}
-
-void hide_give_up(struct proxy *p)
-{
-	pthread_mutex_lock(&p->lock);
-	while (p->hide.restoring) {
-		struct hide_undo *u = p->hide.restoring;
-
-		p->hide.restoring = u->next;
-		log_error("Node %" PRIu64 " stays hidden as %s: no daemon serves to give it its name "
-			  "\"%s\" back after a failed rename over it", u->node, u->hidden, u->name);
-		reply_kernel_err(p, u->kunique, -EIO);
-		free(u);
-	}
 	pthread_mutex_unlock(&p->lock);
 }
 

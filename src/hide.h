@@ -32,28 +32,10 @@ struct grave {
 	char name[HIDE_NAME_SIZE];
 };
 
-/*
- * A RENAME over a held file, sent on after the keeper hid the file: if the daemon refuses the
- * RENAME, the file gets its name back before the kernel is answered.
- */
-struct hide_undo {
-	struct hide_undo *next;	/* in hide_state.restoring while its rename back is under way */
-	uint64_t kunique;	/* the kernel's RENAME */
-	int kerror;		/* the daemon's answer to it, for the kernel once restored */
-	uint64_t unique;	/* the keeper's rename back while one is in flight, else 0 */
-	bool plain;		/* renaming back without RENAME_NOREPLACE (the daemon lacks it) */
-	uint64_t node;		/* kid of the hidden file */
-	uint64_t dir;		/* kid of the directory of both names */
-	char hidden[HIDE_NAME_SIZE];
-	char name[];		/* the name it had */
-};
-
 struct hide_state {
 	bool off;		/* not hiding: --no-keep-removed, or the daemon cannot rename */
-	bool no_noreplace;	/* the daemon refuses RENAME_NOREPLACE: renames back are plain */
-	struct idmap undos;	/* kernel unique of a RENAME over a hidden file -> hide_undo */
-	struct hide_undo *restoring;
-	struct hide_undo *stale;	/* scratch list for hide_recover() */
+	bool no_link;		/* the daemon cannot make hard links: renames over held files
+				   are not protected */
 	uint64_t seed;		/* random per keeper run: names never repeat across runs */
 	uint64_t counter;
 	uint64_t live;		/* hidden names nodes hold: replies' st_nlink are corrected */

@@ -301,6 +301,8 @@ int node_ino_remap(struct node_table *t)
 	return c.err;
 }
 
+static void did_release(struct node_table *t, struct node *n, uint64_t did);
+
 void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fwd)
 {
 	*did = n->did;
@@ -308,8 +310,8 @@ void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fw
 	if (n->epoch == t->epoch && !n->lost) {
 		*fwd = n->d_nlookup;
 		n->d_nlookup = 0;
-		if (idmap_get(&t->by_did, n->did) == n)
-			idmap_del(&t->by_did, n->did);
+		n->lost = true;
+		did_release(t, n, n->did);
 	}
 	n->lost = true;
 	n->replaced = true;
@@ -577,10 +579,43 @@ void node_new_epoch(struct node_table *t)
 	idmap_put(&t->by_did, FUSE_ROOT_ID, root);
 }
 
+struct did_owner {
+	struct node_table *t;
+	struct node *skip;
+	uint64_t did;
+	struct node *found;
+};
+
+static void find_did_owner(uint64_t key, void *val, void *arg)
+{
+	struct did_owner *o = arg;
+	struct node *n = val;
+
+	if (!o->found && n != o->skip && n->epoch == o->t->epoch && !n->lost && n->did == o->did)
+		o->found = n;
+}
+
+/*
+ * @n no longer stands for the daemon's @did: another node resolved to it (hard links, or the
+ * object another name now names) takes the reverse entry, so that the daemon's next answer
+ * naming @did reaches that node rather than a new one. Rare: a walk of the table.
+ */
+static void did_release(struct node_table *t, struct node *n, uint64_t did)
+{
+	struct did_owner o = { t, n, did, NULL };
+
+	if (idmap_get(&t->by_did, did) != n)
+		return;
+	idmap_del(&t->by_did, did);
+	idmap_each(&t->by_kid, find_did_owner, &o);
+	if (o.found)
+		idmap_put(&t->by_did, did, o.found);
+}
+
 void node_unresolve(struct node_table *t, struct node *n)
 {
-	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
-		idmap_del(&t->by_did, n->did);
+	if (n->epoch == t->epoch)
+		did_release(t, n, n->did);
 	n->d_nlookup = 0;
 }
 

@@ -274,7 +274,6 @@ static void proxy_give_up(void *state)
 {
 	struct proxy *p = state;
 
-	hide_give_up(p);
 	pthread_mutex_lock(&p->lock);
 	p->state = PX_FAILED;
 	/* A recovery past INIT settles them itself, within its own bounds. */

@@ -258,14 +258,8 @@ int hide_start(struct proxy *p);
 int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op);
 /* Under the lock: 0, or the error for a request naming a hidden name (-ENOENT, -EPERM). */
 int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op);
-/*
- * The daemon answered @err to the RENAME @req (kernel IDs). If it was sent over a file the
- * keeper hid, and refused, the file gets its name back first: returns true, and the kernel is
- * answered @err once that is done. Else false (the caller answers).
- */
-bool hide_rename_answered(struct proxy *p, struct msg *req, int err);
-/* No daemon will serve for now: renames back under way are given up (their RENAMEs get EIO). */
-void hide_give_up(struct proxy *p);
+/* A RENAME (@req, kernel IDs) failed: a hidden link made for the file it would replace goes. */
+void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *op);
 /* Under the lock: the kernel released the last handle of @n; its hidden names are removed. */
 void hide_released(struct proxy *p, struct node *n);
 /* A reply to an orphan request: true if it was a hidden name's removal (now accounted). */

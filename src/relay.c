@@ -725,12 +725,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	}
 	if (!oh->error && op->lock == LK_SET)
 		oh->error = locks_granted(p, req);
-	if (op->effect == EFF_RENAME && p->hide.undos.count &&
-	    hide_rename_answered(p, req, oh->error)) {
-		/* Refused over a file the keeper hid: answered once it has its name back. */
-		msg_put(req);
-		return 0;
-	}
+	if (oh->error && op->effect == EFF_RENAME && p->hide.live)
+		hide_rename_failed(p, req, op);
 	if (oh->error && op->effect == EFF_RELEASE) {
 		/* The kernel has let go of the handle whatever the daemon says. */
 		pthread_mutex_lock(&p->lock);
@@ -1010,7 +1006,13 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			reply_kernel_err(p, h->unique, r > 0 ? 0 : r);
 			return m;
 		}
-		/* The lock may have been let go, even for a restart. */
+		/* The lock may have been let go, even for a restart or a give-up. */
+		while (p->state == PX_WAIT)
+			pthread_cond_wait(&p->changed, &p->lock);
+		if (p->state == PX_FAILED) {
+			k2d_unserved(p, m, op);
+			return m;
+		}
 		epoch = p->nodes.epoch;
 	}
 	if (op->positioned && p->handles.fresh_count) {
@@ -1289,7 +1291,7 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	struct call *c;
 
 	if (unique & ORPHAN_BIT) {
-		if ((p->hide.graves || p->hide.restoring) && !(msg_out(m)->error > 0))
+		if (p->hide.graves && !(msg_out(m)->error > 0))
 			hide_call_reply(p, unique, msg_out(m)->error);
 		return 0;
 	}
