@@ -925,6 +925,21 @@ static void k2d_unserved(struct proxy *p, struct msg *m, const struct op_info *o
 		reply_kernel_err(p, unique, op->effect == EFF_RELEASE ? 0 : -EIO);
 }
 
+/*
+ * Under the lock: waits while no daemon serves — not for ever: the supervisor moves to
+ * PX_FAILED once --request-wait has passed. Returns true when one serves; false when none is
+ * waited for, and @m was answered (the lock is then let go).
+ */
+static bool k2d_served(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	while (p->state == PX_WAIT)
+		pthread_cond_wait(&p->changed, &p->lock);
+	if (p->state != PX_FAILED)
+		return true;
+	k2d_unserved(p, m, op);
+	return false;
+}
+
 /* Masks INIT flags the keeper cannot relay, and keeps a copy for later daemons. */
 static int k2d_init(struct proxy *p, struct msg *m)
 {
@@ -970,13 +985,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	log_trace("kernel: %s unique %" PRIu64 " node %" PRIu64, op->name, h->unique, h->nodeid);
 
 	pthread_mutex_lock(&p->lock);
-	/* Not for ever: the supervisor moves to PX_FAILED once --request-wait has passed. */
-	while (p->state == PX_WAIT)
-		pthread_cond_wait(&p->changed, &p->lock);
-	if (p->state == PX_FAILED) {
-		k2d_unserved(p, m, op);
+	if (!k2d_served(p, m, op))
 		return m;
-	}
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
 		/* Each function below drops the lock. */
@@ -1007,12 +1017,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			return m;
 		}
 		/* The lock may have been let go, even for a restart or a give-up. */
-		while (p->state == PX_WAIT)
-			pthread_cond_wait(&p->changed, &p->lock);
-		if (p->state == PX_FAILED) {
-			k2d_unserved(p, m, op);
+		if (!k2d_served(p, m, op))
 			return m;
-		}
 		epoch = p->nodes.epoch;
 	}
 	if (op->positioned && p->handles.fresh_count) {

@@ -157,6 +157,22 @@ static int read_signals(struct keeper *k)
 	return k->stop ? -EINTR : 0;
 }
 
+/* Reads up to @size - 1 bytes of the file @path into @buf, NUL-terminated. Returns the bytes
+ * read, or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
 /*
  * CPU clock ticks (of the processes and the children they reaped) and bytes read and written
  * (any fd: files, sockets, pipes) of every process in the group @pgid, from /proc.
@@ -172,21 +188,14 @@ static int group_usage(pid_t pgid, uint64_t *cpu, uint64_t *io)
 	while ((de = readdir(d))) {
 		char path[300], buf[1024], *p;
 		unsigned long long v[4], rchar = 0, wchar = 0;
-		int pgrp, fd;
-		ssize_t n;
+		int pgrp;
 
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (read_small(path, buf, sizeof(buf)) <= 0)
 			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
 		/* The command name may hold anything: the fields start after its last ')'. */
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
 		p = strrchr(buf, ')');
 		/* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
 		 * stime cutime cstime (proc(5)) */
@@ -195,14 +204,8 @@ static int group_usage(pid_t pgid, uint64_t *cpu, uint64_t *io)
 			continue;
 		*cpu += v[0] + v[1] + v[2] + v[3];
 		snprintf(path, sizeof(path), "/proc/%s/io", de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (read_small(path, buf, sizeof(buf)) <= 0)
 			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
 		if (sscanf(buf, "rchar: %llu wchar: %llu", &rchar, &wchar) == 2)
 			*io += rchar + wchar;
 	}
