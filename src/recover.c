@@ -1056,6 +1056,14 @@ static uint32_t created_type(struct proxy *p, struct msg *req, const struct op_i
  */
 #define MAX_CLOCK_SLACK_NS (100 * 1000000LL)
 
+/*
+ * The least slack: the tick that moves the coarse clock files are stamped with can come late
+ * on a loaded virtual machine (the vCPU that keeps time is not running), so a new file's time
+ * can lag the real one by more than a tick. Seen: a make check run on a 2-vCPU VM where a file
+ * made after the send was stamped more than two ticks before it.
+ */
+#define MIN_CLOCK_SLACK_NS (20 * 1000000LL)
+
 enum when {
 	WHEN_UNKNOWN,	/* the store's clock cannot tell */
 	WHEN_BEFORE,	/* surely before the request was sent */
@@ -1082,9 +1090,9 @@ static int64_t coarse_tick_ns(void)
 
 /* When the object with attributes @a last changed, against @req's life in the dead daemon. */
 /*
- * How far the store's times may be off the keeper's: twice what was seen, and at least two
- * ticks of the clock Linux stamps files with (a file's time lags the real one by up to a
- * tick), for a few samples may not show the worst. -1 when the store's clock cannot be used.
+ * How far the store's times may be off the keeper's: twice what was seen, at least two ticks
+ * of the clock Linux stamps files with (a file's time lags the real one by up to a tick), for
+ * a few samples may not show the worst, and at least MIN_CLOCK_SLACK_NS. -1 when the store's clock cannot be used.
  */
 static int64_t clock_slack(struct proxy *p)
 {
@@ -1095,7 +1103,7 @@ static int64_t clock_slack(struct proxy *p)
 	slack = p->clock_slack_ns;
 	samples = p->clock_samples;
 	pthread_mutex_unlock(&p->lock);
-	slack = MAX(2 * slack, 2 * coarse_tick_ns());
+	slack = MAX(MAX(2 * slack, 2 * coarse_tick_ns()), MIN_CLOCK_SLACK_NS);
 	return samples && slack <= MAX_CLOCK_SLACK_NS ? slack : -1;
 }
 
