@@ -145,6 +145,8 @@ static int attach_daemon(struct proxy *p)
 	first = !p->init_done;
 	if (!first) {
 		node_new_epoch(&p->nodes);
+		/* The old daemon will answer nothing more. */
+		idmap_free(&p->abandoned);
 		handle_new_epoch(&p->handles);
 	}
 	pthread_mutex_unlock(&p->lock);

@@ -68,6 +68,8 @@ struct proxy {
 	struct lock_table locks;     /* locks the daemon granted, if it keeps them (locks.h) */
 	struct idmap inflight;	     /* unique -> struct msg: requests the kernel waits on */
 	struct idmap calls;	     /* unique -> struct call */
+	struct idmap abandoned;	     /* uniques of calls given up before their answer came: a
+					late answer to one is no error (cleared at each attach) */
 	uint64_t next_call;
 	bool starting;		     /* attach() is bringing a daemon up: the tables are its own */
 	bool settling;		     /* recover() works on the requests in flight (INIT answered):

@@ -136,8 +136,8 @@ void calls_drop(struct proxy *p, struct call *calls, size_t n)
 {
 	pthread_mutex_lock(&p->lock);
 	for (size_t i = 0; i < n; i++) {
-		if (!calls[i].done)
-			idmap_del(&p->calls, calls[i].unique);
+		if (!calls[i].done && idmap_del(&p->calls, calls[i].unique))
+			idmap_put(&p->abandoned, calls[i].unique, (void *)1);
 		calls[i].done = true;
 		msg_put(calls[i].reply);
 		calls[i].reply = NULL;

@@ -1295,8 +1295,16 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 {
 	uint64_t unique = msg_out(m)->unique;
 	struct call *c;
+	bool late;
 
 	if (unique & ORPHAN_BIT) {
+		/* Numbered like every call of the keeper's: one it never sent is an error. */
+		if ((unique & ~(CALL_BIT | ORPHAN_BIT)) >> 1 >=
+		    __atomic_load_n(&p->next_call, __ATOMIC_RELAXED)) {
+			log_error("The daemon answered a request %#" PRIx64 " the keeper never "
+				  "sent", unique);
+			return -EPROTO;
+		}
 		if (p->hide.graves && !(msg_out(m)->error > 0))
 			hide_call_reply(p, unique, msg_out(m)->error);
 		return 0;
@@ -1314,11 +1322,19 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 		c->done = true;
 		pthread_cond_broadcast(&p->changed);
 	}
+	late = !c && idmap_del(&p->abandoned, unique);
 	pthread_mutex_unlock(&p->lock);
-	if (!c) {
+	if (late) {
 		/* A call given up on (timeout, or a priming read nobody waits for any more). */
 		log_debug("Dropping a late answer to the keeper's request %#" PRIx64, unique);
 		return 0;
+	}
+	if (!c) {
+		/* Answering what was never asked: the request it should have answered would
+		 * wait for ever. */
+		log_error("The daemon answered a request %#" PRIx64 " the keeper never sent, or "
+			  "answered twice", unique);
+		return -EPROTO;
 	}
 	efd_signal(p->call_efd);
 	return 0;

@@ -10,6 +10,10 @@
  *
  *   short      3 bytes of a reply header
  *   badunique  a well-formed ENOENT reply to a unique never sent (unique ^ 0x100000)
+ *   callunique  the same to a unique with the bit the keeper marks its own
+ *              requests with (1 << 62), which the keeper never sent
+ *   orphanunique  ... with the bits of the keeper's own requests whose answers
+ *              nobody waits for (1 << 62 | 1 << 61)
  *   badsize    error 0 with only the first 40 bytes of a fuse_entry_out
  *   badnotify  a notification with unknown code 99 and an 8-byte body,
  *              then a normal ENOENT reply
@@ -168,6 +172,25 @@ static void bad_unique(const struct req *r)
 	send_raw(&h, sizeof(h));
 }
 
+static void send_unique(uint64_t unique, int error)
+{
+	struct fuse_out_header h = { .len = sizeof(h), .error = error, .unique = unique };
+
+	send_raw(&h, sizeof(h));
+}
+
+static void bad_call_unique(const struct req *r)
+{
+	(void)r;
+	send_unique(1ULL << 62 | 0x7654320, -ENOENT);
+}
+
+static void bad_orphan_unique(const struct req *r)
+{
+	(void)r;
+	send_unique(1ULL << 62 | 1ULL << 61 | 0x7654320, -ENOENT);
+}
+
 static void bad_size(const struct req *r)
 {
 	struct {
@@ -221,6 +244,8 @@ static const struct {
 } bad_names[] = {
 	{ "short", bad_short },
 	{ "badunique", bad_unique },
+	{ "callunique", bad_call_unique },
+	{ "orphanunique", bad_orphan_unique },
 	{ "badsize", bad_size },
 	{ "badnotify", bad_notify },
 	{ "baderror", bad_error },
