@@ -473,6 +473,8 @@ static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden)
 	hide_journal(&p->hide, false, hidden);
 }
 
+static void bury(struct proxy *p, struct node *n, struct node_name *nm);
+
 /*
  * The daemon gave @n the hidden name @hidden in @dir; an UNLINK's (@unlink) rename took its
  * name @name, which goes. Under the lock.
@@ -487,6 +489,18 @@ static void hide_done(struct proxy *p, struct node *n, uint64_t dir, const char 
 		nm->unconfirmed = false;
 	if (unlink)
 		node_unlink(&p->nodes, dir, name);
+	if (!n->opened) {
+		/*
+		 * Closed while the daemon hid it: the last RELEASE found the name not made yet
+		 * (its removal may have come first, and failed). It goes now.
+		 */
+		if (!nm && node_add_name(&p->nodes, n, dir, hidden) == 0) {
+			p->hide.live++;
+			nm = node_find_name(&p->nodes, dir, hidden);
+		}
+		if (nm)
+			bury(p, n, nm);
+	}
 	/* Ctimes moved: a settle rule must not take that for another request's work. */
 	n->changed_ns = realtime_ns();
 	if (d)
@@ -647,8 +661,6 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 	}
 	return 0;
 }
-
-static void bury(struct proxy *p, struct node *n, struct node_name *nm);
 
 void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *op)
 {

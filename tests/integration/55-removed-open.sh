@@ -21,6 +21,7 @@
 #     nothing: the keeper gives the hidden file its name back first.
 #  H. a held file with two links, one of which another file is renamed over as
 #     the daemon dies: the file is found again by its other link.
+#  I. the last close of a file races its removal: no hidden name is left.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 
@@ -237,6 +238,27 @@ grep -q 'Removed 1 hidden names a killed keeper left behind' "$FK_LOG" ||
 rmdir "$M/e/sub" "$M/e" || fail "E: the directories cannot be removed"
 log "E ok: a killed keeper's hidden name is removed at the next start"
 
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- I. the last close races the hiding rename ------------------------------
+# Every operation of this daemon takes 300 ms: the close's RELEASE is still in
+# the daemon when the rm comes, so its answer comes while the keeper waits for
+# its hiding rename; the hidden name must still go. (61-sshfs-kill once left
+# one when the removal of the hidden name reached the daemon before the rename
+# did; this daemon's uniform delay does not reorder them, so this part checks
+# the outcome, not that interleaving.)
+fk_start "$M" --state-dir="$S" -- "$TESTFS" --backing="$B" --delay-ms=300 {}
+fk_wait READY || fail "I: the keeper never became READY"
+for i in 1 2 3; do
+	printf 'race' >"$M/data/race$i" || fail "I: writing data/race$i failed"
+	holder_start "race$i" "$M/data/race$i" ro
+	holder_stop "race$i"
+	rm "$M/data/race$i" || fail "I: rm of a file just closed failed"
+done
+hidden_gone "$B/data" || fail "I: hidden names stay after the close raced the rm: $(hidden_in "$B/data")"
+[ -z "$(ls "$B/data" | grep '^race')" ] || fail "I: removed files are still in the store"
+log "I ok: a close racing the hiding rename leaves nothing behind"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
