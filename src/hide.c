@@ -374,23 +374,16 @@ int hide_start(struct proxy *p)
 	return 0;
 }
 
-/* How many of @n's names are hidden ones the daemon made (links the file has in the store). */
-static uint32_t hidden_names(const struct node *n)
+/*
+ * How many of @n's names are the keeper's hidden ones: only those the daemon made (links the
+ * file has in the store) unless @maybe, when those it may not have made yet count too.
+ */
+static uint32_t hidden_names(const struct node *n, bool maybe)
 {
 	uint32_t count = 0;
 
 	for (const struct node_name *nm = n->names; nm; nm = nm->next)
-		count += !nm->unconfirmed && hide_is_hidden(nm->name, strlen(nm->name));
-	return count;
-}
-
-/* How many of @n's names are the keeper's, made or maybe made. */
-static uint32_t keeper_names(const struct node *n)
-{
-	uint32_t count = 0;
-
-	for (const struct node_name *nm = n->names; nm; nm = nm->next)
-		count += hide_is_hidden(nm->name, strlen(nm->name));
+		count += (maybe || !nm->unconfirmed) && hide_is_hidden(nm->name, strlen(nm->name));
 	return count;
 }
 
@@ -420,7 +413,7 @@ static struct node_name *removed_open(struct proxy *p, struct msg *m, const char
 	if (!nm)
 		return NULL;
 	n = nm->node;
-	if (n->type != S_IFREG || !n->opened || n->lost || n->nnames - keeper_names(n) > 1)
+	if (n->type != S_IFREG || !n->opened || n->lost || n->nnames - hidden_names(n, true) > 1)
 		return NULL;
 	return nm;
 }
@@ -673,7 +666,7 @@ void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *
 		return;
 	pthread_mutex_lock(&p->lock);
 	n = node_find(&p->nodes, req->knode2, names[1]);
-	if (n && n->nnames > keeper_names(n)) {
+	if (n && n->nnames > hidden_names(n, true)) {
 		for (nm = n->names; nm; nm = next) {
 			next = nm->next;
 			if (hide_is_hidden(nm->name, strlen(nm->name)))
@@ -685,29 +678,12 @@ void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *
 
 int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op)
 {
-	uint32_t opcode = msg_in(m)->opcode;
 	const char *names[2];
 
-	switch (opcode) {
-	case FUSE_LOOKUP:
-	case FUSE_UNLINK:
-	case FUSE_RMDIR:
-	case FUSE_MKNOD:
-	case FUSE_MKDIR:
-	case FUSE_CREATE:
-	case FUSE_SYMLINK:
-	case FUSE_LINK:
-	case FUSE_RENAME:
-	case FUSE_RENAME2:
-		break;
-	default:
-		return 0;
-	}
-	if (request_names(m, op, names) < 0)
+	if (!op->entry_names || request_names(m, op, names) < 0)
 		return 0;
 	/* Renaming onto a hidden name, or making one, is refused; the rest do not find it. */
-	if (names[1] && (opcode == FUSE_RENAME || opcode == FUSE_RENAME2) &&
-	    hide_is_hidden(names[1], strlen(names[1])))
+	if (op->entry_names > 1 && hide_is_hidden(names[1], strlen(names[1])))
 		return -EPERM;
 	if (!hide_is_hidden(names[0], strlen(names[0])))
 		return 0;
@@ -887,7 +863,7 @@ fail:
 
 void hide_fix_entry(struct proxy *p, struct node *n, struct fuse_attr *a)
 {
-	uint32_t h = hidden_names(n);
+	uint32_t h = hidden_names(n, false);
 
 	a->nlink = a->nlink > h ? a->nlink - h : 0;
 }
@@ -905,7 +881,7 @@ void hide_fix_attr(struct proxy *p, struct msg *req, const struct op_info *op,
 	pthread_mutex_lock(&p->lock);
 	n = node_get(&p->nodes, req->knode);
 	if (n && n->nnames) {
-		uint32_t h = hidden_names(n);
+		uint32_t h = hidden_names(n, false);
 
 		if (op->ino_out == INO_OUT_ATTR && h) {
 			struct fuse_attr_out *a = (struct fuse_attr_out *)out;

@@ -142,6 +142,8 @@ struct op_info {
 	uint8_t stamp;	      /* 1: the time it is sent is recorded (msg.sent_ns): settling it
 				 after a restart compares the store's times with it */
 	uint8_t lock;	      /* enum op_lock */
+	uint8_t entry_names;  /* how many of its names, first first, are names of entries in a
+				 directory (not a symlink's target or an attribute's name) */
 };
 
 #define OP_MAX 64

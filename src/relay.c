@@ -1006,7 +1006,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		}
 		return m;
 	}
-	if (op->names && !p->hide.off) {
+	if (op->entry_names && !p->hide.off) {
 		/* Names of the keeper's own never show; removing a file held open keeps it. */
 		r = hide_check_names(p, m, op);
 		if (r == 0 && (h->opcode == FUSE_UNLINK || op->effect == EFF_RENAME))

@@ -33,6 +33,11 @@ int main(void)
 			bad++, printf("# %s: no reply but a replay rule\n", op->name);
 		if ((op->effect == EFF_ENTRY || op->effect == EFF_UNLINK) && op->names < 1)
 			bad++, printf("# %s: entry effect without a name\n", op->name);
+		if (op->entry_names > op->names)
+			bad++, printf("# %s: more entry names than names\n", op->name);
+		if ((op->effect == EFF_ENTRY || op->effect == EFF_UNLINK) && !op->entry_names &&
+		    op->names)
+			bad++, printf("# %s: a named entry effect without an entry name\n", op->name);
 		if (op->effect == EFF_RENAME && (op->names != 2 || op->node2_off < 0))
 			bad++, printf("# %s: rename needs two names and a second node\n", op->name);
 	}
