@@ -71,6 +71,8 @@ struct proxy {
 	struct idmap abandoned;	     /* uniques of calls given up before their answer came: a
 					late answer to one is no error (cleared at each attach) */
 	uint64_t next_call;
+	uint64_t kunique_max;	     /* the largest unique the kernel sent (k2d thread
+					 writes it; atomic) */
 	bool starting;		     /* attach() is bringing a daemon up: the tables are its own */
 	bool settling;		     /* recover() works on the requests in flight (INIT answered):
 					give_up() leaves them to it */
