@@ -246,14 +246,7 @@ int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len)
 /* Gives a new daemon the kernel's INIT; its answer must match what the kernel agreed to. */
 static int recover_init(struct proxy *p, int64_t deadline)
 {
-	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
-							  sizeof(struct fuse_in_header));
-	struct fuse_init_out o = { 0 };
 	struct msg *req, *reply;
-	const void *body;
-	char diff[256] = "";
-	uint64_t flags;
-	size_t len = 0, n = 0;
 	int r;
 
 	req = msg_dup(p->init_req->data, p->init_req->len);
@@ -263,6 +256,19 @@ static int recover_init(struct proxy *p, int64_t deadline)
 	msg_put(req);
 	if (!reply)
 		return r;
+	return check_restart_init(p, reply);
+}
+
+int check_restart_init(struct proxy *p, struct msg *reply)
+{
+	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
+							  sizeof(struct fuse_in_header));
+	struct fuse_init_out o = { 0 };
+	const void *body;
+	char diff[256] = "";
+	uint64_t flags;
+	size_t len = 0, n = 0;
+
 	if (reply_error(reply)) {
 		log_error("The new daemon refused FUSE_INIT: %s", strerror(-reply_error(reply)));
 		msg_put(reply);
