@@ -4,9 +4,10 @@
 #   fuzz/run.sh BUILD_DIR SECONDS [HARNESS...]
 #
 # Each harness first runs every input of fuzz/corpus/NAME and fuzz/regressions/NAME once, then
-# fuzzes for SECONDS (0: no fuzzing) from a working corpus in BUILD_DIR/fuzz-work/NAME, seeded
-# from the repository's. A crash, a leak or a sanitizer report stops it, leaves the input in
-# BUILD_DIR/fuzz-work/NAME/artifacts/ and fails the run. Prints per harness: executions,
+# fuzzes for SECONDS (0: no fuzzing) from a working corpus in FUZZ_WORK/NAME (default
+# BUILD_DIR/fuzz-work), seeded from the repository's. A crash, a leak or a sanitizer report
+# stops it, leaves the input in FUZZ_WORK/NAME/artifacts/ (and in base64 in the output) and
+# fails the run. Prints per harness: executions,
 # executions per second, coverage (libFuzzer's cov and ft) and the result; the last line is
 # "fuzz: N harnesses clean, N with findings". FUZZ_FLAGS adds libFuzzer options.
 set -u
@@ -22,7 +23,7 @@ HARNESSES=("$@")
 clean=0 found=0
 for h in "${HARNESSES[@]}"; do
 	bin=$BUILD_DIR/fuzz/$h
-	work=$BUILD_DIR/fuzz-work/$h
+	work=${FUZZ_WORK:-$BUILD_DIR/fuzz-work}/$h
 	if [ ! -x "$bin" ]; then
 		echo "fuzz: $bin not built (make fuzz builds it)" >&2
 		exit 2
@@ -58,9 +59,10 @@ for h in "${HARNESSES[@]}"; do
 		-print_final_stats=1 -close_fd_mask=2 -artifact_prefix="$work/artifacts/" \
 		${FUZZ_FLAGS:-} "$work/corpus" "${seeds[@]}" >"$log" 2>&1
 	rc=$?
-	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
-	cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1 ft \2/p')
+	execs=$(grep -a '^stat::number_of_executed_units:' "$log" | tail -n 1 | tr -dc 0-9)
+	rate=$(grep -a '^stat::average_exec_per_sec:' "$log" | tail -n 1 | tr -dc 0-9)
+	cov=$(grep -aE '^#[0-9]+' "$log" | tail -n 1 |
+		sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1 ft \2/p')
 	if [ "$rc" -eq 0 ]; then
 		echo "ok   $h: $replayed kept inputs; ${execs:-?} executions in ${SECONDS_EACH} s" \
 			"(${rate:-?}/s), ${cov:-coverage unknown}"
@@ -68,7 +70,8 @@ for h in "${HARNESSES[@]}"; do
 	else
 		echo "FAIL $h: a finding after ${execs:-?} executions (${cov:-coverage unknown});" \
 			"input in $work/artifacts/:"
-		grep -E 'ERROR:|runtime error:|FINDING|SUMMARY:|#[0-9]+ +in ' "$log" | head -n 30
+		grep -aE 'ERROR:|runtime error:|FINDING|SUMMARY:|#[0-9]+ +0x.* in |^Base64:' "$log" |
+			head -n 40
 		found=$((found + 1))
 	fi
 done
