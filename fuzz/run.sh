@@ -64,8 +64,8 @@ for h in "${HARNESSES[@]}"; do
 	cov=$(grep -aE '^#[0-9]+' "$log" | tail -n 1 |
 		sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1 ft \2/p')
 	if [ "$rc" -eq 0 ]; then
-		echo "ok   $h: $replayed kept inputs; ${execs:-?} executions in ${SECONDS_EACH} s" \
-			"(${rate:-?}/s), ${cov:-coverage unknown}"
+		echo "ok   $h: $replayed kept inputs; ${execs:-?} executions (${rate:-?}/s," \
+			"at most ${SECONDS_EACH} s), ${cov:-coverage unknown}"
 		clean=$((clean + 1))
 	else
 		echo "FAIL $h: a finding after ${execs:-?} executions (${cov:-coverage unknown});" \
