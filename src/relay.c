@@ -1347,7 +1347,7 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	return 0;
 }
 
-static int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
+int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 {
 	struct fuse_out_header *oh = msg_out(m);
 	struct msg *req;
