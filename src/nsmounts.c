@@ -331,7 +331,7 @@ static int prepare_src(struct nsm_swap *s, struct job *j, int out)
 }
 
 /* Puts job @j's mount beneath the stale one and detaches the stale one. */
-static void swap_one(struct job *j, bool locked_ns, int out)
+static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 {
 	const char *p = j->m->point;
 	struct mount_attr prop = { .propagation = propagation_of(j->m->prop) };
@@ -367,7 +367,18 @@ static void swap_one(struct job *j, bool locked_ns, int out)
 			 strerror(e), e == EINVAL && locked_ns ? " (it is locked: MNT_LOCKED)" : "");
 		return;
 	}
-	/* Attached under a shared parent, a mount becomes shared: set the type once there. */
+	/*
+	 * A clone is private. One that replaces a shared or slave mount joins the peer group of
+	 * the mount that replaced the original (when that one is shared), so that it ends up a
+	 * peer or a slave of it, as the stale one was of the original. The group is set by fds,
+	 * across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached
+	 * (moving it from its detached tree would make it private again).
+	 */
+	if (s_fresh_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
+	    move_mount(s_fresh_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
+		       MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+		/* The fresh mount is private: the propagation type is all there is. */
+	}
 	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
 		send_msg(out, j->m->id, 0, "replaced, but its propagation (%s) could not be set: %s",
 			 nsm_prop_name(j->m->prop), strerror(errno));
@@ -420,7 +431,7 @@ ns_child(struct nsm_swap *s, int pidfd, int rootfd, bool own, bool locked_ns, st
 		}
 		if (j->skip || (own && prepare_src(s, j, out) < 0))
 			continue;
-		swap_one(j, locked_ns, out);
+		swap_one(j, j->anchor ? -1 : s->fresh_fd, locked_ns, out);
 	}
 	_exit(0);
 }

@@ -433,6 +433,9 @@ static void swap_instances(struct remount *rm)
 	instance_close(&rm->cur);
 	rm->cur = rm->next;
 	rm->next = (struct instance){ .devfd = -1, .rootfd = -1 };
+	/* Attached now, or given up: an fd on the mount would make a plain umount fail. */
+	close(rm->cur.rootfd);
+	rm->cur.rootfd = -1;
 	ev.data.fd = rm->cur.devfd;
 	epoll_ctl(rm->ev_ep, EPOLL_CTL_ADD, rm->cur.devfd, &ev);
 }
@@ -514,8 +517,12 @@ static int remount_attach(void *state, struct keeper *k)
 	(void)k;
 	if (!rm->served) {
 		r = wait_served(rm, rm->cur.rootfd);
-		if (r == 0)
+		if (r == 0) {
 			rm->served = true;
+			/* An fd on the mount would make a plain umount of it fail (EBUSY). */
+			close(rm->cur.rootfd);
+			rm->cur.rootfd = -1;
+		}
 		return r;
 	}
 	r = wait_served(rm, rm->next.rootfd);
