@@ -1,5 +1,5 @@
 #!/bin/bash
-# 70-remount-kill: testfs under --mode=remount, SIGKILLed three times. The mount is
+# 80-remount-kill: testfs under --mode=remount, SIGKILLed three times. The mount is
 # bind-mounted into two other mount namespaces: A (private) holds a read-only,
 # nosuid, noexec bind of a sub-directory; B (a slave of the host's mount, which
 # is made shared) holds its copy of the mount and a nodev, noatime bind of the

@@ -1,5 +1,5 @@
 #!/bin/bash
-# 73-remount-locked: a mount that cannot be replaced is reported, and the rest
+# 83-remount-locked: a mount that cannot be replaced is reported, and the rest
 # are replaced. A user+mount namespace (unshare -Ur -m) holds a copy of the
 # mount made when it was created - locked (MNT_LOCKED): a less privileged
 # namespace may not reveal what is under it - and a bind of a sub-directory

@@ -1,5 +1,5 @@
 #!/bin/bash
-# 71-remount-open: what cannot be carried over in remount mode, and what it gets.
+# 81-remount-open: what cannot be carried over in remount mode, and what it gets.
 # An fd held open across a kill and a working directory inside the mount belong
 # to the old instance: after the swap, reading the fd, reading a relative path
 # and listing "." fail at once with ESTALE (never a hang, never ENOTCONN), while

@@ -1,5 +1,5 @@
 #!/bin/bash
-# 72-remount-gap: a request made while the daemon is dead and before the swap.
+# 82-remount-gap: a request made while the daemon is dead and before the swap.
 # The next daemon's start is held (testfs --slow-start-if) for 1.5 s; a stat of a
 # name the kernel never looked up (made in the backing directory meanwhile) waits
 # on the keeper's copy of the old connection, gets ESTALE once the fresh mount is
