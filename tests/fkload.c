@@ -39,6 +39,12 @@
  * of operations done after every operation, so that a test can wait for
  * progress.  FILE must not be on the mount under test.
  *
+ * SIGUSR1 pauses the run: each worker finishes its operation, makes what it
+ * holds durable (fd mode fsyncs its files, so that no write waits in the
+ * server's memory to be made durable), and waits; once every worker waits,
+ * FILE.paused (FILE from --progress) is created.  SIGUSR2 removes it and
+ * resumes.  A caller uses this to measure the server at rest.
+ *
  * Signals are blocked in every thread and taken by a sigwait() thread, so a
  * stop request never interrupts a syscall on the mount (an EINTR there would
  * be indistinguishable from a fault of the filesystem).
@@ -107,6 +113,11 @@ static char *opt_files[MAX_FILES];
 static unsigned opt_nfiles;
 
 static atomic_bool stop_requested;
+static pthread_mutex_t pause_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pause_cond = PTHREAD_COND_INITIALIZER;
+static bool pause_requested;           /* under pause_lock, as the two counts */
+static unsigned workers_running;       /* started and not yet done */
+static unsigned workers_paused;
 static atomic_uint_fast64_t ops_started; /* claimed by workers (for --ops) */
 static atomic_uint_fast64_t ops_done;
 static atomic_uint_fast64_t errors;
@@ -270,14 +281,58 @@ static void write_progress(void)
 	pthread_mutex_unlock(&progress_lock);
 }
 
-/* Claims the next operation; false when the run is over. */
+/* Creates (or removes) FILE.paused; called under pause_lock. */
+static void mark_paused(bool paused)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (!opt_progress || snprintf(path, sizeof(path), "%s.paused", opt_progress) >= (int)sizeof(path))
+		return;
+	if (!paused) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			syserr("pause", "unlink", path, errno);
+		return;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		syserr("pause", "open", path, errno);
+	else
+		close(fd);
+}
+
+/*
+ * Claims the next operation; false when the run is over.  While a pause is asked for,
+ * runs QUIESCE(ARG) (if any) and waits for the resume.
+ */
+static bool op_begin_q(void (*quiesce)(void *), void *arg)
+{
+	pthread_mutex_lock(&pause_lock);
+	if (pause_requested && !atomic_load(&stop_requested)) {
+		pthread_mutex_unlock(&pause_lock);
+		if (quiesce)
+			quiesce(arg);
+		pthread_mutex_lock(&pause_lock);
+		workers_paused++;
+		if (pause_requested && workers_paused == workers_running)
+			mark_paused(true);
+		while (pause_requested && !atomic_load(&stop_requested))
+			pthread_cond_wait(&pause_cond, &pause_lock);
+		workers_paused--;
+	}
+	if (atomic_load(&stop_requested) ||
+	    (opt_ops && atomic_fetch_add(&ops_started, 1) >= opt_ops)) {
+		workers_running--;
+		pthread_mutex_unlock(&pause_lock);
+		return false;
+	}
+	pthread_mutex_unlock(&pause_lock);
+	return true;
+}
+
 static bool op_begin(void)
 {
-	if (atomic_load(&stop_requested))
-		return false;
-	if (opt_ops && atomic_fetch_add(&ops_started, 1) >= opt_ops)
-		return false;
-	return true;
+	return op_begin_q(NULL, NULL);
 }
 
 static void op_end(void)
@@ -513,6 +568,21 @@ static void fd_final(struct fd_file *f, unsigned char *rbuf)
 			 checksum(f->shadow, f->size), first_difference(rbuf, f->shadow, f->size));
 }
 
+struct fd_set_of_files {
+	struct fd_file *files;
+	unsigned count;
+};
+
+/* Before a pause: every held file made durable, so the server keeps no write of ours. */
+static void fd_quiesce(void *arg)
+{
+	struct fd_set_of_files *set = arg;
+
+	for (unsigned i = 0; i < set->count; i++)
+		if (CALL(fsync(set->files[i].fd)) < 0)
+			syserr("fd", "fsync", set->files[i].path, errno);
+}
+
 static void *run_fd(void *arg __attribute__((unused)))
 {
 	const char *who = "fd";
@@ -553,7 +623,7 @@ static void *run_fd(void *arg __attribute__((unused)))
 		}
 	}
 
-	while (op_begin()) {
+	while (op_begin_q(fd_quiesce, &(struct fd_set_of_files){ files, opened })) {
 		fd_op(&files[n % opt_fds], n / opt_fds, &rs, wbuf, rbuf);
 		n++;
 		op_end();
@@ -1271,8 +1341,22 @@ static void *signal_thread(void *arg)
 	sigset_t *set = arg;
 	int sig;
 
-	if (sigwait(set, &sig) == 0)
-		atomic_store(&stop_requested, true);
+	while (sigwait(set, &sig) == 0) {
+		pthread_mutex_lock(&pause_lock);
+		if (sig == SIGUSR1) {
+			pause_requested = true;
+		} else {
+			if (pause_requested)
+				mark_paused(false);
+			pause_requested = false;
+			if (sig != SIGUSR2)
+				atomic_store(&stop_requested, true);
+			pthread_cond_broadcast(&pause_cond);
+		}
+		pthread_mutex_unlock(&pause_lock);
+		if (sig != SIGUSR1 && sig != SIGUSR2)
+			break;
+	}
 	return NULL;
 }
 
@@ -1404,6 +1488,8 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	r = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (r == 0)
 		r = pthread_create(&sigthr, NULL, signal_thread, &set);
@@ -1412,6 +1498,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* Counted before any starts, so that a pause waits for every one of them. */
+	workers_running = !strcmp(opt_mode, "churn") || !strcmp(opt_mode, "read") ? opt_threads : 1;
 	if (!strcmp(opt_mode, "fd")) {
 		r = pthread_create(&threads[n++], NULL, run_fd, NULL);
 	} else if (!strcmp(opt_mode, "cwd")) {
