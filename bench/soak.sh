@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench/soak.sh [--kills=N] [--daemon=testfs] [--writeback] [--rss-slack=KIB] [--entries=N]
-#               [BUILD_DIR]
+#               [--keeper-opt=OPT ...] [BUILD_DIR]
 #
 # The soak: N SIGKILLs of the daemon in a row (default 1000) under a mixed workload whose
 # every call is checked, while the keeper's RSS and fd count are sampled. Not a test (it
@@ -44,13 +44,15 @@ DAEMON=testfs
 RSS_SLACK_KIB=512
 ENTRIES=2000
 TESTFS_OPTS=()         # --writeback: testfs asks for the kernel's writeback cache
+KEEPER_OPTS=()         # --keeper-opt=OPT, e.g. -v for the keeper's debug log
 MIN_UPTIME_MS=350      # supervisor.c MIN_UPTIME_MS (300) and some margin
 PROGRESS_TIMEOUT_S=60  # a workload that makes no progress for this long is stuck
 EVENT_TIMEOUT_S=30     # for EXIT and RECOVERED after a kill
 BUILD_DIR=
 
 usage() {
-	echo "usage: $0 [--kills=N] [--daemon=testfs] [--writeback] [--rss-slack=KIB] [--entries=N] [BUILD_DIR]" >&2
+	echo "usage: $0 [--kills=N] [--daemon=testfs] [--writeback] [--rss-slack=KIB] [--entries=N]" >&2
+	echo "       [--keeper-opt=OPT ...] [BUILD_DIR]" >&2
 	exit 2
 }
 
@@ -59,6 +61,7 @@ for a in "$@"; do
 	--kills=*) KILLS=${a#*=} ;;
 	--daemon=*) DAEMON=${a#*=} ;;
 	--writeback) TESTFS_OPTS+=(--writeback) ;;
+	--keeper-opt=*) KEEPER_OPTS+=("${a#*=}") ;;
 	--rss-slack=*) RSS_SLACK_KIB=${a#*=} ;;
 	--entries=*) ENTRIES=${a#*=} ;;
 	-h | --help) usage ;;
@@ -296,11 +299,16 @@ mkdir "$B/fd" "$B/cwd" "$B/churn" "$B/ns" "$B/list"
 (cd "$B/list" && seq -f 'e%05g' 0 $((ENTRIES - 1)) | xargs touch) || fail "cannot make the listed directory"
 
 KEEPER_LOG=$W/keeper.log
-"$FK" --status-fd=3 --state-dir="$W/state" "$M" -- "$TESTFS" --backing="$B" "${TESTFS_OPTS[@]}" {} \
+"$FK" --status-fd=3 --state-dir="$W/state" "${KEEPER_OPTS[@]}" "$M" -- "$TESTFS" --backing="$B" "${TESTFS_OPTS[@]}" {} \
 	3>"$W/events.fifo" >"$KEEPER_LOG" 2>&1 </dev/null {EV}<&- {NAP}<&- &
 KEEPER=$!
 say "keeper $KEEPER on $M, daemon testfs ${TESTFS_OPTS[*]}, $KILLS kills, work dir $W"
 ev_wait 'READY [0-9]+' 30
+
+# The kernel looks up every listed entry now rather than one by one over the run, so that
+# the tree the keeper tracks is at its full size from the first kill on: growth of the
+# keeper between samples is then not the workload's tree filling in.
+ls -l "$M/list" >/dev/null || fail "cannot list $M/list through the mount"
 
 start_load() { # NAME COMMAND...
 	local name=$1
