@@ -26,13 +26,14 @@
 # daemon that dies sooner after taking over as a crash loop and backs off, which is not
 # what this soaks), SIGKILL the daemon by its pid (the latest DAEMON event), wait for the
 # keeper's EXIT and RECOVERED events. The keeper's VmRSS, fd and thread counts are sampled
-# before the first kill, after kill 10, 100 and N, and after the workload stopped, each at
+# before the first kill, after kill 10, every 100th and N, and after the workload stopped, each at
 # rest: the workloads paused (SIGUSR1 to fkload) with their held files fsynced, so that
 # the keeper holds no write window (acknowledged, unsynced writes it keeps to send again
 # after a crash: several MiB under this load, which would swamp a leak of a few KiB per
 # kill). RSS right after every recovery, under load, goes to the per-kill log as well.
-# "Flat": the fd count the same at every sample, and RSS after kill N at most --rss-slack
-# KiB (default 512) above RSS after kill 100 (kill 10 when N <= 100).
+# "Flat": the fd count the same at every sample, and RSS growing by at most --rss-slack KiB
+# (default 512) from kill 100 to kill N (10 when N < 200), as the least-squares slope of the
+# samples at rest says (single samples move by a few hundred KiB either way).
 #
 # Logs (keeper log, events, per-kill timings, workload output, the summary) are kept in
 # BUILD_DIR/bench/soak-DATE/.
@@ -414,7 +415,7 @@ for ((KILL_NO = 1; KILL_NO <= KILLS; KILL_NO++)); do
 	[ "$rec_pid" = "$DAEMON_PID" ] || fail "RECOVERED names $rec_pid, the last DAEMON was $DAEMON_PID"
 	printf '%d %d %d %d %d %d %d\n' "$KILL_NO" "$victim" $((t_exit - t_kill)) \
 		$((served_at - t_kill)) "$rec_ms" $((served_at - t_cycle)) "$(keeper_rss)" >>"$OUT/kills"
-	if [ "$KILL_NO" = 10 ] || [ "$KILL_NO" = 100 ] || [ "$KILL_NO" = "$KILLS" ]; then
+	if [ "$KILL_NO" = 10 ] || ((KILL_NO % 100 == 0)) || [ "$KILL_NO" = "$KILLS" ]; then
 		# At rest, once the workload made progress through the new daemon.
 		mark_progress
 		wait_progress
@@ -533,7 +534,7 @@ done
 		printf '%-10s %10s %6s %8s %8s %8s\n' "${S_AT[i]}" "${S_RSS[i]}" "${S_FDS[i]}" \
 			"${S_THR[i]}" "${S_NODES[i]}" "${S_HANDLES[i]}"
 	done
-	echo "(sample N: after kill N's recovery; nodes and handles: restored by the latest recovery)"
+	echo "(sample N: at rest after kill N's recovery; nodes and handles: restored by the latest recovery)"
 	echo
 	printf '%-8s %12s %12s %s\n' workload ops "calls" errors
 	for w in "${WORKLOADS[@]}"; do
@@ -570,26 +571,31 @@ done
 	fi
 } | tee "$OUT/summary"
 
-# Flat: the same fds throughout; RSS from kill 100 (10 if fewer kills) to the last within the slack.
-ref=-1 last=-1
-for i in "${!S_AT[@]}"; do
-	[ "${S_AT[i]}" = 100 ] && ref=$i
-	[ "${S_AT[i]}" = "$KILLS" ] && last=$i
-done
-if [ "$ref" -lt 0 ] || [ "$ref" = "$last" ]; then
-	for i in "${!S_AT[@]}"; do [ "${S_AT[i]}" = 10 ] && ref=$i; done
-fi
-[ "$ref" -ge 0 ] && [ "$ref" != "$last" ] || { echo "verdict: too few kills (< 11) to judge growth" | tee -a "$OUT/summary"; ref=$last; }
-growth=$((S_RSS[last] - S_RSS[ref]))
+# Flat: the same fds at every sample, and RSS not growing with the kills. RSS at rest still
+# moves by a few hundred KiB from sample to sample (the heap as the last burst of write
+# windows left it), so the growth judged is the least-squares slope of the samples from kill
+# 100 on (10 with fewer kills) times the kills they span, not the difference of two samples.
 fds_flat=1
 for i in "${!S_AT[@]}"; do
 	[ "${S_FDS[i]}" = "${S_FDS[0]}" ] || fds_flat=0
 done
-verdict="RSS ${S_RSS[ref]} -> ${S_RSS[last]} KiB from kill ${S_AT[ref]} to kill ${S_AT[last]} ($growth KiB, slack $RSS_SLACK_KIB), fds ${S_FDS[*]}"
+from=100
+[ "$KILLS" -ge 200 ] || from=10
+fit=$(for i in "${!S_AT[@]}"; do
+	[[ ${S_AT[i]} =~ ^[0-9]+$ ]] && [ "${S_AT[i]}" -ge "$from" ] && echo "${S_AT[i]} ${S_RSS[i]}"
+done | awk '{ n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2; if (n == 1) x0 = $1; x1 = $1; y1 = $2; if (n == 1) y0 = $2 }
+	END { if (n < 2 || sxx * n == sx * sx) { print "0 0 0 0 " n; exit }
+	      b = (n * sxy - sx * sy) / (n * sxx - sx * sx); printf "%d %d %d %.3f %d\n", b * (x1 - x0), y0, y1, b, n }')
+read -r growth rss_from rss_to slope nfit <<<"$fit"
+if [ "$nfit" -lt 2 ]; then
+	echo "verdict: too few kills to judge growth (at least 11 are needed)" | tee -a "$OUT/summary"
+	growth=0
+fi
+verdict="RSS at rest $rss_from KiB at kill $from, $rss_to KiB at kill $KILLS; fitted over $nfit samples: $slope KiB per kill, $growth KiB over the run (slack $RSS_SLACK_KIB); fds ${S_FDS[*]}"
 if [ "$growth" -le "$RSS_SLACK_KIB" ] && [ "$fds_flat" = 1 ]; then
 	echo "verdict: flat: $verdict" | tee -a "$OUT/summary"
 else
 	echo "verdict: NOT flat: $verdict" | tee -a "$OUT/summary"
 	fail "the keeper grows: $verdict"
 fi
-PASSED="$KILLS kills, $total_calls checked calls, 0 errors, keeper flat ($growth KiB RSS growth from kill ${S_AT[ref]}, fds ${S_FDS[0]})"
+PASSED="$KILLS kills, $total_calls checked calls, 0 errors, keeper flat ($growth KiB fitted RSS growth from kill $from, fds ${S_FDS[0]})"
