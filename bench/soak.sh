@@ -102,7 +102,8 @@ WORKLOADS=(fd cwd churn ns list)
 KEEPER=          # the keeper's pid
 DAEMON_PID=      # the latest DAEMON event's pid
 declare -A load_pid
-KILL_NO=0        # kills done so far (for messages)
+KILL_NO=0        # the kill under way (or the number done, between kills)
+DONE=0           # kills whose recovery was seen (for messages)
 FAILED_WHY=
 PASSED=
 
@@ -129,7 +130,7 @@ alive() { # PID: running and not a zombie
 }
 
 fail() {
-	FAILED_WHY="at kill $KILL_NO: $*"
+	FAILED_WHY="after $DONE kills: $*"
 	echo "FAIL $FAILED_WHY" >&2
 	exit 1
 }
@@ -236,8 +237,8 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'FAILED_WHY="interrupted at kill $KILL_NO"; exit 130' INT
-trap 'FAILED_WHY="terminated at kill $KILL_NO"; exit 143' TERM
+trap 'FAILED_WHY="interrupted after $DONE kills"; exit 130' INT
+trap 'FAILED_WHY="terminated after $DONE kills"; exit 143' TERM
 
 # ---- samples -----------------------------------------------------------------------
 
@@ -409,6 +410,7 @@ for ((KILL_NO = 1; KILL_NO <= KILLS; KILL_NO++)); do
 	t_exit=$(now_ms)
 	ev_wait "RECOVERED [0-9]+ [0-9]+" "$EVENT_TIMEOUT_S"
 	served_at=$(now_ms)
+	DONE=$KILL_NO
 	rec_pid=${EV_LINE#RECOVERED }
 	rec_ms=${rec_pid#* }
 	rec_pid=${rec_pid% *}
@@ -587,11 +589,16 @@ done | awk '{ n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2; if (n == 
 	END { if (n < 2 || sxx * n == sx * sx) { print "0 0 0 0 " n; exit }
 	      b = (n * sxy - sx * sy) / (n * sxx - sx * sx); printf "%d %d %d %.3f %d\n", b * (x1 - x0), y0, y1, b, n }')
 read -r growth rss_from rss_to slope nfit <<<"$fit"
-if [ "$nfit" -lt 2 ]; then
-	echo "verdict: too few kills to judge growth (at least 11 are needed)" | tee -a "$OUT/summary"
+judged=1
+if [ "$nfit" -lt 3 ]; then
+	# Two samples at rest differ by a few hundred KiB either way: no trend in that.
+	echo "RSS growth is not judged: $nfit samples at rest from kill $from (at least 200 kills are needed)" |
+		tee -a "$OUT/summary"
+	judged=0
 	growth=0
 fi
 verdict="RSS at rest $rss_from KiB at kill $from, $rss_to KiB at kill $KILLS; fitted over $nfit samples: $slope KiB per kill, $growth KiB over the run (slack $RSS_SLACK_KIB); fds ${S_FDS[*]}"
+[ "$judged" = 1 ] || verdict="fds ${S_FDS[*]}; RSS at rest $rss_from KiB at kill $from, $rss_to KiB at kill $KILLS (not judged)"
 if [ "$growth" -le "$RSS_SLACK_KIB" ] && [ "$fds_flat" = 1 ]; then
 	echo "verdict: flat: $verdict" | tee -a "$OUT/summary"
 else
@@ -599,3 +606,4 @@ else
 	fail "the keeper grows: $verdict"
 fi
 PASSED="$KILLS kills, $total_calls checked calls, 0 errors, keeper flat ($growth KiB fitted RSS growth from kill $from, fds ${S_FDS[0]})"
+[ "$judged" = 1 ] || PASSED="$KILLS kills, $total_calls checked calls, 0 errors, fds flat (${S_FDS[0]}), RSS growth not judged"
