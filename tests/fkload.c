@@ -3,12 +3,17 @@
  * fkload - the workload that runs against a mount while its daemon is killed.
  *
  *   fkload MODE DIR [--progress=FILE] [--seed=N] [--threads=N] [--ops=N]
- *                   [--files=a,b,c] [--expect=STRING]
+ *                   [--files=a,b,c] [--expect=STRING] [--fds=N] [--unlinked=N]
+ *                   [--dump=DIR] [--entries=N]
  *
  * Modes:
  *   fd     one fd on DIR/fd-file, kept for the whole run: random pwrite + pread
  *          back against an in-memory shadow, fstat every 16 ops, full re-read at
- *          the end.
+ *          the end.  --fds=N holds N files (fd-file, fd-file.1, ...; default 1),
+ *          an op going to each in turn; --unlinked=K removes the last K of them
+ *          right after opening (the temp-file pattern: only the fd names them).
+ *          --dump=DIR writes each named file's shadow to DIR/<its name> at the
+ *          end, so that a caller can compare checksums with the store.
  *   cwd    chdir(DIR) once, then relative paths only: file create/verify/unlink,
  *          stat("."), readdir("."), mkdir/rmdir, getcwd().
  *   churn  --threads workers (default 4), each in DIR/tK: create, overwrite,
@@ -16,16 +21,29 @@
  *          back, every result checked against the worker's model of its dir.
  *   read   read-only: every op reads each of DIR/<--files> fully, checks it is
  *          non-empty and, with --expect, that it contains STRING.
+ *   list   DIR holds exactly the --entries=N empty files e00000, e00001, ...
+ *          (made by the caller; nothing changes them): every op lists DIR in
+ *          full and checks the names, one op through a directory fd kept open
+ *          for the whole run (rewound, then read with small getdents64 calls,
+ *          so that one listing takes many READDIRs at offsets past 0), the
+ *          next through a fresh opendir(3) plus an fstatat of one entry.
  *
  * Runs until SIGTERM/SIGINT (the current operation finishes, then the final
  * checks run) or until --ops operations.  Every syscall result is checked; a
  * failure or a data mismatch is counted and printed to stderr.  The last line
- * on stdout is "fkload MODE: ops=N errors=M"; the exit status is 0 iff M == 0,
- * 2 for bad usage.
+ * on stdout is "fkload MODE: ops=N errors=M", the one before it "fkload MODE:
+ * calls=C", the number of calls on the mount whose result was checked; the
+ * exit status is 0 iff M == 0, 2 for bad usage.
  *
  * --progress=FILE rewrites FILE (through FILE.tmp and rename) with the number
  * of operations done after every operation, so that a test can wait for
  * progress.  FILE must not be on the mount under test.
+ *
+ * SIGUSR1 pauses the run: each worker finishes its operation, makes what it
+ * holds durable (fd mode fsyncs its files, so that no write waits in the
+ * server's memory to be made durable), and waits; once every worker waits,
+ * FILE.paused (FILE from --progress) is created.  SIGUSR2 removes it and
+ * resumes.  A caller uses this to measure the server at rest.
  *
  * Signals are blocked in every thread and taken by a sigwait() thread, so a
  * stop request never interrupts a syscall on the mount (an EINTR there would
@@ -84,6 +102,10 @@ static const char *opt_mode;
 static const char *opt_dir;
 static const char *opt_progress;
 static const char *opt_expect;
+static const char *opt_dump;
+static unsigned opt_fds = 1;
+static unsigned opt_unlinked;
+static unsigned opt_entries;
 static uint64_t opt_seed = 1;
 static unsigned opt_threads;
 static uint64_t opt_ops;               /* 0: until a signal */
@@ -91,12 +113,21 @@ static char *opt_files[MAX_FILES];
 static unsigned opt_nfiles;
 
 static atomic_bool stop_requested;
+static pthread_mutex_t pause_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pause_cond = PTHREAD_COND_INITIALIZER;
+static bool pause_requested;           /* under pause_lock, as the two counts */
+static unsigned workers_running;       /* started and not yet done */
+static unsigned workers_paused;
 static atomic_uint_fast64_t ops_started; /* claimed by workers (for --ops) */
 static atomic_uint_fast64_t ops_done;
 static atomic_uint_fast64_t errors;
+static atomic_uint_fast64_t calls;     /* calls on the mount whose result is checked */
 static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned reports_printed;
+
+/* Counts one checked call on the mount; evaluates to the call's result (errno untouched). */
+#define CALL(call) (atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed), (call))
 
 /* ---- error reporting ------------------------------------------------- */
 
@@ -250,14 +281,58 @@ static void write_progress(void)
 	pthread_mutex_unlock(&progress_lock);
 }
 
-/* Claims the next operation; false when the run is over. */
+/* Creates (or removes) FILE.paused; called under pause_lock. */
+static void mark_paused(bool paused)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (!opt_progress || snprintf(path, sizeof(path), "%s.paused", opt_progress) >= (int)sizeof(path))
+		return;
+	if (!paused) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			syserr("pause", "unlink", path, errno);
+		return;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		syserr("pause", "open", path, errno);
+	else
+		close(fd);
+}
+
+/*
+ * Claims the next operation; false when the run is over.  While a pause is asked for,
+ * runs QUIESCE(ARG) (if any) and waits for the resume.
+ */
+static bool op_begin_q(void (*quiesce)(void *), void *arg)
+{
+	pthread_mutex_lock(&pause_lock);
+	if (pause_requested && !atomic_load(&stop_requested)) {
+		pthread_mutex_unlock(&pause_lock);
+		if (quiesce)
+			quiesce(arg);
+		pthread_mutex_lock(&pause_lock);
+		workers_paused++;
+		if (pause_requested && workers_paused == workers_running)
+			mark_paused(true);
+		while (pause_requested && !atomic_load(&stop_requested))
+			pthread_cond_wait(&pause_cond, &pause_lock);
+		workers_paused--;
+	}
+	if (atomic_load(&stop_requested) ||
+	    (opt_ops && atomic_fetch_add(&ops_started, 1) >= opt_ops)) {
+		workers_running--;
+		pthread_mutex_unlock(&pause_lock);
+		return false;
+	}
+	pthread_mutex_unlock(&pause_lock);
+	return true;
+}
+
 static bool op_begin(void)
 {
-	if (atomic_load(&stop_requested))
-		return false;
-	if (opt_ops && atomic_fetch_add(&ops_started, 1) >= opt_ops)
-		return false;
-	return true;
+	return op_begin_q(NULL, NULL);
 }
 
 static void op_end(void)
@@ -279,7 +354,7 @@ static int write_all(int fd, const unsigned char *buf, size_t len, uint64_t *rs)
 
 		if (rs && n > 1)
 			n = 1 + rnd_below(rs, n);
-		r = write(fd, buf + done, n);
+		r = CALL(write(fd, buf + done, n));
 		if (r < 0)
 			return -errno;
 		if (r == 0)
@@ -295,7 +370,7 @@ static ssize_t read_upto(int fd, unsigned char *buf, size_t max)
 	size_t done = 0;
 
 	while (done < max) {
-		ssize_t r = read(fd, buf + done, max - done);
+		ssize_t r = CALL(read(fd, buf + done, max - done));
 
 		if (r < 0)
 			return -errno;
@@ -330,7 +405,7 @@ static int fd_pread_all(int fd, unsigned char *buf, size_t len, off_t off)
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t r = pread(fd, buf + done, len - done, off + (off_t)done);
+		ssize_t r = CALL(pread(fd, buf + done, len - done, off + (off_t)done));
 
 		if (r < 0)
 			return -errno;
@@ -354,133 +429,217 @@ static size_t fd_resync(int fd, unsigned char *shadow, size_t size)
 	return (size_t)st.st_size;
 }
 
-static void *run_fd(void *arg __attribute__((unused)))
+/* One file of fd mode: its fd, kept for the whole run, and what it must hold. */
+struct fd_file {
+	char path[PATH_MAX];
+	char name[32];
+	int fd;
+	bool unlinked;        /* removed after opening: only the fd names it */
+	unsigned char *shadow;
+	size_t size;
+};
+
+/* One op on F: a random pwrite, read back, sometimes an older region, fstat, fdatasync. */
+static void fd_op(struct fd_file *f, uint64_t n, uint64_t *rs, unsigned char *wbuf,
+		  unsigned char *rbuf)
 {
 	const char *who = "fd";
-	char path[PATH_MAX];
-	_cleanup_free_ unsigned char *shadow = calloc(1, FD_SPAN);
-	_cleanup_free_ unsigned char *wbuf = malloc(FD_MAX_WRITE);
-	_cleanup_free_ unsigned char *rbuf = malloc(FD_SPAN + 1);
+	uint64_t before = atomic_load(&errors);
+	size_t len = 1 + rnd_below(rs, FD_MAX_WRITE);
+	off_t off = (off_t)rnd_below(rs, FD_SPAN - len + 1);
+	struct stat st;
+	ssize_t w;
+	int r;
+
+	fill_random(rs, wbuf, len);
+	w = CALL(pwrite(f->fd, wbuf, len, off));
+	if (w < 0 || (size_t)w != len) {
+		if (w < 0)
+			syserr(who, "pwrite", f->path, errno);
+		else
+			mismatch(who, "pwrite %s: %zd of %zu bytes at %jd", f->path, w, len,
+				 (intmax_t)off);
+		goto out;
+	}
+	memcpy(f->shadow + off, wbuf, len);
+	if ((size_t)off + len > f->size)
+		f->size = (size_t)off + len;
+
+	r = fd_pread_all(f->fd, rbuf, len, off);
+	if (r == -ENODATA)
+		mismatch(who, "pread %s: short read at %jd+%zu", f->path, (intmax_t)off, len);
+	else if (r < 0)
+		syserr(who, "pread", f->path, -r);
+	else if (memcmp(rbuf, wbuf, len) != 0)
+		mismatch(who, "pread %s: data at %jd+%zu differs from what was written"
+			 " (first difference at +%zu)", f->path, (intmax_t)off, len,
+			 first_difference(rbuf, wbuf, len));
+
+	/* Also check an older region: a lost or misdirected write shows here. */
+	if (n % 4 == 0 && f->size > 0) {
+		size_t clen = 1 + rnd_below(rs, f->size < FD_MAX_WRITE ? f->size : FD_MAX_WRITE);
+		off_t coff = (off_t)rnd_below(rs, f->size - clen + 1);
+
+		r = fd_pread_all(f->fd, rbuf, clen, coff);
+		if (r == -ENODATA)
+			mismatch(who, "pread %s: short read at %jd+%zu", f->path, (intmax_t)coff, clen);
+		else if (r < 0)
+			syserr(who, "pread", f->path, -r);
+		else if (memcmp(rbuf, f->shadow + coff, clen) != 0)
+			mismatch(who, "pread %s: data at %jd+%zu differs from the shadow"
+				 " (first difference at +%zu)", f->path, (intmax_t)coff, clen,
+				 first_difference(rbuf, f->shadow + coff, clen));
+	}
+	if (n % 16 == 0) {
+		if (CALL(fstat(f->fd, &st)) < 0)
+			syserr(who, "fstat", f->path, errno);
+		else if ((size_t)st.st_size != f->size)
+			mismatch(who, "fstat %s: st_size %jd, expected %zu", f->path,
+				 (intmax_t)st.st_size, f->size);
+		else if (f->unlinked && st.st_nlink != 0)
+			mismatch(who, "fstat %s (removed): st_nlink %ju, expected 0", f->path,
+				 (uintmax_t)st.st_nlink);
+	}
+	if (n % 64 == 0 && CALL(fdatasync(f->fd)) < 0)
+		syserr(who, "fdatasync", f->path, errno);
+out:
+	/* After a failure, take the file as it now is, so one fault is one error. */
+	if (atomic_load(&errors) != before)
+		f->size = fd_resync(f->fd, f->shadow, f->size);
+}
+
+/* Writes what F must hold to opt_dump/<its name> (not on the mount). */
+static void fd_dump(struct fd_file *f)
+{
+	char path[PATH_MAX + 40];
 	_cleanup_close_ int fd = -1;
-	uint64_t rs = opt_seed;
-	size_t size = 0;
-	uint64_t n = 0;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s", opt_dump, f->name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		syserr("fd", "dump: open", path, errno);
+		return;
+	}
+	if ((r = write_all(fd, f->shadow, f->size, NULL)) < 0)
+		syserr("fd", "dump: write", path, -r);
+	if (close(TAKE_FD(fd)) < 0)
+		syserr("fd", "dump: close", path, errno);
+}
+
+/*
+ * The final check of F: flush, drop the cached pages so the read goes to the daemon,
+ * then compare the whole file with the shadow.
+ */
+static void fd_final(struct fd_file *f, unsigned char *rbuf)
+{
+	const char *who = "fd";
+	size_t got = 0;
 	struct stat st;
 	int r;
 
-	if (!shadow || !wbuf || !rbuf) {
+	if (CALL(fsync(f->fd)) < 0)
+		syserr(who, "fsync", f->path, errno);
+	r = CALL(posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED));
+	if (r != 0)
+		syserr(who, "posix_fadvise", f->path, r);
+	if (CALL(fstat(f->fd, &st)) < 0)
+		syserr(who, "fstat", f->path, errno);
+	else if ((size_t)st.st_size != f->size)
+		mismatch(who, "final fstat %s: st_size %jd, expected %zu", f->path,
+			 (intmax_t)st.st_size, f->size);
+
+	for (;;) {
+		ssize_t rd = CALL(pread(f->fd, rbuf + got, FD_SPAN + 1 - got, (off_t)got));
+
+		if (rd < 0) {
+			syserr(who, "final pread", f->path, errno);
+			return;
+		}
+		got += (size_t)rd;
+		if (rd == 0 || got == FD_SPAN + 1)
+			break;
+	}
+	if (got != f->size)
+		mismatch(who, "final read %s: %zu bytes, expected %zu", f->path, got, f->size);
+	else if (checksum(rbuf, got) != checksum(f->shadow, f->size))
+		mismatch(who, "final read %s: checksum %016" PRIx64 ", expected %016" PRIx64
+			 " (first difference at byte %zu)", f->path, checksum(rbuf, got),
+			 checksum(f->shadow, f->size), first_difference(rbuf, f->shadow, f->size));
+}
+
+struct fd_set_of_files {
+	struct fd_file *files;
+	unsigned count;
+};
+
+/* Before a pause: every held file made durable, so the server keeps no write of ours. */
+static void fd_quiesce(void *arg)
+{
+	struct fd_set_of_files *set = arg;
+
+	for (unsigned i = 0; i < set->count; i++)
+		if (CALL(fsync(set->files[i].fd)) < 0)
+			syserr("fd", "fsync", set->files[i].path, errno);
+}
+
+static void *run_fd(void *arg __attribute__((unused)))
+{
+	const char *who = "fd";
+	_cleanup_free_ struct fd_file *files = calloc(opt_fds, sizeof(*files));
+	_cleanup_free_ unsigned char *wbuf = malloc(FD_MAX_WRITE);
+	_cleanup_free_ unsigned char *rbuf = malloc(FD_SPAN + 1);
+	uint64_t rs = opt_seed;
+	uint64_t n = 0;
+	unsigned i, opened = 0;
+
+	if (!files || !wbuf || !rbuf) {
 		mismatch(who, "out of memory");
 		return NULL;
 	}
-	snprintf(path, sizeof(path), "%s/%s", opt_dir, FD_FILE_NAME);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		syserr(who, "open", path, errno);
-		return NULL;
+	for (opened = 0; opened < opt_fds; opened++) {
+		struct fd_file *f = &files[opened];
+
+		if (opened == 0)
+			snprintf(f->name, sizeof(f->name), "%s", FD_FILE_NAME);
+		else
+			snprintf(f->name, sizeof(f->name), "%s.%u", FD_FILE_NAME, opened);
+		snprintf(f->path, sizeof(f->path), "%s/%s", opt_dir, f->name);
+		f->shadow = calloc(1, FD_SPAN);
+		if (!f->shadow) {
+			mismatch(who, "out of memory");
+			goto out;
+		}
+		f->fd = CALL(open(f->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+		if (f->fd < 0) {
+			syserr(who, "open", f->path, errno);
+			free(f->shadow);
+			goto out;
+		}
+		if (opened >= opt_fds - opt_unlinked) {
+			if (CALL(unlink(f->path)) < 0)
+				syserr(who, "unlink", f->path, errno);
+			f->unlinked = true;
+		}
 	}
 
-	while (op_begin()) {
-		uint64_t before = atomic_load(&errors);
-		size_t len = 1 + rnd_below(&rs, FD_MAX_WRITE);
-		off_t off = (off_t)rnd_below(&rs, FD_SPAN - len + 1);
-		ssize_t w;
-
-		fill_random(&rs, wbuf, len);
-		w = pwrite(fd, wbuf, len, off);
-		if (w < 0 || (size_t)w != len) {
-			if (w < 0)
-				syserr(who, "pwrite", path, errno);
-			else
-				mismatch(who, "pwrite %s: %zd of %zu bytes at %jd", path, w, len,
-					 (intmax_t)off);
-			goto next;
-		}
-		memcpy(shadow + off, wbuf, len);
-		if ((size_t)off + len > size)
-			size = (size_t)off + len;
-
-		r = fd_pread_all(fd, rbuf, len, off);
-		if (r == -ENODATA)
-			mismatch(who, "pread %s: short read at %jd+%zu", path, (intmax_t)off, len);
-		else if (r < 0)
-			syserr(who, "pread", path, -r);
-		else if (memcmp(rbuf, wbuf, len) != 0)
-			mismatch(who, "pread %s: data at %jd+%zu differs from what was written"
-				 " (first difference at +%zu)", path, (intmax_t)off, len,
-				 first_difference(rbuf, wbuf, len));
-
-		/* Also check an older region: a lost or misdirected write shows here. */
-		if (n % 4 == 0 && size > 0) {
-			size_t clen = 1 + rnd_below(&rs, size < FD_MAX_WRITE ? size : FD_MAX_WRITE);
-			off_t coff = (off_t)rnd_below(&rs, size - clen + 1);
-
-			r = fd_pread_all(fd, rbuf, clen, coff);
-			if (r == -ENODATA)
-				mismatch(who, "pread %s: short read at %jd+%zu", path, (intmax_t)coff, clen);
-			else if (r < 0)
-				syserr(who, "pread", path, -r);
-			else if (memcmp(rbuf, shadow + coff, clen) != 0)
-				mismatch(who, "pread %s: data at %jd+%zu differs from the shadow"
-					 " (first difference at +%zu)", path, (intmax_t)coff, clen,
-					 first_difference(rbuf, shadow + coff, clen));
-		}
-		if (++n % 16 == 0) {
-			if (fstat(fd, &st) < 0)
-				syserr(who, "fstat", path, errno);
-			else if ((size_t)st.st_size != size)
-				mismatch(who, "fstat %s: st_size %jd, expected %zu", path,
-					 (intmax_t)st.st_size, size);
-		}
-		if (n % 64 == 0 && fdatasync(fd) < 0)
-			syserr(who, "fdatasync", path, errno);
-next:
-		/* After a failure, take the file as it now is, so one fault is one error. */
-		if (atomic_load(&errors) != before)
-			size = fd_resync(fd, shadow, size);
+	while (op_begin_q(fd_quiesce, &(struct fd_set_of_files){ files, opened })) {
+		fd_op(&files[n % opt_fds], n / opt_fds, &rs, wbuf, rbuf);
+		n++;
 		op_end();
 	}
 
-	/*
-	 * Final check: flush, drop the cached pages so the read goes to the
-	 * daemon, then compare the whole file with the shadow.
-	 */
-	if (fsync(fd) < 0)
-		syserr(who, "fsync", path, errno);
-	r = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-	if (r != 0)
-		syserr(who, "posix_fadvise", path, r);
-	if (fstat(fd, &st) < 0)
-		syserr(who, "fstat", path, errno);
-	else if ((size_t)st.st_size != size)
-		mismatch(who, "final fstat %s: st_size %jd, expected %zu", path,
-			 (intmax_t)st.st_size, size);
-
-	{
-		size_t got = 0;
-
-		for (;;) {
-			ssize_t rd = pread(fd, rbuf + got, FD_SPAN + 1 - got, (off_t)got);
-
-			if (rd < 0) {
-				syserr(who, "final pread", path, errno);
-				return NULL;
-			}
-			if (rd == 0 || got + (size_t)rd == FD_SPAN + 1) {
-				got += (size_t)rd;
-				break;
-			}
-			got += (size_t)rd;
-		}
-		if (got != size)
-			mismatch(who, "final read %s: %zu bytes, expected %zu", path, got, size);
-		else if (checksum(rbuf, got) != checksum(shadow, size))
-			mismatch(who, "final read %s: checksum %016" PRIx64 ", expected %016" PRIx64
-				 " (first difference at byte %zu)", path, checksum(rbuf, got),
-				 checksum(shadow, size), first_difference(rbuf, shadow, size));
+	for (i = 0; i < opened; i++) {
+		fd_final(&files[i], rbuf);
+		if (opt_dump && !files[i].unlinked)
+			fd_dump(&files[i]);
 	}
-	if (close(fd) < 0)
-		syserr(who, "close", path, errno);
-	fd = -1;
+out:
+	for (i = 0; i < opened; i++) {
+		if (CALL(close(files[i].fd)) < 0)
+			syserr(who, "close", files[i].path, errno);
+		free(files[i].shadow);
+	}
 	return NULL;
 }
 
@@ -504,7 +663,7 @@ static int name_cmp(const void *a, const void *b)
  */
 static int list_dir(const char *dirp, const char *prefix, char ***out)
 {
-	DIR *d = opendir(dirp);
+	DIR *d = CALL(opendir(dirp));
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
@@ -515,7 +674,7 @@ static int list_dir(const char *dirp, const char *prefix, char ***out)
 		return -errno;
 	for (;;) {
 		errno = 0;
-		de = readdir(d);
+		de = CALL(readdir(d));
 		if (!de) {
 			err = errno;
 			break;
@@ -539,7 +698,7 @@ static int list_dir(const char *dirp, const char *prefix, char ***out)
 		}
 		n++;
 	}
-	if (closedir(d) < 0 && !err)
+	if (CALL(closedir(d)) < 0 && !err)
 		err = errno;
 	if (names) {
 		names[n] = NULL;
@@ -592,7 +751,7 @@ static void cwd_reset(const char *who, struct cwd_model *m)
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		if (unlink(names[i]) < 0 && errno != ENOENT &&
+		if (CALL(unlink(names[i])) < 0 && errno != ENOENT &&
 		    !(errno == EISDIR && rmdir(names[i]) == 0))
 			syserr(who, "cleanup", names[i], errno);
 	}
@@ -614,11 +773,11 @@ static void *run_cwd(void *arg __attribute__((unused)))
 		mismatch(who, "out of memory");
 		return NULL;
 	}
-	if (chdir(opt_dir) < 0) {
+	if (CALL(chdir(opt_dir)) < 0) {
 		syserr(who, "chdir", opt_dir, errno);
 		return NULL;
 	}
-	if (!getcwd(cwd0, sizeof(cwd0))) {
+	if (!CALL(getcwd(cwd0, sizeof(cwd0)))) {
 		syserr(who, "getcwd", opt_dir, errno);
 		return NULL;
 	}
@@ -637,17 +796,17 @@ static void *run_cwd(void *arg __attribute__((unused)))
 
 			snprintf(name, sizeof(name), CWD_PREFIX "c%" PRIu64, cycle++);
 			content_fill(key, scratch, want);
-			fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+			fd = CALL(open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
 			if (fd < 0) {
 				syserr(who, "create", name, errno);
 				goto next;
 			}
 			if ((r = write_all(fd, scratch, want, &rs)) < 0)
 				syserr(who, "write", name, -r);
-			r = close(TAKE_FD(fd));
+			r = CALL(close(TAKE_FD(fd)));
 			if (r < 0)
 				syserr(who, "close", name, errno);
-			fd = open(name, O_RDONLY | O_CLOEXEC);
+			fd = CALL(open(name, O_RDONLY | O_CLOEXEC));
 			if (fd < 0) {
 				syserr(who, "open", name, errno);
 			} else {
@@ -657,7 +816,7 @@ static void *run_cwd(void *arg __attribute__((unused)))
 				else
 					verify_content(who, name, key, buf, (size_t)len, scratch);
 			}
-			if (unlink(name) < 0)
+			if (CALL(unlink(name)) < 0)
 				syserr(who, "unlink", name, errno);
 		} else if (op < 55) {
 			/* A persistent slot: create, verify then rewrite, or unlink. */
@@ -665,7 +824,7 @@ static void *run_cwd(void *arg __attribute__((unused)))
 
 			snprintf(name, sizeof(name), CWD_PREFIX "p%u", s);
 			if (m.present[s]) {
-				_cleanup_close_ int fd = open(name, O_RDONLY | O_CLOEXEC);
+				_cleanup_close_ int fd = CALL(open(name, O_RDONLY | O_CLOEXEC));
 
 				if (fd < 0) {
 					syserr(who, "open", name, errno);
@@ -677,7 +836,7 @@ static void *run_cwd(void *arg __attribute__((unused)))
 				else
 					verify_content(who, name, m.key[s], buf, (size_t)len, scratch);
 				if (rnd_below(&rs, 2)) {
-					if (unlink(name) < 0)
+					if (CALL(unlink(name)) < 0)
 						syserr(who, "unlink", name, errno);
 					m.present[s] = false;
 					goto next;
@@ -686,7 +845,7 @@ static void *run_cwd(void *arg __attribute__((unused)))
 			{
 				uint64_t key = content_key(s, ++version);
 				size_t want = content_len(key, CHURN_MAX_SIZE);
-				_cleanup_close_ int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+				_cleanup_close_ int fd = CALL(open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
 				int r;
 
 				m.present[s] = true;
@@ -698,19 +857,19 @@ static void *run_cwd(void *arg __attribute__((unused)))
 				content_fill(key, scratch, want);
 				if ((r = write_all(fd, scratch, want, &rs)) < 0)
 					syserr(who, "write", name, -r);
-				if (close(TAKE_FD(fd)) < 0)
+				if (CALL(close(TAKE_FD(fd))) < 0)
 					syserr(who, "close", name, errno);
 			}
 		} else if (op < 70) {
 			/* stat(".") and a slot. */
 			unsigned s = (unsigned)rnd_below(&rs, CWD_SLOTS);
 
-			if (stat(".", &st) < 0)
+			if (CALL(stat(".", &st)) < 0)
 				syserr(who, "stat", ".", errno);
 			else if (!S_ISDIR(st.st_mode))
 				mismatch(who, "stat .: mode %o is not a directory", st.st_mode);
 			snprintf(name, sizeof(name), CWD_PREFIX "p%u", s);
-			if (stat(name, &st) < 0) {
+			if (CALL(stat(name, &st)) < 0) {
 				if (errno != ENOENT || m.present[s])
 					syserr(who, "stat", name, errno);
 			} else if (!m.present[s]) {
@@ -752,25 +911,25 @@ static void *run_cwd(void *arg __attribute__((unused)))
 			const char *d = CWD_PREFIX "d";
 
 			if (!m.subdir) {
-				if (mkdir(d, 0755) < 0)
+				if (CALL(mkdir(d, 0755)) < 0)
 					syserr(who, "mkdir", d, errno);
 				m.subdir = true;
-				if (stat(d, &st) < 0)
+				if (CALL(stat(d, &st)) < 0)
 					syserr(who, "stat", d, errno);
 				else if (!S_ISDIR(st.st_mode))
 					mismatch(who, "stat %s: not a directory", d);
 			} else {
-				if (rmdir(d) < 0)
+				if (CALL(rmdir(d)) < 0)
 					syserr(who, "rmdir", d, errno);
 				m.subdir = false;
-				if (stat(d, &st) == 0)
+				if (CALL(stat(d, &st)) == 0)
 					mismatch(who, "stat %s: exists after rmdir", d);
 				else if (errno != ENOENT)
 					syserr(who, "stat", d, errno);
 			}
 		}
 next:
-		if (!getcwd(cwd, sizeof(cwd)))
+		if (!CALL(getcwd(cwd, sizeof(cwd))))
 			syserr(who, "getcwd", cwd0, errno);
 		else if (strcmp(cwd, cwd0) != 0)
 			mismatch(who, "getcwd: %s, expected %s", cwd, cwd0);
@@ -815,7 +974,7 @@ static void churn_reset(struct churn_worker *w)
 	}
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", w->dir, names[i]);
-		if (unlink(path) < 0 && errno != ENOENT)
+		if (CALL(unlink(path)) < 0 && errno != ENOENT)
 			syserr(w->who, "cleanup", path, errno);
 	}
 	free_list(names);
@@ -833,7 +992,7 @@ static void churn_write(struct churn_worker *w, unsigned s)
 	/* Even if something below fails, the name now exists (or the model resets). */
 	w->present[s] = true;
 	w->key[s] = key;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = CALL(open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
 	if (fd < 0) {
 		syserr(w->who, "open", path, errno);
 		return;
@@ -841,9 +1000,9 @@ static void churn_write(struct churn_worker *w, unsigned s)
 	content_fill(key, w->scratch, len);
 	if ((r = write_all(fd, w->scratch, len, &w->rs)) < 0)
 		syserr(w->who, "write", path, -r);
-	if (rnd_below(&w->rs, 8) == 0 && fsync(fd) < 0)
+	if (rnd_below(&w->rs, 8) == 0 && CALL(fsync(fd)) < 0)
 		syserr(w->who, "fsync", path, errno);
-	if (close(TAKE_FD(fd)) < 0)
+	if (CALL(close(TAKE_FD(fd))) < 0)
 		syserr(w->who, "close", path, errno);
 }
 
@@ -854,7 +1013,7 @@ static void churn_verify(struct churn_worker *w, unsigned s)
 	ssize_t len;
 
 	churn_path(w, s, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = CALL(open(path, O_RDONLY | O_CLOEXEC));
 	if (fd < 0) {
 		if (errno != ENOENT || w->present[s])
 			syserr(w->who, "open", path, errno);
@@ -877,7 +1036,7 @@ static void churn_stat(struct churn_worker *w, unsigned s)
 	struct stat st;
 
 	churn_path(w, s, path, sizeof(path));
-	if (stat(path, &st) < 0) {
+	if (CALL(stat(path, &st)) < 0) {
 		if (errno != ENOENT || w->present[s])
 			syserr(w->who, "stat", path, errno);
 	} else if (!w->present[s]) {
@@ -919,7 +1078,7 @@ static void *run_churn(void *arg)
 	struct churn_worker *w = arg;
 	char a[PATH_MAX + 8], b[PATH_MAX + 8];
 
-	if (mkdir(w->dir, 0755) < 0 && errno != EEXIST) {
+	if (CALL(mkdir(w->dir, 0755)) < 0 && errno != EEXIST) {
 		syserr(w->who, "mkdir", w->dir, errno);
 		return NULL;
 	}
@@ -941,7 +1100,7 @@ static void *run_churn(void *arg)
 			}
 			churn_path(w, s, a, sizeof(a));
 			churn_path(w, t, b, sizeof(b));
-			if (rename(a, b) < 0)
+			if (CALL(rename(a, b)) < 0)
 				syserr(w->who, "rename", a, errno);
 			w->present[t] = true;
 			w->key[t] = w->key[s];
@@ -952,7 +1111,7 @@ static void *run_churn(void *arg)
 				goto next;
 			}
 			churn_path(w, s, a, sizeof(a));
-			if (unlink(a) < 0)
+			if (CALL(unlink(a)) < 0)
 				syserr(w->who, "unlink", a, errno);
 			w->present[s] = false;
 		} else if (op < 60) {
@@ -993,7 +1152,7 @@ static void *run_read(void *arg)
 			size_t len = 0;
 
 			snprintf(path, sizeof(path), "%s/%s", opt_dir, opt_files[i]);
-			fd = open(path, O_RDONLY | O_CLOEXEC);
+			fd = CALL(open(path, O_RDONLY | O_CLOEXEC));
 			if (fd < 0) {
 				syserr(who, "open", path, errno);
 				continue;
@@ -1011,7 +1170,7 @@ static void *run_read(void *arg)
 					buf = nb;
 					cap *= 2;
 				}
-				r = read(fd, buf + len, cap - len);
+				r = CALL(read(fd, buf + len, cap - len));
 				if (r < 0) {
 					syserr(who, "read", path, errno);
 					break;
@@ -1026,11 +1185,152 @@ static void *run_read(void *arg)
 				}
 				len += (size_t)r;
 			}
-			if (close(TAKE_FD(fd)) < 0)
+			if (CALL(close(TAKE_FD(fd))) < 0)
 				syserr(who, "close", path, errno);
 		}
 		op_end();
 	}
+	return NULL;
+}
+
+/* ---- list mode -------------------------------------------------------- */
+
+#define LIST_STEP_BUF 1024  /* getdents64 buffer: about 30 names, far less than a READDIR */
+
+/* The index of NAME among e00000 ... e<--entries - 1>, or -1 if it is none of them. */
+static long list_index(const char *name)
+{
+	char *end;
+	unsigned long v;
+
+	if (name[0] != 'e' || strlen(name) != 6 || name[1] < '0' || name[1] > '9')
+		return -1;
+	v = strtoul(name + 1, &end, 10);
+	return *end || v >= opt_entries ? -1 : (long)v;
+}
+
+/* Checks one listing's count of each expected name, then clears the counts. */
+static void list_check(const char *how, unsigned *seen)
+{
+	unsigned missing = 0, first = 0;
+
+	for (unsigned i = 0; i < opt_entries; i++) {
+		if (seen[i] == 0 && missing++ == 0)
+			first = i;
+		else if (seen[i] > 1)
+			mismatch("list", "%s %s: e%05u listed %u times", how, opt_dir, i, seen[i]);
+	}
+	if (missing)
+		mismatch("list", "%s %s: %u of %u entries missing, the first e%05u", how, opt_dir,
+			 missing, opt_entries, first);
+	memset(seen, 0, opt_entries * sizeof(*seen));
+}
+
+/*
+ * One step of the listing through the held fd: one getdents64 call.  Returns true when
+ * the listing is complete (checked, and the fd rewound for the next one).
+ */
+static bool list_step(int dfd, unsigned *seen, bool *started)
+{
+	const char *how = "held-fd readdir";
+	char buf[LIST_STEP_BUF] __attribute__((aligned(8)));
+	ssize_t n;
+
+	if (!*started) {
+		if (CALL(lseek(dfd, 0, SEEK_SET)) < 0) {
+			syserr("list", "lseek", opt_dir, errno);
+			return true;
+		}
+		*started = true;
+	}
+	n = CALL(getdents64(dfd, buf, sizeof(buf)));
+	if (n < 0) {
+		syserr("list", "getdents64", opt_dir, errno);
+		memset(seen, 0, opt_entries * sizeof(*seen));
+		*started = false;
+		return true;
+	}
+	if (n == 0) {
+		list_check(how, seen);
+		*started = false;
+		return true;
+	}
+	for (ssize_t off = 0; off < n;) {
+		struct dirent64 *de = (struct dirent64 *)(buf + off);
+		long i;
+
+		off += de->d_reclen;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		i = list_index(de->d_name);
+		if (i < 0)
+			mismatch("list", "%s %s: unexpected entry %s", how, opt_dir, de->d_name);
+		else if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+			mismatch("list", "%s %s: %s has type %u, not a regular file", how, opt_dir,
+				 de->d_name, de->d_type);
+		else
+			seen[i]++;
+	}
+	return false;
+}
+
+/* A whole listing through a fresh opendir, and a stat of one entry. */
+static void list_fresh(unsigned *seen, uint64_t *rs)
+{
+	char path[PATH_MAX + 16];
+	char **names;
+	struct stat st;
+	unsigned pick = (unsigned)rnd_below(rs, opt_entries);
+	int n = list_dir(opt_dir, NULL, &names);
+
+	if (n < 0) {
+		syserr("list", "readdir", opt_dir, -n);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		long k = list_index(names[i]);
+
+		if (k < 0)
+			mismatch("list", "readdir %s: unexpected entry %s", opt_dir, names[i]);
+		else
+			seen[k]++;
+	}
+	free_list(names);
+	list_check("readdir", seen);
+
+	snprintf(path, sizeof(path), "%s/e%05u", opt_dir, pick);
+	if (CALL(stat(path, &st)) < 0)
+		syserr("list", "stat", path, errno);
+	else if (!S_ISREG(st.st_mode) || st.st_size != 0)
+		mismatch("list", "stat %s: mode %o size %jd, expected an empty file", path,
+			 st.st_mode, (intmax_t)st.st_size);
+}
+
+static void *run_list(void *arg __attribute__((unused)))
+{
+	_cleanup_free_ unsigned *seen = calloc(opt_entries, sizeof(*seen));
+	_cleanup_free_ unsigned *fresh = calloc(opt_entries, sizeof(*fresh));
+	_cleanup_close_ int dfd = -1;
+	uint64_t rs = opt_seed;
+	bool started = false;
+
+	if (!seen || !fresh) {
+		mismatch("list", "out of memory");
+		return NULL;
+	}
+	dfd = CALL(open(opt_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (dfd < 0) {
+		syserr("list", "open", opt_dir, errno);
+		return NULL;
+	}
+	while (op_begin()) {
+		/* A listing through the held fd takes many ops, so kills land in its middle. */
+		if (list_step(dfd, seen, &started))
+			list_fresh(fresh, &rs);
+		op_end();
+	}
+	if (CALL(close(TAKE_FD(dfd))) < 0)
+		syserr("list", "close", opt_dir, errno);
 	return NULL;
 }
 
@@ -1041,8 +1341,22 @@ static void *signal_thread(void *arg)
 	sigset_t *set = arg;
 	int sig;
 
-	if (sigwait(set, &sig) == 0)
-		atomic_store(&stop_requested, true);
+	while (sigwait(set, &sig) == 0) {
+		pthread_mutex_lock(&pause_lock);
+		if (sig == SIGUSR1) {
+			pause_requested = true;
+		} else {
+			if (pause_requested)
+				mark_paused(false);
+			pause_requested = false;
+			if (sig != SIGUSR2)
+				atomic_store(&stop_requested, true);
+			pthread_cond_broadcast(&pause_cond);
+		}
+		pthread_mutex_unlock(&pause_lock);
+		if (sig != SIGUSR1 && sig != SIGUSR2)
+			break;
+	}
 	return NULL;
 }
 
@@ -1051,8 +1365,9 @@ static __attribute__((noreturn)) void usage(const char *msg)
 	if (msg)
 		fprintf(stderr, "fkload: %s\n", msg);
 	fprintf(stderr,
-		"usage: fkload fd|cwd|churn|read DIR [--progress=FILE] [--seed=N] [--threads=N]\n"
-		"              [--ops=N] [--files=a,b,c] [--expect=STRING]\n");
+		"usage: fkload fd|cwd|churn|read|list DIR [--progress=FILE] [--seed=N] [--threads=N]\n"
+		"              [--ops=N] [--files=a,b,c] [--expect=STRING] [--fds=N] [--unlinked=N]\n"
+		"              [--dump=DIR] [--entries=N]\n");
 	exit(2);
 }
 
@@ -1091,6 +1406,26 @@ static void parse_args(int argc, char **argv)
 			opt_ops = parse_u64(a + 6, "op count");
 		} else if (!strncmp(a, "--expect=", 9)) {
 			opt_expect = a + 9;
+		} else if (!strncmp(a, "--dump=", 7)) {
+			opt_dump = a + 7;
+		} else if (!strncmp(a, "--fds=", 6)) {
+			uint64_t v = parse_u64(a + 6, "fd count");
+
+			if (v < 1 || v > MAX_FILES)
+				usage("--fds must be between 1 and 32");
+			opt_fds = (unsigned)v;
+		} else if (!strncmp(a, "--unlinked=", 11)) {
+			uint64_t v = parse_u64(a + 11, "unlinked count");
+
+			if (v > MAX_FILES)
+				usage("--unlinked must be at most 32");
+			opt_unlinked = (unsigned)v;
+		} else if (!strncmp(a, "--entries=", 10)) {
+			uint64_t v = parse_u64(a + 10, "entry count");
+
+			if (v < 1 || v > 100000)
+				usage("--entries must be between 1 and 100000");
+			opt_entries = (unsigned)v;
 		} else if (!strncmp(a, "--files=", 8)) {
 			char *list = strdup(a + 8), *save = NULL;
 
@@ -1117,12 +1452,17 @@ static void parse_args(int argc, char **argv)
 	if (pos != 2)
 		usage("MODE and DIR are required");
 	if (strcmp(opt_mode, "fd") && strcmp(opt_mode, "cwd") && strcmp(opt_mode, "churn") &&
-	    strcmp(opt_mode, "read"))
-		usage("MODE must be fd, cwd, churn or read");
+	    strcmp(opt_mode, "read") && strcmp(opt_mode, "list"))
+		usage("MODE must be fd, cwd, churn, read or list");
 	if (!strcmp(opt_mode, "read") && opt_nfiles == 0)
 		usage("read mode needs --files");
-	if ((!strcmp(opt_mode, "fd") || !strcmp(opt_mode, "cwd")) && opt_threads > 1)
-		usage("fd and cwd modes are single-threaded");
+	if (!strcmp(opt_mode, "list") && opt_entries == 0)
+		usage("list mode needs --entries");
+	if ((!strcmp(opt_mode, "fd") || !strcmp(opt_mode, "cwd") || !strcmp(opt_mode, "list")) &&
+	    opt_threads > 1)
+		usage("fd, cwd and list modes are single-threaded");
+	if (opt_unlinked >= opt_fds && opt_unlinked)
+		usage("--unlinked must be less than --fds");
 	if (!opt_threads)
 		opt_threads = !strcmp(opt_mode, "churn") ? 4 : 1;
 }
@@ -1148,6 +1488,8 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	r = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (r == 0)
 		r = pthread_create(&sigthr, NULL, signal_thread, &set);
@@ -1156,10 +1498,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* Counted before any starts, so that a pause waits for every one of them. */
+	workers_running = !strcmp(opt_mode, "churn") || !strcmp(opt_mode, "read") ? opt_threads : 1;
 	if (!strcmp(opt_mode, "fd")) {
 		r = pthread_create(&threads[n++], NULL, run_fd, NULL);
 	} else if (!strcmp(opt_mode, "cwd")) {
 		r = pthread_create(&threads[n++], NULL, run_cwd, NULL);
+	} else if (!strcmp(opt_mode, "list")) {
+		r = pthread_create(&threads[n++], NULL, run_list, NULL);
 	} else if (!strcmp(opt_mode, "read")) {
 		for (; n < opt_threads; n++) {
 			snprintf(read_who[n], sizeof(read_who[n]), "read%u", n);
@@ -1202,6 +1548,7 @@ int main(int argc, char **argv)
 		free(workers[i].scratch);
 	}
 
+	printf("fkload %s: calls=%" PRIuFAST64 "\n", opt_mode, atomic_load(&calls));
 	printf("fkload %s: ops=%" PRIuFAST64 " errors=%" PRIuFAST64 "\n", opt_mode,
 	       atomic_load(&ops_done), atomic_load(&errors));
 	return atomic_load(&errors) == 0 ? 0 : 1;
