@@ -4,7 +4,8 @@
  * between the keeper and a real daemon, and now and then breaks the protocol on purpose.
  *
  *   fkchaos [--rate=PERCENT] [--seed=N] [--counter=FILE] [--calm-if=FILE]
- *           [--kinds=KIND,...] [--log=FILE] -- COMMAND [ARG...]
+ *           [--kinds=KIND,...] [--calls-only] [--opcodes=N,...] [--log=FILE]
+ *           -- COMMAND [ARG...]
  *
  * The keeper replaces {} in COMMAND by /dev/fd/N, its channel. fkchaos takes that fd, makes a
  * SOCK_SEQPACKET socketpair, runs COMMAND with its own end in place of /dev/fd/N, and relays
@@ -31,7 +32,9 @@
  *   silent     from then on no message of the daemon reaches the keeper (it keeps reading:
  *              a hung daemon); not in the default set, since only --hang-timeout ends it
  *
- * --kinds picks from these (default: all but silent). A kind that does not fit the message
+ * --kinds picks from these (default: all but silent). --calls-only breaks only answers to the
+ * keeper's own requests (unique with bit 62: recovery's INIT, LOOKUPs, OPENs, ...), and
+ * --opcodes only answers to requests of those opcodes. A kind that does not fit the message
  * (dirent for a GETATTR answer) is replaced by another that does. The keeper's own first INIT is
  * never broken: a mount whose first daemon fails is given up on by design.
  *
@@ -140,7 +143,10 @@ static struct {
 	const char *calm_if;
 	const char *log;
 	bool kinds[K__COUNT];
-} opt = { .rate = 2.0 };
+	bool calls_only;
+	bool opcodes[64]; /* all false: any opcode */
+	bool any_opcode;
+} opt = { .rate = 2.0, .any_opcode = true };
 
 static int kfd = -1, dfd = -1;	/* the keeper's channel; our end towards the daemon */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -165,7 +171,8 @@ static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
 static void __attribute__((noreturn)) usage(const char *why)
 {
 	fprintf(stderr, "fkchaos: %s\nusage: fkchaos [--rate=PERCENT] [--seed=N] [--counter=FILE] "
-		"[--calm-if=FILE] [--kinds=KIND,...] [--log=FILE] -- COMMAND [ARG...]\n", why);
+		"[--calm-if=FILE] [--kinds=KIND,...] [--calls-only] [--opcodes=N,...] "
+		"[--log=FILE] -- COMMAND [ARG...]\n", why);
 	exit(2);
 }
 
@@ -416,7 +423,13 @@ static bool choose(const char *m, size_t len, const struct slot *s, enum kind *k
 	enum kind fit[K__COUNT];
 	int n = 0;
 
-	if (broken || opt.rate <= 0 || next_random() % 1000000 >= (uint64_t)(opt.rate * 10000))
+	if (broken || opt.rate <= 0)
+		return false;
+	if (opt.calls_only && !(((const struct fuse_out_header *)m)->unique & CALL_BIT))
+		return false;
+	if (!opt.any_opcode && (!s || s->opcode >= 64 || !opt.opcodes[s->opcode]))
+		return false;
+	if (next_random() % 1000000 >= (uint64_t)(opt.rate * 10000))
 		return false;
 	if (opt.calm_if && access(opt.calm_if, F_OK) == 0)
 		return false;
@@ -597,6 +610,17 @@ int main(int argc, char **argv)
 			opt.calm_if = a + 10;
 		} else if (!strncmp(a, "--log=", 6)) {
 			opt.log = a + 6;
+		} else if (!strcmp(a, "--calls-only")) {
+			opt.calls_only = true;
+		} else if (!strncmp(a, "--opcodes=", 10)) {
+			opt.any_opcode = false;
+			for (char *o = strtok(a + 10, ","); o; o = strtok(NULL, ",")) {
+				unsigned long n = strtoul(o, &end, 10);
+
+				if (*end || n >= 64)
+					usage("--opcodes takes opcode numbers below 64");
+				opt.opcodes[n] = true;
+			}
 		} else if (!strncmp(a, "--kinds=", 8)) {
 			parse_kinds(a + 8);
 		} else {
