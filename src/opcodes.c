@@ -177,12 +177,22 @@ const struct notify_info *notify_get(int code)
 	return code > 0 && code < NOTIFY_MAX && notify_table[code].name ? &notify_table[code] : NULL;
 }
 
-int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len)
+uint32_t op_out_limit(const struct op_info *op, const void *in, size_t in_len)
 {
 	uint32_t limit = 0;
 
 	if (op->size_off >= 0 && (size_t)op->size_off + 4 <= in_len)
 		memcpy(&limit, (const char *)in + op->size_off, 4);
+	return limit;
+}
+
+int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len)
+{
+	return op_check_out(op, op_out_limit(op, in, in_len), out_len);
+}
+
+int op_check_out(const struct op_info *op, uint32_t limit, size_t out_len)
+{
 	switch ((enum op_out)op->out) {
 	case OUT_NONE:
 		return out_len == 0 ? 0 : -EPROTO;

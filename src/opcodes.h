@@ -179,3 +179,9 @@ const struct notify_info *notify_get(int code);
  * request body after the in-header, @in_len bytes). Returns 0 or -EPROTO.
  */
 int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len);
+
+/* The request's size field that bounds an OUT_UPTO or OUT_XATTR reply (0 if it has none). */
+uint32_t op_out_limit(const struct op_info *op, const void *in, size_t in_len);
+
+/* op_check_out_size() for a request of which only op_out_limit() was kept. */
+int op_check_out(const struct op_info *op, uint32_t limit, size_t out_len);

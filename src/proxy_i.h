@@ -36,6 +36,8 @@ enum px_state {
 /* A request of the keeper's own to the daemon (INIT, recovery lookups and opens, replays). */
 struct call {
 	uint64_t unique;
+	uint32_t opcode;   /* of the request: its reply is checked like the kernel's */
+	uint32_t limit;    /* op_out_limit() of the request */
 	struct msg *reply; /* the daemon's reply; NULL if it never came */
 	bool done;
 	bool failed;	   /* it could not be sent: the daemon is going */

@@ -1294,9 +1294,16 @@ int notifier_start(struct proxy *p)
 static int d2k_call_reply(struct proxy *p, struct msg *m)
 {
 	uint64_t unique = msg_out(m)->unique;
+	size_t out_len = m->len - sizeof(struct fuse_out_header);
 	struct call *c;
 	bool late;
 
+	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
+	    (msg_out(m)->error && out_len)) {
+		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
+			  "reply (error %d, %u bytes)", unique, msg_out(m)->error, m->len);
+		return -EPROTO;
+	}
 	if (unique & ORPHAN_BIT) {
 		/* Numbered like every call of the keeper's: one it never sent is an error. */
 		if ((unique & ~(CALL_BIT | ORPHAN_BIT)) >> 1 >=
@@ -1305,19 +1312,26 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 				  "sent", unique);
 			return -EPROTO;
 		}
-		if (p->hide.graves && !(msg_out(m)->error > 0))
+		if (p->hide.graves)
 			hide_call_reply(p, unique, msg_out(m)->error);
 		return 0;
 	}
-	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
-	    (msg_out(m)->error && m->len != sizeof(struct fuse_out_header))) {
-		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
-			  "reply (error %d, %u bytes)", unique, msg_out(m)->error, m->len);
+	pthread_mutex_lock(&p->lock);
+	c = idmap_get(&p->calls, unique);
+	/*
+	 * Checked here as a reply to the kernel is: a recovery that took a malformed answer for
+	 * "no such name" or "cannot reopen" would lose the node or handle for good, where the
+	 * next daemon could have found it.
+	 */
+	if (c && !msg_out(m)->error && op_get(c->opcode) &&
+	    op_check_out(op_get(c->opcode), c->limit, out_len) < 0) {
+		pthread_mutex_unlock(&p->lock);
+		log_error("The daemon answered the keeper's %s (%#" PRIx64 ") with a %zu-byte body, "
+			  "which does not fit it", op_name(c->opcode), unique, out_len);
 		return -EPROTO;
 	}
-	pthread_mutex_lock(&p->lock);
-	c = idmap_del(&p->calls, unique);
 	if (c) {
+		idmap_del(&p->calls, unique);
 		c->reply = msg_dup(m->data, m->len);
 		c->done = true;
 		pthread_cond_broadcast(&p->changed);
