@@ -243,22 +243,49 @@ static void round_stat(void)
 	}
 }
 
-/* Reads @len bytes at @off through @fd (0: read(2), else pread(2)) and checks them. */
-static void check_read(int fd, const struct file *f, off_t off, bool positioned)
+/*
+ * Reads the piece of @f at @off (CHUNK bytes, or to the end) through @fd, with pread(2) if
+ * @positioned, else read(2) at the fd's offset, which must be @off. A short read is a partial
+ * success (the pages before one that failed) and is followed by reads of the rest; every byte
+ * must be the backing file's, and an end of file before the file's end is wrong. Returns true
+ * if the whole piece was read and right.
+ */
+static bool check_read(int fd, const struct file *f, off_t off, bool positioned)
 {
 	size_t want = (size_t)f->st.st_size - off < CHUNK ? (size_t)f->st.st_size - off : CHUNK;
-	int64_t start = now_ms();
-	ssize_t n;
+	const char *what = positioned ? "pread" : "read";
+	size_t got = 0;
 
-	n = positioned ? pread(fd, buf, CHUNK, off) : read(fd, buf, CHUNK);
-	if (!done(positioned ? "pread" : "read", f->rel, start, n >= 0, errno))
-		return;
-	if ((size_t)n != want)
-		wrong_answer("%s %s at %jd: %zd bytes, expected %zu", positioned ? "pread" : "read",
-			     f->rel, (intmax_t)off, n, want);
-	else if (memcmp(buf, f->data + off, n))
-		wrong_answer("%s %s at %jd: other bytes than the backing file's",
-			     positioned ? "pread" : "read", f->rel, (intmax_t)off);
+	while (got < want) {
+		int64_t start = now_ms();
+		ssize_t n = positioned ? pread(fd, buf, want - got, off + got)
+				       : read(fd, buf, want - got);
+
+		if (!done(what, f->rel, start, n >= 0, errno))
+			return false;
+		if (n == 0) {
+			wrong_answer("%s %s at %jd: end of file, %jd bytes before the end", what,
+				     f->rel, (intmax_t)(off + got), (intmax_t)(f->st.st_size - off - got));
+			return false;
+		}
+		if (memcmp(buf, f->data + off + got, n)) {
+			wrong_answer("%s %s at %jd: other bytes than the backing file's", what,
+				     f->rel, (intmax_t)(off + got));
+			return false;
+		}
+		got += n;
+	}
+	return true;
+}
+
+/* At the end of @f, read(2) through @fd must find the end of file. */
+static void check_eof(int fd, const struct file *f)
+{
+	int64_t start = now_ms();
+	ssize_t n = read(fd, buf, CHUNK);
+
+	if (done("read", f->rel, start, n >= 0, errno) && n > 0)
+		wrong_answer("read %s: %zd bytes past its end", f->rel, n);
 }
 
 static int held_fd = -1;
@@ -270,7 +297,7 @@ static void round_read(void)
 		struct file *f = &files[i];
 		char path[PATH_MAX];
 		int64_t start = now_ms();
-		uint64_t wrong_before = wrong, failed_before = failed;
+		bool whole = true;
 		int fd, r;
 
 		join(path, mnt, f->rel);
@@ -278,9 +305,10 @@ static void round_read(void)
 		if (!done("open", f->rel, start, fd >= 0, errno))
 			continue;
 		/* Sequentially to the end; after a failed or wrong piece the offset is unknown. */
-		for (off_t off = 0; off < f->st.st_size && wrong == wrong_before &&
-				    failed == failed_before; off += CHUNK)
-			check_read(fd, f, off, false);
+		for (off_t off = 0; off < f->st.st_size && whole; off += CHUNK)
+			whole = check_read(fd, f, off, false);
+		if (whole)
+			check_eof(fd, f);
 		start = now_ms();
 		r = close(fd);
 		done("close", f->rel, start, r == 0, errno);
