@@ -128,6 +128,9 @@ struct proxy {
 
 	struct hide_state hide; /* files removed while open (hide.c) */
 
+	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
+	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
+
 	/* Counters for the recovery log line. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
 };

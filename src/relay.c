@@ -369,6 +369,22 @@ struct dirplus_ctx {
 	bool check_only;
 };
 
+/*
+ * A reply's node (@nodes) or handle did not fit its table (-ENFILE: --max-nodes, --max-handles
+ * reached): says so on the 1st, 2nd, 4th, ... time. What the kernel gets (@outcome) is the
+ * caller's.
+ */
+static void note_table_full(struct proxy *p, bool nodes, const char *op, const char *outcome)
+{
+	uint64_t *count = nodes ? &p->full_nodes : &p->full_handles;
+
+	if (overflow_log_due(count))
+		log_warn("The %s table is full (--max-%s=%" PRIu64 "): %s %s (%" PRIu64 " so far)",
+			 nodes ? "node" : "handle", nodes ? "nodes" : "handles",
+			 nodes ? p->nodes.max : p->handles.max, op, outcome,
+			 __atomic_load_n(count, __ATOMIC_RELAXED));
+}
+
 static int dirplus_learn(struct fuse_direntplus *d, void *arg)
 {
 	struct dirplus_ctx *c = arg;
@@ -378,8 +394,11 @@ static int dirplus_learn(struct fuse_direntplus *d, void *arg)
 		return 0;
 	memcpy(name, d->dirent.name, d->dirent.namelen);
 	name[d->dirent.namelen] = '\0';
-	if (learn_entry(c->p, c->parent, name, &d->entry_out) < 0)
+	if (learn_entry(c->p, c->parent, name, &d->entry_out) < 0) {
 		d->entry_out.nodeid = 0; /* Out of room: the kernel gets the name without a node. */
+		note_table_full(c->p, true, "a READDIRPLUS entry",
+				"goes to the kernel without its node");
+	}
 	return 0;
 }
 
@@ -574,6 +593,14 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 		/* --write-through: durable once acknowledged, nothing to keep. */
 		if (!p->cfg->write_through)
 			req = handle_keep_write(&p->handles, h, req);
+		/* Not kept: past --write-window(-total), a crash now loses it (EIO, not silence). */
+		if (!p->cfg->write_through && req && h->overflow_seq &&
+		    h->overflow_seq == h->ack_seq && overflow_log_due(&p->window_overflows))
+			log_warn("Write windows are full (--write-window=%" PRIu64 ", "
+				 "--write-window-total=%" PRIu64 "): an acknowledged write on handle %"
+				 PRIu64 " is not kept until synced; if the daemon dies first, the "
+				 "file reports EIO (%" PRIu64 " so far)", p->handles.win_max,
+				 p->handles.win_total_max, h->kfh, p->window_overflows);
 	} else if (h) {
 		handle_synced(&p->handles, h, req->wseq);
 	}
@@ -745,6 +772,10 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			if (r == -EPROTO)
 				log_error("The daemon's %s reply (unique %" PRIu64 ") is malformed",
 					  op->name, ih->unique);
+			else if (r == -ENFILE)
+				note_table_full(p, op->effect == EFF_ENTRY || (op->effect == EFF_CREATE &&
+						p->handles.by_kfh.count < p->handles.max),
+						op->name, "is answered with ENFILE");
 			else
 				log_warn("Could not record the result of %s: %s", op->name,
 					 strerror(-r));
@@ -1213,8 +1244,10 @@ void queue_notification(struct proxy *p, struct msg *copy, const char *name)
 				break;
 		if (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX) {
 			pthread_mutex_unlock(&p->nq_lock);
-			log_warn("%d notifications wait for the kernel: dropping a %s", NOTIFY_QUEUE_MAX,
-				 name);
+			if (overflow_log_due(&p->dropped_notifications))
+				log_warn("%d notifications wait for the kernel: dropping a %s (%" PRIu64
+					 " dropped so far)", NOTIFY_QUEUE_MAX, name,
+					 p->dropped_notifications);
 			msg_put(copy);
 			return;
 		}
