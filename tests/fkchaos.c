@@ -29,6 +29,7 @@
  *   notify     a notification with an unknown code, too short for its code, or whose name
  *              length runs past its end (sent in place of the reply)
  *   dup        the reply, then the same reply again
+ *   huge       the reply padded to 2 MiB, more than the keeper's buffer takes
  *   silent     from then on no message of the daemon reaches the keeper (it keeps reading:
  *              a hung daemon); not in the default set, since only --hang-timeout ends it
  *
@@ -75,6 +76,7 @@
 #include <unistd.h>
 
 #define BUF_SIZE ((2u << 20) + 65536) /* more than any message the keeper sends or takes */
+#define HUGE_SIZE (2u << 20)	      /* more than the keeper takes (1 MiB and a little) */
 #define SOCK_BUF (4 << 20)
 #define CALL_BIT (1ULL << 62)
 #define ORPHAN_BIT (1ULL << 61)
@@ -82,7 +84,7 @@
 
 enum kind {
 	K_SHORT, K_LENLONG, K_LENSHORT, K_UNIQUE, K_CALLUNIQUE, K_ORPHAN, K_POSERROR, K_BIGERROR,
-	K_ERRBODY, K_SIZE, K_DIRENT, K_NOTIFY, K_DUP, K_SILENT, K__COUNT
+	K_ERRBODY, K_SIZE, K_DIRENT, K_NOTIFY, K_DUP, K_HUGE, K_SILENT, K__COUNT
 };
 
 static const char *const kind_names[K__COUNT] = {
@@ -90,7 +92,7 @@ static const char *const kind_names[K__COUNT] = {
 	[K_UNIQUE] = "unique",	       [K_CALLUNIQUE] = "callunique", [K_ORPHAN] = "orphan",
 	[K_POSERROR] = "poserror",     [K_BIGERROR] = "bigerror",	  [K_ERRBODY] = "errbody",
 	[K_SIZE] = "size",	       [K_DIRENT] = "dirent",	  [K_NOTIFY] = "notify",
-	[K_DUP] = "dup",	       [K_SILENT] = "silent",
+	[K_DUP] = "dup",	       [K_HUGE] = "huge",		  [K_SILENT] = "silent",
 };
 
 /* What a success reply's body may be, per opcode, as the protocol (7.38) defines it. Written
@@ -514,6 +516,10 @@ static int relay_up(char *m, size_t len)
 	case K_DUP:
 		if (send_msg(kfd, m, len) < 0)
 			return -errno;
+		break;
+	case K_HUGE:
+		memset(m + len, 0, HUGE_SIZE - len);
+		h->len = len = HUGE_SIZE;
 		break;
 	case K_SILENT:
 	default:
