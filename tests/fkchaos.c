@@ -24,8 +24,9 @@
  *   size       a success whose body size does not fit the opcode: a fixed-size body 8 bytes
  *              short or long, a body where none belongs, more than a READ/READDIR asked for,
  *              an INIT answer shorter than the oldest one
- *   dirent     a READDIR or READDIRPLUS answer with a bad record: namelen 0, namelen over
- *              1024, or the last record cut short
+ *   noname     a READDIR or READDIRPLUS answer whose first record has namelen 0
+ *   longname   ... whose first record's namelen is over 1024
+ *   cutrecord  ... cut short in its first record (the kernel would take it for the end)
  *   notify     a notification with an unknown code, too short for its code, or whose name
  *              length runs past its end (sent in place of the reply)
  *   dup        the reply, then the same reply again
@@ -36,7 +37,7 @@
  * --kinds picks from these (default: all but silent). --calls-only breaks only answers to the
  * keeper's own requests (unique with bit 62: recovery's INIT, LOOKUPs, OPENs, ...), and
  * --opcodes only answers to requests of those opcodes. A kind that does not fit the message
- * (dirent for a GETATTR answer) is replaced by another that does. The keeper's own first INIT is
+ * (cutrecord for a GETATTR answer) is replaced by another that does. The keeper's own first INIT is
  * never broken: a mount whose first daemon fails is given up on by design.
  *
  * Each run draws from its own random sequence: the seed (default: the time) plus the number
@@ -84,14 +85,15 @@
 
 enum kind {
 	K_SHORT, K_LENLONG, K_LENSHORT, K_UNIQUE, K_CALLUNIQUE, K_ORPHAN, K_POSERROR, K_BIGERROR,
-	K_ERRBODY, K_SIZE, K_DIRENT, K_NOTIFY, K_DUP, K_HUGE, K_SILENT, K__COUNT
+	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NOTIFY, K_DUP, K_HUGE, K_SILENT, K__COUNT
 };
 
 static const char *const kind_names[K__COUNT] = {
 	[K_SHORT] = "short",	       [K_LENLONG] = "lenlong",	  [K_LENSHORT] = "lenshort",
 	[K_UNIQUE] = "unique",	       [K_CALLUNIQUE] = "callunique", [K_ORPHAN] = "orphan",
 	[K_POSERROR] = "poserror",     [K_BIGERROR] = "bigerror",	  [K_ERRBODY] = "errbody",
-	[K_SIZE] = "size",	       [K_DIRENT] = "dirent",	  [K_NOTIFY] = "notify",
+	[K_SIZE] = "size",	       [K_NONAME] = "noname",	  [K_LONGNAME] = "longname",
+	[K_CUTRECORD] = "cutrecord",   [K_NOTIFY] = "notify",
 	[K_DUP] = "dup",	       [K_HUGE] = "huge",		  [K_SILENT] = "silent",
 };
 
@@ -298,7 +300,9 @@ static bool fits(enum kind k, const char *m, size_t len, const struct slot *s)
 	case K_SIZE:
 		return s && !h->error && s->opcode < 64 && out_rules[s->opcode].rule &&
 		       !(out_rules[s->opcode].rule == R_UPTO && !s->size);
-	case K_DIRENT:
+	case K_NONAME:
+	case K_LONGNAME:
+	case K_CUTRECORD:
 		return s && !h->error &&
 		       (s->opcode == FUSE_READDIR || s->opcode == FUSE_READDIRPLUS) &&
 		       body >= (s->opcode == FUSE_READDIR ? FUSE_NAME_OFFSET
@@ -340,30 +344,25 @@ static size_t bad_size_body(const struct slot *s, const char *m, size_t len, cha
 	return n;
 }
 
-/* Breaks the first record of a listing, or cuts its last one short. Returns the new length. */
-static size_t bad_dirent(const struct slot *s, char *m, size_t len, const char **how)
+/* Breaks the first record of a listing as @k says. Returns the new length. */
+static size_t bad_dirent(enum kind k, const struct slot *s, char *m, size_t len)
 {
 	bool plus = s->opcode == FUSE_READDIRPLUS;
 	char *b = m + sizeof(struct fuse_out_header);
 	struct fuse_dirent *d = plus ? &((struct fuse_direntplus *)b)->dirent : (void *)b;
-	size_t body = len - sizeof(struct fuse_out_header);
 	size_t head = plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET;
 
-	switch (below(3)) {
-	case 0:
-		*how = "namelen 0";
+	switch (k) {
+	case K_NONAME:
 		d->namelen = 0;
 		return len;
-	case 1:
-		*how = "namelen 2000";
-		d->namelen = 2000;
+	case K_LONGNAME:
+		d->namelen = 1025 + below(1000);
 		return len;
+	case K_CUTRECORD:
 	default:
-		/* The first record's name ends past the message. */
-		*how = "a record cut short";
-		if (body < head + d->namelen)
-			return len;
-		return sizeof(struct fuse_out_header) + head + (d->namelen ? d->namelen - 1 : 0);
+		/* The first record's name ends a byte past the message. */
+		return sizeof(struct fuse_out_header) + head + d->namelen - 1;
 	}
 }
 
@@ -506,8 +505,10 @@ static int relay_up(char *m, size_t len)
 		memcpy(m + sizeof(*h), extra, len - sizeof(*h));
 		h->len = len;
 		break;
-	case K_DIRENT:
-		len = bad_dirent(sp, m, len, &how);
+	case K_NONAME:
+	case K_LONGNAME:
+	case K_CUTRECORD:
+		len = bad_dirent(k, sp, m, len);
 		h->len = len;
 		break;
 	case K_NOTIFY:
