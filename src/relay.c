@@ -735,6 +735,10 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			log_error("The daemon answered %s (unique %" PRIu64 ") with a %zu-byte body, "
 				  "more than the request allows", op->name, ih->unique, out_len);
 		r = -EPROTO;
+	} else if (!oh->error && op_check_records(op, reply->data + sizeof(*oh), out_len) < 0) {
+		log_error("The daemon answered %s (unique %" PRIu64 ") with a record that does not "
+			  "fit its %zu-byte body", op->name, ih->unique, out_len);
+		r = -EPROTO;
 	}
 	if (r < 0) {
 		reply_kernel_err(p, ih->unique, -EIO);
@@ -1357,10 +1361,12 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	 * next daemon could have found it.
 	 */
 	if (c && !msg_out(m)->error && op_get(c->opcode) &&
-	    op_check_out(op_get(c->opcode), c->limit, out_len) < 0) {
+	    (op_check_out(op_get(c->opcode), c->limit, out_len) < 0 ||
+	     op_check_records(op_get(c->opcode), m->data + sizeof(struct fuse_out_header),
+			      out_len) < 0)) {
 		pthread_mutex_unlock(&p->lock);
-		log_error("The daemon answered the keeper's %s (%#" PRIx64 ") with a %zu-byte body, "
-			  "which does not fit it", op_name(c->opcode), unique, out_len);
+		log_error("The daemon answered the keeper's %s (%#" PRIx64 ") with a malformed "
+			  "%zu-byte body", op_name(c->opcode), unique, out_len);
 		return -EPROTO;
 	}
 	if (c) {
