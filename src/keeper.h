@@ -24,6 +24,8 @@ struct keeper_config {
 	int64_t request_wait_ms;  /* requests wait this long for a new daemon, then get EIO */
 	int64_t retry_interval_ms; /* after giving up, a start is tried this often; 0: never */
 	int64_t stop_timeout_ms;  /* SIGTERM grace for the daemon before SIGKILL */
+	int64_t hang_timeout_ms;  /* a daemon holding a request this long while answering
+				     nothing is killed as hung; 0: never */
 	uint64_t max_nodes;	  /* bound on the node table */
 	uint64_t max_handles;	  /* bound on the handle table */
 	uint64_t max_locks;	  /* bound on the lock table (locks.h) */

@@ -53,6 +53,11 @@ static const char usage_text[] =
 	"                         fail with EIO at once until one serves (default 30)\n"
 	"      --stop-timeout=SECONDS\n"
 	"                         time the daemon has to exit after SIGTERM (default 5)\n"
+	"      --hang-timeout=SECONDS\n"
+	"                         a daemon that has held a request this long and answered\n"
+	"                         nothing meanwhile (deadlocked, stuck, stopped) is killed\n"
+	"                         and a new one takes over (default 60; 0: never). Blocking\n"
+	"                         locks and polls do not count\n"
 	"      --max-nodes=N      bound on the node IDs tracked (default 4194304)\n"
 	"      --max-handles=N    bound on the open handles tracked (default 1048576)\n"
 	"      --max-locks=N      bound on the file locks tracked for a daemon that keeps\n"
@@ -100,6 +105,7 @@ enum {
 	OPT_RETRY_INTERVAL,
 	OPT_NO_RETRY,
 	OPT_STOP_TIMEOUT,
+	OPT_HANG_TIMEOUT,
 	OPT_MAX_NODES,
 	OPT_MAX_HANDLES,
 	OPT_MAX_LOCKS,
@@ -122,6 +128,7 @@ static const struct option long_options[] = {
 	{ "retry-interval", required_argument, NULL, OPT_RETRY_INTERVAL },
 	{ "no-retry", no_argument, NULL, OPT_NO_RETRY },
 	{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
+	{ "hang-timeout", required_argument, NULL, OPT_HANG_TIMEOUT },
 	{ "max-nodes", required_argument, NULL, OPT_MAX_NODES },
 	{ "max-handles", required_argument, NULL, OPT_MAX_HANDLES },
 	{ "max-locks", required_argument, NULL, OPT_MAX_LOCKS },
@@ -195,6 +202,7 @@ int main(int argc, char **argv)
 		.request_wait_ms = 30000,
 		.retry_interval_ms = 30000,
 		.stop_timeout_ms = 5000,
+		.hang_timeout_ms = 60000,
 		.max_nodes = 4u << 20,
 		.max_handles = 1u << 20,
 		.max_locks = 1u << 16,
@@ -249,6 +257,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_NO_RETRY:
 			no_retry = true;
+			break;
+		case OPT_HANG_TIMEOUT:
+			cfg.hang_timeout_ms = parse_number("hang-timeout", optarg, 0, 86400) * 1000;
 			break;
 		case OPT_STOP_TIMEOUT:
 			cfg.stop_timeout_ms = parse_number("stop-timeout", optarg, 0, 3600) * 1000;

@@ -48,6 +48,16 @@ struct mode_ops {
 	/* Reads and clears pending MODE_EV_* bits. */
 	unsigned (*events)(void *state);
 
+	/*
+	 * For --hang-timeout: the time (now_ms() clock) at which the serving daemon is hung if
+	 * nothing changes — it has then held a request for @timeout_ms and answered nothing for as
+	 * long; requests that may wait for events outside the daemon (a blocking lock, a poll) do
+	 * not count. INT64_MAX when no daemon serves; a time in the future when it holds no such
+	 * request (no request given later can make it hung sooner). @what receives a description
+	 * of the request for the log. May be NULL: the mode cannot tell.
+	 */
+	int64_t (*hung_at)(void *state, int64_t timeout_ms, char *what, size_t size);
+
 	/* Releases everything; the mount is gone or detached. */
 	void (*stop)(void *state);
 };

@@ -30,6 +30,7 @@ struct msg {
 	int64_t sent_ns;    /* CLOCK_REALTIME when first sent, for requests whose settling
 			       needs the time (op_info.stamp); 0 otherwise */
 	int64_t death_ns;   /* CLOCK_REALTIME when the last daemon given it was found dead */
+	int64_t given_ms;   /* now_coarse_ms() when the relay gave it to a daemon (hangs) */
 	uint64_t dver;	    /* a WRITE kept in a write window: its node's dver it made */
 	struct fuse_attr *before; /* a removal left by a dead daemon: its directory's
 			       attributes before any replay of this recovery (owned) */

@@ -153,6 +153,8 @@ struct op_info {
 	uint8_t entry_names;  /* how many of its names, first first, are names of entries in a
 				 directory (not a symlink's target or an attribute's name) */
 	uint8_t records;      /* enum op_records */
+	uint8_t may_wait;     /* 1: may wait for an event outside the daemon (a lock's release, a
+				 poll): a daemon holding it long is not hung (--hang-timeout) */
 };
 
 #define OP_MAX 64

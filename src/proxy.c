@@ -160,6 +160,7 @@ static int attach_daemon(struct proxy *p)
 		/* The kernel's INIT waits in the relay; let it through and wait for the answer. */
 		pthread_mutex_lock(&p->lock);
 		p->state = PX_UP;
+		p->up_ms = now_coarse_ms();
 		pthread_cond_broadcast(&p->changed);
 		pthread_mutex_unlock(&p->lock);
 		r = wait_first_init(p);
@@ -301,6 +302,11 @@ static unsigned proxy_events(void *state)
 	return atomic_exchange(&p->ev_bits, 0);
 }
 
+static int64_t proxy_hung_at(void *state, int64_t timeout_ms, char *what, size_t size)
+{
+	return relay_hung_at(state, timeout_ms, what, size);
+}
+
 static void proxy_stop(void *state)
 {
 	struct proxy *p = state;
@@ -324,5 +330,6 @@ const struct mode_ops proxy_mode = {
 	.give_up = proxy_give_up,
 	.event_fd = proxy_event_fd,
 	.events = proxy_events,
+	.hung_at = proxy_hung_at,
 	.stop = proxy_stop,
 };

@@ -108,6 +108,11 @@ struct proxy {
 	uint64_t nq_seq_done;	    /* notifications written so far */
 	uint64_t nq_stalled;	    /* sequence number a reply gave up waiting for */
 
+	/* For --hang-timeout: when the daemon serving now took over, and last answered anything
+	 * (now_coarse_ms()). */
+	int64_t up_ms;
+	int64_t heard_ms; /* written by the daemon's relay thread: atomic access */
+
 	int call_efd; /* eventfd: a call finished, or the first INIT was answered */
 	int ev_efd;   /* eventfd: events for the supervisor */
 	atomic_uint ev_bits;
@@ -214,6 +219,14 @@ void send_orphan(struct proxy *p, uint32_t epoch, uint32_t opcode, uint64_t node
  * the notifier thread; @name is for logs. Waits up to 1 s for room, then drops it.
  */
 void queue_notification(struct proxy *p, struct msg *m, const char *name);
+
+/*
+ * When the serving daemon is hung at the latest if nothing changes (now_ms() clock; INT64_MAX
+ * when no daemon serves): @timeout_ms after both the time it was given the oldest request it
+ * still holds that counts (not op_info.may_wait, nor a READ or WRITE on a stream) and the last
+ * time it answered anything. Describes that request in @what. Under no lock.
+ */
+int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t size);
 
 /* proxy_locks.c: file locks the daemon keeps (docs/design.md, "File locks") */
 /*

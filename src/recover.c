@@ -2169,6 +2169,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		return r; /* The daemon is going: what was not sent waits for the next. */
 	pthread_mutex_lock(&p->lock);
 	p->state = PX_UP;
+	p->up_ms = now_coarse_ms();
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	return 0;

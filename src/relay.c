@@ -1105,6 +1105,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		/* Lost writes: answered with EIO below. */
 	} else {
 		req->epoch = req->held = epoch;
+		req->given_ms = now_coarse_ms();
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
 		in_flight = r == 0;
 	}
@@ -1410,6 +1411,8 @@ static int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 	}
 	if (oh->unique == 0)
 		return d2k_notify(p, m);
+	/* An answer, even a wrong one: the daemon is not hung (relay_hung_at()). */
+	__atomic_store_n(&p->heard_ms, now_coarse_ms(), __ATOMIC_RELAXED);
 	if (oh->unique & CALL_BIT)
 		return d2k_call_reply(p, m);
 	if (oh->unique & FK_INT_REQ_BIT) {
@@ -1436,6 +1439,58 @@ static int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 	log_trace("daemon: reply to %s unique %" PRIu64 " error %d",
 		  op_name(msg_in(req)->opcode), oh->unique, oh->error);
 	return finish_reply(p, req, m);
+}
+
+struct hang_ctx {
+	struct proxy *p;
+	uint32_t epoch;
+	struct msg *oldest;
+};
+
+static void hang_oldest(uint64_t key, void *val, void *arg)
+{
+	struct hang_ctx *c = arg;
+	struct msg *req = val;
+	const struct op_info *op = op_get(msg_in(req)->opcode);
+
+	if (req->epoch != c->epoch || op->may_wait ||
+	    (c->oldest && c->oldest->given_ms <= req->given_ms))
+		return;
+	if (op->wwin == WW_WRITE || op->positioned) {
+		/* A READ or WRITE on a stream waits for data to come or go, as on a pipe. */
+		struct handle *h = handle_get(&c->p->handles, req->kfh);
+
+		if (h && (h->fopen & FOPEN_STREAM))
+			return;
+	}
+	c->oldest = req;
+}
+
+int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t size)
+{
+	struct hang_ctx c = { p, 0, NULL };
+	int64_t since, at;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->state != PX_UP || p->starting) {
+		pthread_mutex_unlock(&p->lock);
+		return INT64_MAX;
+	}
+	c.epoch = p->nodes.epoch;
+	idmap_each(&p->inflight, hang_oldest, &c);
+	/* A request given later cannot make the daemon hung before this. */
+	since = c.oldest ? c.oldest->given_ms : now_coarse_ms();
+	since = MAX(since, p->up_ms);
+	since = MAX(since, __atomic_load_n(&p->heard_ms, __ATOMIC_RELAXED));
+	at = since + timeout_ms;
+	if (c.oldest)
+		snprintf(what, size, "a %s (unique %" PRIu64 ", node %" PRIu64 ")",
+			 op_name(msg_in(c.oldest)->opcode), msg_in(c.oldest)->unique,
+			 c.oldest->knode);
+	else
+		snprintf(what, size, "no request");
+	pthread_mutex_unlock(&p->lock);
+	return c.oldest ? at : MAX(at, now_ms() + 1);
 }
 
 struct fail_ctx {

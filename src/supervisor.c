@@ -72,6 +72,7 @@ struct keeper {
 	int64_t died_at;   /* when the last daemon that served died */
 	int64_t down_at;   /* when requests stop waiting for a new daemon; 0: not pending */
 	bool failing;	   /* requests get EIO at once (mode's give_up() was called) */
+	bool hang_killed;  /* the current daemon was killed as hung (--hang-timeout) */
 };
 
 const struct keeper_config *keeper_config(const struct keeper *k)
@@ -320,6 +321,31 @@ static void start_failed(struct keeper *k, int64_t now)
 		  k->cfg.start_timeout_ms / 1000);
 }
 
+/*
+ * With --hang-timeout: when the serving daemon counts as hung if nothing changes (INT64_MAX:
+ * not watched now). @what receives the request it holds, for the log.
+ */
+static int64_t hang_deadline(struct keeper *k, char *what, size_t size)
+{
+	if (!k->cfg.hang_timeout_ms || !k->cfg.mode->hung_at || k->daemon <= 0 || k->start.at ||
+	    k->hang_killed)
+		return INT64_MAX;
+	return k->cfg.mode->hung_at(k->mode_state, k->cfg.hang_timeout_ms, what, size);
+}
+
+/* The serving daemon has held a request past --hang-timeout and answered nothing since. */
+static void daemon_hung(struct keeper *k, const char *what)
+{
+	log_error("Daemon %d has held %s for %.1f s and answered nothing meanwhile "
+		  "(--hang-timeout=%" PRId64 "): it is hung or stopped; killing it so that a new "
+		  "one takes over", (int)k->daemon, what, k->cfg.hang_timeout_ms / 1000.0,
+		  k->cfg.hang_timeout_ms / 1000);
+	event("HUNG %d", (int)k->daemon);
+	k->hang_killed = true;
+	/* SIGKILL ends a stopped process too. Its death is then a crash like any other. */
+	kill_daemon(k, SIGKILL);
+}
+
 /* --request-wait has passed since the last daemon that served died, and none serves yet. */
 static void requests_down(struct keeper *k, int64_t now)
 {
@@ -347,6 +373,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			{ .fd = fd, .events = POLLIN },
 		};
 		int64_t now = now_ms(), wake = deadline;
+		char what[128];
 		int n;
 
 		if (start_wait) {
@@ -365,6 +392,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			wake = MIN(wake, k->start.sampled_at + sample_ms(k));
 		if (k->down_at)
 			wake = MIN(wake, k->down_at);
+		wake = MIN(wake, hang_deadline(k, what, sizeof(what)));
 		n = poll(pfd, 4, wake == INT64_MAX ? -1 : ms_until(wake));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -381,6 +409,8 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			start_sample(k, now);
 		if (k->down_at && now >= k->down_at)
 			requests_down(k, now);
+		if (now >= hang_deadline(k, what, sizeof(what)))
+			daemon_hung(k, what);
 		if (pfd[3].revents)
 			return 0;
 		if (pfd[2].revents)
@@ -446,6 +476,7 @@ static int start_daemon(struct keeper *k)
 	setpgid(pid, pid); /* Also here: the group must exist before anyone signals it. */
 	close(errpipe[1]);
 	k->daemon = pid;
+	k->hang_killed = false;
 	if (read(errpipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
 		close(errpipe[0]);
 		log_error("Cannot execute '%s': %s", argv[0], strerror(child_errno));

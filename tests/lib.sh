@@ -478,6 +478,18 @@ fk_dump() {
 	done
 	echo "---- mounts under $T ----"
 	mounts_under "$T"
+	# A keeper still running when the test failed may be stuck: show where.
+	if [ -n "${FK_PID:-}" ] && pid_alive "$FK_PID"; then
+		echo "---- threads of keeper $FK_PID (state, kernel wait channel) ----"
+		for f in /proc/"$FK_PID"/task/*; do
+			echo "${f##*/} $(cat "$f/comm" 2>/dev/null)" \
+				"$(awk '{ print $3 }' "$f/stat" 2>/dev/null) $(cat "$f/wchan" 2>/dev/null)"
+		done
+		if command -v gdb >/dev/null; then
+			timeout 20 gdb -batch -nx -ex 'thread apply all bt' -p "$FK_PID" 2>&1 |
+				grep -E '^(Thread|#)'
+		fi
+	fi
 }
 
 # Runs from the EXIT trap.  It does not call exit, so the test's exit status

@@ -35,17 +35,21 @@ SELECT=("$@")
 DEFAULT_TIMEOUT=300
 UNIT_TIMEOUT=120
 
-# Sanitized builds stop at the first report; leaks are not checked (the keeper leaves its
-# relay thread in read(2) on purpose at exit). ASan's send(2) interceptor checks the buffer
-# after the call returns, when the daemon may already have answered and the keeper freed
-# it: that would be a false report, so it is off.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:intercept_send=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-echo "Testing the build in $BUILD_DIR"
-
 LOG_DIR=$BUILD_DIR/test-logs
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
+
+# Sanitized builds stop at the first report, and every program (the keeper, the test daemons
+# and tools) is checked for leaks when it exits, on every path. Reports go to files in
+# $SAN_DIR, whoever wrote them and wherever their stderr went: any report fails the test
+# during which it was written. ASan's send(2) interceptor checks the buffer after the call
+# returns, when the daemon may already have answered and the keeper freed it: that would be
+# a false report, so it is off.
+SAN_DIR=$LOG_DIR/sanitizer
+mkdir -p "$SAN_DIR"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:intercept_send=0:log_path=$SAN_DIR/asan}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:log_path=$SAN_DIR/ubsan}
+echo "Testing the build in $BUILD_DIR"
 FK_TMPROOT=$(mktemp -d /tmp/fusekeeper-tests.XXXXXX) || exit 1
 export FK_TMPROOT
 
@@ -137,7 +141,18 @@ run_one() {
 		rc=98
 	fi
 	# In a sanitized build a report fails the test even if the program carried on.
-	if [ "$rc" -eq 0 ] && grep -qE 'ERROR: AddressSanitizer|runtime error: ' "$logf"; then
+	if compgen -G "$SAN_DIR/*" >/dev/null; then
+		{
+			echo "run-tests.sh: sanitizer reports written during this test:"
+			for f in "$SAN_DIR"/*; do
+				echo "---- ${f##*/} ----"
+				cat "$f"
+			done
+		} >>"$logf"
+		rm -f "$SAN_DIR"/*
+		{ [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; } && rc=96
+	fi
+	if [ "$rc" -eq 0 ] && grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$logf"; then
 		rc=96
 	fi
 

@@ -51,7 +51,9 @@
  *                         holds "before:OP[:NAME]" or "after:OP[:NAME]" matching
  *                         this operation, unlink FILE (one shot) and SIGKILL this
  *                         process, either at once (before) or after doing the
- *                         operation on DIR but before replying (after). NAME is
+ *                         operation on DIR but before replying (after); or, for
+ *                         "hang:OP[:NAME]", block in this operation for ever, and
+ *                         every later operation too (a deadlocked daemon). NAME is
  *                         compared with the operation's name argument (rename:
  *                         the source name), or for operations without one with
  *                         the last name the node was looked up by. Write FILE
@@ -591,9 +593,11 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+enum crash_when { CRASH_BEFORE, CRASH_AFTER, CRASH_HANG };
+
 /* Reads the crash file; returns 1 if it names OP (and NAME, if it has one),
- * with *after set for "after:". */
-static int crash_file_matches(enum tfs_op op, const char *name, bool *after)
+ * with *when set from its prefix. */
+static int crash_file_matches(enum tfs_op op, const char *name, enum crash_when *when)
 {
 	_cleanup_close_ int fd = open(opt.crash_file, O_RDONLY | O_CLOEXEC);
 	char buf[PATH_MAX + 64], *p, *want_name;
@@ -611,11 +615,14 @@ static int crash_file_matches(enum tfs_op op, const char *name, bool *after)
 		return 0;
 
 	if (strncmp(buf, "before:", 7) == 0) {
-		*after = false;
+		*when = CRASH_BEFORE;
 		p = buf + 7;
 	} else if (strncmp(buf, "after:", 6) == 0) {
-		*after = true;
+		*when = CRASH_AFTER;
 		p = buf + 6;
+	} else if (strncmp(buf, "hang:", 5) == 0) {
+		*when = CRASH_HANG;
+		p = buf + 5;
 	} else {
 		static atomic_bool told;
 
@@ -632,28 +639,41 @@ static int crash_file_matches(enum tfs_op op, const char *name, bool *after)
 	return 1;
 }
 
+/* Held for ever by a thread that matched "hang:". */
+static pthread_mutex_t hang_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void hooks_run(enum tfs_op op, struct tfs_inode *node, const char *name)
 {
 	char node_name[NAME_MAX + 1];
-	bool after;
+	enum crash_when when;
 
 	if (opt.delay_ms)
 		sleep_ms(opt.delay_ms);
 	if (!opt.crash_file)
 		return;
+	/* After a "hang:" every operation waits for ever. */
+	pthread_mutex_lock(&hang_lock);
+	pthread_mutex_unlock(&hang_lock);
 	if (!name && node) {
 		pthread_mutex_lock(&table.lock);
 		memcpy(node_name, node->name, sizeof(node_name));
 		pthread_mutex_unlock(&table.lock);
 		name = node_name;
 	}
-	if (!crash_file_matches(op, name, &after))
+	if (!crash_file_matches(op, name, &when))
 		return;
 	/* Of several threads that match at once, the one that unlinks wins. */
 	if (unlink(opt.crash_file) < 0)
 		return;
-	if (!after)
+	if (when == CRASH_BEFORE)
 		die_now();
+	if (when == CRASH_HANG) {
+		/* A deadlock: this request is never answered, and nothing else either (every
+		 * other thread that starts an operation waits here too). */
+		pthread_mutex_lock(&hang_lock);
+		for (;;)
+			pause();
+	}
 	crash_armed = true;
 }
 
@@ -1648,6 +1668,7 @@ int main(int argc, char *argv[])
 
 	if (opt.fail_start_if && access(opt.fail_start_if, F_OK) == 0) {
 		fprintf(stderr, "testfs: %s exists, refusing to start\n", opt.fail_start_if);
+		fuse_opt_free_args(&args);
 		return 3;
 	}
 	if (opt.slow_start_if)

@@ -49,7 +49,15 @@ int main(void)
 	ok(op_get(FUSE_UNLINK)->replay == RP_TOLERATE &&
 		   op_get(FUSE_UNLINK)->replay_errno == ENOENT,
 	   "UNLINK tolerates ENOENT on replay");
-	ok(op_get(999) == NULL && !strcmp(op_name(999), "OPCODE_999"), "unknown opcodes");
+	{
+		unsigned waits = 0;
+
+		for (unsigned i = 0; i < OP_MAX; i++)
+			waits += op_table[i].name && op_table[i].may_wait;
+		ok(op_get(FUSE_SETLKW)->may_wait && op_get(FUSE_POLL)->may_wait && waits == 2,
+		   "only SETLKW and POLL may wait on others without the daemon being hung");
+	}
+		ok(op_get(999) == NULL && !strcmp(op_name(999), "OPCODE_999"), "unknown opcodes");
 
 	{
 		struct fuse_read_in r = { .size = 100 };
