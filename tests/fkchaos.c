@@ -31,10 +31,12 @@
  *              length runs past its end (sent in place of the reply)
  *   dup        the reply, then the same reply again
  *   huge       the reply padded to 2 MiB, more than the keeper's buffer takes
+ *   drop       the answer is not sent at all; meant for answers nobody waits for (the keeper's
+ *              clean-up: --calls-only), a daemon that ignores them; not in the default set
  *   silent     from then on no message of the daemon reaches the keeper (it keeps reading:
  *              a hung daemon); not in the default set, since only --hang-timeout ends it
  *
- * --kinds picks from these (default: all but silent). --calls-only breaks only answers to the
+ * --kinds picks from these (default: all but drop and silent). --calls-only breaks only answers to the
  * keeper's own requests (unique with bit 62: recovery's INIT, LOOKUPs, OPENs, ...), and
  * --opcodes only answers to requests of those opcodes. A kind that does not fit the message
  * (cutrecord for a GETATTR answer) is replaced by another that does. The keeper's own first INIT is
@@ -81,11 +83,11 @@
 #define SOCK_BUF (4 << 20)
 #define CALL_BIT (1ULL << 62)
 #define ORPHAN_BIT (1ULL << 61)
-#define TABLE_SIZE 4096 /* requests remembered by unique; more in flight is not expected */
+#define TABLE_SIZE 65536 /* requests remembered by unique; more in flight is not expected */
 
 enum kind {
 	K_SHORT, K_LENLONG, K_LENSHORT, K_UNIQUE, K_CALLUNIQUE, K_ORPHAN, K_POSERROR, K_BIGERROR,
-	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NOTIFY, K_DUP, K_HUGE, K_SILENT, K__COUNT
+	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NOTIFY, K_DUP, K_HUGE, K_DROP, K_SILENT, K__COUNT
 };
 
 static const char *const kind_names[K__COUNT] = {
@@ -94,7 +96,8 @@ static const char *const kind_names[K__COUNT] = {
 	[K_POSERROR] = "poserror",     [K_BIGERROR] = "bigerror",	  [K_ERRBODY] = "errbody",
 	[K_SIZE] = "size",	       [K_NONAME] = "noname",	  [K_LONGNAME] = "longname",
 	[K_CUTRECORD] = "cutrecord",   [K_NOTIFY] = "notify",
-	[K_DUP] = "dup",	       [K_HUGE] = "huge",		  [K_SILENT] = "silent",
+	[K_DUP] = "dup",	       [K_HUGE] = "huge",		  [K_DROP] = "drop",
+	[K_SILENT] = "silent",
 };
 
 /* What a success reply's body may be, per opcode, as the protocol (7.38) defines it. Written
@@ -240,7 +243,8 @@ static void parse_kinds(char *list)
 
 static struct slot *slot_of(uint64_t unique)
 {
-	return &table[(unique >> 1) % TABLE_SIZE];
+	/* Mixed: the kernel's uniques count up by 2, the keeper's by 2 from 1 << 62. */
+	return &table[(unique * 0x9e3779b97f4a7c15ULL) >> 48];
 }
 
 static void remember(const char *msg, size_t len)
@@ -522,6 +526,10 @@ static int relay_up(char *m, size_t len)
 		memset(m + len, 0, HUGE_SIZE - len);
 		h->len = len = HUGE_SIZE;
 		break;
+	case K_DROP:
+		log_broken(k, sp, unique, NULL);
+		broken = false; /* not a break of the protocol: the keeper will not kill us for it */
+		return 0;
 	case K_SILENT:
 	default:
 		log_broken(k, sp, unique, "answering nothing from now on");
@@ -595,7 +603,7 @@ int main(int argc, char **argv)
 	pid_t pid;
 
 	for (int k = 0; k < K__COUNT; k++)
-		opt.kinds[k] = k != K_SILENT;
+		opt.kinds[k] = k != K_SILENT && k != K_DROP;
 	opt.seed = (uint64_t)time(NULL);
 	for (int i = 1; i < argc; i++) {
 		char *a = argv[i], *end;
