@@ -1,10 +1,13 @@
 # Thin wrapper over meson. `make` builds, `make check` installs what the
-# tests need, builds and runs every test, `make demo` runs the demo.
+# tests need, builds and runs every test, `make demo` runs the demo,
+# `make fuzz FUZZ_TIME=SECONDS` runs each fuzzer that long (fuzz/README.md).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME ?= 60
 MESON_OPTS ?=
 
-.PHONY: all deps check demo bench clean install
+.PHONY: all deps check demo bench clean install fuzz fuzz-build
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -17,13 +20,25 @@ deps:
 	scripts/install-deps.sh test
 
 # The whole suite runs twice: on the normal build, then on an ASan+UBSan build where any
-# sanitizer report fails the test that triggered it.
+# sanitizer report fails the test that triggered it. The normal build's run includes a short
+# run of the fuzzers (tests/integration/70-fuzz-short.sh, in build-fuzz).
 check: deps all $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	tests/run-tests.sh $(BUILD) && tests/run-tests.sh $(ASAN_BUILD)
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+
+# The libFuzzer harnesses, built by clang with ASan and UBSan in a build directory of their own.
+fuzz-build: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+
+$(FUZZ_BUILD)/build.ninja:
+	@command -v clang >/dev/null || scripts/install-deps.sh fuzz
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_lundef=false $(MESON_OPTS)
+
+fuzz: fuzz-build
+	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME)
 
 demo:
 	scripts/install-deps.sh demo
@@ -37,4 +52,4 @@ install: all
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,20 +1,24 @@
 #!/bin/sh
 # Installs the Debian packages fusekeeper needs for one purpose:
 #   build  - compiler, meson, libfuse3 headers
-#   test   - build plus the real daemons and tools the tests drive
+#   test   - build plus the real daemons and tools the tests drive, and what fuzz needs
+#            (the suite runs the fuzzers briefly)
 #   demo   - build plus what the demo uses
 #   bench  - build plus what the benchmarks use
+#   fuzz   - build plus clang (14 on Debian 12) and its libFuzzer (libclang-rt-14-dev)
 # Packages already present are left alone; apt runs only when something is missing.
 set -eu
 
 purpose=${1:-build}
 pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3"
+fuzz_pkgs="clang libclang-rt-14-dev"
 case "$purpose" in
 build) ;;
-test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl" ;;
+test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl $fuzz_pkgs" ;;
 demo) pkgs="$pkgs procps" ;;
 bench) pkgs="$pkgs procps" ;;
-*) echo "usage: $0 build|test|demo|bench" >&2; exit 2 ;;
+fuzz) pkgs="$pkgs $fuzz_pkgs" ;;
+*) echo "usage: $0 build|test|demo|bench|fuzz" >&2; exit 2 ;;
 esac
 
 missing=

@@ -8,7 +8,8 @@
 enum log_level log_max_level = LOG_INFO;
 static int event_fd = -1;
 
-static void write_line(int fd, const char *prefix, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 3, 0)))
+write_line(int fd, const char *prefix, const char *fmt, va_list ap)
 {
 	char line[1024];
 	int n = 0;

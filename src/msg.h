@@ -23,6 +23,7 @@ struct msg {
 	uint32_t held;	    /* last daemon that was given it in any form (for deaths) */
 	bool replayed;	    /* sent again to a later daemon */
 	uint8_t deaths;	    /* daemons that died holding it */
+	uint32_t int_epoch; /* daemon an INTERRUPT for it was passed to; 0: none */
 	bool primed;	    /* its handle was primed for it (see prime_handle) */
 	uint32_t resends;   /* a listing asked for again past hidden names (hide_filter_dir) */
 	uint64_t wseq;	    /* FSYNC, FLUSH: the handle's last acknowledged write when sent;

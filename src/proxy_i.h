@@ -73,6 +73,8 @@ struct proxy {
 	struct idmap abandoned;	     /* uniques of calls given up before their answer came: a
 					late answer to one is no error (cleared at each attach) */
 	uint64_t next_call;
+	uint64_t kunique_max;	     /* the largest unique the kernel sent (k2d thread
+					 writes it; atomic) */
 	bool starting;		     /* attach() is bringing a daemon up: the tables are its own */
 	bool settling;		     /* recover() works on the requests in flight (INIT answered):
 					give_up() leaves them to it */
@@ -208,6 +210,13 @@ int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, i
 int window_check(struct proxy *p, struct msg *req, const struct op_info *op);
 int request_names(struct msg *m, const struct op_info *op, const char *names[2]);
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
+/*
+ * Handles one message @m (m->len bytes) the daemon of @epoch sent: a reply, a notification or an
+ * answer to a keeper's call. Returns 0, or -EPROTO when the daemon broke the protocol (the
+ * caller then fails what it holds). The d2k thread's loop body; also the fuzzers' entry point
+ * (fuzz/README.md).
+ */
+int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch);
 int each_direntplus(char *buf, size_t len, int (*fn)(struct fuse_direntplus *d, void *arg),
 		    void *arg);
 void forget_in_daemon(struct proxy *p, uint32_t epoch, uint64_t did, uint64_t count);
@@ -263,6 +272,11 @@ bool fatal(int err);
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);
 void calls_drop(struct proxy *p, struct call *calls, size_t n);
 int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len);
+/*
+ * A later daemon's answer @reply (taken and freed) to the saved INIT: 0 if it agrees to what
+ * the kernel agreed with the first daemon, else -EPROTO (logged with the difference).
+ */
+int check_restart_init(struct proxy *p, struct msg *reply);
 struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arglen,
 			 const char *name);
 

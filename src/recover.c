@@ -249,14 +249,7 @@ int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len)
 /* Gives a new daemon the kernel's INIT; its answer must match what the kernel agreed to. */
 static int recover_init(struct proxy *p, int64_t deadline)
 {
-	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
-							  sizeof(struct fuse_in_header));
-	struct fuse_init_out o = { 0 };
 	struct msg *req, *reply;
-	const void *body;
-	char diff[256] = "";
-	uint64_t flags;
-	size_t len = 0, n = 0;
 	int r;
 
 	req = msg_dup(p->init_req->data, p->init_req->len);
@@ -266,6 +259,19 @@ static int recover_init(struct proxy *p, int64_t deadline)
 	msg_put(req);
 	if (!reply)
 		return r;
+	return check_restart_init(p, reply);
+}
+
+int check_restart_init(struct proxy *p, struct msg *reply)
+{
+	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
+							  sizeof(struct fuse_in_header));
+	struct fuse_init_out o = { 0 };
+	const void *body;
+	char diff[256] = "";
+	uint64_t flags;
+	size_t len = 0, n = 0;
+
 	if (reply_error(reply)) {
 		log_error("The new daemon refused FUSE_INIT: %s", strerror(-reply_error(reply)));
 		msg_put(reply);
@@ -1106,13 +1112,30 @@ static int64_t clock_slack(struct proxy *p)
 	slack = p->clock_slack_ns;
 	samples = p->clock_samples;
 	pthread_mutex_unlock(&p->lock);
-	slack = MAX(MAX(2 * slack, 2 * coarse_tick_ns()), MIN_CLOCK_SLACK_NS);
+	/* Past MAX_CLOCK_SLACK_NS it is unusable however far: no need to double more. */
+	slack = MAX(MAX(2 * MIN(slack, MAX_CLOCK_SLACK_NS), 2 * coarse_tick_ns()),
+		    MIN_CLOCK_SLACK_NS);
 	return samples && slack <= MAX_CLOCK_SLACK_NS ? slack : -1;
+}
+
+/*
+ * @a's ctime in nanoseconds since the epoch. The daemon's seconds are signed (as the kernel
+ * reads them); beyond +-4e9 s (years 1843 and 2096) they are taken as that far, which is as far
+ * from any send, reply or death as the real value, and leaves room for a slack to be added or
+ * taken away without overflow.
+ */
+static int64_t ctime_ns(const struct fuse_attr *a)
+{
+	const int64_t lim = 4000000000LL;
+	int64_t s = (int64_t)a->ctime;
+
+	s = s > lim ? lim : s < -lim ? -lim : s;
+	return s * 1000000000LL + MIN(a->ctimensec, 999999999u);
 }
 
 static enum when changed_when(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
 {
-	int64_t t = (int64_t)a->ctime * 1000000000LL + a->ctimensec, slack = clock_slack(p);
+	int64_t t = ctime_ns(a), slack = clock_slack(p);
 
 	if (!req->sent_ns || !req->death_ns || slack < 0)
 		return WHEN_UNKNOWN;
@@ -1125,7 +1148,7 @@ static enum when changed_when(struct proxy *p, const struct msg *req, const stru
 
 void clock_sample(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
 {
-	int64_t t = (int64_t)a->ctime * 1000000000LL + a->ctimensec, now = realtime_ns(), d = 0;
+	int64_t t = ctime_ns(a), now = realtime_ns(), d = 0;
 
 	if (!req->sent_ns)
 		return;

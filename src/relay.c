@@ -854,6 +854,8 @@ static void k2d_interrupt(struct proxy *p, struct msg *m, uint32_t epoch)
 	struct msg *target = idmap_get(&p->inflight, in->unique);
 	bool send = target && target->epoch == epoch;
 
+	if (send)
+		target->int_epoch = epoch; /* its daemon may answer the interrupt (EAGAIN) */
 	pthread_mutex_unlock(&p->lock);
 	/* An interrupt for a request the current daemon never saw has nobody to reach. */
 	if (send)
@@ -1172,6 +1174,10 @@ static void *k2d_main(void *arg)
 		}
 		m->len = n;
 		m->primed = false;
+		/* The kernel's uniques grow (fuse_get_unique()): none above the largest read so
+		 * far was made yet. Only this thread writes it. */
+		if (msg_in(m)->unique > p->kunique_max)
+			__atomic_store_n(&p->kunique_max, msg_in(m)->unique, __ATOMIC_RELAXED);
 		m = k2d_request(p, m);
 	}
 	msg_put(m);
@@ -1394,7 +1400,7 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	return 0;
 }
 
-static int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
+int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 {
 	struct fuse_out_header *oh = msg_out(m);
 	struct msg *req;
@@ -1417,8 +1423,23 @@ static int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 		return d2k_call_reply(p, m);
 	if (oh->unique & FK_INT_REQ_BIT) {
 		/* An answer to an INTERRUPT (EAGAIN, ENOSYS): the kernel handles it. */
+		uint64_t target = oh->unique & ~FK_INT_REQ_BIT;
+		bool unsent;
+
 		if (m->len != sizeof(*oh)) {
 			log_error("The daemon answered an INTERRUPT with a body");
+			return -EPROTO;
+		}
+		pthread_mutex_lock(&p->lock);
+		req = idmap_get(&p->inflight, target);
+		/* Of a request it holds, only an interrupt it was given; else only one the kernel
+		 * could have made (an answer racing the request's own is no error). */
+		unsent = req ? req->epoch == epoch && req->int_epoch != epoch
+			     : target > __atomic_load_n(&p->kunique_max, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&p->lock);
+		if (unsent) {
+			log_error("The daemon answered an INTERRUPT of unique %" PRIu64 " that it was "
+				  "never sent", target);
 			return -EPROTO;
 		}
 		write_kernel(p, m->data, m->len);

@@ -12,6 +12,9 @@
  *   badunique  a well-formed ENOENT reply to a unique never sent (unique ^ 0x100000)
  *   callunique  the same to a unique with the bit the keeper marks its own
  *              requests with (1 << 62), which the keeper never sent
+ *   intunique  an interrupt's answer (EAGAIN, unique | FUSE_INT_REQ_BIT) for this
+ *              LOOKUP, which was never interrupted
+ *   intfuture  the same for a request the kernel has not made (unique + 0x100000)
  *   orphanunique  ... with the bits of the keeper's own requests whose answers
  *              nobody waits for (1 << 62 | 1 << 61)
  *   badsize    error 0 with only the first 40 bytes of a fuse_entry_out
@@ -56,6 +59,9 @@
 /* Large enough for any request: max_write is 128 KiB, but the kernel may
  * send up to max_pages (256) pages in other messages. */
 #define BUF_SIZE ((1u << 20) + 8192)
+
+/* An interrupt's unique is its request's with this bit (FUSE_INT_REQ_BIT, protocol 7.26). */
+#define INT_REQ_BIT 1ULL
 
 #define OUR_MINOR 38		/* the protocol <linux/fuse.h> describes */
 
@@ -191,6 +197,16 @@ static void bad_orphan_unique(const struct req *r)
 	send_unique(1ULL << 62 | 1ULL << 61 | 0x7654320, -ENOENT);
 }
 
+static void bad_int_unique(const struct req *r)
+{
+	send_unique(r->in->unique | INT_REQ_BIT, -EAGAIN);
+}
+
+static void bad_int_future(const struct req *r)
+{
+	send_unique((r->in->unique + 0x100000) | INT_REQ_BIT, -EAGAIN);
+}
+
 static void bad_size(const struct req *r)
 {
 	struct {
@@ -246,6 +262,8 @@ static const struct {
 	{ "badunique", bad_unique },
 	{ "callunique", bad_call_unique },
 	{ "orphanunique", bad_orphan_unique },
+	{ "intunique", bad_int_unique },
+	{ "intfuture", bad_int_future },
 	{ "badsize", bad_size },
 	{ "badnotify", bad_notify },
 	{ "baderror", bad_error },

@@ -1,7 +1,8 @@
 #!/bin/bash
 # 40-malformed: a daemon that answers LOOKUP with a malformed message (too
 # short, an unknown unique of every kind: the kernel's, the keeper's own, the
-# keeper's own unanswered ones; a wrong length, a bad notification, a bad error
+# keeper's own unanswered ones, an interrupt's answer for a request never
+# interrupted or never made; a wrong length, a bad notification, a bad error
 # code, an oversized length) must not hang or crash the keeper: the request
 # fails, the keeper says why, replaces the daemon, and the mount serves again.
 # The same for a daemon that closes its connection and stays alive.
@@ -18,7 +19,7 @@ fk_wait READY || fail "the keeper never became READY"
 try_cmd 10 cat "$M/good" || fail "cat $M/good failed before any bad reply: $TRY_OUT"
 [ "$TRY_OUT" = hello ] || fail "cat $M/good printed '$TRY_OUT', expected hello"
 
-for name in short badunique callunique orphanunique badsize badnotify baderror biglen; do
+for name in short badunique callunique orphanunique intunique intfuture badsize badnotify baderror biglen; do
 	fk_mark
 	old=$(fk_daemon_pid)
 	loglines=$(wc -l <"$FK_LOG")
