@@ -27,6 +27,8 @@
  *   noname     a READDIR or READDIRPLUS answer whose first record has namelen 0
  *   longname   ... whose first record's namelen is over 1024
  *   cutrecord  ... cut short in its first record (the kernel would take it for the end)
+ *   nodeid0    an entry with node ID 0 (a negative entry) answering a request that creates
+ *              (MKDIR, MKNOD, SYMLINK, LINK, CREATE), which must name the object it made
  *   notify     a notification with an unknown code, too short for its code, or whose name
  *              length runs past its end (sent in place of the reply)
  *   dup        the reply, then the same reply again
@@ -87,7 +89,7 @@
 
 enum kind {
 	K_SHORT, K_LENLONG, K_LENSHORT, K_UNIQUE, K_CALLUNIQUE, K_ORPHAN, K_POSERROR, K_BIGERROR,
-	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NOTIFY, K_DUP, K_HUGE, K_DROP, K_SILENT, K__COUNT
+	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NODEID0, K_NOTIFY, K_DUP, K_HUGE, K_DROP, K_SILENT, K__COUNT
 };
 
 static const char *const kind_names[K__COUNT] = {
@@ -95,7 +97,7 @@ static const char *const kind_names[K__COUNT] = {
 	[K_UNIQUE] = "unique",	       [K_CALLUNIQUE] = "callunique", [K_ORPHAN] = "orphan",
 	[K_POSERROR] = "poserror",     [K_BIGERROR] = "bigerror",	  [K_ERRBODY] = "errbody",
 	[K_SIZE] = "size",	       [K_NONAME] = "noname",	  [K_LONGNAME] = "longname",
-	[K_CUTRECORD] = "cutrecord",   [K_NOTIFY] = "notify",
+	[K_CUTRECORD] = "cutrecord",   [K_NODEID0] = "nodeid0",	  [K_NOTIFY] = "notify",
 	[K_DUP] = "dup",	       [K_HUGE] = "huge",		  [K_DROP] = "drop",
 	[K_SILENT] = "silent",
 };
@@ -311,6 +313,11 @@ static bool fits(enum kind k, const char *m, size_t len, const struct slot *s)
 		       (s->opcode == FUSE_READDIR || s->opcode == FUSE_READDIRPLUS) &&
 		       body >= (s->opcode == FUSE_READDIR ? FUSE_NAME_OFFSET
 							   : FUSE_NAME_OFFSET_DIRENTPLUS) + 1;
+	case K_NODEID0:
+		return s && !h->error && body >= sizeof(struct fuse_entry_out) &&
+		       (s->opcode == FUSE_MKDIR || s->opcode == FUSE_MKNOD ||
+			s->opcode == FUSE_SYMLINK || s->opcode == FUSE_LINK ||
+			s->opcode == FUSE_CREATE);
 	case K_ERRBODY:
 	case K_DUP:
 		return s != NULL;
@@ -514,6 +521,9 @@ static int relay_up(char *m, size_t len)
 	case K_CUTRECORD:
 		len = bad_dirent(k, sp, m, len);
 		h->len = len;
+		break;
+	case K_NODEID0:
+		((struct fuse_entry_out *)(m + sizeof(*h)))->nodeid = 0;
 		break;
 	case K_NOTIFY:
 		len = bad_notify(m, &how);
