@@ -425,6 +425,9 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		return -EPROTO;
 	switch ((enum op_effect)op->effect) {
 	case EFF_ENTRY:
+		/* Only a LOOKUP may answer with a negative entry: what creates names its object. */
+		if (op->ctype && !((struct fuse_entry_out *)out)->nodeid)
+			return -EPROTO;
 		if (op->stamp)
 			clock_sample(p, req, &((struct fuse_entry_out *)out)->attr);
 		return learn_entry(p, req->knode, names[0], (struct fuse_entry_out *)out);
@@ -437,6 +440,8 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		struct fuse_entry_out *e = (struct fuse_entry_out *)out;
 		uint64_t did = e->nodeid, kid, fwd;
 
+		if (!did)
+			return -EPROTO; /* The kernel would drop the handle without a RELEASE. */
 		if (op->stamp)
 			clock_sample(p, req, &e->attr);
 		r = learn_entry(p, req->knode, names[0], e);
