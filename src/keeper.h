@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -55,6 +56,9 @@ const struct keeper_config *keeper_config(const struct keeper *k);
  * logged. No such wait lasts past --max-start-time from the daemon's start.
  */
 int keeper_wait(struct keeper *k, int fd, int64_t deadline);
+
+/* When the last daemon that served died (now_ms() clock), 0 if none has. */
+int64_t keeper_died_at(const struct keeper *k);
 
 /* The pid of the current daemon, 0 if none. */
 pid_t keeper_daemon_pid(const struct keeper *k);

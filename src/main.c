@@ -32,7 +32,12 @@ static const char usage_text[] =
 	"  -o OPT[,OPT...]        mount options: allow_other, default_permissions, ro, rw,\n"
 	"                         nosuid (default), suid, nodev (default), dev, noexec, exec,\n"
 	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
-	"  -m, --mode=MODE        recovery mode: proxy (the default; the only one so far)\n"
+	"  -m, --mode=MODE        recovery mode: proxy (the default: the keeper relays the\n"
+	"                         protocol; everything survives a crash) or remount (Linux\n"
+	"                         6.5+: the daemon gets /dev/fuse itself; after a crash every\n"
+	"                         mount of the old instance, in every mount namespace, is\n"
+	"                         replaced by one of a fresh instance; fds and working\n"
+	"                         directories on the old one then get ESTALE)\n"
 	"      --max-restarts=N   give up after N failed starts within the restart window\n"
 	"                         (default 5); then every request fails with EIO, and the\n"
 	"                         daemon is tried again every --retry-interval\n"
@@ -146,7 +151,7 @@ static const struct option long_options[] = {
 	{ 0 },
 };
 
-static const struct mode_ops *const modes[] = { &proxy_mode };
+static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode };
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
@@ -231,7 +236,7 @@ int main(int argc, char **argv)
 				if (!strcmp(modes[i]->name, optarg))
 					m = modes[i];
 			if (!m)
-				usage_error("unknown mode '%s' (available: proxy)", optarg);
+				usage_error("unknown mode '%s' (available: proxy, remount)", optarg);
 			cfg.mode = m;
 			break;
 		}
@@ -352,6 +357,10 @@ int main(int argc, char **argv)
 			    "mountpoint, e.g. -- sshfs -f host:/dir {}");
 	if (geteuid() != 0) {
 		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
+		return 1;
+	}
+	if (cfg.mode->probe && cfg.mode->probe(err, sizeof(err)) < 0) {
+		fprintf(stderr, "fusekeeper: %s\n", err);
 		return 1;
 	}
 	cfg.mountpoint = realpath(mountpoint, NULL);

@@ -17,10 +17,20 @@
 struct mode_ops {
 	const char *name;
 
+	/*
+	 * Optional: whether the mode can work on this system, asked before anything is mounted.
+	 * Returns 0, or -errno with a message for the user in @err. NULL: always.
+	 */
+	int (*probe)(char *err, size_t errlen);
+
 	/* Takes over /dev/fuse (@devfd) once the mount exists. Returns 0 or -errno. */
 	int (*start)(struct keeper *k, int devfd, void **state);
 
-	/* Makes the channel for the next daemon and returns its end (passed as /dev/fd/N). */
+	/*
+	 * Makes the channel for the next daemon and returns its end (passed as /dev/fd/N): a
+	 * socket (proxy), or a /dev/fuse fd of a mount the mode made itself (remount). The mode
+	 * keeps ownership.
+	 */
 	int (*channel)(void *state);
 
 	/*
@@ -63,3 +73,4 @@ struct mode_ops {
 };
 
 extern const struct mode_ops proxy_mode;
+extern const struct mode_ops remount_mode;

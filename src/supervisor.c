@@ -80,6 +80,11 @@ const struct keeper_config *keeper_config(const struct keeper *k)
 	return &k->cfg;
 }
 
+int64_t keeper_died_at(const struct keeper *k)
+{
+	return k->died_at;
+}
+
 pid_t keeper_daemon_pid(const struct keeper *k)
 {
 	return k->daemon;

@@ -1,0 +1,705 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Finding the mounts of a filesystem instance in every mount namespace and replacing them
+ * (nsmounts.h). The parent reads each namespace's mountinfo and plans; a forked child per
+ * namespace clones, enters the namespace and swaps, and writes one report per mount to a pipe.
+ */
+#include "nsmounts.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mountapi.h"
+#include "util.h"
+
+/* Namespaces and mounts per swap are bounded: a host with more is not served in one pass. */
+#define NSM_MAX_NS 4096
+#define NSM_MAX_JOBS 1024
+
+static const struct {
+	const char *name;
+	uint64_t attr;
+} attr_opts[] = {
+	{ "ro", MOUNT_ATTR_RDONLY },	   { "nosuid", MOUNT_ATTR_NOSUID },
+	{ "nodev", MOUNT_ATTR_NODEV },	   { "noexec", MOUNT_ATTR_NOEXEC },
+	{ "noatime", MOUNT_ATTR_NOATIME }, { "strictatime", MOUNT_ATTR_STRICTATIME },
+	{ "nodiratime", MOUNT_ATTR_NODIRATIME }, { "nosymfollow", MOUNT_ATTR_NOSYMFOLLOW },
+};
+
+/* Decodes mountinfo's octal escapes (\040 for a blank, \011, \012, \134) in place. */
+static void unescape(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*d++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*d++ = *s;
+		}
+	}
+	*d = '\0';
+}
+
+int nsm_parse_line(char *line, struct nsm_mount *m)
+{
+	char *f[10], *save = NULL, *tok, *opt;
+	size_t n = 0;
+	bool shared = false, slave = false;
+
+	memset(m, 0, sizeof(*m));
+	for (tok = strtok_r(line, " \n", &save); tok && n < 6; tok = strtok_r(NULL, " \n", &save))
+		f[n++] = tok;
+	if (n < 6)
+		return -EINVAL;
+	/* Optional fields up to "-", then fstype. */
+	for (; tok && strcmp(tok, "-"); tok = strtok_r(NULL, " \n", &save)) {
+		if (!strncmp(tok, "shared:", 7))
+			shared = true;
+		else if (!strncmp(tok, "master:", 7))
+			slave = true;
+		else if (!strcmp(tok, "unbindable"))
+			m->prop = NSM_UNBINDABLE;
+	}
+	if (!tok || !(m->fstype = strtok_r(NULL, " \n", &save)))
+		return -EINVAL;
+	if (sscanf(f[0], "%d", &m->id) != 1 || sscanf(f[1], "%d", &m->parent) != 1 ||
+	    sscanf(f[2], "%u:%u", &m->major, &m->minor) != 2)
+		return -EINVAL;
+	unescape(f[3]);
+	unescape(f[4]);
+	m->root = f[3];
+	m->point = f[4];
+	m->opts = f[5];
+	if (m->prop != NSM_UNBINDABLE)
+		m->prop = shared && slave ? NSM_SHARED_SLAVE : shared ? NSM_SHARED
+			: slave ? NSM_SLAVE : NSM_PRIVATE;
+	/* The options stay readable for the log: scan a copy's worth by hand, no strtok. */
+	for (opt = f[5]; *opt;) {
+		size_t len = strcspn(opt, ",");
+
+		for (size_t i = 0; i < ARRAY_SIZE(attr_opts); i++)
+			if (strlen(attr_opts[i].name) == len && !strncmp(opt, attr_opts[i].name, len))
+				m->attr |= attr_opts[i].attr;
+		opt += len + (opt[len] == ',');
+	}
+	return 0;
+}
+
+const char *nsm_prop_name(enum nsm_prop p)
+{
+	switch (p) {
+	case NSM_SHARED:
+		return "shared";
+	case NSM_SLAVE:
+		return "master";
+	case NSM_SHARED_SLAVE:
+		return "shared+master";
+	case NSM_UNBINDABLE:
+		return "unbindable";
+	case NSM_PRIVATE:
+	default:
+		return "private";
+	}
+}
+
+void nsm_table_free(struct nsm_table *t)
+{
+	free(t->m);
+	free(t->buf);
+	memset(t, 0, sizeof(*t));
+}
+
+int nsm_read_table(const char *path, struct nsm_table *t)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t size = 0, cap = 65536, lines = 0;
+	char *line, *save = NULL;
+
+	memset(t, 0, sizeof(*t));
+	if (fd < 0)
+		return -errno;
+	t->buf = malloc(cap);
+	if (!t->buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n;
+
+		if (size + 1 >= cap) {
+			char *nb = cap >= (64u << 20) ? NULL : realloc(t->buf, cap * 2);
+			if (!nb) {
+				nsm_table_free(t);
+				return -ENOMEM;
+			}
+			t->buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, t->buf + size, cap - size - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			nsm_table_free(t);
+			return -e;
+		}
+		if (n == 0)
+			break;
+		size += n;
+	}
+	t->buf[size] = '\0';
+	for (size_t i = 0; i < size; i++)
+		lines += t->buf[i] == '\n';
+	t->m = calloc(lines + 1, sizeof(*t->m));
+	if (!t->m) {
+		nsm_table_free(t);
+		return -ENOMEM;
+	}
+	for (line = strtok_r(t->buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (nsm_parse_line(line, &t->m[t->n]) == 0)
+			t->n++;
+	return 0;
+}
+
+/* ---- namespaces -------------------------------------------------------------------------- */
+
+struct nsm_ns {
+	uint64_t ino;
+	pid_t pid;
+};
+
+static int ns_of(pid_t pid, uint64_t *ino)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	if (stat(path, &st) < 0)
+		return -errno;
+	*ino = st.st_ino;
+	return 0;
+}
+
+/* One process per mount namespace; the caller's own namespace first. */
+static int list_namespaces(struct nsm_ns **out, size_t *count)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	struct nsm_ns *ns;
+	size_t n = 0;
+
+	*out = NULL;
+	*count = 0;
+	if (!d)
+		return -errno;
+	ns = calloc(NSM_MAX_NS, sizeof(*ns));
+	if (!ns) {
+		closedir(d);
+		return -ENOMEM;
+	}
+	if (ns_of(getpid(), &ns[0].ino) == 0)
+		ns[n++].pid = getpid();
+	while ((de = readdir(d)) && n < NSM_MAX_NS) {
+		uint64_t ino;
+		pid_t pid;
+		bool seen = false;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = atoi(de->d_name);
+		if (ns_of(pid, &ino) < 0)
+			continue; /* gone, or a kernel thread without a namespace to show */
+		for (size_t i = 0; i < n && !seen; i++)
+			seen = ns[i].ino == ino;
+		if (!seen)
+			ns[n++] = (struct nsm_ns){ .ino = ino, .pid = pid };
+	}
+	closedir(d);
+	*out = ns;
+	*count = n;
+	return 0;
+}
+
+/* ---- the work inside one namespace --------------------------------------------------------- */
+
+struct job {
+	const struct nsm_mount *m;
+	int src;     /* the mount to put beneath it: the anchor, or -1 (a clone made in the child) */
+	bool anchor; /* src is the fresh instance itself (first swap in the caller's namespace) */
+	int skip;    /* > 0: not tried; the id of the stale mount it sat inside */
+};
+
+/* What a child reports per job. */
+struct job_msg {
+	int id;
+	int err;
+	char reason[200];
+};
+
+static void send_msg(int fd, int id, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void send_msg(int fd, int id, int err, const char *fmt, ...)
+{
+	struct job_msg msg = { .id = id, .err = err };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg.reason, sizeof(msg.reason), fmt, ap);
+	va_end(ap);
+	if (write(fd, &msg, sizeof(msg)) != sizeof(msg)) {
+		/* The parent reports the mount as not answered. */
+	}
+}
+
+/* The mount ID at the top of @path, without asking the filesystem anything (a stale FUSE
+ * mount's daemon is dead: a GETATTR would wait for ever). */
+static int top_mount_id(const char *path, int *id)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+		  STATX_MNT_ID, &stx) < 0)
+		return -errno;
+	if (!(stx.stx_mask & STATX_MNT_ID))
+		return -EOPNOTSUPP;
+	*id = (int)stx.stx_mnt_id;
+	return 0;
+}
+
+static uint64_t attr_set_of(const struct nsm_mount *m)
+{
+	return m->attr & FK_MOUNT_ATTR_FLAGS;
+}
+
+static uint64_t propagation_of(enum nsm_prop p)
+{
+	switch (p) {
+	case NSM_SHARED:
+		return MS_SHARED;
+	case NSM_SLAVE:
+	case NSM_SHARED_SLAVE:
+		return MS_SLAVE;
+	case NSM_UNBINDABLE:
+		return MS_UNBINDABLE;
+	case NSM_PRIVATE:
+	default:
+		return MS_PRIVATE;
+	}
+}
+
+/* Makes the mount to put beneath job @j (unless it has one) and gives it the stale mount's
+ * flags: before it is visible, so that a read-only bind is never writable. */
+static int prepare_src(struct nsm_swap *s, struct job *j, int out)
+{
+	const char *rel = j->m->root[1] ? j->m->root + 1 : ".";
+	struct mount_attr attr = {
+		.attr_set = attr_set_of(j->m),
+		.attr_clr = FK_MOUNT_ATTR_FLAGS,
+	};
+
+	if (j->src < 0) {
+		j->src = open_tree(s->fresh_fd, rel, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+				   AT_SYMLINK_NOFOLLOW);
+		if (j->src < 0) {
+			send_msg(out, j->m->id, -errno, "the fresh instance has no %s: %s",
+				 j->m->root, strerror(errno));
+			return -1;
+		}
+	}
+	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0) {
+		send_msg(out, j->m->id, -errno, "cannot give the new mount the flags %s: %s",
+			 j->m->opts, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Puts job @j's mount beneath the stale one and detaches the stale one. */
+static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
+{
+	const char *p = j->m->point;
+	struct mount_attr prop = { .propagation = propagation_of(j->m->prop) };
+	int top = -1, r;
+
+	r = top_mount_id(p, &top);
+	if (r < 0) {
+		send_msg(out, j->m->id, r, "its mount point is no longer reachable: %s",
+			 strerror(-r));
+		return;
+	}
+	if (top != j->m->id) {
+		send_msg(out, j->m->id, -EBUSY, "it is no longer the top mount at its mount point "
+			 "(mount %d is, mounted on it or in its place)", top);
+		return;
+	}
+	if (move_mount(j->src, "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH) < 0) {
+		int e = errno;
+
+		send_msg(out, j->m->id, -e, "cannot mount beneath it: %s%s", strerror(e),
+			 e == EINVAL && locked_ns
+				 ? " (it is locked, MNT_LOCKED: its namespace belongs to a less "
+				   "privileged user namespace)"
+				 : "");
+		return;
+	}
+	/* The fresh mount is below: whatever fails now leaves the stale one on top of it, which
+	 * is no worse than before. */
+	if (umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+		int e = errno;
+
+		send_msg(out, j->m->id, -e, "cannot detach it from above the new mount: %s%s",
+			 strerror(e), e == EINVAL && locked_ns ? " (it is locked: MNT_LOCKED)" : "");
+		return;
+	}
+	/*
+	 * A clone is private. One that replaces a shared or slave mount joins the peer group of
+	 * the mount that replaced the original (when that one is shared), so that it ends up a
+	 * peer or a slave of it, as the stale one was of the original. The group is set by fds,
+	 * across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached
+	 * (moving it from its detached tree would make it private again).
+	 */
+	if (s_fresh_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
+	    move_mount(s_fresh_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
+		       MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+		/* The fresh mount is private: the propagation type is all there is. */
+	}
+	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
+		send_msg(out, j->m->id, 0, "replaced, but its propagation (%s) could not be set: %s",
+			 nsm_prop_name(j->m->prop), strerror(errno));
+		return;
+	}
+	send_msg(out, j->m->id, 0, "%s", "");
+}
+
+/*
+ * The child for one namespace. Clones of the fresh instance can only be made in the caller's
+ * namespace (where it is mounted): for another namespace they are all made first, then the
+ * child enters it through @pidfd and the process's root @rootfd; in the caller's own (@own),
+ * each is made just before it is used, after the anchor (the fresh instance itself) is in
+ * place. Only reports go out, through @out. Never returns.
+ */
+static void __attribute__((noreturn))
+ns_child(struct nsm_swap *s, int pidfd, int rootfd, bool own, bool locked_ns, struct job *jobs,
+	 size_t n, int out)
+{
+	for (size_t i = 0; i < n && !own; i++)
+		if (!jobs[i].skip && prepare_src(s, &jobs[i], out) < 0)
+			jobs[i].skip = -1;
+	if (setns(pidfd, CLONE_NEWNS) < 0) {
+		int e = errno;
+
+		for (size_t i = 0; i < n; i++)
+			if (jobs[i].skip >= 0)
+				send_msg(out, jobs[i].m->id, -e, "%s",
+					 e == ESRCH ? "its mount namespace went away mid-swap (the "
+						      "process it was entered through exited)"
+						    : strerror(e));
+		_exit(0);
+	}
+	if (fchdir(rootfd) < 0 || chroot(".") < 0) {
+		int e = errno;
+
+		for (size_t i = 0; i < n; i++)
+			if (jobs[i].skip >= 0)
+				send_msg(out, jobs[i].m->id, -e, "cannot enter the process's root: %s",
+					 strerror(e));
+		_exit(0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+
+		if (j->skip > 0) {
+			send_msg(out, j->m->id, -ENOENT, "it was mounted inside stale mount %d, and went "
+				 "with it", j->skip);
+			continue;
+		}
+		if (j->skip || (own && prepare_src(s, j, out) < 0))
+			continue;
+		swap_one(j, j->anchor ? -1 : s->fresh_fd, locked_ns, out);
+	}
+	_exit(0);
+}
+
+/* Whether namespace @pid's mounts belong to a user namespace other than ours: its copies of
+ * mounts from before its creation are then locked (MNT_LOCKED). */
+static bool ns_less_privileged(pid_t pid)
+{
+	char path[64];
+	struct stat own, other;
+	int fd, ufd;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ufd = ioctl(fd, NS_GET_USERNS);
+	close(fd);
+	if (ufd < 0)
+		return false;
+	fd = fstat(ufd, &other);
+	close(ufd);
+	return fd == 0 && stat("/proc/self/ns/user", &own) == 0 && own.st_ino != other.st_ino;
+}
+
+/* Depth of a path, for ordering parents before children. */
+static size_t depth(const char *p)
+{
+	size_t d = 0;
+
+	for (; *p; p++)
+		d += *p == '/';
+	return d;
+}
+
+static int job_cmp(const void *a, const void *b)
+{
+	const struct job *x = a, *y = b;
+	size_t dx = depth(x->m->point), dy = depth(y->m->point);
+
+	return dx < dy ? -1 : dx > dy ? 1 : x->m->id - y->m->id;
+}
+
+static void report(struct nsm_swap *s, const struct nsm_ns *ns, const struct nsm_mount *m,
+		   int err, const char *reason)
+{
+	struct nsm_report r = { .ns = ns->ino, .pid = ns->pid, .id = m->id, .err = err };
+
+	snprintf(r.point, sizeof(r.point), "%s", m->point);
+	snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	if (s->report)
+		s->report(s->arg, &r);
+}
+
+/* Swaps the stale mounts of one namespace. Returns how many were replaced; *failed grows. */
+static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsigned *failed)
+{
+	_cleanup_close_ int pidfd = -1, rootfd = -1;
+	struct nsm_table t;
+	struct job *jobs;
+	size_t n = 0;
+	char path[64];
+	int pipefd[2], replaced = 0, r;
+	bool *answered;
+	pid_t pid;
+	int64_t deadline;
+
+	pidfd = syscall(SYS_pidfd_open, ns->pid, 0);
+	if (pidfd < 0)
+		return 0; /* gone before we looked: so are its mounts, unless others hold them */
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)ns->pid);
+	rootfd = open(path, O_PATH | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)ns->pid);
+	r = nsm_read_table(path, &t);
+	/* Still the same process: what was read is its namespace's. */
+	if (r < 0 || rootfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0) {
+		if (r == 0)
+			nsm_table_free(&t);
+		return 0;
+	}
+	jobs = calloc(MIN(t.n, (size_t)NSM_MAX_JOBS), sizeof(*jobs));
+	answered = calloc(MIN(t.n, (size_t)NSM_MAX_JOBS) + 1, sizeof(*answered));
+	if (!jobs || !answered) {
+		free(jobs);
+		free(answered);
+		nsm_table_free(&t);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t.n && n < NSM_MAX_JOBS; i++)
+		if (t.m[i].major == s->old_major && t.m[i].minor == s->old_minor)
+			jobs[n++] = (struct job){ .m = &t.m[i], .src = -1 };
+	if (!n)
+		goto out;
+	qsort(jobs, n, sizeof(*jobs), job_cmp);
+	/* A stale mount inside another stale one goes with it (its path cannot be walked
+	 * without the dead daemon): report it rather than walk into a wait that never ends. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < i; k++)
+			if (jobs[i].m->parent == jobs[k].m->id)
+				jobs[i].skip = jobs[k].m->id;
+	if (own && s->fresh_detached) {
+		/* The fresh instance itself replaces the original mount of its root. */
+		size_t a = n;
+
+		for (size_t i = 0; i < n; i++)
+			if (!jobs[i].skip && !strcmp(jobs[i].m->root, "/") &&
+			    (a == n || (s->anchor_point && !strcmp(jobs[i].m->point, s->anchor_point))))
+				a = i;
+		if (a < n) {
+			jobs[a].src = s->fresh_fd;
+			jobs[a].anchor = true;
+			/* The anchor goes first: the clones are made from it once attached. */
+			if (a) {
+				struct job tmp = jobs[a];
+				memmove(&jobs[1], &jobs[0], a * sizeof(*jobs));
+				jobs[0] = tmp;
+			}
+		}
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		goto out;
+	}
+	if (pid == 0) {
+		close(pipefd[0]);
+		ns_child(s, pidfd, rootfd, own, !own && ns_less_privileged(ns->pid), jobs, n,
+			 pipefd[1]);
+	}
+	close(pipefd[1]);
+	{
+		_cleanup_close_ int child = syscall(SYS_pidfd_open, pid, 0);
+		size_t got = 0;
+
+		deadline = now_ms() + s->timeout_ms;
+		for (;;) {
+			struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+			struct job_msg msg;
+			ssize_t len;
+			int pr = poll(&pfd, 1, ms_until(deadline));
+
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr <= 0)
+				break;
+			len = read(pipefd[0], &msg, sizeof(msg));
+			if (len != sizeof(msg))
+				break;
+			msg.reason[sizeof(msg.reason) - 1] = '\0';
+			for (size_t i = 0; i < n; i++) {
+				if (jobs[i].m->id != msg.id || answered[i])
+					continue;
+				answered[i] = true;
+				got++;
+				if (msg.err) {
+					(*failed)++;
+				} else {
+					replaced++;
+					if (jobs[i].anchor)
+						s->fresh_detached = false;
+				}
+				report(s, ns, jobs[i].m, msg.err, msg.reason);
+				break;
+			}
+		}
+		close(pipefd[0]);
+		if (child >= 0)
+			syscall(SYS_pidfd_send_signal, child, SIGKILL, NULL, 0);
+		/* The supervisor may have reaped it already (it reaps every child). */
+		if (child >= 0)
+			waitid(P_PIDFD, child, NULL, WEXITED);
+		for (size_t i = 0; i < n; i++) {
+			if (answered[i])
+				continue;
+			(*failed)++;
+			report(s, ns, jobs[i].m, -ETIMEDOUT, "no answer from the namespace's helper "
+			       "in time (it was stopped)");
+		}
+		(void)got;
+	}
+	r = replaced;
+out:
+	free(jobs);
+	free(answered);
+	nsm_table_free(&t);
+	return r;
+}
+
+int nsm_swap(struct nsm_swap *s, unsigned *failed)
+{
+	struct nsm_ns *ns;
+	size_t n;
+	int r, replaced = 0;
+
+	*failed = 0;
+	r = list_namespaces(&ns, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		r = swap_ns(s, &ns[i], i == 0, failed);
+		if (r > 0)
+			replaced += r;
+	}
+	free(ns);
+	return replaced;
+}
+
+unsigned nsm_count_mounts(unsigned major, unsigned minor)
+{
+	struct nsm_ns *ns;
+	size_t n;
+	unsigned count = 0;
+
+	if (list_namespaces(&ns, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct nsm_table t;
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)ns[i].pid);
+		if (nsm_read_table(path, &t) < 0)
+			continue;
+		for (size_t k = 0; k < t.n; k++)
+			count += t.m[k].major == major && t.m[k].minor == minor;
+		nsm_table_free(&t);
+	}
+	free(ns);
+	return count;
+}
+
+int nsm_probe_beneath(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* A private namespace: nothing done here is seen outside, and it ends with us. */
+		int fds[2] = { -1, -1 }, fs;
+		struct mount_attr prop = { .propagation = MS_PRIVATE };
+
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, &prop, sizeof(prop)) < 0)
+			_exit(2);
+		for (int i = 0; i < 2; i++) {
+			fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+			if (fs < 0 || fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+				_exit(2);
+			fds[i] = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+			close(fs);
+		}
+		if (fds[0] < 0 || fds[1] < 0 ||
+		    move_mount(fds[1], "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			_exit(2);
+		_exit(move_mount(fds[0], "", AT_FDCWD, "/tmp",
+				 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH) < 0 ? 1 : 0);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 2)
+		return -EIO;
+	return WEXITSTATUS(status) ? -EOPNOTSUPP : 0;
+}

@@ -1,0 +1,65 @@
+# shellcheck shell=bash
+# tests/lib-remount.sh - helpers for the remount-mode tests (7x-remount-*.sh).
+# Source after tests/lib.sh.
+#
+#   rmns_start NAME PROPAGATION SCRIPT   runs SCRIPT (bash) as the first process of a new
+#                                        mount namespace (unshare -m --propagation
+#                                        PROPAGATION, plus any UNSHARE_EXTRA flags), kept
+#                                        alive afterwards; its pid goes to RMNS_PID_<NAME>
+#   rmns_run NAME TIMEOUT CMD...         runs CMD inside that namespace (try_cmd)
+#   rm_mount_of PID PATH                 "MAJ:MIN OPTS PROPAGATION" of the top mount at
+#                                        PATH in PID's mountinfo (PROPAGATION: shared,
+#                                        master, shared+master, private)
+#   rm_count_dev MAJ:MIN                 mounts of that device in every mount namespace
+#   rm_need_remount                      skip unless --mode=remount can run here
+
+rmns_start() {
+	local name=$1 prop=$2 script=$3 pid
+	# shellcheck disable=SC2086
+	unshare -m --propagation "$prop" ${UNSHARE_EXTRA:-} -- \
+		bash -c "$script"'
+		echo ready
+		exec sleep 100000' "rmns-$name" >"$T/rmns-$name.out" 2>"$T/rmns-$name.err" </dev/null &
+	pid=$!
+	track_pid "$pid"
+	eval "RMNS_PID_$name=$pid"
+	wait_match "$T/rmns-$name.out" '^ready$' 10 >/dev/null ||
+		fail "namespace $name did not come up: $(cat "$T/rmns-$name.err")"
+	log "namespace $name: pid $pid"
+}
+
+rmns_run() {
+	local name=$1 limit=$2 pid
+	shift 2
+	eval "pid=\$RMNS_PID_$name"
+	try_cmd "$limit" nsenter -t "$pid" -m ${UNSHARE_EXTRA:+-U --preserve-credentials} -- "$@"
+}
+
+rm_mount_of() {
+	awk -v mp="$2" '$5 == mp {
+		prop = ""
+		for (i = 7; $i != "-"; i++) {
+			if ($i ~ /^shared:/) prop = prop (prop == "" ? "" : "+") "shared"
+			if ($i ~ /^master:/) prop = prop (prop == "" ? "" : "+") "master"
+		}
+		last = $3 " " $6 " " (prop == "" ? "private" : prop)
+	} END { if (last != "") print last }' "/proc/$1/mountinfo"
+}
+
+rm_count_dev() {
+	local pid ns seen=" " n=0 c
+	for pid in /proc/[0-9]*; do
+		ns=$(stat -L -c %i "$pid/ns/mnt" 2>/dev/null) || continue
+		case $seen in *" $ns "*) continue ;; esac
+		seen="$seen$ns "
+		c=$(awk -v d="$1" '$3 == d' "$pid/mountinfo" 2>/dev/null | wc -l)
+		n=$((n + c))
+	done
+	echo "$n"
+}
+
+rm_need_remount() {
+	local out
+	out=$("$FK" --mode=remount "$T" -- true {} 2>&1 </dev/null)
+	case $out in *"--mode=proxy"*) skip "no MOVE_MOUNT_BENEATH here: $out" ;; esac
+}
