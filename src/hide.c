@@ -718,8 +718,16 @@ static void grave_send(struct proxy *p, struct grave *g)
  */
 static void bury(struct proxy *p, struct node *n, struct node_name *nm)
 {
-	struct grave *g = calloc(1, sizeof(*g));
+	struct grave *g;
 
+	if (p->hide.ngraves >= HIDE_GRAVES_MAX) {
+		if (overflow_log_due(&p->hide.graves_full))
+			log_warn("%d hidden names wait for the daemon to remove them: %s of node %"
+				 PRIu64 " stays in the store until the keeper starts again (%" PRIu64
+				 " so far)", HIDE_GRAVES_MAX, nm->name, n->kid, p->hide.graves_full);
+		return;
+	}
+	g = calloc(1, sizeof(*g));
 	if (!g || strlen(nm->name) >= sizeof(g->name) || node_pin(&p->nodes, nm->parent) < 0) {
 		log_warn("Out of memory: the hidden name %s of node %" PRIu64 " stays in the store "
 			 "until the keeper starts again", nm->name, n->kid);
@@ -730,6 +738,7 @@ static void bury(struct proxy *p, struct node *n, struct node_name *nm)
 	strcpy(g->name, nm->name);
 	g->next = p->hide.graves;
 	p->hide.graves = g;
+	p->hide.ngraves++;
 	node_drop_name(&p->nodes, nm);
 	p->hide.live--;
 	grave_send(p, g);
@@ -759,6 +768,7 @@ bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
 	}
 	if (g && (error == 0 || error == -ENOENT)) {
 		*gp = g->next;
+		p->hide.ngraves--;
 		hide_journal(&p->hide, false, g->name);
 		node_unpin(&p->nodes, g->parent);
 	} else if (g) {

@@ -24,6 +24,10 @@
 /* HIDE_PREFIX, 16 hex digits, NUL. */
 #define HIDE_NAME_SIZE (HIDE_PREFIX_LEN + 17)
 
+/* Graves kept at most: past that a hidden name stays in the store, listed in the journal for
+ * the next keeper to remove (a daemon that never answers the removals cannot grow the list). */
+#define HIDE_GRAVES_MAX 4096
+
 /* A hidden name to remove once the daemon can be asked (its file's last RELEASE came). */
 struct grave {
 	struct grave *next;
@@ -40,6 +44,8 @@ struct hide_state {
 	uint64_t counter;
 	uint64_t live;		/* hidden names nodes hold: replies' st_nlink are corrected */
 	struct grave *graves;
+	uint64_t ngraves;	/* graves listed; at most HIDE_GRAVES_MAX */
+	uint64_t graves_full;	/* hidden names not buried for want of room (for logs) */
 	int journal_fd;		/* -1 without a journal; locked (flock) while this keeper runs */
 	char *journal_path;
 	struct idmap listed;	/* what the journal lists: hidden name's number -> its path */

@@ -2,6 +2,7 @@
 #include "opcodes.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -81,7 +82,8 @@ const struct op_info op_table[OP_MAX] = {
 	[FUSE_OPENDIR] = { "OPENDIR", sizeof(struct fuse_open_in), 0, 1, 0, 0, NONE,
 			   FIXED(fuse_open_out), .effect = EFF_OPENDIR },
 	[FUSE_READDIR] = { "READDIR", sizeof(struct fuse_read_in), 0, 1, 0, 0,
-			   FH_UPTO(fuse_read_in), .positioned = 1, .ino_out = INO_OUT_DIRENT },
+			   FH_UPTO(fuse_read_in), .positioned = 1, .ino_out = INO_OUT_DIRENT,
+			   .records = REC_DIRENT },
 	[FUSE_RELEASEDIR] = { "RELEASEDIR", sizeof(struct fuse_release_in), 0, 1, 0, 0,
 			      FH(fuse_release_in), .effect = EFF_RELEASE, .lost_ok = 1 },
 	[FUSE_FSYNCDIR] = { "FSYNCDIR", sizeof(struct fuse_fsync_in), 0, 1, 0, 0,
@@ -113,7 +115,7 @@ const struct op_info op_table[OP_MAX] = {
 			     FH(fuse_fallocate_in), .dchange = DC_NODE, .ctime_of = CTO_NODE },
 	[FUSE_READDIRPLUS] = { "READDIRPLUS", sizeof(struct fuse_read_in), 0, 1, 0, 0,
 			       FH_UPTO(fuse_read_in), .effect = EFF_DIRPLUS, .positioned = 1,
-			       .ino_out = INO_OUT_DIRPLUS },
+			       .ino_out = INO_OUT_DIRPLUS, .records = REC_DIRENTPLUS },
 	[FUSE_RENAME2] = { "RENAME2", sizeof(struct fuse_rename2_in), 2, 1, 0, FH_NEVER,
 			   .fh_off = -1, .node2_off = OFF(fuse_rename2_in, newdir), .fh2_off = -1,
 			   .size_off = -1, .effect = EFF_RENAME, .replay = RP_RENAME, .stamp = 1,
@@ -177,12 +179,22 @@ const struct notify_info *notify_get(int code)
 	return code > 0 && code < NOTIFY_MAX && notify_table[code].name ? &notify_table[code] : NULL;
 }
 
-int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len)
+uint32_t op_out_limit(const struct op_info *op, const void *in, size_t in_len)
 {
 	uint32_t limit = 0;
 
 	if (op->size_off >= 0 && (size_t)op->size_off + 4 <= in_len)
 		memcpy(&limit, (const char *)in + op->size_off, 4);
+	return limit;
+}
+
+int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len)
+{
+	return op_check_out(op, op_out_limit(op, in, in_len), out_len);
+}
+
+int op_check_out(const struct op_info *op, uint32_t limit, size_t out_len)
+{
 	switch ((enum op_out)op->out) {
 	case OUT_NONE:
 		return out_len == 0 ? 0 : -EPROTO;
@@ -205,4 +217,26 @@ int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, s
 	default:
 		return -EPROTO;
 	}
+}
+
+int op_check_records(const struct op_info *op, const void *body, size_t len)
+{
+	bool plus = op->records == REC_DIRENTPLUS;
+	size_t head = plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET, off = 0;
+
+	if (op->records == REC_NONE)
+		return 0;
+	while (off < len) {
+		const char *rec = (const char *)body + off;
+		const struct fuse_dirent *d = (const struct fuse_dirent *)
+			(plus ? rec + offsetof(struct fuse_direntplus, dirent) : rec);
+
+		/* The kernel refuses a name of 0 or over 1024 bytes, and would take a record cut
+		 * short for the end of the listing. */
+		if (len - off < head || d->namelen == 0 || d->namelen > 1024 ||
+		    FUSE_DIRENT_ALIGN(head + d->namelen) > len - off)
+			return -EPROTO;
+		off += FUSE_DIRENT_ALIGN(head + d->namelen);
+	}
+	return 0;
 }

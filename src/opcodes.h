@@ -86,6 +86,14 @@ enum op_ctime_of {
 	CTO_NODE2,    /* the node at .node2_off (LINK's source, COPY_FILE_RANGE's destination) */
 };
 
+/* Records a successful reply's body is made of: each must lie whole within the body, its name
+ * 1 to 1024 bytes long (FUSE_NAME_MAX), as the kernel parses them (fs/fuse/readdir.c). */
+enum op_records {
+	REC_NONE = 0,
+	REC_DIRENT,	/* fuse_dirent (READDIR) */
+	REC_DIRENTPLUS, /* fuse_direntplus (READDIRPLUS) */
+};
+
 /* A condition on the request for the handle at .fh_off to be present. */
 enum op_fh_when {
 	FH_ALWAYS = 0,
@@ -144,6 +152,7 @@ struct op_info {
 	uint8_t lock;	      /* enum op_lock */
 	uint8_t entry_names;  /* how many of its names, first first, are names of entries in a
 				 directory (not a symlink's target or an attribute's name) */
+	uint8_t records;      /* enum op_records */
 	uint8_t may_wait;     /* 1: may wait for an event outside the daemon (a lock's release, a
 				 poll): a daemon holding it long is not hung (--hang-timeout) */
 };
@@ -181,3 +190,13 @@ const struct notify_info *notify_get(int code);
  * request body after the in-header, @in_len bytes). Returns 0 or -EPROTO.
  */
 int op_check_out_size(const struct op_info *op, const void *in, size_t in_len, size_t out_len);
+
+/* The request's size field that bounds an OUT_UPTO or OUT_XATTR reply (0 if it has none). */
+uint32_t op_out_limit(const struct op_info *op, const void *in, size_t in_len);
+
+/* op_check_out_size() for a request of which only op_out_limit() was kept. */
+int op_check_out(const struct op_info *op, uint32_t limit, size_t out_len);
+
+/* Checks the records of a successful reply's body (@body, @len bytes; 8-byte aligned) as
+ * op->records says. Returns 0 or -EPROTO. */
+int op_check_records(const struct op_info *op, const void *body, size_t len);

@@ -36,6 +36,8 @@ enum px_state {
 /* A request of the keeper's own to the daemon (INIT, recovery lookups and opens, replays). */
 struct call {
 	uint64_t unique;
+	uint32_t opcode;   /* of the request: its reply is checked like the kernel's */
+	uint32_t limit;    /* op_out_limit() of the request */
 	struct msg *reply; /* the daemon's reply; NULL if it never came */
 	bool done;
 	bool failed;	   /* it could not be sent: the daemon is going */
@@ -132,6 +134,9 @@ struct proxy {
 	uint64_t ino_same, ino_diff_unnoted;
 
 	struct hide_state hide; /* files removed while open (hide.c) */
+
+	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
+	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
 
 	/* Counters for the recovery log line. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;

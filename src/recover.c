@@ -86,6 +86,9 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 	c->reply = NULL;
 	c->done = false;
 	c->failed = false;
+	c->opcode = msg_in(req)->opcode;
+	c->limit = op_get(c->opcode) ? op_out_limit(op_get(c->opcode), req->data +
+			sizeof(struct fuse_in_header), req->len - sizeof(struct fuse_in_header)) : 0;
 	pthread_mutex_lock(&p->lock);
 	c->unique = CALL_BIT | (p->next_call++ << 1);
 	r = idmap_put(&p->calls, c->unique, c);

@@ -369,6 +369,22 @@ struct dirplus_ctx {
 	bool check_only;
 };
 
+/*
+ * A reply's node (@nodes) or handle did not fit its table (-ENFILE: --max-nodes, --max-handles
+ * reached): says so on the 1st, 2nd, 4th, ... time. What the kernel gets (@outcome) is the
+ * caller's.
+ */
+static void note_table_full(struct proxy *p, bool nodes, const char *op, const char *outcome)
+{
+	uint64_t *count = nodes ? &p->full_nodes : &p->full_handles;
+
+	if (overflow_log_due(count))
+		log_warn("The %s table is full (--max-%s=%" PRIu64 "): %s %s (%" PRIu64 " so far)",
+			 nodes ? "node" : "handle", nodes ? "nodes" : "handles",
+			 nodes ? p->nodes.max : p->handles.max, op, outcome,
+			 __atomic_load_n(count, __ATOMIC_RELAXED));
+}
+
 static int dirplus_learn(struct fuse_direntplus *d, void *arg)
 {
 	struct dirplus_ctx *c = arg;
@@ -378,8 +394,11 @@ static int dirplus_learn(struct fuse_direntplus *d, void *arg)
 		return 0;
 	memcpy(name, d->dirent.name, d->dirent.namelen);
 	name[d->dirent.namelen] = '\0';
-	if (learn_entry(c->p, c->parent, name, &d->entry_out) < 0)
+	if (learn_entry(c->p, c->parent, name, &d->entry_out) < 0) {
 		d->entry_out.nodeid = 0; /* Out of room: the kernel gets the name without a node. */
+		note_table_full(c->p, true, "a READDIRPLUS entry",
+				"goes to the kernel without its node");
+	}
 	return 0;
 }
 
@@ -406,6 +425,9 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		return -EPROTO;
 	switch ((enum op_effect)op->effect) {
 	case EFF_ENTRY:
+		/* Only a LOOKUP may answer with a negative entry: what creates names its object. */
+		if (op->ctype && !((struct fuse_entry_out *)out)->nodeid)
+			return -EPROTO;
 		if (op->stamp)
 			clock_sample(p, req, &((struct fuse_entry_out *)out)->attr);
 		return learn_entry(p, req->knode, names[0], (struct fuse_entry_out *)out);
@@ -418,6 +440,8 @@ static int apply_effect(struct proxy *p, struct msg *req, const struct op_info *
 		struct fuse_entry_out *e = (struct fuse_entry_out *)out;
 		uint64_t did = e->nodeid, kid, fwd;
 
+		if (!did)
+			return -EPROTO; /* The kernel would drop the handle without a RELEASE. */
 		if (op->stamp)
 			clock_sample(p, req, &e->attr);
 		r = learn_entry(p, req->knode, names[0], e);
@@ -574,6 +598,14 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 		/* --write-through: durable once acknowledged, nothing to keep. */
 		if (!p->cfg->write_through)
 			req = handle_keep_write(&p->handles, h, req);
+		/* Not kept: past --write-window(-total), a crash now loses it (EIO, not silence). */
+		if (!p->cfg->write_through && req && h->overflow_seq &&
+		    h->overflow_seq == h->ack_seq && overflow_log_due(&p->window_overflows))
+			log_warn("Write windows are full (--write-window=%" PRIu64 ", "
+				 "--write-window-total=%" PRIu64 "): an acknowledged write on handle %"
+				 PRIu64 " is not kept until synced; if the daemon dies first, the "
+				 "file reports EIO (%" PRIu64 " so far)", p->handles.win_max,
+				 p->handles.win_total_max, h->kfh, p->window_overflows);
 	} else if (h) {
 		handle_synced(&p->handles, h, req->wseq);
 	}
@@ -708,6 +740,10 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			log_error("The daemon answered %s (unique %" PRIu64 ") with a %zu-byte body, "
 				  "more than the request allows", op->name, ih->unique, out_len);
 		r = -EPROTO;
+	} else if (!oh->error && op_check_records(op, reply->data + sizeof(*oh), out_len) < 0) {
+		log_error("The daemon answered %s (unique %" PRIu64 ") with a record that does not "
+			  "fit its %zu-byte body", op->name, ih->unique, out_len);
+		r = -EPROTO;
 	}
 	if (r < 0) {
 		reply_kernel_err(p, ih->unique, -EIO);
@@ -745,6 +781,10 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 			if (r == -EPROTO)
 				log_error("The daemon's %s reply (unique %" PRIu64 ") is malformed",
 					  op->name, ih->unique);
+			else if (r == -ENFILE)
+				note_table_full(p, op->effect == EFF_ENTRY || (op->effect == EFF_CREATE &&
+						p->handles.by_kfh.count < p->handles.max),
+						op->name, "is answered with ENFILE");
 			else
 				log_warn("Could not record the result of %s: %s", op->name,
 					 strerror(-r));
@@ -1220,8 +1260,10 @@ void queue_notification(struct proxy *p, struct msg *copy, const char *name)
 				break;
 		if (p->nq_seq_in - p->nq_seq_done >= NOTIFY_QUEUE_MAX) {
 			pthread_mutex_unlock(&p->nq_lock);
-			log_warn("%d notifications wait for the kernel: dropping a %s", NOTIFY_QUEUE_MAX,
-				 name);
+			if (overflow_log_due(&p->dropped_notifications))
+				log_warn("%d notifications wait for the kernel: dropping a %s (%" PRIu64
+					 " dropped so far)", NOTIFY_QUEUE_MAX, name,
+					 p->dropped_notifications);
 			msg_put(copy);
 			return;
 		}
@@ -1301,9 +1343,16 @@ int notifier_start(struct proxy *p)
 static int d2k_call_reply(struct proxy *p, struct msg *m)
 {
 	uint64_t unique = msg_out(m)->unique;
+	size_t out_len = m->len - sizeof(struct fuse_out_header);
 	struct call *c;
 	bool late;
 
+	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
+	    (msg_out(m)->error && out_len)) {
+		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
+			  "reply (error %d, %u bytes)", unique, msg_out(m)->error, m->len);
+		return -EPROTO;
+	}
 	if (unique & ORPHAN_BIT) {
 		/* Numbered like every call of the keeper's: one it never sent is an error. */
 		if ((unique & ~(CALL_BIT | ORPHAN_BIT)) >> 1 >=
@@ -1312,19 +1361,28 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 				  "sent", unique);
 			return -EPROTO;
 		}
-		if (p->hide.graves && !(msg_out(m)->error > 0))
+		if (p->hide.graves)
 			hide_call_reply(p, unique, msg_out(m)->error);
 		return 0;
 	}
-	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
-	    (msg_out(m)->error && m->len != sizeof(struct fuse_out_header))) {
-		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
-			  "reply (error %d, %u bytes)", unique, msg_out(m)->error, m->len);
+	pthread_mutex_lock(&p->lock);
+	c = idmap_get(&p->calls, unique);
+	/*
+	 * Checked here as a reply to the kernel is: a recovery that took a malformed answer for
+	 * "no such name" or "cannot reopen" would lose the node or handle for good, where the
+	 * next daemon could have found it.
+	 */
+	if (c && !msg_out(m)->error && op_get(c->opcode) &&
+	    (op_check_out(op_get(c->opcode), c->limit, out_len) < 0 ||
+	     op_check_records(op_get(c->opcode), m->data + sizeof(struct fuse_out_header),
+			      out_len) < 0)) {
+		pthread_mutex_unlock(&p->lock);
+		log_error("The daemon answered the keeper's %s (%#" PRIx64 ") with a malformed "
+			  "%zu-byte body", op_name(c->opcode), unique, out_len);
 		return -EPROTO;
 	}
-	pthread_mutex_lock(&p->lock);
-	c = idmap_del(&p->calls, unique);
 	if (c) {
+		idmap_del(&p->calls, unique);
 		c->reply = msg_dup(m->data, m->len);
 		c->done = true;
 		pthread_cond_broadcast(&p->changed);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -42,6 +43,17 @@ static inline void freep(void *p)
 		(p) = NULL;                                                                        \
 		_p;                                                                                \
 	})
+
+/*
+ * Counts one more overflow of a bound in *@count (from any thread); true on the 1st, 2nd, 4th,
+ * 8th, ... so that an overflow that repeats is logged without flooding the log.
+ */
+static inline bool overflow_log_due(uint64_t *count)
+{
+	uint64_t n = __atomic_add_fetch(count, 1, __ATOMIC_RELAXED);
+
+	return !(n & (n - 1));
+}
 
 /* Monotonic clock in milliseconds; all deadlines in fusekeeper use it. */
 static inline int64_t now_ms(void)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The node table: learning, forgetting, renames, and translation across a restart. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -180,6 +181,33 @@ int main(void)
 	node_lose(&t, b, &did, &fwd);
 	ok(b->lost && fwd == 1 && did == 0x21 && node_to_daemon(&t, b->kid, &did) == -ESTALE,
 	   "a node found to be another object is lost, its lookup given back");
+	node_table_free(&t);
+
+	/* The bounds: --max-nodes nodes, the root included; NODE_NAMES_MAX names per node. */
+	ok(node_table_init(&t, 3) == 0, "a table of 3 nodes initialises");
+	e = entry(0x100, S_IFDIR | 0755);
+	dir = node_learn(&t, FUSE_ROOT_ID, "d", &e, &err);
+	e = entry(0x101, S_IFREG | 0644);
+	file = node_learn(&t, 0x100, "f0", &e, &err);
+	ok(dir && file && t.count == 3, "the root and two nodes fill it");
+	e = entry(0x102, S_IFREG | 0644);
+	ok(node_learn(&t, 0x100, "g", &e, &err) == NULL && err == -ENFILE && t.count == 3 &&
+		   !node_find(&t, 0x100, "g"),
+	   "past --max-nodes: ENFILE, nothing recorded");
+	e = entry(0x101, S_IFREG | 0644);
+	ok(node_learn(&t, 0x100, "f0", &e, &err) == file && file->k_nlookup == 2,
+	   "a node already known is still counted when the table is full");
+	for (int i = 1; i < NODE_NAMES_MAX + 8; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "f%d", i);
+		e = entry(0x101, S_IFREG | 0644);
+		node_learn(&t, 0x100, name, &e, &err);
+	}
+	ok(file->nnames == NODE_NAMES_MAX && !node_find(&t, 0x100, "f0") &&
+		   !node_find(&t, 0x100, "f7") && node_find(&t, 0x100, "f8") == file &&
+		   node_find(&t, 0x100, "f71") == file,
+	   "past %d names a node keeps the newest", NODE_NAMES_MAX);
 	node_table_free(&t);
 	return tap_done();
 }

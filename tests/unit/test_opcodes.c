@@ -70,6 +70,28 @@ int main(void)
 		ok(op_check_out_size(op_get(FUSE_LOOKUP), NULL, 0, sizeof(struct fuse_entry_out)) == 0,
 		   "a full entry is accepted");
 	}
+	{
+		/* Two records: "a" (24 + 1 -> 32 bytes) and "bcd" (24 + 3 -> 32 bytes). */
+		uint64_t buf[16] = { 0 };
+		struct fuse_dirent *d = (struct fuse_dirent *)buf;
+		const struct op_info *op = op_get(FUSE_READDIR);
+
+		d->namelen = 1;
+		d->name[0] = 'a';
+		d = (struct fuse_dirent *)(buf + 4);
+		d->namelen = 3;
+		memcpy(d->name, "bcd", 3);
+		ok(op_check_records(op, buf, 64) == 0, "whole READDIR records pass");
+		ok(op_check_records(op, buf, 0) == 0, "an empty listing passes");
+		ok(op_check_records(op, buf, 56) == -EPROTO, "a record cut short does not");
+		d->namelen = 0;
+		ok(op_check_records(op, buf, 64) == -EPROTO, "nor a record without a name");
+		d->namelen = 1025;
+		ok(op_check_records(op, buf, 64) == -EPROTO, "nor a name over 1024 bytes");
+		ok(op_check_records(op_get(FUSE_READDIRPLUS), buf, 64) == -EPROTO,
+		   "READDIRPLUS records are longer");
+		ok(op_check_records(op_get(FUSE_READ), buf, 56) == 0, "a READ has no records");
+	}
 	ok(notify_get(99) == NULL && notify_get(FUSE_NOTIFY_INVAL_INODE) != NULL,
 	   "notification table knows the real codes only");
 	return tap_done();
