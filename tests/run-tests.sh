@@ -13,6 +13,51 @@
 # Optional NAME-GLOBs select tests by name (e.g. '1*' or test_relay).
 set -u
 
+# Unmounts (lazily, after aborting FUSE connections through fusectl) every
+# mount left under the temp root; prints each as "TYPE PATH".
+leftover_mounts() {
+	local dev fstype mp
+	awk -v root="$FK_TMPROOT" 'index($5, root "/") == 1 {
+		for (i = 7; i <= NF; i++) if ($i == "-") { fs = $(i + 1); break }
+		print $3, fs, $5
+	}' /proc/self/mountinfo | sort -r -k 3 | while read -r dev fstype mp; do
+		echo "$fstype $mp"
+		case $fstype in
+		fuse | fuse.* | fuseblk)
+			[ -w "/sys/fs/fuse/connections/${dev#*:}/abort" ] &&
+				echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null
+			;;
+		esac
+		umount -l "$mp" 2>/dev/null
+	done
+}
+
+# Inside a test's own mount namespace (see run_one): runs the test, then reports (exit 99)
+# and removes the mounts it left under the temp root, which the runner cannot see.
+if [ "${1:-}" = --in-namespace ]; then
+	shift
+	# The copies of FUSE mounts other programs had when this namespace was made would keep
+	# their connections alive after they unmount them: let go of them here.
+	awk '{ for (i = 7; i <= NF; i++) if ($i == "-") {
+		if ($(i + 1) ~ /^(fuse|fuseblk|fuse\..*)$/) print $5
+		break
+	} }' /proc/self/mountinfo | sort -r | while read -r mp; do
+		umount -l "$(printf '%b' "$mp")" 2>/dev/null
+	done
+	"$@"
+	rc=$?
+	leftovers=$(leftover_mounts)
+	if [ -n "$leftovers" ]; then
+		echo "run-tests.sh: mounts left behind (now unmounted):"
+		echo "$leftovers" | sed 's/^/    /'
+		if [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; then
+			rc=99
+		fi
+	fi
+	exit "$rc"
+fi
+
+
 usage() {
 	echo "usage: $0 BUILD_DIR [NAME-GLOB...]" >&2
 	exit 2
@@ -78,25 +123,6 @@ selected() {
 	return 1
 }
 
-# Unmounts (lazily, after aborting FUSE connections through fusectl) every
-# mount left under the temp root; prints each as "TYPE PATH".
-leftover_mounts() {
-	local dev fstype mp
-	awk -v root="$FK_TMPROOT" 'index($5, root "/") == 1 {
-		for (i = 7; i <= NF; i++) if ($i == "-") { fs = $(i + 1); break }
-		print $3, fs, $5
-	}' /proc/self/mountinfo | sort -r -k 3 | while read -r dev fstype mp; do
-		echo "$fstype $mp"
-		case $fstype in
-		fuse | fuse.* | fuseblk)
-			[ -w "/sys/fs/fuse/connections/${dev#*:}/abort" ] &&
-				echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null
-			;;
-		esac
-		umount -l "$mp" 2>/dev/null
-	done
-}
-
 # show_log NAME WHY LOGFILE
 show_log() {
 	echo "---- $1: $2 ----"
@@ -111,6 +137,14 @@ run_one() {
 	logf=$LOG_DIR/$name.log
 
 	# timeout leads its own process group; what the test leaves in it is killed below.
+	# An integration test runs in a mount namespace of its own (private): a mount namespace
+	# another program makes meanwhile (unshare -m, a container starting) would otherwise copy
+	# the test's FUSE mounts, and its copy would keep an unmounted connection alive. The
+	# test's mounts are then invisible here: the namespace reports and removes what the
+	# test left before it ends (--in-namespace below).
+	if [ "$kind" = integration ]; then
+		set -- unshare --mount --propagation private bash "$SRC_DIR/tests/run-tests.sh" --in-namespace "$@"
+	fi
 	timeout --kill-after=15 "$limit" "$@" >"$logf" 2>&1 </dev/null &
 	current_pid=$!
 	wait "$current_pid"
@@ -128,7 +162,9 @@ run_one() {
 	current_pid=
 
 	leftovers=$(leftover_mounts)
-	if [ -n "$leftovers" ]; then
+	if [ "$rc" -eq 99 ]; then
+		: # left mounts in its own namespace: reported there
+	elif [ -n "$leftovers" ]; then
 		{
 			echo "run-tests.sh: mounts left behind (now unmounted):"
 			echo "$leftovers" | sed 's/^/    /'
