@@ -105,7 +105,7 @@ const struct op_info op_table[OP_MAX] = {
 			FIXED(fuse_bmap_out) },
 	[FUSE_DESTROY] = { "DESTROY", 0, 0, 0, 0, 0, NONE },
 	[FUSE_IOCTL] = { "IOCTL", sizeof(struct fuse_ioctl_in), 0, 1, 0, 0, FH(fuse_ioctl_in),
-			 .out = OUT_ANY, .replay = RP_FAIL },
+			 .out = OUT_ANY, .replay = RP_FAIL, .may_wait = 1 },
 	[FUSE_POLL] = { "POLL", sizeof(struct fuse_poll_in), 0, 1, 0, 0, FH(fuse_poll_in),
 			FIXED(fuse_poll_out), .may_wait = 1 },
 	[FUSE_NOTIFY_REPLY] = { "NOTIFY_REPLY", 0, 0, 1, 1, 0, NONE, .replay = RP_DROP },

@@ -154,7 +154,9 @@ struct op_info {
 				 directory (not a symlink's target or an attribute's name) */
 	uint8_t records;      /* enum op_records */
 	uint8_t may_wait;     /* 1: may wait for an event outside the daemon (a lock's release, a
-				 poll): a daemon holding it long is not hung (--hang-timeout) */
+				 poll, a device-like ioctl): a daemon holding it long is not hung
+				 (--hang-timeout); so may a READ or WRITE on a handle opened
+				 FOPEN_NONSEEKABLE or FOPEN_STREAM (relay.c) */
 };
 
 #define OP_MAX 64

@@ -39,6 +39,8 @@ struct call {
 	uint32_t opcode;   /* of the request: its reply is checked like the kernel's */
 	uint32_t limit;    /* op_out_limit() of the request */
 	struct msg *reply; /* the daemon's reply; NULL if it never came */
+	int64_t given_ms;  /* now_coarse_ms() when sent (relay_hung_at()) */
+	uint32_t epoch;	   /* the daemon it was sent to */
 	bool done;
 	bool failed;	   /* it could not be sent: the daemon is going */
 };

@@ -92,7 +92,8 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 	pthread_mutex_lock(&p->lock);
 	c->unique = CALL_BIT | (p->next_call++ << 1);
 	r = idmap_put(&p->calls, c->unique, c);
-	epoch = p->nodes.epoch;
+	c->epoch = epoch = p->nodes.epoch;
+	c->given_ms = now_coarse_ms();
 	pthread_mutex_unlock(&p->lock);
 	if (r < 0) {
 		c->done = true;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1470,32 +1471,67 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 struct hang_ctx {
 	struct proxy *p;
 	uint32_t epoch;
-	struct msg *oldest;
+	int64_t oldest_ms;	/* when the oldest request that counts was given; 0: none */
+	uint32_t opcode;	/* ... its opcode, unique and node for the log */
+	uint64_t unique, node;
 };
 
-static void hang_oldest(uint64_t key, void *val, void *arg)
+static void hang_note(struct hang_ctx *c, int64_t given_ms, uint32_t opcode, uint64_t unique,
+		      uint64_t node)
+{
+	if (c->oldest_ms && c->oldest_ms <= given_ms)
+		return;
+	c->oldest_ms = given_ms;
+	c->opcode = opcode;
+	c->unique = unique;
+	c->node = node;
+}
+
+static void hang_request(uint64_t key, void *val, void *arg)
 {
 	struct hang_ctx *c = arg;
 	struct msg *req = val;
 	const struct op_info *op = op_get(msg_in(req)->opcode);
 
-	if (req->epoch != c->epoch || op->may_wait ||
-	    (c->oldest && c->oldest->given_ms <= req->given_ms))
+	if (req->epoch != c->epoch || op->may_wait)
 		return;
 	if (op->wwin == WW_WRITE || op->positioned) {
-		/* A READ or WRITE on a stream waits for data to come or go, as on a pipe. */
+		/* A READ or WRITE on a pipe-like file waits for data to come or go. */
 		struct handle *h = handle_get(&c->p->handles, req->kfh);
 
-		if (h && (h->fopen & FOPEN_STREAM))
+		if (h && (h->fopen & (FOPEN_STREAM | FOPEN_NONSEEKABLE)))
 			return;
 	}
-	c->oldest = req;
+	hang_note(c, req->given_ms, msg_in(req)->opcode, msg_in(req)->unique, req->knode);
+}
+
+static void hang_call(uint64_t key, void *val, void *arg)
+{
+	struct hang_ctx *c = arg;
+	struct call *call = val;
+
+	/* The keeper's own: a hiding rename, a priming read, a lock taken again. */
+	if (call->epoch == c->epoch && !call->done)
+		hang_note(c, call->given_ms, call->opcode, call->unique, 0);
+}
+
+/* Whether the daemon's answers wait unread in the socket (the keeper was not running). */
+static bool answers_unread(struct proxy *p)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	bool unread;
+
+	pthread_rwlock_rdlock(&p->sock_lock);
+	pfd.fd = p->sock;
+	unread = pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+	pthread_rwlock_unlock(&p->sock_lock);
+	return unread;
 }
 
 int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t size)
 {
-	struct hang_ctx c = { p, 0, NULL };
-	int64_t since, at;
+	struct hang_ctx c = { .p = p };
+	int64_t now = now_coarse_ms(), since;
 
 	pthread_mutex_lock(&p->lock);
 	if (p->state != PX_UP || p->starting) {
@@ -1503,20 +1539,27 @@ int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t si
 		return INT64_MAX;
 	}
 	c.epoch = p->nodes.epoch;
-	idmap_each(&p->inflight, hang_oldest, &c);
+	idmap_each(&p->inflight, hang_request, &c);
+	idmap_each(&p->calls, hang_call, &c);
 	/* A request given later cannot make the daemon hung before this. */
-	since = c.oldest ? c.oldest->given_ms : now_coarse_ms();
+	since = c.oldest_ms ? c.oldest_ms : now;
 	since = MAX(since, p->up_ms);
 	since = MAX(since, __atomic_load_n(&p->heard_ms, __ATOMIC_RELAXED));
-	at = since + timeout_ms;
-	if (c.oldest)
-		snprintf(what, size, "a %s (unique %" PRIu64 ", node %" PRIu64 ")",
-			 op_name(msg_in(c.oldest)->opcode), msg_in(c.oldest)->unique,
-			 c.oldest->knode);
-	else
-		snprintf(what, size, "no request");
 	pthread_mutex_unlock(&p->lock);
-	return c.oldest ? at : MAX(at, now_ms() + 1);
+	if (!c.oldest_ms)
+		return MAX(since + timeout_ms, now_ms() + 1);
+	if (now >= since + timeout_ms && answers_unread(p)) {
+		/* Answered, but not read yet: the keeper itself was stopped or starved. */
+		__atomic_store_n(&p->heard_ms, now, __ATOMIC_RELAXED);
+		return now + timeout_ms;
+	}
+	if (c.node)
+		snprintf(what, size, "request %s (unique %#" PRIx64 ", node %" PRIu64 ") for %.1f s",
+			 op_name(c.opcode), c.unique, c.node, (now - c.oldest_ms) / 1000.0);
+	else
+		snprintf(what, size, "request %s (unique %#" PRIx64 ", the keeper's own) for %.1f s",
+			 op_name(c.opcode), c.unique, (now - c.oldest_ms) / 1000.0);
+	return since + timeout_ms;
 }
 
 struct fail_ctx {

@@ -73,7 +73,16 @@ struct keeper {
 	int64_t down_at;   /* when requests stop waiting for a new daemon; 0: not pending */
 	bool failing;	   /* requests get EIO at once (mode's give_up() was called) */
 	bool hang_killed;  /* the current daemon was killed as hung (--hang-timeout) */
+	int64_t hang_killed_at;
+	bool hang_told;	   /* ... and that it does not die was logged */
+	int64_t hang_after; /* no daemon is called hung before this (the keeper was stopped) */
 };
+
+/* A wake-up this late means the keeper itself was stopped or starved (a frozen cgroup). */
+#define LATE_WAKE_MS 1000
+
+/* How long a daemon killed as hung may take to die before the keeper says so. */
+#define HUNG_DEATH_MS 5000
 
 const struct keeper_config *keeper_config(const struct keeper *k)
 {
@@ -335,18 +344,57 @@ static int64_t hang_deadline(struct keeper *k, char *what, size_t size)
 	if (!k->cfg.hang_timeout_ms || !k->cfg.mode->hung_at || k->daemon <= 0 || k->start.at ||
 	    k->hang_killed)
 		return INT64_MAX;
-	return k->cfg.mode->hung_at(k->mode_state, k->cfg.hang_timeout_ms, what, size);
+	return MAX(k->cfg.mode->hung_at(k->mode_state, k->cfg.hang_timeout_ms, what, size),
+		   k->hang_after);
+}
+
+/* A daemon killed as hung that does not die (it waits in the kernel, state D) is reported. */
+static void hung_not_dead(struct keeper *k, int64_t now)
+{
+	char path[64], wchan[64] = "?", stat[512], state = '?';
+	ssize_t n;
+	int fd;
+
+	k->hang_told = true;
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)k->daemon);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (n = read(fd, wchan, sizeof(wchan) - 1)) > 0)
+		wchan[n] = '\0';
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)k->daemon);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (n = read(fd, stat, sizeof(stat) - 1)) > 0) {
+		char *paren;
+
+		stat[n] = '\0';
+		paren = strrchr(stat, ')');
+		if (paren && paren[1] == ' ')
+			state = paren[2];
+	}
+	if (fd >= 0)
+		close(fd);
+	log_warn("Daemon %d, killed as hung, has not died after %.1f s (state %c, waiting in "
+		 "%s): it is stuck in the kernel; new requests fail with EIO after "
+		 "--request-wait until it dies and a new one takes over", (int)k->daemon,
+		 (now - k->hang_killed_at) / 1000.0, state, wchan);
 }
 
 /* The serving daemon has held a request past --hang-timeout and answered nothing since. */
 static void daemon_hung(struct keeper *k, const char *what)
 {
-	log_error("Daemon %d has held %s for %.1f s and answered nothing meanwhile "
-		  "(--hang-timeout=%" PRId64 "): it is hung or stopped; killing it so that a new "
-		  "one takes over", (int)k->daemon, what, k->cfg.hang_timeout_ms / 1000.0,
-		  k->cfg.hang_timeout_ms / 1000);
+	int64_t now = now_ms();
+
+	log_error("Daemon %d has held %s and answered nothing meanwhile (--hang-timeout=%" PRId64
+		  "): it is hung or stopped; killing it so that a new one takes over",
+		  (int)k->daemon, what, k->cfg.hang_timeout_ms / 1000);
 	event("HUNG %d", (int)k->daemon);
 	k->hang_killed = true;
+	k->hang_killed_at = now;
+	k->hang_told = false;
+	/* It serves nobody from now on: if it does not die, requests wait --request-wait. */
+	k->died_at = now;
+	k->down_at = now + k->cfg.request_wait_ms;
 	/* SIGKILL ends a stopped process too. Its death is then a crash like any other. */
 	kill_daemon(k, SIGKILL);
 }
@@ -398,6 +446,8 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		if (k->down_at)
 			wake = MIN(wake, k->down_at);
 		wake = MIN(wake, hang_deadline(k, what, sizeof(what)));
+		if (k->hang_killed && !k->hang_told)
+			wake = MIN(wake, k->hang_killed_at + HUNG_DEATH_MS);
 		n = poll(pfd, 4, wake == INT64_MAX ? -1 : ms_until(wake));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -410,12 +460,16 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		if (k->stop)
 			return -EINTR;
 		now = now_ms();
+		if (wake != INT64_MAX && now > wake + LATE_WAKE_MS)
+			k->hang_after = now + LATE_WAKE_MS;
 		if (k->start.at && now >= k->start.sampled_at + sample_ms(k))
 			start_sample(k, now);
 		if (k->down_at && now >= k->down_at)
 			requests_down(k, now);
 		if (now >= hang_deadline(k, what, sizeof(what)))
 			daemon_hung(k, what);
+		if (k->hang_killed && !k->hang_told && now >= k->hang_killed_at + HUNG_DEATH_MS)
+			hung_not_dead(k, now);
 		if (pfd[3].revents)
 			return 0;
 		if (pfd[2].revents)

@@ -14,6 +14,9 @@
 #   d  a blocking lock: A holds a flock on a file for 6 s; W's flock(1) waits
 #      in a SETLKW that the daemon holds, answering nothing else, for longer
 #      than the timeout: no HUNG, no restart, and W gets the lock once A lets go.
+#   e  the keeper itself is stopped (SIGSTOP, as a frozen cgroup) for longer
+#      than the timeout while the daemon answers a request: the answer waits
+#      unread, and the daemon must not be taken for hung (three rounds).
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 
@@ -43,7 +46,7 @@ check_hung() {
 	fk_wait HUNG "$2" 30 || fail "$1: the keeper did not find daemon $2 hung"
 	fk_wait EXIT "$2 signal=KILL" 30 || fail "$1: hung daemon $2 was not killed"
 	fk_wait RECOVERED "" 30 || fail "$1: no daemon took over from hung daemon $2"
-	grep -q "Daemon $2 has held .* answered nothing meanwhile (--hang-timeout=$HANG)" "$FK_LOG" ||
+	grep -q "Daemon $2 has held request .* for [0-9.]* s and answered nothing meanwhile (--hang-timeout=$HANG)" "$FK_LOG" ||
 		fail "$1: the keeper's log does not say why daemon $2 was killed"
 }
 
@@ -117,6 +120,30 @@ pid_alive "$d" || fail "d: daemon $d died while W waited for a lock"
 [ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
 
 holder_stop f
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- e: the keeper itself stopped while the daemon answers ------------------
+# Every operation takes 1 s, the timeout is 2 s. A stat -f reaches the daemon,
+# the keeper is stopped for 3 s (a frozen cgroup), the daemon's answer waits
+# unread in the socket. After SIGCONT the keeper must not take the daemon for
+# hung: it answered, the keeper did not read.
+fk_start "$M" --hang-timeout=2 -- "$TESTFS" --backing="$B" --delay-ms=1000 {}
+fk_wait READY || fail "e: the keeper never became READY"
+d=$(fk_daemon_pid)
+for round in 1 2 3; do
+	bg_timed e-statfs-$round stat -f "$M"
+	# The request is with the daemon once the keeper has sent it: give the relay a moment.
+	sleep 0.3
+	kill -STOP "$FK_PID" || fail "e: cannot stop the keeper"
+	sleep 3
+	kill -CONT "$FK_PID" || fail "e: cannot continue the keeper"
+	bg_result e-statfs-$round 30 || fail "e: the stat -f never returned"
+	[ "$BG_RC" = 0 ] || fail "e: the stat -f failed: $BG_OUT"
+done
+try_cmd 20 stat -f "$M" || fail "e: a stat -f afterwards failed: $TRY_OUT"
+[ "$(fk_count HUNG)" = 0 ] || fail "e: a daemon whose answers the stopped keeper had not read was called hung"
+pid_alive "$d" || fail "e: daemon $d died"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

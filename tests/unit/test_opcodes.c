@@ -54,8 +54,9 @@ int main(void)
 
 		for (unsigned i = 0; i < OP_MAX; i++)
 			waits += op_table[i].name && op_table[i].may_wait;
-		ok(op_get(FUSE_SETLKW)->may_wait && op_get(FUSE_POLL)->may_wait && waits == 2,
-		   "only SETLKW and POLL may wait on others without the daemon being hung");
+		ok(op_get(FUSE_SETLKW)->may_wait && op_get(FUSE_POLL)->may_wait &&
+			   op_get(FUSE_IOCTL)->may_wait && waits == 3,
+		   "only SETLKW, POLL and IOCTL may wait on others without the daemon being hung");
 	}
 		ok(op_get(999) == NULL && !strcmp(op_name(999), "OPCODE_999"), "unknown opcodes");
 
