@@ -706,6 +706,7 @@ static void grave_send(struct proxy *p, struct grave *g)
 		return;
 	g->unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
 	msg_in(req)->unique = g->unique;
+	trace_request("keeper", req);
 	/* Under the lock: never wait for a daemon that is not reading. */
 	if (send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT) < 0)
 		g->unique = 0;
