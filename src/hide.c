@@ -469,6 +469,35 @@ static void hide_undo(struct proxy *p, uint64_t dir, const char *hidden)
 static void bury(struct proxy *p, struct node *n, struct node_name *nm);
 
 /*
+ * The keeper's request that makes the hidden name @hidden in @dir has an outcome now (or never
+ * will have one): from here on a last close may remove the name. Returns the name, if the node
+ * table still has it. Under the lock.
+ */
+static struct node_name *hide_settled(struct proxy *p, uint64_t dir, const char *hidden)
+{
+	struct node_name *nm = node_find_name(&p->nodes, dir, hidden);
+
+	if (nm)
+		nm->hiding = false;
+	return nm;
+}
+
+/*
+ * The daemon may have made @n's hidden name @hidden in @dir, or may still make it (no answer in
+ * time, or no daemon any more): the name stays for recovery, and goes at the last close, which
+ * may have come meanwhile. Under the lock.
+ */
+static void hide_unknown(struct proxy *p, struct node *n, uint64_t dir, const char *hidden)
+{
+	struct node_name *nm = hide_settled(p, dir, hidden);
+
+	if (!nm)
+		hide_journal(&p->hide, false, hidden); /* recovery found no such name */
+	else if (nm->node == n && !n->opened)
+		bury(p, n, nm);
+}
+
+/*
  * The daemon gave @n the hidden name @hidden in @dir; an UNLINK's (@unlink) rename took its
  * name @name, which goes. Under the lock.
  */
@@ -585,12 +614,21 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 			msg_put(req);
 			return 0;
 		}
-		node_find_name(&p->nodes, dir, hidden)->unconfirmed = true;
+		nm = node_find_name(&p->nodes, dir, hidden);
+		nm->unconfirmed = true;
+		/*
+		 * Until the request's outcome is known, a last close that comes meanwhile (the
+		 * answer to a RELEASE the daemon had before this UNLINK) leaves the name alone:
+		 * should the daemon die, recovery finds the file by it if the rename was made.
+		 */
+		nm->hiding = true;
 		p->hide.live++;
 		hide_journal(&p->hide, true, path);
 		epoch = p->nodes.epoch;
 		err = hide_call(p, req);
 		msg_put(req);
+		if (err != -EPIPE)
+			hide_settled(p, dir, hidden);
 		if (err == 0 || (err == -EEXIST && !unlink && tries)) {
 			hide_done(p, n, dir, name, hidden, unlink, path);
 			return unlink;
@@ -601,6 +639,7 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 			log_error("The daemon did not answer the keeper's %s of a file %s while open "
 				  "within %" PRId64 " ms: answering EIO", unlink ? "rename" : "link",
 				  unlink ? "removed" : "renamed over", p->cfg->start_timeout_ms);
+			hide_unknown(p, n, dir, hidden);
 			return -EIO;
 		}
 		if (err != -EPIPE) {
@@ -628,10 +667,19 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		 */
 		while ((p->state == PX_UP && p->nodes.epoch == epoch) || p->state == PX_WAIT)
 			pthread_cond_wait(&p->changed, &p->lock);
-		if (p->state == PX_FAILED)
-			return -EIO; /* The name stays unconfirmed, as for a timeout. */
+		if (p->state == PX_FAILED) {
+			hide_unknown(p, n, dir, hidden); /* as for a timeout */
+			return -EIO;
+		}
+		hide_settled(p, dir, hidden);
 		if (n->lost) {
 			hide_undo(p, dir, hidden);
+			return 0;
+		}
+		if (!unlink && !n->opened) {
+			/* Closed meanwhile: nothing to keep, but the dead daemon may have made
+			 * the link. */
+			hide_unknown(p, n, dir, hidden);
 			return 0;
 		}
 		if (!unlink) {
@@ -669,7 +717,8 @@ void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *
 	if (n && n->nnames > hidden_names(n, true)) {
 		for (nm = n->names; nm; nm = next) {
 			next = nm->next;
-			if (hide_is_hidden(nm->name, strlen(nm->name)))
+			/* A name another removal is making is that removal's to settle. */
+			if (hide_is_hidden(nm->name, strlen(nm->name)) && !nm->hiding)
 				bury(p, n, nm);
 		}
 	}
@@ -706,6 +755,7 @@ static void grave_send(struct proxy *p, struct grave *g)
 		return;
 	g->unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
 	msg_in(req)->unique = g->unique;
+	trace_request("keeper", req);
 	/* Under the lock: never wait for a daemon that is not reading. */
 	if (send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT) < 0)
 		g->unique = 0;
@@ -750,7 +800,12 @@ void hide_released(struct proxy *p, struct node *n)
 
 	for (nm = n->names; nm; nm = next) {
 		next = nm->next;
-		if (hide_is_hidden(nm->name, strlen(nm->name)))
+		/*
+		 * A name whose request is unanswered stays: removing it now would race the
+		 * request in the daemon, and if the daemon died, recovery would not know the
+		 * name the file may be under. hide_removal() buries it once the outcome is known.
+		 */
+		if (hide_is_hidden(nm->name, strlen(nm->name)) && !nm->hiding)
 			bury(p, n, nm);
 	}
 }

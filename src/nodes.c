@@ -141,6 +141,7 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 	}
 	memcpy(nm->name, name, len + 1);
 	nm->unconfirmed = false;
+	nm->hiding = false;
 	nm->parent = parent;
 	nm->node = n;
 	h = name_hash(parent, name);

@@ -20,6 +20,8 @@ struct node_name {
 	struct node *node;		/* the node it names */
 	uint64_t parent;		/* kid of the directory holding it */
 	bool unconfirmed;		/* a keeper's own name the daemon may not have made yet */
+	bool hiding;			/* a keeper's own name whose request is unanswered: only
+					   the request's outcome may remove it (hide.c) */
 	char name[];
 };
 

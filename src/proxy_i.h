@@ -211,6 +211,11 @@ int untranslatable(struct proxy *p, struct msg *req, const struct op_info *op, i
  */
 int window_check(struct proxy *p, struct msg *req, const struct op_info *op);
 int request_names(struct msg *m, const struct op_info *op, const char *names[2]);
+/*
+ * -vv only: logs the request @m, "@who: OPCODE unique U node N" and its names (a RENAME's
+ * target directory too), so that a trace shows what each request did to which name.
+ */
+void trace_request(const char *who, struct msg *m);
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply);
 /*
  * Handles one message @m (m->len bytes) the daemon of @epoch sent: a reply, a notification or an

@@ -100,6 +100,7 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 		return r;
 	}
 	msg_in(req)->unique = c->unique;
+	trace_request("keeper", req);
 	r = send_to_daemon(p, epoch, req->data, req->len, 0);
 	if (r < 0) {
 		pthread_mutex_lock(&p->lock);

@@ -288,6 +288,31 @@ int request_names(struct msg *m, const struct op_info *op, const char *names[2])
 	return 0;
 }
 
+void trace_request(const char *who, struct msg *m)
+{
+	const struct op_info *op;
+	const char *names[2];
+	char extra[2200] = "";
+
+	if (log_max_level < LOG_TRACE)
+		return;
+	op = op_get(msg_in(m)->opcode);
+	if (op && op->names && request_names(m, op, names) == 0) {
+		if (op->node2_off >= 0 && names[1])
+			snprintf(extra, sizeof(extra), " \"%s\" -> node %" PRIu64 " \"%s\"", names[0],
+				 get64(body(m), op->node2_off), names[1]);
+		else if (op->node2_off >= 0)
+			snprintf(extra, sizeof(extra), " node %" PRIu64 " as \"%s\"",
+				 get64(body(m), op->node2_off), names[0]);
+		else
+			snprintf(extra, sizeof(extra), " \"%s\"%s%s%s", names[0],
+				 names[1] ? " \"" : "", names[1] ? names[1] : "",
+				 names[1] ? "\"" : "");
+	}
+	log_msg(LOG_TRACE, "%s: %s unique %" PRIu64 " node %" PRIu64 "%s", who,
+		op ? op->name : "?", msg_in(m)->unique, msg_in(m)->nodeid, extra);
+}
+
 /* ---- Replies: what they change in the tables ---------------------------------------------- */
 
 static int learn_entry(struct proxy *p, uint64_t parent, const char *name,
@@ -1025,7 +1050,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			reply_kernel_err(p, h->unique, -EIO);
 		return m;
 	}
-	log_trace("kernel: %s unique %" PRIu64 " node %" PRIu64, op->name, h->unique, h->nodeid);
+	trace_request("kernel", m);
 
 	pthread_mutex_lock(&p->lock);
 	if (!k2d_served(p, m, op))
@@ -1348,6 +1373,8 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 	struct call *c;
 	bool late;
 
+	log_trace("daemon: reply to the keeper's request %#" PRIx64 " error %d", unique,
+		  msg_out(m)->error);
 	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
 	    (msg_out(m)->error && out_len)) {
 		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
@@ -1463,8 +1490,8 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 			  oh->unique);
 		return -EPROTO;
 	}
-	log_trace("daemon: reply to %s unique %" PRIu64 " error %d",
-		  op_name(msg_in(req)->opcode), oh->unique, oh->error);
+	log_trace("daemon: reply to %s unique %" PRIu64 " node %" PRIu64 " error %d",
+		  op_name(msg_in(req)->opcode), oh->unique, req->knode, oh->error);
 	return finish_reply(p, req, m);
 }
 

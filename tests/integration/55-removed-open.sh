@@ -22,6 +22,10 @@
 #  H. a held file with two links, one of which another file is renamed over as
 #     the daemon dies: the file is found again by its other link.
 #  I. the last close of a file races its removal: no hidden name is left.
+#  J. the same race, and the daemon dies after it hid the file but before it
+#     answered: the removal succeeds (the soak's churn once got ENOENT: the
+#     close's RELEASE, answered first, took the hidden name from the keeper's
+#     table, so recovery could not find the file by it).
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 
@@ -259,6 +263,35 @@ done
 hidden_gone "$B/data" || fail "I: hidden names stay after the close raced the rm: $(hidden_in "$B/data")"
 [ -z "$(ls "$B/data" | grep '^race')" ] || fail "I: removed files are still in the store"
 log "I ok: a close racing the hiding rename leaves nothing behind"
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- J. the last close races the hiding rename, and the daemon dies ----------
+# The RELEASE of the close is in the daemon (100 ms an operation) when the
+# unlink comes, so the keeper hides the file; its answer comes while the
+# daemon is doing the hiding rename, and the daemon dies after the rename,
+# before it answers. Create, close and unlink come from one process at once,
+# as in fkload's churn: every entry on the way is fresh, so no LOOKUP lets the
+# RELEASE finish first (and perl -U unlinks without an lstat first).
+fk_start "$M" --state-dir="$S" -- "$TESTFS" --backing="$B" --delay-ms=100 \
+	--crash-file="$T/crash" {}
+fk_wait READY || fail "J: the keeper never became READY"
+for i in 1 2; do
+	crash_arm "after:rename:dies$i"
+	out=$(perl -U -e 'open(my $f, ">", $ARGV[0]) or die "open: $!\n"; print $f "race";
+		close($f) or die "close: $!\n"; print unlink($ARGV[0]) ? "ok\n" : "$!\n"' \
+		"$M/data/dies$i")
+	[ "$out" = ok ] || fail "J: unlink of a file just closed, as the daemon died, gave '$out'"
+	fk_wait EXIT "$DAEMON_BEFORE" 30 >/dev/null ||
+		fail "J: the daemon did not die after the hiding rename"
+	fk_wait RECOVERED "" 30 >/dev/null || fail "J: no RECOVERED"
+	[ ! -e "$M/data/dies$i" ] || fail "J: data/dies$i still exists"
+done
+grep -q 'cannot be found again' "$FK_LOG" &&
+	fail "J: the keeper lost the file it hid: $(grep 'cannot be' "$FK_LOG")"
+hidden_gone "$B/data" || fail "J: hidden names stay: $(hidden_in "$B/data")"
+[ -z "$(ls "$B/data" | grep '^dies')" ] || fail "J: removed files are still in the store"
+log "J ok: a death while a close raced the hiding rename loses nothing"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
