@@ -73,11 +73,27 @@ bg_result a-statfs 30 || fail "a: the stat -f never returned"
 [ "$BG_RC" = 0 ] || fail "a: the stat -f failed: $BG_OUT"
 [ "$(holder f sum)" = "sum $want" ] || fail "a: the held fd reads other data after the recovery"
 
+# stopped PID: waits until PID is in state T (stopped).
+stopped() {
+	local deadline=$(($(now_ms) + 5000)) st
+	while :; do
+		st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+		[ "$st" = T ] && return 0
+		[ "$(now_ms)" -lt "$deadline" ] || {
+			log "process $1 is in state '$st', not stopped: $(grep -E '^(State|SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|TracerPid)' "/proc/$1/status" 2>/dev/null | tr '\n' ' ')"
+			return 1
+		}
+		sleep 0.02
+	done
+}
+
 # ---- b: a stopped daemon ----------------------------------------------------
 fk_mark
 d=$(fk_daemon_pid)
 kill -STOP "$d" || fail "b: cannot stop daemon $d"
+stopped "$d" || fail "b: daemon $d did not stop"
 bg_timed b-statfs stat -f "$M"
+stopped "$d" || fail "b: daemon $d, stopped, was continued by someone"
 check_hung b "$d"
 check_waited b b-statfs
 try_cmd 10 cat "$M/b1" || fail "b: reading after the recovery failed: $TRY_OUT"
