@@ -1,12 +1,17 @@
 # shellcheck shell=bash
-# tests/lib-remount.sh - helpers for the remount-mode tests (7x-remount-*.sh).
+# tests/lib-remount.sh - helpers for the remount-mode tests (8x-remount-*.sh).
 # Source after tests/lib.sh.
 #
 #   rmns_start NAME PROPAGATION SCRIPT   runs SCRIPT (bash) as the first process of a new
 #                                        mount namespace (unshare -m --propagation
 #                                        PROPAGATION, plus any UNSHARE_EXTRA flags), kept
 #                                        alive afterwards; its pid goes to RMNS_PID_<NAME>
+#                                        (with RMNS_IN=OTHER: made from inside namespace
+#                                        OTHER, a copy of its mounts, two levels deep)
 #   rmns_run NAME TIMEOUT CMD...         runs CMD inside that namespace (try_cmd)
+#   rm_lines PID MAJ:MIN                 the mountinfo lines of that device in PID's
+#                                        namespace, sorted, without what a replacement
+#                                        changes (IDs, device, peer group numbers)
 #   rm_mount_of PID PATH                 "MAJ:MIN OPTS PROPAGATION" of the top mount at
 #                                        PATH in PID's mountinfo (PROPAGATION: shared,
 #                                        master, shared+master, private)
@@ -14,9 +19,13 @@
 #   rm_need_remount                      skip unless --mode=remount can run here
 
 rmns_start() {
-	local name=$1 prop=$2 script=$3 pid
+	local name=$1 prop=$2 script=$3 pid enter=()
+	if [ -n "${RMNS_IN:-}" ]; then
+		eval "pid=\$RMNS_PID_$RMNS_IN"
+		enter=(nsenter -t "$pid" -m --)
+	fi
 	# shellcheck disable=SC2086
-	unshare -m --propagation "$prop" ${UNSHARE_EXTRA:-} -- \
+	"${enter[@]}" unshare -m --propagation "$prop" ${UNSHARE_EXTRA:-} -- \
 		bash -c "$script"'
 		echo ready
 		exec sleep 100000' "rmns-$name" >"$T/rmns-$name.out" 2>"$T/rmns-$name.err" </dev/null &
@@ -62,4 +71,17 @@ rm_need_remount() {
 	local out
 	out=$("$FK" --mode=remount "$T" -- true {} 2>&1 </dev/null)
 	case $out in *"--mode=proxy"*) skip "no MOVE_MOUNT_BENEATH here: $out" ;; esac
+}
+
+rm_lines() {
+	awk -v d="$2" '$3 == d {
+		line = $4 " " $5 " " $6
+		for (i = 7; $i != "-"; i++) {
+			f = $i
+			sub(/:[0-9]+$/, "", f)
+			if (f != "propagate_from") line = line " " f
+		}
+		for (; i <= NF; i++) line = line " " $i
+		print line
+	}' "/proc/$1/mountinfo" | sort
 }
