@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/nsfs.h>
 #include <poll.h>
 #include <sched.h>
@@ -387,6 +388,33 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 	send_msg(out, j->m->id, 0, "%s", "");
 }
 
+/* The test hook of struct nsm_swap: says which namespace is next and waits to be let go. Any
+ * failure lets it go at once: the hook must never stop a swap that a test did not arrange. */
+static void test_gate(const char *gate, pid_t pid)
+{
+	char path[PATH_MAX], line[32];
+	int fd, len;
+
+	/* Non-blocking opens: with no test at the other end, ENXIO or end of file at once. */
+	snprintf(path, sizeof(path), "%s.ask", gate);
+	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	len = snprintf(line, sizeof(line), "%d\n", (int)pid);
+	len = write(fd, line, len) == len;
+	close(fd);
+	if (!len)
+		return;
+	snprintf(path, sizeof(path), "%s.go", gate);
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fcntl(fd, F_SETFL, 0) == 0)
+		while (read(fd, line, sizeof(line)) < 0 && errno == EINTR)
+			;
+	close(fd);
+}
+
 /*
  * The child for one namespace. Clones of the fresh instance can only be made in the caller's
  * namespace (where it is mounted): for another namespace they are all made first, then the
@@ -395,12 +423,14 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
  * place. Only reports go out, through @out. Never returns.
  */
 static void __attribute__((noreturn))
-ns_child(struct nsm_swap *s, int pidfd, int rootfd, bool own, bool locked_ns, struct job *jobs,
-	 size_t n, int out)
+ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool locked_ns,
+	 struct job *jobs, size_t n, int out)
 {
 	for (size_t i = 0; i < n && !own; i++)
 		if (!jobs[i].skip && prepare_src(s, &jobs[i], out) < 0)
 			jobs[i].skip = -1;
+	if (!own && s->test_gate)
+		test_gate(s->test_gate, pid);
 	if (setns(pidfd, CLONE_NEWNS) < 0) {
 		int e = errno;
 
@@ -564,8 +594,8 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		ns_child(s, pidfd, rootfd, own, !own && ns_less_privileged(ns->pid), jobs, n,
-			 pipefd[1]);
+		ns_child(s, ns->pid, pidfd, rootfd, own, !own && ns_less_privileged(ns->pid), jobs,
+			 n, pipefd[1]);
 	}
 	close(pipefd[1]);
 	{

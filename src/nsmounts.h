@@ -78,6 +78,13 @@ struct nsm_swap {
 	int64_t timeout_ms;	       /* bound on the work in one namespace */
 	nsm_report_fn report;
 	void *arg;
+	/*
+	 * For tests only (NULL otherwise): a path prefix of two FIFOs, @test_gate.ask and
+	 * @test_gate.go. Before entering another namespace, its helper writes "PID\n" (the
+	 * process it enters through) to .ask and waits for a line (or end of file) on .go, so
+	 * that a test can act at that moment, such as ending the namespace.
+	 */
+	const char *test_gate;
 };
 
 /*

@@ -398,6 +398,8 @@ static void swap_instances(struct remount *rm)
 		.anchor_point = rm->cfg->mountpoint,
 		.timeout_ms = rm->cfg->start_timeout_ms,
 		.report = swap_report,
+		/* Read by the keeper only: a hook for tests/integration (nsmounts.h). */
+		.test_gate = getenv("FUSEKEEPER_TEST_SWAP_GATE"),
 	};
 	struct fuse_out_header resend = { .len = sizeof(resend), .error = FK_NOTIFY_RESEND };
 	struct epoll_event ev = { .events = 0 };
