@@ -385,6 +385,14 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 			 nsm_prop_name(j->m->prop), strerror(errno));
 		return;
 	}
+	/* A slave made shared again is both: a peer group of its own under its master. */
+	prop.propagation = MS_SHARED;
+	if (j->m->prop == NSM_SHARED_SLAVE &&
+	    mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
+		send_msg(out, j->m->id, 0, "replaced, but it is a slave only, not shared as well: %s",
+			 strerror(errno));
+		return;
+	}
 	send_msg(out, j->m->id, 0, "%s", "");
 }
 
@@ -516,53 +524,111 @@ static void report(struct nsm_swap *s, const struct nsm_ns *ns, const struct nsm
 		s->report(s->arg, &r);
 }
 
-/* Swaps the stale mounts of one namespace. Returns how many were replaced; *failed grows. */
-static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsigned *failed)
-{
-	_cleanup_close_ int pidfd = -1, rootfd = -1;
+/* What is to be done in one namespace, read before anything is swapped anywhere. */
+struct plan {
+	struct nsm_ns ns;
+	bool own;
 	struct nsm_table t;
 	struct job *jobs;
-	size_t n = 0;
+	size_t n;
+};
+
+static void plan_free(struct plan *p)
+{
+	free(p->jobs);
+	nsm_table_free(&p->t);
+	p->jobs = NULL;
+	p->n = 0;
+}
+
+/*
+ * Reads the mounts of namespace @ns and picks those of the old instance. Done for every
+ * namespace before the first swap: a swap changes what the others show (detaching the
+ * original of a peer group makes its slaves in other namespaces private). Returns 0 (p->n
+ * may be 0: nothing to do there) or -ENOMEM.
+ */
+static int plan_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, struct plan *p)
+{
 	char path[64];
-	int pipefd[2], replaced = 0, r;
+	uint64_t ino = 0;
+	size_t n = 0;
+
+	*p = (struct plan){ .ns = *ns, .own = own };
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)ns->pid);
+	if (nsm_read_table(path, &p->t) < 0)
+		return 0; /* gone before we looked: so are its mounts, unless others hold them */
+	/* Still in that namespace: what was read is its mounts (a reused pid elsewhere is not). */
+	if (ns_of(ns->pid, &ino) < 0 || ino != ns->ino) {
+		plan_free(p);
+		return 0;
+	}
+	for (size_t i = 0; i < p->t.n; i++)
+		n += p->t.m[i].major == s->old_major && p->t.m[i].minor == s->old_minor;
+	if (!n) {
+		plan_free(p);
+		return 0;
+	}
+	p->jobs = calloc(MIN(n, (size_t)NSM_MAX_JOBS), sizeof(*p->jobs));
+	if (!p->jobs) {
+		plan_free(p);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < p->t.n && p->n < NSM_MAX_JOBS; i++)
+		if (p->t.m[i].major == s->old_major && p->t.m[i].minor == s->old_minor)
+			p->jobs[p->n++] = (struct job){ .m = &p->t.m[i], .src = -1 };
+	qsort(p->jobs, p->n, sizeof(*p->jobs), job_cmp);
+	/* A stale mount inside another stale one goes with it (its path cannot be walked
+	 * without the dead daemon): report it rather than walk into a wait that never ends. */
+	for (size_t i = 0; i < p->n; i++)
+		for (size_t k = 0; k < i; k++)
+			if (p->jobs[i].m->parent == p->jobs[k].m->id)
+				p->jobs[i].skip = p->jobs[k].m->id;
+	return 0;
+}
+
+/* Every job of @p fails with @err and @reason. */
+static void fail_all(struct nsm_swap *s, struct plan *p, int err, const char *reason,
+		     unsigned *failed)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		(*failed)++;
+		report(s, &p->ns, p->jobs[i].m, err, reason);
+	}
+}
+
+/* Swaps the stale mounts of one planned namespace. Returns how many were replaced; *failed
+ * grows. */
+static int swap_ns(struct nsm_swap *s, struct plan *p, unsigned *failed)
+{
+	_cleanup_close_ int pidfd = -1, rootfd = -1;
+	const struct nsm_ns *ns = &p->ns;
+	struct job *jobs = p->jobs;
+	size_t n = p->n;
+	char path[64];
+	int pipefd[2], replaced = 0;
 	bool *answered;
+	uint64_t ino = 0;
 	pid_t pid;
 	int64_t deadline;
 
+	/* The process the namespace was read through must still be in it: a pidfd, then its
+	 * namespace and root, then the pidfd still alive (no pid reuse in between). */
 	pidfd = syscall(SYS_pidfd_open, ns->pid, 0);
-	if (pidfd < 0)
-		return 0; /* gone before we looked: so are its mounts, unless others hold them */
 	snprintf(path, sizeof(path), "/proc/%d/root", (int)ns->pid);
-	rootfd = open(path, O_PATH | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)ns->pid);
-	r = nsm_read_table(path, &t);
-	/* Still the same process: what was read is its namespace's. */
-	if (r < 0 || rootfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0) {
-		if (r == 0)
-			nsm_table_free(&t);
+	if (pidfd >= 0)
+		rootfd = open(path, O_PATH | O_CLOEXEC);
+	if (pidfd < 0 || rootfd < 0 || ns_of(ns->pid, &ino) < 0 || ino != ns->ino ||
+	    syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0) {
+		fail_all(s, p, -ESRCH, "its mount namespace went away mid-swap (the process it "
+			 "was read through exited)", failed);
 		return 0;
 	}
-	jobs = calloc(MIN(t.n, (size_t)NSM_MAX_JOBS), sizeof(*jobs));
-	answered = calloc(MIN(t.n, (size_t)NSM_MAX_JOBS) + 1, sizeof(*answered));
-	if (!jobs || !answered) {
-		free(jobs);
-		free(answered);
-		nsm_table_free(&t);
-		return -ENOMEM;
+	answered = calloc(n + 1, sizeof(*answered));
+	if (!answered) {
+		fail_all(s, p, -ENOMEM, "out of memory", failed);
+		return 0;
 	}
-	for (size_t i = 0; i < t.n && n < NSM_MAX_JOBS; i++)
-		if (t.m[i].major == s->old_major && t.m[i].minor == s->old_minor)
-			jobs[n++] = (struct job){ .m = &t.m[i], .src = -1 };
-	if (!n)
-		goto out;
-	qsort(jobs, n, sizeof(*jobs), job_cmp);
-	/* A stale mount inside another stale one goes with it (its path cannot be walked
-	 * without the dead daemon): report it rather than walk into a wait that never ends. */
-	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < i; k++)
-			if (jobs[i].m->parent == jobs[k].m->id)
-				jobs[i].skip = jobs[k].m->id;
-	if (own && s->fresh_detached) {
+	if (p->own && s->fresh_detached) {
 		/* The fresh instance itself replaces the original mount of its root. */
 		size_t a = n;
 
@@ -582,25 +648,26 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 		}
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		r = -errno;
-		goto out;
+		fail_all(s, p, -errno, "cannot make a pipe to the namespace's helper", failed);
+		free(answered);
+		return 0;
 	}
 	pid = fork();
 	if (pid < 0) {
-		r = -errno;
+		fail_all(s, p, -errno, "cannot fork the namespace's helper", failed);
 		close(pipefd[0]);
 		close(pipefd[1]);
-		goto out;
+		free(answered);
+		return 0;
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		ns_child(s, ns->pid, pidfd, rootfd, own, !own && ns_less_privileged(ns->pid), jobs,
-			 n, pipefd[1]);
+		ns_child(s, ns->pid, pidfd, rootfd, p->own,
+			 !p->own && ns_less_privileged(ns->pid), jobs, n, pipefd[1]);
 	}
 	close(pipefd[1]);
 	{
 		_cleanup_close_ int child = syscall(SYS_pidfd_open, pid, 0);
-		size_t got = 0;
 
 		deadline = now_ms() + s->timeout_ms;
 		for (;;) {
@@ -621,7 +688,6 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 				if (jobs[i].m->id != msg.id || answered[i])
 					continue;
 				answered[i] = true;
-				got++;
 				if (msg.err) {
 					(*failed)++;
 				} else {
@@ -646,33 +712,44 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 			report(s, ns, jobs[i].m, -ETIMEDOUT, "no answer from the namespace's helper "
 			       "in time (it was stopped)");
 		}
-		(void)got;
 	}
-	r = replaced;
-out:
-	free(jobs);
 	free(answered);
-	nsm_table_free(&t);
-	return r;
+	return replaced;
 }
 
 int nsm_swap(struct nsm_swap *s, unsigned *failed)
 {
 	struct nsm_ns *ns;
-	size_t n;
+	struct plan *plans;
+	size_t n, np = 0;
 	int r, replaced = 0;
 
 	*failed = 0;
 	r = list_namespaces(&ns, &n);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		r = swap_ns(s, &ns[i], i == 0, failed);
-		if (r > 0)
-			replaced += r;
+	plans = calloc(n + 1, sizeof(*plans));
+	if (!plans) {
+		free(ns);
+		return -ENOMEM;
 	}
+	/* Every namespace is read before the first swap: see plan_ns(). */
+	for (size_t i = 0; i < n; i++) {
+		r = plan_ns(s, &ns[i], i == 0, &plans[np]);
+		if (r < 0)
+			break;
+		np += plans[np].n > 0;
+	}
+	for (size_t i = 0; i < np && r >= 0; i++) {
+		int k = swap_ns(s, &plans[i], failed);
+
+		replaced += k;
+	}
+	for (size_t i = 0; i < np; i++)
+		plan_free(&plans[i]);
+	free(plans);
 	free(ns);
-	return replaced;
+	return r < 0 ? r : replaced;
 }
 
 unsigned nsm_count_mounts(unsigned major, unsigned minor)

@@ -60,20 +60,15 @@ for round in $(seq "$ROUNDS"); do
 	fk_wait REMOUNTED "" 5 || fail "round $round: no REMOUNTED"
 	log "round $round: $FK_LINE"
 	read -r _ _ replaced failed ms <<<"$FK_LINE"
-	[ "$replaced" = 5 ] && [ "$failed" = 0 ] ||
+	# At least: another session's namespace made meanwhile holds a copy too.
+	[ "$replaced" -ge 5 ] && [ "$failed" = 0 ] ||
 		fail "round $round: expected 5 replaced (the mount and its copy in a and b, two binds) and 0 failed: $FK_LINE"
 	log "round $round: $ms ms from the death to the last mount replaced"
 	[ "$(rm_count_dev "$dev")" = 0 ] || fail "round $round: mounts of the old device $dev are left"
 	snapshot
 	for k in host a b-mnt b; do
 		[ "${now[$k]%% *}" != "$dev" ] || fail "round $round: $k still has device $dev"
-		# Known gap: a slave's replacement ends up private (its group is not carried
-		# across namespaces yet); its flags must still match.
 		got=${now[$k]#* }
-		if [ "${want[$k]##* }" = master ] && [ "${got##* }" != master ]; then
-			log "round $round: KNOWN GAP: $k is ${got##* }, was master"
-			got="${got% *} master"
-		fi
 		[ "$got" = "${want[$k]}" ] || {
 			fail "round $round: mount $k changed from '${want[$k]}' to '${now[$k]#* }'"
 		}

@@ -152,7 +152,8 @@ for round in $(seq "$ROUNDS"); do
 	fk_wait REMOUNTED "" 5 || fail "round $round: no REMOUNTED"
 	log "round $round: $FK_LINE"
 	read -r _ _ replaced failed ms <<<"$FK_LINE"
-	[ "$replaced" = "$expect" ] && [ "$failed" = 0 ] ||
+	# At least: another session's namespace made meanwhile holds a copy too.
+	[ "$replaced" -ge "$expect" ] && [ "$failed" = 0 ] ||
 		fail "round $round: expected $expect replaced and 0 failed: $FK_LINE"
 	log "round $round: $ms ms from the death to the last mount replaced"
 	[ "$(rm_count_dev "$dev")" = 0 ] || fail "round $round: mounts of the old device $dev are left"

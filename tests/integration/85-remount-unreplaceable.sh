@@ -44,25 +44,31 @@ dev=${dev%% *}
 
 echo two >"$B/sub/f"
 fk_kill_daemon || fail "killing the daemon failed"
-# The helpers of the two namespaces with mounts to replace ask in turn.
-for i in 1 2; do
+# The helpers of the namespaces with mounts to replace ask in turn: ours, and any that
+# another session made meanwhile (it holds a copy of the mount: let it go).
+seen=
+for i in $(seq 20); do
 	read -r -t 30 -u "$ask" pid || fail "the keeper's helper did not ask to enter namespace $i"
 	log "the keeper's helper is about to enter the namespace of pid $pid"
 	if [ "$pid" = "$RMNS_PID_gone" ]; then
 		kill -KILL "$pid"
 		wait_pid "$pid" 10 || fail "namespace gone's process did not exit"
 		log "namespace gone ended"
-	elif [ "$pid" != "$RMNS_PID_hid" ]; then
-		fail "the keeper's helper asks for pid $pid, not a namespace of this test"
+		seen="$seen gone"
+	elif [ "$pid" = "$RMNS_PID_hid" ]; then
+		seen="$seen hid"
 	fi
 	echo go >&"$go"
+	[ "$seen" = " gone hid" ] || [ "$seen" = " hid gone" ] && break
 done
+# Closed: a helper still to come finds no reader and goes on at once.
+exec {ask}>&- {go}>&-
 fk_wait RECOVERED "" 30 || fail "no RECOVERED"
 fk_wait REMOUNTED "" 5 || fail "no REMOUNTED"
 log "$FK_LINE"
 grep "Cannot replace" "$FK_LOG"
 read -r _ _ replaced failed _ <<<"$FK_LINE"
-[ "$replaced" = 3 ] && [ "$failed" = 3 ] || fail "expected 3 replaced and 3 failed: $FK_LINE"
+[ "$replaced" -ge 3 ] && [ "$failed" = 3 ] || fail "expected 3 replaced and 3 failed: $FK_LINE"
 [ "$(grep -c "Cannot replace .*$T/g .*went away mid-swap" "$FK_LOG")" = 1 ] ||
 	fail "the log does not say that namespace gone's bind went away mid-swap"
 [ "$(grep -c "Cannot replace .*$M .*went away mid-swap" "$FK_LOG")" = 1 ] ||
