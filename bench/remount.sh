@@ -13,7 +13,9 @@
 #              and N-1 others made with unshare, each with its copy of the mount and a
 #              bind of a sub-directory: 2N-1 mounts); the daemon is SIGKILLed
 #              BENCH_KILLS times and the keeper's REMOUNTED event gives the time from
-#              the death to the last mount replaced (min / median / max).
+#              the death to the last mount replaced (min / median / max). Namespaces
+#              other programs make meanwhile copy the mount too: the count replaced is
+#              printed per kill.
 # The machine's load average is printed before and after. See bench/README.md. Needs root.
 # Not part of the tests.
 #
@@ -220,7 +222,8 @@ for n in $NSES; do
 		kill -KILL "$pid"
 		poll 60 remounted_more_than "$nrem" || die "no REMOUNTED after a kill with $n namespaces"
 		read -r _ _ replaced failed ms < <(grep '^REMOUNTED ' "$EVENTS" | tail -n 1)
-		[ "$replaced" = $((2 * n - 1)) ] && [ "$failed" = 0 ] ||
+		# At least: namespaces other sessions made meanwhile hold copies of the mount too.
+		[ "$replaced" -ge $((2 * n - 1)) ] && [ "$failed" = 0 ] ||
 			die "$n namespaces: expected $((2 * n - 1)) mounts replaced, 0 failed: REMOUNTED $replaced $failed"
 		vals+=("$ms")
 		swaps+=("$(sed -n 's/.*Replaced [0-9]* mounts\{0,1\} of the old instance .* in \([0-9]*\) ms.*/\1/p' \
