@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/nsfs.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -239,18 +240,29 @@ static int list_namespaces(struct nsm_ns **out, size_t *count)
 
 /* ---- the work inside one namespace --------------------------------------------------------- */
 
+/* Mounts of other filesystems stacked on one stale mount, at its mount point, carried over. */
+#define NSM_MAX_STACK 8
+
 struct job {
 	const struct nsm_mount *m;
 	int src;     /* the mount to put beneath it: the anchor, or -1 (a clone made in the child) */
 	bool anchor; /* src is the fresh instance itself (first swap in the caller's namespace) */
-	int skip;    /* > 0: not tried; the id of the stale mount it sat inside */
+	int skip;    /* > 0: the id of the stale mount it sat inside (mounted again once that one
+		      * is replaced); -1: its source could not be made */
+	bool done;   /* in the child: replaced */
+	/* Mounts on top of it at its mount point, bottom first (none of them stale). */
+	const struct nsm_mount *stack[NSM_MAX_STACK];
+	int nstack;
+	/* Mounts of other filesystems inside it (below its mount point). */
+	const struct nsm_mount *inner[NSM_MAX_STACK];
+	int ninner;
 };
 
 /* What a child reports per job. */
 struct job_msg {
 	int id;
 	int err;
-	char reason[200];
+	char reason[400];
 };
 
 static void send_msg(int fd, int id, int err, const char *fmt, ...)
@@ -331,57 +343,26 @@ static int prepare_src(struct nsm_swap *s, struct job *j, int out)
 	return 0;
 }
 
-/* Puts job @j's mount beneath the stale one and detaches the stale one. */
-static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
+/*
+ * The replacement of @j is in place: gives it the stale one's propagation type and reports
+ * it replaced. A clone is private. One that replaces a shared or slave mount joins the peer
+ * group of the mount that replaced the original (when that one is shared), so that it ends up
+ * a peer or a slave of it, as the stale one was of the original. The group is set by fds,
+ * across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached (moving it
+ * from its detached tree would make it private again).
+ */
+static void set_propagation(struct job *j, int s_fresh_fd, int out)
 {
-	const char *p = j->m->point;
 	struct mount_attr prop = { .propagation = propagation_of(j->m->prop) };
-	int top = -1, r;
 
-	r = top_mount_id(p, &top);
-	if (r < 0) {
-		send_msg(out, j->m->id, r, "its mount point is no longer reachable: %s",
-			 strerror(-r));
-		return;
-	}
-	if (top != j->m->id) {
-		send_msg(out, j->m->id, -EBUSY, "it is no longer the top mount at its mount point "
-			 "(mount %d is, mounted on it or in its place)", top);
-		return;
-	}
-	if (move_mount(j->src, "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH) < 0) {
-		int e = errno;
-
-		send_msg(out, j->m->id, -e, "cannot mount beneath it: %s%s", strerror(e),
-			 e == EINVAL && locked_ns
-				 ? " (it is locked, MNT_LOCKED: its namespace belongs to a less "
-				   "privileged user namespace)"
-				 : "");
-		return;
-	}
-	/* The fresh mount is below: whatever fails now leaves the stale one on top of it, which
-	 * is no worse than before. */
-	if (umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
-		int e = errno;
-
-		send_msg(out, j->m->id, -e, "cannot detach it from above the new mount: %s%s",
-			 strerror(e), e == EINVAL && locked_ns ? " (it is locked: MNT_LOCKED)" : "");
-		return;
-	}
-	/*
-	 * A clone is private. One that replaces a shared or slave mount joins the peer group of
-	 * the mount that replaced the original (when that one is shared), so that it ends up a
-	 * peer or a slave of it, as the stale one was of the original. The group is set by fds,
-	 * across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached
-	 * (moving it from its detached tree would make it private again).
-	 */
+	j->done = true;
 	if (s_fresh_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
 	    move_mount(s_fresh_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
 		       MOVE_MOUNT_T_EMPTY_PATH) < 0) {
-		/* The fresh mount is private: the propagation type is all there is. */
+		/* The fresh mount is private, or the clone a peer already: the type is all. */
 	}
 	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
-		send_msg(out, j->m->id, 0, "replaced, but its propagation (%s) could not be set: %s",
+		send_msg(out, j->m->id, 0, "its propagation (%s) could not be set: %s",
 			 nsm_prop_name(j->m->prop), strerror(errno));
 		return;
 	}
@@ -389,11 +370,192 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 	prop.propagation = MS_SHARED;
 	if (j->m->prop == NSM_SHARED_SLAVE &&
 	    mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
-		send_msg(out, j->m->id, 0, "replaced, but it is a slave only, not shared as well: %s",
+		send_msg(out, j->m->id, 0, "it is a slave only, not shared as well: %s",
 			 strerror(errno));
 		return;
 	}
 	send_msg(out, j->m->id, 0, "%s", "");
+}
+
+/*
+ * Puts back on top at @p the lifted mounts @clones[@from..n-1], bottom first. Returns 0, or
+ * -errno after the first that could not be put back (its clone and those above are closed:
+ * detached, they live on only for the fds and working directories they hold).
+ */
+static int restack(const char *p, int *clones, int from, int n, char *what, size_t size)
+{
+	int r = 0;
+
+	for (int i = from; i < n; i++) {
+		if (!r && move_mount(clones[i], "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+			r = -errno;
+			snprintf(what, size, "the mount stacked on it could not be put back: %s",
+				 strerror(errno));
+		}
+		close(clones[i]);
+	}
+	return r;
+}
+
+/*
+ * Lifts the mounts stacked on @j at its mount point @p, top first: each is cloned with what is
+ * mounted inside it (a clone keeps its flags, its peer group and its master) and detached.
+ * Returns the index of the lowest one lifted (0 when all were, j->nstack when there were none),
+ * or -errno after putting back what was lifted (reported).
+ */
+static int lift_stack(struct job *j, const char *p, int *clones, int out)
+{
+	char what[128] = "";
+
+	for (int i = j->nstack - 1; i >= 0; i--) {
+		int top = -1, r = top_mount_id(p, &top);
+
+		if (r == 0 && top != j->stack[i]->id)
+			r = -EBUSY;
+		if (r == 0) {
+			clones[i] = open_tree(AT_FDCWD, p, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+					      AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+			if (clones[i] < 0)
+				r = -errno;
+		}
+		if (r == 0 && umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+			r = -errno;
+			close(clones[i]);
+		}
+		if (r < 0) {
+			restack(p, clones, i + 1, j->nstack, what, sizeof(what));
+			send_msg(out, j->m->id, r, "mount %d is stacked on it and could not be lifted "
+				 "off: %s%s%s", j->stack[i]->id, strerror(-r), what[0] ? "; " : "",
+				 what);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Clones the mounts of other filesystems inside the stale mount of @j, to mount them again
+ * inside its replacement. Their paths cross the stale filesystem: they are walked from the
+ * dentry cache only (RESOLVE_CACHED, Linux 5.12), never asking the dead daemon, whose
+ * answer would not come. One that cannot be reached so is left to go with the stale mount,
+ * and said in @what. @clones[i] is -1 for it.
+ */
+static void lift_inner(struct job *j, int *clones, char *what, size_t size)
+{
+	for (int i = 0; i < j->ninner; i++) {
+		struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_CACHED };
+		_cleanup_close_ int fd = syscall(SYS_openat2, AT_FDCWD, j->inner[i]->point, &how,
+						 sizeof(how));
+		struct statx stx;
+		int e = 0;
+
+		clones[i] = -1;
+		if (fd < 0)
+			e = errno == EAGAIN ? EWOULDBLOCK : errno;
+		else if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) < 0)
+			e = errno;
+		else if (!(stx.stx_mask & STATX_MNT_ID) || (int)stx.stx_mnt_id != j->inner[i]->id)
+			e = EBUSY;
+		else if ((clones[i] = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+						AT_RECURSIVE | AT_EMPTY_PATH)) < 0)
+			e = errno;
+		if (e && !what[0])
+			snprintf(what, size, "mount %d inside it (at %s) went with it: %s",
+				 j->inner[i]->id, j->inner[i]->point,
+				 e == EWOULDBLOCK ? "its path is not in the dentry cache (the dead "
+						    "daemon cannot be asked)" : strerror(e));
+	}
+}
+
+/* Mounts the clones of lift_inner() again at their places, now in the fresh instance. */
+static void put_inner(struct job *j, int *clones, char *what, size_t size)
+{
+	for (int i = 0; i < j->ninner; i++) {
+		if (clones[i] < 0)
+			continue;
+		if (move_mount(clones[i], "", AT_FDCWD, j->inner[i]->point,
+			       MOVE_MOUNT_F_EMPTY_PATH) < 0 && !what[0])
+			snprintf(what, size, "mount %d inside it (at %s) cannot be mounted again "
+				 "inside the new one: %s", j->inner[i]->id, j->inner[i]->point,
+				 strerror(errno));
+		close(clones[i]);
+	}
+}
+
+/* Puts job @j's mount beneath the stale one and detaches the stale one; mounts stacked on the
+ * stale one, or inside it, end up on the new one, as they were. */
+static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
+{
+	const char *p = j->m->point;
+	int top = -1, r, lifted = j->nstack, clones[NSM_MAX_STACK], inner[NSM_MAX_STACK];
+	char what[384] = "", lost[384] = "";
+
+	r = top_mount_id(p, &top);
+	if (r < 0) {
+		send_msg(out, j->m->id, r, "its mount point is no longer reachable: %s",
+			 strerror(-r));
+		return;
+	}
+	if (top != j->m->id && !(j->nstack && top == j->stack[j->nstack - 1]->id)) {
+		send_msg(out, j->m->id, -EBUSY, "it is no longer the top mount at its mount point "
+			 "(mount %d is, mounted on it or in its place)", top);
+		return;
+	}
+	if (j->nstack) {
+		lifted = lift_stack(j, p, clones, out);
+		if (lifted < 0)
+			return;
+	}
+	lift_inner(j, inner, lost, sizeof(lost));
+	if (move_mount(j->src, "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH) < 0) {
+		int e = errno;
+
+		for (int i = 0; i < j->ninner; i++)
+			if (inner[i] >= 0)
+				close(inner[i]);
+		restack(p, clones, lifted, j->nstack, what, sizeof(what));
+		send_msg(out, j->m->id, -e, "cannot mount beneath it: %s%s%s%s", strerror(e),
+			 e == EINVAL && locked_ns
+				 ? " (it is locked, MNT_LOCKED: its namespace belongs to a less "
+				   "privileged user namespace)"
+				 : "", what[0] ? "; " : "", what);
+		return;
+	}
+	/* The fresh mount is below: whatever fails now leaves the stale one on top of it, which
+	 * is no worse than before. */
+	if (umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+		int e = errno;
+
+		for (int i = 0; i < j->ninner; i++)
+			if (inner[i] >= 0)
+				close(inner[i]);
+		restack(p, clones, lifted, j->nstack, what, sizeof(what));
+		send_msg(out, j->m->id, -e, "cannot detach it from above the new mount: %s%s%s%s",
+			 strerror(e), e == EINVAL && locked_ns ? " (it is locked: MNT_LOCKED)" : "",
+			 what[0] ? "; " : "", what);
+		return;
+	}
+	/* The inner mounts first: the stacked ones would hide the new mount's paths. */
+	put_inner(j, inner, lost, sizeof(lost));
+	if (restack(p, clones, lifted, j->nstack, what, sizeof(what)) < 0 || lost[0]) {
+		j->done = true;
+		send_msg(out, j->m->id, 0, "%s", what[0] ? what : lost);
+		return;
+	}
+	set_propagation(j, s_fresh_fd, out);
+}
+
+/* Mounts job @j, which sat inside the stale mount its parent replaced, at its mount point in
+ * the parent's replacement: the path is walked through the fresh instance. */
+static void remount_inside(struct job *j, int s_fresh_fd, int out)
+{
+	if (move_mount(j->src, "", AT_FDCWD, j->m->point, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+		send_msg(out, j->m->id, -errno, "it was mounted inside stale mount %d, which was "
+			 "replaced, but it cannot be mounted again inside the new one: %s", j->skip,
+			 strerror(errno));
+		return;
+	}
+	set_propagation(j, s_fresh_fd, out);
 }
 
 /* The test hook of struct nsm_swap: says which namespace is next and waits to be let go. Any
@@ -435,7 +597,7 @@ ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool lo
 	 struct job *jobs, size_t n, int out)
 {
 	for (size_t i = 0; i < n && !own; i++)
-		if (!jobs[i].skip && prepare_src(s, &jobs[i], out) < 0)
+		if (jobs[i].skip >= 0 && prepare_src(s, &jobs[i], out) < 0)
 			jobs[i].skip = -1;
 	if (!own && s->test_gate)
 		test_gate(s->test_gate, pid);
@@ -461,15 +623,24 @@ ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool lo
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
+		bool parent_done = false;
 
-		if (j->skip > 0) {
-			send_msg(out, j->m->id, -ENOENT, "it was mounted inside stale mount %d, and went "
-				 "with it", j->skip);
+		/* Parents come first: whether the one it sat inside was replaced is known. */
+		for (size_t k = 0; k < i && j->skip > 0; k++)
+			if (jobs[k].m->id == j->skip)
+				parent_done = jobs[k].done;
+		if (j->skip > 0 && !parent_done) {
+			send_msg(out, j->m->id, -ENOENT, "it was mounted inside stale mount %d, which "
+				 "could not be replaced, and cannot be reached without the dead daemon",
+				 j->skip);
 			continue;
 		}
-		if (j->skip || (own && prepare_src(s, j, out) < 0))
+		if (j->skip < 0 || (own && prepare_src(s, j, out) < 0))
 			continue;
-		swap_one(j, j->anchor ? -1 : s->fresh_fd, locked_ns, out);
+		if (j->skip > 0)
+			remount_inside(j, j->anchor ? -1 : s->fresh_fd, out);
+		else
+			swap_one(j, j->anchor ? -1 : s->fresh_fd, locked_ns, out);
 	}
 	_exit(0);
 }
@@ -583,6 +754,32 @@ static int plan_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, struct
 		for (size_t k = 0; k < i; k++)
 			if (p->jobs[i].m->parent == p->jobs[k].m->id)
 				p->jobs[i].skip = p->jobs[k].m->id;
+	/* What other filesystems have mounted on top of each, at its mount point, and inside. */
+	for (size_t i = 0; i < p->n; i++) {
+		struct job *j = &p->jobs[i];
+		int below = j->m->id;
+
+		for (size_t k = 0; k < p->t.n; k++) {
+			const struct nsm_mount *m = &p->t.m[k];
+
+			if (m->parent == j->m->id && strcmp(m->point, j->m->point) &&
+			    !(m->major == s->old_major && m->minor == s->old_minor) &&
+			    j->ninner < NSM_MAX_STACK)
+				j->inner[j->ninner++] = m;
+		}
+
+		while (j->nstack < NSM_MAX_STACK) {
+			const struct nsm_mount *up = NULL;
+
+			for (size_t k = 0; k < p->t.n && !up; k++)
+				if (p->t.m[k].parent == below && !strcmp(p->t.m[k].point, j->m->point))
+					up = &p->t.m[k];
+			if (!up || (up->major == s->old_major && up->minor == s->old_minor))
+				break;
+			j->stack[j->nstack++] = up;
+			below = up->id;
+		}
+	}
 	return 0;
 }
 

@@ -58,7 +58,7 @@ struct nsm_report {
 	int id;		    /* its mount ID (in that namespace's mountinfo) */
 	int err;	    /* 0: replaced; else -errno of the step that failed */
 	char point[256];    /* its mount point, as that process sees it */
-	char reason[256];   /* why it could not be replaced (empty when replaced) */
+	char reason[512];   /* why it could not be replaced, or what went wrong when it was */
 };
 
 /* Called once per mount found, replaced or not. */
