@@ -6,7 +6,9 @@
 #              walk (find + stat + cat of BENCH_FILES small files), write (BENCH_SEQ_MB
 #              MiB, dd bs=1M conv=fsync) and read (the same, back, dd bs=1M), cold caches
 #              before each, BENCH_RUNS repetitions alternating which mount goes first.
-#              Prints each repetition's keeper/direct ratio and their median. Remount mode
+#              Prints each repetition's keeper/direct ratio, their median and their
+#              geometric mean (with an even BENCH_RUNS, as many runs start with either
+#              mount: what the first measurement of a pair gains or loses cancels). Remount mode
 #              has no relay: the daemon reads the kernel's /dev/fuse itself, so the
 #              expected ratio is 1.00 within noise.
 #   recovery   for each N in BENCH_NS: N mount namespaces hold the mount (the keeper's,
@@ -19,7 +21,7 @@
 # The machine's load average is printed before and after. See bench/README.md. Needs root.
 # Not part of the tests.
 #
-# Environment: BENCH_FILES (2000), BENCH_RUNS (5), BENCH_SEQ_MB (256), BENCH_NS ("1 10 100"),
+# Environment: BENCH_FILES (2000), BENCH_RUNS (6), BENCH_SEQ_MB (256), BENCH_NS ("1 10 100"),
 # BENCH_KILLS (5), BENCH_TMP (/tmp).
 set -euo pipefail
 
@@ -33,7 +35,7 @@ die() {
 BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || die "build directory $1 not found"
 
 FILES=${BENCH_FILES:-2000}
-RUNS=${BENCH_RUNS:-5}
+RUNS=${BENCH_RUNS:-6}
 SEQ_MB=${BENCH_SEQ_MB:-256}
 NSES=${BENCH_NS:-1 10 100}
 KILLS=${BENCH_KILLS:-5}
@@ -241,14 +243,15 @@ stop_mount "$KM" "$KEEPER_PID"
 KEEPER_PID=
 
 median_of() { printf '%s\n' "$@" | median; }
+gmean() { printf '%s\n' "$@" | awk '{ s += log($1) } END { printf "%.2f", exp(s / NR) }'; }
 {
 	echo
 	echo "fusekeeper remount bench, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs," \
 		"cold caches: $COLD, load average $LOAD_START at the start, $LOAD_END at the end"
-	echo "data path, keeper (--mode=remount) / direct, $RUNS alternating runs: each run's ratio, median"
-	printf '  %-30s %-40s %s\n' "walk: $FILES files" "${R_WALK[*]}" "$(median_of "${R_WALK[@]}")"
-	printf '  %-30s %-40s %s\n' "write: $SEQ_MB MiB, fsync" "${R_WRITE[*]}" "$(median_of "${R_WRITE[@]}")"
-	printf '  %-30s %-40s %s\n' "read: $SEQ_MB MiB, cold" "${R_READ[*]}" "$(median_of "${R_READ[@]}")"
+	echo "data path, keeper (--mode=remount) / direct, $RUNS alternating runs: each run's ratio; median; geometric mean"
+	printf '  %-26s %-48s %s; %s\n' "walk: $FILES files" "${R_WALK[*]}" "$(median_of "${R_WALK[@]}")" "$(gmean "${R_WALK[@]}")"
+	printf '  %-26s %-48s %s; %s\n' "write: $SEQ_MB MiB, fsync" "${R_WRITE[*]}" "$(median_of "${R_WRITE[@]}")" "$(gmean "${R_WRITE[@]}")"
+	printf '  %-26s %-48s %s; %s\n' "read: $SEQ_MB MiB, cold" "${R_READ[*]}" "$(median_of "${R_READ[@]}")" "$(gmean "${R_READ[@]}")"
 	echo "recovery, death -> last mount replaced (REMOUNTED), $KILLS kills each:"
 	for n in $NSES; do
 		printf '  %3d namespaces, %3d mounts: %s\n' "$n" $((2 * n - 1)) "${REC[$n]}"

@@ -400,8 +400,7 @@ static int restack(const char *p, int *clones, int from, int n, char *what, size
 /*
  * Lifts the mounts stacked on @j at its mount point @p, top first: each is cloned with what is
  * mounted inside it (a clone keeps its flags, its peer group and its master) and detached.
- * Returns the index of the lowest one lifted (0 when all were, j->nstack when there were none),
- * or -errno after putting back what was lifted (reported).
+ * Returns 0 once all are lifted, or -errno after putting back what was (reported).
  */
 static int lift_stack(struct job *j, const char *p, int *clones, int out)
 {
@@ -451,7 +450,7 @@ static void lift_inner(struct job *j, int *clones, char *what, size_t size)
 
 		clones[i] = -1;
 		if (fd < 0)
-			e = errno == EAGAIN ? EWOULDBLOCK : errno;
+			e = errno;
 		else if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) < 0)
 			e = errno;
 		else if (!(stx.stx_mask & STATX_MNT_ID) || (int)stx.stx_mnt_id != j->inner[i]->id)
@@ -462,7 +461,7 @@ static void lift_inner(struct job *j, int *clones, char *what, size_t size)
 		if (e && !what[0])
 			snprintf(what, size, "mount %d inside it (at %s) went with it: %s",
 				 j->inner[i]->id, j->inner[i]->point,
-				 e == EWOULDBLOCK ? "its path is not in the dentry cache (the dead "
+				 e == EAGAIN ? "its path is not in the dentry cache (the dead "
 						    "daemon cannot be asked)" : strerror(e));
 	}
 }

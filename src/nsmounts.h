@@ -91,8 +91,9 @@ struct nsm_swap {
  * Replaces every mount of the old instance, in every mount namespace, by a mount of the same
  * sub-directory of the fresh instance with the same flags and propagation type: the fresh
  * one is mounted beneath the stale one (MOVE_MOUNT_BENEATH), which is then detached. Mounts
- * that cannot be replaced are reported with their reason; the others are replaced all the
- * same. On return @fresh_detached is false when the fresh mount was attached. Returns the
+ * of other filesystems stacked on a stale one or inside it are carried over to the new one.
+ * Every namespace's mounts are read before the first swap. Mounts that cannot be replaced
+ * are reported with their reason; the others are replaced all the same. On return @fresh_detached is false when the fresh mount was attached. Returns the
  * number of mounts replaced, or -errno when nothing could be tried.
  */
 int nsm_swap(struct nsm_swap *s, unsigned *failed);
