@@ -18,11 +18,13 @@
 #              the death to the last mount replaced (min / median / max). Namespaces
 #              other programs make meanwhile copy the mount too: the count replaced is
 #              printed per kill.
-# The machine's load average is printed before and after. See bench/README.md. Needs root.
+# The machine's load average is printed before and after. With BENCH_NULL=1 the keeper's
+# mount is replaced by a second direct one and recovery is not measured: the ratios then show
+# the noise of the machine alone. See bench/README.md. Needs root.
 # Not part of the tests.
 #
 # Environment: BENCH_FILES (2000), BENCH_RUNS (6), BENCH_SEQ_MB (256), BENCH_NS ("1 10 100"),
-# BENCH_KILLS (5), BENCH_TMP (/tmp).
+# BENCH_KILLS (5), BENCH_NULL (unset), BENCH_TMP (/tmp).
 set -euo pipefail
 
 die() {
@@ -156,7 +158,15 @@ echo "bench: $(uname -r), $(nproc) CPUs, passthrough_ll of libfuse $(pkg-config 
 echo "bench: creating $FILES small files..."
 make_tree
 start_direct
-start_keeper
+if [ -n "${BENCH_NULL:-}" ]; then
+	# The null comparison: the same daemon mounted directly twice.
+	"$PT" -f -o source="$B" "$KM" >"$WORK/direct2.log" 2>&1 &
+	KEEPER_PID=$!
+	poll 10 mountpoint -q "$KM" || die "the second direct mount did not come up"
+	NSES=
+else
+	start_keeper
+fi
 # Both mounts as the kernel sees them: the same daemon, and what each mount was given.
 for m in "$DM" "$KM"; do
 	echo "bench: mounted: $(awk -v m="$m" '$5 == m { $1 = $2 = $3 = ""; print }' /proc/self/mountinfo)"
@@ -248,11 +258,11 @@ gmean() { printf '%s\n' "$@" | awk '{ s += log($1) } END { printf "%.2f", exp(s 
 	echo
 	echo "fusekeeper remount bench, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs," \
 		"cold caches: $COLD, load average $LOAD_START at the start, $LOAD_END at the end"
-	echo "data path, keeper (--mode=remount) / direct, $RUNS alternating runs: each run's ratio; median; geometric mean"
+	echo "data path, ${BENCH_NULL:+NULL COMPARISON, a second direct mount in place of the keeper: }keeper (--mode=remount) / direct, $RUNS alternating runs: each run's ratio; median; geometric mean"
 	printf '  %-26s %-48s %s; %s\n' "walk: $FILES files" "${R_WALK[*]}" "$(median_of "${R_WALK[@]}")" "$(gmean "${R_WALK[@]}")"
 	printf '  %-26s %-48s %s; %s\n' "write: $SEQ_MB MiB, fsync" "${R_WRITE[*]}" "$(median_of "${R_WRITE[@]}")" "$(gmean "${R_WRITE[@]}")"
 	printf '  %-26s %-48s %s; %s\n' "read: $SEQ_MB MiB, cold" "${R_READ[*]}" "$(median_of "${R_READ[@]}")" "$(gmean "${R_READ[@]}")"
-	echo "recovery, death -> last mount replaced (REMOUNTED), $KILLS kills each:"
+	[ -z "$NSES" ] || echo "recovery, death -> last mount replaced (REMOUNTED), $KILLS kills each:"
 	for n in $NSES; do
 		printf '  %3d namespaces, %3d mounts: %s\n' "$n" $((2 * n - 1)) "${REC[$n]}"
 	done
