@@ -68,6 +68,14 @@ struct mode_ops {
 	 */
 	int64_t (*hung_at)(void *state, int64_t timeout_ms, char *what, size_t size);
 
+	/*
+	 * Optional: the fusectl number of the connection the keeper may abort when it stops with
+	 * the mount still there, or 0 for none. A mode whose mount changes connection (remount)
+	 * must say: the number the mount had at first may belong to another filesystem by then.
+	 * NULL: the connection the mount had at first.
+	 */
+	unsigned (*conn_id)(void *state);
+
 	/* Releases everything; the mount is gone or detached. */
 	void (*stop)(void *state);
 };

@@ -74,6 +74,19 @@ struct remount {
 
 /* ---- answering for instances no daemon serves --------------------------------------------- */
 
+/*
+ * Whether the connection of @devfd has not ended. Only then is its fusectl number still its
+ * own: once the last mount of an instance is gone, the kernel ends its connection and gives
+ * the number (the minor of an anonymous device) to the next filesystem mounted, perhaps
+ * another keeper's. Abort by number only what this says is alive.
+ */
+static bool conn_alive(int devfd)
+{
+	struct pollfd pfd = { .fd = devfd, .events = POLLIN };
+
+	return devfd >= 0 && poll(&pfd, 1, 0) >= 0 && !(pfd.revents & (POLLERR | POLLNVAL));
+}
+
 static int reply(int fd, uint64_t unique, int error)
 {
 	struct fuse_out_header out = { .len = sizeof(out), .error = error, .unique = unique };
@@ -202,7 +215,8 @@ static void answer_for(struct remount *rm, int devfd, unsigned minor, enum answe
 		log_warn("More than %d old instances still in use: ending FUSE connection %u",
 			 MAX_RETIRED, rm->retired[0].minor);
 		epoll_ctl(rm->ans_ep, EPOLL_CTL_DEL, rm->retired[0].devfd, NULL);
-		fuse_abort_conn(rm->retired[0].minor);
+		if (conn_alive(rm->retired[0].devfd))
+			fuse_abort_conn(rm->retired[0].minor);
 		close(rm->retired[0].devfd);
 		rm->retired[0] = rm->retired[--rm->nretired];
 	}
@@ -313,7 +327,7 @@ static int instance_new(const struct keeper_config *cfg, struct instance *in, ch
 /* Ends a fresh instance no daemon took over: its waiting requests end (ENOTCONN). */
 static void instance_abort(struct instance *in)
 {
-	if (in->devfd >= 0 && in->minor)
+	if (in->minor && conn_alive(in->devfd))
 		fuse_abort_conn(in->minor);
 	instance_close(in);
 }
@@ -590,7 +604,8 @@ static void remount_stop(void *state)
 	}
 	for (size_t i = 0; i < rm->nretired; i++) {
 		/* The keeper ends: so do the old instances it answered for. */
-		fuse_abort_conn(rm->retired[i].minor);
+		if (conn_alive(rm->retired[i].devfd))
+			fuse_abort_conn(rm->retired[i].minor);
 		close(rm->retired[i].devfd);
 	}
 	instance_abort(&rm->next);
@@ -603,6 +618,13 @@ static void remount_stop(void *state)
 		close(rm->ans_efd);
 	pthread_mutex_destroy(&rm->lock);
 	free(rm);
+}
+
+static unsigned remount_conn_id(void *state)
+{
+	struct remount *rm = state;
+
+	return conn_alive(rm->cur.devfd) ? rm->cur.minor : 0;
 }
 
 static int remount_probe(char *err, size_t errlen)
@@ -630,5 +652,6 @@ const struct mode_ops remount_mode = {
 	.event_fd = remount_event_fd,
 	.events = remount_events,
 	.hung_at = NULL,
+	.conn_id = remount_conn_id,
 	.stop = remount_stop,
 };

@@ -768,7 +768,7 @@ int supervise(const struct keeper_config *cfg)
 	 * the process, and so /dev/fuse and every waiting request, from ever finishing.
 	 */
 	if (!k.unmounted)
-		fuse_abort_conn(conn);
+		fuse_abort_conn(cfg->mode->conn_id ? cfg->mode->conn_id(k.mode_state) : conn);
 	cfg->mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");
