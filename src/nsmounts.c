@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -481,9 +482,52 @@ static void put_inner(struct job *j, int *clones, char *what, size_t size)
 	}
 }
 
+/*
+ * Whether the stale mount of @j, no longer at the top of its mount point (@top is), was
+ * replaced already by propagation: a swap in a namespace whose mount is a peer or the master
+ * of this one's parent (a shared /, as systemd makes it) propagates there, the mount beneath
+ * and the unmount alike. Then the stale mount is gone from this namespace and @top is a mount
+ * of the fresh instance (@fresh_dev) with the same root. It is given the stale one's flags (a
+ * propagated copy has those of its source) and reported replaced. Returns true when reported.
+ */
+static bool replaced_by_propagation(struct job *j, int top, dev_t fresh_dev, int out)
+{
+	struct nsm_table t;
+	const struct nsm_mount *up = NULL;
+	bool stale_left = false;
+	struct mount_attr attr = { .attr_set = attr_set_of(j->m), .attr_clr = FK_MOUNT_ATTR_FLAGS };
+	int fd;
+
+	if (nsm_read_table("/proc/self/mountinfo", &t) < 0)
+		return false;
+	for (size_t i = 0; i < t.n; i++) {
+		/* Mount IDs are reused: the same ID on another device is another mount. */
+		stale_left |= t.m[i].id == j->m->id && t.m[i].major == j->m->major &&
+			      t.m[i].minor == j->m->minor;
+		if (t.m[i].id == top)
+			up = &t.m[i];
+	}
+	if (stale_left || !up || makedev(up->major, up->minor) != fresh_dev ||
+	    strcmp(up->root, j->m->root) || strcmp(up->point, j->m->point)) {
+		nsm_table_free(&t);
+		return false;
+	}
+	nsm_table_free(&t);
+	j->done = true;
+	fd = open_tree(AT_FDCWD, j->m->point, OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+	if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+		send_msg(out, j->m->id, 0, "it was replaced by propagation (mount %d), whose flags "
+			 "could not be set to %s: %s", top, j->m->opts, strerror(errno));
+	else
+		send_msg(out, j->m->id, 0, "%s", "");
+	if (fd >= 0)
+		close(fd);
+	return true;
+}
+
 /* Puts job @j's mount beneath the stale one and detaches the stale one; mounts stacked on the
  * stale one, or inside it, end up on the new one, as they were. */
-static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
+static void swap_one(struct job *j, int s_fresh_fd, dev_t fresh_dev, bool locked_ns, int out)
 {
 	const char *p = j->m->point;
 	int top = -1, r, lifted = j->nstack, clones[NSM_MAX_STACK], inner[NSM_MAX_STACK];
@@ -496,6 +540,8 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 		return;
 	}
 	if (top != j->m->id && !(j->nstack && top == j->stack[j->nstack - 1]->id)) {
+		if (replaced_by_propagation(j, top, fresh_dev, out))
+			return;
 		send_msg(out, j->m->id, -EBUSY, "it is no longer the top mount at its mount point "
 			 "(mount %d is, mounted on it or in its place)", top);
 		return;
@@ -595,6 +641,9 @@ static void __attribute__((noreturn))
 ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool locked_ns,
 	 struct job *jobs, size_t n, int out)
 {
+	struct statx stx;
+	dev_t fresh_dev = 0;
+
 	for (size_t i = 0; i < n && !own; i++)
 		if (jobs[i].skip >= 0 && prepare_src(s, &jobs[i], out) < 0)
 			jobs[i].skip = -1;
@@ -620,6 +669,8 @@ ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool lo
 					 strerror(e));
 		_exit(0);
 	}
+	if (statx(s->fresh_fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &stx) == 0)
+		fresh_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		bool parent_done = false;
@@ -639,7 +690,7 @@ ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool lo
 		if (j->skip > 0)
 			remount_inside(j, j->anchor ? -1 : s->fresh_fd, out);
 		else
-			swap_one(j, j->anchor ? -1 : s->fresh_fd, locked_ns, out);
+			swap_one(j, j->anchor ? -1 : s->fresh_fd, fresh_dev, locked_ns, out);
 	}
 	_exit(0);
 }
