@@ -17,6 +17,9 @@
 #                                        master, shared+master, private)
 #   rm_count_dev MAJ:MIN                 mounts of that device in every mount namespace
 #   rm_need_remount                      skip unless --mode=remount can run here
+#   rm_wait_in_fuse PID [TIMEOUT]        waits until the child of PID (a bg_timed
+#                                        subshell) waits on a FUSE request; prints its
+#                                        wait channel
 
 rmns_start() {
 	local name=$1 prop=$2 script=$3 pid enter=()
@@ -84,4 +87,21 @@ rm_lines() {
 		for (; i <= NF; i++) line = line " " $i
 		print line
 	}' "/proc/$1/mountinfo" | sort
+}
+
+rm_wait_in_fuse() {
+	local deadline=$(($(now_ms) + ${2:-10} * 1000)) child wchan
+	while :; do
+		child=$(cat "/proc/$1/task/$1/children" 2>/dev/null)
+		child=${child%% *}
+		wchan=
+		[ -n "$child" ] && wchan=$(cat "/proc/$child/wchan" 2>/dev/null)
+		case $wchan in *fuse* | request_wait_answer* | *_wait_answer*)
+			echo "$wchan"
+			return 0
+			;;
+		esac
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.02
+	done
 }
