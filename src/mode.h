@@ -41,7 +41,10 @@ struct mode_ops {
 	 */
 	int (*attach)(void *state, struct keeper *k);
 
-	/* The daemon is gone (dead or about to be killed): stop using its channel. */
+	/*
+	 * The daemon is gone (dead or about to be killed): stop using its channel. The supervisor
+	 * reads events() right after, before it starts another daemon.
+	 */
 	void (*detach)(void *state);
 
 	/*

@@ -709,6 +709,9 @@ int supervise(const struct keeper_config *cfg)
 			kill_daemon(&k, SIGKILL);
 		cfg->mode->detach(k.mode_state);
 		reap_daemon(&k);
+		/* The daemon may have died of the end of the connection (an unmount): not restarted. */
+		if (mode_events(&k) < 0)
+			break;
 		if (!served) {
 			log_error("The daemon failed before it served the mount; giving up. Check that "
 				  "COMMAND runs in the foreground and accepts {} as its mountpoint");
