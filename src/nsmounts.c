@@ -74,10 +74,13 @@ int nsm_parse_line(char *line, struct nsm_mount *m)
 		return -EINVAL;
 	/* Optional fields up to "-", then fstype. */
 	for (; tok && strcmp(tok, "-"); tok = strtok_r(NULL, " \n", &save)) {
-		if (!strncmp(tok, "shared:", 7))
+		if (!strncmp(tok, "shared:", 7)) {
 			shared = true;
-		else if (!strncmp(tok, "master:", 7))
+			m->group = (unsigned)strtoul(tok + 7, NULL, 10);
+		} else if (!strncmp(tok, "master:", 7)) {
 			slave = true;
+			m->master = (unsigned)strtoul(tok + 7, NULL, 10);
+		}
 		else if (!strcmp(tok, "unbindable"))
 			m->prop = NSM_UNBINDABLE;
 	}
@@ -322,9 +325,12 @@ static uint64_t propagation_of(enum nsm_prop p)
 static int prepare_src(struct nsm_swap *s, struct job *j, int out)
 {
 	const char *rel = j->m->root[1] ? j->m->root + 1 : ".";
+	/* Private first: a clone of a shared anchor is its peer, and a stale mount in another
+	 * peer group must not join the anchor's (set_propagation() decides). */
 	struct mount_attr attr = {
 		.attr_set = attr_set_of(j->m),
 		.attr_clr = FK_MOUNT_ATTR_FLAGS,
+		.propagation = MS_PRIVATE,
 	};
 
 	if (j->src < 0) {
@@ -344,23 +350,34 @@ static int prepare_src(struct nsm_swap *s, struct job *j, int out)
 	return 0;
 }
 
+/* Whether the stale mount of @j was a peer or a slave of the original the anchor replaced. */
+static bool of_anchor_group(const struct job *j, unsigned anchor_group)
+{
+	return anchor_group && (j->m->group == anchor_group || j->m->master == anchor_group);
+}
+
 /*
  * The replacement of @j is in place: gives it the stale one's propagation type and reports
- * it replaced. A clone is private. One that replaces a shared or slave mount joins the peer
- * group of the mount that replaced the original (when that one is shared), so that it ends up
- * a peer or a slave of it, as the stale one was of the original. The group is set by fds,
- * across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached (moving it
- * from its detached tree would make it private again).
+ * it replaced. A clone is private. One that replaces a peer or a slave of the original joins
+ * the peer group of the anchor that replaced the original (@join_fd, else -1), so that it
+ * ends up a peer or a slave of it, as the stale one was of the original. The group is set by
+ * fds, across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached
+ * (moving it from its detached tree would make it private again). A shared mount of another
+ * group gets a group of its own; a slave of another group comes out private (known gap).
  */
-static void set_propagation(struct job *j, int s_fresh_fd, int out)
+static void set_propagation(struct job *j, int join_fd, int out)
 {
 	struct mount_attr prop = { .propagation = propagation_of(j->m->prop) };
 
 	j->done = true;
-	if (s_fresh_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
-	    move_mount(s_fresh_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
+	if (join_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
+	    move_mount(join_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
 		       MOVE_MOUNT_T_EMPTY_PATH) < 0) {
-		/* The fresh mount is private, or the clone a peer already: the type is all. */
+		send_msg(out, j->m->id, 0, "it could not join the peer group of the mount that "
+			 "replaced the original (%s): it comes out %s", strerror(errno),
+			 j->m->prop == NSM_SHARED ? "in a peer group of its own" : "private");
+		mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop));
+		return;
 	}
 	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
 		send_msg(out, j->m->id, 0, "its propagation (%s) could not be set: %s",
@@ -527,7 +544,7 @@ static bool replaced_by_propagation(struct job *j, int top, dev_t fresh_dev, int
 
 /* Puts job @j's mount beneath the stale one and detaches the stale one; mounts stacked on the
  * stale one, or inside it, end up on the new one, as they were. */
-static void swap_one(struct job *j, int s_fresh_fd, dev_t fresh_dev, bool locked_ns, int out)
+static void swap_one(struct job *j, int join_fd, dev_t fresh_dev, bool locked_ns, int out)
 {
 	const char *p = j->m->point;
 	int top = -1, r, lifted = j->nstack, clones[NSM_MAX_STACK], inner[NSM_MAX_STACK];
@@ -587,12 +604,12 @@ static void swap_one(struct job *j, int s_fresh_fd, dev_t fresh_dev, bool locked
 		send_msg(out, j->m->id, 0, "%s", what[0] ? what : lost);
 		return;
 	}
-	set_propagation(j, s_fresh_fd, out);
+	set_propagation(j, join_fd, out);
 }
 
 /* Mounts job @j, which sat inside the stale mount its parent replaced, at its mount point in
  * the parent's replacement: the path is walked through the fresh instance. */
-static void remount_inside(struct job *j, int s_fresh_fd, int out)
+static void remount_inside(struct job *j, int join_fd, int out)
 {
 	if (move_mount(j->src, "", AT_FDCWD, j->m->point, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
 		send_msg(out, j->m->id, -errno, "it was mounted inside stale mount %d, which was "
@@ -600,7 +617,7 @@ static void remount_inside(struct job *j, int s_fresh_fd, int out)
 			 strerror(errno));
 		return;
 	}
-	set_propagation(j, s_fresh_fd, out);
+	set_propagation(j, join_fd, out);
 }
 
 /* The test hook of struct nsm_swap: says which namespace is next and waits to be let go. Any
@@ -643,6 +660,7 @@ ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool lo
 {
 	struct statx stx;
 	dev_t fresh_dev = 0;
+	int join_fd;
 
 	for (size_t i = 0; i < n && !own; i++)
 		if (jobs[i].skip >= 0 && prepare_src(s, &jobs[i], out) < 0)
@@ -687,10 +705,11 @@ ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool lo
 		}
 		if (j->skip < 0 || (own && prepare_src(s, j, out) < 0))
 			continue;
+		join_fd = !j->anchor && of_anchor_group(j, s->anchor_group) ? s->fresh_fd : -1;
 		if (j->skip > 0)
-			remount_inside(j, j->anchor ? -1 : s->fresh_fd, out);
+			remount_inside(j, join_fd, out);
 		else
-			swap_one(j, j->anchor ? -1 : s->fresh_fd, fresh_dev, locked_ns, out);
+			swap_one(j, join_fd, fresh_dev, locked_ns, out);
 	}
 	_exit(0);
 }
@@ -886,6 +905,7 @@ static int swap_ns(struct nsm_swap *s, struct plan *p, unsigned *failed)
 		if (a < n) {
 			jobs[a].src = s->fresh_fd;
 			jobs[a].anchor = true;
+			s->anchor_group = jobs[a].m->group;
 			/* The anchor goes first: the clones are made from it once attached. */
 			if (a) {
 				struct job tmp = jobs[a];
@@ -972,6 +992,7 @@ int nsm_swap(struct nsm_swap *s, unsigned *failed)
 	int r, replaced = 0;
 
 	*failed = 0;
+	s->anchor_group = 0;
 	r = list_namespaces(&ns, &n);
 	if (r < 0)
 		return r;

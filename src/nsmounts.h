@@ -28,6 +28,8 @@ struct nsm_mount {
 	const char *opts;   /* per-mount options as shown ("rw,nosuid,relatime") */
 	uint64_t attr;	    /* those options as MOUNT_ATTR_* bits */
 	enum nsm_prop prop; /* propagation type */
+	unsigned group;	    /* its peer group ("shared:N"), 0 when not shared */
+	unsigned master;    /* the peer group it is a slave of ("master:N"), 0 when none */
 	const char *fstype;
 };
 
@@ -85,6 +87,8 @@ struct nsm_swap {
 	 * that a test can act at that moment, such as ending the namespace.
 	 */
 	const char *test_gate;
+	/* Set by nsm_swap() itself: the peer group of the original that the anchor replaces. */
+	unsigned anchor_group;
 };
 
 /*

@@ -30,7 +30,8 @@ int main(void)
 		   !strcmp(m.root, "/mnt1") && !strcmp(m.point, "/mnt2") &&
 		   !strcmp(m.opts, "rw,noatime") && !strcmp(m.fstype, "ext3"),
 	   "the example of proc(5) parses field by field");
-	ok(r == 0 && m.prop == NSM_SLAVE, "master:1 is a slave");
+	ok(r == 0 && m.prop == NSM_SLAVE && m.master == 1 && m.group == 0,
+	   "master:1 is a slave of peer group 1");
 	ok(r == 0 && m.attr == MOUNT_ATTR_NOATIME, "rw,noatime is MOUNT_ATTR_NOATIME alone");
 
 	r = parse("100 29 0:52 / /tmp/with\\040blank/tab\\011nl\\012bs\\134end rw - fuse.x x rw",
@@ -44,16 +45,19 @@ int main(void)
 	   "a backslash that starts no octal escape stays as it is: '%s'", r ? "" : m.point);
 
 	r = parse("1 0 0:1 / / rw shared:7 - tmpfs t rw", buf, sizeof(buf), &m);
-	ok(r == 0 && m.prop == NSM_SHARED, "shared:7 is shared");
+	ok(r == 0 && m.prop == NSM_SHARED && m.group == 7 && m.master == 0,
+	   "shared:7 is shared, in peer group 7");
 	r = parse("1 0 0:1 / / rw shared:7 master:3 - tmpfs t rw", buf, sizeof(buf), &m);
-	ok(r == 0 && m.prop == NSM_SHARED_SLAVE, "shared:7 master:3 is shared and a slave");
+	ok(r == 0 && m.prop == NSM_SHARED_SLAVE && m.group == 7 && m.master == 3,
+	   "shared:7 master:3 is shared (group 7) and a slave (of group 3)");
 	r = parse("1 0 0:1 / / rw master:3 propagate_from:2 - tmpfs t rw", buf, sizeof(buf), &m);
 	ok(r == 0 && m.prop == NSM_SLAVE && !strcmp(m.fstype, "tmpfs"),
 	   "propagate_from:2 after master:3 changes nothing");
 	r = parse("1 0 0:1 / / rw unbindable - tmpfs t rw", buf, sizeof(buf), &m);
 	ok(r == 0 && m.prop == NSM_UNBINDABLE, "unbindable");
 	r = parse("1 0 0:1 / / rw - tmpfs t rw", buf, sizeof(buf), &m);
-	ok(r == 0 && m.prop == NSM_PRIVATE, "no optional field is private");
+	ok(r == 0 && m.prop == NSM_PRIVATE && !m.group && !m.master,
+	   "no optional field is private, in no group");
 	r = parse("1 0 0:1 / / rw future:9 - tmpfs t rw", buf, sizeof(buf), &m);
 	ok(r == 0 && m.prop == NSM_PRIVATE && !strcmp(m.fstype, "tmpfs"),
 	   "an optional field it does not know is skipped");
