@@ -1,6 +1,9 @@
 # shellcheck shell=bash
 # tests/lib-remount.sh - helpers for the remount-mode tests (8x-remount-*.sh).
-# Source after tests/lib.sh.
+# Source BEFORE tests/lib.sh: it runs the test again in a mount namespace of its own
+# (private propagation), so that namespaces other programs make meanwhile (other test
+# runs on the machine) do not copy the test's mounts: they would hold the instances,
+# be counted in REMOUNTED and keep the keeper from exiting after the unmount.
 #
 #   rmns_start NAME PROPAGATION SCRIPT   runs SCRIPT (bash) as the first process of a new
 #                                        mount namespace (unshare -m --propagation
@@ -20,6 +23,15 @@
 #   rm_wait_in_fuse PID [TIMEOUT]        waits until the child of PID (a bg_timed
 #                                        subshell) waits on a FUSE request; prints its
 #                                        wait channel
+
+if [ -z "${FK_RM_OWN_NS:-}" ]; then
+	if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
+		echo "SKIP: needs root and unshare (util-linux)"
+		exit 77
+	fi
+	export FK_RM_OWN_NS=1
+	exec unshare -m --propagation private -- bash "$0" "$@"
+fi
 
 rmns_start() {
 	local name=$1 prop=$2 script=$3 pid enter=()

@@ -6,8 +6,8 @@
 # REMOUNTED event), gets ESTALE once the fresh mount is in place, walks again and
 # succeeds: the caller sees a slow stat, no error.
 # timeout: 120
-. "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-remount.sh"
+. "$(dirname "$0")/../lib.sh"
 
 need_prog "$TESTFS"
 rm_need_remount

@@ -16,8 +16,8 @@
 # time), the upper still a peer of peer; i/in reads the fresh instance; no mount
 # of the old instance is left.
 # timeout: 120
-. "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-remount.sh"
+. "$(dirname "$0")/../lib.sh"
 
 need_prog "$TESTFS"
 need_cmd unshare nsenter stat
@@ -80,7 +80,7 @@ log "$FK_LINE"
 grep -E "Cannot replace|Replaced the mount" "$FK_LOG"
 read -r _ _ replaced failed _ <<<"$FK_LINE"
 # The mountpoint, a copy of it in each namespace, stk's bind, in's two binds.
-[ "$replaced" -ge 6 ] && [ "$failed" = 0 ] || fail "expected 6 replaced and 0 failed: $FK_LINE"
+[ "$replaced" = 6 ] && [ "$failed" = 0 ] || fail "expected 6 replaced and 0 failed: $FK_LINE"
 [ "$(rm_count_dev "$dev")" = 0 ] || fail "mounts of the old device $dev are left"
 dev=$(rm_mount_of "$FK_PID" "$M")
 dev=${dev%% *}

@@ -6,8 +6,8 @@
 # (FUSE wakes every waiter on each request queued), and that cost the walk of
 # small files 1.4 times the direct mount's time.
 # timeout: 120
-. "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-remount.sh"
+. "$(dirname "$0")/../lib.sh"
 
 need_prog "$TESTFS"
 rm_need_remount
