@@ -47,6 +47,7 @@ demo:
 
 bench: all
 	bench/run.sh $(BUILD)
+	bench/remount.sh $(BUILD)
 
 install: all
 	meson install -C $(BUILD)

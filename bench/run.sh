@@ -31,32 +31,12 @@ RUNS=${BENCH_RUNS:-3}
 SEQ_MB=${BENCH_SEQ_MB:-1024}
 KILLS=${BENCH_KILLS:-10}
 FK=$BUILD_DIR/fusekeeper
-EXAMPLES=/usr/share/doc/libfuse3-dev/examples
 OUT=$BUILD_DIR/bench
 
 # ---- build passthrough_ll from the installed package --------------------
 
-# Debian may ship the examples compressed; take them into the build dir.
-fetch_example() {
-	if [ -r "$EXAMPLES/$1" ]; then
-		cp "$EXAMPLES/$1" "$OUT/src/$1"
-	elif [ -r "$EXAMPLES/$1.gz" ]; then
-		gzip -dc "$EXAMPLES/$1.gz" >"$OUT/src/$1"
-	else
-		die "$EXAMPLES/$1 not found: install libfuse3-dev (scripts/install-deps.sh bench)"
-	fi
-}
-
-mkdir -p "$OUT/src"
-PT=$OUT/passthrough_ll
-if [ ! -x "$PT" ] || [ "$EXAMPLES/passthrough_ll.c" -nt "$PT" ]; then
-	fetch_example passthrough_ll.c
-	fetch_example passthrough_helpers.h
-	# shellcheck disable=SC2046
-	cc -O2 -Wall -I"$OUT/src" $(pkg-config --cflags fuse3) \
-		-o "$PT" "$OUT/src/passthrough_ll.c" $(pkg-config --libs fuse3) -lpthread ||
-		die "building passthrough_ll failed"
-fi
+. "$(dirname "$0")/lib-passthrough.sh"
+PT=$(build_passthrough "$OUT") || die "cannot build passthrough_ll"
 
 HAVE_FK=1
 [ -x "$FK" ] || HAVE_FK=

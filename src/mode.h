@@ -41,7 +41,10 @@ struct mode_ops {
 	 */
 	int (*attach)(void *state, struct keeper *k);
 
-	/* The daemon is gone (dead or about to be killed): stop using its channel. */
+	/*
+	 * The daemon is gone (dead or about to be killed): stop using its channel. The supervisor
+	 * reads events() right after, before it starts another daemon.
+	 */
 	void (*detach)(void *state);
 
 	/*
@@ -67,6 +70,14 @@ struct mode_ops {
 	 * of the request for the log. May be NULL: the mode cannot tell.
 	 */
 	int64_t (*hung_at)(void *state, int64_t timeout_ms, char *what, size_t size);
+
+	/*
+	 * Optional: the fusectl number of the connection the keeper may abort when it stops with
+	 * the mount still there, or 0 for none. A mode whose mount changes connection (remount)
+	 * must say: the number the mount had at first may belong to another filesystem by then.
+	 * NULL: the connection the mount had at first.
+	 */
+	unsigned (*conn_id)(void *state);
 
 	/* Releases everything; the mount is gone or detached. */
 	void (*stop)(void *state);

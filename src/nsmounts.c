@@ -10,7 +10,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/nsfs.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,10 +74,13 @@ int nsm_parse_line(char *line, struct nsm_mount *m)
 		return -EINVAL;
 	/* Optional fields up to "-", then fstype. */
 	for (; tok && strcmp(tok, "-"); tok = strtok_r(NULL, " \n", &save)) {
-		if (!strncmp(tok, "shared:", 7))
+		if (!strncmp(tok, "shared:", 7)) {
 			shared = true;
-		else if (!strncmp(tok, "master:", 7))
+			m->group = (unsigned)strtoul(tok + 7, NULL, 10);
+		} else if (!strncmp(tok, "master:", 7)) {
 			slave = true;
+			m->master = (unsigned)strtoul(tok + 7, NULL, 10);
+		}
 		else if (!strcmp(tok, "unbindable"))
 			m->prop = NSM_UNBINDABLE;
 	}
@@ -238,18 +244,29 @@ static int list_namespaces(struct nsm_ns **out, size_t *count)
 
 /* ---- the work inside one namespace --------------------------------------------------------- */
 
+/* Mounts of other filesystems stacked on one stale mount, at its mount point, carried over. */
+#define NSM_MAX_STACK 8
+
 struct job {
 	const struct nsm_mount *m;
 	int src;     /* the mount to put beneath it: the anchor, or -1 (a clone made in the child) */
 	bool anchor; /* src is the fresh instance itself (first swap in the caller's namespace) */
-	int skip;    /* > 0: not tried; the id of the stale mount it sat inside */
+	int skip;    /* > 0: the id of the stale mount it sat inside (mounted again once that one
+		      * is replaced); -1: its source could not be made */
+	bool done;   /* in the child: replaced */
+	/* Mounts on top of it at its mount point, bottom first (none of them stale). */
+	const struct nsm_mount *stack[NSM_MAX_STACK];
+	int nstack;
+	/* Mounts of other filesystems inside it (below its mount point). */
+	const struct nsm_mount *inner[NSM_MAX_STACK];
+	int ninner;
 };
 
 /* What a child reports per job. */
 struct job_msg {
 	int id;
 	int err;
-	char reason[200];
+	char reason[400];
 };
 
 static void send_msg(int fd, int id, int err, const char *fmt, ...)
@@ -308,9 +325,12 @@ static uint64_t propagation_of(enum nsm_prop p)
 static int prepare_src(struct nsm_swap *s, struct job *j, int out)
 {
 	const char *rel = j->m->root[1] ? j->m->root + 1 : ".";
+	/* Private first: a clone of a shared anchor is its peer, and a stale mount in another
+	 * peer group must not join the anchor's (set_propagation() decides). */
 	struct mount_attr attr = {
 		.attr_set = attr_set_of(j->m),
 		.attr_clr = FK_MOUNT_ATTR_FLAGS,
+		.propagation = MS_PRIVATE,
 	};
 
 	if (j->src < 0) {
@@ -330,12 +350,205 @@ static int prepare_src(struct nsm_swap *s, struct job *j, int out)
 	return 0;
 }
 
-/* Puts job @j's mount beneath the stale one and detaches the stale one. */
-static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
+/* Whether the stale mount of @j was a peer or a slave of the original the anchor replaced. */
+static bool of_anchor_group(const struct job *j, unsigned anchor_group)
+{
+	return anchor_group && (j->m->group == anchor_group || j->m->master == anchor_group);
+}
+
+/*
+ * The replacement of @j is in place: gives it the stale one's propagation type and reports
+ * it replaced. A clone is private. One that replaces a peer or a slave of the original joins
+ * the peer group of the anchor that replaced the original (@join_fd, else -1), so that it
+ * ends up a peer or a slave of it, as the stale one was of the original. The group is set by
+ * fds, across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached
+ * (moving it from its detached tree would make it private again). A shared mount of another
+ * group gets a group of its own; a slave of another group comes out private (known gap).
+ */
+static void set_propagation(struct job *j, int join_fd, int out)
+{
+	struct mount_attr prop = { .propagation = propagation_of(j->m->prop) };
+
+	j->done = true;
+	if (join_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
+	    move_mount(join_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
+		       MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+		send_msg(out, j->m->id, 0, "it could not join the peer group of the mount that "
+			 "replaced the original (%s): it comes out %s", strerror(errno),
+			 j->m->prop == NSM_SHARED ? "in a peer group of its own" : "private");
+		mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop));
+		return;
+	}
+	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
+		send_msg(out, j->m->id, 0, "its propagation (%s) could not be set: %s",
+			 nsm_prop_name(j->m->prop), strerror(errno));
+		return;
+	}
+	/* A slave made shared again is both: a peer group of its own under its master. */
+	prop.propagation = MS_SHARED;
+	if (j->m->prop == NSM_SHARED_SLAVE &&
+	    mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
+		send_msg(out, j->m->id, 0, "it is a slave only, not shared as well: %s",
+			 strerror(errno));
+		return;
+	}
+	send_msg(out, j->m->id, 0, "%s", "");
+}
+
+/*
+ * Puts back on top at @p the lifted mounts @clones[@from..n-1], bottom first. Returns 0, or
+ * -errno after the first that could not be put back (its clone and those above are closed:
+ * detached, they live on only for the fds and working directories they hold).
+ */
+static int restack(const char *p, int *clones, int from, int n, char *what, size_t size)
+{
+	int r = 0;
+
+	for (int i = from; i < n; i++) {
+		if (!r && move_mount(clones[i], "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+			r = -errno;
+			snprintf(what, size, "the mount stacked on it could not be put back: %s",
+				 strerror(errno));
+		}
+		close(clones[i]);
+	}
+	return r;
+}
+
+/*
+ * Lifts the mounts stacked on @j at its mount point @p, top first: each is cloned with what is
+ * mounted inside it (a clone keeps its flags, its peer group and its master) and detached.
+ * Returns 0 once all are lifted, or -errno after putting back what was (reported).
+ */
+static int lift_stack(struct job *j, const char *p, int *clones, int out)
+{
+	char what[128] = "";
+
+	for (int i = j->nstack - 1; i >= 0; i--) {
+		int top = -1, r = top_mount_id(p, &top);
+
+		if (r == 0 && top != j->stack[i]->id)
+			r = -EBUSY;
+		if (r == 0) {
+			clones[i] = open_tree(AT_FDCWD, p, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+					      AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+			if (clones[i] < 0)
+				r = -errno;
+		}
+		if (r == 0 && umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+			r = -errno;
+			close(clones[i]);
+		}
+		if (r < 0) {
+			restack(p, clones, i + 1, j->nstack, what, sizeof(what));
+			send_msg(out, j->m->id, r, "mount %d is stacked on it and could not be lifted "
+				 "off: %s%s%s", j->stack[i]->id, strerror(-r), what[0] ? "; " : "",
+				 what);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Clones the mounts of other filesystems inside the stale mount of @j, to mount them again
+ * inside its replacement. Their paths cross the stale filesystem: they are walked from the
+ * dentry cache only (RESOLVE_CACHED, Linux 5.12), never asking the dead daemon, whose
+ * answer would not come. One that cannot be reached so is left to go with the stale mount,
+ * and said in @what. @clones[i] is -1 for it.
+ */
+static void lift_inner(struct job *j, int *clones, char *what, size_t size)
+{
+	for (int i = 0; i < j->ninner; i++) {
+		struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_CACHED };
+		_cleanup_close_ int fd = syscall(SYS_openat2, AT_FDCWD, j->inner[i]->point, &how,
+						 sizeof(how));
+		struct statx stx;
+		int e = 0;
+
+		clones[i] = -1;
+		if (fd < 0)
+			e = errno;
+		else if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) < 0)
+			e = errno;
+		else if (!(stx.stx_mask & STATX_MNT_ID) || (int)stx.stx_mnt_id != j->inner[i]->id)
+			e = EBUSY;
+		else if ((clones[i] = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+						AT_RECURSIVE | AT_EMPTY_PATH)) < 0)
+			e = errno;
+		if (e && !what[0])
+			snprintf(what, size, "mount %d inside it (at %s) went with it: %s",
+				 j->inner[i]->id, j->inner[i]->point,
+				 e == EAGAIN ? "its path is not in the dentry cache (the dead "
+						    "daemon cannot be asked)" : strerror(e));
+	}
+}
+
+/* Mounts the clones of lift_inner() again at their places, now in the fresh instance. */
+static void put_inner(struct job *j, int *clones, char *what, size_t size)
+{
+	for (int i = 0; i < j->ninner; i++) {
+		if (clones[i] < 0)
+			continue;
+		if (move_mount(clones[i], "", AT_FDCWD, j->inner[i]->point,
+			       MOVE_MOUNT_F_EMPTY_PATH) < 0 && !what[0])
+			snprintf(what, size, "mount %d inside it (at %s) cannot be mounted again "
+				 "inside the new one: %s", j->inner[i]->id, j->inner[i]->point,
+				 strerror(errno));
+		close(clones[i]);
+	}
+}
+
+/*
+ * Whether the stale mount of @j, no longer at the top of its mount point (@top is), was
+ * replaced already by propagation: a swap in a namespace whose mount is a peer or the master
+ * of this one's parent (a shared /, as systemd makes it) propagates there, the mount beneath
+ * and the unmount alike. Then the stale mount is gone from this namespace and @top is a mount
+ * of the fresh instance (@fresh_dev) with the same root. It is given the stale one's flags (a
+ * propagated copy has those of its source) and reported replaced. Returns true when reported.
+ */
+static bool replaced_by_propagation(struct job *j, int top, dev_t fresh_dev, int out)
+{
+	struct nsm_table t;
+	const struct nsm_mount *up = NULL;
+	bool stale_left = false;
+	struct mount_attr attr = { .attr_set = attr_set_of(j->m), .attr_clr = FK_MOUNT_ATTR_FLAGS };
+	int fd;
+
+	if (nsm_read_table("/proc/self/mountinfo", &t) < 0)
+		return false;
+	for (size_t i = 0; i < t.n; i++) {
+		/* Mount IDs are reused: the same ID on another device is another mount. */
+		stale_left |= t.m[i].id == j->m->id && t.m[i].major == j->m->major &&
+			      t.m[i].minor == j->m->minor;
+		if (t.m[i].id == top)
+			up = &t.m[i];
+	}
+	if (stale_left || !up || makedev(up->major, up->minor) != fresh_dev ||
+	    strcmp(up->root, j->m->root) || strcmp(up->point, j->m->point)) {
+		nsm_table_free(&t);
+		return false;
+	}
+	nsm_table_free(&t);
+	j->done = true;
+	fd = open_tree(AT_FDCWD, j->m->point, OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+	if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+		send_msg(out, j->m->id, 0, "it was replaced by propagation (mount %d), whose flags "
+			 "could not be set to %s: %s", top, j->m->opts, strerror(errno));
+	else
+		send_msg(out, j->m->id, 0, "%s", "");
+	if (fd >= 0)
+		close(fd);
+	return true;
+}
+
+/* Puts job @j's mount beneath the stale one and detaches the stale one; mounts stacked on the
+ * stale one, or inside it, end up on the new one, as they were. */
+static void swap_one(struct job *j, int join_fd, dev_t fresh_dev, bool locked_ns, int out)
 {
 	const char *p = j->m->point;
-	struct mount_attr prop = { .propagation = propagation_of(j->m->prop) };
-	int top = -1, r;
+	int top = -1, r, lifted = j->nstack, clones[NSM_MAX_STACK], inner[NSM_MAX_STACK];
+	char what[384] = "", lost[384] = "";
 
 	r = top_mount_id(p, &top);
 	if (r < 0) {
@@ -343,19 +556,31 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 			 strerror(-r));
 		return;
 	}
-	if (top != j->m->id) {
+	if (top != j->m->id && !(j->nstack && top == j->stack[j->nstack - 1]->id)) {
+		if (replaced_by_propagation(j, top, fresh_dev, out))
+			return;
 		send_msg(out, j->m->id, -EBUSY, "it is no longer the top mount at its mount point "
 			 "(mount %d is, mounted on it or in its place)", top);
 		return;
 	}
+	if (j->nstack) {
+		lifted = lift_stack(j, p, clones, out);
+		if (lifted < 0)
+			return;
+	}
+	lift_inner(j, inner, lost, sizeof(lost));
 	if (move_mount(j->src, "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH) < 0) {
 		int e = errno;
 
-		send_msg(out, j->m->id, -e, "cannot mount beneath it: %s%s", strerror(e),
+		for (int i = 0; i < j->ninner; i++)
+			if (inner[i] >= 0)
+				close(inner[i]);
+		restack(p, clones, lifted, j->nstack, what, sizeof(what));
+		send_msg(out, j->m->id, -e, "cannot mount beneath it: %s%s%s%s", strerror(e),
 			 e == EINVAL && locked_ns
 				 ? " (it is locked, MNT_LOCKED: its namespace belongs to a less "
 				   "privileged user namespace)"
-				 : "");
+				 : "", what[0] ? "; " : "", what);
 		return;
 	}
 	/* The fresh mount is below: whatever fails now leaves the stale one on top of it, which
@@ -363,28 +588,63 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
 	if (umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
 		int e = errno;
 
-		send_msg(out, j->m->id, -e, "cannot detach it from above the new mount: %s%s",
-			 strerror(e), e == EINVAL && locked_ns ? " (it is locked: MNT_LOCKED)" : "");
+		for (int i = 0; i < j->ninner; i++)
+			if (inner[i] >= 0)
+				close(inner[i]);
+		restack(p, clones, lifted, j->nstack, what, sizeof(what));
+		send_msg(out, j->m->id, -e, "cannot detach it from above the new mount: %s%s%s%s",
+			 strerror(e), e == EINVAL && locked_ns ? " (it is locked: MNT_LOCKED)" : "",
+			 what[0] ? "; " : "", what);
 		return;
 	}
-	/*
-	 * A clone is private. One that replaces a shared or slave mount joins the peer group of
-	 * the mount that replaced the original (when that one is shared), so that it ends up a
-	 * peer or a slave of it, as the stale one was of the original. The group is set by fds,
-	 * across namespaces (MOVE_MOUNT_SET_GROUP, Linux 5.15), once the clone is attached
-	 * (moving it from its detached tree would make it private again).
-	 */
-	if (s_fresh_fd >= 0 && j->m->prop != NSM_PRIVATE && j->m->prop != NSM_UNBINDABLE &&
-	    move_mount(s_fresh_fd, "", j->src, "", MOVE_MOUNT_SET_GROUP | MOVE_MOUNT_F_EMPTY_PATH |
-		       MOVE_MOUNT_T_EMPTY_PATH) < 0) {
-		/* The fresh mount is private: the propagation type is all there is. */
-	}
-	if (mount_setattr(j->src, "", AT_EMPTY_PATH, &prop, sizeof(prop)) < 0) {
-		send_msg(out, j->m->id, 0, "replaced, but its propagation (%s) could not be set: %s",
-			 nsm_prop_name(j->m->prop), strerror(errno));
+	/* The inner mounts first: the stacked ones would hide the new mount's paths. */
+	put_inner(j, inner, lost, sizeof(lost));
+	if (restack(p, clones, lifted, j->nstack, what, sizeof(what)) < 0 || lost[0]) {
+		j->done = true;
+		send_msg(out, j->m->id, 0, "%s", what[0] ? what : lost);
 		return;
 	}
-	send_msg(out, j->m->id, 0, "%s", "");
+	set_propagation(j, join_fd, out);
+}
+
+/* Mounts job @j, which sat inside the stale mount its parent replaced, at its mount point in
+ * the parent's replacement: the path is walked through the fresh instance. */
+static void remount_inside(struct job *j, int join_fd, int out)
+{
+	if (move_mount(j->src, "", AT_FDCWD, j->m->point, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+		send_msg(out, j->m->id, -errno, "it was mounted inside stale mount %d, which was "
+			 "replaced, but it cannot be mounted again inside the new one: %s", j->skip,
+			 strerror(errno));
+		return;
+	}
+	set_propagation(j, join_fd, out);
+}
+
+/* The test hook of struct nsm_swap: says which namespace is next and waits to be let go. Any
+ * failure lets it go at once: the hook must never stop a swap that a test did not arrange. */
+static void test_gate(const char *gate, pid_t pid)
+{
+	char path[PATH_MAX], line[32];
+	int fd, len;
+
+	/* Non-blocking opens: with no test at the other end, ENXIO or end of file at once. */
+	snprintf(path, sizeof(path), "%s.ask", gate);
+	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	len = snprintf(line, sizeof(line), "%d\n", (int)pid);
+	len = write(fd, line, len) == len;
+	close(fd);
+	if (!len)
+		return;
+	snprintf(path, sizeof(path), "%s.go", gate);
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fcntl(fd, F_SETFL, 0) == 0)
+		while (read(fd, line, sizeof(line)) < 0 && errno == EINTR)
+			;
+	close(fd);
 }
 
 /*
@@ -395,12 +655,18 @@ static void swap_one(struct job *j, int s_fresh_fd, bool locked_ns, int out)
  * place. Only reports go out, through @out. Never returns.
  */
 static void __attribute__((noreturn))
-ns_child(struct nsm_swap *s, int pidfd, int rootfd, bool own, bool locked_ns, struct job *jobs,
-	 size_t n, int out)
+ns_child(struct nsm_swap *s, pid_t pid, int pidfd, int rootfd, bool own, bool locked_ns,
+	 struct job *jobs, size_t n, int out)
 {
+	struct statx stx;
+	dev_t fresh_dev = 0;
+	int join_fd;
+
 	for (size_t i = 0; i < n && !own; i++)
-		if (!jobs[i].skip && prepare_src(s, &jobs[i], out) < 0)
+		if (jobs[i].skip >= 0 && prepare_src(s, &jobs[i], out) < 0)
 			jobs[i].skip = -1;
+	if (!own && s->test_gate)
+		test_gate(s->test_gate, pid);
 	if (setns(pidfd, CLONE_NEWNS) < 0) {
 		int e = errno;
 
@@ -421,17 +687,29 @@ ns_child(struct nsm_swap *s, int pidfd, int rootfd, bool own, bool locked_ns, st
 					 strerror(e));
 		_exit(0);
 	}
+	if (statx(s->fresh_fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &stx) == 0)
+		fresh_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
+		bool parent_done = false;
 
-		if (j->skip > 0) {
-			send_msg(out, j->m->id, -ENOENT, "it was mounted inside stale mount %d, and went "
-				 "with it", j->skip);
+		/* Parents come first: whether the one it sat inside was replaced is known. */
+		for (size_t k = 0; k < i && j->skip > 0; k++)
+			if (jobs[k].m->id == j->skip)
+				parent_done = jobs[k].done;
+		if (j->skip > 0 && !parent_done) {
+			send_msg(out, j->m->id, -ENOENT, "it was mounted inside stale mount %d, which "
+				 "could not be replaced, and cannot be reached without the dead daemon",
+				 j->skip);
 			continue;
 		}
-		if (j->skip || (own && prepare_src(s, j, out) < 0))
+		if (j->skip < 0 || (own && prepare_src(s, j, out) < 0))
 			continue;
-		swap_one(j, j->anchor ? -1 : s->fresh_fd, locked_ns, out);
+		join_fd = !j->anchor && of_anchor_group(j, s->anchor_group) ? s->fresh_fd : -1;
+		if (j->skip > 0)
+			remount_inside(j, join_fd, out);
+		else
+			swap_one(j, join_fd, fresh_dev, locked_ns, out);
 	}
 	_exit(0);
 }
@@ -486,53 +764,137 @@ static void report(struct nsm_swap *s, const struct nsm_ns *ns, const struct nsm
 		s->report(s->arg, &r);
 }
 
-/* Swaps the stale mounts of one namespace. Returns how many were replaced; *failed grows. */
-static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsigned *failed)
-{
-	_cleanup_close_ int pidfd = -1, rootfd = -1;
+/* What is to be done in one namespace, read before anything is swapped anywhere. */
+struct plan {
+	struct nsm_ns ns;
+	bool own;
 	struct nsm_table t;
 	struct job *jobs;
-	size_t n = 0;
+	size_t n;
+};
+
+static void plan_free(struct plan *p)
+{
+	free(p->jobs);
+	nsm_table_free(&p->t);
+	p->jobs = NULL;
+	p->n = 0;
+}
+
+/*
+ * Reads the mounts of namespace @ns and picks those of the old instance. Done for every
+ * namespace before the first swap: a swap changes what the others show (detaching the
+ * original of a peer group makes its slaves in other namespaces private). Returns 0 (p->n
+ * may be 0: nothing to do there) or -ENOMEM.
+ */
+static int plan_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, struct plan *p)
+{
 	char path[64];
-	int pipefd[2], replaced = 0, r;
+	uint64_t ino = 0;
+	size_t n = 0;
+
+	*p = (struct plan){ .ns = *ns, .own = own };
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)ns->pid);
+	if (nsm_read_table(path, &p->t) < 0)
+		return 0; /* gone before we looked: so are its mounts, unless others hold them */
+	/* Still in that namespace: what was read is its mounts (a reused pid elsewhere is not). */
+	if (ns_of(ns->pid, &ino) < 0 || ino != ns->ino) {
+		plan_free(p);
+		return 0;
+	}
+	for (size_t i = 0; i < p->t.n; i++)
+		n += p->t.m[i].major == s->old_major && p->t.m[i].minor == s->old_minor;
+	if (!n) {
+		plan_free(p);
+		return 0;
+	}
+	p->jobs = calloc(MIN(n, (size_t)NSM_MAX_JOBS), sizeof(*p->jobs));
+	if (!p->jobs) {
+		plan_free(p);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < p->t.n && p->n < NSM_MAX_JOBS; i++)
+		if (p->t.m[i].major == s->old_major && p->t.m[i].minor == s->old_minor)
+			p->jobs[p->n++] = (struct job){ .m = &p->t.m[i], .src = -1 };
+	qsort(p->jobs, p->n, sizeof(*p->jobs), job_cmp);
+	/* A stale mount inside another stale one goes with it (its path cannot be walked
+	 * without the dead daemon): report it rather than walk into a wait that never ends. */
+	for (size_t i = 0; i < p->n; i++)
+		for (size_t k = 0; k < i; k++)
+			if (p->jobs[i].m->parent == p->jobs[k].m->id)
+				p->jobs[i].skip = p->jobs[k].m->id;
+	/* What other filesystems have mounted on top of each, at its mount point, and inside. */
+	for (size_t i = 0; i < p->n; i++) {
+		struct job *j = &p->jobs[i];
+		int below = j->m->id;
+
+		for (size_t k = 0; k < p->t.n; k++) {
+			const struct nsm_mount *m = &p->t.m[k];
+
+			if (m->parent == j->m->id && strcmp(m->point, j->m->point) &&
+			    !(m->major == s->old_major && m->minor == s->old_minor) &&
+			    j->ninner < NSM_MAX_STACK)
+				j->inner[j->ninner++] = m;
+		}
+
+		while (j->nstack < NSM_MAX_STACK) {
+			const struct nsm_mount *up = NULL;
+
+			for (size_t k = 0; k < p->t.n && !up; k++)
+				if (p->t.m[k].parent == below && !strcmp(p->t.m[k].point, j->m->point))
+					up = &p->t.m[k];
+			if (!up || (up->major == s->old_major && up->minor == s->old_minor))
+				break;
+			j->stack[j->nstack++] = up;
+			below = up->id;
+		}
+	}
+	return 0;
+}
+
+/* Every job of @p fails with @err and @reason. */
+static void fail_all(struct nsm_swap *s, struct plan *p, int err, const char *reason,
+		     unsigned *failed)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		(*failed)++;
+		report(s, &p->ns, p->jobs[i].m, err, reason);
+	}
+}
+
+/* Swaps the stale mounts of one planned namespace. Returns how many were replaced; *failed
+ * grows. */
+static int swap_ns(struct nsm_swap *s, struct plan *p, unsigned *failed)
+{
+	_cleanup_close_ int pidfd = -1, rootfd = -1;
+	const struct nsm_ns *ns = &p->ns;
+	struct job *jobs = p->jobs;
+	size_t n = p->n;
+	char path[64];
+	int pipefd[2], replaced = 0;
 	bool *answered;
+	uint64_t ino = 0;
 	pid_t pid;
 	int64_t deadline;
 
+	/* The process the namespace was read through must still be in it: a pidfd, then its
+	 * namespace and root, then the pidfd still alive (no pid reuse in between). */
 	pidfd = syscall(SYS_pidfd_open, ns->pid, 0);
-	if (pidfd < 0)
-		return 0; /* gone before we looked: so are its mounts, unless others hold them */
 	snprintf(path, sizeof(path), "/proc/%d/root", (int)ns->pid);
-	rootfd = open(path, O_PATH | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)ns->pid);
-	r = nsm_read_table(path, &t);
-	/* Still the same process: what was read is its namespace's. */
-	if (r < 0 || rootfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0) {
-		if (r == 0)
-			nsm_table_free(&t);
+	if (pidfd >= 0)
+		rootfd = open(path, O_PATH | O_CLOEXEC);
+	if (pidfd < 0 || rootfd < 0 || ns_of(ns->pid, &ino) < 0 || ino != ns->ino ||
+	    syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0) {
+		fail_all(s, p, -ESRCH, "its mount namespace went away mid-swap (the process it "
+			 "was read through exited)", failed);
 		return 0;
 	}
-	jobs = calloc(MIN(t.n, (size_t)NSM_MAX_JOBS), sizeof(*jobs));
-	answered = calloc(MIN(t.n, (size_t)NSM_MAX_JOBS) + 1, sizeof(*answered));
-	if (!jobs || !answered) {
-		free(jobs);
-		free(answered);
-		nsm_table_free(&t);
-		return -ENOMEM;
+	answered = calloc(n + 1, sizeof(*answered));
+	if (!answered) {
+		fail_all(s, p, -ENOMEM, "out of memory", failed);
+		return 0;
 	}
-	for (size_t i = 0; i < t.n && n < NSM_MAX_JOBS; i++)
-		if (t.m[i].major == s->old_major && t.m[i].minor == s->old_minor)
-			jobs[n++] = (struct job){ .m = &t.m[i], .src = -1 };
-	if (!n)
-		goto out;
-	qsort(jobs, n, sizeof(*jobs), job_cmp);
-	/* A stale mount inside another stale one goes with it (its path cannot be walked
-	 * without the dead daemon): report it rather than walk into a wait that never ends. */
-	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < i; k++)
-			if (jobs[i].m->parent == jobs[k].m->id)
-				jobs[i].skip = jobs[k].m->id;
-	if (own && s->fresh_detached) {
+	if (p->own && s->fresh_detached) {
 		/* The fresh instance itself replaces the original mount of its root. */
 		size_t a = n;
 
@@ -543,6 +905,7 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 		if (a < n) {
 			jobs[a].src = s->fresh_fd;
 			jobs[a].anchor = true;
+			s->anchor_group = jobs[a].m->group;
 			/* The anchor goes first: the clones are made from it once attached. */
 			if (a) {
 				struct job tmp = jobs[a];
@@ -552,25 +915,26 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 		}
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		r = -errno;
-		goto out;
+		fail_all(s, p, -errno, "cannot make a pipe to the namespace's helper", failed);
+		free(answered);
+		return 0;
 	}
 	pid = fork();
 	if (pid < 0) {
-		r = -errno;
+		fail_all(s, p, -errno, "cannot fork the namespace's helper", failed);
 		close(pipefd[0]);
 		close(pipefd[1]);
-		goto out;
+		free(answered);
+		return 0;
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		ns_child(s, pidfd, rootfd, own, !own && ns_less_privileged(ns->pid), jobs, n,
-			 pipefd[1]);
+		ns_child(s, ns->pid, pidfd, rootfd, p->own,
+			 !p->own && ns_less_privileged(ns->pid), jobs, n, pipefd[1]);
 	}
 	close(pipefd[1]);
 	{
 		_cleanup_close_ int child = syscall(SYS_pidfd_open, pid, 0);
-		size_t got = 0;
 
 		deadline = now_ms() + s->timeout_ms;
 		for (;;) {
@@ -591,7 +955,6 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 				if (jobs[i].m->id != msg.id || answered[i])
 					continue;
 				answered[i] = true;
-				got++;
 				if (msg.err) {
 					(*failed)++;
 				} else {
@@ -616,33 +979,45 @@ static int swap_ns(struct nsm_swap *s, const struct nsm_ns *ns, bool own, unsign
 			report(s, ns, jobs[i].m, -ETIMEDOUT, "no answer from the namespace's helper "
 			       "in time (it was stopped)");
 		}
-		(void)got;
 	}
-	r = replaced;
-out:
-	free(jobs);
 	free(answered);
-	nsm_table_free(&t);
-	return r;
+	return replaced;
 }
 
 int nsm_swap(struct nsm_swap *s, unsigned *failed)
 {
 	struct nsm_ns *ns;
-	size_t n;
+	struct plan *plans;
+	size_t n, np = 0;
 	int r, replaced = 0;
 
 	*failed = 0;
+	s->anchor_group = 0;
 	r = list_namespaces(&ns, &n);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		r = swap_ns(s, &ns[i], i == 0, failed);
-		if (r > 0)
-			replaced += r;
+	plans = calloc(n + 1, sizeof(*plans));
+	if (!plans) {
+		free(ns);
+		return -ENOMEM;
 	}
+	/* Every namespace is read before the first swap: see plan_ns(). */
+	for (size_t i = 0; i < n; i++) {
+		r = plan_ns(s, &ns[i], i == 0, &plans[np]);
+		if (r < 0)
+			break;
+		np += plans[np].n > 0;
+	}
+	for (size_t i = 0; i < np && r >= 0; i++) {
+		int k = swap_ns(s, &plans[i], failed);
+
+		replaced += k;
+	}
+	for (size_t i = 0; i < np; i++)
+		plan_free(&plans[i]);
+	free(plans);
 	free(ns);
-	return replaced;
+	return r < 0 ? r : replaced;
 }
 
 unsigned nsm_count_mounts(unsigned major, unsigned minor)

@@ -28,6 +28,8 @@ struct nsm_mount {
 	const char *opts;   /* per-mount options as shown ("rw,nosuid,relatime") */
 	uint64_t attr;	    /* those options as MOUNT_ATTR_* bits */
 	enum nsm_prop prop; /* propagation type */
+	unsigned group;	    /* its peer group ("shared:N"), 0 when not shared */
+	unsigned master;    /* the peer group it is a slave of ("master:N"), 0 when none */
 	const char *fstype;
 };
 
@@ -58,7 +60,7 @@ struct nsm_report {
 	int id;		    /* its mount ID (in that namespace's mountinfo) */
 	int err;	    /* 0: replaced; else -errno of the step that failed */
 	char point[256];    /* its mount point, as that process sees it */
-	char reason[256];   /* why it could not be replaced (empty when replaced) */
+	char reason[512];   /* why it could not be replaced, or what went wrong when it was */
 };
 
 /* Called once per mount found, replaced or not. */
@@ -78,14 +80,24 @@ struct nsm_swap {
 	int64_t timeout_ms;	       /* bound on the work in one namespace */
 	nsm_report_fn report;
 	void *arg;
+	/*
+	 * For tests only (NULL otherwise): a path prefix of two FIFOs, @test_gate.ask and
+	 * @test_gate.go. Before entering another namespace, its helper writes "PID\n" (the
+	 * process it enters through) to .ask and waits for a line (or end of file) on .go, so
+	 * that a test can act at that moment, such as ending the namespace.
+	 */
+	const char *test_gate;
+	/* Set by nsm_swap() itself: the peer group of the original that the anchor replaces. */
+	unsigned anchor_group;
 };
 
 /*
  * Replaces every mount of the old instance, in every mount namespace, by a mount of the same
  * sub-directory of the fresh instance with the same flags and propagation type: the fresh
  * one is mounted beneath the stale one (MOVE_MOUNT_BENEATH), which is then detached. Mounts
- * that cannot be replaced are reported with their reason; the others are replaced all the
- * same. On return @fresh_detached is false when the fresh mount was attached. Returns the
+ * of other filesystems stacked on a stale one or inside it are carried over to the new one.
+ * Every namespace's mounts are read before the first swap. Mounts that cannot be replaced
+ * are reported with their reason; the others are replaced all the same. On return @fresh_detached is false when the fresh mount was attached. Returns the
  * number of mounts replaced, or -errno when nothing could be tried.
  */
 int nsm_swap(struct nsm_swap *s, unsigned *failed);

@@ -763,6 +763,9 @@ int supervise(const struct keeper_config *cfg)
 			kill_daemon(&k, SIGKILL);
 		cfg->mode->detach(k.mode_state);
 		reap_daemon(&k);
+		/* The daemon may have died of the end of the connection (an unmount): not restarted. */
+		if (mode_events(&k) < 0)
+			break;
 		if (!served) {
 			log_error("The daemon failed before it served the mount; giving up. Check that "
 				  "COMMAND runs in the foreground and accepts {} as its mountpoint");
@@ -822,7 +825,7 @@ int supervise(const struct keeper_config *cfg)
 	 * the process, and so /dev/fuse and every waiting request, from ever finishing.
 	 */
 	if (!k.unmounted)
-		fuse_abort_conn(conn);
+		fuse_abort_conn(cfg->mode->conn_id ? cfg->mode->conn_id(k.mode_state) : conn);
 	cfg->mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");

@@ -1,22 +1,46 @@
 # shellcheck shell=bash
-# tests/lib-remount.sh - helpers for the remount-mode tests (7x-remount-*.sh).
-# Source after tests/lib.sh.
+# tests/lib-remount.sh - helpers for the remount-mode tests (8x-remount-*.sh).
+# Source BEFORE tests/lib.sh: it runs the test again in a mount namespace of its own
+# (private propagation), so that namespaces other programs make meanwhile (other test
+# runs on the machine) do not copy the test's mounts: they would hold the instances,
+# be counted in REMOUNTED and keep the keeper from exiting after the unmount.
 #
 #   rmns_start NAME PROPAGATION SCRIPT   runs SCRIPT (bash) as the first process of a new
 #                                        mount namespace (unshare -m --propagation
 #                                        PROPAGATION, plus any UNSHARE_EXTRA flags), kept
 #                                        alive afterwards; its pid goes to RMNS_PID_<NAME>
+#                                        (with RMNS_IN=OTHER: made from inside namespace
+#                                        OTHER, a copy of its mounts, two levels deep)
 #   rmns_run NAME TIMEOUT CMD...         runs CMD inside that namespace (try_cmd)
+#   rm_lines PID MAJ:MIN                 the mountinfo lines of that device in PID's
+#                                        namespace, sorted, without what a replacement
+#                                        changes (IDs, device, peer group numbers)
 #   rm_mount_of PID PATH                 "MAJ:MIN OPTS PROPAGATION" of the top mount at
 #                                        PATH in PID's mountinfo (PROPAGATION: shared,
 #                                        master, shared+master, private)
 #   rm_count_dev MAJ:MIN                 mounts of that device in every mount namespace
 #   rm_need_remount                      skip unless --mode=remount can run here
+#   rm_wait_in_fuse PID [TIMEOUT]        waits until the child of PID (a bg_timed
+#                                        subshell) waits on a FUSE request; prints its
+#                                        wait channel
+
+if [ -z "${FK_RM_OWN_NS:-}" ]; then
+	if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
+		echo "SKIP: needs root and unshare (util-linux)"
+		exit 77
+	fi
+	export FK_RM_OWN_NS=1
+	exec unshare -m --propagation private -- bash "$0" "$@"
+fi
 
 rmns_start() {
-	local name=$1 prop=$2 script=$3 pid
+	local name=$1 prop=$2 script=$3 pid enter=()
+	if [ -n "${RMNS_IN:-}" ]; then
+		eval "pid=\$RMNS_PID_$RMNS_IN"
+		enter=(nsenter -t "$pid" -m --)
+	fi
 	# shellcheck disable=SC2086
-	unshare -m --propagation "$prop" ${UNSHARE_EXTRA:-} -- \
+	"${enter[@]}" unshare -m --propagation "$prop" ${UNSHARE_EXTRA:-} -- \
 		bash -c "$script"'
 		echo ready
 		exec sleep 100000' "rmns-$name" >"$T/rmns-$name.out" 2>"$T/rmns-$name.err" </dev/null &
@@ -62,4 +86,34 @@ rm_need_remount() {
 	local out
 	out=$("$FK" --mode=remount "$T" -- true {} 2>&1 </dev/null)
 	case $out in *"--mode=proxy"*) skip "no MOVE_MOUNT_BENEATH here: $out" ;; esac
+}
+
+rm_lines() {
+	awk -v d="$2" '$3 == d {
+		line = $4 " " $5 " " $6
+		for (i = 7; $i != "-"; i++) {
+			f = $i
+			sub(/:[0-9]+$/, "", f)
+			if (f != "propagate_from") line = line " " f
+		}
+		for (; i <= NF; i++) line = line " " $i
+		print line
+	}' "/proc/$1/mountinfo" | sort
+}
+
+rm_wait_in_fuse() {
+	local deadline=$(($(now_ms) + ${2:-10} * 1000)) child wchan
+	while :; do
+		child=$(cat "/proc/$1/task/$1/children" 2>/dev/null)
+		child=${child%% *}
+		wchan=
+		[ -n "$child" ] && wchan=$(cat "/proc/$child/wchan" 2>/dev/null)
+		case $wchan in *fuse* | request_wait_answer* | *_wait_answer*)
+			echo "$wchan"
+			return 0
+			;;
+		esac
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.02
+	done
 }

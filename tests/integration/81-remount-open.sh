@@ -7,8 +7,8 @@
 # fd then lets the old instance go. (Pages of the file still cached by the
 # kernel are dropped first: those an old fd may still read.)
 # timeout: 120
-. "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-remount.sh"
+. "$(dirname "$0")/../lib.sh"
 
 need_prog "$TESTFS"
 need_cmd python3

@@ -8,8 +8,8 @@
 # the log names MNT_LOCKED; the bind reads the fresh instance; the locked copy
 # answers at once with ESTALE (not a hang, not ENOTCONN).
 # timeout: 120
-. "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-remount.sh"
+. "$(dirname "$0")/../lib.sh"
 
 need_prog "$TESTFS"
 need_cmd unshare nsenter
