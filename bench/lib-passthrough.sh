@@ -5,6 +5,12 @@
 #                           libfuse3-dev package into OUT (again only when the package's
 #                           source is newer) and prints the program's path; returns 1
 #                           with a message on stderr when it cannot
+#   make_tree               writes FILES small files (1-4 KiB of text) in directories of
+#                           100 under B/tree
+#   walk MNT [TAG]          find + stat + cat of every file under MNT/tree (the file list
+#                           goes to WORK/list.TAG)
+#   seq_write MNT TAG       SEQ_MB MiB written to MNT/seq.TAG and fsynced
+#   seq_read MNT TAG        MNT/seq.TAG read whole
 # The example's source is taken from the package each time; it is never part of this
 # repository.
 
@@ -38,3 +44,23 @@ build_passthrough() {
 	fi
 	echo "$pt"
 }
+
+make_tree() {
+	local d f per=100 n=0
+	for ((d = 0; n < FILES; d++)); do
+		mkdir -p "$B/tree/d$d"
+		for ((f = 0; f < per && n < FILES; f++, n++)); do
+			head -c $((1024 * (1 + n % 4))) /dev/zero | tr '\0' 'x' >"$B/tree/d$d/f$f"
+		done
+	done
+}
+
+walk() {
+	local list=$WORK/list.${2:-walk}
+	find "$1/tree" -type f -print0 >"$list"
+	xargs -0 stat -c '%s %i' <"$list" >/dev/null
+	xargs -0 cat <"$list" >/dev/null
+}
+
+seq_write() { dd if=/dev/zero of="$1/seq.$2" bs=1M count="$SEQ_MB" conv=fsync status=none; }
+seq_read() { dd if="$1/seq.$2" of=/dev/null bs=1M status=none; }

@@ -133,23 +133,6 @@ stats() {
 }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-make_tree() {
-	local d f per=100 n=0
-	for ((d = 0; n < FILES; d++)); do
-		mkdir -p "$B/tree/d$d"
-		for ((f = 0; f < per && n < FILES; f++, n++)); do
-			head -c $((1024 * (1 + n % 4))) /dev/zero | tr '\0' 'x' >"$B/tree/d$d/f$f"
-		done
-	done
-}
-
-walk() {
-	find "$1/tree" -type f -print0 >"$WORK/list.$2"
-	xargs -0 stat -c '%s %i' <"$WORK/list.$2" >/dev/null
-	xargs -0 cat <"$WORK/list.$2" >/dev/null
-}
-seq_write() { dd if=/dev/zero of="$1/seq.$2" bs=1M count="$SEQ_MB" conv=fsync status=none; }
-seq_read() { dd if="$1/seq.$2" of=/dev/null bs=1M status=none; }
 
 drop_caches
 LOAD_START=$(load)

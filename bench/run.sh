@@ -121,25 +121,6 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 secs() { if [ -n "$1" ]; then echo "$1s"; else echo "-"; fi; }
 
-make_tree() {
-	local d f per=100 n=0
-	for ((d = 0; n < FILES; d++)); do
-		mkdir -p "$B/tree/d$d"
-		for ((f = 0; f < per && n < FILES; f++, n++)); do
-			# 1-4 KiB of text each.
-			head -c $((1024 * (1 + n % 4))) /dev/zero | tr '\0' 'x' >"$B/tree/d$d/f$f"
-		done
-	done
-}
-
-walk() {
-	find "$1/tree" -type f -print0 >"$WORK/list"
-	xargs -0 stat -c '%s %i' <"$WORK/list" >/dev/null
-	xargs -0 cat <"$WORK/list" >/dev/null
-}
-
-seq_write() { dd if=/dev/zero of="$1/seq.$2" bs=1M count="$SEQ_MB" conv=fsync status=none; }
-seq_read() { dd if="$1/seq.$2" of=/dev/null bs=1M status=none; }
 
 echo "bench: $(uname -r), $(nproc) CPUs, passthrough_ll of libfuse $(pkg-config --modversion fuse3)," \
 	"cold caches: $COLD, scratch: $WORK"

@@ -101,6 +101,22 @@ rm_lines() {
 	}' "/proc/$1/mountinfo" | sort
 }
 
+# rm_lines_under PID DIR: the mountinfo lines of PID's namespace whose mount point is under
+# DIR, without IDs, devices and peer group numbers, sorted: what must stay the same when a
+# mount is replaced.
+rm_lines_under() {
+	awk -v t="$2" 'index($5, t "/") == 1 {
+		line = $4 " " $5 " " $6
+		for (i = 7; $i != "-"; i++) {
+			f = $i
+			sub(/:[0-9]+$/, "", f)
+			line = line " " f
+		}
+		for (; i <= NF; i++) line = line " " $i
+		print line
+	}' "/proc/$1/mountinfo" | sort
+}
+
 rm_wait_in_fuse() {
 	local deadline=$(($(now_ms) + ${2:-10} * 1000)) child wchan
 	while :; do

@@ -41,23 +41,10 @@ rmns_start stk private "mount --bind $M/sub $T/s &&
 rmns_start in private "mount --bind $M/sub $T/i && mount --bind $M/sub/in $T/i/in &&
 	mount -t tmpfs -o noexec innertmp $T/i/t && echo inner-tmpfs >$T/i/t/mark"
 
-# The mountinfo lines under $T of namespace $1, without IDs, devices and peer group numbers.
-ns_lines() {
-	awk -v t="$T" 'index($5, t "/") == 1 {
-		line = $4 " " $5 " " $6
-		for (i = 7; $i != "-"; i++) {
-			f = $i
-			sub(/:[0-9]+$/, "", f)
-			line = line " " f
-		}
-		for (; i <= NF; i++) line = line " " $i
-		print line
-	}' "/proc/$1/mountinfo" | sort
-}
 declare -A want
 for n in stk in; do
 	eval "pid=\$RMNS_PID_$n"
-	want[$n]=$(ns_lines "$pid")
+	want[$n]=$(rm_lines_under "$pid" "$T")
 	log "namespace $n:"
 	printf '    %s\n' "${want[$n]}"
 done
@@ -95,7 +82,7 @@ else
 fi
 for n in stk in; do
 	eval "pid=\$RMNS_PID_$n"
-	got=$(ns_lines "$pid")
+	got=$(rm_lines_under "$pid" "$T")
 	if [ "$got" != "${want[$n]}" ]; then
 		log "namespace $n now:"
 		printf '    %s\n' "$got"

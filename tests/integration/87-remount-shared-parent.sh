@@ -40,24 +40,10 @@ file_is "$M/sub/f" "one
 rmns_start peer unchanged "mount --bind $M/sub $S/b && mount -o remount,bind,noexec $S/b"
 rmns_start slv slave "mount --bind $M/sub $S/r && mount -o remount,bind,ro $S/r"
 
-# The mountinfo lines under $S of the namespace of pid $1, without IDs, devices and peer
-# group numbers.
-ns_lines() {
-	awk -v t="$S" 'index($5, t "/") == 1 {
-		line = $4 " " $5 " " $6
-		for (i = 7; $i != "-"; i++) {
-			f = $i
-			sub(/:[0-9]+$/, "", f)
-			line = line " " f
-		}
-		for (; i <= NF; i++) line = line " " $i
-		print line
-	}' "/proc/$1/mountinfo" | sort
-}
 declare -A want
 for n in host peer slv; do
 	if [ "$n" = host ]; then pid=$$; else eval "pid=\$RMNS_PID_$n"; fi
-	want[$n]=$(ns_lines "$pid")
+	want[$n]=$(rm_lines_under "$pid" "$S")
 	log "namespace $n:"
 	printf '    %s\n' "${want[$n]}"
 done
@@ -85,7 +71,7 @@ read -r _ _ replaced failed _ <<<"$FK_LINE"
 
 for n in host peer slv; do
 	if [ "$n" = host ]; then pid=$$; else eval "pid=\$RMNS_PID_$n"; fi
-	got=$(ns_lines "$pid")
+	got=$(rm_lines_under "$pid" "$S")
 	if [ "$got" != "${want[$n]}" ]; then
 		log "namespace $n now:"
 		printf '    %s\n' "$got"
