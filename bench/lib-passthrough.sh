@@ -11,6 +11,9 @@
 #                           goes to WORK/list.TAG)
 #   seq_write MNT TAG       SEQ_MB MiB written to MNT/seq.TAG and fsynced
 #   seq_read MNT TAG        MNT/seq.TAG read whole
+#   timed CMD...            runs CMD and prints the seconds it took (3 decimals); needs now_us
+#   median                  the median of the numbers on stdin, one a line
+#   ratio A B               A / B with 2 decimals, "-" when A is empty or B is not positive
 # The example's source is taken from the package each time; it is never part of this
 # repository.
 
@@ -64,3 +67,14 @@ walk() {
 
 seq_write() { dd if=/dev/zero of="$1/seq.$2" bs=1M count="$SEQ_MB" conv=fsync status=none; }
 seq_read() { dd if="$1/seq.$2" of=/dev/null bs=1M status=none; }
+
+timed() {
+	local t0 t1
+	t0=$(now_us)
+	"$@"
+	t1=$(now_us)
+	awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f\n", d / 1e6 }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }

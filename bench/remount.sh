@@ -116,17 +116,6 @@ start_keeper() {
 	poll 10 ready || die "the keeper did not become READY: $(cat "$WORK/keeper.log")"
 }
 
-# Seconds (3 decimals) that CMD... took.
-timed() {
-	local t0 t1
-	t0=$(now_us)
-	"$@"
-	t1=$(now_us)
-	awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f\n", d / 1e6 }'
-}
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 stats() {
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
 		END { printf "min %s / median %s / max %s", v[1], v[int((NR + 1) / 2)], v[NR] }'

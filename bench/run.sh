@@ -108,17 +108,6 @@ start_keeper() {
 
 # ---- measurements -----------------------------------------------------------
 
-# Seconds (3 decimals) that CMD... took.
-timed() {
-	local t0 t1
-	t0=$(now_us)
-	"$@"
-	t1=$(now_us)
-	awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f\n", d / 1e6 }'
-}
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 secs() { if [ -n "$1" ]; then echo "$1s"; else echo "-"; fi; }
 
 

@@ -101,6 +101,17 @@ rm_lines() {
 	}' "/proc/$1/mountinfo" | sort
 }
 
+# rm_kill_swap: SIGKILLs the daemon, waits for the keeper's RECOVERED and REMOUNTED
+# events, logs the replacements, and leaves REMOUNTED's counts in RM_REPLACED and RM_FAILED.
+rm_kill_swap() {
+	fk_kill_daemon || fail "killing the daemon failed"
+	fk_wait RECOVERED "" 30 || fail "no RECOVERED"
+	fk_wait REMOUNTED "" 5 || fail "no REMOUNTED"
+	log "$FK_LINE"
+	grep -E "Cannot replace|Replaced the mount" "$FK_LOG"
+	read -r _ _ RM_REPLACED RM_FAILED _ <<<"$FK_LINE"
+}
+
 # rm_lines_under PID DIR: the mountinfo lines of PID's namespace whose mount point is under
 # DIR, without IDs, devices and peer group numbers, sorted: what must stay the same when a
 # mount is replaced.

@@ -60,14 +60,9 @@ dev=${dev%% *}
 
 echo two >"$B/sub/f"
 echo inner2 >"$B/sub/in/g"
-fk_kill_daemon || fail "killing the daemon failed"
-fk_wait RECOVERED "" 30 || fail "no RECOVERED"
-fk_wait REMOUNTED "" 5 || fail "no REMOUNTED"
-log "$FK_LINE"
-grep -E "Cannot replace|Replaced the mount" "$FK_LOG"
-read -r _ _ replaced failed _ <<<"$FK_LINE"
+rm_kill_swap
 # The mountpoint, a copy of it in each namespace, stk's bind, in's two binds.
-[ "$replaced" = 6 ] && [ "$failed" = 0 ] || fail "expected 6 replaced and 0 failed: $FK_LINE"
+[ "$RM_REPLACED" = 6 ] && [ "$RM_FAILED" = 0 ] || fail "expected 6 replaced and 0 failed: $FK_LINE"
 [ "$(rm_count_dev "$dev")" = 0 ] || fail "mounts of the old device $dev are left"
 dev=$(rm_mount_of "$FK_PID" "$M")
 dev=${dev%% *}

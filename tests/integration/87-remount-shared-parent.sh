@@ -59,14 +59,9 @@ dev=$(rm_mount_of "$FK_PID" "$M")
 dev=${dev%% *}
 
 echo two >"$B/sub/f"
-fk_kill_daemon || fail "killing the daemon failed"
-fk_wait RECOVERED "" 30 || fail "no RECOVERED"
-fk_wait REMOUNTED "" 5 || fail "no REMOUNTED"
-log "$FK_LINE"
-grep -E "Cannot replace|Replaced the mount" "$FK_LOG"
-read -r _ _ replaced failed _ <<<"$FK_LINE"
+rm_kill_swap
 # The mount and b in each namespace, and r.
-[ "$replaced" = 7 ] && [ "$failed" = 0 ] || fail "expected 7 replaced and 0 failed: $FK_LINE"
+[ "$RM_REPLACED" = 7 ] && [ "$RM_FAILED" = 0 ] || fail "expected 7 replaced and 0 failed: $FK_LINE"
 [ "$(rm_count_dev "$dev")" = 0 ] || fail "mounts of the old device $dev are left"
 
 for n in host peer slv; do
