@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy_i.h"
+#include "proxy/proxy_i.h"
 #include "tap.h"
 #include "util.h"
 
