@@ -17,8 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "calls.h"
+#include "channel.h"
 #include "log.h"
 #include "proxy_i.h"
+#include "translate.h"
 #include "util.h"
 
 

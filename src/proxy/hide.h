@@ -8,7 +8,7 @@
  * to applications. A journal in the state directory lists the hidden names in use, so that a
  * keeper started after one that was killed removes what it left.
  *
- * The hidden names' state; the functions that use it live with the proxy (proxy_i.h).
+ * The hidden names' state and their journal, then what the relay and recovery do with them.
  */
 #pragma once
 
@@ -17,6 +17,9 @@
 #include <stdint.h>
 
 #include "idmap.h"
+#include "msg.h"
+#include "nodes.h"
+#include "opcodes.h"
 
 /* Every hidden name starts with this; names that do are the keeper's, whichever keeper's. */
 #define HIDE_PREFIX ".fusekeeper."
@@ -85,3 +88,41 @@ int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpo
 void hide_journal(struct hide_state *s, bool add, const char *path);
 
 void hide_state_free(struct hide_state *s);
+
+/* ---- What the relay and recovery do with hidden names (hide.c) ---------------------------- */
+
+struct proxy;
+
+/* At start: the journal and its leftovers. Returns 0 (a journal that cannot be kept is logged). */
+int hide_start(struct proxy *p);
+/*
+ * From the relay, under the lock, for an UNLINK or RENAME that removes the last known name of a
+ * file the kernel holds open: renames the file to a hidden name first (the lock is let go
+ * meanwhile). Returns 0 to send the request on, 1 when it is done (an UNLINK: answer success),
+ * or the error to answer (-EIO).
+ */
+int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op);
+/* Under the lock: 0, or the error for a request naming a hidden name (-ENOENT, -EPERM). */
+int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op);
+/* A RENAME (@req, kernel IDs) failed: a hidden link made for the file it would replace goes. */
+void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *op);
+/* Under the lock: the kernel released the last handle of @n; its hidden names are removed. */
+void hide_released(struct proxy *p, struct node *n);
+/* A reply to an orphan request: true if it was a hidden name's removal (now accounted). */
+bool hide_call_reply(struct proxy *p, uint64_t unique, int error);
+/* Recovery: asks the new daemon to remove the hidden names the old one did not. */
+void hide_recover(struct proxy *p);
+/*
+ * A READDIR or READDIRPLUS reply about to reach the kernel: hidden names are taken out (their
+ * lookups given back). Returns 1 if the request was sent again instead (the reply is dropped;
+ * the request is in flight again), else 0.
+ */
+int hide_filter_dir(struct proxy *p, struct msg *req, struct msg *reply);
+/* st_nlink in an attribute reply for a node with hidden names leaves them out. */
+void hide_fix_attr(struct proxy *p, struct msg *req, const struct op_info *op, struct msg *reply);
+/* The same for an entry of node @n, under the lock. */
+void hide_fix_entry(struct proxy *p, struct node *n, struct fuse_attr *a);
+/* After the first daemon's INIT: removes what a killed keeper left hidden. */
+void hide_cleanup(struct proxy *p);
+/* The keeper stops: its journal goes if it lists nothing. */
+void hide_stop(struct proxy *p);
