@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "handles.h"
-#include "hide.h"
+#include "hidden.h"
 #include "keeper.h"
 #include "locks.h"
 #include "msg.h"
@@ -136,7 +136,7 @@ struct proxy {
 	size_t nmismatch, cap_mismatch;
 	uint64_t ino_same, ino_diff_unnoted;
 
-	struct hide_state hide; /* files removed while open (hide.c) */
+	struct hide_state hide; /* files removed while open (hidden.h, hide.c) */
 
 	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
 	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
