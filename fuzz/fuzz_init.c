@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/init.h"
 #include "util.h"
 #include "world.h"
 

@@ -13,7 +13,7 @@ O_RDWR, O_CREAT = 0o2, 0o100
 ENOENT, ENOSYS, EAGAIN = 2, 38, 11
 
 # The answered rows of the opcode table in opcode order, as fuzz_reply picks them (all rows
-# with a reply but INIT). Keep in step with src/opcodes.c.
+# with a reply but INIT). Keep in step with src/proxy/opcodes.c.
 ANSWERED = [
     "LOOKUP", "GETATTR", "SETATTR", "READLINK", "SYMLINK", "MKNOD", "MKDIR", "UNLINK", "RMDIR",
     "RENAME", "LINK", "OPEN", "READ", "WRITE", "STATFS", "RELEASE", "FSYNC", "SETXATTR",

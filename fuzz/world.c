@@ -18,6 +18,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proxy/channel.h"
+#include "proxy/proxy_locks.h"
+#include "proxy/relay.h"
+#include "proxy/reply.h"
+#include "proxy/translate.h"
 #include "util.h"
 
 /* Largest payload and buffer, as proxy_start() sizes them with 4 KiB pages. */

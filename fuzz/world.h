@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy_i.h"
+#include "proxy/proxy_i.h"
 
 /* ---- The fuzzer's bytes --------------------------------------------------------------------- */
 

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 
-#include "handles.h"
+#include "proxy/handles.h"
 #include "tap.h"
 
 int main(void)

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hide.h"
+#include "proxy/hidden.h"
 #include "tap.h"
 
 #define H1 ".fusekeeper.00000000000000a1"

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "idmap.h"
+#include "proxy/idmap.h"
 #include "tap.h"
 
 #define KEYS 5000

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "locks.h"
+#include "proxy/locks.h"
 #include "tap.h"
 
 #define TO_EOF 0x7fffffffffffffffULL /* the kernel's OFFSET_MAX */

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "nodes.h"
+#include "proxy/nodes.h"
 #include "tap.h"
 
 static struct fuse_entry_out entry(uint64_t did, uint32_t mode)

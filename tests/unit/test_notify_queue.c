@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The notification queue's bound (relay.c): a daemon can make the keeper hold at most 4096
+ * The notification queue's bound (notify.c): a daemon can make the keeper hold at most 4096
  * notifications for the kernel; past that its thread waits a second for room, then the
  * notification is dropped and counted. No notifier thread runs here: nothing drains the queue.
  */
@@ -8,11 +8,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy_i.h"
+#include "proxy/notify.h"
 #include "tap.h"
 #include "util.h"
 
-#define QUEUE_MAX 4096 /* NOTIFY_QUEUE_MAX in relay.c */
+#define QUEUE_MAX 4096 /* NOTIFY_QUEUE_MAX in notify.c */
 
 static struct msg *notification(void)
 {

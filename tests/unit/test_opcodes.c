@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "opcodes.h"
+#include "proxy/opcodes.h"
 #include "tap.h"
 
 int main(void)

@@ -23,8 +23,10 @@
  *    when flock(2) was used on it (ff->flock): the file's flock lock goes. Its OFD locks are not
  *    named, and die with the file all the same.
  * So a FLUSH drops its lock owner's POSIX locks on its node, and a RELEASE everything that was
- * locked through its handle (relay.c, release_handle()).
+ * locked through its handle (reply.c, release_handle()).
  */
+#include "proxy_locks.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,8 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calls.h"
+#include "channel.h"
 #include "log.h"
-#include "proxy_i.h"
 #include "util.h"
 
 /* The kernel's OFFSET_MAX: a lock "to the end of the file". */

@@ -5,19 +5,29 @@
  * requests the dead daemon left unanswered (docs/design.md has the rules). The relay thread for
  * the kernel is held while this runs, so the tables change only here.
  */
+#include "recover.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include "calls.h"
+#include "channel.h"
+#include "clock.h"
+#include "hide.h"
+#include "init.h"
 #include "log.h"
-#include "proxy_i.h"
+#include "notify.h"
+#include "prime.h"
+#include "proxy_locks.h"
+#include "reply.h"
+#include "translate.h"
 #include "util.h"
 
 #define BATCH 256 /* keeper requests in flight at once during recovery */
@@ -27,30 +37,6 @@
 
 /* Open flags that must not be repeated when a file is opened again. */
 #define REOPEN_DROP (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
-
-struct msg *make_request(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arglen,
-			 const char *name)
-{
-	size_t namelen = name ? strlen(name) + 1 : 0;
-	size_t len = sizeof(struct fuse_in_header) + arglen + namelen;
-	struct msg *m = msg_get(len);
-	struct fuse_in_header *h;
-
-	if (!m)
-		return NULL;
-	h = msg_in(m);
-	memset(h, 0, sizeof(*h));
-	/* The keeper asks as itself (root); daemons that look at the caller find a live pid. */
-	h->pid = getpid();
-	h->len = m->len = len;
-	h->opcode = opcode;
-	h->nodeid = nodeid;
-	if (arglen)
-		memcpy(m->data + sizeof(*h), arg, arglen);
-	if (name)
-		memcpy(m->data + sizeof(*h) + arglen, name, namelen);
-	return m;
-}
 
 static struct msg *make_reply(uint64_t unique, const void *body, size_t len)
 {
@@ -76,94 +62,6 @@ static struct msg *make_error(int err)
 	if (m)
 		msg_out(m)->error = err;
 	return m;
-}
-
-int call_start(struct proxy *p, struct call *c, struct msg *req)
-{
-	uint32_t epoch;
-	int r;
-
-	c->reply = NULL;
-	c->done = false;
-	c->failed = false;
-	c->opcode = msg_in(req)->opcode;
-	c->limit = op_get(c->opcode) ? op_out_limit(op_get(c->opcode), req->data +
-			sizeof(struct fuse_in_header), req->len - sizeof(struct fuse_in_header)) : 0;
-	pthread_mutex_lock(&p->lock);
-	c->unique = CALL_BIT | (p->next_call++ << 1);
-	r = idmap_put(&p->calls, c->unique, c);
-	c->epoch = epoch = p->nodes.epoch;
-	c->given_ms = now_coarse_ms();
-	pthread_mutex_unlock(&p->lock);
-	if (r < 0) {
-		c->done = true;
-		return r;
-	}
-	msg_in(req)->unique = c->unique;
-	trace_request("keeper", req);
-	r = send_to_daemon(p, epoch, req->data, req->len, 0);
-	if (r < 0) {
-		pthread_mutex_lock(&p->lock);
-		idmap_del(&p->calls, c->unique);
-		c->done = c->failed = true;
-		pthread_mutex_unlock(&p->lock);
-		return r;
-	}
-	return 0;
-}
-
-int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline)
-{
-	for (;;) {
-		size_t done = 0, failed = 0;
-		uint64_t v;
-		int r;
-
-		pthread_mutex_lock(&p->lock);
-		for (size_t i = 0; i < n; i++) {
-			done += calls[i].done;
-			failed += calls[i].failed;
-		}
-		pthread_mutex_unlock(&p->lock);
-		/* A call that could not be sent means the daemon is going: not a lost node. */
-		if (done == n)
-			return failed ? -EPIPE : 0;
-		r = keeper_wait(p->k, p->call_efd, deadline);
-		if (r < 0)
-			return r;
-		if (read(p->call_efd, &v, sizeof(v)) < 0) {
-			/* Nothing to clear: another waiter took it. */
-		}
-	}
-}
-
-void calls_drop(struct proxy *p, struct call *calls, size_t n)
-{
-	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < n; i++) {
-		if (!calls[i].done && idmap_del(&p->calls, calls[i].unique))
-			idmap_put(&p->abandoned, calls[i].unique, (void *)1);
-		calls[i].done = true;
-		msg_put(calls[i].reply);
-		calls[i].reply = NULL;
-	}
-	pthread_mutex_unlock(&p->lock);
-}
-
-/* Sends one request and waits for its answer. Returns the reply (caller frees) or NULL. */
-struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *err)
-{
-	struct call c;
-	struct msg *reply;
-
-	*err = call_start(p, &c, req);
-	if (*err == 0)
-		*err = calls_wait(p, &c, 1, deadline);
-	if (*err == 0 && !c.reply)
-		*err = -EPIPE;
-	reply = *err == 0 ? TAKE_PTR(c.reply) : NULL;
-	calls_drop(p, &c, 1);
-	return reply;
 }
 
 /*
@@ -192,61 +90,7 @@ static struct msg *call_node(struct proxy *p, uint32_t opcode, uint64_t kid, con
 	return reply;
 }
 
-static int reply_error(const struct msg *r)
-{
-	return ((const struct fuse_out_header *)r->data)->error;
-}
-
-static void *reply_body(struct msg *r, size_t *len)
-{
-	*len = r->len - sizeof(struct fuse_out_header);
-	return r->data + sizeof(struct fuse_out_header);
-}
-
-/* Errors that mean the daemon is gone or the keeper must stop, not an answer about a name. */
-bool fatal(int err)
-{
-	return err == -ECHILD || err == -EINTR || err == -ETIMEDOUT || err == -EPIPE;
-}
-
 /* ---- INIT ----------------------------------------------------------------------------- */
-
-int check_first_init(struct proxy *p, struct fuse_init_out *out, size_t len)
-{
-	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
-							  sizeof(struct fuse_in_header));
-	/* Headers of a WRITE or a READ reply fit in 4 KiB; the rest is payload. */
-	uint32_t max_payload = MIN(p->buf_size, p->max_msg) - 4096;
-
-	if (out->major != FUSE_KERNEL_VERSION) {
-		log_error("The daemon speaks FUSE %u.%u; fusekeeper relays only major version %u",
-			  out->major, out->minor, FUSE_KERNEL_VERSION);
-		return -EPROTO;
-	}
-	p->init_minor = MIN(in->minor, out->minor);
-	if (p->init_minor < FK_MIN_MINOR) {
-		log_error("The daemon speaks FUSE 7.%u; fusekeeper needs 7.%u or later", out->minor,
-			  FK_MIN_MINOR);
-		return -EPROTO;
-	}
-	/* The keeper's buffers bound what the kernel may send; tell the kernel so. */
-	if (len >= offsetof(struct fuse_init_out, time_gran) && out->max_write > max_payload)
-		out->max_write = max_payload;
-	if (len >= offsetof(struct fuse_init_out, map_alignment) && (out->flags & FUSE_MAX_PAGES) &&
-	    out->max_pages > max_payload / p->page_size)
-		out->max_pages = max_payload / p->page_size;
-	out->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
-	if (len >= offsetof(struct fuse_init_out, unused))
-		out->flags2 &= ~(uint32_t)(INIT_FLAGS_MASKED >> 32);
-	memset(&p->init_out, 0, sizeof(p->init_out));
-	memcpy(&p->init_out, out, MIN(len, sizeof(p->init_out)));
-	p->init_flags = init_in_flags(in) & init_out_flags(&p->init_out);
-	p->init_done = true;
-	efd_signal(p->call_efd);
-	log_debug("FUSE 7.%u agreed: flags %#" PRIx64 ", max_write %u", p->init_minor,
-		  p->init_flags, p->init_out.max_write);
-	return 0;
-}
 
 /* Gives a new daemon the kernel's INIT; its answer must match what the kernel agreed to. */
 static int recover_init(struct proxy *p, int64_t deadline)
@@ -262,51 +106,6 @@ static int recover_init(struct proxy *p, int64_t deadline)
 	if (!reply)
 		return r;
 	return check_restart_init(p, reply);
-}
-
-int check_restart_init(struct proxy *p, struct msg *reply)
-{
-	struct fuse_init_in *in = (struct fuse_init_in *)(p->init_req->data +
-							  sizeof(struct fuse_in_header));
-	struct fuse_init_out o = { 0 };
-	const void *body;
-	char diff[256] = "";
-	uint64_t flags;
-	size_t len = 0, n = 0;
-
-	if (reply_error(reply)) {
-		log_error("The new daemon refused FUSE_INIT: %s", strerror(-reply_error(reply)));
-		msg_put(reply);
-		return -EPROTO;
-	}
-	body = reply_body(reply, &len);
-	memcpy(&o, body, MIN(len, sizeof(o)));
-	msg_put(reply);
-	if (len < FUSE_COMPAT_22_INIT_OUT_SIZE || o.major != FUSE_KERNEL_VERSION) {
-		log_error("The new daemon's FUSE_INIT answer is malformed (%zu bytes, major %u)", len,
-			  o.major);
-		return -EPROTO;
-	}
-	flags = init_in_flags(in) & init_out_flags(&o);
-	if (MIN(in->minor, o.minor) != p->init_minor)
-		n += snprintf(diff + n, sizeof(diff) - n, " minor 7.%u instead of 7.%u;",
-			      MIN(in->minor, o.minor), p->init_minor);
-	if (flags != p->init_flags)
-		n += snprintf(diff + n, sizeof(diff) - n,
-			      " flags lost %#" PRIx64 ", gained %#" PRIx64 ";",
-			      p->init_flags & ~flags, flags & ~p->init_flags);
-	if (o.max_write < p->init_out.max_write)
-		n += snprintf(diff + n, sizeof(diff) - n, " max_write %u < %u;", o.max_write,
-			      p->init_out.max_write);
-	if ((p->init_flags & FUSE_MAX_PAGES) && o.max_pages < p->init_out.max_pages)
-		n += snprintf(diff + n, sizeof(diff) - n, " max_pages %u < %u;", o.max_pages,
-			      p->init_out.max_pages);
-	if (n) {
-		log_error("The new daemon's FUSE_INIT answer differs from what the kernel agreed "
-			  "to:%s it cannot take over this mount", diff);
-		return -EPROTO;
-	}
-	return 0;
 }
 
 /* ---- Nodes and handles ----------------------------------------------------------------- */
@@ -805,103 +604,6 @@ static void collect_handle(struct handle *h, void *arg)
 	l->v[l->n++] = h;
 }
 
-/*
- * A reopened handle starts where a fresh open starts. Daemons that build a handle's content on
- * its first read at offset 0 (libfuse's high-level readdir, LXCFS's proc files) refuse or misread
- * a later offset on a fresh handle; sshfs aborts. So before the first read at an offset > 0 on a
- * reopened handle, the handle gets the read at 0 that a fresh open would have had. Only when it
- * is needed: sshfs cannot list a directory handle twice, so priming one that is next read at 0
- * would leave that read empty. Files are primed only when their content is the daemon's own
- * making (direct I/O) and reading cannot block (not a stream).
- */
-static struct msg *prime_request(struct proxy *p, const struct handle *h, uint64_t did)
-{
-	struct fuse_read_in in = { .fh = h->dfh, .size = 4096, .flags = h->flags };
-	uint32_t opcode = FUSE_READ;
-
-	/* A file's priming read asks for as much as a reply can carry, so that a short answer
-	 * shows where regenerated content ends (see finish_reply()). */
-	if (!h->dir)
-		in.size = MIN(p->buf_size, p->max_msg) - 8192;
-	if (h->dir)
-		opcode = p->init_flags & FUSE_DO_READDIRPLUS ? FUSE_READDIRPLUS : FUSE_READDIR;
-	else if ((h->flags & O_ACCMODE) == O_WRONLY || !(h->fopen & FOPEN_DIRECT_IO) ||
-		 (h->fopen & (FOPEN_NONSEEKABLE | FOPEN_STREAM)))
-		return NULL;
-	return make_request(opcode, did, &in, sizeof(in), NULL);
-}
-
-static int forget_dirplus(struct fuse_direntplus *d, void *arg)
-{
-	struct proxy *p = arg;
-
-	forget_in_daemon(p, p->nodes.epoch, d->entry_out.nodeid, 1);
-	return 0;
-}
-
-/*
- * Lookups a priming READDIRPLUS gave are given back; a priming READ that came back short read
- * the whole content, whose length is kept (see finish_reply()). Under the lock.
- */
-static void prime_done(struct proxy *p, struct msg *req, struct call *c, uint64_t kfh)
-{
-	const struct fuse_read_in *in = (const void *)(req->data + sizeof(struct fuse_in_header));
-	struct handle *h;
-	size_t len;
-	char *body;
-
-	if (!c->reply || reply_error(c->reply))
-		return;
-	body = reply_body(c->reply, &len);
-	if (msg_in(req)->opcode == FUSE_READDIRPLUS)
-		each_direntplus(body, len, forget_dirplus, p);
-	h = handle_get(&p->handles, kfh);
-	if (msg_in(req)->opcode == FUSE_READ && h && len < in->size)
-		h->primed_end = len;
-}
-
-int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline)
-{
-	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
-	struct timespec ts = deadline_ts(p->cfg->start_timeout_ms);
-	struct msg *req = NULL;
-	struct handle *h;
-	struct call c;
-	uint64_t did;
-	int r = 0;
-
-	pthread_mutex_lock(&p->lock);
-	h = handle_get(&p->handles, kfh);
-	if (h && h->fresh && !h->lost && node_to_daemon(&p->nodes, h->node, &did) == 0)
-		req = prime_request(p, h, did);
-	if (h)
-		handle_set_fresh(&p->handles, h, false);
-	pthread_mutex_unlock(&p->lock);
-	if (!req)
-		return 0;
-	r = call_start(p, &c, req);
-	if (r == 0 && recovery_deadline) {
-		/* During recovery: the daemon's death or a timeout fails this start. */
-		r = calls_wait(p, &c, 1, recovery_deadline);
-		pthread_mutex_lock(&p->lock);
-		prime_done(p, req, &c, kfh);
-		pthread_mutex_unlock(&p->lock);
-	} else if (r == 0) {
-		/* From the relay: detach() wakes this when the daemon goes; the request then
-		 * waits for the next one, like any other. */
-		pthread_mutex_lock(&p->lock);
-		while (!c.done && p->state == PX_UP && now_ms() < deadline)
-			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
-				break;
-		prime_done(p, req, &c, kfh);
-		pthread_mutex_unlock(&p->lock);
-	}
-	log_debug("Primed reopened handle %" PRIu64 " with a read at offset 0", kfh);
-	msg_put(req);
-	calls_drop(p, &c, 1);
-	return fatal(r) ? r : 0;
-}
-
 /* Opens every handle the kernel holds again, with the flags it was first opened with. */
 static int reopen_handles(struct proxy *p, int64_t deadline)
 {
@@ -1061,19 +763,10 @@ static uint32_t created_type(struct proxy *p, struct msg *req, const struct op_i
  *  - otherwise the store's clock: the object's ctime must fall between the moment the request
  *    was sent and the moment the daemon was found dead, within the slack the keeper measured on
  *    the creates it relayed (ctime against send and reply). A store whose times are coarser
- *    than MAX_CLOCK_SLACK_NS (sshfs: whole seconds) cannot give that proof.
+ *    than MAX_CLOCK_SLACK_NS (clock.c; sshfs: whole seconds) cannot give that proof.
  * Without proof the application gets EIO; where the evidence shows the change is not the
  * dead daemon's, the repeat's own error.
  */
-#define MAX_CLOCK_SLACK_NS (100 * 1000000LL)
-
-/*
- * The least slack: the tick that moves the coarse clock files are stamped with can come late
- * on a loaded virtual machine (the vCPU that keeps time is not running), so a new file's time
- * can lag the real one by more than a tick. Seen: a make check run on a 2-vCPU VM where a file
- * made after the send was stamped more than two ticks before it.
- */
-#define MIN_CLOCK_SLACK_NS (20 * 1000000LL)
 
 enum when {
 	WHEN_UNKNOWN,	/* the store's clock cannot tell */
@@ -1089,52 +782,7 @@ static const char *const when_name[] = {
 	[WHEN_AFTER] = "after the daemon died",
 };
 
-/* The resolution of CLOCK_REALTIME_COARSE, which local filesystems stamp times with. */
-static int64_t coarse_tick_ns(void)
-{
-	struct timespec res;
-
-	if (clock_getres(CLOCK_REALTIME_COARSE, &res) < 0)
-		return 10000000; /* HZ=100, the coarsest */
-	return res.tv_sec * 1000000000LL + res.tv_nsec;
-}
-
 /* When the object with attributes @a last changed, against @req's life in the dead daemon. */
-/*
- * How far the store's times may be off the keeper's: twice what was seen, at least two ticks
- * of the clock Linux stamps files with (a file's time lags the real one by up to a tick), for
- * a few samples may not show the worst, and at least MIN_CLOCK_SLACK_NS. -1 when the store's clock cannot be used.
- */
-static int64_t clock_slack(struct proxy *p)
-{
-	int64_t slack;
-	uint64_t samples;
-
-	pthread_mutex_lock(&p->lock);
-	slack = p->clock_slack_ns;
-	samples = p->clock_samples;
-	pthread_mutex_unlock(&p->lock);
-	/* Past MAX_CLOCK_SLACK_NS it is unusable however far: no need to double more. */
-	slack = MAX(MAX(2 * MIN(slack, MAX_CLOCK_SLACK_NS), 2 * coarse_tick_ns()),
-		    MIN_CLOCK_SLACK_NS);
-	return samples && slack <= MAX_CLOCK_SLACK_NS ? slack : -1;
-}
-
-/*
- * @a's ctime in nanoseconds since the epoch. The daemon's seconds are signed (as the kernel
- * reads them); beyond +-4e9 s (years 1843 and 2096) they are taken as that far, which is as far
- * from any send, reply or death as the real value, and leaves room for a slack to be added or
- * taken away without overflow.
- */
-static int64_t ctime_ns(const struct fuse_attr *a)
-{
-	const int64_t lim = 4000000000LL;
-	int64_t s = (int64_t)a->ctime;
-
-	s = s > lim ? lim : s < -lim ? -lim : s;
-	return s * 1000000000LL + MIN(a->ctimensec, 999999999u);
-}
-
 static enum when changed_when(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
 {
 	int64_t t = ctime_ns(a), slack = clock_slack(p);
@@ -1146,25 +794,6 @@ static enum when changed_when(struct proxy *p, const struct msg *req, const stru
 	if (t - slack > req->death_ns)
 		return WHEN_AFTER;
 	return WHEN_DURING;
-}
-
-void clock_sample(struct proxy *p, const struct msg *req, const struct fuse_attr *a)
-{
-	int64_t t = ctime_ns(a), now = realtime_ns(), d = 0;
-
-	if (!req->sent_ns)
-		return;
-	/* A new object's ctime is its creation, between our send and its reply. */
-	if (t < req->sent_ns)
-		d = req->sent_ns - t;
-	else if (t > now)
-		d = t - now;
-	/* Whole seconds only: the store keeps no finer times. */
-	if (a->ctimensec == 0 && d < 1000000000LL)
-		d = 1000000000LL;
-	if (d > p->clock_slack_ns)
-		p->clock_slack_ns = d;
-	p->clock_samples++;
 }
 
 /* Logs a decision on a replayed request, with its proof or the lack of one. */

@@ -1,14 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Files removed while open (docs/design.md, "Files removed while open"). When the kernel removes
- * the last name the keeper knows of a regular file it holds open — an UNLINK, or a RENAME over
- * it — the keeper asks the daemon to rename the file to a hidden name of its own in the same
- * directory instead, as NFS clients do, so that a restarted daemon can still look it up and open
- * it, and removes that name after the kernel's last RELEASE of the file. Hidden names never show
- * to applications. A journal in the state directory lists the hidden names in use, so that a
- * keeper started after one that was killed removes what it left.
- *
- * The hidden names' state; the functions that use it live with the proxy (proxy_i.h).
+ * Hidden names (hidden.c): what one looks like, the state the proxy keeps of those in use, and
+ * their journal in the state directory, which lists them so that a keeper started after one
+ * that was killed removes what it left. hide.h has what the relay and recovery do with them.
  */
 #pragma once
 

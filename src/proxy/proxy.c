@@ -11,9 +11,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hide.h"
 #include "log.h"
 #include "mode.h"
+#include "notify.h"
 #include "proxy_i.h"
+#include "recover.h"
+#include "relay.h"
+#include "reply.h"
 #include "util.h"
 
 /* The largest payload: 1 MiB (256 4 KiB pages, the kernel's default limit), or 32 pages. */

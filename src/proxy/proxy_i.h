@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Proxy mode's state, shared by every file of src/proxy/: struct proxy, the keeper's own calls
+ * (struct call), and a few inline helpers. Functions are declared in the header of the file that
+ * defines them; docs/design.md ("Pieces") shows which file may use which.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "handles.h"
+#include "hidden.h"
+#include "keeper.h"
+#include "locks.h"
+#include "msg.h"
+#include "nodes.h"
+#include "opcodes.h"
+
+enum px_state {
+	PX_WAIT,   /* no daemon serves: requests wait (starting, recovering, restarting) */
+	PX_UP,	   /* a daemon serves: requests are relayed */
+	PX_FAILED, /* no daemon serves and none is waited for (--request-wait passed, or the
+		      keeper gave up): requests get EIO at once until recovery ends in PX_UP */
+};
+
+/* Uniques of the keeper's own requests carry this bit; the kernel's never reach it. */
+#define CALL_BIT (1ULL << 62)
+
+/* Uniques of keeper messages whose replies nobody waits for (clean-up RELEASEs, FORGETs). */
+#define ORPHAN_BIT (1ULL << 61)
+
+/* A request of the keeper's own to the daemon (INIT, recovery lookups and opens, replays). */
+struct call {
+	uint64_t unique;
+	uint32_t opcode;   /* of the request: its reply is checked like the kernel's */
+	uint32_t limit;    /* op_out_limit() of the request */
+	struct msg *reply; /* the daemon's reply; NULL if it never came */
+	int64_t given_ms;  /* now_coarse_ms() when sent (relay_hung_at()) */
+	uint32_t epoch;	   /* the daemon it was sent to */
+	bool done;
+	bool failed;	   /* it could not be sent: the daemon is going */
+};
+
+/* INIT flags a daemon may not negotiate through the keeper (it could not relay them). */
+#define INIT_FLAGS_MASKED                                                                          \
+	(FK_FUSE_PASSTHROUGH | FK_FUSE_HAS_RESEND | FK_FUSE_OVER_IO_URING | FK_FUSE_REQUEST_TIMEOUT)
+
+/* Whether the daemon gives an object the same inode number in every run (decide_identity()). */
+enum ino_mode {
+	INO_UNKNOWN,	/* no restart yet */
+	INO_STABLE,	/* yes: a node whose number changed is another object */
+	INO_UNSTABLE,	/* no: the kernel is shown the numbers it first saw (nodes.ino_remap) */
+};
+
+struct proxy {
+	struct keeper *k;
+	const struct keeper_config *cfg;
+	int devfd;	   /* the kernel's connection */
+	uint32_t buf_size; /* largest message either side may send */
+	uint32_t max_msg;  /* largest message the daemon's socket takes (its buffer size) */
+	uint32_t page_size;
+
+	pthread_mutex_t lock; /* everything below up to the socket */
+	pthread_cond_t changed;
+	enum px_state state;
+	struct node_table nodes;     /* epoch in nodes.epoch is the current daemon's */
+	struct handle_table handles;
+	struct lock_table locks;     /* locks the daemon granted, if it keeps them (locks.h) */
+	struct idmap inflight;	     /* unique -> struct msg: requests the kernel waits on */
+	struct idmap calls;	     /* unique -> struct call */
+	struct idmap abandoned;	     /* uniques of calls given up before their answer came: a
+					late answer to one is no error (cleared at each attach) */
+	uint64_t next_call;
+	uint64_t kunique_max;	     /* the largest unique the kernel sent (k2d thread
+					 writes it; atomic) */
+	bool starting;		     /* attach() is bringing a daemon up: the tables are its own */
+	bool settling;		     /* recover() works on the requests in flight (INIT answered):
+					give_up() leaves them to it */
+	/* FORGETs and RELEASEs the kernel sent in PX_FAILED during a start, for after it. */
+	struct msg *unserved_head, **unserved_tail;
+
+	/* The INIT the kernel sent (flags masked) and what the first daemon agreed with it. */
+	struct msg *init_req;
+	struct fuse_init_out init_out; /* as the kernel received it (after clamping) */
+	uint64_t init_flags;	       /* flags in effect: kernel's offer & daemon's answer */
+	uint32_t init_minor;	       /* minor in effect */
+	bool init_done;
+
+	pthread_rwlock_t sock_lock; /* held for reading while sending, for writing to change sock */
+	int sock;		    /* keeper's end of the channel to the current daemon, or -1 */
+	int daemon_end;		    /* the daemon's end until attach() */
+	uint32_t sock_epoch;	    /* epoch of the daemon behind sock; 0 when none */
+
+	pthread_t k2d;
+	pthread_t d2k;
+	bool d2k_running;
+	bool detaching;		    /* the supervisor is ending the daemon's channel */
+
+	/*
+	 * Notifications wait here for their own thread: writing one can block in the kernel
+	 * on a page or directory lock that a request holds whose reply is still to come.
+	 */
+	pthread_t notifier;
+	pthread_mutex_t nq_lock;
+	pthread_cond_t nq_cond;
+	struct msg *nq_head, **nq_tail;
+	uint64_t nq_seq_in;	    /* notifications queued so far */
+	uint64_t nq_seq_done;	    /* notifications written so far */
+	uint64_t nq_stalled;	    /* sequence number a reply gave up waiting for */
+
+	/* For --hang-timeout: when the daemon serving now took over, and last answered anything
+	 * (now_coarse_ms()). */
+	int64_t up_ms;
+	int64_t heard_ms; /* written by the daemon's relay thread: atomic access */
+
+	int call_efd; /* eventfd: a call finished, or the first INIT was answered */
+	int ev_efd;   /* eventfd: events for the supervisor */
+	atomic_uint ev_bits;
+
+	/* How far the store's ctimes of new objects fell outside [send, reply] (clock_sample). */
+	int64_t clock_slack_ns;
+	uint64_t clock_samples;
+
+	enum ino_mode ino_mode;
+	/* During a recovery: nodes found again with another inode number or generation, and
+	 * how many kept theirs. */
+	struct mismatch {
+		struct node *n;
+		uint64_t ino, gen; /* what it was before the restart */
+	} *mismatch;
+	size_t nmismatch, cap_mismatch;
+	uint64_t ino_same, ino_diff_unnoted;
+
+	struct hide_state hide; /* files removed while open (hidden.h, hide.c) */
+
+	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
+	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
+
+	/* Counters for the recovery log line. */
+	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
+};
+
+/* Condition variables wait on the monotonic clock: a clock step must not stretch a bound. */
+static inline void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+}
+
+/* An absolute CLOCK_MONOTONIC time @ms from now, for pthread_cond_timedwait(). */
+static inline struct timespec deadline_ts(int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+static inline void efd_signal(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0) {
+		/* An eventfd only fails on overflow, which a wake-up cannot cause. */
+	}
+}

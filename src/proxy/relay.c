@@ -1,0 +1,743 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The relay: one thread reads the kernel's requests from /dev/fuse, translates their node IDs and
+ * handles and sends them to the daemon; one thread per daemon reads its replies, notifications
+ * and answers to the keeper's own calls and hands them on: reply.c records what a reply changes
+ * and writes it to the kernel, notify.c queues a notification for its own thread.
+ * This is the hot path: one read, one send, one recv and one write per request, a lock held only
+ * for table updates, no copy but for small requests kept for replay.
+ */
+#include "relay.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "hide.h"
+#include "log.h"
+#include "mode.h"
+#include "notify.h"
+#include "prime.h"
+#include "proxy_locks.h"
+#include "reply.h"
+#include "translate.h"
+#include "util.h"
+
+/* ---- Kernel to daemon ------------------------------------------------------------------- */
+
+static void k2d_forget(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_in_header *h = msg_in(m);
+	struct fuse_forget_in *f = body(m);
+	uint64_t did, fwd;
+
+	node_forget(&p->nodes, h->nodeid, f->nlookup, &did, &fwd);
+	pthread_mutex_unlock(&p->lock);
+	if (fwd) {
+		h->nodeid = did;
+		f->nlookup = fwd;
+		send_to_daemon(p, epoch, m->data, m->len, 0);
+	}
+}
+
+static void k2d_batch_forget(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_batch_forget_in *b = body(m);
+	struct fuse_forget_one *one = (struct fuse_forget_one *)(b + 1);
+	uint32_t max = (body_len(m) - sizeof(*b)) / sizeof(*one), kept = 0;
+
+	for (uint32_t i = 0; i < b->count && i < max; i++) {
+		uint64_t did, fwd;
+
+		node_forget(&p->nodes, one[i].nodeid, one[i].nlookup, &did, &fwd);
+		if (fwd) {
+			one[kept].nodeid = did;
+			one[kept].nlookup = fwd;
+			kept++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!kept)
+		return;
+	b->count = kept;
+	m->len = sizeof(struct fuse_in_header) + sizeof(*b) + kept * sizeof(*one);
+	msg_in(m)->len = m->len;
+	send_to_daemon(p, epoch, m->data, m->len, 0);
+}
+
+static void k2d_interrupt(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_interrupt_in *in = body(m);
+	struct msg *target = idmap_get(&p->inflight, in->unique);
+	bool send = target && target->epoch == epoch;
+
+	if (send)
+		target->int_epoch = epoch; /* its daemon may answer the interrupt (EAGAIN) */
+	pthread_mutex_unlock(&p->lock);
+	/* An interrupt for a request the current daemon never saw has nobody to reach. */
+	if (send)
+		send_to_daemon(p, epoch, m->data, m->len, 0);
+}
+
+static void k2d_notify_reply(struct proxy *p, struct msg *m, const struct op_info *op,
+			     uint32_t epoch)
+{
+	int r = translate_request(p, m, op);
+
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		send_to_daemon(p, epoch, m->data, m->len, 0);
+}
+
+/*
+ * A FORGET, BATCH_FORGET, RELEASE or RELEASEDIR (@m, as the kernel sent it) that came while no
+ * daemon served: the tables follow the kernel, and the current daemon, if any, is told. Under
+ * the lock.
+ */
+static void unserved_one(struct proxy *p, struct msg *m)
+{
+	struct fuse_in_header *h = msg_in(m);
+	uint32_t epoch = p->nodes.epoch;
+	uint64_t did, fwd;
+
+	switch (h->opcode) {
+	case FUSE_FORGET:
+		node_forget(&p->nodes, h->nodeid, ((struct fuse_forget_in *)body(m))->nlookup, &did,
+			    &fwd);
+		forget_in_daemon(p, epoch, did, fwd);
+		break;
+	case FUSE_BATCH_FORGET: {
+		struct fuse_batch_forget_in *b = body(m);
+		struct fuse_forget_one *one = (struct fuse_forget_one *)(b + 1);
+		uint32_t max = (body_len(m) - sizeof(*b)) / sizeof(*one);
+
+		for (uint32_t i = 0; i < b->count && i < max; i++) {
+			node_forget(&p->nodes, one[i].nodeid, one[i].nlookup, &did, &fwd);
+			forget_in_daemon(p, epoch, did, fwd);
+		}
+		break;
+	}
+	default: {
+		uint64_t kfh = get64(body(m), op_get(h->opcode)->fh_off);
+		struct handle *fh = handle_get(&p->handles, kfh);
+
+		/* Reopened by the daemon that serves now: it closes it too. */
+		if (fh && !fh->lost && fh->epoch == p->handles.epoch &&
+		    node_to_daemon(&p->nodes, fh->node, &did) == 0)
+			release_in_daemon(p, epoch, did, fh->dfh, fh->dir);
+		release_handle(p, kfh);
+		break;
+	}
+	}
+}
+
+void apply_unserved(struct proxy *p)
+{
+	struct msg *m = p->unserved_head;
+
+	p->unserved_head = NULL;
+	p->unserved_tail = &p->unserved_head;
+	while (m) {
+		struct msg *next = m->next;
+
+		unserved_one(p, m);
+		msg_put(m);
+		m = next;
+	}
+}
+
+/*
+ * PX_FAILED: no daemon serves and none is waited for. Answers @m at once (EIO; a RELEASE
+ * succeeds, the kernel lets go of the handle anyway). What the kernel forgets and closes
+ * meanwhile must reach the tables before the next daemon serves; while a start is under way
+ * its recovery is walking them, so those requests are kept for after it (apply_unserved()).
+ * Called with the lock held; drops it.
+ */
+static void k2d_unserved(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	struct fuse_in_header *h = msg_in(m);
+	uint64_t unique = h->unique;
+	bool tables = h->opcode == FUSE_FORGET || h->opcode == FUSE_BATCH_FORGET ||
+		      op->effect == EFF_RELEASE;
+
+	if (tables && p->starting) {
+		struct msg *copy = msg_dup(m->data, m->len);
+
+		if (copy) {
+			*p->unserved_tail = copy;
+			p->unserved_tail = &copy->next;
+		} else {
+			log_warn("Out of memory: a %s (node %" PRIu64 ") that came while no daemon "
+				 "served is lost: the tables keep what it let go of", op->name,
+				 h->nodeid);
+		}
+	} else if (tables) {
+		unserved_one(p, m);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!op->noreply)
+		reply_kernel_err(p, unique, op->effect == EFF_RELEASE ? 0 : -EIO);
+}
+
+/*
+ * Under the lock: waits while no daemon serves — not for ever: the supervisor moves to
+ * PX_FAILED once --request-wait has passed. Returns true when one serves; false when none is
+ * waited for, and @m was answered (the lock is then let go).
+ */
+static bool k2d_served(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	while (p->state == PX_WAIT)
+		pthread_cond_wait(&p->changed, &p->lock);
+	if (p->state != PX_FAILED)
+		return true;
+	k2d_unserved(p, m, op);
+	return false;
+}
+
+/* Masks INIT flags the keeper cannot relay, and keeps a copy for later daemons. */
+static int k2d_init(struct proxy *p, struct msg *m)
+{
+	struct fuse_init_in *in = body(m);
+
+	if (body_len(m) >= offsetof(struct fuse_init_in, flags2) + sizeof(in->flags2)) {
+		in->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
+		in->flags2 &= ~(uint32_t)(INIT_FLAGS_MASKED >> 32);
+	} else {
+		in->flags &= ~(uint32_t)INIT_FLAGS_MASKED;
+	}
+	msg_put(p->init_req);
+	p->init_req = msg_dup(m->data, m->len);
+	return p->init_req ? 0 : -ENOMEM;
+}
+
+/*
+ * Handles one request from the kernel. Returns the buffer for the next read: @m itself when it
+ * can be reused, or a fresh one when @m stays in flight.
+ */
+static struct msg *k2d_request(struct proxy *p, struct msg *m)
+{
+	struct fuse_in_header *h = msg_in(m);
+	const struct op_info *op = op_get(h->opcode);
+	struct msg *req = m, *next = m;
+	bool in_flight = false;
+	uint64_t unique;
+	uint32_t epoch, len;
+	int r;
+
+	if (!op) {
+		log_debug("Answering unknown opcode %u with ENOSYS", h->opcode);
+		reply_kernel_err(p, h->unique, -ENOSYS);
+		return m;
+	}
+	if (body_len(m) < op->in_size) {
+		log_error("The kernel sent a %u-byte %s; at least %zu bytes were expected", h->len,
+			  op->name, sizeof(*h) + op->in_size);
+		if (!op->noreply)
+			reply_kernel_err(p, h->unique, -EIO);
+		return m;
+	}
+	trace_request("kernel", m);
+
+	pthread_mutex_lock(&p->lock);
+	if (!k2d_served(p, m, op))
+		return m;
+	epoch = p->nodes.epoch;
+	if (op->noreply) {
+		/* Each function below drops the lock. */
+		switch (h->opcode) {
+		case FUSE_FORGET:
+			k2d_forget(p, m, epoch);
+			break;
+		case FUSE_BATCH_FORGET:
+			k2d_batch_forget(p, m, epoch);
+			break;
+		case FUSE_INTERRUPT:
+			k2d_interrupt(p, m, epoch);
+			break;
+		default:
+			k2d_notify_reply(p, m, op, epoch);
+			break;
+		}
+		return m;
+	}
+	if (op->entry_names && !p->hide.off) {
+		/* Names of the keeper's own never show; removing a file held open keeps it. */
+		r = hide_check_names(p, m, op);
+		if (r == 0 && (h->opcode == FUSE_UNLINK || op->effect == EFF_RENAME))
+			r = hide_removal(p, m, op);
+		if (r) {
+			pthread_mutex_unlock(&p->lock);
+			reply_kernel_err(p, h->unique, r > 0 ? 0 : r);
+			return m;
+		}
+		/* The lock may have been let go, even for a restart or a give-up. */
+		if (!k2d_served(p, m, op))
+			return m;
+		epoch = p->nodes.epoch;
+	}
+	if (op->positioned && p->handles.fresh_count) {
+		uint64_t kfh = ((struct fuse_read_in *)body(m))->fh;
+		struct handle *fh = handle_get(&p->handles, kfh);
+
+		/* Rare: the first read of a handle reopened after a restart (see prime_handle). */
+		if (fh && fh->fresh && ((struct fuse_read_in *)body(m))->offset == 0) {
+			handle_set_fresh(&p->handles, fh, false);
+		} else if (fh && fh->fresh && !m->primed) {
+			/* Once per request: if the daemon died of it, the request goes unprimed
+			 * and its replay is counted like any other. */
+			pthread_mutex_unlock(&p->lock);
+			prime_handle(p, kfh, 0);
+			m->primed = true;
+			return k2d_request(p, m);
+		}
+	}
+	if (op->effect == EFF_INIT && k2d_init(p, m) < 0) {
+		pthread_mutex_unlock(&p->lock);
+		reply_kernel_err(p, h->unique, -ENOMEM);
+		return m;
+	}
+	/* Keep small requests in small buffers so the large read buffer is reused at once. */
+	if (m->len <= MSG_SMALL)
+		req = msg_dup(m->data, m->len);
+	else
+		next = msg_get(p->buf_size);
+	if (!req || !next) {
+		pthread_mutex_unlock(&p->lock);
+		reply_kernel_err(p, h->unique, -ENOMEM);
+		if (req != m)
+			msg_put(req);
+		return m;
+	}
+	req->len = m->len;
+	req->primed = m->primed;
+	m->primed = false;
+	r = translate_request(p, req, op);
+	if (op->lock && (op->lock != LK_FLUSH || p->locks.count))
+		r = locks_request(p, req, op, r);
+	if (op->stamp)
+		req->sent_ns = realtime_ns();
+	if (r < 0) {
+		/* 0: the keeper answers it itself; else the error for the kernel. */
+		r = untranslatable(p, req, op, r);
+	} else if (op->wwin && (op->wwin == WW_SYNC || p->handles.lost_count) &&
+		   (r = window_check(p, req, op)) < 0) {
+		/* Lost writes: answered with EIO below. */
+	} else {
+		req->epoch = req->held = epoch;
+		req->given_ms = now_coarse_ms();
+		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
+		in_flight = r == 0;
+	}
+	/*
+	 * Take the socket before letting go of the tables: whoever frees this request without
+	 * an answer (a broken daemon's clean-up) takes the socket for writing first, so the
+	 * request cannot vanish between here and the send.
+	 */
+	if (in_flight)
+		pthread_rwlock_rdlock(&p->sock_lock);
+	pthread_mutex_unlock(&p->lock);
+	if (!in_flight) {
+		log_debug("Answering %s for node %" PRIu64 " with %s", op->name, req->knode,
+			  r ? strerror(-r) : "success");
+		reply_kernel_err(p, msg_in(req)->unique, r);
+		if (req != m)
+			msg_put(req);
+		else
+			msg_put(next);
+		return m;
+	}
+	/* Once sent, the reply path may free it: keep what the error path needs. */
+	unique = msg_in(req)->unique;
+	len = req->len;
+	r = send_held(p, epoch, req->data, len, 0);
+	pthread_rwlock_unlock(&p->sock_lock);
+	if (r < 0 && r != -EPIPE) {
+		/* The daemon is alive but cannot take this message: it must not wait for ever. */
+		struct msg *gone = NULL;
+
+		log_error("Cannot send a %u-byte %s to the daemon: %s; answering EIO", len, op->name,
+			  strerror(-r));
+		pthread_mutex_lock(&p->lock);
+		if (idmap_get(&p->inflight, unique) == req && req->epoch == epoch)
+			gone = idmap_del(&p->inflight, unique);
+		pthread_mutex_unlock(&p->lock);
+		if (gone) {
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(gone);
+		}
+	}
+	/* -EPIPE: the daemon is going; the request stays in flight for its successor. */
+	return next;
+}
+
+static void *k2d_main(void *arg)
+{
+	struct proxy *p = arg;
+	struct msg *m = msg_get(p->buf_size);
+
+	while (m) {
+		ssize_t n = read(p->devfd, m->data, m->cap);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+				continue;
+			if (errno != ENODEV)
+				log_error("Reading /dev/fuse failed: %s", strerror(errno));
+			break;
+		}
+		if ((size_t)n < sizeof(struct fuse_in_header) || msg_in(m)->len != (size_t)n) {
+			log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
+			continue;
+		}
+		m->len = n;
+		m->primed = false;
+		/* The kernel's uniques grow (fuse_get_unique()): none above the largest read so
+		 * far was made yet. Only this thread writes it. */
+		if (msg_in(m)->unique > p->kunique_max)
+			__atomic_store_n(&p->kunique_max, msg_in(m)->unique, __ATOMIC_RELAXED);
+		m = k2d_request(p, m);
+	}
+	msg_put(m);
+	/* ENODEV: the connection ended, because the filesystem was unmounted or aborted. */
+	post_event(p, MODE_EV_UNMOUNTED);
+	return NULL;
+}
+
+/* ---- Daemon to kernel ------------------------------------------------------------------- */
+
+static int d2k_call_reply(struct proxy *p, struct msg *m)
+{
+	uint64_t unique = msg_out(m)->unique;
+	size_t out_len = m->len - sizeof(struct fuse_out_header);
+	struct call *c;
+	bool late;
+
+	log_trace("daemon: reply to the keeper's request %#" PRIx64 " error %d", unique,
+		  msg_out(m)->error);
+	if (msg_out(m)->error > 0 || msg_out(m)->error < -FK_MAX_ERRNO ||
+	    (msg_out(m)->error && out_len)) {
+		log_error("The daemon answered the keeper's request %#" PRIx64 " with a malformed "
+			  "reply (error %d, %u bytes)", unique, msg_out(m)->error, m->len);
+		return -EPROTO;
+	}
+	if (unique & ORPHAN_BIT) {
+		/* Numbered like every call of the keeper's: one it never sent is an error. */
+		if ((unique & ~(CALL_BIT | ORPHAN_BIT)) >> 1 >=
+		    __atomic_load_n(&p->next_call, __ATOMIC_RELAXED)) {
+			log_error("The daemon answered a request %#" PRIx64 " the keeper never "
+				  "sent", unique);
+			return -EPROTO;
+		}
+		if (p->hide.graves)
+			hide_call_reply(p, unique, msg_out(m)->error);
+		return 0;
+	}
+	pthread_mutex_lock(&p->lock);
+	c = idmap_get(&p->calls, unique);
+	/*
+	 * Checked here as a reply to the kernel is: a recovery that took a malformed answer for
+	 * "no such name" or "cannot reopen" would lose the node or handle for good, where the
+	 * next daemon could have found it.
+	 */
+	if (c && !msg_out(m)->error && op_get(c->opcode) &&
+	    (op_check_out(op_get(c->opcode), c->limit, out_len) < 0 ||
+	     op_check_records(op_get(c->opcode), m->data + sizeof(struct fuse_out_header),
+			      out_len) < 0)) {
+		pthread_mutex_unlock(&p->lock);
+		log_error("The daemon answered the keeper's %s (%#" PRIx64 ") with a malformed "
+			  "%zu-byte body", op_name(c->opcode), unique, out_len);
+		return -EPROTO;
+	}
+	if (c) {
+		idmap_del(&p->calls, unique);
+		c->reply = msg_dup(m->data, m->len);
+		c->done = true;
+		pthread_cond_broadcast(&p->changed);
+	}
+	late = !c && idmap_del(&p->abandoned, unique);
+	pthread_mutex_unlock(&p->lock);
+	if (late) {
+		/* A call given up on (timeout, or a priming read nobody waits for any more). */
+		log_debug("Dropping a late answer to the keeper's request %#" PRIx64, unique);
+		return 0;
+	}
+	if (!c) {
+		/* Answering what was never asked: the request it should have answered would
+		 * wait for ever. */
+		log_error("The daemon answered a request %#" PRIx64 " the keeper never sent, or "
+			  "answered twice", unique);
+		return -EPROTO;
+	}
+	efd_signal(p->call_efd);
+	return 0;
+}
+
+int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
+{
+	struct fuse_out_header *oh = msg_out(m);
+	struct msg *req;
+
+	if (m->len < sizeof(*oh)) {
+		log_error("The daemon sent a %u-byte message, shorter than a reply header", m->len);
+		return -EPROTO;
+	}
+	if (oh->len != m->len) {
+		log_error("The daemon sent a %u-byte message whose header says %u bytes", m->len,
+			  oh->len);
+		/* Its request, if known, must not wait for ever. */
+		return -EPROTO; /* Its request gets EIO with the rest the daemon held. */
+	}
+	if (oh->unique == 0)
+		return d2k_notify(p, m);
+	/* An answer, even a wrong one: the daemon is not hung (relay_hung_at()). */
+	__atomic_store_n(&p->heard_ms, now_coarse_ms(), __ATOMIC_RELAXED);
+	if (oh->unique & CALL_BIT)
+		return d2k_call_reply(p, m);
+	if (oh->unique & FK_INT_REQ_BIT) {
+		/* An answer to an INTERRUPT (EAGAIN, ENOSYS): the kernel handles it. */
+		uint64_t target = oh->unique & ~FK_INT_REQ_BIT;
+		bool unsent;
+
+		if (m->len != sizeof(*oh)) {
+			log_error("The daemon answered an INTERRUPT with a body");
+			return -EPROTO;
+		}
+		pthread_mutex_lock(&p->lock);
+		req = idmap_get(&p->inflight, target);
+		/* Of a request it holds, only an interrupt it was given; else only one the kernel
+		 * could have made (an answer racing the request's own is no error). */
+		unsent = req ? req->epoch == epoch && req->int_epoch != epoch
+			     : target > __atomic_load_n(&p->kunique_max, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&p->lock);
+		if (unsent) {
+			log_error("The daemon answered an INTERRUPT of unique %" PRIu64 " that it was "
+				  "never sent", target);
+			return -EPROTO;
+		}
+		write_kernel(p, m->data, m->len);
+		return 0;
+	}
+	pthread_mutex_lock(&p->lock);
+	req = idmap_get(&p->inflight, oh->unique);
+	if (req && req->epoch == epoch)
+		idmap_del(&p->inflight, oh->unique);
+	else
+		req = NULL; /* not given to this daemon (a replay in the making, or none) */
+	pthread_mutex_unlock(&p->lock);
+	if (!req) {
+		log_error("The daemon answered unique %" PRIu64 ", which it was not asked",
+			  oh->unique);
+		return -EPROTO;
+	}
+	log_trace("daemon: reply to %s unique %" PRIu64 " node %" PRIu64 " error %d",
+		  op_name(msg_in(req)->opcode), oh->unique, req->knode, oh->error);
+	return finish_reply(p, req, m);
+}
+
+struct hang_ctx {
+	struct proxy *p;
+	uint32_t epoch;
+	int64_t oldest_ms;	/* when the oldest request that counts was given; 0: none */
+	uint32_t opcode;	/* ... its opcode, unique and node for the log */
+	uint64_t unique, node;
+};
+
+static void hang_note(struct hang_ctx *c, int64_t given_ms, uint32_t opcode, uint64_t unique,
+		      uint64_t node)
+{
+	if (c->oldest_ms && c->oldest_ms <= given_ms)
+		return;
+	c->oldest_ms = given_ms;
+	c->opcode = opcode;
+	c->unique = unique;
+	c->node = node;
+}
+
+static void hang_request(uint64_t key, void *val, void *arg)
+{
+	struct hang_ctx *c = arg;
+	struct msg *req = val;
+	const struct op_info *op = op_get(msg_in(req)->opcode);
+
+	if (req->epoch != c->epoch || op->may_wait)
+		return;
+	if (op->wwin == WW_WRITE || op->positioned) {
+		/* A READ or WRITE on a pipe-like file waits for data to come or go. */
+		struct handle *h = handle_get(&c->p->handles, req->kfh);
+
+		if (h && (h->fopen & (FOPEN_STREAM | FOPEN_NONSEEKABLE)))
+			return;
+	}
+	hang_note(c, req->given_ms, msg_in(req)->opcode, msg_in(req)->unique, req->knode);
+}
+
+static void hang_call(uint64_t key, void *val, void *arg)
+{
+	struct hang_ctx *c = arg;
+	struct call *call = val;
+
+	/* The keeper's own: a hiding rename, a priming read, a lock taken again. */
+	if (call->epoch == c->epoch && !call->done)
+		hang_note(c, call->given_ms, call->opcode, call->unique, 0);
+}
+
+/* Whether the daemon's answers wait unread in the socket (the keeper was not running). */
+static bool answers_unread(struct proxy *p)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	bool unread;
+
+	pthread_rwlock_rdlock(&p->sock_lock);
+	pfd.fd = p->sock;
+	unread = pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+	pthread_rwlock_unlock(&p->sock_lock);
+	return unread;
+}
+
+int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t size)
+{
+	struct hang_ctx c = { .p = p };
+	int64_t now = now_coarse_ms(), since;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->state != PX_UP || p->starting) {
+		pthread_mutex_unlock(&p->lock);
+		return INT64_MAX;
+	}
+	c.epoch = p->nodes.epoch;
+	idmap_each(&p->inflight, hang_request, &c);
+	idmap_each(&p->calls, hang_call, &c);
+	/* A request given later cannot make the daemon hung before this. */
+	since = c.oldest_ms ? c.oldest_ms : now;
+	since = MAX(since, p->up_ms);
+	since = MAX(since, __atomic_load_n(&p->heard_ms, __ATOMIC_RELAXED));
+	pthread_mutex_unlock(&p->lock);
+	if (!c.oldest_ms)
+		return MAX(since + timeout_ms, now_ms() + 1);
+	if (now >= since + timeout_ms && answers_unread(p)) {
+		/* Answered, but not read yet: the keeper itself was stopped or starved. */
+		__atomic_store_n(&p->heard_ms, now, __ATOMIC_RELAXED);
+		return now + timeout_ms;
+	}
+	if (c.node)
+		snprintf(what, size, "request %s (unique %#" PRIx64 ", node %" PRIu64 ") for %.1f s",
+			 op_name(c.opcode), c.unique, c.node, (now - c.oldest_ms) / 1000.0);
+	else
+		snprintf(what, size, "request %s (unique %#" PRIx64 ", the keeper's own) for %.1f s",
+			 op_name(c.opcode), c.unique, (now - c.oldest_ms) / 1000.0);
+	return since + timeout_ms;
+}
+
+struct fail_ctx {
+	struct proxy *p;
+	uint32_t epoch;
+	struct msg **v;
+	size_t n;
+};
+
+static void collect_failed(uint64_t key, void *val, void *arg)
+{
+	struct fail_ctx *c = arg;
+	struct msg *req = val;
+
+	if (req->epoch == c->epoch && c->v)
+		c->v[c->n++] = req;
+}
+
+/*
+ * A daemon that broke the protocol cannot be trusted with what it holds, and which request its
+ * bad message answered may be unknowable (a short message, a wrong unique). Every request it was
+ * given gets EIO instead of a replay that could break its successor the same way.
+ */
+static void fail_daemon_requests(struct proxy *p, uint32_t epoch)
+{
+	struct fail_ctx c = { p, epoch, NULL, 0 };
+
+	pthread_mutex_lock(&p->lock);
+	c.v = malloc((p->inflight.count + 1) * sizeof(*c.v));
+	idmap_each(&p->inflight, collect_failed, &c);
+	for (size_t i = 0; i < c.n; i++)
+		idmap_del(&p->inflight, msg_in(c.v[i])->unique);
+	pthread_mutex_unlock(&p->lock);
+	/* The relay may be sending one of them right now (it holds the socket meanwhile). */
+	pthread_rwlock_wrlock(&p->sock_lock);
+	pthread_rwlock_unlock(&p->sock_lock);
+	if (c.n)
+		log_error("Answering the %zu request%s daemon held with EIO", c.n,
+			  c.n == 1 ? " the broken" : "s the broken");
+	for (size_t i = 0; i < c.n; i++) {
+		reply_kernel_err(p, msg_in(c.v[i])->unique, -EIO);
+		msg_put(c.v[i]);
+	}
+	free(c.v);
+}
+
+static void *d2k_main(void *arg)
+{
+	struct proxy *p = arg;
+	struct msg *m = msg_get(p->buf_size);
+	int sock = p->sock;
+	uint32_t epoch = p->sock_epoch;
+
+	while (m) {
+		struct iovec iov = { m->data, m->cap };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n = recvmsg(sock, &mh, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* The keeper shut its end, or the daemon closed its own while alive. */
+			if (!__atomic_load_n(&p->detaching, __ATOMIC_ACQUIRE))
+				post_event(p, MODE_EV_CHANNEL_CLOSED);
+			break;
+		}
+		if (mh.msg_flags & MSG_TRUNC) {
+			log_error("The daemon sent a message larger than %u bytes", m->cap);
+			post_event(p, MODE_EV_DAEMON_BROKEN);
+			fail_daemon_requests(p, epoch);
+			break;
+		}
+		m->len = n;
+		if (d2k_message(p, m, epoch) < 0) {
+			post_event(p, MODE_EV_DAEMON_BROKEN);
+			fail_daemon_requests(p, epoch);
+			break;
+		}
+	}
+	msg_put(m);
+	return NULL;
+}
+
+int relay_start_d2k(struct proxy *p)
+{
+	int r = pthread_create(&p->d2k, NULL, d2k_main, p);
+
+	if (r)
+		return -r;
+	p->d2k_running = true;
+	return 0;
+}
+
+void relay_stop_d2k(struct proxy *p)
+{
+	if (!p->d2k_running)
+		return;
+	/* Replies already sent stay readable after shutdown: the thread drains them, then ends. */
+	shutdown(p->sock, SHUT_RDWR);
+	pthread_join(p->d2k, NULL);
+	p->d2k_running = false;
+}
+
+int relay_start(struct proxy *p)
+{
+	int r = pthread_create(&p->k2d, NULL, k2d_main, p);
+
+	return -r;
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The relay threads (relay.c): k2d reads the kernel's requests and sends them to the daemon,
+ * d2k (one per daemon) hands the daemon's messages on. The hot path.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy_i.h"
+
+/* Starts the k2d thread, which runs until the connection ends. Returns 0 or -errno. */
+int relay_start(struct proxy *p);
+
+/* Starts the d2k thread of the daemon behind p->sock. Returns 0 or -errno. */
+int relay_start_d2k(struct proxy *p);
+
+/* Shuts the daemon's socket and waits for its d2k thread, which drains what was sent first. */
+void relay_stop_d2k(struct proxy *p);
+
+/*
+ * Applies the FORGETs and RELEASEs kept while a start was under way in PX_FAILED (the current
+ * daemon, if any, is told to forget and close them too) and frees them. Under the lock.
+ */
+void apply_unserved(struct proxy *p);
+
+/*
+ * Handles one message @m (m->len bytes) the daemon of @epoch sent: a reply, a notification or an
+ * answer to a keeper's call. Returns 0, or -EPROTO when the daemon broke the protocol (the
+ * caller then fails what it holds). The d2k thread's loop body; also the fuzzers' entry point
+ * (fuzz/README.md).
+ */
+int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch);
+
+/*
+ * When the serving daemon is hung at the latest if nothing changes (now_ms() clock; INT64_MAX
+ * when no daemon serves): @timeout_ms after both the time it was given the oldest request it
+ * still holds that counts (not op_info.may_wait, nor a READ or WRITE on a stream) and the last
+ * time it answered anything. Describes that request in @what. Under no lock.
+ */
+int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t size);
