@@ -4,7 +4,8 @@
 #
 #   guest-init.sh setup   mounts /proc, /sys, /dev, /run, cgroup2, fusectl; brings lo up;
 #                         loads the modules listed in /etc/fk-modules (fuse.ko on 6.1)
-#   guest-init.sh run     reads /fk/vm.conf (FK_MODE, FK_TESTS, FK_LINE) and either runs
+#   guest-init.sh run     reads /fk/vm.conf (FK_MODE, FK_TESTS, FK_LINE, FK_NOFILE: the host's
+#                         open-file limits, soft and hard) and either runs
 #                         tests/run-tests.sh on /fk/build with the globs of FK_TESTS, then
 #                         sends its results to the host, or (FK_MODE=shell) starts a shell;
 #                         powers the guest off at the end
@@ -51,7 +52,9 @@ setup() {
 facts() {
 	say "kernel $(uname -r) ($(cat /proc/version))"
 	if grep -q '^fuse ' /proc/modules; then
-		say "fuse: a module, srcversion $(cat /sys/module/fuse/srcversion 2>/dev/null || echo unknown)"
+		say "fuse: a module, version $(cat /sys/module/fuse/version 2>/dev/null || echo none)," \
+			"srcversion $(cat /sys/module/fuse/srcversion 2>/dev/null || echo none)," \
+			"taint $(cat /sys/module/fuse/taint 2>/dev/null)"
 	elif [ -e /sys/module/fuse ]; then
 		say "fuse: built in"
 	else
@@ -69,6 +72,10 @@ facts() {
 run_tests() {
 	rc=0
 	cd /fk || exit 1
+	# shellcheck disable=SC2086 # "SOFT HARD"
+	set -- $FK_NOFILE
+	ulimit -H -n "$2" && ulimit -S -n "$1" || say "cannot set the open-file limits to $FK_NOFILE"
+	say "open files: soft $(ulimit -S -n), hard $(ulimit -H -n)"
 	say "running tests/run-tests.sh build $FK_TESTS"
 	# FK_TESTS is a list of globs for run-tests.sh, not for the shell.
 	set -f

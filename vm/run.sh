@@ -120,7 +120,10 @@ proj_cpio() {
 			echo "::once:/fk/vm/guest-init.sh run"
 		fi
 	} >"$st/etc/inittab"
-	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\n' "$MODE" "$TESTS" "$line" >"$st/fk/vm.conf"
+	# The tests run with the open-file limits of the shell that started this (a guest's init
+	# starts with the kernel's 1024/4096; some tests need more, as they have on the host).
+	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\n' "$MODE" "$TESTS" "$line" \
+		"$(ulimit -Sn) $(ulimit -Hn)" >"$st/fk/vm.conf"
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
 	cp "$BUILD/fusekeeper" "$st/fk/build/"
