@@ -10,7 +10,7 @@
 #     daemons the tests drive, with their data: perl and python modules, lxcfs's library),
 #     without docs, man pages and locales, plus the commands of GUEST_COMMANDS (which may be
 #     alternatives, like awk), every symlink followed and every shared library ldd finds;
-#   - the kernel's own modules of VM_MODULES (default: fuse and what ss(8) needs) with their
+#   - the kernel's own modules of VM_MODULES (default: fuse, what ss(8) needs, loop and ext4) with their
 #     dependencies, those built in left out, decompressed, their load order in /etc/fk-modules;
 #   - a minimal /etc (root, the sshd privilege-separation user, localhost).
 # It holds no /init and nothing of the project: vm/run.sh appends a small cpio with those
@@ -27,10 +27,12 @@ GUEST_PACKAGES="bash dash coreutils util-linux mount findutils grep sed mawk dif
 	procps iproute2 gzip tar xz-utils libgcc-s1 ncurses-base libc-bin
 	perl-base perl perl-modules-5.36 libperl5.36
 	python3-minimal python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
-	fuse3 libfuse3-3 attr lxcfs sshfs openssh-client openssh-server openssh-sftp-server"
+	fuse3 libfuse3-3 attr lxcfs sshfs openssh-client openssh-server openssh-sftp-server e2fsprogs"
 # Commands whose path no package lists (alternatives, diversions).
 GUEST_COMMANDS="sh awk python3"
-: "${VM_MODULES:=fuse inet_diag tcp_diag unix_diag}"
+# fuse (a module on 6.1); the socket diagnostics ss(8) uses (sshd_start); loop and ext4 for
+# a /tmp with user.* xattrs where tmpfs has none (before 6.6), crc32c loaded ahead for ext4.
+: "${VM_MODULES:=fuse inet_diag tcp_diag unix_diag loop crc32c_generic ext4}"
 
 vm_resolve "$1"
 vm_unpack_image

@@ -47,6 +47,26 @@ setup() {
 	if [ -d /sys/fs/fuse/connections ]; then
 		mount -t fusectl fusectl /sys/fs/fuse/connections || say "cannot mount fusectl"
 	fi
+	tmp_with_xattrs
+}
+
+# The tests' temp dirs are in /tmp, on the root tmpfs. Before Linux 6.6 tmpfs has no user.*
+# xattrs, which some tests need for their backing directory (they skip those cases without):
+# /tmp is then an ext4 on a loop device, as a disk would give a host. The image is sparse, in
+# the root tmpfs.
+tmp_with_xattrs() {
+	: >/tmp/.fk-xattr-probe
+	if setfattr -n user.fkprobe -v 1 /tmp/.fk-xattr-probe 2>/dev/null; then
+		rm -f /tmp/.fk-xattr-probe
+		return 0
+	fi
+	rm -f /tmp/.fk-xattr-probe
+	if truncate -s 1536M /fk-tmp.ext4 && mkfs.ext4 -q -F /fk-tmp.ext4 &&
+		mount -o loop /fk-tmp.ext4 /tmp && chmod 1777 /tmp; then
+		say "/tmp: ext4 on a loop device (tmpfs here has no user.* xattrs)"
+	else
+		say "/tmp: tmpfs without user.* xattrs (no ext4 to put there)"
+	fi
 }
 
 facts() {
