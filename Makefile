@@ -1,13 +1,20 @@
 # Thin wrapper over meson. `make` builds, `make check` installs what the
 # tests need, builds and runs every test, `make demo` runs the demo,
 # `make fuzz FUZZ_TIME=SECONDS` runs each fuzzer that long (fuzz/README.md).
+# `make vmcheck` runs tests inside Debian 12's 6.1 and 6.12 kernels under qemu, `make vmshell
+# KERNEL=6.1` boots one to a shell, `make kmod` builds fuse.ko from Debian's 6.1 source with
+# kernel/patches/ and runs tests in a 6.1 guest that loads it (docs/testing.md).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 60
 MESON_OPTS ?=
+VM_KERNELS ?= 6.1 6.12
+KERNEL ?= 6.1
+KMOD_BUILD ?= build-kmod
+KMOD_TESTS ?= 10-testfs-kill 11-baseline-enotconn 60-lxcfs-kill
 
-.PHONY: all deps check demo bench clean install fuzz fuzz-build
+.PHONY: all deps check demo bench clean install fuzz fuzz-build vmcheck vmshell vmdeps kmod
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -49,8 +56,24 @@ bench: all
 	bench/run.sh $(BUILD)
 	bench/remount.sh $(BUILD)
 
+# Not part of check: a guest under TCG runs the tests about 20 times slower than the host.
+vmcheck: vmdeps all
+	VM_BUILD=$(BUILD) vm/run.sh $(VM_KERNELS)
+
+vmshell: vmdeps all
+	VM_BUILD=$(BUILD) vm/run.sh --shell $(KERNEL)
+
+vmdeps:
+	scripts/install-deps.sh vm
+
+# fuse.ko built out of tree from Debian's linux-source-6.1 with kernel/patches/ applied, then
+# loaded instead of the image's own in a 6.1 guest that runs KMOD_TESTS.
+kmod: vmdeps all
+	kernel/build-kmod.sh 6.1 $(KMOD_BUILD)
+	VM_BUILD=$(BUILD) VM_KMOD=$(KMOD_BUILD)/fuse.ko VM_TESTS="$(KMOD_TESTS)" VM_LOGS=test-logs/kmod vm/run.sh 6.1
+
 install: all
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(KMOD_BUILD)

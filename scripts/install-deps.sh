@@ -6,6 +6,9 @@
 #   demo   - build plus what the demo uses
 #   bench  - build plus what the benchmarks use
 #   fuzz   - build plus clang (14 on Debian 12) and its libFuzzer (libclang-rt-14-dev)
+#   vm     - test plus what vm/ needs to boot Debian's kernels under qemu with a busybox
+#            initramfs (make vmcheck, make vmshell) and to build fuse.ko (make kmod);
+#            the kernels themselves are fetched by vm/ with apt-get download, never installed
 # Packages already present are left alone; apt runs only when something is missing.
 set -eu
 
@@ -18,7 +21,9 @@ test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps ip
 demo) pkgs="$pkgs procps" ;;
 bench) pkgs="$pkgs procps" ;;
 fuzz) pkgs="$pkgs $fuzz_pkgs" ;;
-*) echo "usage: $0 build|test|demo|bench|fuzz" >&2; exit 2 ;;
+vm) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl
+	qemu-system-x86 busybox-static cpio xz-utils zstd kmod bc flex bison libelf-dev libssl-dev" ;;
+*) echo "usage: $0 build|test|demo|bench|fuzz|vm" >&2; exit 2 ;;
 esac
 
 missing=

@@ -1,0 +1,294 @@
+#!/bin/bash
+# vm/run.sh - runs fusekeeper's tests inside Debian 12's own kernels, booted under qemu.
+#
+#   vm/run.sh [LINE...]        for each kernel line (default: 6.1 6.12), boots the current
+#                              Debian 12 kernel of that line with a busybox initramfs holding
+#                              the project's build and the tools the tests use, runs
+#                              tests/run-tests.sh inside on the tests of vm/tests.list, and
+#                              prints one "N passed, N failed, N skipped" line per kernel
+#                              (after the kernel's name) and a total line
+#   vm/run.sh --shell LINE     boots that kernel's guest to an interactive shell instead
+#                              (the tree in /fk; Ctrl-A X quits qemu)
+#
+# Environment:
+#   VM_TESTS    test names or globs for run-tests.sh, space separated (default: vm/tests.list)
+#   VM_BUILD    the meson build directory to test (default: build)
+#   VM_LOGS     where each kernel's logs go, as VM_LOGS/vm-LINE/ (default: test-logs):
+#               console.log (the guest's serial console), results.txt (what the guest sent
+#               back), test-logs/ (run-tests.sh's logs from the guest, its transcript, dmesg)
+#   VM_ACCEL    tcg, kvm or auto (default): auto boots a probe with KVM first, 10 s at most,
+#               and uses TCG unless the probe reached its init
+#   VM_MEM, VM_SMP     the guest's memory and CPUs (default 2G, 2)
+#   VM_TIMEOUT  seconds before a guest is killed (default: 300 plus the time limits of the
+#               selected tests, which run-tests.sh enforces inside)
+#   VM_KMOD     a fuse.ko to load instead of the image's own, in the guests of the kernel it
+#               was built for (make kmod)
+#   VM_CACHE    where kernels and base initramfs images are cached (vm/lib.sh)
+#
+# Every guest is killed by pid when the run ends, however it ends; a guest that does not
+# report in time is killed and the end of its console log is shown.
+set -uo pipefail
+# shellcheck source=vm/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+MODE="test"
+if [ "${1:-}" = --shell ]; then
+	MODE=shell
+	shift
+	[ $# -eq 1 ] || { echo "usage: $0 --shell LINE" >&2; exit 2; }
+fi
+LINES=("$@")
+[ ${#LINES[@]} -gt 0 ] || LINES=(6.1 6.12)
+
+[ "$(id -u)" = 0 ] || vm_die "must run as root"
+command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 is missing (scripts/install-deps.sh vm)"
+BUILD=$(cd "$VM_SRCDIR" && cd "${VM_BUILD:-build}" 2>/dev/null && pwd) ||
+	vm_die "build directory ${VM_BUILD:-build} not found (run make)"
+[ -x "$BUILD/fusekeeper" ] || vm_die "$BUILD/fusekeeper is not built (run make)"
+LOGS=$(mkdir -p "$VM_SRCDIR/${VM_LOGS:-test-logs}" && cd "$VM_SRCDIR/${VM_LOGS:-test-logs}" && pwd) ||
+	vm_die "cannot create ${VM_LOGS:-test-logs}"
+
+if [ -n "${VM_TESTS:-}" ]; then
+	TESTS=$VM_TESTS
+else
+	TESTS=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$VM_DIR/tests.list" | tr '\n' ' ')
+fi
+
+WORK=$(mktemp -d /tmp/fusekeeper-vm.XXXXXX) || exit 1
+QPID=
+cleanup() {
+	if [ -n "$QPID" ]; then
+		kill -TERM "$QPID" 2>/dev/null
+		wait "$QPID" 2>/dev/null
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The selected tests' own time limits, added up: run-tests.sh enforces each inside.
+tests_time() {
+	local total=0 t name limit g hit
+	for t in "$BUILD"/tests/test_* "$VM_SRCDIR"/tests/integration/*.sh; do
+		[ -f "$t" ] || continue
+		name=$(basename "$t" .sh)
+		hit=
+		set -f
+		for g in $TESTS; do
+			# shellcheck disable=SC2053
+			[[ $name == $g ]] && hit=1
+		done
+		set +f
+		[ -n "$hit" ] || continue
+		case $t in
+		*.sh) limit=$(sed -n '1,20s/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1) ;;
+		*) limit=120 ;;
+		esac
+		total=$((total + ${limit:-300}))
+	done
+	echo "$total"
+}
+
+# proj_cpio LINE OUT: the per-boot part of the initramfs: /init, the inittab, the tests and
+# the build, the libraries they need that the base lacks, and a replacement fuse.ko.
+proj_cpio() {
+	local line=$1 out=$2 st=$WORK/proj f lib rel
+	rm -rf "$st"
+	mkdir -p "$st/etc" "$st/fk/build/tests" "$st/fk/vm"
+	# The initramfs is rootfs, a mount without a parent, from which pivot_root(2) and
+	# MOVE_MOUNT_BENEATH cannot work. As Debian's own initramfs does with the disk, the
+	# guest's root is another filesystem moved onto / (switch_root): a tmpfs holding a copy
+	# of the initramfs (a bind mount of rootfs itself is not enough: lxcfs's private mount
+	# namespace then keeps a copy of the FUSE mount alive after it is unmounted).
+	cat >"$st/init" <<-'EOF'
+		#!/usr/bin/busybox sh
+		b=/usr/bin/busybox
+		$b mkdir -p /newroot
+		$b mount -t tmpfs -o mode=755 fk-root /newroot
+		for d in /* /.[!.]*; do
+			[ -e "$d" ] && [ "$d" != /newroot ] && $b cp -a "$d" /newroot/
+		done
+		exec $b switch_root /newroot /usr/bin/busybox init
+	EOF
+	chmod 755 "$st/init"
+	{
+		echo "::sysinit:/fk/vm/guest-init.sh setup"
+		if [ "$MODE" = shell ]; then
+			echo "ttyS0::once:/fk/vm/guest-init.sh run"
+		else
+			echo "::once:/fk/vm/guest-init.sh run"
+		fi
+	} >"$st/etc/inittab"
+	# The tests run with the open-file limits of the shell that started this (a guest's init
+	# starts with the kernel's 1024/4096; some tests need more, as they have on the host).
+	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\n' "$MODE" "$TESTS" "$line" \
+		"$(ulimit -Sn) $(ulimit -Hn)" >"$st/fk/vm.conf"
+	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
+	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
+	cp "$BUILD/fusekeeper" "$st/fk/build/"
+	find "$BUILD/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$st/fk/build/tests/" \;
+	for f in "$st/fk/build/fusekeeper" "$st"/fk/build/tests/*; do
+		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+	done | sort -u | while read -r lib; do
+		lib=$(realpath -- "$lib")
+		grep -qxF -- "$lib" "$BASE_LIST" && continue
+		mkdir -p "$st${lib%/*}"
+		cp "$lib" "$st$lib"
+	done
+	if [ -n "${VM_KMOD:-}" ]; then
+		kmod_into "$st"
+	fi
+	(cd "$st" && find . -mindepth 1 | sort | cpio --quiet -o -H newc -R 0:0) >"$out"
+}
+
+# kmod_into STAGE: VM_KMOD replaces the image's fuse.ko in /etc/fk-modules, if it was built
+# for this kernel; a kernel with FUSE built in keeps its own.
+kmod_into() {
+	local st=$1 magic rel
+	magic=$(modinfo -F vermagic "$VM_KMOD" 2>/dev/null) || vm_die "VM_KMOD=$VM_KMOD: not a module"
+	if [ "${magic%% *}" != "$KABI" ]; then
+		vm_log "VM_KMOD was built for ${magic%% *}, not $KABI: this guest loads its own fuse"
+		return 0
+	fi
+	rel=/usr/lib/modules/$KABI/updates/fuse.ko
+	grep -q '/fuse\.ko$' "$BASE_MODULES" ||
+		vm_die "$KABI has FUSE built in: VM_KMOD cannot replace it"
+	mkdir -p "$st${rel%/*}"
+	cp "$VM_KMOD" "$st$rel"
+	sed "s|^.*/fuse\\.ko\$|$rel|" "$BASE_MODULES" >"$st/etc/fk-modules"
+	echo "$VM_KMOD (srcversion $(modinfo -F srcversion "$VM_KMOD"), loaded from $rel)" >"$st/etc/fk-kmod"
+	vm_log "this guest loads $VM_KMOD instead of the image's fuse.ko"
+}
+
+# qemu ACCEL LOGDIR INITRD: the command line, in the QEMU array.
+qemu_cmd() {
+	local accel=$1 logdir=$2 initrd=$3 cpu=max
+	[ "$accel" = kvm ] && cpu=host
+	# shellcheck disable=SC2054 # the commas are qemu's
+	QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -accel "$accel" -cpu "$cpu"
+		-m "${VM_MEM:-2G}" -smp "${VM_SMP:-2}" -display none -no-reboot
+		-kernel "$VMLINUZ" -initrd "$initrd"
+		-append "console=ttyS0 loglevel=4 panic=-1 tsc=reliable mitigations=off ${VM_APPEND:-}")
+	# shellcheck disable=SC2054
+	if [ "$MODE" = shell ]; then
+		QEMU+=(-chardev "stdio,id=con,mux=on,signal=off,logfile=$logdir/console.log"
+			-serial chardev:con -mon chardev=con,mode=readline)
+	else
+		QEMU+=(-chardev "stdio,id=con,signal=off,logfile=$logdir/console.log"
+			-serial chardev:con -serial "file:$logdir/results.txt")
+	fi
+}
+
+# kvm_works: boots the kernel with KVM and a tiny init that prints a marker, 10 s at most.
+# The answer is kept for this boot of the host and this qemu in $VM_CACHE/kvm-probe.
+kvm_works() {
+	local st=$WORK/probe key
+	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+		KVM_WHY="no usable /dev/kvm"
+		return 1
+	fi
+	key="$(cat /proc/sys/kernel/random/boot_id) $(qemu-system-x86_64 --version | head -n 1)"
+	if [ -f "$VM_CACHE/kvm-probe" ] && [ "$(head -n 1 "$VM_CACHE/kvm-probe")" = "$key" ]; then
+		KVM_WHY="$(sed -n 3p "$VM_CACHE/kvm-probe") (probed earlier in this boot)"
+		[ "$(sed -n 2p "$VM_CACHE/kvm-probe")" = yes ]
+		return
+	fi
+	mkdir -p "$st/usr/bin" "$st/dev"
+	cp /usr/bin/busybox "$st/usr/bin/"
+	printf '#!/usr/bin/busybox sh\n/usr/bin/busybox echo FKVM-KVM-OK\n/usr/bin/busybox poweroff -f\n' >"$st/init"
+	chmod 755 "$st/init"
+	(cd "$st" && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0) >"$WORK/probe.cpio"
+	timeout --kill-after=2 10 qemu-system-x86_64 -nodefaults -no-user-config -accel kvm -cpu host \
+		-m 256M -display none -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/probe.cpio" \
+		-append "console=ttyS0 quiet panic=-1" -serial "file:$WORK/probe.log" \
+		</dev/null >"$WORK/probe.out" 2>&1
+	local rc=$? ok=no
+	if grep -q FKVM-KVM-OK "$WORK/probe.log" 2>/dev/null; then
+		ok=yes KVM_WHY="a KVM guest reached its init"
+	elif [ "$rc" = 124 ]; then
+		KVM_WHY="a KVM guest printed nothing in 10 s"
+	else
+		KVM_WHY="qemu -accel kvm failed: $(grep -m1 . "$WORK/probe.out")"
+	fi
+	printf '%s\n%s\n%s\n' "$key" "$ok" "$KVM_WHY" >"$VM_CACHE/kvm-probe"
+	[ "$ok" = yes ]
+}
+
+ACCEL=${VM_ACCEL:-auto}
+tp=0 tf=0 ts=0 bad=0
+declare -a REPORT
+for line in "${LINES[@]}"; do
+	t0=$SECONDS
+	guest=$("$VM_DIR/build-guest.sh" "$line") || {
+		REPORT+=("$line: the guest could not be built")
+		bad=1
+		tf=$((tf + 1))
+		continue
+	}
+	eval "$guest"
+	t1=$SECONDS
+	if [ "$ACCEL" = auto ]; then
+		KVM_WHY=
+		if kvm_works; then ACCEL=kvm; else ACCEL=tcg; fi
+		vm_log "accelerator: $ACCEL ($KVM_WHY)"
+	fi
+	logdir=$LOGS/vm-$line
+	rm -rf "$logdir"
+	mkdir -p "$logdir"
+	proj_cpio "$line" "$WORK/proj.cpio"
+	cat "$BASE" "$WORK/proj.cpio" >"$WORK/initrd.cpio"
+	qemu_cmd "$ACCEL" "$logdir" "$WORK/initrd.cpio"
+	printf '%s %s %s\n' "$KABI" "$KVER" "$ACCEL" >"$logdir/kernel"
+
+	if [ "$MODE" = shell ]; then
+		vm_log "booting $KABI ($KVER) to a shell; Ctrl-A X quits"
+		"${QEMU[@]}"
+		exit $?
+	fi
+
+	limit=${VM_TIMEOUT:-$((300 + $(tests_time)))}
+	vm_log "booting $KABI ($KVER, $ACCEL) to run: $TESTS (killed after ${limit}s)"
+	timeout --kill-after=10 "$limit" "${QEMU[@]}" </dev/null > >(sed -u -e 's/\r$//' -e "s/^/[$line] /") 2>"$logdir/qemu.err" &
+	QPID=$!
+	wait "$QPID"
+	qrc=$?
+	QPID=
+	t2=$SECONDS
+	echo "$((t1 - t0)) $((t2 - t1))" >"$logdir/seconds"
+
+	res=$logdir/results.txt
+	if grep -q '^FKVM-LOGS-END' "$res" 2>/dev/null; then
+		tr -d '\r' <"$res" | sed -n '/^FKVM-LOGS-BEGIN$/,/^FKVM-LOGS-END$/p' | sed '1d;$d' |
+			base64 -d | tar -C "$logdir" -xzf - || vm_log "$line: the guest's logs could not be unpacked"
+		summary=$(tr -d '\r' <"$res" | sed -n 's/^FKVM-SUMMARY //p')
+	else
+		case $qrc in
+		124 | 137) why="killed after ${limit}s" ;;
+		*) why="qemu exited with status $qrc" ;;
+		esac
+		echo "---- $KABI: the guest did not report its results ($why); the end of $logdir/console.log: ----"
+		tail -n 60 "$logdir/console.log" | tr -d '\r'
+		[ -s "$logdir/qemu.err" ] && { echo "---- qemu's stderr ----"; cat "$logdir/qemu.err"; }
+		echo "---- end ----"
+		summary=none
+	fi
+	if [[ $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
+		tp=$((tp + BASH_REMATCH[1]))
+		tf=$((tf + BASH_REMATCH[2]))
+		ts=$((ts + BASH_REMATCH[3]))
+		[ "${BASH_REMATCH[2]}" = 0 ] || bad=1
+		REPORT+=("$KABI: $summary")
+	else
+		REPORT+=("$KABI: no results (the guest failed; see $logdir/console.log)")
+		tf=$((tf + 1))
+		bad=1
+	fi
+	vm_log "$KABI: guest ready in $((t1 - t0)) s, boot and tests took $((t2 - t1)) s; logs in $logdir"
+done
+
+for r in "${REPORT[@]}"; do
+	echo "$r"
+done
+echo "$tp passed, $tf failed, $ts skipped"
+[ "$bad" = 0 ]
