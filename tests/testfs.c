@@ -98,6 +98,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -1654,6 +1655,22 @@ static int root_init(void)
 	return table_insert(&table.root);
 }
 
+/*
+ * Like any passthrough daemon, testfs keeps an O_PATH fd for every node the kernel knows: a walk
+ * of a few thousand names needs more than the usual soft limit of 1024 fds. Raises the soft
+ * limit to the hard one; a failure only leaves the limit as it was.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			fprintf(stderr, "testfs: cannot raise the fd limit: %s\n", strerror(errno));
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -1674,6 +1691,7 @@ int main(int argc, char *argv[])
 	if (opt.slow_start_if)
 		slow_start(opt.slow_start_if);
 
+	raise_fd_limit();
 	fh_salt_init();
 	/* The kernel has applied the caller's umask already. */
 	umask(0);
