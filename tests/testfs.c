@@ -2,7 +2,7 @@
  * testfs — a libfuse low-level passthrough filesystem for fusekeeper's tests.
  *
  *   testfs --backing=DIR [--single] [--writeback] [--locks] [--fail-start-if=FILE]
- *          [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N]
+ *          [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N] [--cache-s=S]
  *          [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
  *
  * Every operation is passed through to DIR. It always runs in the foreground.
@@ -60,6 +60,10 @@
  *                         atomically (rename a temporary into place); an empty
  *                         FILE is ignored.
  *   --delay-ms=N          sleep N ms at the start of every operation.
+ *   --cache-s=S           how long the kernel may cache entries and attributes,
+ *                         in seconds (default 1): a test whose timing needs the
+ *                         entries on a path to stay fresh, however slow the
+ *                         machine, gives a long one.
  *   --small-writes-if=FILE
  *                         answer FUSE_INIT with max_write 4096 if FILE exists at
  *                         start-up (an INIT the keeper must refuse after a restart).
@@ -158,12 +162,10 @@ static struct {
 	bool locks;
 	const char *crash_file;
 	unsigned delay_ms;
+	double cache_s;		/* entry and attribute timeouts, seconds */
 	bool single;
 	bool hooks;		/* crash_file || delay_ms: the only per-op branch */
 } opt;
-
-/* Cache timeouts for entries and attributes, in seconds. */
-static const double TIMEOUT = 1.0;
 
 /* ---- operations, for the crash hook ----------------------------------- */
 
@@ -720,7 +722,7 @@ static void reply_attr(fuse_req_t req, int r, const struct stat *st)
 		return;
 	}
 	op_reply_point();
-	fuse_reply_attr(req, st, TIMEOUT);
+	fuse_reply_attr(req, st, opt.cache_s);
 }
 
 static void reply_buf(fuse_req_t req, ssize_t r, const char *buf)
@@ -759,8 +761,8 @@ static int lookup_entry(struct tfs_inode *dir, const char *name, struct fuse_ent
 	if (r < 0)
 		return r;
 	e->ino = nodeid_of(node);
-	e->attr_timeout = TIMEOUT;
-	e->entry_timeout = TIMEOUT;
+	e->attr_timeout = opt.cache_s;
+	e->entry_timeout = opt.cache_s;
 	return 0;
 }
 
@@ -1525,7 +1527,8 @@ static _Noreturn void usage(int status)
 	fprintf(status ? stderr : stdout,
 		"usage: testfs --backing=DIR [--single] [--writeback] [--locks]\n"
 		"              [--fail-start-if=FILE] [--slow-start-if=FILE]\n"
-		"              [--crash-file=FILE] [--delay-ms=N] [--small-writes-if=FILE]\n"
+		"              [--crash-file=FILE] [--delay-ms=N] [--cache-s=S]\n"
+		"              [--small-writes-if=FILE]\n"
 		"              [--inval-on-read]\n"
 		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
@@ -1544,6 +1547,7 @@ static const char *opt_value(const char *arg, const char *name)
 /* Parses ARGV into opt; FUSE options go to ARGS. Exits 2 on bad usage. */
 static void parse_args(int argc, char *argv[], struct fuse_args *args)
 {
+	opt.cache_s = 1.0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
 		bool ok = true;
@@ -1575,6 +1579,15 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 				usage(2);
 			}
 			opt.delay_ms = (unsigned)ms;
+		} else if ((v = opt_value(a, "--cache-s"))) {
+			char *end;
+
+			errno = 0;
+			opt.cache_s = strtod(v, &end);
+			if (errno || end == v || *end || !(opt.cache_s >= 0 && opt.cache_s <= 86400)) {
+				fprintf(stderr, "testfs: bad --cache-s: %s\n", v);
+				usage(2);
+			}
 		} else if (strcmp(a, "--single") == 0 || strcmp(a, "-s") == 0) {
 			opt.single = true;
 		} else if (strcmp(a, "-f") == 0) {

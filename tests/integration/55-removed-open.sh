@@ -272,9 +272,12 @@ assert_not_mounted "$M"
 # daemon is doing the hiding rename, and the daemon dies after the rename,
 # before it answers. Create, close and unlink come from one process at once,
 # as in fkload's churn: every entry on the way is fresh, so no LOOKUP lets the
-# RELEASE finish first (and perl -U unlinks without an lstat first).
+# RELEASE finish first (and perl -U unlinks without an lstat first). The entries on
+# the way stay fresh for a minute, not testfs's usual second: on a slow machine (a guest
+# under TCG) the recovery of round 1 took longer than that, so round 2's unlink looked
+# data/ up again, the RELEASE finished meanwhile, and there was nothing to hide.
 fk_start "$M" --state-dir="$S" -- "$TESTFS" --backing="$B" --delay-ms=100 \
-	--crash-file="$T/crash" {}
+	--cache-s=60 --crash-file="$T/crash" {}
 fk_wait READY || fail "J: the keeper never became READY"
 for i in 1 2; do
 	crash_arm "after:rename:dies$i"
