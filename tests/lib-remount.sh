@@ -12,6 +12,9 @@
 #                                        (with RMNS_IN=OTHER: made from inside namespace
 #                                        OTHER, a copy of its mounts, two levels deep)
 #   rmns_run NAME TIMEOUT CMD...         runs CMD inside that namespace (try_cmd)
+#   rmns_pid NAME                        prints RMNS_PID_<NAME>
+#   rmns_stop NAME...                    ends those namespaces' first processes
+#                                        (SIGTERM) and waits for each (fails after 10 s)
 #   rm_lines PID MAJ:MIN                 the mountinfo lines of that device in PID's
 #                                        namespace, sorted, without what a replacement
 #                                        changes (IDs, device, peer group numbers)
@@ -36,7 +39,7 @@ fi
 rmns_start() {
 	local name=$1 prop=$2 script=$3 pid enter=()
 	if [ -n "${RMNS_IN:-}" ]; then
-		eval "pid=\$RMNS_PID_$RMNS_IN"
+		pid=$(rmns_pid "$RMNS_IN")
 		enter=(nsenter -t "$pid" -m --)
 	fi
 	# shellcheck disable=SC2086
@@ -52,10 +55,24 @@ rmns_start() {
 	log "namespace $name: pid $pid"
 }
 
+rmns_pid() {
+	local v="RMNS_PID_$1"
+	printf '%s\n' "${!v}"
+}
+
+rmns_stop() {
+	local name pid
+	for name; do
+		pid=$(rmns_pid "$name")
+		kill -TERM "$pid"
+		wait_pid "$pid" 10 || fail "namespace $name did not end"
+	done
+}
+
 rmns_run() {
 	local name=$1 limit=$2 pid
 	shift 2
-	eval "pid=\$RMNS_PID_$name"
+	pid=$(rmns_pid "$name")
 	try_cmd "$limit" nsenter -t "$pid" -m ${UNSHARE_EXTRA:+-U --preserve-credentials} -- "$@"
 }
 

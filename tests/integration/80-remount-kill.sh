@@ -96,9 +96,7 @@ for round in $(seq "$ROUNDS"); do
 	rmns_run c 10 cat "$T/c/file" || fail "round $round: namespace c cannot read: $TRY_OUT"
 done
 
-kill -TERM "$RMNS_PID_a" "$RMNS_PID_b" "$RMNS_PID_c"
-wait_pid "$RMNS_PID_a" 10 && wait_pid "$RMNS_PID_b" 10 && wait_pid "$RMNS_PID_c" 10 ||
-	fail "the namespaces did not end"
+rmns_stop a b c
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

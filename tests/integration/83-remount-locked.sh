@@ -50,8 +50,7 @@ esac
 file_is "$M/sub/f" "locked
 " || fail "the mountpoint reads '$FILE_GOT'"
 
-kill -TERM "$RMNS_PID_u"
-wait_pid "$RMNS_PID_u" 10 || fail "the namespace did not end"
+rmns_stop u
 fk_umount_exit 0
 assert_all_gone
 log "ok"

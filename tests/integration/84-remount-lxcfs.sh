@@ -95,7 +95,7 @@ dev=$(rm_mount_of "$FK_PID" "$M")
 dev=${dev%% *}
 declare -A want
 for n in $NS; do
-	eval "pid=\$RMNS_PID_$n"
+	pid=$(rmns_pid "$n")
 	want[$n]=$(rm_lines "$pid" "$dev")
 	log "namespace $n, lxcfs mounts:"
 	printf '    %s\n' "${want[$n]}"
@@ -111,7 +111,7 @@ memtotal=$(grep '^MemTotal:' "$M/proc/meminfo")
 
 declare -A rpid
 for n in $NS; do
-	eval "pid=\$RMNS_PID_$n"
+	pid=$(rmns_pid "$n")
 	run_bg "read-$n" nsenter -t "$pid" -m -- python3 "$T/reader.py" "$n" "$T/read-$n.prog" \
 		"${dir[$n]}/meminfo=^MemTotal: +[0-9]+ kB$" \
 		"${dir[$n]}/uptime=^[0-9]+\.[0-9]+ [0-9]+\.[0-9]+$" \
@@ -161,7 +161,7 @@ for round in $(seq "$ROUNDS"); do
 	dev=${dev%% *}
 	[ -n "$dev" ] && [ "$dev" != "$old" ] || fail "round $round: the mountpoint is on '$dev'"
 	for n in $NS; do
-		eval "pid=\$RMNS_PID_$n"
+		pid=$(rmns_pid "$n")
 		got=$(rm_lines "$pid" "$dev")
 		if [ "$got" != "${want[$n]}" ]; then
 			log "round $round: namespace $n, before:"
@@ -185,11 +185,8 @@ for n in $NS; do
 	log "$out (exit $WAIT_STATUS)"
 	[ "$WAIT_STATUS" = 0 ] || fail "the reader in $n failed: $(head -n 20 "$T/read-$n.err")"
 done
-for n in $NS; do
-	eval "pid=\$RMNS_PID_$n"
-	kill -TERM "$pid"
-	wait_pid "$pid" 10 || fail "namespace $n did not end"
-done
+# shellcheck disable=SC2086
+rmns_stop $NS
 fk_clean_rounds "$ROUNDS"
 fk_umount_exit 0
 assert_not_mounted "$M"

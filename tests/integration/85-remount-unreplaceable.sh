@@ -91,8 +91,7 @@ case $TRY_OUT in
 *) fail "the hidden bind: expected ESTALE, got exit $rc: $TRY_OUT" ;;
 esac
 
-kill -TERM "$RMNS_PID_hid"
-wait_pid "$RMNS_PID_hid" 10 || fail "namespace hid did not end"
+rmns_stop hid
 [ "$(rm_count_dev "$dev")" = 0 ] || fail "mounts of the old device $dev are left"
 fk_umount_exit 0
 assert_all_gone

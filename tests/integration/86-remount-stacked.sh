@@ -43,7 +43,7 @@ rmns_start in private "mount --bind $M/sub $T/i && mount --bind $M/sub/in $T/i/i
 
 declare -A want
 for n in stk in; do
-	eval "pid=\$RMNS_PID_$n"
+	pid=$(rmns_pid "$n")
 	want[$n]=$(rm_lines_under "$pid" "$T")
 	log "namespace $n:"
 	printf '    %s\n' "${want[$n]}"
@@ -76,7 +76,7 @@ else
 	log "the tmpfs inside the bind was carried over"
 fi
 for n in stk in; do
-	eval "pid=\$RMNS_PID_$n"
+	pid=$(rmns_pid "$n")
 	got=$(rm_lines_under "$pid" "$T")
 	if [ "$got" != "${want[$n]}" ]; then
 		log "namespace $n now:"
@@ -104,11 +104,7 @@ rmns_run stk 10 umount "$T/s" || fail "umount of the lower tmpfs: $TRY_OUT"
 rmns_run stk 10 cat "$T/s/f" || fail "the bottom of the stack: $TRY_OUT"
 [ "$TRY_OUT" = two ] || fail "the bottom of the stack reads '$TRY_OUT'"
 
-for n in stk in; do
-	eval "pid=\$RMNS_PID_$n"
-	kill -TERM "$pid"
-	wait_pid "$pid" 10 || fail "namespace $n did not end"
-done
+rmns_stop stk in
 fk_umount_exit 0
 assert_all_gone
 log "ok"

@@ -42,7 +42,7 @@ rmns_start slv slave "mount --bind $M/sub $S/r && mount -o remount,bind,ro $S/r"
 
 declare -A want
 for n in host peer slv; do
-	if [ "$n" = host ]; then pid=$$; else eval "pid=\$RMNS_PID_$n"; fi
+	if [ "$n" = host ]; then pid=$$; else pid=$(rmns_pid "$n"); fi
 	want[$n]=$(rm_lines_under "$pid" "$S")
 	log "namespace $n:"
 	printf '    %s\n' "${want[$n]}"
@@ -65,7 +65,7 @@ rm_kill_swap
 [ "$(rm_count_dev "$dev")" = 0 ] || fail "mounts of the old device $dev are left"
 
 for n in host peer slv; do
-	if [ "$n" = host ]; then pid=$$; else eval "pid=\$RMNS_PID_$n"; fi
+	if [ "$n" = host ]; then pid=$$; else pid=$(rmns_pid "$n"); fi
 	got=$(rm_lines_under "$pid" "$S")
 	if [ "$got" != "${want[$n]}" ]; then
 		log "namespace $n now:"
@@ -86,11 +86,7 @@ rmns_run peer 10 cat "$S/b/f" || fail "peer's bind: $TRY_OUT"
 rmns_run slv 10 cat "$S/r/f" || fail "slv's bind: $TRY_OUT"
 [ "$TRY_OUT" = two ] || fail "slv's bind reads '$TRY_OUT'"
 
-for n in peer slv; do
-	eval "pid=\$RMNS_PID_$n"
-	kill -TERM "$pid"
-	wait_pid "$pid" 10 || fail "namespace $n did not end"
-done
+rmns_stop peer slv
 # The host's copy of peer's bind holds the instance too.
 umount "$S/b" || fail "cannot unmount the host's copy of peer's bind"
 fk_umount_exit 0
