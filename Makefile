@@ -1,20 +1,23 @@
 # Thin wrapper over meson. `make` builds, `make check` installs what the
-# tests need, builds and runs every test, `make demo` runs the demo,
+# tests need, builds and runs every test on this machine's kernel and in Debian 12's 6.1 and
+# 6.12 kernels under qemu (scripts/check.sh), `make demo` runs the demo,
 # `make fuzz FUZZ_TIME=SECONDS` runs each fuzzer that long (fuzz/README.md).
-# `make vmcheck` runs tests inside Debian 12's 6.1 and 6.12 kernels under qemu, `make vmshell
-# KERNEL=6.1` boots one to a shell, `make kmod` builds fuse.ko from Debian's 6.1 source with
-# kernel/patches/ and runs tests in a 6.1 guest that loads it (docs/testing.md).
+# `make hostcheck` is `make check` without the guests; `make vmcheck` runs only the guests,
+# `make vmshell KERNEL=6.1` boots one to a shell, `make kmod` builds fuse.ko from Debian's 6.1
+# source with kernel/patches/ and runs a few tests in a 6.1 guest that loads it
+# (docs/testing.md).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 60
 MESON_OPTS ?=
 VM_KERNELS ?= 6.1 6.12
+VM_JOBS ?= 1
 KERNEL ?= 6.1
 KMOD_BUILD ?= build-kmod
 KMOD_TESTS ?= 10-testfs-kill 11-baseline-enotconn 60-lxcfs-kill
 
-.PHONY: all deps check demo bench clean install fuzz fuzz-build vmcheck vmshell vmdeps kmod
+.PHONY: all deps check hostcheck demo bench clean install fuzz fuzz-build vmcheck vmshell vmdeps kmod
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -26,12 +29,17 @@ $(BUILD)/build.ninja:
 deps:
 	scripts/install-deps.sh test
 
-# The whole suite runs twice: on the normal build, then on an ASan+UBSan build where any
-# sanitizer report fails the test that triggered it. The normal build's run includes a short
-# run of the fuzzers (tests/integration/70-fuzz-short.sh, in build-fuzz).
-check: deps all $(ASAN_BUILD)/build.ninja
+# The whole suite runs on the normal build, then on an ASan+UBSan build where any sanitizer
+# report fails the test that triggered it (the normal build's run includes a short run of the
+# fuzzers, tests/integration/70-fuzz-short.sh, in build-fuzz), then in each kernel of
+# VM_KERNELS (the 6.1 guest on a fuse.ko built here), VM_JOBS guests side by side.
+check: vmdeps all $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	tests/run-tests.sh $(BUILD) && tests/run-tests.sh $(ASAN_BUILD)
+	VM_JOBS=$(VM_JOBS) scripts/check.sh $(BUILD) $(ASAN_BUILD) $(KMOD_BUILD) $(VM_KERNELS)
+
+hostcheck: deps all $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	scripts/check.sh $(BUILD) $(ASAN_BUILD) $(KMOD_BUILD)
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
@@ -56,9 +64,10 @@ bench: all
 	bench/run.sh $(BUILD)
 	bench/remount.sh $(BUILD)
 
-# Not part of check: a guest under TCG runs the tests about 20 times slower than the host.
+# Only the guests of make check: the 6.1 guest loads a fuse.ko built from kernel/patches/.
 vmcheck: vmdeps all
-	VM_BUILD=$(BUILD) vm/run.sh $(VM_KERNELS)
+	kernel/build-kmod.sh 6.1 $(KMOD_BUILD)
+	VM_BUILD=$(BUILD) VM_KMOD=$(KMOD_BUILD)/fuse.ko VM_JOBS=$(VM_JOBS) vm/run.sh $(VM_KERNELS)
 
 vmshell: vmdeps all
 	VM_BUILD=$(BUILD) vm/run.sh --shell $(KERNEL)

@@ -132,7 +132,7 @@ show_log() {
 
 # run_one NAME TIMEOUT KIND COMMAND...: KIND is unit or integration.
 run_one() {
-	local name=$1 limit=$2 kind=$3 logf rc reason leftovers why
+	local name=$1 limit=$2 kind=$3 logf rc reason leftovers why t0=$SECONDS took
 	shift 3
 	logf=$LOG_DIR/$name.log
 
@@ -192,14 +192,15 @@ run_one() {
 		rc=96
 	fi
 
+	took="($((SECONDS - t0)) s)"
 	case $rc in
 	0)
-		echo "PASS $name"
+		echo "PASS $name $took"
 		passed=$((passed + 1))
 		;;
 	77)
 		reason=$(sed -n 's/^SKIP: //p' "$logf" | tail -n 1)
-		echo "SKIP $name: ${reason:-no reason given}"
+		echo "SKIP $name $took: ${reason:-no reason given}"
 		skipped=$((skipped + 1))
 		;;
 	*)
@@ -211,7 +212,7 @@ run_one() {
 		99) why="left mounts behind" ;;
 		*) why="exit status $rc" ;;
 		esac
-		echo "FAIL $name"
+		echo "FAIL $name $took"
 		show_log "$name" "$why" "$logf"
 		failed=$((failed + 1))
 		;;

@@ -19,6 +19,11 @@
 #   VM_ACCEL    tcg, kvm or auto (default): auto boots a probe with KVM first, 10 s at most,
 #               and uses TCG unless the probe reached its init
 #   VM_MEM, VM_SMP     the guest's memory and CPUs (default 2G, 2)
+#   VM_JOBS     how many guests boot side by side (default 1); their consoles interleave,
+#               each line prefixed with its kernel line. Under TCG a busy guest keeps two
+#               host CPUs busy: on a 2-CPU machine two guests at once doubled the CPU-bound
+#               tests' time and pushed two of them past their limits (docs/testing.md)
+#   VM_CPU      qemu's -cpu under TCG (default max; qemu64 made 10-testfs-kill 35% slower)
 #   VM_TIMEOUT  seconds before a guest is killed (default: 300 plus the time limits of the
 #               selected tests, which run-tests.sh enforces inside)
 #   VM_KMOD     a fuse.ko to load instead of the image's own, in the guests of the kernel it
@@ -56,11 +61,16 @@ fi
 
 WORK=$(mktemp -d /tmp/fusekeeper-vm.XXXXXX) || exit 1
 QPID=
+declare -A BOOTER
 cleanup() {
-	if [ -n "$QPID" ]; then
-		kill -TERM "$QPID" 2>/dev/null
-		wait "$QPID" 2>/dev/null
-	fi
+	local p
+	# A guest booted here, or the subshells that boot guests side by side (each kills its own).
+	for p in $QPID "${BOOTER[@]}"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in $QPID "${BOOTER[@]}"; do
+		wait "$p" 2>/dev/null
+	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -163,7 +173,7 @@ kmod_into() {
 
 # qemu ACCEL LOGDIR INITRD: the command line, in the QEMU array.
 qemu_cmd() {
-	local accel=$1 logdir=$2 initrd=$3 cpu=max
+	local accel=$1 logdir=$2 initrd=$3 cpu=${VM_CPU:-max}
 	[ "$accel" = kvm ] && cpu=host
 	# shellcheck disable=SC2054 # the commas are qemu's
 	QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -accel "$accel" -cpu "$cpu"
@@ -216,35 +226,40 @@ kvm_works() {
 }
 
 ACCEL=${VM_ACCEL:-auto}
-tp=0 tf=0 ts=0 bad=0
-declare -a REPORT
-for line in "${LINES[@]}"; do
-	t0=$SECONDS
-	guest=$("$VM_DIR/build-guest.sh" "$line") || {
-		REPORT+=("$line: the guest could not be built")
-		bad=1
-		tf=$((tf + 1))
-		continue
-	}
+
+# Each line's guest is built first, one after the other (cheap once cached); the guests then
+# boot VM_JOBS at a time and their results are read in the lines' order.
+declare -A G_VARS G_PREP
+prepare() {
+	local line=$1 t0=$SECONDS guest
+	guest=$("$VM_DIR/build-guest.sh" "$line") || return 1
+	G_VARS[$line]=$guest
+	G_PREP[$line]=$((SECONDS - t0))
 	eval "$guest"
-	t1=$SECONDS
 	if [ "$ACCEL" = auto ]; then
 		KVM_WHY=
 		if kvm_works; then ACCEL=kvm; else ACCEL=tcg; fi
 		vm_log "accelerator: $ACCEL ($KVM_WHY)"
 	fi
-	logdir=$LOGS/vm-$line
+}
+
+# boot LINE: runs that guest to the end; its logs go to LOGS/vm-LINE. Runs in a subshell of
+# its own when guests boot side by side (its exit trap kills its qemu).
+boot() {
+	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 limit qrc t0=$SECONDS
+	eval "${G_VARS[$line]}"
 	rm -rf "$logdir"
-	mkdir -p "$logdir"
-	proj_cpio "$line" "$WORK/proj.cpio"
-	cat "$BASE" "$WORK/proj.cpio" >"$WORK/initrd.cpio"
-	qemu_cmd "$ACCEL" "$logdir" "$WORK/initrd.cpio"
+	mkdir -p "$logdir" "$w"
+	WORK=$w proj_cpio "$line" "$w/proj.cpio"
+	cat "$BASE" "$w/proj.cpio" >"$w/initrd.cpio"
+	rm -f "$w/proj.cpio"
+	qemu_cmd "$ACCEL" "$logdir" "$w/initrd.cpio"
 	printf '%s %s %s\n' "$KABI" "$KVER" "$ACCEL" >"$logdir/kernel"
 
 	if [ "$MODE" = shell ]; then
 		vm_log "booting $KABI ($KVER) to a shell; Ctrl-A X quits"
 		"${QEMU[@]}"
-		exit $?
+		return
 	fi
 
 	limit=${VM_TIMEOUT:-$((300 + $(tests_time)))}
@@ -254,10 +269,17 @@ for line in "${LINES[@]}"; do
 	wait "$QPID"
 	qrc=$?
 	QPID=
-	t2=$SECONDS
-	echo "$((t1 - t0)) $((t2 - t1))" >"$logdir/seconds"
+	rm -f "$w/initrd.cpio"
+	echo "${G_PREP[$line]} $((SECONDS - t0))" >"$logdir/seconds"
+	echo "$qrc $limit" >"$w/qemu-status"
+}
 
+# report LINE: unpacks what the guest sent back and prints its summary to $WORK/LINE/summary.
+report() {
+	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 res qrc=none limit=unknown why summary
+	eval "${G_VARS[$line]}"
 	res=$logdir/results.txt
+	[ -f "$w/qemu-status" ] && read -r qrc limit <"$w/qemu-status"
 	if grep -q '^FKVM-LOGS-END' "$res" 2>/dev/null; then
 		tr -d '\r' <"$res" | sed -n '/^FKVM-LOGS-BEGIN$/,/^FKVM-LOGS-END$/p' | sed '1d;$d' |
 			base64 -d | tar -C "$logdir" -xzf - || vm_log "$line: the guest's logs could not be unpacked"
@@ -273,6 +295,55 @@ for line in "${LINES[@]}"; do
 		echo "---- end ----"
 		summary=none
 	fi
+	echo "$summary" >"$w/summary"
+	vm_log "$KABI: guest ready in ${G_PREP[$line]} s, boot and tests took $(cut -d' ' -f2 "$logdir/seconds" 2>/dev/null) s; logs in $logdir"
+}
+
+tp=0 tf=0 ts=0 bad=0
+declare -a REPORT READY
+for line in "${LINES[@]}"; do
+	if prepare "$line"; then
+		READY+=("$line")
+	else
+		REPORT+=("$line: the guest could not be built")
+		bad=1
+		tf=$((tf + 1))
+	fi
+done
+
+if [ "$MODE" = shell ]; then
+	[ ${#READY[@]} -eq 1 ] || exit 1
+	boot "${READY[0]}"
+	exit $?
+fi
+
+JOBS=${VM_JOBS:-1}
+running=()
+for line in "${READY[@]}"; do
+	if [ "$JOBS" -le 1 ]; then
+		boot "$line"
+		continue
+	fi
+	while [ ${#running[@]} -ge "$JOBS" ]; do
+		wait -n "${running[@]}"
+		alive=()
+		for p in "${running[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+		running=("${alive[@]}")
+	done
+	(
+		QPID=
+		trap '[ -n "$QPID" ] && kill -TERM "$QPID" 2>/dev/null' EXIT
+		trap 'exit 143' TERM
+		boot "$line"
+	) &
+	BOOTER[$line]=$!
+	running+=("$!")
+done
+for line in "${READY[@]}"; do
+	[ -n "${BOOTER[$line]:-}" ] && wait "${BOOTER[$line]}"
+	report "$line"
+	summary=$(cat "$WORK/$line/summary")
+	eval "${G_VARS[$line]}"
 	if [[ $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
 		tp=$((tp + BASH_REMATCH[1]))
 		tf=$((tf + BASH_REMATCH[2]))
@@ -280,11 +351,10 @@ for line in "${LINES[@]}"; do
 		[ "${BASH_REMATCH[2]}" = 0 ] || bad=1
 		REPORT+=("$KABI: $summary")
 	else
-		REPORT+=("$KABI: no results (the guest failed; see $logdir/console.log)")
+		REPORT+=("$KABI: no results (the guest failed; see $LOGS/vm-$line/console.log)")
 		tf=$((tf + 1))
 		bad=1
 	fi
-	vm_log "$KABI: guest ready in $((t1 - t0)) s, boot and tests took $((t2 - t1)) s; logs in $logdir"
 done
 
 for r in "${REPORT[@]}"; do
