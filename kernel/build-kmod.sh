@@ -7,13 +7,21 @@
 #      version, linux-source-LINE, linux-headers-ABI, linux-headers-ABI-common (whose
 #      name drops the flavour) and linux-kbuild-LINE into the kernel's cache directory;
 #   2. takes fs/fuse and include/uapi/linux/fuse.h out of the source tarball (kept in the
-#      cache, pristine) into OUTDIR/tree, and applies kernel/patches/*.patch in name order
-#      there with patch -p1 (paths as in the kernel tree: a/fs/fuse/..., a/include/uapi/...);
+#      cache, pristine) into OUTDIR/tree, and the source's own scripts/checkpatch.pl with the
+#      files it reads beside it into the cache (both once per kernel version); runs
+#      checkpatch.pl --strict on every patch of kernel/patches/*.patch and fails if any
+#      reports an ERROR (warnings and checks are printed: kernel/patches/README.md says
+#      which are accepted), then applies them in name order with patch -p1 (paths as in
+#      the kernel tree: a/fs/fuse/..., a/include/uapi/...). A cover letter
+#      (0000-cover-letter.patch) holds no diff and is neither checked nor applied;
 #   3. unpacks the headers into OUTDIR/headers, puts the patched uapi fuse.h in them, and
 #      runs make -C HEADERS M=OUTDIR/tree/fs/fuse with a Kbuild that adds fk_build.c: a
 #      MODULE_VERSION ("fk-" and a hash of the patches) and a "fusekeeper" modinfo field, so
 #      that a guest can tell this module from the image's own (its /sys/module/fuse/version).
 # Nothing is installed on the host and nothing fetched lands in the source tree.
+#
+# KMOD_PATCHES=DIR takes the series from DIR instead of kernel/patches, e.g. a copy of
+# its first N patches, to check that every prefix of the series builds on its own.
 set -euo pipefail
 # shellcheck source=vm/lib.sh
 . "$(dirname "$0")/../vm/lib.sh"
@@ -22,9 +30,11 @@ set -euo pipefail
 line=$1
 mkdir -p "$2"
 OUT=$(cd "$2" && pwd)
-PATCHES=$VM_SRCDIR/kernel/patches
+PATCHES=${KMOD_PATCHES:-$VM_SRCDIR/kernel/patches}
+[ -d "$PATCHES" ] || vm_die "KMOD_PATCHES=$PATCHES is not a directory"
+PATCHES=$(cd "$PATCHES" && pwd)
 [ "$(id -u)" = 0 ] || vm_die "must run as root (apt-get download into $VM_CACHE)"
-for c in make gcc patch xz; do
+for c in make gcc patch xz perl; do
 	command -v "$c" >/dev/null || vm_die "$c is missing (scripts/install-deps.sh vm)"
 done
 
@@ -48,12 +58,63 @@ if [ ! -f "$src/.done" ]; then
 			"linux-source-$line/fs/fuse" "linux-source-$line/include/uapi/linux/fuse.h"
 	: >"$src/.done"
 fi
+# The source's own checkpatch.pl, once per kernel version. It finds spelling.txt and
+# const_structs.checkpatch beside itself, and ../Documentation/dev-tools/checkpatch.rst
+# for --verbose; it needs nothing else of the tree with --no-tree.
+cpdir=$KDIR/checkpatch
+if [ ! -f "$cpdir/.done" ]; then
+	vm_log "extracting scripts/checkpatch.pl from linux-source-$line $KVER"
+	rm -rf "$cpdir"
+	mkdir -p "$cpdir"
+	dpkg-deb --fsys-tarfile "$KDIR/linux-source-${line}_"*.deb |
+		tar -xOf - "./usr/src/linux-source-$line.tar.xz" |
+		tar -xJf - -C "$cpdir" --strip-components=1 \
+			"linux-source-$line/scripts/checkpatch.pl" \
+			"linux-source-$line/scripts/spelling.txt" \
+			"linux-source-$line/scripts/const_structs.checkpatch" \
+			"linux-source-$line/Documentation/dev-tools/checkpatch.rst"
+	: >"$cpdir/.done"
+fi
+
+series=()
+for p in "$PATCHES"/*.patch; do
+	[ -f "$p" ] || continue
+	# The cover letter explains the series and changes nothing.
+	[ "$(basename "$p")" = 0000-cover-letter.patch ] && continue
+	series+=("$p")
+done
+
+# checkpatch.pl --strict on each patch: an ERROR fails the build, warnings and checks are
+# shown. --no-tree: only fs/fuse is here; GIT_DIR: checkpatch must not read the git
+# repository it happens to run in (it looks up commit IDs and caches CamelCase there).
+bad=()
+for p in ${series[@]+"${series[@]}"}; do
+	name=${p#"$VM_SRCDIR"/}
+	rc=0
+	report=$(cd "$cpdir" && GIT_DIR=/nonexistent perl scripts/checkpatch.pl --strict \
+		--no-tree --no-color --show-types --quiet "$p" 2>&1) || rc=$?
+	if [ "$rc" = 0 ] && [ -z "$report" ]; then
+		vm_log "checkpatch $name: 0 errors, 0 warnings, 0 checks"
+		continue
+	fi
+	total=$(sed -n 's/^total: \([0-9]*\) errors, \([0-9]*\) warnings, \([0-9]*\) checks.*/\1 \2 \3/p' <<<"$report")
+	if [ -z "$total" ]; then
+		printf '%s\n' "$report" >&2
+		vm_die "checkpatch.pl did not run on $name (exit status $rc)"
+	fi
+	read -r nerr nwarn nchk <<<"$total"
+	printf '%s\n' "$report" | sed '/^total: /d' >&2
+	vm_log "checkpatch $name: $nerr errors, $nwarn warnings, $nchk checks"
+	[ "$nerr" = 0 ] || bad+=("$name")
+done
+[ ${#bad[@]} -eq 0 ] ||
+	vm_die "checkpatch.pl --strict reports errors in ${bad[*]} (see above); kernel/patches/README.md says what must be clean"
+
 rm -rf "$OUT/tree" "$OUT/headers" "$OUT/fuse.ko"
 mkdir -p "$OUT/tree"
 cp -a "$src/fs" "$src/include" "$OUT/tree/"
 applied=()
-for p in "$PATCHES"/*.patch; do
-	[ -f "$p" ] || continue
+for p in ${series[@]+"${series[@]}"}; do
 	vm_log "applying ${p#"$VM_SRCDIR"/}"
 	patch -p1 -s --no-backup-if-mismatch -d "$OUT/tree" <"$p" ||
 		vm_die "${p#"$VM_SRCDIR"/} does not apply to linux-source-$line $KVER (only fs/fuse and include/uapi/linux/fuse.h are here)"
