@@ -23,6 +23,9 @@
 #               each line prefixed with its kernel line. Under TCG a busy guest keeps two
 #               host CPUs busy: on a 2-CPU machine two guests at once doubled the CPU-bound
 #               tests' time and pushed two of them past their limits (docs/testing.md)
+#   VM_TIMEOUT_SCALE   multiplies every test's time limit inside the guests (run-tests.sh's
+#               FK_TIMEOUT_SCALE): default 3 under TCG, 1 with KVM. The limits are hang guards
+#               sized for the host; under TCG CPU-bound tests run 10 to 20 times slower
 #   VM_CPU      qemu's -cpu under TCG (default max; qemu64 made 10-testfs-kill 35% slower)
 #   VM_TIMEOUT  seconds before a guest is killed (default: 300 plus the time limits of the
 #               selected tests, which run-tests.sh enforces inside)
@@ -48,6 +51,7 @@ for l in "$@"; do
 done
 [ ${#LINES[@]} -gt 0 ] || LINES=(6.1 6.12)
 [[ ${VM_JOBS:-1} =~ ^[1-9][0-9]*$ ]] || vm_die "VM_JOBS=${VM_JOBS}: not a positive number"
+[[ ${VM_TIMEOUT_SCALE:-1} =~ ^[1-9][0-9]*$ ]] || vm_die "VM_TIMEOUT_SCALE=${VM_TIMEOUT_SCALE}: not a whole number >= 1"
 [[ ${VM_DEADLINE:-0} =~ ^[0-9]+$ ]] || vm_die "VM_DEADLINE=${VM_DEADLINE}: not a time in seconds since the epoch"
 
 [ "$(id -u)" = 0 ] || vm_die "must run as root"
@@ -102,7 +106,7 @@ tests_time() {
 		*.sh) limit=$(sed -n '1,20s/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1) ;;
 		*) limit=120 ;;
 		esac
-		total=$((total + ${limit:-300}))
+		total=$((total + ${limit:-300} * SCALE))
 	done
 	echo "$total"
 }
@@ -140,8 +144,8 @@ proj_cpio() {
 	} >"$st/etc/inittab"
 	# The tests run with the open-file limits of the shell that started this (a guest's init
 	# starts with the kernel's 1024/4096; some tests need more, as they have on the host).
-	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\n' "$MODE" "$TESTS" "$line" \
-		"$(ulimit -Sn) $(ulimit -Hn)" >"$st/fk/vm.conf"
+	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\nFK_TIMEOUT_SCALE=%q\n' \
+		"$MODE" "$TESTS" "$line" "$(ulimit -Sn) $(ulimit -Hn)" "$SCALE" >"$st/fk/vm.conf"
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
 	cp "$BUILD/fusekeeper" "$st/fk/build/"
@@ -256,6 +260,8 @@ prepare() {
 boot() {
 	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 limit left qrc t0=$SECONDS
 	eval "${G_VARS[$line]}"
+	SCALE=${VM_TIMEOUT_SCALE:-3}
+	[ "$ACCEL" = kvm ] && SCALE=${VM_TIMEOUT_SCALE:-1}
 	rm -rf "$logdir"
 	mkdir -p "$logdir" "$w"
 	proj_cpio "$line" "$w/proj" "$w/proj.cpio"
