@@ -39,7 +39,7 @@ check: vmdeps all $(ASAN_BUILD)/build.ninja
 
 hostcheck: deps all $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	scripts/check.sh $(BUILD) $(ASAN_BUILD) $(KMOD_BUILD)
+	scripts/check.sh --host-only $(BUILD) $(ASAN_BUILD) $(KMOD_BUILD)
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
@@ -66,8 +66,7 @@ bench: all
 
 # Only the guests of make check: the 6.1 guest loads a fuse.ko built from kernel/patches/.
 vmcheck: vmdeps all
-	kernel/build-kmod.sh 6.1 $(KMOD_BUILD)
-	VM_BUILD=$(BUILD) VM_KMOD=$(KMOD_BUILD)/fuse.ko VM_JOBS=$(VM_JOBS) vm/run.sh $(VM_KERNELS)
+	VM_JOBS=$(VM_JOBS) scripts/check.sh --guests-only $(BUILD) $(ASAN_BUILD) $(KMOD_BUILD) $(VM_KERNELS)
 
 vmshell: vmdeps all
 	VM_BUILD=$(BUILD) vm/run.sh --shell $(KERNEL)

@@ -507,7 +507,7 @@ lost_report=$(awk '
 	END { print "warned " lost_warned + 0; print "silent " lost_silent + 0 }' "$KEEPER_LOG")
 n_lost_warned=$(echo "$lost_report" | sed -n 's/^warned //p')
 n_lost_silent=$(echo "$lost_report" | sed -n 's/^silent //p')
-if echo "$lost_report" | grep -q '^unexplained: '; then
+if grep -q '^unexplained: ' <<<"$lost_report"; then
 	fail "recoveries lost nodes, handles or writes: $(echo "$lost_report" | grep '^unexplained: ')"
 fi
 warnings=$(grep -E 'warning: |error: ' "$KEEPER_LOG" | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn)

@@ -7,19 +7,40 @@
 #      kernel/patches/ (kernel/build-kmod.sh), then vm/run.sh boots Debian 12's kernels under
 #      qemu and runs vm/tests.list in each, the 6.1 guest on that module.
 #
-# Every part runs even if an earlier one failed, so that one run shows everything. The last
-# lines are one summary per part and the total, "N passed, N failed, N skipped"; the exit
-# status is 0 only if nothing failed.
+# Every part runs even if an earlier one failed, so that one run shows everything; an
+# interrupt (INT, TERM, HUP) ends the whole run. The last lines are one summary per part and
+# the total, "N passed, N failed, N skipped"; the exit status is 0 only if nothing failed.
 #
-# Usage: scripts/check.sh BUILD ASAN_BUILD KMOD_BUILD [KERNEL_LINE...]
-#   With no kernel lines the guests are left out (said so in the summary); the Makefile
-#   passes VM_KERNELS (default "6.1 6.12"). VM_JOBS (default 1) guests boot side by side.
+# Usage: scripts/check.sh [--host-only | --guests-only] BUILD ASAN_BUILD KMOD_BUILD [LINE...]
+#   LINE: kernel lines for the guests (the Makefile passes VM_KERNELS, default "6.1 6.12").
+# Environment:
+#   VM_JOBS           guests booted side by side (default 1; see vm/run.sh)
+#   CHECK_BUDGET      seconds the whole run may take (default 4800 under CI, where the job
+#                     has 90 minutes in all, else unlimited): a guest gets only what is left
+#                     of it and one that cannot start in time counts as a failure, so that the
+#                     run still ends with its summary instead of being killed
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
-[ $# -ge 3 ] || { echo "usage: $0 BUILD ASAN_BUILD KMOD_BUILD [KERNEL_LINE...]" >&2; exit 2; }
+parts_wanted=host+guests
+case ${1:-} in
+--host-only) parts_wanted=host; shift ;;
+--guests-only) parts_wanted=guests; shift ;;
+esac
+[ $# -ge 3 ] || {
+	echo "usage: $0 [--host-only | --guests-only] BUILD ASAN_BUILD KMOD_BUILD [KERNEL_LINE...]" >&2
+	exit 2
+}
 build=$1 asan=$2 kmod=$3
 shift 3
+
+budget=${CHECK_BUDGET:-}
+[ -z "$budget" ] && [ -n "${CI:-}" ] && budget=4800
+deadline=0
+if [ -n "$budget" ]; then
+	[[ $budget =~ ^[0-9]+$ ]] || { echo "check: CHECK_BUDGET=$budget: not a number of seconds" >&2; exit 2; }
+	deadline=$(($(date +%s) + budget))
+fi
 
 tp=0 tf=0 ts=0
 parts=()
@@ -41,38 +62,76 @@ part() {
 }
 
 tmp=$(mktemp -d /tmp/fusekeeper-check.XXXXXX) || exit 1
+child=
+# A signal ends the whole run: the part running is told too (run-tests.sh and vm/run.sh end
+# their own children and mounts), and waited for.
+stop() {
+	echo "check: $1" >&2
+	if [ -n "$child" ]; then
+		kill -TERM "$child" 2>/dev/null
+		wait "$child"
+	fi
+	exit "$2"
+}
 trap 'rm -rf "$tmp"' EXIT
+trap 'stop interrupted 130' INT
+trap 'stop terminated 143' TERM
+trap 'stop "hung up" 129' HUP
+
+# run OUT COMMAND...: runs COMMAND in the background (so that a signal reaches this script at
+# once), its output shown as it comes and kept in OUT; returns COMMAND's exit status.
+run() {
+	local out=$1 shower rc
+	shift
+	"$@" >"$out" 2>&1 </dev/null &
+	child=$!
+	tail -n +1 -f --pid="$child" "$out" &
+	shower=$!
+	wait "$child"
+	rc=$?
+	child=
+	wait "$shower"
+	return "$rc"
+}
 
 t0=$SECONDS
-echo "==== host kernel $(uname -r): $build ===="
-tests/run-tests.sh "$build" | tee "$tmp/host"
-part "host, $build" "$tmp/host"
+if [ "$parts_wanted" != guests ]; then
+	echo "==== host kernel $(uname -r): $build ===="
+	run "$tmp/host" tests/run-tests.sh "$build"
+	part "host, $build" "$tmp/host"
 
-echo "==== host kernel $(uname -r): $asan (ASan+UBSan) ===="
-tests/run-tests.sh "$asan" | tee "$tmp/asan"
-part "host, $asan" "$tmp/asan"
+	echo "==== host kernel $(uname -r): $asan (ASan+UBSan) ===="
+	run "$tmp/asan" tests/run-tests.sh "$asan"
+	part "host, $asan" "$tmp/asan"
+fi
 t1=$SECONDS
 
-if [ $# -gt 0 ]; then
+if [ "$parts_wanted" = host ]; then
+	parts+=("guests: not run (make hostcheck)")
+elif [ $# -eq 0 ]; then
+	parts+=("guests: not run (VM_KERNELS is empty)")
+else
 	echo "==== guests: $* ===="
 	kmod_env=()
 	case " $* " in
 	*" 6.1 "*)
-		if kernel/build-kmod.sh 6.1 "$kmod"; then
+		if run "$tmp/kmod" kernel/build-kmod.sh 6.1 "$kmod"; then
 			kmod_env=(VM_KMOD="$kmod/fuse.ko")
 		else
 			echo "check: fuse.ko could not be built from linux-source-6.1 (above); the 6.1 guest loads the image's own"
 			tf=$((tf + 1))
-			parts+=("make kmod: fuse.ko not built (counted as 1 failure)")
+			parts+=("fuse.ko for 6.1: not built (counted as 1 failure)")
 		fi
 		;;
 	esac
-	env "${kmod_env[@]}" VM_BUILD="$build" VM_JOBS="${VM_JOBS:-1}" vm/run.sh "$@" | tee "$tmp/vm"
+	run "$tmp/vm" env "${kmod_env[@]}" VM_BUILD="$build" VM_JOBS="${VM_JOBS:-1}" \
+		VM_DEADLINE="$deadline" vm/run.sh "$@"
 	part "guests" "$tmp/vm"
-	# run.sh's closing lines: one per kernel ("6.1.0-57-amd64: ..." or "6.1: ...").
-	while IFS= read -r l; do parts+=("  $l"); done < <(grep -E '^[0-9][^ ]*: ' "$tmp/vm")
-else
-	parts+=("guests: not run (VM_KERNELS is empty)")
+	# run.sh's closing lines, one per kernel: "6.1.0-57-amd64: N passed, ..." or
+	# "...: no results ..." or "6.1: the guest could not be built".
+	while IFS= read -r l; do
+		parts+=("  $l")
+	done < <(grep -E '^[0-9][^ ]*: ([0-9]+ passed|no results|the guest could not be built)' "$tmp/vm")
 fi
 t2=$SECONDS
 

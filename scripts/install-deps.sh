@@ -22,7 +22,7 @@ demo) pkgs="$pkgs procps" ;;
 bench) pkgs="$pkgs procps" ;;
 fuzz) pkgs="$pkgs $fuzz_pkgs" ;;
 vm) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl
-	qemu-system-x86 busybox-static cpio xz-utils zstd kmod bc flex bison libelf-dev libssl-dev $fuzz_pkgs" ;;
+	qemu-system-x86 busybox-static cpio xz-utils zstd kmod patch bc flex bison libelf-dev libssl-dev $fuzz_pkgs" ;;
 *) echo "usage: $0 build|test|demo|bench|fuzz|vm" >&2; exit 2 ;;
 esac
 

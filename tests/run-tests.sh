@@ -8,8 +8,11 @@
 # Exit status of a test: 0 pass, 77 skipped (the script prints "SKIP: reason"),
 # anything else fails.  A unit test also fails if it printed a "not ok" line.
 # An integration test declares its time limit with a "# timeout: N" line in its
-# header (default 300 s).  After each test no mount may remain under the
-# tests' temp root: a leftover one fails the test and is unmounted.
+# header (default 300 s; unit tests 120 s); FK_TIMEOUT_SCALE (a whole number,
+# default 1) multiplies every limit: vm/run.sh sets it in guests emulated
+# under TCG, where CPU-bound tests run 10 to 20 times slower.  After each test
+# no mount may remain under the tests' temp root: a leftover one fails the test
+# and is unmounted.
 # Optional NAME-GLOBs select tests by name (e.g. '1*' or test_relay).
 set -u
 
@@ -77,6 +80,11 @@ BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || {
 shift
 export BUILD_DIR
 SELECT=("$@")
+SCALE=${FK_TIMEOUT_SCALE:-1}
+if ! [[ $SCALE =~ ^[1-9][0-9]*$ ]]; then
+	echo "run-tests.sh: FK_TIMEOUT_SCALE=$SCALE is not a whole number >= 1" >&2
+	exit 2
+fi
 DEFAULT_TIMEOUT=300
 UNIT_TIMEOUT=120
 
@@ -132,7 +140,7 @@ show_log() {
 
 # run_one NAME TIMEOUT KIND COMMAND...: KIND is unit or integration.
 run_one() {
-	local name=$1 limit=$2 kind=$3 logf rc reason leftovers why t0=$SECONDS took
+	local name=$1 limit=$(($2 * SCALE)) kind=$3 logf rc reason leftovers why t0=$SECONDS took
 	shift 3
 	logf=$LOG_DIR/$name.log
 

@@ -59,7 +59,7 @@ fi
 
 missing=
 for p in $GUEST_PACKAGES busybox-static cpio; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+	[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"ok installed"* ]] || missing="$missing $p"
 done
 [ -z "$missing" ] || vm_die "missing Debian packages:$missing (scripts/install-deps.sh vm)"
 

@@ -31,6 +31,26 @@ _vm_candidate() {
 	apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2; exit }'
 }
 
+# Kernel packages are replaced by security updates and the old versions leave the mirror:
+# apt's lists older than a day (or none) are refreshed first, so that the version chosen can
+# still be downloaded. Once per run (VM_LISTS_FRESH), as root; offline, the old lists stay.
+_vm_fresh_lists() {
+	[ -n "${VM_LISTS_FRESH:-}" ] && return 0
+	export VM_LISTS_FRESH=1
+	[ "$(id -u)" = 0 ] || return 0
+	# apt keeps a list's file (and its date) when the mirror has nothing newer: the stamp in
+	# the cache says when it last asked.
+	[ -n "$(find "$VM_CACHE/apt-updated" -mmin -1440 2>/dev/null)" ] && return 0
+	[ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -n 1)" ] &&
+		return 0
+	vm_log "apt's package lists are more than a day old: apt-get update"
+	if apt-get update -qq >&2; then
+		mkdir -p "$VM_CACHE" && : >"$VM_CACHE/apt-updated"
+	else
+		vm_log "apt-get update failed: resolving kernels with the old lists"
+	fi
+}
+
 # vm_resolve LINE: the newest amd64 image of kernel line LINE that apt knows, chosen by
 # package version among the images of that line (linux-image-6.1.0-N-amd64,
 # linux-image-6.12.M+deb12-amd64; not -cloud, -rt, -unsigned or -dbg). Versions move
@@ -38,6 +58,7 @@ _vm_candidate() {
 # newest image of that line already in the cache is used.
 vm_resolve() {
 	local line=$1 re name ver best='' bestver='' d
+	_vm_fresh_lists
 	re="^linux-image-${line//./\\.}\\.[0-9][^-]*(-[0-9]+)?-amd64\$"
 	while read -r name; do
 		[[ $name =~ $re ]] || continue

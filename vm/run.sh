@@ -23,6 +23,9 @@
 #               each line prefixed with its kernel line. Under TCG a busy guest keeps two
 #               host CPUs busy: on a 2-CPU machine two guests at once doubled the CPU-bound
 #               tests' time and pushed two of them past their limits (docs/testing.md)
+#   VM_TIMEOUT_SCALE   multiplies every test's time limit inside the guests (run-tests.sh's
+#               FK_TIMEOUT_SCALE): default 3 under TCG, 1 with KVM. The limits are hang guards
+#               sized for the host; under TCG CPU-bound tests run 10 to 20 times slower
 #   VM_CPU      qemu's -cpu under TCG (default max; qemu64 made 10-testfs-kill 35% slower)
 #   VM_TIMEOUT  seconds before a guest is killed (default: 300 plus the time limits of the
 #               selected tests, which run-tests.sh enforces inside)
@@ -42,8 +45,14 @@ if [ "${1:-}" = --shell ]; then
 	shift
 	[ $# -eq 1 ] || { echo "usage: $0 --shell LINE" >&2; exit 2; }
 fi
-LINES=("$@")
+LINES=()
+for l in "$@"; do
+	case " ${LINES[*]} " in *" $l "*) ;; *) LINES+=("$l") ;; esac
+done
 [ ${#LINES[@]} -gt 0 ] || LINES=(6.1 6.12)
+[[ ${VM_JOBS:-1} =~ ^[1-9][0-9]*$ ]] || vm_die "VM_JOBS=${VM_JOBS}: not a positive number"
+[[ ${VM_TIMEOUT_SCALE:-1} =~ ^[1-9][0-9]*$ ]] || vm_die "VM_TIMEOUT_SCALE=${VM_TIMEOUT_SCALE}: not a whole number >= 1"
+[[ ${VM_DEADLINE:-0} =~ ^[0-9]+$ ]] || vm_die "VM_DEADLINE=${VM_DEADLINE}: not a time in seconds since the epoch"
 
 [ "$(id -u)" = 0 ] || vm_die "must run as root"
 command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 is missing (scripts/install-deps.sh vm)"
@@ -64,7 +73,8 @@ QPID=
 declare -A BOOTER
 cleanup() {
 	local p
-	# A guest booted here, or the subshells that boot guests side by side (each kills its own).
+	# A guest booted here, or the subshells still booting guests side by side (each kills
+	# and waits for its own qemu); BOOTER only holds those not waited for yet.
 	for p in $QPID "${BOOTER[@]}"; do
 		kill -TERM "$p" 2>/dev/null
 	done
@@ -76,6 +86,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # The selected tests' own time limits, added up: run-tests.sh enforces each inside.
 tests_time() {
@@ -95,15 +106,16 @@ tests_time() {
 		*.sh) limit=$(sed -n '1,20s/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1) ;;
 		*) limit=120 ;;
 		esac
-		total=$((total + ${limit:-300}))
+		total=$((total + ${limit:-300} * SCALE))
 	done
 	echo "$total"
 }
 
-# proj_cpio LINE OUT: the per-boot part of the initramfs: /init, the inittab, the tests and
-# the build, the libraries they need that the base lacks, and a replacement fuse.ko.
+# proj_cpio LINE STAGE OUT: the per-boot part of the initramfs, staged in the directory
+# STAGE: /init, the inittab, the tests and the build, the libraries they need that the base
+# lacks, and a replacement fuse.ko.
 proj_cpio() {
-	local line=$1 out=$2 st=$WORK/proj f lib rel
+	local line=$1 st=$2 out=$3 f lib rel
 	rm -rf "$st"
 	mkdir -p "$st/etc" "$st/fk/build/tests" "$st/fk/vm"
 	# The initramfs is rootfs, a mount without a parent, from which pivot_root(2) and
@@ -132,8 +144,8 @@ proj_cpio() {
 	} >"$st/etc/inittab"
 	# The tests run with the open-file limits of the shell that started this (a guest's init
 	# starts with the kernel's 1024/4096; some tests need more, as they have on the host).
-	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\n' "$MODE" "$TESTS" "$line" \
-		"$(ulimit -Sn) $(ulimit -Hn)" >"$st/fk/vm.conf"
+	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\nFK_TIMEOUT_SCALE=%q\n' \
+		"$MODE" "$TESTS" "$line" "$(ulimit -Sn) $(ulimit -Hn)" "$SCALE" >"$st/fk/vm.conf"
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
 	cp "$BUILD/fusekeeper" "$st/fk/build/"
@@ -246,13 +258,15 @@ prepare() {
 # boot LINE: runs that guest to the end; its logs go to LOGS/vm-LINE. Runs in a subshell of
 # its own when guests boot side by side (its exit trap kills its qemu).
 boot() {
-	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 limit qrc t0=$SECONDS
+	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 limit left qrc t0=$SECONDS
 	eval "${G_VARS[$line]}"
+	SCALE=${VM_TIMEOUT_SCALE:-3}
+	[ "$ACCEL" = kvm ] && SCALE=${VM_TIMEOUT_SCALE:-1}
 	rm -rf "$logdir"
 	mkdir -p "$logdir" "$w"
-	WORK=$w proj_cpio "$line" "$w/proj.cpio"
+	proj_cpio "$line" "$w/proj" "$w/proj.cpio"
 	cat "$BASE" "$w/proj.cpio" >"$w/initrd.cpio"
-	rm -f "$w/proj.cpio"
+	rm -rf "$w/proj" "$w/proj.cpio"
 	qemu_cmd "$ACCEL" "$logdir" "$w/initrd.cpio"
 	printf '%s %s %s\n' "$KABI" "$KVER" "$ACCEL" >"$logdir/kernel"
 
@@ -263,6 +277,17 @@ boot() {
 	fi
 
 	limit=${VM_TIMEOUT:-$((300 + $(tests_time)))}
+	# A run with a deadline (scripts/check.sh: CI's time) gives each guest what is left of it.
+	if [ "${VM_DEADLINE:-0}" -gt 0 ]; then
+		left=$((VM_DEADLINE - $(date +%s)))
+		if [ "$left" -lt 120 ]; then
+			vm_log "$KABI: not booted: the run's deadline is ${left}s away (VM_DEADLINE)"
+			echo "none deadline" >"$w/qemu-status"
+			echo "${G_PREP[$line]} 0" >"$logdir/seconds"
+			return
+		fi
+		[ "$left" -lt "$limit" ] && limit=$left
+	fi
 	vm_log "booting $KABI ($KVER, $ACCEL) to run: $TESTS (killed after ${limit}s)"
 	timeout --kill-after=10 "$limit" "${QEMU[@]}" </dev/null > >(sed -u -e 's/\r$//' -e "s/^/[$line] /") 2>"$logdir/qemu.err" &
 	QPID=$!
@@ -285,12 +310,17 @@ report() {
 			base64 -d | tar -C "$logdir" -xzf - || vm_log "$line: the guest's logs could not be unpacked"
 		summary=$(tr -d '\r' <"$res" | sed -n 's/^FKVM-SUMMARY //p')
 	else
-		case $qrc in
-		124 | 137) why="killed after ${limit}s" ;;
+		case $qrc:$limit in
+		none:deadline) why="not booted: less than 2 minutes were left before the run's deadline" ;;
+		none:*) why="not booted (the messages above say why)" ;;
+		124:* | 137:*) why="killed after ${limit}s" ;;
 		*) why="qemu exited with status $qrc" ;;
 		esac
-		echo "---- $KABI: the guest did not report its results ($why); the end of $logdir/console.log: ----"
-		tail -n 60 "$logdir/console.log" | tr -d '\r'
+		echo "---- $KABI: the guest did not report its results ($why) ----"
+		if [ -s "$logdir/console.log" ]; then
+			echo "---- the end of $logdir/console.log ----"
+			tail -n 60 "$logdir/console.log" | tr -d '\r'
+		fi
 		[ -s "$logdir/qemu.err" ] && { echo "---- qemu's stderr ----"; cat "$logdir/qemu.err"; }
 		echo "---- end ----"
 		summary=none
@@ -317,30 +347,9 @@ if [ "$MODE" = shell ]; then
 	exit $?
 fi
 
-JOBS=${VM_JOBS:-1}
-running=()
-for line in "${READY[@]}"; do
-	if [ "$JOBS" -le 1 ]; then
-		boot "$line"
-		continue
-	fi
-	while [ ${#running[@]} -ge "$JOBS" ]; do
-		wait -n "${running[@]}"
-		alive=()
-		for p in "${running[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
-		running=("${alive[@]}")
-	done
-	(
-		QPID=
-		trap '[ -n "$QPID" ] && kill -TERM "$QPID" 2>/dev/null' EXIT
-		trap 'exit 143' TERM
-		boot "$line"
-	) &
-	BOOTER[$line]=$!
-	running+=("$!")
-done
-for line in "${READY[@]}"; do
-	[ -n "${BOOTER[$line]:-}" ] && wait "${BOOTER[$line]}"
+# tally LINE: reports that guest and adds its counts to the totals.
+tally() {
+	local line=$1 summary
 	report "$line"
 	summary=$(cat "$WORK/$line/summary")
 	eval "${G_VARS[$line]}"
@@ -351,11 +360,46 @@ for line in "${READY[@]}"; do
 		[ "${BASH_REMATCH[2]}" = 0 ] || bad=1
 		REPORT+=("$KABI: $summary")
 	else
-		REPORT+=("$KABI: no results (the guest failed; see $LOGS/vm-$line/console.log)")
+		REPORT+=("$KABI: no results (see above and $LOGS/vm-$line/)")
 		tf=$((tf + 1))
 		bad=1
 	fi
-done
+}
+
+JOBS=${VM_JOBS:-1}
+if [ "$JOBS" -eq 1 ]; then
+	# One at a time: each guest is reported as soon as it ends.
+	for line in "${READY[@]}"; do
+		boot "$line"
+		tally "$line"
+	done
+else
+	running=()
+	for line in "${READY[@]}"; do
+		while [ ${#running[@]} -ge "$JOBS" ]; do
+			fin=
+			wait -n -p fin "${running[@]}"
+			[ -n "$fin" ] || break
+			keep=()
+			for p in "${running[@]}"; do [ "$p" = "$fin" ] || keep+=("$p"); done
+			running=("${keep[@]}")
+		done
+		(
+			QPID=
+			trap '[ -n "$QPID" ] && { kill -TERM "$QPID" 2>/dev/null; wait "$QPID"; }' EXIT
+			trap 'exit 143' TERM
+			trap 'exit 129' HUP
+			boot "$line"
+		) &
+		BOOTER[$line]=$!
+		running+=("$!")
+	done
+	for line in "${READY[@]}"; do
+		wait "${BOOTER[$line]}"
+		unset "BOOTER[$line]"
+		tally "$line"
+	done
+fi
 
 for r in "${REPORT[@]}"; do
 	echo "$r"

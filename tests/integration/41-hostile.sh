@@ -42,7 +42,7 @@ WAIT=2
 BOUND_MS=$((3 * (WAIT + 1) * 1000))
 KINDS=${FK_HOSTILE_KINDS:-short,lenlong,lenshort,unique,callunique,orphan,poserror,bigerror,errbody,size,noname,longname,cutrecord,notify,dup,huge}
 HANG_OPTS=()
-if "$FK" --help | grep -q -- --hang-timeout; then
+if grep -q -- --hang-timeout <<<"$("$FK" --help)"; then
 	HANG=2
 	HANG_OPTS=(--hang-timeout="$HANG")
 	[ -n "${FK_HOSTILE_KINDS:-}" ] || KINDS=$KINDS,silent

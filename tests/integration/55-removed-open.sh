@@ -56,7 +56,7 @@ hidden_in() {
 # No listing or lookup through the mount shows a hidden name.
 assert_invisible() {
 	local dir=$1 h
-	if ls -a "$M/$dir" | grep -q '^\.fusekeeper\.'; then
+	if grep -q '^\.fusekeeper\.' <<<"$(ls -a "$M/$dir")"; then
 		fail "a hidden name shows in a listing of $dir: $(ls -a "$M/$dir")"
 	fi
 	for h in $(hidden_in "$B/$dir"); do

@@ -246,7 +246,7 @@ lost_case() {
 	gate_off
 	fk_wait RECOVERED "" 30 >/dev/null || fail "no RECOVERED"
 	log "recovered: $FK_LINE"
-	grep -E "could not be taken again" "$FK_LOG" | tail -n 1 | grep -q . ||
+	[ -n "$(grep -E "could not be taken again" "$FK_LOG" | tail -n 1)" ] ||
 		wrong "the keeper's log does not say that a lock could not be taken again"
 	lk A "$lock" "error EIO"
 	lk A "$lock" "error EAGAIN"

@@ -12,7 +12,9 @@ command -v clang >/dev/null || skip "clang is not installed (scripts/install-dep
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' >"$T/probe.c"
 clang -fsanitize=fuzzer "$T/probe.c" -o "$T/probe" >"$T/probe.log" 2>&1 ||
 	skip "clang cannot link libFuzzer (libclang-rt-14-dev: scripts/install-deps.sh fuzz)"
-if ldd "$FK" 2>/dev/null | grep -q libasan; then
+# Not `ldd | grep -q`: under pipefail, grep leaving at the first match can kill ldd with
+# SIGPIPE, and the failed pipeline then reads as "not sanitized" (seen: the fuzzers ran twice).
+if grep -q libasan <<<"$(ldd "$FK" 2>/dev/null)"; then
 	skip "sanitized build: the fuzzers ran with the normal build's suite"
 fi
 
