@@ -46,35 +46,31 @@ common=linux-headers-${KABI%-amd64}-common
 vm_fetch "$KDIR" "linux-source-$line=$KVER" "linux-headers-$KABI=$KVER" "$common=$KVER" \
 	"linux-kbuild-$line=$KVER"
 
-# 2. The pristine FUSE sources, once per kernel version.
+# extract_once DIR WHAT PATH...: unpacks PATHs (relative to the source's top) of the cached
+# linux-source tarball into DIR, once per kernel version.
+extract_once() {
+	local dir=$1 what=$2 f paths=()
+	shift 2
+	[ -f "$dir/.done" ] && return 0
+	vm_log "extracting $what from linux-source-$line $KVER"
+	for f; do paths+=("linux-source-$line/$f"); done
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	dpkg-deb --fsys-tarfile "$KDIR/linux-source-${line}_"*.deb |
+		tar -xOf - "./usr/src/linux-source-$line.tar.xz" |
+		tar -xJf - -C "$dir" --strip-components=1 "${paths[@]}" ||
+		vm_die "cannot extract $what from linux-source-$line"
+	: >"$dir/.done"
+}
+
+# 2. The pristine FUSE sources, and the source's own checkpatch.pl. It finds spelling.txt and
+# const_structs.checkpatch beside itself, and ../Documentation/dev-tools/checkpatch.rst for
+# --verbose; it needs nothing else of the tree with --no-tree.
 src=$KDIR/fuse-src
-if [ ! -f "$src/.done" ]; then
-	vm_log "extracting fs/fuse and include/uapi/linux/fuse.h from linux-source-$line $KVER"
-	rm -rf "$src"
-	mkdir -p "$src"
-	dpkg-deb --fsys-tarfile "$KDIR/linux-source-${line}_"*.deb |
-		tar -xOf - "./usr/src/linux-source-$line.tar.xz" |
-		tar -xJf - -C "$src" --strip-components=1 \
-			"linux-source-$line/fs/fuse" "linux-source-$line/include/uapi/linux/fuse.h"
-	: >"$src/.done"
-fi
-# The source's own checkpatch.pl, once per kernel version. It finds spelling.txt and
-# const_structs.checkpatch beside itself, and ../Documentation/dev-tools/checkpatch.rst
-# for --verbose; it needs nothing else of the tree with --no-tree.
+extract_once "$src" "fs/fuse and include/uapi/linux/fuse.h" fs/fuse include/uapi/linux/fuse.h
 cpdir=$KDIR/checkpatch
-if [ ! -f "$cpdir/.done" ]; then
-	vm_log "extracting scripts/checkpatch.pl from linux-source-$line $KVER"
-	rm -rf "$cpdir"
-	mkdir -p "$cpdir"
-	dpkg-deb --fsys-tarfile "$KDIR/linux-source-${line}_"*.deb |
-		tar -xOf - "./usr/src/linux-source-$line.tar.xz" |
-		tar -xJf - -C "$cpdir" --strip-components=1 \
-			"linux-source-$line/scripts/checkpatch.pl" \
-			"linux-source-$line/scripts/spelling.txt" \
-			"linux-source-$line/scripts/const_structs.checkpatch" \
-			"linux-source-$line/Documentation/dev-tools/checkpatch.rst"
-	: >"$cpdir/.done"
-fi
+extract_once "$cpdir" "scripts/checkpatch.pl" scripts/checkpatch.pl scripts/spelling.txt \
+	scripts/const_structs.checkpatch Documentation/dev-tools/checkpatch.rst
 
 series=()
 for p in "$PATCHES"/*.patch; do
