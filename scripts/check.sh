@@ -135,6 +135,14 @@ else
 fi
 t2=$SECONDS
 
+# The failures' recaps again (run-tests.sh prints one before its summary), so that the end of
+# the run, which a cut output keeps, says what failed and why.
+for f in "$tmp/host" "$tmp/asan" "$tmp/vm"; do
+	[ -f "$f" ] || continue
+	awk '/^(\[[^]]*\] )?==== failures / { on = 1 }
+	     /^(\[[^]]*\] )?[0-9]+ passed, [0-9]+ failed/ { on = 0 }
+	     on' "$f"
+done
 echo "==== summary: host $((t1 - t0)) s, guests $((t2 - t1)) s ===="
 printf '%s\n' "${parts[@]}"
 echo "$tp passed, $tf failed, $ts skipped"

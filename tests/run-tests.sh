@@ -107,6 +107,7 @@ FK_TMPROOT=$(mktemp -d /tmp/fusekeeper-tests.XXXXXX) || exit 1
 export FK_TMPROOT
 
 passed=0 failed=0 skipped=0
+recap=()
 current_pid=
 
 on_signal() {
@@ -136,6 +137,22 @@ show_log() {
 	echo "---- $1: $2 ----"
 	cat "$3"
 	echo "---- end of $1 ----"
+}
+
+# failure_excerpt LOG: the few lines of a failed test's LOG that say why, for the recap at the
+# end of the run (a long run's output may be cut in the middle, where the full log is): the
+# first sanitizer report's headline and frames, else the test's own FAIL lines, else its last
+# lines.
+failure_excerpt() {
+	local san
+	san=$(grep -m 1 -A 14 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$1")
+	if [ -n "$san" ]; then
+		printf '%s\n' "$san"
+	elif grep -q '^FAIL: ' "$1"; then
+		grep '^FAIL: ' "$1" | head -n 5
+	else
+		tail -n 5 "$1"
+	fi
 }
 
 # run_one NAME TIMEOUT KIND COMMAND...: KIND is unit or integration.
@@ -223,6 +240,8 @@ run_one() {
 		echo "FAIL $name $took"
 		show_log "$name" "$why" "$logf"
 		failed=$((failed + 1))
+		recap+=("FAIL $name: $why")
+		while IFS= read -r l; do recap+=("    $l"); done < <(failure_excerpt "$logf")
 		;;
 	esac
 }
@@ -250,5 +269,9 @@ done
 
 rmdir "$FK_TMPROOT" 2>/dev/null ||
 	echo "run-tests.sh: note: $FK_TMPROOT is not empty (a test left files behind)"
+if [ ${#recap[@]} -gt 0 ]; then
+	echo "==== failures (their full logs are above and in $LOG_DIR) ===="
+	printf '%s\n' "${recap[@]}"
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
