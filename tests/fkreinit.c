@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fkreinit - drives FUSE_DEV_IOC_REINIT (kernel/patches/, src/fuse_reinit.h) for the reinit
+ * tests, by hand, without the supervisor: it mounts a FUSE file system with a /dev/fuse fd of
+ * its own, makes that fd the connection's holder and runs a daemon on a clone of it.
+ *
+ *   fkreinit probe
+ *       Prints "absent" if the running kernel has no FUSE_DEV_IOC_REINIT (ENOTTY), "present"
+ *       if it has (EINVAL on an fd with no connection yet), else "error ENAME". Exit 0.
+ *
+ *   fkreinit serve [--no-hold] --in=FIFO MOUNTPOINT -- COMMAND [ARG...]
+ *       Mounts MOUNTPOINT (type fuse, allow_other) with fd H, holds H (FUSE_REINIT_HOLD;
+ *       not with --no-hold), clones H for the daemon and runs COMMAND in a process group
+ *       of its own, with {} in its arguments replaced by /dev/fd/N, the clone. Prints
+ *       "hold ok gen G" (or "hold error ENAME"), then "started PID". Then reads commands,
+ *       one a line, from FIFO and answers each with one line on stdout:
+ *         hold         HOLD again on H: "ok gen G" or "error ENAME"
+ *         hold-clone   HOLD on a new clone of the connection
+ *         hold-unpriv  HOLD on H from a child that dropped to uid and gid 65534, with no
+ *                      capabilities left
+ *         hold-bad     HOLD on H with a reserved field set
+ *         read         read(2) on H
+ *         write        write(2) of an empty reply header on H
+ *         poll         poll(2) H for input: "revents 0xN"
+ *         kill         SIGKILL the daemon's process group and reap the daemon:
+ *                      "killed PID" (its device is released once it is reaped)
+ *         begin        FUSE_REINIT_BEGIN on H: "ok gen G" or "error ENAME"
+ *         wait [S]     FUSE_REINIT_WAIT for the generation of the last begin, at most S
+ *                      seconds (default 10): "ok gen G", "error EPROTO reason 0xR
+ *                      mismatch 0xM", or "error ENAME"
+ *         start        run COMMAND again, on a new clone of H: "started PID" (a daemon
+ *                      still running is left alone, and no longer reported or killed
+ *                      by kill; it dies with fkreinit at the latest)
+ *         close        close H: "ok"
+ *         quit         as kill if the daemon runs, then close H, detach the mount, exit 0
+ *       A daemon that exits by itself is reported as "exited PID STATUS" before the answer
+ *       to the next command. End of FIFO counts as quit.
+ *
+ * Exit status: 0 after quit, 1 on errors (a message on stderr), 2 on bad usage.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/fuse.h>
+
+#include "fuse_reinit.h"
+#include "util.h"
+
+static const char *errname(int e)
+{
+	const char *n = strerrorname_np(e);
+
+	return n ? n : "EUNKNOWN";
+}
+
+/* FUSE_REINIT_HOLD on FD; 0 or -errno, with the generation in *GEN. */
+static int reinit_hold(int fd, uint64_t *gen, bool bad)
+{
+	struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
+
+	if (bad)
+		arg.spare[1] = 1;
+	if (ioctl(fd, FUSE_DEV_IOC_REINIT, &arg) < 0)
+		return -errno;
+	if (gen)
+		*gen = arg.gen;
+	return 0;
+}
+
+/* FUSE_REINIT_BEGIN on FD, or WAIT for *GEN (TIMEOUT_S): 0 or -errno; *ARG as returned. */
+static int reinit_op(int fd, uint32_t op, uint64_t gen, uint64_t timeout_s,
+		     struct fuse_reinit *arg)
+{
+	*arg = (struct fuse_reinit){ .op = op, .gen = gen,
+				     .timeout_ns = timeout_s * 1000000000ull };
+	return ioctl(fd, FUSE_DEV_IOC_REINIT, arg) < 0 ? -errno : 0;
+}
+
+static void say_hold(const char *prefix, int r, uint64_t gen)
+{
+	if (r < 0)
+		printf("%serror %s\n", prefix, errname(-r));
+	else
+		printf("%sok gen %" PRIu64 "\n", prefix, gen);
+}
+
+/* A new /dev/fuse fd attached to the connection of FD (FUSE_DEV_IOC_CLONE); -errno. */
+static int clone_dev(int fd)
+{
+	_cleanup_close_ int c = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	uint32_t old = fd;
+
+	if (c < 0)
+		return -errno;
+	if (ioctl(c, FUSE_DEV_IOC_CLONE, &old) < 0)
+		return -errno;
+	return TAKE_FD(c);
+}
+
+static int probe(void)
+{
+	_cleanup_close_ int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	int r;
+
+	if (fd < 0) {
+		fprintf(stderr, "fkreinit: /dev/fuse: %m\n");
+		return 1;
+	}
+	r = reinit_hold(fd, NULL, false);
+	if (r == -ENOTTY)
+		puts("absent");
+	else if (r == -EINVAL)
+		puts("present");
+	else
+		printf("error %s\n", r < 0 ? errname(-r) : "none");
+	return 0;
+}
+
+/* Runs ARGV with {} replaced by /dev/fd/DEV, in a process group of its own; its pid. */
+static pid_t start_daemon(char **argv, int dev)
+{
+	char path[32];
+	pid_t pid;
+	int argc = 0;
+
+	snprintf(path, sizeof(path), "/dev/fd/%d", dev);
+	while (argv[argc])
+		argc++;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		char **args = calloc(argc + 1, sizeof(*args));
+
+		if (!args)
+			_exit(127);
+		for (int i = 0; i < argc; i++)
+			args[i] = strcmp(argv[i], "{}") ? argv[i] : path;
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* The clone is the only fd of the connection the daemon gets. */
+		if (fcntl(dev, F_SETFD, 0) < 0)
+			_exit(127);
+		execvp(args[0], args);
+		fprintf(stderr, "fkreinit: %s: %m\n", args[0]);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	return pid;
+}
+
+/* HOLD on FD from a child without privileges: its errno, 0, or -1 if it could not drop them. */
+static int hold_unprivileged(int fd)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(255);
+		_exit(-reinit_hold(fd, NULL, false));
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) == 255)
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+static pid_t daemon_pid;
+
+static void report_daemon_exit(void)
+{
+	int status;
+
+	if (daemon_pid > 0 && waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
+		printf("exited %d %d\n", (int)daemon_pid,
+		       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		daemon_pid = 0;
+	}
+}
+
+static void kill_daemon(void)
+{
+	if (daemon_pid <= 0)
+		return;
+	kill(-daemon_pid, SIGKILL);
+	waitpid(daemon_pid, NULL, 0);
+	daemon_pid = 0;
+}
+
+static int serve(bool hold, const char *in, const char *mnt, char **argv)
+{
+	_cleanup_close_ int h = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	char opts[128], line[128];
+	uint64_t gen = 0, begun = 0;
+	struct fuse_reinit arg;
+	FILE *cmds;
+	int dev, r;
+
+	if (h < 0) {
+		fprintf(stderr, "fkreinit: /dev/fuse: %m\n");
+		return 1;
+	}
+	snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other", h);
+	if (mount("fkreinit", mnt, "fuse", MS_NOSUID | MS_NODEV, opts) < 0) {
+		fprintf(stderr, "fkreinit: cannot mount %s: %m\n", mnt);
+		return 1;
+	}
+	if (hold) {
+		r = reinit_hold(h, &gen, false);
+		say_hold("hold ", r, gen);
+	}
+	dev = clone_dev(h);
+	if (dev < 0) {
+		fprintf(stderr, "fkreinit: cannot clone the device: %s\n", strerror(-dev));
+		umount2(mnt, MNT_DETACH);
+		return 1;
+	}
+	daemon_pid = start_daemon(argv, dev);
+	close(dev);
+	if (daemon_pid < 0) {
+		fprintf(stderr, "fkreinit: fork: %m\n");
+		umount2(mnt, MNT_DETACH);
+		return 1;
+	}
+	printf("started %d\n", (int)daemon_pid);
+	fflush(stdout);
+
+	cmds = fopen(in, "re");
+	if (!cmds) {
+		fprintf(stderr, "fkreinit: %s: %m\n", in);
+		kill_daemon();
+		umount2(mnt, MNT_DETACH);
+		return 1;
+	}
+	while (fgets(line, sizeof(line), cmds)) {
+		line[strcspn(line, "\n")] = '\0';
+		report_daemon_exit();
+		if (!strcmp(line, "hold")) {
+			r = reinit_hold(h, &gen, false);
+			say_hold("", r, gen);
+		} else if (!strcmp(line, "hold-clone")) {
+			_cleanup_close_ int c = clone_dev(h);
+
+			say_hold("", c < 0 ? c : reinit_hold(c, &gen, false), gen);
+		} else if (!strcmp(line, "hold-unpriv")) {
+			r = hold_unprivileged(h);
+			if (r < 0)
+				puts("error cannot-drop-privileges");
+			else
+				say_hold("", -r, 0);
+		} else if (!strcmp(line, "hold-bad")) {
+			say_hold("", reinit_hold(h, &gen, true), gen);
+		} else if (!strcmp(line, "read")) {
+			static char buf[1 << 20];
+
+			if (read(h, buf, sizeof(buf)) < 0)
+				printf("error %s\n", errname(errno));
+			else
+				puts("ok");
+		} else if (!strcmp(line, "write")) {
+			struct fuse_out_header oh = { .len = sizeof(oh), .unique = 1 };
+
+			if (write(h, &oh, sizeof(oh)) < 0)
+				printf("error %s\n", errname(errno));
+			else
+				puts("ok");
+		} else if (!strcmp(line, "poll")) {
+			struct pollfd p = { .fd = h, .events = POLLIN };
+
+			if (poll(&p, 1, 0) < 0)
+				printf("error %s\n", errname(errno));
+			else
+				printf("revents %#x\n", p.revents);
+		} else if (!strcmp(line, "kill")) {
+			pid_t pid = daemon_pid;
+
+			kill_daemon();
+			printf("killed %d\n", (int)pid);
+		} else if (!strcmp(line, "begin")) {
+			r = reinit_op(h, FUSE_REINIT_BEGIN, 0, 0, &arg);
+			if (!r)
+				begun = arg.gen;
+			say_hold("", r, arg.gen);
+		} else if (!strncmp(line, "wait", 4)) {
+			unsigned long s = line[4] ? strtoul(line + 5, NULL, 10) : 10;
+
+			r = reinit_op(h, FUSE_REINIT_WAIT, begun, s, &arg);
+			if (r == -EPROTO)
+				printf("error EPROTO reason %#x mismatch %#" PRIx64 "\n", arg.reason,
+				       arg.mismatch);
+			else
+				say_hold("", r, arg.gen);
+		} else if (!strcmp(line, "start")) {
+			dev = clone_dev(h);
+			if (dev < 0) {
+				printf("error %s\n", errname(-dev));
+			} else {
+				/* A daemon still running is left to exit (or not) by itself. */
+				daemon_pid = start_daemon(argv, dev);
+				close(dev);
+				printf("started %d\n", (int)daemon_pid);
+			}
+		} else if (!strcmp(line, "close")) {
+			closep(&h);
+			h = -1;
+			puts("ok");
+		} else if (!strcmp(line, "quit")) {
+			break;
+		} else {
+			printf("error unknown-command\n");
+		}
+		fflush(stdout);
+	}
+	fclose(cmds);
+	kill_daemon();
+	closep(&h);
+	h = -1;
+	if (umount2(mnt, MNT_DETACH) < 0)
+		fprintf(stderr, "fkreinit: cannot unmount %s: %m\n", mnt);
+	puts("bye");
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: fkreinit probe\n"
+			"       fkreinit serve [--no-hold] --in=FIFO MOUNTPOINT -- COMMAND [ARG...]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *in = NULL;
+	bool hold = true;
+	int i;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 2 && !strcmp(argv[1], "probe"))
+		return probe();
+	if (argc < 2 || strcmp(argv[1], "serve"))
+		return usage();
+	for (i = 2; i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]; i++) {
+		if (!strcmp(argv[i], "--no-hold"))
+			hold = false;
+		else if (!strncmp(argv[i], "--in=", 5))
+			in = argv[i] + 5;
+		else
+			return usage();
+	}
+	if (!in || argc - i < 3 || strcmp(argv[i + 1], "--"))
+		return usage();
+	return serve(hold, in, argv[i], argv + i + 2);
+}
