@@ -1,0 +1,122 @@
+#!/bin/bash
+# 91-reinit-begin: FUSE_REINIT_BEGIN and WAIT (kernel/patches/0008) give a held connection to
+# a new testfs, which gets an ordinary INIT first; checked in the 6.1 guest's patched fuse.ko.
+# (Elsewhere: skipped after checking that the probe answers ENOTTY.)
+#
+# testfs's node IDs are pointers of its own process and its handles are salted per run: an
+# old ID that reached a new testfs would make it abort, so every request served after a
+# take-over also shows that none did. Each take-over: kill (or not), BEGIN, start a testfs
+# on a new clone, WAIT.
+#  1. a request queued while no daemon ran is sent again after BEGIN and succeeds;
+#  2. paths resolve again through the new daemon, data byte-exact;
+#  3. an fd opened before fails with EIO (open files are not healed yet): never ENOTCONN,
+#     never other data;
+#  4. a request the dead daemon had read, without an answer, fails with EIO;
+#  5. a daemon still running at BEGIN loses its device and exits by itself;
+#  6. a new daemon whose INIT answer differs (max_write) is refused (WAIT: EPROTO with the
+#     reason) and requests wait, killable, for the next one, which is accepted;
+#  7. the holder closed while no daemon is accepted ends the connection and what waited.
+# timeout: 180
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-reinit.sh"
+reinit_need
+need_cmd sha256sum
+
+B=$T/back
+mkdir -p "$B/d/e"
+echo hello >"$B/f"
+head -c 200000 /dev/urandom >"$B/g"
+head -c 100000 /dev/urandom >"$B/h"
+echo x >"$B/x"
+echo y >"$B/y"
+want=$(sha256sum <"$B/g" | cut -d' ' -f1)
+
+# takeover GEN: BEGIN, a testfs on a new clone, WAIT accepted.
+takeover() {
+	expect begin "^ok gen $1\$"
+	expect start '^started [0-9]+$'
+	DAEMON=${ANSWER#started }
+	expect wait "^ok gen $1\$"
+}
+
+TESTFS_EXTRA=(--small-writes-if="$T/small")
+serve a
+[ "$(cat "$M/f")" = hello ] || fail "the first daemon does not serve"
+# Held by another process: a shell holding a FUSE fd sends a FLUSH whenever one of its
+# children exits, and a FLUSH (forced) waits unkillably while no daemon serves.
+holder_start h "$M/h" ro
+
+# --- 1.
+expect kill "^killed $DAEMON\$"
+bg_timed p1 stat -c %F "$M/d/e"
+pid_alive "$BG_PID" || fail "the stat ended with no daemon: $(cat "$T/p1.out")"
+takeover 2
+bg_result p1 20 || fail "the queued stat did not end after the take-over"
+[ "$BG_RC" = 0 ] && [ "$BG_OUT" = directory ] || fail "the queued stat gave $BG_RC: $BG_OUT"
+
+# --- 2.
+got=$(cat "$M/f") || fail "reading f through the new daemon failed"
+[ "$got" = hello ] || fail "f reads '$got'"
+sum=$(sha256sum <"$M/g" | cut -d' ' -f1) || fail "reading g failed"
+[ "$sum" = "$want" ] || fail "g reads other data"
+[ "$(ls "$M/d")" = e ] || fail "listing d gives '$(ls "$M/d")'"
+pid_alive "$DAEMON" || fail "the new testfs died (an old ID reached it?): $(cat "$T/a.err")"
+
+# --- 3.
+got=$(holder h read)
+[ "$got" = "error EIO" ] || fail "an fd opened before the take-over: want EIO, got '$got'"
+holder_stop h
+
+# --- 4.
+in_daemon u1 x
+expect kill "^killed $DAEMON\$"
+takeover 3
+bg_result u1 20 || fail "the unanswered LOOKUP did not end"
+[ "$BG_RC" != 0 ] && [[ $BG_OUT == *"Input/output error"* ]] ||
+	fail "an unanswered LOOKUP: want EIO, got $BG_RC: $BG_OUT"
+[ "$(cat "$M/x")" = x ] || fail "x does not read 'x' after the take-over"
+
+# --- 5.
+old=$DAEMON
+EXITED=
+takeover 4
+wait_gone "$old" 20 || fail "testfs $old kept running after BEGIN retired its device"
+cmd hold
+[ "$EXITED" = "$old 0" ] || fail "testfs $old should have exited 0 (ENODEV, as at an unmount): '$EXITED'"
+[ "$(cat "$M/y")" = y ] || fail "y does not read 'y' after the take-over"
+
+# --- 6.
+touch "$T/small"
+expect kill "^killed $DAEMON\$"
+expect begin '^ok gen 5$'
+expect start '^started [0-9]+$'
+expect wait '^error EPROTO reason 0x2?8 mismatch 0$'
+bg_timed w1 cat "$M/f"
+w1=$BG_PID
+pid_alive "$w1" || fail "a request went through although the INIT answer was refused: $(cat "$T/w1.out")"
+rm "$T/small"
+expect kill '^killed [0-9]+$'
+takeover 6
+bg_result w1 20 || fail "the request that waited did not end after the take-over"
+[ "$BG_RC" = 0 ] && [ "$BG_OUT" = hello ] || fail "the request that waited gave $BG_RC: $BG_OUT"
+
+quit a
+assert_not_mounted "$T/a"
+
+# --- 7. the holder closed while no daemon is accepted ends the connection: a request that
+# waited fails at once (ENOTCONN), rather than waiting for a BEGIN nobody can make.
+serve b
+touch "$T/small"
+expect kill "^killed $DAEMON\$"
+expect begin '^ok gen 2$'
+expect start '^started [0-9]+$'
+expect wait '^error EPROTO reason 0x2?8 mismatch 0$'
+bg_timed w2 cat "$M/f"
+pid_alive "$BG_PID" || fail "a request went through although the INIT answer was refused: $(cat "$T/w2.out")"
+expect close '^ok$'
+bg_result w2 20 || fail "closing the holder of a connection without a daemon left a request waiting"
+[ "$BG_RC" != 0 ] || fail "the request that waited succeeded with no daemon: $BG_OUT"
+quit b
+rm "$T/small"
+assert_not_mounted "$T/b"
+log "ok"
