@@ -22,19 +22,21 @@
  *         read         read(2) on H
  *         write        write(2) of an empty reply header on H
  *         poll         poll(2) H for input: "revents 0xN"
- *         kill         SIGKILL the daemon's process group and reap the daemon:
- *                      "killed PID" (its device is released once it is reaped)
+ *         kill         SIGKILL the last daemon's process group and reap it: "killed PID"
+ *                      (its device is released once it is reaped; "killed 0" if it is
+ *                      gone already)
  *         begin        FUSE_REINIT_BEGIN on H: "ok gen G" or "error ENAME"
  *         wait [S]     FUSE_REINIT_WAIT for the generation of the last begin, at most S
  *                      seconds (default 10): "ok gen G", "error EPROTO reason 0xR
  *                      mismatch 0xM", or "error ENAME"
  *         start        run COMMAND again, on a new clone of H: "started PID" (a daemon
- *                      still running is left alone, and no longer reported or killed
- *                      by kill; it dies with fkreinit at the latest)
+ *                      still running is left alone; kill then means the new one)
  *         close        close H: "ok"
  *         quit         as kill if the daemon runs, then close H, detach the mount, exit 0
- *       A daemon that exits by itself is reported as "exited PID STATUS" before the answer
- *       to the next command. End of FIFO counts as quit.
+ *       A daemon that exited by itself (any of them) is reported as "exited PID STATUS" before
+ *       the answer to the next command. End of FIFO counts as quit, and quit kills every
+ *       daemon still running. A daemon's stdout goes to fkreinit's stderr, so that stdout
+ *       holds the answers only.
  *
  * Exit status: 0 after quit, 1 on errors (a message on stderr), 2 on bad usage.
  */
@@ -136,6 +138,7 @@ static int probe(void)
 /* Runs ARGV with {} replaced by /dev/fd/DEV, in a process group of its own; its pid. */
 static pid_t start_daemon(char **argv, int dev)
 {
+	pid_t parent = getpid();
 	char path[32];
 	pid_t pid;
 	int argc = 0;
@@ -155,6 +158,11 @@ static pid_t start_daemon(char **argv, int dev)
 			args[i] = strcmp(argv[i], "{}") ? argv[i] : path;
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* fkreinit died before the line above: nobody would kill this daemon */
+		if (getppid() != parent)
+			_exit(127);
+		if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+			_exit(127);
 		/* The clone is the only fd of the connection the daemon gets. */
 		if (fcntl(dev, F_SETFD, 0) < 0)
 			_exit(127);
@@ -185,26 +193,48 @@ static int hold_unprivileged(int fd)
 	return WEXITSTATUS(status);
 }
 
+/* Every daemon started and not reaped yet (bounded), and the last one started, or 0. */
+#define MAX_DAEMONS 64
+static pid_t daemons[MAX_DAEMONS];
+static int ndaemons;
 static pid_t daemon_pid;
 
-static void report_daemon_exit(void)
+static void forget_daemon(pid_t pid)
+{
+	for (int i = 0; i < ndaemons; i++) {
+		if (daemons[i] == pid) {
+			daemons[i] = daemons[--ndaemons];
+			break;
+		}
+	}
+	if (pid == daemon_pid)
+		daemon_pid = 0;
+}
+
+/* Reports (and reaps) every daemon that exited by itself. */
+static void report_daemon_exits(void)
 {
 	int status;
+	pid_t pid;
 
-	if (daemon_pid > 0 && waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
-		printf("exited %d %d\n", (int)daemon_pid,
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		printf("exited %d %d\n", (int)pid,
 		       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-		daemon_pid = 0;
+		forget_daemon(pid);
 	}
 }
 
-static void kill_daemon(void)
+static void kill_one(pid_t pid)
 {
-	if (daemon_pid <= 0)
-		return;
-	kill(-daemon_pid, SIGKILL);
-	waitpid(daemon_pid, NULL, 0);
-	daemon_pid = 0;
+	kill(-pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	forget_daemon(pid);
+}
+
+static void kill_all_daemons(void)
+{
+	while (ndaemons > 0)
+		kill_one(daemons[0]);
 }
 
 static int serve(bool hold, const char *in, const char *mnt, char **argv)
@@ -242,19 +272,20 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 		umount2(mnt, MNT_DETACH);
 		return 1;
 	}
+	daemons[ndaemons++] = daemon_pid;
 	printf("started %d\n", (int)daemon_pid);
 	fflush(stdout);
 
 	cmds = fopen(in, "re");
 	if (!cmds) {
 		fprintf(stderr, "fkreinit: %s: %m\n", in);
-		kill_daemon();
+		kill_all_daemons();
 		umount2(mnt, MNT_DETACH);
 		return 1;
 	}
 	while (fgets(line, sizeof(line), cmds)) {
 		line[strcspn(line, "\n")] = '\0';
-		report_daemon_exit();
+		report_daemon_exits();
 		if (!strcmp(line, "hold")) {
 			r = reinit_hold(h, &gen, false);
 			say_hold("", r, gen);
@@ -294,14 +325,15 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 		} else if (!strcmp(line, "kill")) {
 			pid_t pid = daemon_pid;
 
-			kill_daemon();
+			if (pid > 0)
+				kill_one(pid);
 			printf("killed %d\n", (int)pid);
 		} else if (!strcmp(line, "begin")) {
 			r = reinit_op(h, FUSE_REINIT_BEGIN, 0, 0, &arg);
 			if (!r)
 				begun = arg.gen;
 			say_hold("", r, arg.gen);
-		} else if (!strncmp(line, "wait", 4)) {
+		} else if (!strcmp(line, "wait") || !strncmp(line, "wait ", 5)) {
 			unsigned long s = line[4] ? strtoul(line + 5, NULL, 10) : 10;
 
 			r = reinit_op(h, FUSE_REINIT_WAIT, begun, s, &arg);
@@ -311,14 +343,23 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 			else
 				say_hold("", r, arg.gen);
 		} else if (!strcmp(line, "start")) {
-			dev = clone_dev(h);
+			pid_t pid;
+
+			dev = ndaemons < MAX_DAEMONS ? clone_dev(h) : -EMFILE;
 			if (dev < 0) {
 				printf("error %s\n", errname(-dev));
+				fflush(stdout);
+				continue;
+			}
+			/* A daemon still running is left to exit (or not) by itself. */
+			pid = start_daemon(argv, dev);
+			close(dev);
+			if (pid < 0) {
+				printf("error %s\n", errname(errno));
 			} else {
-				/* A daemon still running is left to exit (or not) by itself. */
-				daemon_pid = start_daemon(argv, dev);
-				close(dev);
-				printf("started %d\n", (int)daemon_pid);
+				daemon_pid = pid;
+				daemons[ndaemons++] = pid;
+				printf("started %d\n", (int)pid);
 			}
 		} else if (!strcmp(line, "close")) {
 			closep(&h);
@@ -332,7 +373,7 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 		fflush(stdout);
 	}
 	fclose(cmds);
-	kill_daemon();
+	kill_all_daemons();
 	closep(&h);
 	h = -1;
 	if (umount2(mnt, MNT_DETACH) < 0)

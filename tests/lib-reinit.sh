@@ -16,6 +16,10 @@
 #                          LOOKUP testfs takes and never answers, and waits until testfs has
 #                          it; READER = its pid
 #   waiting_for_answer PID true while PID or its child waits in request_wait_answer()
+#   waiting_for_req PID    true while PID or its child waits for a request (fuse_get_req())
+#                          or its answer (request_wait_answer())
+#   wait_waiting PID NAME  waits (60 s at most) until waiting_for_req PID; fails if the
+#                          bg_timed job NAME ended first
 
 FKREINIT=$BUILD_DIR/tests/fkreinit
 TESTFS_EXTRA=()
@@ -46,7 +50,9 @@ serve() {
 	SERVE_PID=$!
 	track_pid "$SERVE_PID"
 	track_mount "$M"
-	exec {CMD}>"$T/$name.in"
+	# Read-write: never blocks, even if fkreinit died before opening its end, and a write
+	# never gets SIGPIPE.
+	exec {CMD}<>"$T/$name.in"
 	wait_match "$OUT" '^started [0-9]+' 20 >/dev/null ||
 		fail "$name: fkreinit did not start: $(cat "$T/$name.err")"
 	DAEMON=$(sed -n 's/^started //p' "$OUT")
@@ -55,11 +61,12 @@ serve() {
 }
 
 cmd() {
-	local deadline=$(($(now_ms) + 20000))
+	local deadline=$(($(now_ms) + 60000))
 	echo "$1" >&"$CMD"
 	while :; do
 		while [ "$(wc -l <"$OUT")" -le "$NSEEN" ]; do
-			[ "$(now_ms)" -lt "$deadline" ] || fail "no answer to '$1'"
+			pid_alive "$SERVE_PID" || fail "fkreinit died before answering '$1': $(cat "${OUT%.out}.err")"
+			[ "$(now_ms)" -lt "$deadline" ] || fail "no answer to '$1' within 60 s"
 			sleep 0.02
 		done
 		NSEEN=$((NSEEN + 1))
@@ -107,4 +114,21 @@ waiting_for_answer() {
 		grep -q request_wait_answer "/proc/$p/stack" 2>/dev/null && return 0
 	done
 	return 1
+}
+
+waiting_for_req() {
+	local p
+	for p in $(cat "/proc/$1/task/"*/children 2>/dev/null) "$1"; do
+		grep -qE 'request_wait_answer|fuse_get_req|fuse_simple_request' "/proc/$p/stack" 2>/dev/null && return 0
+	done
+	return 1
+}
+
+wait_waiting() {
+	local deadline=$(($(now_ms) + 60000))
+	until waiting_for_req "$1"; do
+		[ -e "$T/$2.rc" ] && fail "$2 ended before it waited: $(cat "$T/$2.out")"
+		[ "$(now_ms)" -lt "$deadline" ] || fail "$2 never waited for the mount"
+		sleep 0.02
+	done
 }

@@ -36,7 +36,7 @@ takeover() {
 	expect begin "^ok gen $1\$"
 	expect start '^started [0-9]+$'
 	DAEMON=${ANSWER#started }
-	expect wait "^ok gen $1\$"
+	expect "wait 60" "^ok gen $1\$"
 }
 
 TESTFS_EXTRA=(--small-writes-if="$T/small")
@@ -49,7 +49,7 @@ holder_start h "$M/h" ro
 # --- 1.
 expect kill "^killed $DAEMON\$"
 bg_timed p1 stat -c %F "$M/d/e"
-pid_alive "$BG_PID" || fail "the stat ended with no daemon: $(cat "$T/p1.out")"
+wait_waiting "$BG_PID" p1
 takeover 2
 bg_result p1 20 || fail "the queued stat did not end after the take-over"
 [ "$BG_RC" = 0 ] && [ "$BG_OUT" = directory ] || fail "the queued stat gave $BG_RC: $BG_OUT"
@@ -90,12 +90,15 @@ touch "$T/small"
 expect kill "^killed $DAEMON\$"
 expect begin '^ok gen 5$'
 expect start '^started [0-9]+$'
-expect wait '^error EPROTO reason 0x2?8 mismatch 0$'
+refused=${ANSWER#started }
+# max_write differs, and so does max_pages, which libfuse derives from it
+expect "wait 60" '^error EPROTO reason 0x28 mismatch 0$'
 bg_timed w1 cat "$M/f"
-w1=$BG_PID
-pid_alive "$w1" || fail "a request went through although the INIT answer was refused: $(cat "$T/w1.out")"
+wait_waiting "$BG_PID" w1
+expect hold '^ok gen 5$'
+[ ! -e "$T/w1.rc" ] || fail "a request went through although the INIT answer was refused: $(cat "$T/w1.out")"
 rm "$T/small"
-expect kill '^killed [0-9]+$'
+expect kill "^killed ($refused|0)\$"
 takeover 6
 bg_result w1 20 || fail "the request that waited did not end after the take-over"
 [ "$BG_RC" = 0 ] && [ "$BG_OUT" = hello ] || fail "the request that waited gave $BG_RC: $BG_OUT"
@@ -110,12 +113,13 @@ touch "$T/small"
 expect kill "^killed $DAEMON\$"
 expect begin '^ok gen 2$'
 expect start '^started [0-9]+$'
-expect wait '^error EPROTO reason 0x2?8 mismatch 0$'
+expect "wait 60" '^error EPROTO reason 0x28 mismatch 0$'
 bg_timed w2 cat "$M/f"
-pid_alive "$BG_PID" || fail "a request went through although the INIT answer was refused: $(cat "$T/w2.out")"
+wait_waiting "$BG_PID" w2
 expect close '^ok$'
 bg_result w2 20 || fail "closing the holder of a connection without a daemon left a request waiting"
-[ "$BG_RC" != 0 ] || fail "the request that waited succeeded with no daemon: $BG_OUT"
+[ "$BG_RC" != 0 ] && [[ $BG_OUT == *"Transport endpoint is not connected"* ]] ||
+	fail "the request that waited with no daemon: want ENOTCONN, got $BG_RC: $BG_OUT"
 quit b
 rm "$T/small"
 assert_not_mounted "$T/b"
