@@ -119,17 +119,23 @@ mounts_under() {
 		/proc/self/mountinfo | sort -r -u
 }
 
+# The fusectl directory (/sys/fs/fuse/connections/<dev minor>) of the FUSE connection
+# mounted at PATH; fails if PATH is not a FUSE mount or fusectl has no such directory.
+fuse_conn_dir() {
+	local info dev dir
+	info=$(mount_info "$1")
+	case ${info#* } in fuse | fuse.* | fuseblk) ;; *) return 1 ;; esac
+	dev=${info% *}
+	dir=/sys/fs/fuse/connections/${dev#*:}
+	[ -d "$dir" ] || return 1
+	echo "$dir"
+}
+
 # Aborts the FUSE connection mounted at PATH through fusectl, if it is one.
 fuse_abort() {
-	local info dev fstype minor
-	info=$(mount_info "$1")
-	[ -n "$info" ] || return 0
-	dev=${info% *}
-	fstype=${info#* }
-	case $fstype in fuse | fuse.* | fuseblk) ;; *) return 0 ;; esac
-	minor=${dev#*:}
-	[ -w "/sys/fs/fuse/connections/$minor/abort" ] &&
-		echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
+	local dir
+	dir=$(fuse_conn_dir "$1") || return 0
+	[ -w "$dir/abort" ] && echo 1 >"$dir/abort" 2>/dev/null
 	return 0
 }
 
