@@ -5,8 +5,9 @@
 #   reinit_need            skips unless the kernel has the ioctl (the patched fuse.ko of the
 #                          6.1 guest); a stock kernel must answer the probe with ENOTTY
 #   serve NAME [OPTION...] mounts $T/NAME with fkreinit serve OPTION..., testfs on a clone
-#                          (--backing=$B --crash-file=$T/crash, plus $TESTFS_EXTRA); sets M,
-#                          OUT (fkreinit's answers), SERVE_PID, DAEMON (testfs's pid)
+#                          (--backing=$B --crash-file=$T/crash, plus $TESTFS_EXTRA), or the
+#                          command in the array SERVE_CMD ({} for the clone) if it is set;
+#                          sets M, OUT (fkreinit's answers), SERVE_PID, DAEMON (its pid)
 #   cmd COMMAND            sends a command to fkreinit; its answer goes to ANSWER (call it
 #                          directly, not in $(...): the count of answers lives in this shell);
 #                          an "exited PID STATUS" line before it goes to EXITED="PID STATUS"
@@ -24,6 +25,7 @@
 
 FKREINIT=$BUILD_DIR/tests/fkreinit
 TESTFS_EXTRA=()
+SERVE_CMD=()
 
 reinit_need() {
 	need_prog "$FKREINIT"
@@ -45,8 +47,9 @@ serve() {
 	OUT=$T/$name.out
 	mkdir "$M"
 	mkfifo "$T/$name.in"
-	"$FKREINIT" serve "$@" --in="$T/$name.in" "$M" -- \
-		"$TESTFS" --backing="$B" --crash-file="$T/crash" "${TESTFS_EXTRA[@]}" {} \
+	local daemon=("$TESTFS" --backing="$B" --crash-file="$T/crash" "${TESTFS_EXTRA[@]}" {})
+	[ "${#SERVE_CMD[@]}" -eq 0 ] || daemon=("${SERVE_CMD[@]}")
+	"$FKREINIT" serve "$@" --in="$T/$name.in" "$M" -- "${daemon[@]}" \
 		>"$OUT" 2>"$T/$name.err" </dev/null &
 	SERVE_PID=$!
 	track_pid "$SERVE_PID"
@@ -57,7 +60,7 @@ serve() {
 	wait_match "$OUT" '^started [0-9]+' 20 >/dev/null ||
 		fail "$name: fkreinit did not start: $(cat "$T/$name.err")"
 	DAEMON=$(sed -n 's/^started //p' "$OUT")
-	log "$name: fkreinit $SERVE_PID, testfs $DAEMON"
+	log "$name: fkreinit $SERVE_PID, daemon $DAEMON"
 	NSEEN=$(wc -l <"$OUT")
 }
 

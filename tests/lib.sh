@@ -578,6 +578,8 @@ file_is() {
 #                                output is $T/holder-NAME.out
 #   holder NAME CMD [ARG]        sends CMD and prints the holder's answer:
 #     read          -> "read DATA" (up to 64 bytes from offset 0; newlines as \n)
+#     readat OFF    -> "read DATA" (the same from offset OFF)
+#     fsync         -> "fsync 0"
 #     write DATA    -> "wrote N"   (DATA at offset 0; \n in DATA for a newline)
 #     fstat         -> "ino N"
 #     nlink         -> "nlink N" (st_nlink of the fd)
@@ -602,10 +604,14 @@ while (my $l = <$in>) {
 	chomp $l;
 	my ($cmd, $arg) = split / /, $l, 2;
 	my $out;
-	if ($cmd eq "read") {
+	if ($cmd eq "read" || $cmd eq "readat") {
 		my $buf;
-		my $n = sysseek($f, 0, SEEK_SET) ? sysread($f, $buf, 64) : undef;
+		my $off = $cmd eq "readat" ? $arg : 0;
+		my $n = sysseek($f, $off, SEEK_SET) ? sysread($f, $buf, 64) : undef;
 		if (defined $n) { $buf =~ s/\n/\\n/g; $out = "read $buf" }
+	} elsif ($cmd eq "fsync") {
+		require IO::Handle;
+		$out = "fsync 0" if $f->sync;
 	} elsif ($cmd eq "write") {
 		$arg =~ s/\\n/\n/g;
 		my $n = sysseek($f, 0, SEEK_SET) ? syswrite($f, $arg) : undef;
