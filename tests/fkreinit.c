@@ -72,30 +72,14 @@ static const char *errname(int e)
 	return n ? n : "EUNKNOWN";
 }
 
-/* FUSE_REINIT_HOLD on FD; 0 or -errno, with the generation in *GEN. */
-static int reinit_hold(int fd, uint64_t *gen, bool bad)
+/* FUSE_DEV_IOC_REINIT on FD with *ARG (operation and inputs): 0 or -errno; *ARG as returned. */
+static int reinit_op(int fd, struct fuse_reinit *arg)
 {
-	struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
-
-	if (bad)
-		arg.spare[1] = 1;
-	if (ioctl(fd, FUSE_DEV_IOC_REINIT, &arg) < 0)
-		return -errno;
-	if (gen)
-		*gen = arg.gen;
-	return 0;
-}
-
-/* FUSE_REINIT_BEGIN on FD, or WAIT for *GEN (TIMEOUT_S): 0 or -errno; *ARG as returned. */
-static int reinit_op(int fd, uint32_t op, uint64_t gen, uint64_t timeout_s,
-		     struct fuse_reinit *arg)
-{
-	*arg = (struct fuse_reinit){ .op = op, .gen = gen,
-				     .timeout_ns = timeout_s * 1000000000ull };
 	return ioctl(fd, FUSE_DEV_IOC_REINIT, arg) < 0 ? -errno : 0;
 }
 
-static void say_hold(const char *prefix, int r, uint64_t gen)
+/* Prints PREFIX and the result R (0 or -errno) of an operation: "ok gen GEN" or "error ENAME". */
+static void say_result(const char *prefix, int r, uint64_t gen)
 {
 	if (r < 0)
 		printf("%serror %s\n", prefix, errname(-r));
@@ -119,13 +103,14 @@ static int clone_dev(int fd)
 static int probe(void)
 {
 	_cleanup_close_ int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
 	int r;
 
 	if (fd < 0) {
 		fprintf(stderr, "fkreinit: /dev/fuse: %m\n");
 		return 1;
 	}
-	r = reinit_hold(fd, NULL, false);
+	r = reinit_op(fd, &arg);
 	if (r == -ENOTTY)
 		puts("absent");
 	else if (r == -EINVAL)
@@ -183,10 +168,12 @@ static int hold_unprivileged(int fd)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
+		struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
+
 		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
 		    setresuid(65534, 65534, 65534) < 0)
 			_exit(255);
-		_exit(-reinit_hold(fd, NULL, false));
+		_exit(-reinit_op(fd, &arg));
 	}
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) == 255)
 		return -1;
@@ -237,14 +224,41 @@ static void kill_all_daemons(void)
 		kill_one(daemons[0]);
 }
 
+/*
+ * Runs ARGV on a new clone of H (start_daemon) and records it as the last daemon: its pid,
+ * or -errno with *WHAT naming the step that failed.
+ */
+static pid_t start_on_clone(int h, char **argv, const char **what)
+{
+	_cleanup_close_ int dev = -1;
+	pid_t pid;
+
+	*what = "too many daemons";
+	if (ndaemons >= MAX_DAEMONS)
+		return -EMFILE;
+	*what = "cannot clone the device";
+	dev = clone_dev(h);
+	if (dev < 0)
+		return dev;
+	*what = "fork";
+	pid = start_daemon(argv, dev);
+	if (pid < 0)
+		return -errno;
+	daemons[ndaemons++] = pid;
+	daemon_pid = pid;
+	return pid;
+}
+
 static int serve(bool hold, const char *in, const char *mnt, char **argv)
 {
 	_cleanup_close_ int h = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 	char opts[128], line[128];
-	uint64_t gen = 0, begun = 0;
 	struct fuse_reinit arg;
+	uint64_t begun = 0;
+	const char *what;
 	FILE *cmds;
-	int dev, r;
+	pid_t pid;
+	int r;
 
 	if (h < 0) {
 		fprintf(stderr, "fkreinit: /dev/fuse: %m\n");
@@ -256,24 +270,17 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 		return 1;
 	}
 	if (hold) {
-		r = reinit_hold(h, &gen, false);
-		say_hold("hold ", r, gen);
+		arg = (struct fuse_reinit){ .op = FUSE_REINIT_HOLD };
+		r = reinit_op(h, &arg);
+		say_result("hold ", r, arg.gen);
 	}
-	dev = clone_dev(h);
-	if (dev < 0) {
-		fprintf(stderr, "fkreinit: cannot clone the device: %s\n", strerror(-dev));
+	pid = start_on_clone(h, argv, &what);
+	if (pid < 0) {
+		fprintf(stderr, "fkreinit: %s: %s\n", what, strerror(-pid));
 		umount2(mnt, MNT_DETACH);
 		return 1;
 	}
-	daemon_pid = start_daemon(argv, dev);
-	close(dev);
-	if (daemon_pid < 0) {
-		fprintf(stderr, "fkreinit: fork: %m\n");
-		umount2(mnt, MNT_DETACH);
-		return 1;
-	}
-	daemons[ndaemons++] = daemon_pid;
-	printf("started %d\n", (int)daemon_pid);
+	printf("started %d\n", (int)pid);
 	fflush(stdout);
 
 	cmds = fopen(in, "re");
@@ -287,20 +294,25 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 		line[strcspn(line, "\n")] = '\0';
 		report_daemon_exits();
 		if (!strcmp(line, "hold")) {
-			r = reinit_hold(h, &gen, false);
-			say_hold("", r, gen);
+			arg = (struct fuse_reinit){ .op = FUSE_REINIT_HOLD };
+			r = reinit_op(h, &arg);
+			say_result("", r, arg.gen);
 		} else if (!strcmp(line, "hold-clone")) {
 			_cleanup_close_ int c = clone_dev(h);
 
-			say_hold("", c < 0 ? c : reinit_hold(c, &gen, false), gen);
+			arg = (struct fuse_reinit){ .op = FUSE_REINIT_HOLD };
+			r = c < 0 ? c : reinit_op(c, &arg);
+			say_result("", r, arg.gen);
 		} else if (!strcmp(line, "hold-unpriv")) {
 			r = hold_unprivileged(h);
 			if (r < 0)
 				puts("error cannot-drop-privileges");
 			else
-				say_hold("", -r, 0);
+				say_result("", -r, 0);
 		} else if (!strcmp(line, "hold-bad")) {
-			say_hold("", reinit_hold(h, &gen, true), gen);
+			arg = (struct fuse_reinit){ .op = FUSE_REINIT_HOLD, .spare[1] = 1 };
+			r = reinit_op(h, &arg);
+			say_result("", r, arg.gen);
 		} else if (!strcmp(line, "read")) {
 			static char buf[1 << 20];
 
@@ -323,44 +335,34 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 			else
 				printf("revents %#x\n", p.revents);
 		} else if (!strcmp(line, "kill")) {
-			pid_t pid = daemon_pid;
-
+			pid = daemon_pid;
 			if (pid > 0)
 				kill_one(pid);
 			printf("killed %d\n", (int)pid);
 		} else if (!strcmp(line, "begin")) {
-			r = reinit_op(h, FUSE_REINIT_BEGIN, 0, 0, &arg);
+			arg = (struct fuse_reinit){ .op = FUSE_REINIT_BEGIN };
+			r = reinit_op(h, &arg);
 			if (!r)
 				begun = arg.gen;
-			say_hold("", r, arg.gen);
+			say_result("", r, arg.gen);
 		} else if (!strcmp(line, "wait") || !strncmp(line, "wait ", 5)) {
 			unsigned long s = line[4] ? strtoul(line + 5, NULL, 10) : 10;
 
-			r = reinit_op(h, FUSE_REINIT_WAIT, begun, s, &arg);
+			arg = (struct fuse_reinit){ .op = FUSE_REINIT_WAIT, .gen = begun,
+						    .timeout_ns = s * 1000000000ull };
+			r = reinit_op(h, &arg);
 			if (r == -EPROTO)
 				printf("error EPROTO reason %#x mismatch %#" PRIx64 "\n", arg.reason,
 				       arg.mismatch);
 			else
-				say_hold("", r, arg.gen);
+				say_result("", r, arg.gen);
 		} else if (!strcmp(line, "start")) {
-			pid_t pid;
-
-			dev = ndaemons < MAX_DAEMONS ? clone_dev(h) : -EMFILE;
-			if (dev < 0) {
-				printf("error %s\n", errname(-dev));
-				fflush(stdout);
-				continue;
-			}
 			/* A daemon still running is left to exit (or not) by itself. */
-			pid = start_daemon(argv, dev);
-			close(dev);
-			if (pid < 0) {
-				printf("error %s\n", errname(errno));
-			} else {
-				daemon_pid = pid;
-				daemons[ndaemons++] = pid;
+			pid = start_on_clone(h, argv, &what);
+			if (pid < 0)
+				printf("error %s\n", errname(-pid));
+			else
 				printf("started %d\n", (int)pid);
-			}
 		} else if (!strcmp(line, "close")) {
 			closep(&h);
 			h = -1;

@@ -5,8 +5,9 @@
 #   reinit_need            skips unless the kernel has the ioctl (the patched fuse.ko of the
 #                          6.1 guest); a stock kernel must answer the probe with ENOTTY
 #   serve NAME [OPTION...] mounts $T/NAME with fkreinit serve OPTION..., testfs on a clone
-#                          (--backing=$B --crash-file=$T/crash, plus $TESTFS_EXTRA); sets M,
-#                          OUT (fkreinit's answers), SERVE_PID, DAEMON (testfs's pid)
+#                          (--backing=$B --crash-file=$T/crash, plus $TESTFS_EXTRA), or the
+#                          command in the array SERVE_CMD ({} for the clone) if it is set;
+#                          sets M, OUT (fkreinit's answers), SERVE_PID, DAEMON (its pid)
 #   cmd COMMAND            sends a command to fkreinit; its answer goes to ANSWER (call it
 #                          directly, not in $(...): the count of answers lives in this shell);
 #                          an "exited PID STATUS" line before it goes to EXITED="PID STATUS"
@@ -15,14 +16,16 @@
 #   in_daemon NAME [FILE]  starts `stat $M/FILE` (bg_timed NAME; FILE defaults to g) whose
 #                          LOOKUP testfs takes and never answers, and waits until testfs has
 #                          it; READER = its pid
-#   waiting_for_answer PID true while PID or its child waits in request_wait_answer()
-#   waiting_for_req PID    true while PID or its child waits for a request (fuse_get_req())
-#                          or its answer (request_wait_answer())
-#   wait_waiting PID NAME  waits (60 s at most) until waiting_for_req PID; fails if the
-#                          bg_timed job NAME ended first
+#   waiting_in PID REGEX   true while PID or its child is in a kernel function matching REGEX
+#                          (grep -E on its stack), e.g. request_wait_answer for a request's
+#                          answer
+#   wait_waiting PID NAME  waits (60 s at most) until PID or its child waits for a request
+#                          (fuse_get_req()) or its answer (request_wait_answer()); fails if
+#                          the bg_timed job NAME ended first
 
 FKREINIT=$BUILD_DIR/tests/fkreinit
 TESTFS_EXTRA=()
+SERVE_CMD=()
 
 reinit_need() {
 	need_prog "$FKREINIT"
@@ -44,8 +47,9 @@ serve() {
 	OUT=$T/$name.out
 	mkdir "$M"
 	mkfifo "$T/$name.in"
-	"$FKREINIT" serve "$@" --in="$T/$name.in" "$M" -- \
-		"$TESTFS" --backing="$B" --crash-file="$T/crash" "${TESTFS_EXTRA[@]}" {} \
+	local daemon=("$TESTFS" --backing="$B" --crash-file="$T/crash" "${TESTFS_EXTRA[@]}" {})
+	[ "${#SERVE_CMD[@]}" -eq 0 ] || daemon=("${SERVE_CMD[@]}")
+	"$FKREINIT" serve "$@" --in="$T/$name.in" "$M" -- "${daemon[@]}" \
 		>"$OUT" 2>"$T/$name.err" </dev/null &
 	SERVE_PID=$!
 	track_pid "$SERVE_PID"
@@ -56,7 +60,7 @@ serve() {
 	wait_match "$OUT" '^started [0-9]+' 20 >/dev/null ||
 		fail "$name: fkreinit did not start: $(cat "$T/$name.err")"
 	DAEMON=$(sed -n 's/^started //p' "$OUT")
-	log "$name: fkreinit $SERVE_PID, testfs $DAEMON"
+	log "$name: fkreinit $SERVE_PID, daemon $DAEMON"
 	NSEEN=$(wc -l <"$OUT")
 }
 
@@ -108,25 +112,17 @@ in_daemon() {
 	wait_gone_file "$T/crash" || fail "$1: testfs never got the LOOKUP"
 }
 
-waiting_for_answer() {
+waiting_in() {
 	local p
 	for p in $(cat "/proc/$1/task/"*/children 2>/dev/null) "$1"; do
-		grep -q request_wait_answer "/proc/$p/stack" 2>/dev/null && return 0
-	done
-	return 1
-}
-
-waiting_for_req() {
-	local p
-	for p in $(cat "/proc/$1/task/"*/children 2>/dev/null) "$1"; do
-		grep -qE 'request_wait_answer|fuse_get_req|fuse_simple_request' "/proc/$p/stack" 2>/dev/null && return 0
+		grep -qE "$2" "/proc/$p/stack" 2>/dev/null && return 0
 	done
 	return 1
 }
 
 wait_waiting() {
 	local deadline=$(($(now_ms) + 60000))
-	until waiting_for_req "$1"; do
+	until waiting_in "$1" 'request_wait_answer|fuse_get_req|fuse_simple_request'; do
 		[ -e "$T/$2.rc" ] && fail "$2 ended before it waited: $(cat "$T/$2.out")"
 		[ "$(now_ms)" -lt "$deadline" ] || fail "$2 never waited for the mount"
 		sleep 0.02

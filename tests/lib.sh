@@ -119,17 +119,23 @@ mounts_under() {
 		/proc/self/mountinfo | sort -r -u
 }
 
+# The fusectl directory (/sys/fs/fuse/connections/<dev minor>) of the FUSE connection
+# mounted at PATH; fails if PATH is not a FUSE mount or fusectl has no such directory.
+fuse_conn_dir() {
+	local info dev dir
+	info=$(mount_info "$1")
+	case ${info#* } in fuse | fuse.* | fuseblk) ;; *) return 1 ;; esac
+	dev=${info% *}
+	dir=/sys/fs/fuse/connections/${dev#*:}
+	[ -d "$dir" ] || return 1
+	echo "$dir"
+}
+
 # Aborts the FUSE connection mounted at PATH through fusectl, if it is one.
 fuse_abort() {
-	local info dev fstype minor
-	info=$(mount_info "$1")
-	[ -n "$info" ] || return 0
-	dev=${info% *}
-	fstype=${info#* }
-	case $fstype in fuse | fuse.* | fuseblk) ;; *) return 0 ;; esac
-	minor=${dev#*:}
-	[ -w "/sys/fs/fuse/connections/$minor/abort" ] &&
-		echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
+	local dir
+	dir=$(fuse_conn_dir "$1") || return 0
+	[ -w "$dir/abort" ] && echo 1 >"$dir/abort" 2>/dev/null
 	return 0
 }
 
@@ -572,6 +578,8 @@ file_is() {
 #                                output is $T/holder-NAME.out
 #   holder NAME CMD [ARG]        sends CMD and prints the holder's answer:
 #     read          -> "read DATA" (up to 64 bytes from offset 0; newlines as \n)
+#     readat OFF    -> "read DATA" (the same from offset OFF)
+#     fsync         -> "fsync 0"
 #     write DATA    -> "wrote N"   (DATA at offset 0; \n in DATA for a newline)
 #     fstat         -> "ino N"
 #     nlink         -> "nlink N" (st_nlink of the fd)
@@ -596,10 +604,14 @@ while (my $l = <$in>) {
 	chomp $l;
 	my ($cmd, $arg) = split / /, $l, 2;
 	my $out;
-	if ($cmd eq "read") {
+	if ($cmd eq "read" || $cmd eq "readat") {
 		my $buf;
-		my $n = sysseek($f, 0, SEEK_SET) ? sysread($f, $buf, 64) : undef;
+		my $off = $cmd eq "readat" ? $arg : 0;
+		my $n = sysseek($f, $off, SEEK_SET) ? sysread($f, $buf, 64) : undef;
 		if (defined $n) { $buf =~ s/\n/\\n/g; $out = "read $buf" }
+	} elsif ($cmd eq "fsync") {
+		require IO::Handle;
+		$out = "fsync 0" if $f->sync;
 	} elsif ($cmd eq "write") {
 		$arg =~ s/\\n/\n/g;
 		my $n = sysseek($f, 0, SEEK_SET) ? syswrite($f, $arg) : undef;

@@ -3,7 +3,7 @@
  *
  *   testfs --backing=DIR [--single] [--writeback] [--locks] [--fail-start-if=FILE]
  *          [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N] [--cache-s=S]
- *          [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
+ *          [--ino-nodeid] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
  *
  * Every operation is passed through to DIR. It always runs in the foreground.
  * MOUNTPOINT is normally /dev/fd/N (libfuse serves fd N and does not mount);
@@ -64,6 +64,9 @@
  *                         in seconds (default 1): a test whose timing needs the
  *                         entries on a path to stay fresh, however slow the
  *                         machine, gives a long one.
+ *   --ino-nodeid          report every inode's node ID as its st_ino, as libfuse's
+ *                         high-level API does without use_ino (sshfs, LXCFS): its
+ *                         numbers then change with every run.
  *   --small-writes-if=FILE
  *                         answer FUSE_INIT with max_write 4096 if FILE exists at
  *                         start-up (an INIT the keeper must refuse after a restart).
@@ -158,6 +161,7 @@ static struct {
 	const char *slow_start_if;
 	const char *small_writes_if;
 	bool inval_on_read;
+	bool ino_nodeid;	/* --ino-nodeid: st_ino = node ID */
 	bool writeback;
 	bool locks;
 	const char *crash_file;
@@ -715,12 +719,15 @@ static void reply_entry(fuse_req_t req, int r, const struct fuse_entry_param *e)
 		table_unref(e->ino, 1);
 }
 
-static void reply_attr(fuse_req_t req, int r, const struct stat *st)
+/* Replies to a GETATTR or SETATTR of NODEID with ST, or with the error R < 0. */
+static void reply_attr(fuse_req_t req, int r, fuse_ino_t nodeid, struct stat *st)
 {
 	if (r < 0) {
 		reply_err(req, r);
 		return;
 	}
+	if (opt.ino_nodeid)
+		st->st_ino = nodeid;
 	op_reply_point();
 	fuse_reply_attr(req, st, opt.cache_s);
 }
@@ -761,6 +768,8 @@ static int lookup_entry(struct tfs_inode *dir, const char *name, struct fuse_ent
 	if (r < 0)
 		return r;
 	e->ino = nodeid_of(node);
+	if (opt.ino_nodeid)
+		e->attr.st_ino = e->ino;
 	e->attr_timeout = opt.cache_s;
 	e->entry_timeout = opt.cache_s;
 	return 0;
@@ -821,7 +830,7 @@ static void tfs_getattr(fuse_req_t req, fuse_ino_t nodeid, _unused_ struct fuse_
 
 	op_begin(OP_GETATTR, node, NULL);
 	r = stat_node(node, &st);
-	reply_attr(req, r, &st);
+	reply_attr(req, r, nodeid, &st);
 }
 
 /* FH, when the kernel sent one (ftruncate, open with O_TRUNC), is a file
@@ -880,7 +889,7 @@ static void tfs_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr, in
 	r = apply_setattr(node, attr, valid, fi);
 	if (r == 0)
 		r = stat_node(node, &st);
-	reply_attr(req, r, &st);
+	reply_attr(req, r, nodeid, &st);
 }
 
 static void tfs_readlink(fuse_req_t req, fuse_ino_t nodeid)
@@ -1529,7 +1538,7 @@ static _Noreturn void usage(int status)
 		"              [--fail-start-if=FILE] [--slow-start-if=FILE]\n"
 		"              [--crash-file=FILE] [--delay-ms=N] [--cache-s=S]\n"
 		"              [--small-writes-if=FILE]\n"
-		"              [--inval-on-read]\n"
+		"              [--inval-on-read] [--ino-nodeid]\n"
 		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
 	exit(status);
@@ -1560,6 +1569,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.slow_start_if = v;
 		} else if (strcmp(a, "--inval-on-read") == 0) {
 			opt.inval_on_read = true;
+		} else if (strcmp(a, "--ino-nodeid") == 0) {
+			opt.ino_nodeid = true;
 		} else if (strcmp(a, "--writeback") == 0) {
 			opt.writeback = true;
 		} else if (strcmp(a, "--locks") == 0) {

@@ -38,11 +38,11 @@ got=$(cat "$M/f") || fail "reading through the daemon's clone failed"
 
 # --- 2. a request in the dead daemon's hands waits, and SIGKILL ends it.
 in_daemon r1
-waiting_for_answer "$READER" || fail "the reader is not waiting for an answer"
+waiting_in "$READER" request_wait_answer || fail "the reader is not waiting for an answer"
 expect kill "^killed $DAEMON\$"
 # The daemon is reaped, so its device is released: stock 6.1 would have ended the LOOKUP.
 [ ! -e "$T/r1.rc" ] || fail "the reader ended when the daemon died: $(cat "$T/r1.out")"
-waiting_for_answer "$READER" || fail "the reader no longer waits in request_wait_answer()"
+waiting_in "$READER" request_wait_answer || fail "the reader no longer waits in request_wait_answer()"
 kill -KILL "$(cat "/proc/$READER/task/"*/children)" 2>/dev/null
 bg_result r1 20 || fail "SIGKILL did not end a request left by a dead daemon"
 [ "$BG_RC" = 137 ] && [ -z "$BG_OUT" ] ||
@@ -58,7 +58,7 @@ expect kill "^killed $DAEMON\$"
 # One more round trip through fkreinit, then still waiting: not ended by the death.
 expect hold '^ok gen 1$'
 [ ! -e "$T/r2.rc" ] || fail "the reader ended when the daemon died: $(cat "$T/r2.out")"
-waiting_for_answer "$READER" || fail "the reader no longer waits in request_wait_answer()"
+waiting_in "$READER" request_wait_answer || fail "the reader no longer waits in request_wait_answer()"
 expect close '^ok$'
 bg_result r2 20 || fail "closing the holder did not end the request"
 [ "$BG_RC" != 0 ] || fail "the LOOKUP succeeded after the holder was closed"
@@ -70,10 +70,8 @@ quit b
 # drops to 0. Kept, it would stay 1, as nobody could kill what waits for it (close(2),
 # fsync(2) and truncation wait for background requests uninterruptibly).
 serve d
-minor=$(mount_info "$M")
-minor=${minor%% *}
-minor=${minor#*:}
-waiting=/sys/fs/fuse/connections/$minor/waiting
+conn=$(fuse_conn_dir "$M") || fail "no fusectl directory for $M"
+waiting=$conn/waiting
 [ -r "$waiting" ] || fail "no fusectl entry $waiting"
 printf 'hang:release\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"
 [ "$(cat "$M/f")" = hello ] || fail "reading f failed"
