@@ -33,11 +33,14 @@ static const char usage_text[] =
 	"                         nosuid (default), suid, nodev (default), dev, noexec, exec,\n"
 	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
 	"  -m, --mode=MODE        recovery mode: proxy (the default: the keeper relays the\n"
-	"                         protocol; everything survives a crash) or remount (Linux\n"
+	"                         protocol; everything survives a crash), remount (Linux\n"
 	"                         6.5+: the daemon gets /dev/fuse itself; after a crash every\n"
 	"                         mount of the old instance, in every mount namespace, is\n"
 	"                         replaced by one of a fresh instance; fds and working\n"
-	"                         directories on the old one then get ESTALE)\n"
+	"                         directories on the old one then get ESTALE) or reinit (a\n"
+	"                         kernel with fusekeeper's kernel/patches: the daemon gets a\n"
+	"                         clone of /dev/fuse, and the kernel hands the same connection\n"
+	"                         to the next one; fds and working directories carry on)\n"
 	"      --max-restarts=N   give up after N failed starts within the restart window\n"
 	"                         (default 5); then every request fails with EIO, and the\n"
 	"                         daemon is tried again every --retry-interval\n"
@@ -152,7 +155,7 @@ static const struct option long_options[] = {
 	{ 0 },
 };
 
-static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode };
+static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode, &reinit_mode };
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
@@ -237,7 +240,7 @@ int main(int argc, char **argv)
 				if (!strcmp(modes[i]->name, optarg))
 					m = modes[i];
 			if (!m)
-				usage_error("unknown mode '%s' (available: proxy, remount)", optarg);
+				usage_error("unknown mode '%s' (available: proxy, remount, reinit)", optarg);
 			cfg.mode = m;
 			break;
 		}

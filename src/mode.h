@@ -85,3 +85,4 @@ struct mode_ops {
 
 extern const struct mode_ops proxy_mode;
 extern const struct mode_ops remount_mode;
+extern const struct mode_ops reinit_mode;
