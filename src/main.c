@@ -32,7 +32,10 @@ static const char usage_text[] =
 	"  -o OPT[,OPT...]        mount options: allow_other, default_permissions, ro, rw,\n"
 	"                         nosuid (default), suid, nodev (default), dev, noexec, exec,\n"
 	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
-	"  -m, --mode=MODE        recovery mode: proxy (the default: the keeper relays the\n"
+	"  -m, --mode=MODE        recovery mode: auto (the default: reinit where the kernel\n"
+	"                         has FUSE_DEV_IOC_REINIT and --write-through is given,\n"
+	"                         proxy otherwise; --help says which one this machine gets),\n"
+	"                         proxy (the keeper relays the\n"
 	"                         protocol; everything survives a crash), remount (Linux\n"
 	"                         6.5+: the daemon gets /dev/fuse itself; after a crash every\n"
 	"                         mount of the old instance, in every mount namespace, is\n"
@@ -200,10 +203,33 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 	return (uint64_t)v << shift;
 }
 
+/*
+ * --mode=auto: reinit where the kernel has FUSE_DEV_IOC_REINIT and the operator says the daemon
+ * stores a write before it answers (--write-through), since reinit mode does not yet keep writes
+ * a daemon acknowledged but had not stored; proxy otherwise. Returns the mode, and why in @why.
+ */
+static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *why, size_t size)
+{
+	char err[256];
+
+	if (reinit_mode.probe(err, sizeof(err)) < 0) {
+		snprintf(why, size, "this kernel has no FUSE_DEV_IOC_REINIT");
+		return &proxy_mode;
+	}
+	if (!cfg->write_through) {
+		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not keep "
+			 "writes a daemon acknowledged before storing them; with --write-through it "
+			 "is chosen");
+		return &proxy_mode;
+	}
+	snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given");
+	return &reinit_mode;
+}
+
 int main(int argc, char **argv)
 {
 	struct keeper_config cfg = {
-		.mode = &proxy_mode,
+		.mode = NULL, /* --mode=auto */
 		.max_restarts = 5,
 		.restart_window_ms = 60000,
 		.start_timeout_ms = 10000,
@@ -239,8 +265,9 @@ int main(int argc, char **argv)
 			for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
 				if (!strcmp(modes[i]->name, optarg))
 					m = modes[i];
-			if (!m)
-				usage_error("unknown mode '%s' (available: proxy, remount, reinit)", optarg);
+			if (!m && strcmp(optarg, "auto"))
+				usage_error("unknown mode '%s' (available: auto, proxy, remount, "
+					    "reinit)", optarg);
 			cfg.mode = m;
 			break;
 		}
@@ -321,6 +348,8 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			printf("\nHere --mode=auto is %s: %s.\n", auto_mode(&cfg, err, sizeof(err))->name,
+			       err);
 			return 0;
 		case 'V':
 			printf("fusekeeper %s\n", FUSEKEEPER_VERSION);
@@ -362,6 +391,10 @@ int main(int argc, char **argv)
 	if (geteuid() != 0) {
 		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
 		return 1;
+	}
+	if (!cfg.mode) {
+		cfg.mode = auto_mode(&cfg, err, sizeof(err));
+		log_info("Mode: %s (--mode=auto: %s)", cfg.mode->name, err);
 	}
 	if (cfg.mode->probe && cfg.mode->probe(err, sizeof(err)) < 0) {
 		fprintf(stderr, "fusekeeper: %s\n", err);

@@ -11,6 +11,9 @@
 #  - st_ino of that sub-directory, the same after every recovery;
 # and nothing ever gets ENOTCONN or other data. At the end an unmount stops the keeper
 # (exit 0) and nothing is left.
+# --mode=auto, the default, is checked on both: reinit only where the kernel has the ioctl
+# and --write-through is given (and then it recovers from a kill), proxy otherwise, and the
+# log says which and why.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
@@ -24,7 +27,26 @@ M=$T/mnt
 B=$T/back
 mkdir "$M" "$B" "$T/nsview"
 
+# auto_is MODE WHY [OPTION...]: a keeper started with OPTION... and no --mode serves in MODE
+# and logs WHY; with reinit, it also recovers from a kill. Unmounted after.
+auto_is() {
+	local mode=$1 why=$2
+	shift 2
+	fk_start "$M" "$@" -- "$TESTFS" --backing="$B" {}
+	fk_wait READY || fail "auto $*: the keeper never became READY: $(tail -5 "$FK_LOG")"
+	grep -qF "Mode: $mode (--mode=auto: $why" "$FK_LOG" ||
+		fail "auto $*: want mode $mode because '$why', the log says: $(grep 'Mode:' "$FK_LOG")"
+	grep -qF "Mounted $M ($mode mode)" "$FK_LOG" || fail "auto $*: not mounted in $mode mode"
+	if [ "$mode" = reinit ]; then
+		fk_kill_daemon || fail "auto $*: killing the daemon failed"
+		fk_wait RECOVERED "" 60 || fail "auto $*: no RECOVERED"
+	fi
+	[ -d "$M/." ] || fail "auto $*: the mount does not answer"
+	fk_umount_exit 0
+}
+
 if [ "$("$FKREINIT" probe)" = absent ]; then
+	auto_is proxy "this kernel has no FUSE_DEV_IOC_REINIT" --write-through
 	try_cmd 20 "$FK" --mode=reinit "$M" -- sh -c ': >"$1"; exec "$2" --backing="$3" "$4"' \
 		sh "$T/started" "$TESTFS" "$B" {}
 	status=$?
@@ -113,5 +135,8 @@ grep -q ENOTCONN "$T"/*.out && fail "something got ENOTCONN: $(grep -l ENOTCONN 
 fk_umount_exit 0
 fk_wait STOPPED "" 5 || fail "no STOPPED event"
 assert_not_mounted "$M"
+
+auto_is proxy "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not keep"
+auto_is reinit "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given" --write-through
 assert_all_gone
 log "ok"
