@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,10 @@ int child_call(struct keeper *k, int64_t deadline, int (*fn)(void *arg, void *ou
 		char buf[sizeof(int) + size];
 		int res;
 
+		/* Never outlive the keeper: the call may hold the connection (its fds). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(1);
 		close(pipefd[0]);
 		res = fn(arg, out);
 		/* One write of @fn's result and @out: the parent reads all or nothing. */
@@ -56,6 +61,9 @@ int child_call(struct keeper *k, int64_t deadline, int (*fn)(void *arg, void *ou
 		syscall(SYS_pidfd_send_signal, child, SIGKILL, NULL, 0);
 		/* The supervisor reaps every child: ECHILD here is fine. */
 		waitid(P_PIDFD, child, NULL, WEXITED);
+	} else {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
 	}
 	return r < 0 ? r : result;
 }

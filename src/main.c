@@ -35,8 +35,8 @@ static const char usage_text[] =
 	"  -m, --mode=MODE        recovery mode: auto (the default: reinit where the kernel\n"
 	"                         has FUSE_DEV_IOC_REINIT and --write-through is given,\n"
 	"                         proxy otherwise; --help says which one this machine gets),\n"
-	"                         proxy (the keeper relays the\n"
-	"                         protocol; everything survives a crash), remount (Linux\n"
+	"                         proxy (the keeper relays the protocol; everything\n"
+	"                         survives a crash), remount (Linux\n"
 	"                         6.5+: the daemon gets /dev/fuse itself; after a crash every\n"
 	"                         mount of the old instance, in every mount namespace, is\n"
 	"                         replaced by one of a fresh instance; fds and working\n"
@@ -83,7 +83,8 @@ static const char usage_text[] =
 	"      --write-window-total=SIZE\n"
 	"                         the same bound for all open files together (default 256M)\n"
 	"      --write-through    the daemon makes a write durable before it answers it\n"
-	"                         (passthrough daemons, LXCFS): keep no write windows\n"
+	"                         (passthrough daemons, LXCFS): keep no write windows; with\n"
+	"                         --mode=auto it also chooses reinit where the kernel has it\n"
 	"      --exclusive        no other client changes the filesystem's store: settle\n"
 	"                         requests a dead daemon left on what the kernel knew\n"
 	"      --no-keep-removed  pass removals of files held open to the daemon as they are:\n"
@@ -211,15 +212,21 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *why, size_t size)
 {
 	char err[256];
+	int r = reinit_mode.probe(err, sizeof(err));
 
-	if (reinit_mode.probe(err, sizeof(err)) < 0) {
+	if (r == -ENOTTY) {
 		snprintf(why, size, "this kernel has no FUSE_DEV_IOC_REINIT");
+		return &proxy_mode;
+	}
+	if (r < 0) {
+		snprintf(why, size, "cannot tell whether the kernel has FUSE_DEV_IOC_REINIT (%s%s)",
+			 strerror(-r), r == -EACCES ? "; ask as root" : "");
 		return &proxy_mode;
 	}
 	if (!cfg->write_through) {
 		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not keep "
-			 "writes a daemon acknowledged before storing them; with --write-through it "
-			 "is chosen");
+			 "writes a daemon acknowledged before storing them; --write-through, which "
+			 "says the daemon stores before it answers, chooses it");
 		return &proxy_mode;
 	}
 	snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given");

@@ -207,6 +207,15 @@ static int reinit_attach(void *state, struct keeper *k)
 	char why[128];
 	int r;
 
+	/*
+	 * The daemon has its own copy now. Ours would keep the device open after the daemon's
+	 * death, and the kernel keeps a dead daemon's requests for the next one (killable) only
+	 * once the device is released.
+	 */
+	if (ri->clone >= 0) {
+		close(ri->clone);
+		ri->clone = -1;
+	}
 	if (!ri->served) {
 		r = served_wait(k, ri->rootfd, now_ms() + ri->cfg->start_timeout_ms);
 		if (r == 0) {
@@ -219,16 +228,21 @@ static int reinit_attach(void *state, struct keeper *k)
 		return r;
 	}
 	r = child_call(k, now_ms() + ri->cfg->start_timeout_ms, wait_init, ri, &w, sizeof(w));
-	if (r == -EPROTO) {
-		log_error("The kernel refused the new daemon's FUSE_INIT answer: it differs from the "
-			  "first daemon's in %s (flags differing: %#" PRIx64 "); a daemon taking over "
-			  "a connection must answer INIT as the first one did",
-			  refusal(w.reason, why, sizeof(why)), w.mismatch);
+	if (r == -EPROTO && w.reason == FUSE_REINIT_R_ERROR) {
+		log_error("The new daemon did not answer FUSE_INIT, or answered it with an error");
 		return -EPROTO;
 	}
-	if (r == -ECANCELED || r == -ENOTCONN) {
-		log_error("The FUSE connection ended while the new daemon started: %s",
-			  strerror(-r));
+	if (r == -EPROTO) {
+		snprintf(why + sizeof(why) / 2, sizeof(why) / 2, " (flags differing: %#" PRIx64 ")",
+			 w.mismatch);
+		log_error("The kernel refused the new daemon's FUSE_INIT answer: it differs from the "
+			  "first daemon's in %s%s; a daemon taking over a connection must answer INIT "
+			  "as the first one did", refusal(w.reason, why, sizeof(why) / 2),
+			  w.reason & FUSE_REINIT_R_FLAGS ? why + sizeof(why) / 2 : "");
+		return -EPROTO;
+	}
+	if (r == -ENOTCONN) {
+		log_error("The FUSE connection ended while the new daemon started");
 		return -EINTR;
 	}
 	if (r < 0)
@@ -241,20 +255,18 @@ static void reinit_detach(void *state)
 {
 	struct reinit *ri = state;
 
-	/* Kept open until the next BEGIN retires it: closing it now changes nothing. */
+	/* Whether the connection ends while no daemon serves: events() */
 	watch_end(ri, true);
 }
 
 static void reinit_give_up(void *state)
 {
-	(void)state;
 	/*
 	 * The kernel has no way yet to fail the requests that wait for a daemon (the design's
 	 * FUSE_REINIT_GIVE_UP is not written): they wait, killable, until a daemon takes over
-	 * or the mount goes.
+	 * or the mount goes (give_up_waits; the supervisor says so in its log).
 	 */
-	log_warn("Reinit mode cannot fail waiting requests with EIO yet: they wait for the next "
-		 "daemon (their processes can be killed), or until the mount is unmounted");
+	(void)state;
 }
 
 static int reinit_event_fd(void *state)
@@ -325,6 +337,7 @@ const struct mode_ops reinit_mode = {
 	.attach = reinit_attach,
 	.detach = reinit_detach,
 	.give_up = reinit_give_up,
+	.give_up_waits = true,
 	.event_fd = reinit_event_fd,
 	.events = reinit_events,
 	.hung_at = NULL,
