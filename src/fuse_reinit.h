@@ -43,9 +43,9 @@ struct fuse_reinit {
  * (its reads and writes fail with ENODEV, which libfuse takes for an unmount), the first INIT
  * is queued again for the next reader, and new requests wait until its answer is accepted.
  * Requests the old daemon read and did not answer fail with EIO; those it never read are
- * sent again. Inodes and open files other than the root are not healed yet: requests about
- * them fail with EIO. Errors: EINVAL (not the holder; a field not 0), EAGAIN (the first
- * daemon never answered its INIT), EOVERFLOW, ENOMEM, ENOTCONN, EBUSY (another call).
+ * sent again. Inodes are healed by name, and open files reopened, at their next use.
+ * Errors: EINVAL (not the holder; a field not 0), EAGAIN (the first daemon never answered its
+ * INIT), EOVERFLOW, ENOMEM, ENOTCONN, EBUSY (another call).
  */
 #define FUSE_REINIT_BEGIN 2
 

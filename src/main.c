@@ -32,12 +32,18 @@ static const char usage_text[] =
 	"  -o OPT[,OPT...]        mount options: allow_other, default_permissions, ro, rw,\n"
 	"                         nosuid (default), suid, nodev (default), dev, noexec, exec,\n"
 	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
-	"  -m, --mode=MODE        recovery mode: proxy (the default: the keeper relays the\n"
-	"                         protocol; everything survives a crash) or remount (Linux\n"
+	"  -m, --mode=MODE        recovery mode: auto (the default: reinit where the kernel\n"
+	"                         has FUSE_DEV_IOC_REINIT and --write-through is given,\n"
+	"                         proxy otherwise; --help says which one this machine gets),\n"
+	"                         proxy (the keeper relays the protocol; everything\n"
+	"                         survives a crash), remount (Linux\n"
 	"                         6.5+: the daemon gets /dev/fuse itself; after a crash every\n"
 	"                         mount of the old instance, in every mount namespace, is\n"
 	"                         replaced by one of a fresh instance; fds and working\n"
-	"                         directories on the old one then get ESTALE)\n"
+	"                         directories on the old one then get ESTALE) or reinit (a\n"
+	"                         kernel with fusekeeper's kernel/patches: the daemon gets a\n"
+	"                         clone of /dev/fuse, and the kernel hands the same connection\n"
+	"                         to the next one; fds and working directories carry on)\n"
 	"      --max-restarts=N   give up after N failed starts within the restart window\n"
 	"                         (default 5); then every request fails with EIO, and the\n"
 	"                         daemon is tried again every --retry-interval\n"
@@ -77,7 +83,8 @@ static const char usage_text[] =
 	"      --write-window-total=SIZE\n"
 	"                         the same bound for all open files together (default 256M)\n"
 	"      --write-through    the daemon makes a write durable before it answers it\n"
-	"                         (passthrough daemons, LXCFS): keep no write windows\n"
+	"                         (passthrough daemons, LXCFS): keep no write windows; with\n"
+	"                         --mode=auto it also chooses reinit where the kernel has it\n"
 	"      --exclusive        no other client changes the filesystem's store: settle\n"
 	"                         requests a dead daemon left on what the kernel knew\n"
 	"      --no-keep-removed  pass removals of files held open to the daemon as they are:\n"
@@ -152,7 +159,7 @@ static const struct option long_options[] = {
 	{ 0 },
 };
 
-static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode };
+static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode, &reinit_mode };
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
@@ -197,10 +204,39 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 	return (uint64_t)v << shift;
 }
 
+/*
+ * --mode=auto: reinit where the kernel has FUSE_DEV_IOC_REINIT and the operator says the daemon
+ * stores a write before it answers (--write-through), since reinit mode does not yet keep writes
+ * a daemon acknowledged but had not stored; proxy otherwise. Returns the mode, and why in @why.
+ */
+static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *why, size_t size)
+{
+	char err[256];
+	int r = reinit_mode.probe(err, sizeof(err));
+
+	if (r == -ENOTTY) {
+		snprintf(why, size, "this kernel has no FUSE_DEV_IOC_REINIT");
+		return &proxy_mode;
+	}
+	if (r < 0) {
+		snprintf(why, size, "cannot tell whether the kernel has FUSE_DEV_IOC_REINIT (%s%s)",
+			 strerror(-r), r == -EACCES ? "; ask as root" : "");
+		return &proxy_mode;
+	}
+	if (!cfg->write_through) {
+		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not keep "
+			 "writes a daemon acknowledged before storing them; --write-through, which "
+			 "says the daemon stores before it answers, chooses it");
+		return &proxy_mode;
+	}
+	snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given");
+	return &reinit_mode;
+}
+
 int main(int argc, char **argv)
 {
 	struct keeper_config cfg = {
-		.mode = &proxy_mode,
+		.mode = NULL, /* --mode=auto */
 		.max_restarts = 5,
 		.restart_window_ms = 60000,
 		.start_timeout_ms = 10000,
@@ -236,8 +272,9 @@ int main(int argc, char **argv)
 			for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
 				if (!strcmp(modes[i]->name, optarg))
 					m = modes[i];
-			if (!m)
-				usage_error("unknown mode '%s' (available: proxy, remount)", optarg);
+			if (!m && strcmp(optarg, "auto"))
+				usage_error("unknown mode '%s' (available: auto, proxy, remount, "
+					    "reinit)", optarg);
 			cfg.mode = m;
 			break;
 		}
@@ -318,6 +355,8 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			printf("\nHere --mode=auto is %s: %s.\n", auto_mode(&cfg, err, sizeof(err))->name,
+			       err);
 			return 0;
 		case 'V':
 			printf("fusekeeper %s\n", FUSEKEEPER_VERSION);
@@ -359,6 +398,10 @@ int main(int argc, char **argv)
 	if (geteuid() != 0) {
 		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
 		return 1;
+	}
+	if (!cfg.mode) {
+		cfg.mode = auto_mode(&cfg, err, sizeof(err));
+		log_info("Mode: %s (--mode=auto: %s)", cfg.mode->name, err);
 	}
 	if (cfg.mode->probe && cfg.mode->probe(err, sizeof(err)) < 0) {
 		fprintf(stderr, "fusekeeper: %s\n", err);

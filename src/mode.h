@@ -28,8 +28,8 @@ struct mode_ops {
 
 	/*
 	 * Makes the channel for the next daemon and returns its end (passed as /dev/fd/N): a
-	 * socket (proxy), or a /dev/fuse fd of a mount the mode made itself (remount). The mode
-	 * keeps ownership.
+	 * socket (proxy), a /dev/fuse fd of a mount the mode made itself (remount), or a clone of
+	 * the mount's /dev/fuse (reinit). The mode keeps ownership.
 	 */
 	int (*channel)(void *state);
 
@@ -51,9 +51,13 @@ struct mode_ops {
 	 * No daemon serves, and none is to be waited for (--request-wait passed, or the keeper
 	 * gave up): fail every waiting and later request with EIO at once, until attach()
 	 * succeeds again. Requests a recovery under way is settling are left to it. May come
-	 * from inside attach() (through keeper_wait()).
+	 * from inside attach() (through keeper_wait()). A mode that cannot (give_up_waits) leaves
+	 * them waiting for the next daemon.
 	 */
 	void (*give_up)(void *state);
+
+	/* give_up() cannot fail requests: they wait, killable, for the next daemon (reinit). */
+	bool give_up_waits;
 
 	/* An fd that becomes readable when events() has something to say. */
 	int (*event_fd)(void *state);
@@ -85,3 +89,4 @@ struct mode_ops {
 
 extern const struct mode_ops proxy_mode;
 extern const struct mode_ops remount_mode;
+extern const struct mode_ops reinit_mode;

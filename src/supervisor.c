@@ -399,6 +399,14 @@ static void daemon_hung(struct keeper *k, const char *what)
 	kill_daemon(k, SIGKILL);
 }
 
+/* What requests get once the keeper gives up on them (mode_ops.give_up), for the log. */
+static const char *requests_then(const struct keeper *k)
+{
+	return k->cfg.mode->give_up_waits ?
+		"keep waiting, killable (this mode cannot fail them with EIO yet)" :
+		"fail with EIO at once";
+}
+
 /* --request-wait has passed since the last daemon that served died, and none serves yet. */
 static void requests_down(struct keeper *k, int64_t now)
 {
@@ -406,8 +414,8 @@ static void requests_down(struct keeper *k, int64_t now)
 	if (k->failing)
 		return;
 	log_warn("No daemon has served %s for %.1f s (--request-wait=%" PRId64 "): requests "
-		 "fail with EIO at once until one does", k->cfg.mountpoint,
-		 (now - k->died_at) / 1000.0, k->cfg.request_wait_ms / 1000);
+		 "%s until one does", k->cfg.mountpoint, (now - k->died_at) / 1000.0,
+		 k->cfg.request_wait_ms / 1000, requests_then(k));
 	event("DOWN %" PRId64, now - k->died_at);
 	k->cfg.mode->give_up(k->mode_state);
 	k->failing = true;
@@ -780,15 +788,15 @@ int supervise(const struct keeper_config *cfg)
 			event("GAVEUP");
 			if (cfg->retry_interval_ms)
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
-					  "%s now fail with EIO. The daemon is tried again every %" PRId64
+					  "%s now %s. The daemon is tried again every %" PRId64
 					  " s (--retry-interval)", cfg->max_restarts,
 					  cfg->restart_window_ms / 1000, cfg->mountpoint,
-					  cfg->retry_interval_ms / 1000);
+					  requests_then(&k), cfg->retry_interval_ms / 1000);
 			else
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
-					  "%s now fail with EIO. Unmount it (umount %s) or stop fusekeeper "
+					  "%s now %s. Unmount it (umount %s) or stop fusekeeper "
 					  "to end this", cfg->max_restarts, cfg->restart_window_ms / 1000,
-					  cfg->mountpoint, cfg->mountpoint);
+					  cfg->mountpoint, requests_then(&k), cfg->mountpoint);
 			if (!k.failing)
 				cfg->mode->give_up(k.mode_state);
 			k.failing = true;

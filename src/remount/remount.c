@@ -29,6 +29,7 @@
 #include "mountapi.h"
 #include "nsmounts.h"
 #include "proto.h"
+#include "served.h"
 #include "util.h"
 
 /* Connections kept to answer for old instances; past this the oldest is aborted (ENOTCONN). */
@@ -344,51 +345,11 @@ static void instance_abort(struct instance *in)
 /*
  * The daemon talks to the kernel directly, so the keeper sees no FUSE_INIT: it asks. A child
  * stats the instance's root with AT_STATX_FORCE_SYNC, a GETATTR that the kernel holds until
- * INIT is answered; its answer means the daemon serves. A child, not a thread: a wait in
- * FUSE is killable, so a start given up on ends with a SIGKILL.
+ * INIT is answered; its answer means the daemon serves (served_wait(), served.h).
  */
 static int wait_served(struct remount *rm, int rootfd)
 {
-	int pipefd[2], r, result = -EIO;
-	_cleanup_close_ int child = -1;
-	pid_t pid;
-
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return r;
-	}
-	if (pid == 0) {
-		struct statx stx;
-		int e = 0;
-
-		if (statx(rootfd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_BASIC_STATS,
-			  &stx) < 0)
-			e = -errno;
-		_exit(write(pipefd[1], &e, sizeof(e)) == sizeof(e) ? 0 : 1);
-	}
-	close(pipefd[1]);
-	child = syscall(SYS_pidfd_open, pid, 0);
-	/* Past --start-timeout as long as the supervisor's start policy keeps the daemon. */
-	r = keeper_wait(rm->k, pipefd[0], now_ms() + rm->cfg->start_timeout_ms);
-	if (r == 0 && read(pipefd[0], &result, sizeof(result)) != sizeof(result))
-		result = -EIO;
-	close(pipefd[0]);
-	if (child >= 0) {
-		syscall(SYS_pidfd_send_signal, child, SIGKILL, NULL, 0);
-		/* The supervisor reaps every child: ECHILD here is fine. */
-		waitid(P_PIDFD, child, NULL, WEXITED);
-	}
-	if (r < 0)
-		return r;
-	if (result < 0)
-		log_error("The daemon's mount does not answer: stat of its root failed: %s",
-			  strerror(-result));
-	return result < 0 ? -EPROTO : 0;
+	return served_wait(rm->k, rootfd, now_ms() + rm->cfg->start_timeout_ms);
 }
 
 /* ---- the swap ------------------------------------------------------------------------------ */

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Reinit mode: the kernel keeps the connection (FUSE_DEV_IOC_REINIT, kernel/patches). The keeper
+ * holds the mount's /dev/fuse (FUSE_REINIT_HOLD), so that the requests a dead daemon had read
+ * stay pending; each daemon gets a clone of it. When one dies, the keeper begins a new
+ * generation (FUSE_REINIT_BEGIN: the dead daemon's devices retired, its INIT queued again),
+ * starts the next daemon on a fresh clone and waits until the kernel accepts its INIT answer
+ * (FUSE_REINIT_WAIT). Inodes and open files heal in the kernel at their next use. No relay, no
+ * new mount (docs/kernel-api.md, docs/design.md "Reinit mode").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "fuse_reinit.h"
+#include "log.h"
+#include "mode.h"
+#include "served.h"
+#include "util.h"
+
+struct reinit {
+	struct keeper *k;
+	const struct keeper_config *cfg;
+	int holder;	/* the mount's /dev/fuse, FUSE_REINIT_HOLD */
+	int rootfd;	/* O_PATH fd of the mount's root, until the first daemon serves */
+	int clone;	/* the current daemon's /dev/fuse (our copy), -1 when none */
+	uint64_t gen;	/* the generation the current daemon was started for */
+	bool served;	/* a daemon has served the mount */
+	/*
+	 * event_fd(): readable when the connection ends. A spare clone, watched only while no
+	 * daemon serves (see remount.c's ev_ep for why not always), reports EPOLLERR when the
+	 * connection is aborted or unmounted. Made after each BEGIN, which would retire it.
+	 */
+	int ev_ep;
+	int watch;
+	bool watching;
+};
+
+static int reinit_ioctl(int fd, struct fuse_reinit *arg)
+{
+	return ioctl(fd, FUSE_DEV_IOC_REINIT, arg) < 0 ? -errno : 0;
+}
+
+/* A new /dev/fuse fd attached to the connection of @devfd (FUSE_DEV_IOC_CLONE), or -errno. */
+static int clone_dev(int devfd)
+{
+	uint32_t src = (uint32_t)devfd;
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, FUSE_DEV_IOC_CLONE, &src) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* Starts or stops watching the end of the connection (struct reinit.watch). */
+static void watch_end(struct reinit *ri, bool on)
+{
+	/* EPOLLERR only (always reported): the connection ended. */
+	struct epoll_event ev = { .events = 0 };
+
+	if (ri->watch < 0 || ri->watching == on)
+		return;
+	ev.data.fd = ri->watch;
+	if (epoll_ctl(ri->ev_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, ri->watch, &ev) == 0)
+		ri->watching = on;
+}
+
+/* Replaces the spare clone that watches the end of the connection, after a BEGIN. */
+static void watch_new(struct reinit *ri)
+{
+	bool was = ri->watching;
+
+	watch_end(ri, false);
+	if (ri->watch >= 0)
+		close(ri->watch);
+	ri->watch = clone_dev(ri->holder);
+	if (ri->watch < 0)
+		log_warn("Cannot watch the FUSE connection for its end: %s", strerror(-ri->watch));
+	watch_end(ri, was);
+}
+
+static void reinit_stop(void *state);
+
+static int reinit_start(struct keeper *k, int devfd, void **state)
+{
+	struct reinit *ri = calloc(1, sizeof(*ri));
+	struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
+	int r;
+
+	if (!ri)
+		return -ENOMEM;
+	ri->k = k;
+	ri->cfg = keeper_config(k);
+	ri->holder = devfd;
+	ri->clone = ri->watch = -1;
+	ri->ev_ep = epoll_create1(EPOLL_CLOEXEC);
+	/* O_PATH: no open request; the walk to the root asks the daemon nothing. */
+	ri->rootfd = open(ri->cfg->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ri->ev_ep < 0 || ri->rootfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = reinit_ioctl(devfd, &arg);
+	if (r < 0) {
+		log_error("FUSE_REINIT_HOLD on the mount's /dev/fuse failed: %s", strerror(-r));
+		goto fail;
+	}
+	ri->gen = arg.gen;
+	watch_new(ri);
+	watch_end(ri, true);
+	*state = ri;
+	return 0;
+fail:
+	ri->holder = -1; /* the supervisor's */
+	reinit_stop(ri);
+	return r;
+}
+
+static int reinit_channel(void *state)
+{
+	struct reinit *ri = state;
+	struct fuse_reinit arg = { .op = FUSE_REINIT_BEGIN };
+	int r;
+
+	if (ri->clone >= 0) {
+		close(ri->clone);
+		ri->clone = -1;
+	}
+	/*
+	 * After the first daemon: a new generation. The old daemon is dead and reaped (the
+	 * supervisor detached it first), and BEGIN retires whatever of it is left.
+	 */
+	if (ri->served) {
+		watch_end(ri, false);
+		r = reinit_ioctl(ri->holder, &arg);
+		if (r < 0) {
+			log_error("FUSE_REINIT_BEGIN failed: %s", strerror(-r));
+			watch_end(ri, true);
+			return r;
+		}
+		ri->gen = arg.gen;
+		log_debug("FUSE connection at generation %" PRIu64, ri->gen);
+		watch_new(ri);
+		watch_end(ri, true);
+	}
+	r = clone_dev(ri->holder);
+	if (r < 0) {
+		log_error("Cannot clone the mount's /dev/fuse for the daemon: %s", strerror(-r));
+		return r;
+	}
+	ri->clone = r;
+	return ri->clone;
+}
+
+/* In a child (child_call()): FUSE_REINIT_WAIT for the generation in @arg. */
+static int wait_init(void *arg, void *out)
+{
+	const struct reinit *ri = arg;
+	struct fuse_reinit *w = out;
+	int r;
+
+	*w = (struct fuse_reinit){
+		.op = FUSE_REINIT_WAIT,
+		.gen = ri->gen,
+		.timeout_ns = (uint64_t)ri->cfg->max_start_ms * 1000000,
+	};
+	do
+		r = reinit_ioctl(ri->holder, w);
+	while (r == -EINTR);
+	return r;
+}
+
+/* Names the FUSE_REINIT_R_* bits of @reason, for the log. */
+static const char *refusal(uint32_t reason, char *buf, size_t size)
+{
+	static const char *const names[] = { "an error or no answer", "the protocol minor",
+					     "the flags", "max_write", "time_gran", "max_pages" };
+	size_t n = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (reason & (1u << i))
+			n += snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? ", " : "",
+				      names[i]);
+	return buf;
+}
+
+static int reinit_attach(void *state, struct keeper *k)
+{
+	struct reinit *ri = state;
+	struct fuse_reinit w;
+	char why[128];
+	int r;
+
+	/*
+	 * The daemon has its own copy now. Ours would keep the device open after the daemon's
+	 * death, and the kernel keeps a dead daemon's requests for the next one (killable) only
+	 * once the device is released.
+	 */
+	if (ri->clone >= 0) {
+		close(ri->clone);
+		ri->clone = -1;
+	}
+	if (!ri->served) {
+		r = served_wait(k, ri->rootfd, now_ms() + ri->cfg->start_timeout_ms);
+		if (r == 0) {
+			ri->served = true;
+			/* An fd on the mount would make a plain umount of it fail (EBUSY). */
+			close(ri->rootfd);
+			ri->rootfd = -1;
+			watch_end(ri, false);
+		}
+		return r;
+	}
+	r = child_call(k, now_ms() + ri->cfg->start_timeout_ms, wait_init, ri, &w, sizeof(w));
+	if (r == -EPROTO && w.reason == FUSE_REINIT_R_ERROR) {
+		log_error("The new daemon did not answer FUSE_INIT, or answered it with an error");
+		return -EPROTO;
+	}
+	if (r == -EPROTO) {
+		snprintf(why + sizeof(why) / 2, sizeof(why) / 2, " (flags differing: %#" PRIx64 ")",
+			 w.mismatch);
+		log_error("The kernel refused the new daemon's FUSE_INIT answer: it differs from the "
+			  "first daemon's in %s%s; a daemon taking over a connection must answer INIT "
+			  "as the first one did", refusal(w.reason, why, sizeof(why) / 2),
+			  w.reason & FUSE_REINIT_R_FLAGS ? why + sizeof(why) / 2 : "");
+		return -EPROTO;
+	}
+	if (r == -ENOTCONN) {
+		log_error("The FUSE connection ended while the new daemon started");
+		return -EINTR;
+	}
+	if (r < 0)
+		return r;
+	watch_end(ri, false);
+	return 0;
+}
+
+static void reinit_detach(void *state)
+{
+	struct reinit *ri = state;
+
+	/* Whether the connection ends while no daemon serves: events() */
+	watch_end(ri, true);
+}
+
+static void reinit_give_up(void *state)
+{
+	/*
+	 * The kernel has no way yet to fail the requests that wait for a daemon (the design's
+	 * FUSE_REINIT_GIVE_UP is not written): they wait, killable, until a daemon takes over
+	 * or the mount goes (give_up_waits; the supervisor says so in its log).
+	 */
+	(void)state;
+}
+
+static int reinit_event_fd(void *state)
+{
+	return ((struct reinit *)state)->ev_ep;
+}
+
+static unsigned reinit_events(void *state)
+{
+	struct reinit *ri = state;
+	struct epoll_event ev;
+
+	if (epoll_wait(ri->ev_ep, &ev, 1, 0) == 1 && (ev.events & (EPOLLERR | EPOLLHUP)))
+		return MODE_EV_UNMOUNTED;
+	return 0;
+}
+
+static void reinit_stop(void *state)
+{
+	struct reinit *ri = state;
+
+	if (!ri)
+		return;
+	if (ri->clone >= 0)
+		close(ri->clone);
+	if (ri->watch >= 0)
+		close(ri->watch);
+	if (ri->rootfd >= 0)
+		close(ri->rootfd);
+	if (ri->ev_ep >= 0)
+		close(ri->ev_ep);
+	/* Last: with no daemon accepted since a BEGIN, closing the holder aborts the connection. */
+	if (ri->holder >= 0)
+		close(ri->holder);
+	free(ri);
+}
+
+static int reinit_probe(char *err, size_t errlen)
+{
+	struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
+	_cleanup_close_ int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	int r;
+
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "--mode=reinit: cannot open /dev/fuse: %s", strerror(-r));
+		return r;
+	}
+	/* An fd not attached to a connection: EINVAL from a kernel that has the ioctl. */
+	r = reinit_ioctl(fd, &arg);
+	if (r == -EINVAL)
+		return 0;
+	if (r == -ENOTTY)
+		snprintf(err, errlen, "--mode=reinit needs a kernel with FUSE_DEV_IOC_REINIT "
+			 "(fusekeeper's kernel/patches, e.g. `make kmod` for Debian 12's 6.1), "
+			 "which this kernel does not have; use --mode=proxy");
+	else
+		snprintf(err, errlen, "--mode=reinit: cannot tell whether this kernel has "
+			 "FUSE_DEV_IOC_REINIT: %s; use --mode=proxy", strerror(r ? -r : EPROTO));
+	return r ? r : -EPROTO;
+}
+
+const struct mode_ops reinit_mode = {
+	.name = "reinit",
+	.probe = reinit_probe,
+	.start = reinit_start,
+	.channel = reinit_channel,
+	.attach = reinit_attach,
+	.detach = reinit_detach,
+	.give_up = reinit_give_up,
+	.give_up_waits = true,
+	.event_fd = reinit_event_fd,
+	.events = reinit_events,
+	.hung_at = NULL,
+	.conn_id = NULL,
+	.stop = reinit_stop,
+};
