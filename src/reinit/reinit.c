@@ -185,7 +185,10 @@ static int wait_init(void *arg, void *out)
 	return r;
 }
 
-/* Names the FUSE_REINIT_R_* bits of @reason, for the log. */
+/*
+ * Names the FUSE_REINIT_R_* bits of @reason in @buf (@size bytes, at least 1), for the log:
+ * the whole list fits in 96 bytes; a shorter @buf gets as much of it as fits.
+ */
 static const char *refusal(uint32_t reason, char *buf, size_t size)
 {
 	static const char *const names[] = { "an error or no answer", "the protocol minor",
@@ -193,10 +196,15 @@ static const char *refusal(uint32_t reason, char *buf, size_t size)
 	size_t n = 0;
 
 	buf[0] = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		if (reason & (1u << i))
-			n += snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? ", " : "",
-				      names[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(names) && n < size; i++) {
+		if (!(reason & (1u << i)))
+			continue;
+		int w = snprintf(buf + n, size - n, "%s%s", n ? ", " : "", names[i]);
+
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
 	return buf;
 }
 
@@ -204,7 +212,7 @@ static int reinit_attach(void *state, struct keeper *k)
 {
 	struct reinit *ri = state;
 	struct fuse_reinit w;
-	char why[128];
+	char why[128], flags[48];
 	int r;
 
 	/*
@@ -233,12 +241,11 @@ static int reinit_attach(void *state, struct keeper *k)
 		return -EPROTO;
 	}
 	if (r == -EPROTO) {
-		snprintf(why + sizeof(why) / 2, sizeof(why) / 2, " (flags differing: %#" PRIx64 ")",
-			 w.mismatch);
+		snprintf(flags, sizeof(flags), " (flags differing: %#" PRIx64 ")", w.mismatch);
 		log_error("The kernel refused the new daemon's FUSE_INIT answer: it differs from the "
 			  "first daemon's in %s%s; a daemon taking over a connection must answer INIT "
-			  "as the first one did", refusal(w.reason, why, sizeof(why) / 2),
-			  w.reason & FUSE_REINIT_R_FLAGS ? why + sizeof(why) / 2 : "");
+			  "as the first one did", refusal(w.reason, why, sizeof(why)),
+			  w.reason & FUSE_REINIT_R_FLAGS ? flags : "");
 		return -EPROTO;
 	}
 	if (r == -ENOTCONN) {
