@@ -272,7 +272,7 @@ wait_match_file() {
 
 # reinit KEY: the daemon KEY under fusekeeper --mode=reinit, killed ROUNDS times.
 reinit() {
-	local key=$1 got w r line store_left
+	local key=$1 got r line store_left f
 	B=$T/back-$key
 	M=$T/mnt-$key
 	mkdir -p "$M" "$T/nsview-$key"
@@ -352,7 +352,11 @@ reinit() {
 	# What the store keeps of the unlinked file: passthrough (high-level, no hard_remove)
 	# renamed it to .fuse_hidden* and its killed daemon never removed it; passthrough_ll
 	# unlinked it at once.
-	store_left=$(cd "$B" && ls -A | grep -v -x -E 'a|ns|load|held|fresh' | tr '\n' ' ')
+	store_left=
+	for f in "$B"/.[!.]* "$B"/*; do
+		[ -e "$f" ] || continue
+		case ${f##*/} in a | ns | load | held | fresh) ;; *) store_left+="${f##*/} " ;; esac
+	done
 	log "$key: the store's top level besides the tree: '$store_left'"
 	case $key in
 	hl) [[ $store_left =~ ^\.fuse_hidden[0-9a-f]+\ $ ]] ||
