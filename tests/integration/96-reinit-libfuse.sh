@@ -107,6 +107,7 @@ NS_SCRIPT=$(
 mount --bind "$1" "$2" || exit 1
 echo ready
 while read -r req; do
+	sum= ino=
 	[ "$req" = quit ] && exit 0
 	if sum=$(sha256sum 2>&1 <"$2/data") && ino=$(stat -c %i "$2" 2>&1); then
 		echo "$req ${sum%% *} $ino"
