@@ -227,6 +227,8 @@ load_stop() {
 		errs=$(grep -v 'further errors' "$T/load-$key-$w.err" | head -n 3 | tr '\n' ';')
 		LOAD_FIGURES+=("$key/$w ${figures#fkload "$w": } exit=$WAIT_STATUS${errs:+ first errors: $errs}")
 		log "$key: ${LOAD_FIGURES[-1]}"
+		# Every error line (fkload prints 200 at most), for the record even when the test passes.
+		sed "s/^/    $key\/$w: /" "$T/load-$key-$w.err"
 		if [ "$WAIT_STATUS" != 0 ] || [[ $figures != *" errors=0" ]]; then
 			LOAD_FAILED+=("$key/$w")
 		fi
