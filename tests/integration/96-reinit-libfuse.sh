@@ -16,9 +16,9 @@
 #    through it byte-exact, st_ino of the bind mount's root unchanged;
 #  - fkload's fd workload (one fd kept open: pwrite and pread against a shadow copy) and its
 #    read workload (files read by path) run into every kill and progress after every
-#    recovery (they are paused while the other clients are checked, which would otherwise
-#    crawl under TCG); their figures are reported, and with FK_REINIT_LOAD_STRICT=1 they
-#    must end with errors=0 (see below);
+#    recovery (they are paused while the other clients are checked, so as not to compete
+#    with the checks for the guest's two CPUs); their figures are reported, and with
+#    FK_REINIT_LOAD_STRICT=1 they must end with errors=0 (see below);
 #  - a file unlinked while open: after the first recovery read(2) and write(2) through it
 #    fail with ESTALE (docs/kernel-api.md: an inode with no name is lost) and close(2)
 #    succeeds; the store then holds what each daemon leaves of it (passthrough, without
