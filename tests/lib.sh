@@ -584,6 +584,7 @@ file_is() {
 #     fstat         -> "ino N"
 #     nlink         -> "nlink N" (st_nlink of the fd)
 #     sum           -> "sum HEX" (SHA-256 of the whole file, read from offset 0)
+#     close         -> "closed 0" (close(2) of the fd; the holder then only takes quit)
 #   or, when the call fails, "error ENAME" (the errno's name, e.g. ESTALE).
 #   holder_stop NAME             makes it exit.
 # A request stuck in the mount makes holder fail after 10 s rather than hang.
@@ -628,6 +629,8 @@ while (my $l = <$in>) {
 	} elsif ($cmd eq "nlink") {
 		my @st = stat($f);
 		$out = "nlink $st[3]" if @st;
+	} elsif ($cmd eq "close") {
+		$out = "closed 0" if close($f);
 	} elsif ($cmd eq "quit") {
 		exit 0;
 	} else { die "holder: unknown command $cmd\n" }
@@ -670,6 +673,19 @@ holder_stop() {
 	echo quit >&"$fd"
 	exec {fd}>&-
 	wait_pid "${_holder_pid[$1]}" 10 || fail "the $1 holder did not exit"
+}
+
+# errno_of OP PATH: the errno name (ENOTCONN, ESTALE...) a fresh call on PATH fails with, or
+# "ok": OP is stat (stat(2)), read (open(2) and a read(2) of up to 64 bytes) or list
+# (opendir(3) and readdir(3) to the end). The answer is alone on stdout; perl's own
+# complaints, if any, go to $T/errno_of.err. Run it under try_cmd where the call may hang.
+errno_of() {
+	perl -e 'use Errno (); sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } "errno$e" }
+		my ($op, $p) = @ARGV; my $ok;
+		if ($op eq "stat") { $ok = stat($p) }
+		elsif ($op eq "list") { $ok = opendir(my $d, $p); if ($ok) { $! = 0; my @e = readdir($d); $ok = !$! } }
+		else { my $b; $ok = open(my $f, "<", $p) && defined(sysread($f, $b, 64)) }
+		print $ok ? "ok\n" : ename() . "\n"' "$1" "$2" 2>>"$T/errno_of.err"
 }
 
 # drop_cache PATH: drops the kernel's clean cached pages of the file at PATH, so

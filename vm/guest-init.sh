@@ -5,6 +5,7 @@
 #   guest-init.sh setup   mounts /proc, /sys, /dev, /run, cgroup2, fusectl; brings lo up;
 #                         loads the modules listed in /etc/fk-modules (fuse.ko on 6.1)
 #   guest-init.sh run     reads /fk/vm.conf (FK_MODE, FK_TESTS, FK_LINE, FK_TIMEOUT_SCALE,
+#                         FK_REINIT_LOAD_STRICT for 96-reinit-libfuse,
 #                         FK_NOFILE: the host's open-file limits, soft and hard) and either runs
 #                         tests/run-tests.sh on /fk/build with the globs of FK_TESTS, then
 #                         sends its results to the host, or (FK_MODE=shell) starts a shell;
@@ -97,6 +98,7 @@ run_tests() {
 	ulimit -H -n "$2" && ulimit -S -n "$1" || say "cannot set the open-file limits to $FK_NOFILE"
 	say "open files: soft $(ulimit -S -n), hard $(ulimit -H -n)"
 	export FK_TIMEOUT_SCALE
+	[ -z "${FK_REINIT_LOAD_STRICT:-}" ] || export FK_REINIT_LOAD_STRICT
 	say "time limits: ${FK_TIMEOUT_SCALE:-1} times each test's own (FK_TIMEOUT_SCALE)"
 	say "running tests/run-tests.sh build $FK_TESTS"
 	# FK_TESTS is a list of globs for run-tests.sh, not for the shell.

@@ -32,6 +32,8 @@
 #   VM_KMOD     a fuse.ko to load instead of the image's own, in the guests of the kernel it
 #               was built for (make kmod)
 #   VM_CACHE    where kernels and base initramfs images are cached (vm/lib.sh)
+#   FK_REINIT_LOAD_STRICT  passed to the guests' tests as set here: 1 makes
+#               96-reinit-libfuse require errors=0 of its workloads (docs/testing.md)
 #
 # Every guest is killed by pid when the run ends, however it ends; a guest that does not
 # report in time is killed and the end of its console log is shown.
@@ -144,8 +146,10 @@ proj_cpio() {
 	} >"$st/etc/inittab"
 	# The tests run with the open-file limits of the shell that started this (a guest's init
 	# starts with the kernel's 1024/4096; some tests need more, as they have on the host).
-	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\nFK_TIMEOUT_SCALE=%q\n' \
-		"$MODE" "$TESTS" "$line" "$(ulimit -Sn) $(ulimit -Hn)" "$SCALE" >"$st/fk/vm.conf"
+	# FK_REINIT_LOAD_STRICT: 96-reinit-libfuse's switch, passed through as it is set here.
+	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\nFK_TIMEOUT_SCALE=%q\nFK_REINIT_LOAD_STRICT=%q\n' \
+		"$MODE" "$TESTS" "$line" "$(ulimit -Sn) $(ulimit -Hn)" "$SCALE" \
+		"${FK_REINIT_LOAD_STRICT:-}" >"$st/fk/vm.conf"
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
 	cp "$BUILD/fusekeeper" "$st/fk/build/"

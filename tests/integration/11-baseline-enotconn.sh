@@ -19,16 +19,6 @@ mkdir "$M" "$B"
 echo "held data" >"$B/held"
 echo "fresh data" >"$B/fresh"
 
-# errno_of OP PATH: the errno name (ENOTCONN...) of a fresh stat or open+read, or "ok"
-# (perl's own complaints, if any, go to a file: the answer is alone on stdout).
-errno_of() {
-	perl -e 'use Errno (); sub ename { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } "errno$e" }
-		my ($op, $p) = @ARGV; my $ok;
-		if ($op eq "stat") { $ok = stat($p) }
-		else { my $b; $ok = open(my $f, "<", $p) && defined(sysread($f, $b, 64)) }
-		print $ok ? "ok\n" : ename() . "\n"' "$1" "$2" 2>>"$T/errno_of.err"
-}
-
 run_bg testfs "$TESTFS" --backing="$B" -f "$M"
 DAEMON=$BG_PID
 track_mount "$M"
