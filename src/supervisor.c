@@ -718,7 +718,7 @@ int supervise(const struct keeper_config *cfg)
 	log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
 
 	while (!k.stop) {
-		bool failed_start, took_over = false;
+		bool failed_start, unmounted, took_over = false;
 		int64_t ended;
 
 		r = start_daemon(&k);
@@ -770,9 +770,14 @@ int supervise(const struct keeper_config *cfg)
 		if (r != -ECHILD && k.daemon > 0)
 			kill_daemon(&k, SIGKILL);
 		cfg->mode->detach(k.mode_state);
+		/*
+		 * The daemon may have died of the end of the connection (an unmount): not restarted.
+		 * Asked before the reap, so that its log line does not blame a daemon that exited
+		 * because it saw the unmount first (as one on a clone of the connection does).
+		 */
+		unmounted = mode_events(&k) < 0;
 		reap_daemon(&k);
-		/* The daemon may have died of the end of the connection (an unmount): not restarted. */
-		if (mode_events(&k) < 0)
+		if (unmounted)
 			break;
 		if (!served) {
 			log_error("The daemon failed before it served the mount; giving up. Check that "
