@@ -17,7 +17,7 @@
 /* The argument of FUSE_DEV_IOC_REINIT; 64 bytes. Fields not used by an operation are 0. */
 struct fuse_reinit {
 	uint32_t op;         /* FUSE_REINIT_* */
-	uint32_t flags;      /* none defined yet: 0 */
+	uint32_t flags;      /* BEGIN: FUSE_REINIT_DURABLE_WRITES or 0; otherwise 0 */
 	uint64_t timeout_ns; /* WAIT: how long to wait, in nanoseconds; otherwise 0 */
 	uint64_t gen;        /* in, WAIT: what BEGIN returned; out: the connection's generation
 				(1 at mount, one more at each BEGIN) */
@@ -42,8 +42,9 @@ struct fuse_reinit {
  * BEGIN, on the holder: the connection's generation goes up, every other fd of it is retired
  * (its reads and writes fail with ENODEV, which libfuse takes for an unmount), the first INIT
  * is queued again for the next reader, and new requests wait until its answer is accepted.
- * Requests the old daemon read and did not answer fail with EIO; those it never read are
- * sent again. Inodes are healed by name, and open files reopened, at their next use.
+ * Requests the old daemon read and did not answer are sent again where a repeat does what
+ * one does, and fail with EIO otherwise (docs/kernel-api.md has the table); those it never
+ * read are sent again. Inodes are healed by name, and open files reopened, at their next use.
  * Errors: EINVAL (not the holder; a field not 0), EAGAIN (the first daemon never answered its
  * INIT), EOVERFLOW, ENOMEM, ENOTCONN, EBUSY (another call).
  */
@@ -55,6 +56,13 @@ struct fuse_reinit {
  * after timeout_ns; ECANCELED if a later BEGIN superseded gen; ENOTCONN after an abort; EINTR.
  */
 #define FUSE_REINIT_WAIT 3
+
+/*
+ * BEGIN's flag: the caller states that the old daemon stored whatever it acknowledged
+ * before answering (fusekeeper's --write-through), so that a FLUSH, FSYNC, FSYNCDIR or
+ * SYNCFS it left unanswered is sent again to the new daemon instead of failing with EIO.
+ */
+#define FUSE_REINIT_DURABLE_WRITES (1u << 0)
 
 /* fuse_reinit.reason */
 #define FUSE_REINIT_R_ERROR (1u << 0)     /* no answer (the daemon died), an error, major != 7 */

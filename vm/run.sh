@@ -32,8 +32,9 @@
 #   VM_KMOD     a fuse.ko to load instead of the image's own, in the guests of the kernel it
 #               was built for (make kmod)
 #   VM_CACHE    where kernels and base initramfs images are cached (vm/lib.sh)
-#   FK_REINIT_LOAD_STRICT  passed to the guests' tests as set here: 1 makes
-#               96-reinit-libfuse require errors=0 of its workloads (docs/testing.md)
+#   FK_REINIT_LOAD_STRICT  passed to the guests' tests as set here: 0 makes
+#               96-reinit-libfuse only report its workloads' errors, for a fuse.ko without
+#               kernel/patches/0011 (docs/testing.md)
 #
 # Every guest is killed by pid when the run ends, however it ends; a guest that does not
 # report in time is killed and the end of its console log is shown.

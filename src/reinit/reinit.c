@@ -134,7 +134,14 @@ fail:
 static int reinit_channel(void *state)
 {
 	struct reinit *ri = state;
-	struct fuse_reinit arg = { .op = FUSE_REINIT_BEGIN };
+	/*
+	 * --write-through: the dead daemon stored what it acknowledged, so the kernel may send
+	 * a FLUSH or fsync it left unanswered again rather than fail it.
+	 */
+	struct fuse_reinit arg = {
+		.op = FUSE_REINIT_BEGIN,
+		.flags = ri->cfg->write_through ? FUSE_REINIT_DURABLE_WRITES : 0,
+	};
 	int r;
 
 	if (ri->clone >= 0) {

@@ -12,7 +12,8 @@
 #
 #   sent again, success:  a stat of an uncached name (LOOKUP), read(2) of a file not yet in
 #       the page cache (READ), pwrite(2) (WRITE at a position), ftruncate(2) (SETATTR),
-#       fsync(2), open(O_CREAT) without O_EXCL (CREATE), mkdir(2) dying before it, and
+#       fsync(2) and close(2) (FSYNC, FLUSH: the keeper runs with --write-through, which
+#       testfs is), open(O_CREAT) without O_EXCL (CREATE), mkdir(2) dying before it, and
 #       setxattr(2) without flags: each before and after the daemon acted; the data and the
 #       store are right and every write is in the store once.
 #   sent again, "already done" is EIO:  open(O_CREAT|O_EXCL), mkdir(2) and
@@ -22,7 +23,10 @@
 #   failed with EIO:  an O_APPEND write (a repeat would append twice), unlink(2) and
 #       rename(2), each before and after; another client's file under the name of an
 #       unlink is kept; the store holds each appended line at most once, and a renamed file
-#       under exactly one of its names.
+#       under exactly one of its names. And, under a second keeper without --write-through,
+#       fsync(2) and close(2) whose FSYNC or FLUSH the daemon left unanswered: the kernel
+#       cannot know that the dead daemon stored what it acknowledged, so EIO, never a success
+#       that may hide a lost write.
 #
 # On a kernel without FUSE_DEV_IOC_REINIT it skips (exit 77): 52-settle-proof covers proxy
 # mode there.
@@ -113,9 +117,14 @@ EOF_APP
 
 backing_xattrs "$B"
 
-fk_start "$M" --mode=reinit --max-restarts=100 -- "$TESTFS" --backing="$B" \
-	--crash-file="$T/crash" --fail-start-if="$GATE" {}
-fk_wait READY || fail "the keeper never became READY: $(tail -5 "$FK_LOG")"
+# keeper [OPTION...]: fusekeeper --mode=reinit with OPTION... over testfs with its hooks.
+keeper() {
+	fk_start "$M" --mode=reinit --max-restarts=100 "$@" -- "$TESTFS" --backing="$B" \
+		--crash-file="$T/crash" --fail-start-if="$GATE" {}
+	fk_wait READY || fail "the keeper never became READY: $(tail -5 "$FK_LOG")"
+}
+# testfs stores a write before it answers it.
+keeper --write-through
 
 # gated_case SPEC OTHER OP ARGS...: as crash_case, but the function OTHER acts on the
 # backing dir after the death and before a new daemon starts. A request the kernel fails
@@ -198,6 +207,13 @@ check_fsync() {
 }
 CRASH_OP=fsync CRASH_NAME=f
 both fsync "write and fsync(2) (FSYNC)" setup_file check_fsync fsync @/f $'new\n'
+
+check_flush() {
+	want_app "write=3 close=OK"
+	content "$1/f" $'lixe1\n'
+}
+CRASH_OP=flush CRASH_NAME=f
+both flush "pwrite(2) and close(2) (FLUSH)" setup_file check_flush pwrite @/f 2 xe1
 
 check_create() {
 	want_app "open=OK write=5 close=OK"
@@ -298,13 +314,37 @@ want_app "unlink=EIO"
 content "$B/unlink-other/f" $'other\n'
 end_case
 
+# Nothing the settled requests did was left in a state that breaks the mount.
+[ "$(cat "$M/read-after/f")" = line1 ] || fail "$M/read-after/f cannot be read at the end"
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- without --write-through, a sync left unanswered is EIO -------------------------------
+
+keeper
+check_fsync_eio() {
+	want_app "write=4 fsync=EIO"
+	content "$1/f" $'new\n1\n'
+}
+begin fsync-eio "write and fsync(2), the daemon dies after the FSYNC, no --write-through"
+mkdir "$B/fsync-eio" && setup_file "$B/fsync-eio" || fail "cannot set up $B/fsync-eio"
+crash_case after:fsync:f fsync "$M/fsync-eio/f" $'new\n'
+check_fsync_eio "$B/fsync-eio"
+end_case
+
+begin flush-eio "pwrite(2) and close(2), the daemon dies after the FLUSH, no --write-through"
+mkdir "$B/flush-eio" && setup_file "$B/flush-eio" || fail "cannot set up $B/flush-eio"
+crash_case after:flush:f pwrite "$M/flush-eio/f" 2 xe1
+want_app "write=3 close=EIO"
+content "$B/flush-eio/f" $'lixe1\n'
+end_case
+
 # ---- the end -------------------------------------------------------------------------------
 
 cases_report
 
-# Nothing the settled requests did was left in a state that breaks the mount.
-[ "$(cat "$M/read-after/f")" = line1 ] || fail "$M/read-after/f cannot be read at the end"
-[ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
