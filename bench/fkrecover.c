@@ -11,7 +11,9 @@
  * is kept, and the thread then retries every millisecond (nothing tells it when the mount
  * serves again) until one succeeds or 60 s pass. A pidfd tells when PID died.
  *
- * Output, one line per PATH, then one for the death (milliseconds from the kill, 3 decimals):
+ * Output: the kill's wall-clock time, to match against logs, then one line per PATH, then one for
+ * the death (milliseconds from the kill, 3 decimals):
+ *   kill EPOCH_US                      CLOCK_REALTIME at the kill, in microseconds
  *   stat PATH first_ms ERRNO ok_ms     ERRNO the first stat's (0 when it succeeded, then
  *                                      ok_ms == first_ms); ok_ms "-" if none succeeded
  *   death ms                           when PID's pidfd became readable ("-" without a pidfd)
@@ -98,6 +100,7 @@ int main(int argc, char **argv)
 	struct probe *probes;
 	int n = argc - 2, pidfd, failed = 0;
 	long long death = -1;
+	struct timespec wall;
 	pid_t pid;
 	char *end;
 
@@ -123,6 +126,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	clock_gettime(CLOCK_REALTIME, &wall);
 	t0 = now_ns();
 	if (kill(pid, SIGKILL) < 0) {
 		fprintf(stderr, "fkrecover: kill %d: %s\n", (int)pid, strerror(errno));
@@ -135,6 +139,7 @@ int main(int argc, char **argv)
 		if (poll(&pfd, 1, 60000) == 1)
 			death = now_ns() - t0;
 	}
+	printf("kill %lld\n", (long long)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
 	for (int i = 0; i < n; i++) {
 		struct probe *p = &probes[i];
 

@@ -24,7 +24,8 @@
 # See bench/README.md. Needs root and the patched fuse.ko. Not part of the tests.
 #
 # Environment: BENCH_FILES (1000), BENCH_RUNS (6), BENCH_SEQ_MB (64), BENCH_NODES
-# ("1000 10000 100000"), BENCH_KILLS (5), BENCH_TMP (/tmp).
+# ("1000 10000 100000"; a word "drop" in it drops the dentry and inode caches and starts the count
+# again from none, e.g. "1000 100000 drop 1000"), BENCH_KILLS (5), BENCH_TMP (/tmp).
 set -euo pipefail
 
 die() {
@@ -102,11 +103,17 @@ start_direct() {
 	poll 20 mountpoint -q "${MNT[direct]}" || die "the direct mount did not come up: $(cat "$WORK/direct.log")"
 }
 
-start_keeper() { # MODE: its events in $WORK/MODE.events, its log in $WORK/MODE.log
+# Each line of stdin with the wall-clock time before it, in microseconds (the keeper's log has
+# none; fkrecover prints the kill's).
+stamp() { while IFS= read -r l; do printf '%s %s\n' "${EPOCHREALTIME/./}" "$l"; done; }
+
+start_keeper() { # MODE: its events in $WORK/MODE.events, its log (-v, stamped) in $WORK/MODE.log
 	local mode=$1
 	: >"$WORK/$mode.events"
-	"$FK" --mode="$mode" --status-fd=3 --max-restarts=1000 --restart-window=600 "${MNT[$mode]}" -- \
-		"$PT" -f -o source="$B" {} 3>"$WORK/$mode.events" >"$WORK/$mode.log" 2>&1 &
+	mkfifo "$WORK/$mode.fifo"
+	stamp <"$WORK/$mode.fifo" >"$WORK/$mode.log" &
+	"$FK" -v --mode="$mode" --status-fd=3 --max-restarts=1000 --restart-window=600 "${MNT[$mode]}" -- \
+		"$PT" -f -o source="$B" {} 3>"$WORK/$mode.events" >"$WORK/$mode.fifo" 2>&1 &
 	PID[$mode]=$!
 	poll 30 grep -q '^READY ' "$WORK/$mode.events" ||
 		die "the $mode keeper did not become READY: $(cat "$WORK/$mode.log")"
@@ -116,7 +123,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 fuse_inodes() { awk '$1 == "fuse_inode" { print $2 }' /proc/slabinfo 2>/dev/null || echo "?"; }
 stats() {
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR) printf "%s / %s / %s", v[1], v[int((NR + 1) / 2)], v[NR]; else printf "-" }'
+		END { if (NR) printf "%.1f / %.1f / %.1f", v[1], v[int((NR + 1) / 2)], v[NR]; else printf "-" }'
 }
 median_of() { printf '%s\n' "$@" | median; }
 gmean() { printf '%s\n' "$@" | awk '$1 > 0 { s += log($1); n++ } END { if (n) printf "%.2f", exp(s / n); else printf "-" }'; }
@@ -188,10 +195,24 @@ RM=${MNT[reinit]}
 EV=$WORK/reinit.events
 recovered_more_than() { [ "$(grep -c '^RECOVERED ' "$EV")" -gt "$1" ]; }
 
-declare -A REC_NEW REC_OLD REC_EV REC_DEATH REC_FAIL REC_INODES REC_PASS REC_CACHED
+declare -A REC_NEW REC_OLD REC_EV REC_DEATH REC_FAIL REC_INODES REC_PASS REC_CACHED REC_SPIN
 kill_no=0
 cached=0
+row=0
+ROWS=()
+# A fixed piece of CPU work, timed before each kill: how fast the (shared, emulated) CPU was then.
+spin() { local j; for ((j = 0; j < 3000; j++)); do :; done; }
 for n in $NODES; do
+	if [ "$n" = drop ]; then
+		# Forget what was cached (unused dentries and inodes): the next row starts again from none.
+		sync
+		echo 2 >/proc/sys/vm/drop_caches
+		cached=0
+		echo "bench: dentries and inodes dropped; fuse_inode objects: $(fuse_inodes)"
+		continue
+	fi
+	row=$((row + 1))
+	ROWS+=("$row")
 	# stat every file of the directories not yet stat'ed, up to n (cumulative).
 	t0=$(now_us)
 	for ((d = cached / 1000; d * 1000 < n; d++)); do
@@ -199,15 +220,15 @@ for n in $NODES; do
 	done
 	cached=$((d * 1000))
 	stat "$RM/nodes/u" >/dev/null
-	REC_PASS[$n]=$((($(now_us) - t0) / 1000000))
+	REC_PASS[$row]=$((($(now_us) - t0) / 1000000))
 	ndirs=$d
-	REC_INODES[$n]=$(fuse_inodes)
-	REC_CACHED[$n]=$cached
-	echo "bench: $cached files stat'ed through the reinit mount ($n asked; ${REC_PASS[$n]} s for this row's);" \
-		"fuse_inode objects: ${REC_INODES[$n]}"
+	REC_INODES[$row]=$(fuse_inodes)
+	REC_CACHED[$row]=$cached
+	echo "bench: $cached files stat'ed through the reinit mount ($n asked; ${REC_PASS[$row]} s for this row's);" \
+		"fuse_inode objects: ${REC_INODES[$row]}"
 	# Past passthrough_ll's 1 s entry and attribute timeout: a stat of the cached files asks the daemon.
 	sleep 1.5
-	new=() old=() ev=() death=() fails=()
+	new=() old=() ev=() death=() fails=() spins=()
 	for ((i = 1; i <= KILLS; i++)); do
 		kill_no=$((kill_no + 1))
 		pid=$(awk '$1 == "DAEMON" { p = $2 } END { print p }' "$EV")
@@ -215,11 +236,14 @@ for n in $NODES; do
 		: >"$B/nodes/u/k$kill_no"
 		# A different cached file each kill, in a different directory where there are several.
 		oldf=$RM/nodes/d$(((kill_no * 7) % ndirs))/f$((100 + kill_no))
+		spins+=("$(timed spin)")
 		out=$("$FKRECOVER" "$pid" "$RM/nodes/u/k$kill_no" "$oldf") ||
 			die "$n nodes, kill $i: a stat never succeeded: $out"
-		read -r _ _ f_new e_new ok_new < <(sed -n 1p <<<"$out")
-		read -r _ _ f_old e_old ok_old < <(sed -n 2p <<<"$out")
-		read -r _ d_ms < <(sed -n 3p <<<"$out")
+		read -r _ kill_at < <(sed -n 1p <<<"$out")
+		read -r _ _ f_new e_new ok_new < <(sed -n 2p <<<"$out")
+		read -r _ _ f_old e_old ok_old < <(sed -n 3p <<<"$out")
+		read -r _ d_ms < <(sed -n 4p <<<"$out")
+		echo "$kill_at KILL $kill_no ($n nodes, kill $i)" >>"$WORK/kills"
 		[ "$e_new" = 0 ] || fails+=("new:$e_new@${f_new}ms")
 		[ "$e_old" = 0 ] || fails+=("cached:$e_old@${f_old}ms")
 		new+=("$ok_new")
@@ -229,20 +253,25 @@ for n in $NODES; do
 		ev+=("$(grep '^RECOVERED ' "$EV" | tail -n 1 | awk '{ print $3 }')")
 		echo "bench: $n nodes, kill $i: new name ${ok_new} ms (first stat: $e_new at $f_new ms)," \
 			"cached ${ok_old} ms (first stat: $e_old at $f_old ms), death $d_ms ms, RECOVERED ${ev[-1]} ms;" \
-			"load $(load)"
+			"spin ${spins[-1]} s; load $(load)"
 		# A daemon that dies within 1 s of taking over counts as a failed start; and the entries
 		# stat'ed just now expire (1 s) before the next kill.
 		sleep 1.5
 	done
-	REC_NEW[$n]=$(stats "${new[@]}")
-	REC_OLD[$n]=$(stats "${old[@]}")
-	REC_EV[$n]=$(stats "${ev[@]}")
-	REC_DEATH[$n]=$(stats "${death[@]}")
-	REC_FAIL[$n]="${#fails[@]}${fails[*]:+ (${fails[*]})}"
+	REC_NEW[$row]=$(stats "${new[@]}")
+	REC_OLD[$row]=$(stats "${old[@]}")
+	REC_EV[$row]=$(stats "${ev[@]}")
+	REC_DEATH[$row]=$(stats "${death[@]}")
+	REC_SPIN[$row]=$(median_of "${spins[@]}")
+	REC_FAIL[$row]="${#fails[@]}${fails[*]:+ (${fails[*]})}"
 done
 [ "$(fuse_inodes)" = "?" ] || echo "bench: fuse_inode objects at the end: $(fuse_inodes)"
 LOAD_END=$(load)
 stop_mount reinit
+# The keeper's stamped log, its events and the kills' times, for a closer look.
+LOGDIR=$OUT/reinit-logs-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$LOGDIR"
+cp "$WORK/reinit.log" "$WORK/reinit.events" "$WORK/kills" "$LOGDIR/" 2>/dev/null || true
 
 {
 	echo
@@ -270,10 +299,12 @@ stop_mount reinit
 	echo "recovery, reinit mode, $KILLS SIGKILLs per row; ms from the kill, min / median / max"
 	echo "(inodes: files stat'ed through the mount, whole directories of 1000; fuse_inode: the slab's" \
 		"objects in use then, $FI0 before the first row)"
-	printf '  %-8s %-10s %-22s %-22s %-20s %-20s %s\n' "inodes" "fuse_inode" "new name: 1st success" \
-		"cached: 1st success" "death (pidfd)" "RECOVERED (keeper)" "failed first stats"
-	for n in $NODES; do
-		printf '  %-8s %-10s %-22s %-22s %-20s %-20s %s\n' "${REC_CACHED[$n]}" "${REC_INODES[$n]}" "${REC_NEW[$n]}" \
-			"${REC_OLD[$n]}" "${REC_DEATH[$n]}" "${REC_EV[$n]}" "${REC_FAIL[$n]}"
+	echo "(spin: seconds of a fixed bash loop just before each kill, median: the emulated CPU's speed then)"
+	printf '  %-8s %-10s %-24s %-24s %-20s %-14s %-6s %s\n' "inodes" "fuse_inode" "new name: 1st success" \
+		"cached: 1st success" "death (pidfd)" "RECOVERED" "spin" "failed first stats"
+	for row in "${ROWS[@]}"; do
+		printf '  %-8s %-10s %-24s %-24s %-20s %-14s %-6s %s\n' "${REC_CACHED[$row]}" "${REC_INODES[$row]}" \
+			"${REC_NEW[$row]}" "${REC_OLD[$row]}" "${REC_DEATH[$row]}" "${REC_EV[$row]}" "${REC_SPIN[$row]}" \
+			"${REC_FAIL[$row]}"
 	done
 } | tee "$OUT/reinit-results-$(date +%Y%m%d-%H%M%S).txt"

@@ -148,7 +148,7 @@ run_bench() {
 	kill "$tailpid"
 	wait "$tailpid" 2>/dev/null
 	say "bench/reinit.sh exited $rc"
-	cp /fk/build/bench/reinit-results-*.txt /fk/build/test-logs/ 2>/dev/null
+	cp -r /fk/build/bench/reinit-results-*.txt /fk/build/bench/reinit-logs-* /fk/build/test-logs/ 2>/dev/null
 	dmesg >/fk/build/test-logs/dmesg.txt 2>&1
 	{
 		echo "FKVM-RC $rc"
