@@ -272,6 +272,8 @@ stop_mount reinit
 LOGDIR=$OUT/reinit-logs-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 cp "$WORK/reinit.log" "$WORK/reinit.events" "$WORK/kills" "$LOGDIR/" 2>/dev/null || true
+echo "bench: where each kill's time went, ms from the kill (bench/reinit-phases.sh $LOGDIR):"
+"$(dirname "$0")/reinit-phases.sh" "$LOGDIR" | sed 's/^/bench:   /' || true
 
 {
 	echo

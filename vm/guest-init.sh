@@ -137,7 +137,7 @@ run_bench() {
 	mkdir -p /fk/build/test-logs /bench
 	mount -t tmpfs -o size=1200M,nr_inodes=400000,mode=1777 fk-bench /bench ||
 		say "cannot mount a tmpfs on /bench"
-	export BENCH_TMP=${BENCH_TMP:-/bench}
+	export BENCH_TMP="${BENCH_TMP:-/bench}"
 	say "running bench/reinit.sh build ($(env | grep '^BENCH_' | tr '\n' ' '))"
 	bash bench/reinit.sh build >/fk/build/test-logs/bench.out 2>&1 &
 	pid=$!

@@ -385,7 +385,7 @@ if [ "$MODE" = bench ]; then
 	boot "$line"
 	report "$line"
 	summary=$(cat "$WORK/$line/summary")
-	res=$(ls "$LOGS/vm-$line/test-logs"/reinit-results-*.txt 2>/dev/null | tail -n 1)
+	res=$(find "$LOGS/vm-$line/test-logs" -maxdepth 1 -name 'reinit-results-*.txt' 2>/dev/null | sort | tail -n 1)
 	if [ -n "$res" ]; then
 		cat "$res"
 		vm_log "results in $res, the transcript in $LOGS/vm-$line/test-logs/bench.out"
