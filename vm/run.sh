@@ -13,7 +13,8 @@
 #                              against the direct mount and proxy mode; needs the patched
 #                              fuse.ko: VM_KMOD) with the host's BENCH_* variables, prints its
 #                              results table; its transcript and results come back in
-#                              VM_LOGS/vm-LINE/test-logs/ (bench.out, reinit-results-*.txt)
+#                              VM_LOGS/vm-LINE/test-logs/ (bench.out, reinit-results-*.txt,
+#                              reinit-logs-*/ for bench/reinit-phases.sh, dmesg.txt)
 #
 # Environment:
 #   VM_TESTS    test names or globs for run-tests.sh, space separated (default: vm/tests.list)
