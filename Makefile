@@ -5,7 +5,9 @@
 # `make hostcheck` is `make check` without the guests; `make vmcheck` runs only the guests,
 # `make vmshell KERNEL=6.1` boots one to a shell, `make kmod` builds fuse.ko from Debian's 6.1
 # source with kernel/patches/ and runs a few tests in a 6.1 guest that loads it
-# (docs/testing.md).
+# (docs/testing.md). `make vmbench` runs bench/reinit.sh (reinit mode against the direct mount
+# and proxy mode, recovery with 1k-100k inodes cached) in a 6.1 guest on that fuse.ko, or on
+# VMBENCH_KMOD if given; BENCH_* variables reach the guest (bench/README.md).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -16,8 +18,9 @@ VM_JOBS ?= 1
 KERNEL ?= 6.1
 KMOD_BUILD ?= build-kmod
 KMOD_TESTS ?= 10-testfs-kill 11-baseline-enotconn 60-lxcfs-kill
+VMBENCH_KMOD ?=
 
-.PHONY: all deps check hostcheck demo bench clean install fuzz fuzz-build vmcheck vmshell vmdeps kmod
+.PHONY: all deps check hostcheck demo bench clean install fuzz fuzz-build vmcheck vmshell vmdeps kmod vmbench
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -79,6 +82,12 @@ vmdeps:
 kmod: vmdeps all
 	kernel/build-kmod.sh 6.1 $(KMOD_BUILD)
 	VM_BUILD=$(BUILD) VM_KMOD=$(KMOD_BUILD)/fuse.ko VM_TESTS="$(KMOD_TESTS)" VM_LOGS=test-logs/kmod vm/run.sh 6.1
+
+# Reinit mode's benchmark in a 6.1 guest, on VMBENCH_KMOD or a fuse.ko built here as for kmod.
+# Not part of make check; logs and results in test-logs/bench/vm-6.1/test-logs/.
+vmbench: vmdeps all
+	$(if $(VMBENCH_KMOD),,kernel/build-kmod.sh 6.1 $(KMOD_BUILD))
+	VM_BUILD=$(BUILD) VM_KMOD=$(or $(VMBENCH_KMOD),$(KMOD_BUILD)/fuse.ko) VM_LOGS=test-logs/bench vm/run.sh --bench 6.1
 
 install: all
 	meson install -C $(BUILD)

@@ -9,6 +9,12 @@
 #                              (after the kernel's name) and a total line
 #   vm/run.sh --shell LINE     boots that kernel's guest to an interactive shell instead
 #                              (the tree in /fk; Ctrl-A X quits qemu)
+#   vm/run.sh --bench LINE     boots that kernel's guest to run bench/reinit.sh (reinit mode
+#                              against the direct mount and proxy mode; needs the patched
+#                              fuse.ko: VM_KMOD) with the host's BENCH_* variables, prints its
+#                              results table; its transcript and results come back in
+#                              VM_LOGS/vm-LINE/test-logs/ (bench.out, reinit-results-*.txt,
+#                              reinit-logs-*/ for bench/reinit-phases.sh, dmesg.txt)
 #
 # Environment:
 #   VM_TESTS    test names or globs for run-tests.sh, space separated (default: vm/tests.list)
@@ -28,7 +34,7 @@
 #               sized for the host; under TCG CPU-bound tests run 10 to 20 times slower
 #   VM_CPU      qemu's -cpu under TCG (default max; qemu64 made 10-testfs-kill 35% slower)
 #   VM_TIMEOUT  seconds before a guest is killed (default: 300 plus the time limits of the
-#               selected tests, which run-tests.sh enforces inside)
+#               selected tests, which run-tests.sh enforces inside; 5400 for --bench)
 #   VM_KMOD     a fuse.ko to load instead of the image's own, in the guests of the kernel it
 #               was built for (make kmod)
 #   VM_CACHE    where kernels and base initramfs images are cached (vm/lib.sh)
@@ -43,10 +49,10 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MODE="test"
-if [ "${1:-}" = --shell ]; then
-	MODE=shell
+if [ "${1:-}" = --shell ] || [ "${1:-}" = --bench ]; then
+	MODE=${1#--}
 	shift
-	[ $# -eq 1 ] || { echo "usage: $0 --shell LINE" >&2; exit 2; }
+	[ $# -eq 1 ] || { echo "usage: $0 --$MODE LINE" >&2; exit 2; }
 fi
 LINES=()
 for l in "$@"; do
@@ -62,6 +68,13 @@ command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 is missin
 BUILD=$(cd "$VM_SRCDIR" && cd "${VM_BUILD:-build}" 2>/dev/null && pwd) ||
 	vm_die "build directory ${VM_BUILD:-build} not found (run make)"
 [ -x "$BUILD/fusekeeper" ] || vm_die "$BUILD/fusekeeper is not built (run make)"
+if [ "$MODE" = bench ]; then
+	[ -x "$BUILD/bench/fkrecover" ] || vm_die "$BUILD/bench/fkrecover is not built (run make)"
+	# The guests have no compiler: passthrough_ll is built here, from the host's libfuse3-dev.
+	# shellcheck source=bench/lib-passthrough.sh
+	. "$VM_SRCDIR/bench/lib-passthrough.sh"
+	build_passthrough "$BUILD/bench" >/dev/null || vm_die "cannot build passthrough_ll for the bench"
+fi
 LOGS=$(mkdir -p "$VM_SRCDIR/${VM_LOGS:-test-logs}" && cd "$VM_SRCDIR/${VM_LOGS:-test-logs}" && pwd) ||
 	vm_die "cannot create ${VM_LOGS:-test-logs}"
 
@@ -151,11 +164,22 @@ proj_cpio() {
 	printf 'FK_MODE=%q\nFK_TESTS=%q\nFK_LINE=%q\nFK_NOFILE=%q\nFK_TIMEOUT_SCALE=%q\nFK_REINIT_LOAD_STRICT=%q\n' \
 		"$MODE" "$TESTS" "$line" "$(ulimit -Sn) $(ulimit -Hn)" "$SCALE" \
 		"${FK_REINIT_LOAD_STRICT:-}" >"$st/fk/vm.conf"
+	if [ "$MODE" = bench ]; then
+		# The bench's knobs, as the host has them; and the bench itself with its tools.
+		for f in ${!BENCH_@}; do
+			printf 'export %s=%q\n' "$f" "${!f}"
+		done >>"$st/fk/vm.conf"
+		mkdir -p "$st/fk/bench" "$st/fk/scripts" "$st/fk/build/bench"
+		cp "$VM_SRCDIR"/bench/*.sh "$st/fk/bench/"
+		cp "$VM_SRCDIR/scripts/common.sh" "$st/fk/scripts/"
+		cp "$BUILD/bench/fkrecover" "$BUILD/bench/passthrough_ll" "$st/fk/build/bench/"
+	fi
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
 	cp "$BUILD/fusekeeper" "$st/fk/build/"
 	find "$BUILD/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$st/fk/build/tests/" \;
-	for f in "$st/fk/build/fusekeeper" "$st"/fk/build/tests/*; do
+	for f in "$st/fk/build/fusekeeper" "$st"/fk/build/tests/* "$st"/fk/build/bench/*; do
+		[ -f "$f" ] || continue
 		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
 	done | sort -u | while read -r lib; do
 		lib=$(realpath -- "$lib")
@@ -284,7 +308,11 @@ boot() {
 		return
 	fi
 
-	limit=${VM_TIMEOUT:-$((300 + $(tests_time)))}
+	if [ "$MODE" = bench ]; then
+		limit=${VM_TIMEOUT:-5400}
+	else
+		limit=${VM_TIMEOUT:-$((300 + $(tests_time)))}
+	fi
 	# A run with a deadline (scripts/check.sh: CI's time) gives each guest what is left of it.
 	if [ "${VM_DEADLINE:-0}" -gt 0 ]; then
 		left=$((VM_DEADLINE - $(date +%s)))
@@ -296,7 +324,11 @@ boot() {
 		fi
 		[ "$left" -lt "$limit" ] && limit=$left
 	fi
-	vm_log "booting $KABI ($KVER, $ACCEL) to run: $TESTS (killed after ${limit}s)"
+	if [ "$MODE" = bench ]; then
+		vm_log "booting $KABI ($KVER, $ACCEL) to run bench/reinit.sh (killed after ${limit}s)"
+	else
+		vm_log "booting $KABI ($KVER, $ACCEL) to run: $TESTS (killed after ${limit}s)"
+	fi
 	timeout --kill-after=10 "$limit" "${QEMU[@]}" </dev/null > >(sed -u -e 's/\r$//' -e "s/^/[$line] /") 2>"$logdir/qemu.err" &
 	QPID=$!
 	wait "$QPID"
@@ -352,6 +384,25 @@ done
 if [ "$MODE" = shell ]; then
 	[ ${#READY[@]} -eq 1 ] || exit 1
 	boot "${READY[0]}"
+	exit $?
+fi
+
+# A bench: one guest, its results table, and the bench's exit status.
+if [ "$MODE" = bench ]; then
+	[ ${#READY[@]} -eq 1 ] || exit 1
+	line=${READY[0]}
+	boot "$line"
+	report "$line"
+	summary=$(cat "$WORK/$line/summary")
+	res=$(find "$LOGS/vm-$line/test-logs" -maxdepth 1 -name 'reinit-results-*.txt' 2>/dev/null | sort | tail -n 1)
+	if [ -n "$res" ]; then
+		cat "$res"
+		vm_log "results in $res, the transcript in $LOGS/vm-$line/test-logs/bench.out"
+	else
+		vm_log "no results table: see $LOGS/vm-$line/test-logs/bench.out and console.log"
+	fi
+	echo "${summary:-none}"
+	[ "$summary" = "bench exited 0" ]
 	exit $?
 fi
 
