@@ -45,7 +45,8 @@ struct fuse_reinit {
  * Requests the old daemon read and did not answer are sent again where a repeat does what
  * one does, and fail with EIO otherwise (docs/kernel-api.md has the table); those it never
  * read are sent again. Inodes are healed by name, and open files reopened, at their next use.
- * Errors: EINVAL (not the holder; a field not 0), EAGAIN (the first daemon never answered its
+ * Errors: EINVAL (not the holder; a flag other than FUSE_REINIT_DURABLE_WRITES, or another
+ * field, not 0), EAGAIN (the first daemon never answered its
  * INIT), EOVERFLOW, ENOMEM, ENOTCONN, EBUSY (another call).
  */
 #define FUSE_REINIT_BEGIN 2
