@@ -8,10 +8,12 @@
 #            (the script goes on, or fails at once when CASES_GO_ON=0);
 #            content PATH TEXT and expect WHAT GOT WANT call wrong;
 #            cases_report fails if any case was wrong.
-# Crashes:   app OP ARGS... runs the test's application ($T/app.pl);
-#            crash_case SPEC OP ARGS... runs the application, which meets a
-#            crash at SPEC, and waits for its result in APP_OUT; the pieces:
-#            start_app, crash_died, crash_recovered, app_result.
+# Crashes:   app_install writes the application ($T/app.pl, below); app OP
+#            ARGS... runs it; crash_case SPEC OP ARGS... runs the application,
+#            which meets a crash at SPEC, and waits for its result in APP_OUT;
+#            the pieces: start_app, crash_died, crash_recovered, app_result;
+#            gated_case SPEC OTHER OP ARGS... lets another client act on the
+#            store between the death and the next start.
 # Gating:    gate_on, gate_off, gate_refused (a start refused by the gate).
 # xattrs:    backing_xattrs DIR makes DIR hold user.* xattrs (a tmpfs if the
 #            temp dir cannot), or sets XATTR_SKIP to why not.
@@ -137,6 +139,112 @@ crash_case() {
 	shift
 	start_app "$@"
 	crash_died
+	crash_recovered
+	app_result
+}
+
+# app_install: writes the application, $T/app.pl: one perl process making exactly
+# the syscalls named and printing each one's outcome as NAME=OK|ERRNO-NAME
+# (write=COUNT, read=DATA with \n for newlines), one line. Ops: excl PATH DATA
+# (open O_CREAT|O_EXCL|O_WRONLY, write DATA, close), create PATH DATA (the same
+# without O_EXCL), append PATH DATA (open O_WRONLY|O_APPEND), pwrite PATH OFF
+# DATA, read PATH, truncate PATH SIZE (ftruncate), fsync PATH DATA (write DATA
+# at 0, fsync), stat PATH, unlink PATH, mkdir PATH, rename FROM TO, setxattr
+# PATH NAME VALUE FLAGS (1 = XATTR_CREATE), getxattr PATH NAME. xattrs go
+# through syscall.ph (libperl, a dependency of Debian's perl).
+app_install() {
+	cat >"$T/app.pl" <<'EOF_APP' || fail "cannot write $T/app.pl"
+use strict;
+use Fcntl;
+$| = 1;
+sub en { my @n = grep { $!{$_} } keys %!; @n = sort @n; return @n ? $n[0] : "errno" . ($! + 0) }
+my ($op, @a) = @ARGV;
+my @out;
+sub opened {
+	my ($flags) = @_;
+	my $fh;
+	if (!sysopen($fh, $a[0], $flags, 0644)) {
+		print "open=", en(), "\n";
+		exit 1;
+	}
+	return $fh;
+}
+if ($op eq "excl" || $op eq "create" || $op eq "append") {
+	my $fh = opened($op eq "append" ? O_WRONLY | O_APPEND :
+		$op eq "excl" ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY | O_CREAT);
+	push @out, "open=OK" if $op ne "append";
+	my $n = syswrite($fh, $a[1]);
+	push @out, "write=" . (defined $n ? $n : en());
+	push @out, "close=" . (close($fh) ? "OK" : en());
+} elsif ($op eq "pwrite") {
+	my $fh = opened(O_WRONLY);
+	sysseek($fh, $a[1], 0) or die "seek: $!";
+	my $n = syswrite($fh, $a[2]);
+	push @out, "write=" . (defined $n ? $n : en());
+	push @out, "close=" . (close($fh) ? "OK" : en());
+} elsif ($op eq "read") {
+	my $fh = opened(O_RDONLY);
+	my $buf;
+	my $n = sysread($fh, $buf, 1 << 20);
+	$buf =~ s/\n/\\n/g if defined $n;
+	push @out, defined $n ? "read=$buf" : "read=" . en();
+} elsif ($op eq "truncate") {
+	my $fh = opened(O_WRONLY);
+	push @out, "truncate=" . (truncate($fh, $a[1]) ? "OK" : en());
+} elsif ($op eq "fsync") {
+	require IO::Handle;
+	my $fh = opened(O_WRONLY);
+	my $n = syswrite($fh, $a[1]);
+	push @out, "write=" . (defined $n ? $n : en());
+	push @out, "fsync=" . ($fh->sync ? "OK" : en());
+} elsif ($op eq "stat") {
+	my @st = stat($a[0]);
+	push @out, @st ? "stat=OK size=$st[7]" : "stat=" . en();
+} elsif ($op eq "unlink") {
+	push @out, "unlink=" . (unlink($a[0]) ? "OK" : en());
+} elsif ($op eq "mkdir") {
+	push @out, "mkdir=" . (mkdir($a[0]) ? "OK" : en());
+} elsif ($op eq "rename") {
+	push @out, "rename=" . (rename($a[0], $a[1]) ? "OK" : en());
+} elsif ($op eq "setxattr") {
+	require "syscall.ph";
+	my $r = syscall(&SYS_setxattr, $a[0], $a[1], $a[2], length($a[2]), $a[3] + 0);
+	push @out, "setxattr=" . ($r == 0 ? "OK" : en());
+} elsif ($op eq "getxattr") {
+	require "syscall.ph";
+	my $buf = "\0" x 4096;
+	my $n = syscall(&SYS_getxattr, $a[0], $a[1], $buf, 4096);
+	push @out, $n >= 0 ? "value=" . substr($buf, 0, $n) : "getxattr=" . en();
+} else {
+	die "app: unknown op $op\n";
+}
+print join(" ", @out), "\n";
+EOF_APP
+}
+
+# gated_case SPEC OTHER OP ARGS...: as crash_case, but the function OTHER acts
+# on the backing dir after the death and before a new daemon starts (the gate
+# refuses starts meanwhile). GATED_SLACK_MS: how long after the death OTHER
+# acts at the earliest (a keeper judging by the store's clock may allow for its
+# slack). A request the kernel fails at FUSE_REINIT_BEGIN (reinit mode) is
+# answered before any new daemon: GATED_EARLY=1 allows that; otherwise the
+# application must still wait when a start is refused (gate_refused).
+gated_case() {
+	local other=$2 left
+	gate_on
+	crash_arm "$1"
+	shift 2
+	start_app "$@"
+	crash_died
+	if [ "${GATED_EARLY:-0}" = 1 ]; then
+		fk_wait FAILED "" 30 >/dev/null || fail "$SPEC: no start refused by the gate"
+	else
+		gate_refused
+	fi
+	left=$((DIED_AT + ${GATED_SLACK_MS:-0} - $(now_ms)))
+	[ "$left" -le 0 ] || sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
+	"$other" || fail "$SPEC: the other client failed"
+	gate_off
 	crash_recovered
 	app_result
 }

@@ -48,46 +48,7 @@ M=$T/mnt
 B=$T/back
 mkdir "$M" "$B"
 
-# The application: one perl process making exactly the syscalls named, and
-# printing each one's outcome as NAME=OK|ERRNO-NAME (write=COUNT), one line.
-# Ops: excl PATH DATA (open O_CREAT|O_EXCL|O_WRONLY, then write DATA, close),
-# append PATH DATA (open O_WRONLY|O_APPEND, write DATA, close), unlink PATH,
-# setxattr PATH NAME VALUE FLAGS (1 = XATTR_CREATE), getxattr PATH NAME.
-# xattrs go through syscall.ph (libperl, a dependency of Debian's perl).
-cat >"$T/app.pl" <<'EOF_APP' || fail "cannot write $T/app.pl"
-use strict;
-use Fcntl;
-$| = 1;
-sub en { my @n = grep { $!{$_} } keys %!; @n = sort @n; return @n ? $n[0] : "errno" . ($! + 0) }
-my ($op, @a) = @ARGV;
-my @out;
-if ($op eq "excl" || $op eq "append") {
-	my $flags = $op eq "append" ? O_WRONLY | O_APPEND : O_WRONLY | O_CREAT | O_EXCL;
-	my $fh;
-	if (!sysopen($fh, $a[0], $flags, 0644)) {
-		print "open=", en(), "\n";
-		exit 1;
-	}
-	push @out, "open=OK" if $op eq "excl";
-	my $n = syswrite($fh, $a[1]);
-	push @out, "write=" . (defined $n ? $n : en());
-	push @out, "close=" . (close($fh) ? "OK" : en());
-} elsif ($op eq "unlink") {
-	push @out, "unlink=" . (unlink($a[0]) ? "OK" : en());
-} elsif ($op eq "setxattr") {
-	require "syscall.ph";
-	my $r = syscall(&SYS_setxattr, $a[0], $a[1], $a[2], length($a[2]), $a[3] + 0);
-	push @out, "setxattr=" . ($r == 0 ? "OK" : en());
-} elsif ($op eq "getxattr") {
-	require "syscall.ph";
-	my $buf = "\0" x 4096;
-	my $n = syscall(&SYS_getxattr, $a[0], $a[1], $buf, 4096);
-	push @out, $n >= 0 ? "value=" . substr($buf, 0, $n) : "getxattr=" . en();
-} else {
-	die "app: unknown op $op\n";
-}
-print join(" ", @out), "\n";
-EOF_APP
+app_install
 
 backing_xattrs "$B"
 
@@ -97,28 +58,11 @@ fk_wait READY || fail "the keeper never became READY"
 
 # ---- crash, gate, recovery -------------------------------------------------
 
-# gated_case SPEC OTHER OP ARGS...: as crash_case, but the function OTHER acts on
-# the backing dir after the death and before a new daemon starts.
-gated_case() {
-	local other=$2
-	gate_on
-	crash_arm "$1"
-	shift 2
-	start_app "$@"
-	crash_died
-	gate_refused
-	# The store's timestamps order events only to within its clock's slack (a
-	# few ticks; a keeper judging by them may allow up to 0.2 s): the other
-	# client acts later than that after the death, so that this tests the
-	# settle rule and not the clock.  (Nearer the death no keeper can tell.)
-	local left=$((DIED_AT + 250 - $(now_ms)))
-	[ "$left" -le 0 ] || sleep "$(printf '0.%03d' "$left")"
-	"$other" || fail "$SPEC: the other client failed"
-	gate_off
-	crash_recovered
-	app_result
-}
-
+# The store's timestamps order events only to within its clock's slack (a few ticks; a keeper
+# judging by them may allow up to 0.2 s): the other client acts later than that after the
+# death, so that this tests the settle rule and not the clock. (Nearer the death no keeper
+# can tell.)
+GATED_SLACK_MS=250
 # ---- the workload before the cases -----------------------------------------
 
 # Creates through the mount, as any workload makes: the keeper sees the

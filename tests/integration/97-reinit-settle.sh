@@ -44,76 +44,7 @@ M=$T/mnt
 B=$T/back
 mkdir "$M" "$B"
 
-# The application: one perl process making exactly the syscalls named and printing each
-# one's outcome as NAME=OK|ERRNO-NAME (write=COUNT, read=DATA with \n for newlines), one
-# line.
-cat >"$T/app.pl" <<'EOF_APP' || fail "cannot write $T/app.pl"
-use strict;
-use Fcntl;
-$| = 1;
-sub en { my @n = grep { $!{$_} } keys %!; @n = sort @n; return @n ? $n[0] : "errno" . ($! + 0) }
-my ($op, @a) = @ARGV;
-my @out;
-sub opened {
-	my ($flags) = @_;
-	my $fh;
-	if (!sysopen($fh, $a[0], $flags, 0644)) {
-		print "open=", en(), "\n";
-		exit 1;
-	}
-	return $fh;
-}
-if ($op eq "excl" || $op eq "create" || $op eq "append") {
-	my $fh = opened($op eq "append" ? O_WRONLY | O_APPEND :
-		$op eq "excl" ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY | O_CREAT);
-	push @out, "open=OK" if $op ne "append";
-	my $n = syswrite($fh, $a[1]);
-	push @out, "write=" . (defined $n ? $n : en());
-	push @out, "close=" . (close($fh) ? "OK" : en());
-} elsif ($op eq "pwrite") {
-	my $fh = opened(O_WRONLY);
-	sysseek($fh, $a[1], 0) or die "seek: $!";
-	my $n = syswrite($fh, $a[2]);
-	push @out, "write=" . (defined $n ? $n : en());
-	push @out, "close=" . (close($fh) ? "OK" : en());
-} elsif ($op eq "read") {
-	my $fh = opened(O_RDONLY);
-	my $buf;
-	my $n = sysread($fh, $buf, 1 << 20);
-	$buf =~ s/\n/\\n/g if defined $n;
-	push @out, defined $n ? "read=$buf" : "read=" . en();
-} elsif ($op eq "truncate") {
-	my $fh = opened(O_WRONLY);
-	push @out, "truncate=" . (truncate($fh, $a[1]) ? "OK" : en());
-} elsif ($op eq "fsync") {
-	require IO::Handle;
-	my $fh = opened(O_WRONLY);
-	my $n = syswrite($fh, $a[1]);
-	push @out, "write=" . (defined $n ? $n : en());
-	push @out, "fsync=" . ($fh->sync ? "OK" : en());
-} elsif ($op eq "stat") {
-	my @st = stat($a[0]);
-	push @out, @st ? "stat=OK size=$st[7]" : "stat=" . en();
-} elsif ($op eq "unlink") {
-	push @out, "unlink=" . (unlink($a[0]) ? "OK" : en());
-} elsif ($op eq "mkdir") {
-	push @out, "mkdir=" . (mkdir($a[0]) ? "OK" : en());
-} elsif ($op eq "rename") {
-	push @out, "rename=" . (rename($a[0], $a[1]) ? "OK" : en());
-} elsif ($op eq "setxattr") {
-	require "syscall.ph";
-	my $r = syscall(&SYS_setxattr, $a[0], $a[1], $a[2], length($a[2]), $a[3] + 0);
-	push @out, "setxattr=" . ($r == 0 ? "OK" : en());
-} elsif ($op eq "getxattr") {
-	require "syscall.ph";
-	my $buf = "\0" x 4096;
-	my $n = syscall(&SYS_getxattr, $a[0], $a[1], $buf, 4096);
-	push @out, $n >= 0 ? "value=" . substr($buf, 0, $n) : "getxattr=" . en();
-} else {
-	die "app: unknown op $op\n";
-}
-print join(" ", @out), "\n";
-EOF_APP
+app_install
 
 backing_xattrs "$B"
 
@@ -125,28 +56,6 @@ keeper() {
 }
 # testfs stores a write before it answers it.
 keeper --write-through
-
-# gated_case SPEC OTHER OP ARGS...: as crash_case, but the function OTHER acts on the
-# backing dir after the death and before a new daemon starts. A request the kernel fails
-# (EIO) is answered at FUSE_REINIT_BEGIN, before any new daemon: EARLY=1 allows that; a
-# request it sends again waits for the new daemon (gate_refused checks it still waits).
-gated_case() {
-	local other=$2
-	gate_on
-	crash_arm "$1"
-	shift 2
-	start_app "$@"
-	crash_died
-	if [ "${EARLY:-0}" = 1 ]; then
-		fk_wait FAILED "" 30 >/dev/null || fail "$SPEC: no start refused by the gate"
-	else
-		gate_refused
-	fi
-	"$other" || fail "$SPEC: the other client failed"
-	gate_off
-	crash_recovered
-	app_result
-}
 
 # want_app TEXT: the application's result is TEXT.
 want_app() {
@@ -309,7 +218,7 @@ both rename "rename(2)" setup_file check_rename rename @/f @/g
 begin unlink-other "unlink(2), the daemon dies before it; another client replaces the file"
 mkdir "$B/unlink-other" && setup_file "$B/unlink-other" || fail "cannot set up $B/unlink-other"
 other_replaces() { printf 'other\n' >"$B/unlink-other/g" && mv "$B/unlink-other/g" "$B/unlink-other/f"; }
-EARLY=1 gated_case before:unlink:f other_replaces unlink "$M/unlink-other/f"
+GATED_EARLY=1 gated_case before:unlink:f other_replaces unlink "$M/unlink-other/f"
 want_app "unlink=EIO"
 content "$B/unlink-other/f" $'other\n'
 end_case
