@@ -1,10 +1,15 @@
 # shellcheck shell=bash
 # bench/lib-passthrough.sh - sourced by the bench scripts.
 #
-#   build_passthrough OUT   builds libfuse's passthrough_ll example from the installed
-#                           libfuse3-dev package into OUT (again only when the package's
-#                           source is newer) and prints the program's path; returns 1
-#                           with a message on stderr when it cannot
+#   die MSG...              prints "bench: MSG" on stderr and exits 1
+#   bench_start WHY ARG...  a bench script's start, given its own arguments: exactly one,
+#                           the build directory; root (WHY says what for); sets BUILD_DIR,
+#                           FK (where fusekeeper is built), OUT (BUILD_DIR/bench) and PT
+#                           (passthrough_ll), or dies saying what is missing
+#   passthrough_ll BUILD    prints the path of libfuse's passthrough_ll example as meson
+#                           built it from libfuse3-dev's sources (BUILD/tests/lf-passthrough_ll,
+#                           tests/meson.build); returns 1 with a message on stderr when it
+#                           is not built
 #   make_tree               writes FILES small files (1-4 KiB of text) in directories of
 #                           100 under B/tree
 #   walk MNT [TAG]          find + stat + cat of every file under MNT/tree (the file list
@@ -14,36 +19,33 @@
 #   timed CMD...            runs CMD and prints the seconds it took (3 decimals); needs now_us
 #   median                  the median of the numbers on stdin, one a line
 #   ratio A B               A / B with 2 decimals, "-" when A is empty or B is not positive
-# The example's source is taken from the package each time; it is never part of this
-# repository.
+# The example's source is the package's; it is never part of this repository.
 
-PASSTHROUGH_EXAMPLES=/usr/share/doc/libfuse3-dev/examples
-
-# Debian may ship the examples compressed.
-_pt_fetch() {
-	if [ -r "$PASSTHROUGH_EXAMPLES/$1" ]; then
-		cp "$PASSTHROUGH_EXAMPLES/$1" "$2/$1"
-	elif [ -r "$PASSTHROUGH_EXAMPLES/$1.gz" ]; then
-		gzip -dc "$PASSTHROUGH_EXAMPLES/$1.gz" >"$2/$1"
-	else
-		echo "$PASSTHROUGH_EXAMPLES/$1 not found: install libfuse3-dev" \
-			"(scripts/install-deps.sh bench)" >&2
-		return 1
-	fi
+die() {
+	echo "bench: $*" >&2
+	exit 1
 }
 
-build_passthrough() {
-	local out=$1 pt=$1/passthrough_ll
-	mkdir -p "$out/src"
-	if [ ! -x "$pt" ] || [ "$PASSTHROUGH_EXAMPLES/passthrough_ll.c" -nt "$pt" ]; then
-		_pt_fetch passthrough_ll.c "$out/src" && _pt_fetch passthrough_helpers.h "$out/src" ||
-			return 1
-		# shellcheck disable=SC2046
-		cc -O2 -Wall -I"$out/src" $(pkg-config --cflags fuse3) -o "$pt" \
-			"$out/src/passthrough_ll.c" $(pkg-config --libs fuse3) -lpthread >&2 || {
-			echo "building passthrough_ll failed" >&2
-			return 1
-		}
+bench_start() {
+	local why=$1
+	shift
+	[ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
+	[ "$(id -u)" = 0 ] || die "must run as root ($why)"
+	BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || die "build directory $1 not found"
+	# shellcheck disable=SC2034 # for the script that sources this
+	FK=$BUILD_DIR/fusekeeper
+	# shellcheck disable=SC2034
+	OUT=$BUILD_DIR/bench
+	# shellcheck disable=SC2034
+	PT=$(passthrough_ll "$BUILD_DIR") || die "no passthrough_ll to measure"
+}
+
+passthrough_ll() {
+	local pt=$1/tests/lf-passthrough_ll
+	if [ ! -x "$pt" ]; then
+		echo "$pt is not built: install libfuse3-dev (scripts/install-deps.sh)" \
+			"and run make" >&2
+		return 1
 	fi
 	echo "$pt"
 }

@@ -28,33 +28,21 @@
 # again from none, e.g. "1000 100000 drop 1000"), BENCH_KILLS (5), BENCH_TMP (/tmp).
 set -euo pipefail
 
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-
-[ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
-[ "$(id -u)" = 0 ] || die "must run as root (it mounts and drops caches)"
-BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || die "build directory $1 not found"
+. "$(dirname "$0")/lib-passthrough.sh"
+bench_start "it mounts and drops caches" "$@"
 
 FILES=${BENCH_FILES:-1000}
 RUNS=${BENCH_RUNS:-6}
 SEQ_MB=${BENCH_SEQ_MB:-64}
 NODES=${BENCH_NODES:-1000 10000 100000}
 KILLS=${BENCH_KILLS:-5}
-FK=$BUILD_DIR/fusekeeper
+[ -x "$FK" ] || die "$FK is not built (run make)"
 FKRECOVER=$BUILD_DIR/bench/fkrecover
 FKREINIT=$BUILD_DIR/tests/fkreinit
-OUT=$BUILD_DIR/bench
-[ -x "$FK" ] || die "$FK is not built"
 [ -x "$FKRECOVER" ] || die "$FKRECOVER is not built"
 [ "$("$FKREINIT" probe 2>&1)" = present ] ||
 	die "this kernel ($(uname -r)) has no FUSE_DEV_IOC_REINIT: run it in the 6.1 guest (vm/run.sh --bench 6.1)"
-
 . "$(dirname "$0")/../scripts/common.sh"
-. "$(dirname "$0")/lib-passthrough.sh"
-# In a guest there is no compiler: vm/run.sh --bench brings the host's build of it.
-PT=$(build_passthrough "$OUT") || die "cannot build passthrough_ll"
 
 # passthrough_ll keeps an O_PATH fd per inode: BENCH_NODES above the limit would measure the
 # daemon running out of fds.
@@ -235,7 +223,7 @@ for n in $NODES; do
 		nrec=$(grep -c '^RECOVERED ' "$EV" || true)
 		: >"$B/nodes/u/k$kill_no"
 		# A different cached file each kill, in a different directory where there are several.
-		oldf=$RM/nodes/d$(((kill_no * 7) % ndirs))/f$((100 + kill_no))
+		oldf=$RM/nodes/d$(((kill_no * 7) % ndirs))/f$(((100 + kill_no) % 1000))
 		spins+=("$(timed spin)")
 		out=$("$FKRECOVER" "$pid" "$RM/nodes/u/k$kill_no" "$oldf") ||
 			die "$n nodes, kill $i: a stat never succeeded: $out"

@@ -27,27 +27,16 @@
 # BENCH_KILLS (5), BENCH_NULL (unset), BENCH_TMP (/tmp).
 set -euo pipefail
 
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-
-[ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
-[ "$(id -u)" = 0 ] || die "must run as root (it mounts, unshares and drops caches)"
-BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || die "build directory $1 not found"
+. "$(dirname "$0")/lib-passthrough.sh"
+bench_start "it mounts, unshares and drops caches" "$@"
 
 FILES=${BENCH_FILES:-2000}
 RUNS=${BENCH_RUNS:-6}
 SEQ_MB=${BENCH_SEQ_MB:-256}
 NSES=${BENCH_NS:-1 10 100}
 KILLS=${BENCH_KILLS:-5}
-FK=$BUILD_DIR/fusekeeper
-OUT=$BUILD_DIR/bench
-[ -x "$FK" ] || die "$FK is not built"
-
+[ -x "$FK" ] || die "$FK is not built (run make)"
 . "$(dirname "$0")/../scripts/common.sh"
-. "$(dirname "$0")/lib-passthrough.sh"
-PT=$(build_passthrough "$OUT") || die "cannot build passthrough_ll"
 
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/fusekeeper-bench-remount.XXXXXX")
 B=$WORK/backing

@@ -17,26 +17,13 @@
 # BENCH_KILLS (10), BENCH_TMP (/tmp: where the backing dir and mountpoints go).
 set -euo pipefail
 
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-
-[ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
-[ "$(id -u)" = 0 ] || die "must run as root (it mounts and drops caches)"
-BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || die "build directory $1 not found"
+. "$(dirname "$0")/lib-passthrough.sh"
+bench_start "it mounts and drops caches" "$@"
 
 FILES=${BENCH_FILES:-5000}
 RUNS=${BENCH_RUNS:-3}
 SEQ_MB=${BENCH_SEQ_MB:-1024}
 KILLS=${BENCH_KILLS:-10}
-FK=$BUILD_DIR/fusekeeper
-OUT=$BUILD_DIR/bench
-
-# ---- build passthrough_ll from the installed package --------------------
-
-. "$(dirname "$0")/lib-passthrough.sh"
-PT=$(build_passthrough "$OUT") || die "cannot build passthrough_ll"
 
 HAVE_FK=1
 [ -x "$FK" ] || HAVE_FK=

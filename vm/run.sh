@@ -70,10 +70,9 @@ BUILD=$(cd "$VM_SRCDIR" && cd "${VM_BUILD:-build}" 2>/dev/null && pwd) ||
 [ -x "$BUILD/fusekeeper" ] || vm_die "$BUILD/fusekeeper is not built (run make)"
 if [ "$MODE" = bench ]; then
 	[ -x "$BUILD/bench/fkrecover" ] || vm_die "$BUILD/bench/fkrecover is not built (run make)"
-	# The guests have no compiler: passthrough_ll is built here, from the host's libfuse3-dev.
-	# shellcheck source=bench/lib-passthrough.sh
-	. "$VM_SRCDIR/bench/lib-passthrough.sh"
-	build_passthrough "$BUILD/bench" >/dev/null || vm_die "cannot build passthrough_ll for the bench"
+	# The guests have no compiler: passthrough_ll comes built, with the tests' programs.
+	[ -x "$BUILD/tests/lf-passthrough_ll" ] ||
+		vm_die "$BUILD/tests/lf-passthrough_ll is not built (install libfuse3-dev, run make)"
 fi
 LOGS=$(mkdir -p "$VM_SRCDIR/${VM_LOGS:-test-logs}" && cd "$VM_SRCDIR/${VM_LOGS:-test-logs}" && pwd) ||
 	vm_die "cannot create ${VM_LOGS:-test-logs}"
@@ -172,7 +171,7 @@ proj_cpio() {
 		mkdir -p "$st/fk/bench" "$st/fk/scripts" "$st/fk/build/bench"
 		cp "$VM_SRCDIR"/bench/*.sh "$st/fk/bench/"
 		cp "$VM_SRCDIR/scripts/common.sh" "$st/fk/scripts/"
-		cp "$BUILD/bench/fkrecover" "$BUILD/bench/passthrough_ll" "$st/fk/build/bench/"
+		cp "$BUILD/bench/fkrecover" "$st/fk/build/bench/"
 	fi
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
