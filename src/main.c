@@ -208,8 +208,9 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 
 /*
  * --mode=auto: reinit where the kernel has FUSE_DEV_IOC_REINIT and the operator says the daemon
- * stores a write before it answers (--write-through), since reinit mode does not yet keep writes
- * a daemon acknowledged but had not stored; proxy otherwise. Returns the mode, and why in @why.
+ * stores a write before it answers (--write-through), since reinit mode does not yet send again
+ * the writes a daemon acknowledged but had not stored (it reports them with EIO, where proxy mode
+ * sends them again); proxy otherwise. Returns the mode, and why in @why.
  */
 static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *why, size_t size)
 {
@@ -226,9 +227,10 @@ static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *w
 		return &proxy_mode;
 	}
 	if (!cfg->write_through) {
-		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not keep "
-			 "writes a daemon acknowledged before storing them; --write-through, which "
-			 "says the daemon stores before it answers, chooses it");
+		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not send "
+			 "again the writes a daemon acknowledged before storing them (it reports them "
+			 "with EIO; proxy mode sends them again); --write-through, which says the "
+			 "daemon stores before it answers, chooses it");
 		return &proxy_mode;
 	}
 	snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given");

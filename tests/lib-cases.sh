@@ -150,8 +150,13 @@ crash_case() {
 # without O_EXCL), append PATH DATA (open O_WRONLY|O_APPEND), pwrite PATH OFF
 # DATA, read PATH, truncate PATH SIZE (ftruncate), fsync PATH DATA (write DATA
 # at 0, fsync), stat PATH, unlink PATH, mkdir PATH, rename FROM TO, setxattr
-# PATH NAME VALUE FLAGS (1 = XATTR_CREATE), getxattr PATH NAME. xattrs go
-# through syscall.ph (libperl, a dependency of Debian's perl).
+# PATH NAME VALUE FLAGS (1 = XATTR_CREATE), getxattr PATH NAME, removexattr PATH
+# NAME, symlink TARGET PATH, readlink PATH, link FROM TO, rmdir PATH, readdir PATH
+# (names=A,B,... sorted, without . and ..), fallocate PATH LEN (mode 0 from 0 to
+# LEN), and held PATH
+# DATA SYNC THEN GATE: write DATA at 0 and, if SYNC is 1, fsync; create
+# GATE.ready and wait for GATE; then THEN: "fsync" (fsync twice, close) or
+# "close". xattrs go through syscall.ph (libperl, a dependency of Debian's perl).
 app_install() {
 	cat >"$T/app.pl" <<'EOF_APP' || fail "cannot write $T/app.pl"
 use strict;
@@ -197,6 +202,19 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 	my $n = syswrite($fh, $a[1]);
 	push @out, "write=" . (defined $n ? $n : en());
 	push @out, "fsync=" . ($fh->sync ? "OK" : en());
+} elsif ($op eq "held") {
+	require IO::Handle;
+	my $fh = opened(O_WRONLY);
+	my $n = syswrite($fh, $a[1]);
+	push @out, "write=" . (defined $n ? $n : en());
+	push @out, "fsync=" . ($fh->sync ? "OK" : en()) if $a[2];
+	open(my $ready, ">", "$a[4].ready") or die "cannot create $a[4].ready: $!";
+	close($ready);
+	select(undef, undef, undef, 0.02) until -e $a[4];
+	if ($a[3] eq "fsync") {
+		push @out, "fsync=" . ($fh->sync ? "OK" : en()) for 1 .. 2;
+	}
+	push @out, "close=" . (close($fh) ? "OK" : en());
 } elsif ($op eq "stat") {
 	my @st = stat($a[0]);
 	push @out, @st ? "stat=OK size=$st[7]" : "stat=" . en();
@@ -210,6 +228,31 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 	require "syscall.ph";
 	my $r = syscall(&SYS_setxattr, $a[0], $a[1], $a[2], length($a[2]), $a[3] + 0);
 	push @out, "setxattr=" . ($r == 0 ? "OK" : en());
+} elsif ($op eq "removexattr") {
+	require "syscall.ph";
+	my $r = syscall(&SYS_removexattr, $a[0], $a[1]);
+	push @out, "removexattr=" . ($r == 0 ? "OK" : en());
+} elsif ($op eq "symlink") {
+	push @out, "symlink=" . (symlink($a[0], $a[1]) ? "OK" : en());
+} elsif ($op eq "readlink") {
+	my $t = readlink($a[0]);
+	push @out, defined $t ? "readlink=$t" : "readlink=" . en();
+} elsif ($op eq "link") {
+	push @out, "link=" . (link($a[0], $a[1]) ? "OK" : en());
+} elsif ($op eq "rmdir") {
+	push @out, "rmdir=" . (rmdir($a[0]) ? "OK" : en());
+} elsif ($op eq "readdir") {
+	if (opendir(my $dh, $a[0])) {
+		my @n = sort grep { $_ ne "." && $_ ne ".." } readdir($dh);
+		push @out, "names=" . join(",", @n);
+	} else {
+		push @out, "opendir=" . en();
+	}
+} elsif ($op eq "fallocate") {
+	require "syscall.ph";
+	my $fh = opened(O_WRONLY);
+	my $r = syscall(&SYS_fallocate, fileno($fh), 0, 0, $a[1] + 0);
+	push @out, "fallocate=" . ($r == 0 ? "OK" : en());
 } elsif ($op eq "getxattr") {
 	require "syscall.ph";
 	my $buf = "\0" x 4096;

@@ -136,7 +136,7 @@ fk_umount_exit 0
 fk_wait STOPPED "" 5 || fail "no STOPPED event"
 assert_not_mounted "$M"
 
-auto_is proxy "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not keep"
+auto_is proxy "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not send again"
 auto_is reinit "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given" --write-through
 assert_all_gone
 log "ok"

@@ -13,20 +13,32 @@
 #   sent again, success:  a stat of an uncached name (LOOKUP), read(2) of a file not yet in
 #       the page cache (READ), pwrite(2) (WRITE at a position), ftruncate(2) (SETATTR),
 #       fsync(2) and close(2) (FSYNC, FLUSH: the keeper runs with --write-through, which
-#       testfs is), open(O_CREAT) without O_EXCL (CREATE), mkdir(2) dying before it, and
-#       setxattr(2) without flags: each before and after the daemon acted; the data and the
-#       store are right and every write is in the store once.
-#   sent again, "already done" is EIO:  open(O_CREAT|O_EXCL), mkdir(2) and
-#       setxattr(XATTR_CREATE) dying after the daemon acted (the object exists: EIO, not
-#       EEXIST, which would say someone else made it), and open(O_CREAT|O_EXCL) dying before
-#       it while another client creates the file (EIO; the other client's file is kept).
-#   failed with EIO:  an O_APPEND write (a repeat would append twice), unlink(2) and
-#       rename(2), each before and after; another client's file under the name of an
+#       testfs is), open(O_CREAT) without O_EXCL (CREATE), readlink(2), a directory listing
+#       (READDIRPLUS), fallocate(2) with mode 0, mkdir(2), link(2), symlink(2) and
+#       removexattr(2) dying before them, and setxattr(2) without flags: each before and
+#       after the daemon acted; the data and the store are right and every write is in the
+#       store once.
+#   sent again, "already done" is EIO:  open(O_CREAT|O_EXCL), mkdir(2), link(2),
+#       symlink(2), setxattr(XATTR_CREATE) and removexattr(2) dying after the daemon acted
+#       (the object exists, or the attribute is gone: EIO, not EEXIST or ENODATA, which
+#       would say someone else did it), and open(O_CREAT|O_EXCL) dying before it while
+#       another client creates the file (EIO; the other client's file is kept).
+#   failed with EIO:  an O_APPEND write (a repeat would append twice), unlink(2), rmdir(2)
+#       and rename(2), each before and after; another client's file under the name of an
 #       unlink is kept; the store holds each appended line at most once, and a renamed file
 #       under exactly one of its names. And, under a second keeper without --write-through,
 #       fsync(2) and close(2) whose FSYNC or FLUSH the daemon left unanswered: the kernel
 #       cannot know that the dead daemon stored what it acknowledged, so EIO, never a success
 #       that may hide a lost write.
+#   writes acknowledged before the death (a held fd written, the daemon SIGKILLed between
+#       requests, then fsync(2) or close(2)): under --write-through, fsync succeeds; without
+#       it, the first fsync(2) or the close(2) reports EIO once (the kernel cannot know that
+#       the dead daemon stored the write), the next fsync succeeds, and a write an fsync
+#       covered before the death reports nothing.
+#   locks (a third keeper, testfs --locks):  a lock request the daemon left unanswered is
+#       sent again through a file that held no lock (the caller holds the lock); through a
+#       file whose earlier lock the reopen lost it is not sent again: EIO, and the new daemon
+#       holds no lock at all for it; an unlock through such a file is sent and reports EIO.
 #
 # On a kernel without FUSE_DEV_IOC_REINIT it skips (exit 77): 52-settle-proof covers proxy
 # mode there.
@@ -34,11 +46,13 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
 . "$(dirname "$0")/../lib-cases.sh"
+. "$(dirname "$0")/../lib-locks.sh"
 # A wrong outcome ends the script at once, unless SETTLE_ALL=1.
 CASES_GO_ON=${SETTLE_ALL:-0}
 
 reinit_need
 need_cmd perl
+need_prog "$FKLOCK"
 
 M=$T/mnt
 B=$T/back
@@ -48,10 +62,12 @@ app_install
 
 backing_xattrs "$B"
 
-# keeper [OPTION...]: fusekeeper --mode=reinit with OPTION... over testfs with its hooks.
+# keeper [OPTION...]: fusekeeper --mode=reinit with OPTION... over testfs with its hooks
+# and the testfs options in TESTFS_OPTS.
+TESTFS_OPTS=()
 keeper() {
 	fk_start "$M" --mode=reinit --max-restarts=100 "$@" -- "$TESTFS" --backing="$B" \
-		--crash-file="$T/crash" --fail-start-if="$GATE" {}
+		"${TESTFS_OPTS[@]}" --crash-file="$T/crash" --fail-start-if="$GATE" {}
 	fk_wait READY || fail "the keeper never became READY: $(tail -5 "$FK_LOG")"
 }
 # testfs stores a write before it answers it.
@@ -60,6 +76,29 @@ keeper --write-through
 # want_app TEXT: the application's result is TEXT.
 want_app() {
 	[ "$APP_OUT" = "$1" ] || wrong "expected '$1', got: '$APP_OUT'"
+}
+
+# held_case NAME TEXT SYNC THEN: the application writes "new\n" at 0 of NAME/f through an fd
+# it holds (and fsyncs if SYNC is 1); the daemon is SIGKILLed between two requests and
+# another takes over; then the application does THEN (app.pl's held op). Its result is in
+# APP_OUT.
+held_case() {
+	begin "$1" "$2"
+	mkdir "$B/$1" && setup_file "$B/$1" || fail "cannot set up $B/$1"
+	rm -f "$T/held" "$T/held.ready"
+	start_app held "$M/$1/f" $'new\n' "$3" "$4" "$T/held"
+	local deadline=$(($(now_ms) + 20000))
+	until [ -e "$T/held.ready" ]; do
+		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
+			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
+		sleep 0.02
+	done
+	fk_mark
+	fk_kill_daemon || fail "$1: cannot kill the daemon"
+	fk_wait RECOVERED "" 30 >/dev/null || fail "$1: no RECOVERED after the kill"
+	touch "$T/held"
+	app_result
+	content "$B/$1/f" $'new\n1\n'
 }
 
 # both NAME TEXT SETUP CHECK OP ARGS...: two cases, NAME-before and NAME-after, the daemon
@@ -131,6 +170,25 @@ check_create() {
 CRASH_OP=create CRASH_NAME=n
 both create "open(O_CREAT) of a new name (CREATE)" setup_none check_create create @/n $'mine\n'
 
+setup_link() { setup_file "$1" && ln -s f "$1/l" || fail "cannot set up $1/l"; }
+check_readlink() { want_app "readlink=f"; }
+CRASH_OP=readlink CRASH_NAME=l
+both readlink "readlink(2) (READLINK)" setup_link check_readlink readlink @/l
+
+setup_dir() { mkdir "$1/d" && : >"$1/d/a" && : >"$1/d/b" || fail "cannot set up $1/d"; }
+check_readdir() { want_app "names=a,b"; }
+CRASH_OP=readdirplus CRASH_NAME=d
+both readdir "a listing of a directory not yet read (READDIRPLUS)" setup_dir check_readdir readdir @/d
+
+check_fallocate() {
+	want_app "fallocate=OK"
+	[ "$(stat -c %s "$1/f")" = 8192 ] || wrong "$1/f is $(stat -c %s "$1/f") bytes, not 8192"
+	[ "$(head -c 6 "$1/f")" = line1 ] && cmp -s <(tail -c +7 "$1/f") <(head -c 8186 /dev/zero) ||
+		wrong "$1/f does not hold line1 and zeros"
+}
+CRASH_OP=fallocate CRASH_NAME=f
+both fallocate "fallocate(2) to 8192 bytes (FALLOCATE, mode 0)" setup_file check_fallocate fallocate @/f 8192
+
 if [ -z "$XATTR_SKIP" ]; then
 	check_setxattr() {
 		want_app "setxattr=OK"
@@ -140,7 +198,7 @@ if [ -z "$XATTR_SKIP" ]; then
 	both setxattr "setxattr(2) without flags" setup_file check_setxattr setxattr @/f user.fk new 0
 else
 	log "the xattr cases are skipped: $XATTR_SKIP"
-	RESULTS+=("setxattr SKIP" "setxattr-create SKIP")
+	RESULTS+=("setxattr SKIP" "setxattr-create SKIP" "removexattr SKIP")
 fi
 
 # ---- sent again: "already done" is EIO, or success where the daemon had not acted ----------
@@ -164,6 +222,20 @@ check_mkdir() {
 CRASH_OP=mkdir CRASH_NAME=d
 both mkdir "mkdir(2)" setup_none check_mkdir mkdir @/d
 
+check_link() {
+	if [ "$2" = before ]; then want_app "link=OK"; else want_app "link=EIO"; fi
+	[ "$(stat -c %i "$1/g" 2>&1)" = "$(stat -c %i "$1/f")" ] || wrong "$1/g is not a link of $1/f"
+}
+CRASH_OP=link CRASH_NAME=g
+both link "link(2) (LINK)" setup_file check_link link @/f @/g
+
+check_symlink() {
+	if [ "$2" = before ]; then want_app "symlink=OK"; else want_app "symlink=EIO"; fi
+	[ "$(readlink "$1/l")" = f ] || wrong "$1/l is not a symlink to f"
+}
+CRASH_OP=symlink CRASH_NAME=l
+both symlink "symlink(2) (SYMLINK)" setup_file check_symlink symlink f @/l
+
 if [ -z "$XATTR_SKIP" ]; then
 	check_setxattr_create() {
 		if [ "$2" = before ]; then want_app "setxattr=OK"; else want_app "setxattr=EIO"; fi
@@ -172,6 +244,17 @@ if [ -z "$XATTR_SKIP" ]; then
 	CRASH_OP=setxattr CRASH_NAME=f
 	both setxattr-create "setxattr(XATTR_CREATE) of a new attribute" setup_file \
 		check_setxattr_create setxattr @/f user.fk new 1
+
+	setup_xattr() {
+		setup_file "$1"
+		[ "$(app setxattr "$1/f" user.fk old 0)" = "setxattr=OK" ] || fail "cannot set user.fk on $1/f"
+	}
+	check_removexattr() {
+		if [ "$2" = before ]; then want_app "removexattr=OK"; else want_app "removexattr=EIO"; fi
+		[ "$(app getxattr "$1/f" user.fk)" = "getxattr=ENODATA" ] || wrong "user.fk of $1/f is still there"
+	}
+	CRASH_OP=removexattr CRASH_NAME=f
+	both removexattr "removexattr(2) (REMOVEXATTR)" setup_xattr check_removexattr removexattr @/f user.fk
 fi
 
 begin excl-other "open(O_CREAT|O_EXCL), the daemon dies before it; another client creates the file"
@@ -202,6 +285,18 @@ check_unlink() {
 CRASH_OP=unlink CRASH_NAME=f
 both unlink "unlink(2)" setup_file check_unlink unlink @/f
 
+check_rmdir() {
+	want_app "rmdir=EIO"
+	if [ "$2" = before ]; then
+		[ -d "$1/d" ] || wrong "$1/d was removed"
+	else
+		[ ! -e "$1/d" ] || wrong "$1/d is still there"
+	fi
+}
+setup_emptydir() { mkdir "$1/d" || fail "cannot set up $1/d"; }
+CRASH_OP=rmdir CRASH_NAME=d
+both rmdir "rmdir(2) (RMDIR)" setup_emptydir check_rmdir rmdir @/d
+
 check_rename() {
 	want_app "rename=EIO"
 	if [ "$2" = before ]; then
@@ -221,6 +316,13 @@ other_replaces() { printf 'other\n' >"$B/unlink-other/g" && mv "$B/unlink-other/
 GATED_EARLY=1 gated_case before:unlink:f other_replaces unlink "$M/unlink-other/f"
 want_app "unlink=EIO"
 content "$B/unlink-other/f" $'other\n'
+end_case
+
+# ---- writes acknowledged before the daemon died ---------------------------------------------
+
+# --write-through: testfs stored the write before it answered; nothing to report.
+held_case held-durable "a write through a held fd, the daemon killed, then fsync(2), --write-through" 0 fsync
+want_app "write=4 fsync=OK fsync=OK close=OK"
 end_case
 
 # Nothing the settled requests did was left in a state that breaks the mount.
@@ -249,11 +351,81 @@ want_app "write=3 close=EIO"
 content "$B/flush-eio/f" $'lixe1\n'
 end_case
 
+# Without --write-through, a write the dead daemon acknowledged and no sync covered may be
+# lost (patch 0012): the next fsync(2), or close(2), reports EIO once.
+held_case held-unsynced "a write through a held fd, the daemon killed, then fsync(2) twice" 0 fsync
+want_app "write=4 fsync=EIO fsync=OK close=OK"
+end_case
+
+held_case held-unsynced-close "a write through a held fd, the daemon killed, then close(2)" 0 close
+want_app "write=4 close=EIO"
+end_case
+
+# An fsync that succeeded before the death covers the write.
+held_case held-synced "a write and fsync(2) through a held fd, the daemon killed, then fsync(2)" 1 fsync
+want_app "write=4 fsync=OK fsync=OK fsync=OK close=OK"
+end_case
+
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- locks the daemon keeps (testfs --locks) ------------------------------------------------
+
+TESTFS_OPTS=(--locks)
+keeper
+
+# lock_case NAME TEXT HELD CMD: holder A of NAME/f, holding [0,10) first if HELD is 1, sends
+# CMD (fklock's); the daemon dies after doing it and before answering. Leaves A's answer in
+# A_OUT; B is a holder of its own.
+lock_case() {
+	begin "$1" "$2"
+	mkdir "$B/$1" && setup_file "$B/$1" || fail "cannot set up $B/$1"
+	lk_start A "$M/$1/f"
+	lk_start B "$M/$1/f"
+	[ "$3" = 1 ] && lk A "lock wr 0 10" ok
+	crash_arm after:setlk:f
+	lk_send A "$4"
+	crash_died
+	crash_recovered
+	lk_answer A 20 || wrong "A's lock request was not answered 20 s after the recovery"
+	A_OUT=$LK_OUT
+}
+
+# Granted by the new daemon, the lock is the caller's.
+lock_case lock-again "a lock request through a file that held none" 0 "lock wr 20 10"
+expect "A's lock wr 20 10" "$A_OUT" ok
+lk B "test wr 20 10" "locked wr 20 10"
+lk_quit A
+lk_quit B
+end_case
+
+# The reopen lost [0,10): the request is not sent again, and the new daemon holds no lock
+# that A, told EIO, does not know of. A's next lock is granted.
+lock_case lock-lost "a lock request through a file whose earlier lock the reinit lost" 1 "lock wr 20 10"
+expect "A's lock wr 20 10" "$A_OUT" "error EIO"
+lk B "test wr 0 30" unlocked
+lk A "lock wr 40 10" ok
+lk B "test wr 40 10" "locked wr 40 10"
+lk_quit A
+lk_quit B
+end_case
+
+# An unlock is sent again even so (the new daemon must hold nothing), and then reports the loss.
+lock_case unlock-lost "an unlock through a file whose lock the reinit lost" 1 "lock un 0 10"
+expect "A's lock un 0 10" "$A_OUT" "error EIO"
+lk B "test wr 0 30" unlocked
+lk A "lock wr 0 10" ok
+lk B "test wr 0 10" "locked wr 0 10"
+lk_quit A
+lk_quit B
+end_case
+
 # ---- the end -------------------------------------------------------------------------------
 
 cases_report
 
-[ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the third keeper gave up"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
