@@ -23,7 +23,10 @@ struct fuse_reinit {
 				(1 at mount, one more at each BEGIN) */
 	uint64_t mismatch;   /* out, WAIT -> EPROTO: the INIT flags that differ */
 	uint32_t reason;     /* out, WAIT -> EPROTO: FUSE_REINIT_R_* */
-	uint32_t padding;    /* 0 */
+	uint32_t lost;       /* in: 0; out, BEGIN: how many files, inodes and directories had
+				changes the old daemon acknowledged and no sync covered, which
+				the kernel now reports (EIO at their next fsync); 0 under
+				FUSE_REINIT_DURABLE_WRITES */
 	uint64_t spare[3];   /* 0 */
 };
 

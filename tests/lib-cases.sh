@@ -153,7 +153,7 @@ crash_case() {
 # PATH NAME VALUE FLAGS (1 = XATTR_CREATE), getxattr PATH NAME, removexattr PATH
 # NAME, symlink TARGET PATH, readlink PATH, link FROM TO, rmdir PATH, readdir PATH
 # (names=A,B,... sorted, without . and ..), fallocate PATH LEN (mode 0 from 0 to
-# LEN), and held PATH
+# LEN), osync PATH OFF DATA (pwrite through an O_SYNC open, close), and held PATH
 # DATA SYNC THEN GATE: write DATA at 0 and, if SYNC is 1, fsync; create
 # GATE.ready and wait for GATE; then THEN: "fsync" (fsync twice, close) or
 # "close". xattrs go through syscall.ph (libperl, a dependency of Debian's perl).
@@ -183,6 +183,12 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 	push @out, "close=" . (close($fh) ? "OK" : en());
 } elsif ($op eq "pwrite") {
 	my $fh = opened(O_WRONLY);
+	sysseek($fh, $a[1], 0) or die "seek: $!";
+	my $n = syswrite($fh, $a[2]);
+	push @out, "write=" . (defined $n ? $n : en());
+	push @out, "close=" . (close($fh) ? "OK" : en());
+} elsif ($op eq "osync") {
+	my $fh = opened(O_WRONLY | O_SYNC);
 	sysseek($fh, $a[1], 0) or die "seek: $!";
 	my $n = syswrite($fh, $a[2]);
 	push @out, "write=" . (defined $n ? $n : en());

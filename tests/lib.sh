@@ -694,6 +694,17 @@ drop_cache() {
 	dd if="$1" iflag=nocache count=0 status=none
 }
 
+# bdi_hold_dirty MOUNTPOINT: keeps pages dirtied under the writeback cache dirty until a sync
+# or the 30 s expiry. FUSE's backing device has a strict dirty limit (BDI_CAP_STRICTLIMIT) of
+# its own share of recent writeout, which a fresh mount does not have: its background threshold
+# is 0 pages, so the flusher's next periodic wakeup, or any writer that checks its limits, may
+# write them back at once. A minimum share (1 %, FUSE's maximum) puts a floor under the limit.
+bdi_hold_dirty() {
+	local bdi
+	bdi=/sys/class/bdi/$(mountpoint -d "$1") || fail "$1 is not a mount point"
+	echo 1 >"$bdi/min_ratio" || fail "cannot set $bdi/min_ratio"
+}
+
 # fk_umount_exit STATUS: unmounts $M and checks that the keeper then exits with STATUS.
 fk_umount_exit() {
 	try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"

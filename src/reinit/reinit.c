@@ -162,6 +162,11 @@ static int reinit_channel(void *state)
 		}
 		ri->gen = arg.gen;
 		log_debug("FUSE connection at generation %" PRIu64, ri->gen);
+		if (arg.lost)
+			log_warn("%" PRIu32 " %s changes the dead daemon acknowledged and had not synced; "
+				 "they may be lost, and the next fsync of each reports EIO (give "
+				 "--write-through if the daemon stores before it answers)", arg.lost,
+				 arg.lost == 1 ? "file or directory held" : "files or directories held");
 		watch_new(ri);
 		watch_end(ri, true);
 	}

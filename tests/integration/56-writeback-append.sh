@@ -77,6 +77,8 @@ EOF_APP
 fk_start "$M" -v --max-restarts=100 -- "$TESTFS" --writeback --backing="$B" \
 	--crash-file="$T/crash" {}
 fk_wait READY >/dev/null || fail "the keeper never became READY"
+# The pages dirtied below must stay dirty until the test's sync.
+bdi_hold_dirty "$M"
 
 # ---- the writeback cache must really be in use ------------------------------
 

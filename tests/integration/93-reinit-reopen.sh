@@ -130,13 +130,8 @@ assert_not_mounted "$T/a"
 # shellcheck disable=SC2034 # read by serve (lib-reinit.sh)
 TESTFS_EXTRA=(--writeback)
 serve b
-# FUSE's backing device has a strict dirty limit (BDI_CAP_STRICTLIMIT) of its own share of the
-# writeout, which a fresh mount does not have yet: its background threshold is 0, so that the
-# flusher's next periodic wakeup, or the next writer to check its limits, may write the pages
-# back before the take-over. A minimum share (1 %, FUSE's maximum) gives the limit a floor far
-# above two pages.
-bdi=/sys/class/bdi/$(mountpoint -d "$M")
-echo 1 >"$bdi/min_ratio" || fail "cannot set $bdi/min_ratio"
+# The two dirty pages must stay dirty until the take-over.
+bdi_hold_dirty "$M"
 holder_start wb "$M/wb" rw
 holder_start wc "$M/wc" rw
 [ "$(holder wb write "dirty b\n")" = "wrote 8" ] || fail "writing wb failed"

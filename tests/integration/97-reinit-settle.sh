@@ -11,7 +11,8 @@
 # what the store holds:
 #
 #   sent again, success:  a stat of an uncached name (LOOKUP), read(2) of a file not yet in
-#       the page cache (READ), pwrite(2) (WRITE at a position), ftruncate(2) (SETATTR),
+#       the page cache (READ), pwrite(2) (WRITE at a position), the same through an O_SYNC
+#       open (WRITE and FSYNC), ftruncate(2) (SETATTR),
 #       fsync(2) and close(2) (FSYNC, FLUSH: the keeper runs with --write-through, which
 #       testfs is), open(O_CREAT) without O_EXCL (CREATE), readlink(2), a directory listing
 #       (READDIRPLUS), fallocate(2) with mode 0, mkdir(2), link(2), symlink(2) and
@@ -27,7 +28,8 @@
 #       and rename(2), each before and after; another client's file under the name of an
 #       unlink is kept; the store holds each appended line at most once, and a renamed file
 #       under exactly one of its names. And, under a second keeper without --write-through,
-#       fsync(2) and close(2) whose FSYNC or FLUSH the daemon left unanswered: the kernel
+#       fsync(2), close(2) and an O_SYNC write whose FSYNC or FLUSH the daemon left unanswered
+#       (the O_SYNC write not written again where its position had moved to): the kernel
 #       cannot know that the dead daemon stored what it acknowledged, so EIO, never a success
 #       that may hide a lost write.
 #   writes acknowledged before the death (a held fd written, the daemon SIGKILLed between
@@ -81,7 +83,7 @@ want_app() {
 # held_case NAME TEXT SYNC THEN: the application writes "new\n" at 0 of NAME/f through an fd
 # it holds (and fsyncs if SYNC is 1); the daemon is SIGKILLed between two requests and
 # another takes over; then the application does THEN (app.pl's held op). Its result is in
-# APP_OUT.
+# APP_OUT; held_log prints what the keeper logged from the kill on.
 held_case() {
 	begin "$1" "$2"
 	mkdir "$B/$1" && setup_file "$B/$1" || fail "cannot set up $B/$1"
@@ -94,12 +96,15 @@ held_case() {
 		sleep 0.02
 	done
 	fk_mark
+	HELD_LOG_AT=$(wc -l <"$FK_LOG")
 	fk_kill_daemon || fail "$1: cannot kill the daemon"
 	fk_wait RECOVERED "" 30 >/dev/null || fail "$1: no RECOVERED after the kill"
 	touch "$T/held"
 	app_result
 	content "$B/$1/f" $'new\n1\n'
 }
+
+held_log() { tail -n "+$((HELD_LOG_AT + 1))" "$FK_LOG"; }
 
 # both NAME TEXT SETUP CHECK OP ARGS...: two cases, NAME-before and NAME-after, the daemon
 # dying before and after the operation it meets at "WHEN:OPNAME:FILE" (OPNAME and FILE from
@@ -141,6 +146,15 @@ check_pwrite() {
 setup_pwrite() { setup_file "$1"; }
 CRASH_OP=write CRASH_NAME=f
 both pwrite "pwrite(2) at offset 2" setup_pwrite check_pwrite pwrite @/f 2 xe1
+
+# An O_SYNC write is a WRITE and an FSYNC: sent again, the FSYNC succeeds under
+# --write-through, and the data is in the store once, where it was written.
+check_osync() {
+	want_app "write=3 close=OK"
+	content "$1/f" $'lixe1\n'
+}
+CRASH_OP=fsync CRASH_NAME=f
+both osync "pwrite(2) at offset 2 through an O_SYNC open (WRITE, FSYNC)" setup_file check_osync osync @/f 2 xe1
 
 check_truncate() {
 	want_app "truncate=OK"
@@ -323,6 +337,8 @@ end_case
 # --write-through: testfs stored the write before it answered; nothing to report.
 held_case held-durable "a write through a held fd, the daemon killed, then fsync(2), --write-through" 0 fsync
 want_app "write=4 fsync=OK fsync=OK close=OK"
+! held_log | grep -q "held changes the dead daemon acknowledged" ||
+	wrong "under --write-through the keeper's log says changes may be lost"
 end_case
 
 # Nothing the settled requests did was left in a state that breaks the mount.
@@ -344,6 +360,15 @@ crash_case after:fsync:f fsync "$M/fsync-eio/f" $'new\n'
 check_fsync_eio "$B/fsync-eio"
 end_case
 
+# The write went through and its sync failed: write(2) says EIO, and the data is not written
+# again (at the position the write had moved to), so the store holds it once, where written.
+begin osync-eio "pwrite(2) through an O_SYNC open, the daemon dies after the FSYNC, no --write-through"
+mkdir "$B/osync-eio" && setup_file "$B/osync-eio" || fail "cannot set up $B/osync-eio"
+crash_case after:fsync:f osync "$M/osync-eio/f" 2 xe1
+want_app "write=EIO close=EIO"
+content "$B/osync-eio/f" $'lixe1\n'
+end_case
+
 begin flush-eio "pwrite(2) and close(2), the daemon dies after the FLUSH, no --write-through"
 mkdir "$B/flush-eio" && setup_file "$B/flush-eio" || fail "cannot set up $B/flush-eio"
 crash_case after:flush:f pwrite "$M/flush-eio/f" 2 xe1
@@ -355,6 +380,9 @@ end_case
 # lost (patch 0012): the next fsync(2), or close(2), reports EIO once.
 held_case held-unsynced "a write through a held fd, the daemon killed, then fsync(2) twice" 0 fsync
 want_app "write=4 fsync=EIO fsync=OK close=OK"
+# The keeper says so, with the count BEGIN returned.
+held_log | grep -q "1 file or directory held changes the dead daemon acknowledged" ||
+	wrong "the keeper's log does not say that a file held unsynced changes: $(held_log | tail -5)"
 end_case
 
 held_case held-unsynced-close "a write through a held fd, the daemon killed, then close(2)" 0 close
