@@ -288,25 +288,21 @@ check_append() {
 CRASH_OP=write CRASH_NAME=f
 both append "an O_APPEND write (WRITE)" setup_file check_append append @/f $'mine\n'
 
-check_unlink() {
-	want_app "unlink=EIO"
+# removed_if_after DIR WHEN OP TEST NAME: OP was answered EIO; NAME (checked with `test TEST`)
+# is still there if the daemon died before OP, gone if after.
+removed_if_after() {
+	want_app "$3=EIO"
 	if [ "$2" = before ]; then
-		[ -e "$1/f" ] || wrong "$1/f was removed"
+		[ "$4" "$1/$5" ] || wrong "$1/$5 was removed"
 	else
-		[ ! -e "$1/f" ] || wrong "$1/f is still there"
+		[ ! -e "$1/$5" ] || wrong "$1/$5 is still there"
 	fi
 }
+check_unlink() { removed_if_after "$1" "$2" unlink -e f; }
 CRASH_OP=unlink CRASH_NAME=f
 both unlink "unlink(2)" setup_file check_unlink unlink @/f
 
-check_rmdir() {
-	want_app "rmdir=EIO"
-	if [ "$2" = before ]; then
-		[ -d "$1/d" ] || wrong "$1/d was removed"
-	else
-		[ ! -e "$1/d" ] || wrong "$1/d is still there"
-	fi
-}
+check_rmdir() { removed_if_after "$1" "$2" rmdir -d d; }
 setup_emptydir() { mkdir "$1/d" || fail "cannot set up $1/d"; }
 CRASH_OP=rmdir CRASH_NAME=d
 both rmdir "rmdir(2) (RMDIR)" setup_emptydir check_rmdir rmdir @/d
