@@ -24,10 +24,17 @@ struct fuse_reinit {
 	uint64_t mismatch;   /* out, WAIT -> EPROTO: the INIT flags that differ */
 	uint32_t reason;     /* out, WAIT -> EPROTO: FUSE_REINIT_R_* */
 	uint32_t lost;       /* in: 0; out, BEGIN: how many files, inodes and directories had
-				changes the old daemon acknowledged and no sync covered, which
-				the kernel now reports (EIO at their next fsync); 0 under
+				changes the old daemon acknowledged and no sync covered that
+				the kernel cannot write again, which it now reports (EIO at
+				their next fsync); out, WAIT: how many of the files BEGIN counted
+				in rewrite could not be written again, now reported; 0 under
 				FUSE_REINIT_DURABLE_WRITES */
-	uint64_t spare[3];   /* 0 */
+	uint32_t rewrite;    /* in: 0; out, BEGIN: how many files held only page-cache writes the
+				old daemon acknowledged and no sync covered, which the kernel
+				writes again to the new daemon, and syncs, once it answered INIT;
+				out, WAIT: how many it did */
+	uint32_t padding;    /* 0 */
+	uint64_t spare[2];   /* 0 */
 };
 
 /*
@@ -48,6 +55,10 @@ struct fuse_reinit {
  * Requests the old daemon read and did not answer are sent again where a repeat does what
  * one does, and fail with EIO otherwise (docs/kernel-api.md has the table); those it never
  * read are sent again. Inodes are healed by name, and open files reopened, at their next use.
+ * Unless FUSE_REINIT_DURABLE_WRITES: changes the old daemon acknowledged and no sync covered
+ * are written again to the new daemon from the page cache where they are all writes of pages
+ * still cached (rewrite; the requests of those files wait for it), and reported otherwise
+ * (lost).
  * Errors: EINVAL (not the holder; a flag other than FUSE_REINIT_DURABLE_WRITES, or another
  * field, not 0), EAGAIN (the first daemon never answered its
  * INIT), EOVERFLOW, ENOMEM, ENOTCONN, EBUSY (another call).
@@ -55,7 +66,8 @@ struct fuse_reinit {
 #define FUSE_REINIT_BEGIN 2
 
 /*
- * WAIT for the answer to BEGIN's INIT: 0 accepted; EPROTO refused (it differs from the first
+ * WAIT for the answer to BEGIN's INIT, and for the writes BEGIN counted in rewrite to be
+ * written again: 0 accepted and done; EPROTO refused (it differs from the first
  * answer: reason and mismatch say how; requests keep waiting for the next BEGIN); ETIMEDOUT
  * after timeout_ns; ECANCELED if a later BEGIN superseded gen; ENOTCONN after an abort; EINTR.
  */

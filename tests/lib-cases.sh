@@ -154,9 +154,12 @@ crash_case() {
 # NAME, symlink TARGET PATH, readlink PATH, link FROM TO, rmdir PATH, readdir PATH
 # (names=A,B,... sorted, without . and ..), fallocate PATH LEN (mode 0 from 0 to
 # LEN), osync PATH OFF DATA (pwrite through an O_SYNC open, close), and held PATH
-# DATA SYNC THEN GATE: write DATA at 0 and, if SYNC is 1, fsync; create
-# GATE.ready and wait for GATE; then THEN: "fsync" (fsync twice, close) or
-# "close". xattrs go through syscall.ph (libperl, a dependency of Debian's perl).
+# DATA SYNC THEN GATE [PRE]: open O_RDWR, if PRE is "read" read the file (its page
+# is then cached), write DATA at 0 and, if SYNC is 1, fsync, if SYNC is "range",
+# sync_file_range(2) (writeback, no FSYNC: read=DATA and range=OK or ERRNO are
+# printed too); create GATE.ready and wait for GATE; then THEN: "fsync" (fsync
+# twice, close) or "close". xattrs go through syscall.ph (libperl, a dependency
+# of Debian's perl).
 app_install() {
 	cat >"$T/app.pl" <<'EOF_APP' || fail "cannot write $T/app.pl"
 use strict;
@@ -210,10 +213,24 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 	push @out, "fsync=" . ($fh->sync ? "OK" : en());
 } elsif ($op eq "held") {
 	require IO::Handle;
-	my $fh = opened(O_WRONLY);
+	my $fh = opened(O_RDWR);
+	if (($a[5] // "") eq "read") {
+		my $buf;
+		my $r = sysread($fh, $buf, 1 << 20);
+		$buf =~ s/\n/\\n/g if defined $r;
+		push @out, defined $r ? "read=$buf" : "read=" . en();
+		sysseek($fh, 0, 0) or die "seek: $!";
+	}
 	my $n = syswrite($fh, $a[1]);
 	push @out, "write=" . (defined $n ? $n : en());
-	push @out, "fsync=" . ($fh->sync ? "OK" : en()) if $a[2];
+	if ($a[2] eq "range") {
+		require "syscall.ph";
+		# SYNC_FILE_RANGE_WAIT_BEFORE | WRITE | WAIT_AFTER: the pages go out, no FSYNC.
+		my $r = syscall(&SYS_sync_file_range, fileno($fh), 0, 0, 7);
+		push @out, "range=" . ($r == 0 ? "OK" : en());
+	} elsif ($a[2]) {
+		push @out, "fsync=" . ($fh->sync ? "OK" : en());
+	}
 	open(my $ready, ">", "$a[4].ready") or die "cannot create $a[4].ready: $!";
 	close($ready);
 	select(undef, undef, undef, 0.02) until -e $a[4];

@@ -3,7 +3,7 @@
  *
  *   testfs --backing=DIR [--single] [--writeback] [--locks] [--fail-start-if=FILE]
  *          [--slow-start-if=FILE] [--crash-file=FILE] [--delay-ms=N] [--cache-s=S]
- *          [--ino-nodeid] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
+ *          [--ino-nodeid] [--lazy-writes] [-o FUSE-OPTS] [-f] [-d] MOUNTPOINT
  *
  * Every operation is passed through to DIR. It always runs in the foreground.
  * MOUNTPOINT is normally /dev/fd/N (libfuse serves fd N and does not mount);
@@ -74,6 +74,13 @@
  *                         FUSE_NOTIFY_INVAL_INODE for the file while the READ
  *                         waits 200 ms before replying (the kernel's invalidation
  *                         then waits for the page that READ holds locked).
+ *   --lazy-writes         answer a WRITE before storing it, as sshfs does (it
+ *                         queues the data for its ssh connection): the data is
+ *                         kept in memory and stored, in order, when the next
+ *                         operation of any other kind begins (a FLUSH, FSYNC or
+ *                         RELEASE among them, whose answer reports a failure to
+ *                         store). A SIGKILL in between loses writes that were
+ *                         answered with success.
  *   setxattr user.fktest.store=DATA on a file does not set an attribute: it
  *                         pushes DATA into the kernel's cache of the file at
  *                         offset 0 with FUSE_NOTIFY_STORE (a notification whose
@@ -162,6 +169,7 @@ static struct {
 	const char *small_writes_if;
 	bool inval_on_read;
 	bool ino_nodeid;	/* --ino-nodeid: st_ino = node ID */
+	bool lazy_writes;	/* --lazy-writes: WRITEs stored at the next other op */
 	bool writeback;
 	bool locks;
 	const char *crash_file;
@@ -684,12 +692,80 @@ static void hooks_run(enum tfs_op op, struct tfs_inode *node, const char *name)
 	crash_armed = true;
 }
 
+/* ---- --lazy-writes ----------------------------------------------------- */
+
+/* A WRITE answered and not yet stored: SIZE bytes of DATA at OFF of FD. */
+struct lazy_write {
+	struct lazy_write *next;
+	int fd;
+	off_t off;
+	size_t size;
+	char data[];
+};
+
+static pthread_mutex_t lazy_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lazy_write *lazy_head;
+static struct lazy_write **lazy_tail = &lazy_head;
+static int lazy_error; /* the first failure to store since the last lazy_store() */
+
+/* Queues a copy of a WRITE; false if out of memory. */
+static bool lazy_queue(int fd, const char *buf, size_t size, off_t off)
+{
+	struct lazy_write *w = malloc(sizeof(*w) + size);
+
+	if (!w)
+		return false;
+	*w = (struct lazy_write){ .fd = fd, .off = off, .size = size };
+	memcpy(w->data, buf, size);
+	pthread_mutex_lock(&lazy_lock);
+	*lazy_tail = w;
+	lazy_tail = &w->next;
+	pthread_mutex_unlock(&lazy_lock);
+	return true;
+}
+
+/* Stores every queued WRITE in order. Returns 0, or the first failure since the last call
+ * as a negative errno (a short write is EIO). */
+static int lazy_store(void)
+{
+	int r;
+
+	pthread_mutex_lock(&lazy_lock);
+	while (lazy_head) {
+		struct lazy_write *w = lazy_head;
+		ssize_t n = pwrite(w->fd, w->data, w->size, w->off);
+
+		if ((n < 0 || (size_t)n != w->size) && !lazy_error)
+			lazy_error = n < 0 ? -errno : -EIO;
+		lazy_head = w->next;
+		free(w);
+	}
+	lazy_tail = &lazy_head;
+	r = lazy_error;
+	lazy_error = 0;
+	pthread_mutex_unlock(&lazy_lock);
+	return r;
+}
+
 /* Called at the start of every operation. NAME is the operation's name
- * argument, or NULL to use NODE's last looked-up name. */
+ * argument, or NULL to use NODE's last looked-up name. Under --lazy-writes, every
+ * operation but a WRITE first stores the WRITEs answered before it; one that reports
+ * errors (FLUSH, FSYNC, RELEASE) calls lazy_store() again itself to get a failure. */
 static inline void op_begin(enum tfs_op op, struct tfs_inode *node, const char *name)
 {
 	if (__builtin_expect(opt.hooks, 0))
 		hooks_run(op, node, name);
+	if (__builtin_expect(opt.lazy_writes, 0) && op != OP_WRITE) {
+		int r = lazy_store();
+
+		if (r < 0) {
+			/* Kept for the next FLUSH, FSYNC or RELEASE to report. */
+			pthread_mutex_lock(&lazy_lock);
+			if (!lazy_error)
+				lazy_error = r;
+			pthread_mutex_unlock(&lazy_lock);
+		}
+	}
 }
 
 /* Called before every reply: the "after:" crash point. */
@@ -1096,6 +1172,15 @@ static void tfs_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t
 	ssize_t n;
 
 	op_begin(OP_WRITE, inode_of(nodeid), NULL);
+	if (opt.lazy_writes) {
+		if (!lazy_queue(fd_of(fi), buf, size, off)) {
+			reply_err(req, -ENOMEM);
+			return;
+		}
+		op_reply_point();
+		fuse_reply_write(req, size);
+		return;
+	}
 	n = pwrite(fd_of(fi), buf, size, off);
 	if (n < 0) {
 		reply_err(req, neg_errno());
@@ -1110,6 +1195,10 @@ static void tfs_flush(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *
 	int fd;
 
 	op_begin(OP_FLUSH, inode_of(nodeid), NULL);
+	if (opt.lazy_writes && (fd = lazy_store()) < 0) {
+		reply_err(req, fd);
+		return;
+	}
 	/* The kernel sends the closing process's lock owner: its POSIX locks on
 	 * the file go, as close(2) drops them (--locks). */
 	if (opt.locks)
@@ -1140,6 +1229,10 @@ static void tfs_fsync(fuse_req_t req, fuse_ino_t nodeid, int datasync, struct fu
 	int r;
 
 	op_begin(OP_FSYNC, inode_of(nodeid), NULL);
+	if (opt.lazy_writes && (r = lazy_store()) < 0) {
+		reply_err(req, r);
+		return;
+	}
 	r = datasync ? fdatasync(fd_of(fi)) : fsync(fd_of(fi));
 	reply_err(req, r < 0 ? neg_errno() : 0);
 }
@@ -1538,7 +1631,7 @@ static _Noreturn void usage(int status)
 		"              [--fail-start-if=FILE] [--slow-start-if=FILE]\n"
 		"              [--crash-file=FILE] [--delay-ms=N] [--cache-s=S]\n"
 		"              [--small-writes-if=FILE]\n"
-		"              [--inval-on-read] [--ino-nodeid]\n"
+		"              [--inval-on-read] [--ino-nodeid] [--lazy-writes]\n"
 		"              [-o FUSE-OPTS] [-f] [-d]\n"
 		"              MOUNTPOINT\n");
 	exit(status);
@@ -1571,6 +1664,8 @@ static void parse_args(int argc, char *argv[], struct fuse_args *args)
 			opt.inval_on_read = true;
 		} else if (strcmp(a, "--ino-nodeid") == 0) {
 			opt.ino_nodeid = true;
+		} else if (strcmp(a, "--lazy-writes") == 0) {
+			opt.lazy_writes = true;
 		} else if (strcmp(a, "--writeback") == 0) {
 			opt.writeback = true;
 		} else if (strcmp(a, "--locks") == 0) {

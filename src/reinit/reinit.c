@@ -167,6 +167,10 @@ static int reinit_channel(void *state)
 				 "they may be lost, and the next fsync of each reports EIO (give "
 				 "--write-through if the daemon stores before it answers)", arg.lost,
 				 arg.lost == 1 ? "file or directory held" : "files or directories held");
+		if (arg.rewrite)
+			log_info("%" PRIu32 " %s writes the dead daemon acknowledged and had not synced; "
+				 "the kernel writes them again to the new daemon from the page cache",
+				 arg.rewrite, arg.rewrite == 1 ? "file held" : "files held");
 		watch_new(ri);
 		watch_end(ri, true);
 	}
@@ -266,6 +270,13 @@ static int reinit_attach(void *state, struct keeper *k)
 	}
 	if (r < 0)
 		return r;
+	if (w.rewrite)
+		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon and synced them",
+			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
+	if (w.lost)
+		log_warn("%" PRIu32 " %s the dead daemon acknowledged could not be written again; "
+			 "the next fsync of each reports EIO", w.lost,
+			 w.lost == 1 ? "file's writes" : "files' writes");
 	watch_end(ri, false);
 	return 0;
 }

@@ -1,0 +1,162 @@
+#!/bin/bash
+# 98-reinit-rewrite: in reinit mode, writes a SIGKILLed daemon acknowledged and never stored
+# are written again to the next daemon from the page cache (kernel/patches/0013,
+# docs/kernel-api.md "Writes acknowledged and not synced"), and where they cannot be, the
+# next fsync(2) reports EIO: never a success that hides a lost write.
+#
+# testfs --lazy-writes answers a WRITE before it stores it, as sshfs does: the data waits in
+# its memory until the next operation of another kind, so a SIGKILL right after the write
+# loses it. Each case: an application writes "new\n" at 0 of a file holding "line1\n",
+# through an fd it keeps open; the daemon is SIGKILLed before any other request; the gate
+# keeps the next daemon from starting until the test has seen that the store lost the write;
+# then the application calls fsync(2) twice and close(2). The keeper runs without
+# --write-through.
+#
+#   rewrite-cached:     the application read the file first (its page is cached and up to
+#       date): fsync succeeds, the store holds "new\n1\n", the keeper logs the rewrite.
+#   rewrite-writeback:  testfs --writeback; the write went out by writeback
+#       (sync_file_range(2), no FSYNC): the same.
+#   rewrite-uncached:   the page of the write was never read (a partial write of a page not
+#       cached leaves it not up to date): nothing to write again from, so the first fsync
+#       reports EIO and the second succeeds; the store keeps "line1\n".
+#   rewrite-again-after-fsync / rewrite-again-before-write:  the next daemon dies too, after
+#       storing the rewritten data and before answering its FSYNC, or before storing the
+#       WRITE; a third daemon gets the job: fsync succeeds, the store holds "new\n1\n".
+#   rewrite-gone:       another client removes the file while no daemon runs: the inode is
+#       lost (its name is gone), so the writes cannot be written again: fsync(2) reports
+#       ESTALE (what every use of a lost inode gets), close(2) EIO (the lost writes), and the
+#       keeper logs that the writes could not be written again.
+#
+# On a kernel without FUSE_DEV_IOC_REINIT it skips (exit 77).
+# timeout: 300
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-reinit.sh"
+. "$(dirname "$0")/../lib-cases.sh"
+CASES_GO_ON=${REWRITE_ALL:-0}
+
+reinit_need
+need_cmd perl
+
+M=$T/mnt
+B=$T/back
+mkdir "$M" "$B"
+
+app_install
+
+# keeper: fusekeeper --mode=reinit, without --write-through, over testfs --lazy-writes with
+# its hooks and the testfs options in TESTFS_OPTS.
+TESTFS_OPTS=()
+keeper() {
+	fk_start "$M" --mode=reinit --max-restarts=100 -- "$TESTFS" --backing="$B" \
+		--lazy-writes "${TESTFS_OPTS[@]}" --crash-file="$T/crash" --fail-start-if="$GATE" {}
+	fk_wait READY || fail "the keeper never became READY: $(tail -5 "$FK_LOG")"
+}
+
+# lazy_case NAME TEXT SYNC PRE [WHILE-DOWN]: the application holds NAME/f open, does PRE
+# and writes "new\n" at 0, with SYNC (app.pl's held); the daemon is SIGKILLed; while the
+# gate keeps the next one from starting, the store must still hold "line1\n" (the write
+# was lost) and WHILE-DOWN, a function, runs; then the gate opens, the next daemon takes
+# over, and the application calls fsync(2) twice and close(2). Its result is in APP_OUT;
+# case_log prints what the keeper logged from the kill on.
+lazy_case() {
+	begin "$1" "$2"
+	mkdir "$B/$1" && printf 'line1\n' >"$B/$1/f" || fail "cannot set up $B/$1"
+	rm -f "$T/held" "$T/held.ready"
+	start_app held "$M/$1/f" $'new\n' "$3" fsync "$T/held" "$4"
+	local deadline=$(($(now_ms) + 20000))
+	until [ -e "$T/held.ready" ]; do
+		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
+			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
+		sleep 0.02
+	done
+	SPEC="$1: the kill"
+	fk_mark
+	CASE_LOG_AT=$(wc -l <"$FK_LOG")
+	gate_on
+	fk_kill_daemon || fail "$1: cannot kill the daemon"
+	gate_refused
+	file_is "$B/$1/f" $'line1\n' ||
+		fail "$1: testfs stored the write before it died ('$FILE_GOT'): the case tests nothing"
+	[ -z "${5:-}" ] || "$5" "$1"
+	gate_off
+	fk_wait RECOVERED "" 60 >/dev/null || fail "$1: no RECOVERED after the kill"
+	touch "$T/held"
+	app_result
+}
+
+case_log() { tail -n "+$((CASE_LOG_AT + 1))" "$FK_LOG"; }
+
+# logged PATTERN WHAT: the keeper logged PATTERN (grep -E) since the kill.
+logged() {
+	case_log | grep -Eq "$1" || wrong "the keeper's log does not say $2: $(case_log | tail -8)"
+}
+
+keeper
+
+lazy_case rewrite-cached "a write into a cached page, acknowledged and lost, then fsync(2)" 0 read
+want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+content "$B/rewrite-cached/f" $'new\n1\n'
+logged "1 file held writes the dead daemon acknowledged" "that a file's writes are written again"
+logged "The kernel wrote 1 file's acknowledged writes again" "that the rewrite was done"
+end_case
+
+lazy_case rewrite-uncached "a write into a page never cached, acknowledged and lost, then fsync(2)" 0 none
+[ "$APP_OUT" = "write=4 fsync=EIO fsync=OK close=OK" ] ||
+	wrong "expected 'write=4 fsync=EIO fsync=OK close=OK', got '$APP_OUT'"
+content "$B/rewrite-uncached/f" $'line1\n'
+logged "1 file or directory held changes the dead daemon acknowledged" "that the write may be lost"
+end_case
+
+# The next daemon dies in the middle of the rewrite: armed while the gate holds it back.
+arm_after_fsync() { printf 'after:fsync:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
+arm_before_write() { printf 'before:write:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
+
+lazy_case rewrite-again-after-fsync "the daemon that writes again dies before answering its FSYNC" \
+	0 read arm_after_fsync
+want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+[ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's FSYNC"
+content "$B/rewrite-again-after-fsync/f" $'new\n1\n'
+end_case
+
+lazy_case rewrite-again-before-write "the daemon that writes again dies before its WRITE" \
+	0 read arm_before_write
+want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+[ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's WRITE"
+content "$B/rewrite-again-before-write/f" $'new\n1\n'
+end_case
+
+remove_file() { rm -f "$B/$1/f"; }
+lazy_case rewrite-gone "another client removes the file while no daemon runs" 0 read remove_file
+want=$'read=line1\\n write=4 fsync=ESTALE fsync=ESTALE close=EIO'
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+[ ! -e "$B/rewrite-gone/f" ] || wrong "the file came back: $(cat "$B/rewrite-gone/f")"
+logged "1 file's writes the dead daemon acknowledged could not be written again" \
+	"that the rewrite failed"
+end_case
+
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# With the writeback cache the kernel writes pages back itself, at its own pace: the write
+# goes out by sync_file_range(2), which sends WRITEs and no FSYNC.
+TESTFS_OPTS=(--writeback)
+keeper
+lazy_case rewrite-writeback "a write written back (no FSYNC), acknowledged and lost, then fsync(2)" \
+	range none
+[ "$APP_OUT" = "write=4 range=OK fsync=OK fsync=OK close=OK" ] ||
+	wrong "expected 'write=4 range=OK fsync=OK fsync=OK close=OK', got '$APP_OUT'"
+content "$B/rewrite-writeback/f" $'new\n1\n'
+logged "The kernel wrote 1 file's acknowledged writes again" "that the rewrite was done"
+end_case
+
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+cases_report
+assert_all_gone
+log "ok"
