@@ -32,7 +32,8 @@ struct fuse_reinit {
 	uint32_t rewrite;    /* in: 0; out, BEGIN: how many files held only page-cache writes the
 				old daemon acknowledged and no sync covered, which the kernel
 				writes again to the new daemon, and syncs, once it answered INIT;
-				out, WAIT: how many it did */
+				out, WAIT: how many it did, or, with EINPROGRESS, how many are
+				left */
 	uint32_t padding;    /* 0 */
 	uint64_t spare[2];   /* 0 */
 };
@@ -67,7 +68,9 @@ struct fuse_reinit {
 
 /*
  * WAIT for the answer to BEGIN's INIT, and for the writes BEGIN counted in rewrite to be
- * written again: 0 accepted and done; EPROTO refused (it differs from the first
+ * written again: 0 accepted and done; EINPROGRESS accepted, and the rewrite still going on
+ * after timeout_ns (the files it writes wait for it; rewrite says how many are left); EPROTO
+ * refused (it differs from the first
  * answer: reason and mismatch say how; requests keep waiting for the next BEGIN); ETIMEDOUT
  * after timeout_ns; ECANCELED if a later BEGIN superseded gen; ENOTCONN after an abort; EINTR.
  */

@@ -268,10 +268,18 @@ static int reinit_attach(void *state, struct keeper *k)
 		log_error("The FUSE connection ended while the new daemon started");
 		return -EINTR;
 	}
+	if (r == -EINPROGRESS) {
+		/* The daemon serves; only the files being written again wait. */
+		log_info("The new daemon serves; the kernel is still writing %" PRIu32 " %s again, "
+			 "whose requests wait for it (a failure shows as EIO at its next fsync)",
+			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
+		watch_end(ri, false);
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	if (w.rewrite)
-		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon and synced them",
+		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon",
 			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
 	if (w.lost)
 		log_warn("%" PRIu32 " %s the dead daemon acknowledged could not be written again; "

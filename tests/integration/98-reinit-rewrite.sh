@@ -22,6 +22,8 @@
 #   rewrite-again-after-fsync / rewrite-again-before-write:  the next daemon dies too, after
 #       storing the rewritten data and before answering its FSYNC, or before storing the
 #       WRITE; a third daemon gets the job: fsync succeeds, the store holds "new\n1\n".
+#   rewrite-abort:      the keeper is SIGKILLed instead (the connection is aborted): fsync(2)
+#       gets ENOTCONN and close(2) EIO, not a success.
 #   rewrite-gone:       another client removes the file while no daemon runs: the inode is
 #       lost (its name is gone), so the writes cannot be written again: fsync(2) reports
 #       ESTALE (what every use of a lost inode gets), close(2) EIO (the lost writes), and the
@@ -59,6 +61,15 @@ keeper() {
 # over, and the application calls fsync(2) twice and close(2). Its result is in APP_OUT;
 # case_log prints what the keeper logged from the kill on.
 lazy_case() {
+	lazy_start "$@"
+	gate_off
+	fk_wait RECOVERED "" 60 >/dev/null || fail "$1: no RECOVERED after the kill"
+	touch "$T/held"
+	app_result
+}
+
+# lazy_start NAME TEXT SYNC PRE [WHILE-DOWN]: lazy_case up to WHILE-DOWN; the gate stays on.
+lazy_start() {
 	begin "$1" "$2"
 	mkdir "$B/$1" && printf 'line1\n' >"$B/$1/f" || fail "cannot set up $B/$1"
 	rm -f "$T/held" "$T/held.ready"
@@ -78,10 +89,6 @@ lazy_case() {
 	file_is "$B/$1/f" $'line1\n' ||
 		fail "$1: testfs stored the write before it died ('$FILE_GOT'): the case tests nothing"
 	[ -z "${5:-}" ] || "$5" "$1"
-	gate_off
-	fk_wait RECOVERED "" 60 >/dev/null || fail "$1: no RECOVERED after the kill"
-	touch "$T/held"
-	app_result
 }
 
 case_log() { tail -n "+$((CASE_LOG_AT + 1))" "$FK_LOG"; }
@@ -155,6 +162,25 @@ end_case
 
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
 fk_umount_exit 0
+assert_not_mounted "$M"
+
+# The keeper itself dies while the write waits for a daemon: the connection is aborted, and
+# the write that can no longer be written again is reported, by close(2) too, whose handle
+# of the dead daemon sends nothing.
+TESTFS_OPTS=()
+keeper
+lazy_start rewrite-abort "the keeper is SIGKILLed while the write waits to be written again" 0 read
+log "killing keeper $FK_PID"
+kill -KILL "$FK_PID" || fail "cannot kill keeper $FK_PID"
+fk_wait_exit 30 || fail "keeper $FK_PID did not die"
+gate_off
+touch "$T/held"
+app_result
+want=$'read=line1\\n write=4 fsync=ENOTCONN fsync=ENOTCONN close=EIO'
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+content "$B/rewrite-abort/f" $'line1\n'
+end_case
+try_cmd 10 umount "$M" || fail "umount $M failed: $TRY_OUT"
 assert_not_mounted "$M"
 
 cases_report
