@@ -103,6 +103,16 @@ crash_died() {
 	DIED_AT=$(now_ms)
 }
 
+# held_ready CASE: waits up to 20 s for app.pl's held op to have written ($T/held.ready).
+held_ready() {
+	local deadline=$(($(now_ms) + 20000))
+	until [ -e "$T/held.ready" ]; do
+		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
+			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
+		sleep 0.02
+	done
+}
+
 # gate_refused: a restart was refused by the gate; the application still waits.
 gate_refused() {
 	local pid

@@ -89,12 +89,7 @@ held_case() {
 	mkdir "$B/$1" && setup_file "$B/$1" || fail "cannot set up $B/$1"
 	rm -f "$T/held" "$T/held.ready"
 	start_app held "$M/$1/f" $'new\n' "$3" "$4" "$T/held"
-	local deadline=$(($(now_ms) + 20000))
-	until [ -e "$T/held.ready" ]; do
-		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
-			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
-		sleep 0.02
-	done
+	held_ready "$1"
 	fk_mark
 	HELD_LOG_AT=$(wc -l <"$FK_LOG")
 	fk_kill_daemon || fail "$1: cannot kill the daemon"

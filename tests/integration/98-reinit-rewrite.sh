@@ -74,12 +74,7 @@ lazy_start() {
 	mkdir "$B/$1" && printf 'line1\n' >"$B/$1/f" || fail "cannot set up $B/$1"
 	rm -f "$T/held" "$T/held.ready"
 	start_app held "$M/$1/f" $'new\n' "$3" fsync "$T/held" "$4"
-	local deadline=$(($(now_ms) + 20000))
-	until [ -e "$T/held.ready" ]; do
-		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
-			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
-		sleep 0.02
-	done
+	held_ready "$1"
 	SPEC="$1: the kill"
 	fk_mark
 	CASE_LOG_AT=$(wc -l <"$FK_LOG")
@@ -100,10 +95,16 @@ logged() {
 
 keeper
 
+# rewritten NAME: the application read the file, and every call succeeded; the store holds
+# the write.
+rewritten() {
+	local want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
+	[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+	content "$B/$1/f" $'new\n1\n'
+}
+
 lazy_case rewrite-cached "a write into a cached page, acknowledged and lost, then fsync(2)" 0 read
-want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
-[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
-content "$B/rewrite-cached/f" $'new\n1\n'
+rewritten rewrite-cached
 logged "1 file held writes the dead daemon acknowledged" "that a file's writes are written again"
 logged "The kernel wrote 1 file's acknowledged writes again" "that the rewrite was done"
 end_case
@@ -115,25 +116,18 @@ content "$B/rewrite-uncached/f" $'line1\n'
 logged "1 file or directory held changes the dead daemon acknowledged" "that the write may be lost"
 end_case
 
-# The next daemon dies in the middle of the rewrite: armed while the gate holds it back.
-arm_after_fsync() { printf 'after:fsync:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
-arm_before_write() { printf 'before:write:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
-
-lazy_case rewrite-again-after-fsync "the daemon that writes again dies before answering its FSYNC" \
-	0 read arm_after_fsync
-want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
-[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
-[ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's FSYNC"
-content "$B/rewrite-again-after-fsync/f" $'new\n1\n'
-end_case
-
-lazy_case rewrite-again-before-write "the daemon that writes again dies before its WRITE" \
-	0 read arm_before_write
-want=$'read=line1\\n write=4 fsync=OK fsync=OK close=OK'
-[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
-[ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's WRITE"
-content "$B/rewrite-again-before-write/f" $'new\n1\n'
-end_case
+# again_case WHEN OP TEXT: the next daemon, which writes again, dies WHEN (before or after)
+# its OP (armed while the gate holds it back); a third daemon does it.
+arm_again() { printf '%s\n' "$AGAIN" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
+again_case() {
+	AGAIN=$1:$2:f
+	lazy_case "rewrite-again-$1-$2" "$3" 0 read arm_again
+	rewritten "rewrite-again-$1-$2"
+	[ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's $2"
+	end_case
+}
+again_case after fsync "the daemon that writes again dies before answering its FSYNC"
+again_case before write "the daemon that writes again dies before its WRITE"
 
 remove_file() { rm -f "$B/$1/f"; }
 lazy_case rewrite-gone "another client removes the file while no daemon runs" 0 read remove_file
