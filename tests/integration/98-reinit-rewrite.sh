@@ -23,7 +23,7 @@
 #       storing the rewritten data and before answering its FSYNC, or before storing the
 #       WRITE; a third daemon gets the job: fsync succeeds, the store holds "new\n1\n".
 #   rewrite-abort:      the keeper is SIGKILLed instead (the connection is aborted): fsync(2)
-#       gets ENOTCONN and close(2) EIO, not a success.
+#       and close(2) get EIO (the write was never written again), not a success.
 #   rewrite-gone:       another client removes the file while no daemon runs: the inode is
 #       lost (its name is gone), so the writes cannot be written again: fsync(2) reports
 #       ESTALE (what every use of a lost inode gets), close(2) EIO (the lost writes), and the
@@ -159,8 +159,8 @@ fk_umount_exit 0
 assert_not_mounted "$M"
 
 # The keeper itself dies while the write waits for a daemon: the connection is aborted, and
-# the write that can no longer be written again is reported, by close(2) too, whose handle
-# of the dead daemon sends nothing.
+# the write that can no longer be written again is reported by fsync(2), and by close(2)
+# too, whose handle of the dead daemon sends nothing.
 TESTFS_OPTS=()
 keeper
 lazy_start rewrite-abort "the keeper is SIGKILLed while the write waits to be written again" 0 read
@@ -170,7 +170,7 @@ fk_wait_exit 30 || fail "keeper $FK_PID did not die"
 gate_off
 touch "$T/held"
 app_result
-want=$'read=line1\\n write=4 fsync=ENOTCONN fsync=ENOTCONN close=EIO'
+want=$'read=line1\\n write=4 fsync=EIO fsync=EIO close=EIO'
 [ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
 content "$B/rewrite-abort/f" $'line1\n'
 end_case
