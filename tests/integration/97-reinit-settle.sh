@@ -283,21 +283,23 @@ check_append() {
 CRASH_OP=write CRASH_NAME=f
 both append "an O_APPEND write (WRITE)" setup_file check_append append @/f $'mine\n'
 
-# removed_if_after DIR WHEN OP TEST NAME: OP was answered EIO; NAME (checked with `test TEST`)
-# is still there if the daemon died before OP, gone if after.
+# removed_if_after DIR WHEN OP KIND NAME: OP was answered EIO; NAME is still there (a
+# directory if KIND is dir) if the daemon died before OP, gone if after.
 removed_if_after() {
 	want_app "$3=EIO"
-	if [ "$2" = before ]; then
-		[ "$4" "$1/$5" ] || wrong "$1/$5 was removed"
-	else
+	if [ "$2" = after ]; then
 		[ ! -e "$1/$5" ] || wrong "$1/$5 is still there"
+	elif [ "$4" = dir ]; then
+		[ -d "$1/$5" ] || wrong "$1/$5 was removed"
+	else
+		[ -e "$1/$5" ] || wrong "$1/$5 was removed"
 	fi
 }
-check_unlink() { removed_if_after "$1" "$2" unlink -e f; }
+check_unlink() { removed_if_after "$1" "$2" unlink file f; }
 CRASH_OP=unlink CRASH_NAME=f
 both unlink "unlink(2)" setup_file check_unlink unlink @/f
 
-check_rmdir() { removed_if_after "$1" "$2" rmdir -d d; }
+check_rmdir() { removed_if_after "$1" "$2" rmdir dir d; }
 setup_emptydir() { mkdir "$1/d" || fail "cannot set up $1/d"; }
 CRASH_OP=rmdir CRASH_NAME=d
 both rmdir "rmdir(2) (RMDIR)" setup_emptydir check_rmdir rmdir @/d
