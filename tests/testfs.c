@@ -77,10 +77,9 @@
  *   --lazy-writes         answer a WRITE before storing it, as sshfs does (it
  *                         queues the data for its ssh connection): the data is
  *                         kept in memory and stored, in order, when the next
- *                         operation of any other kind begins (a FLUSH, FSYNC or
- *                         RELEASE among them, whose answer reports a failure to
- *                         store). A SIGKILL in between loses writes that were
- *                         answered with success.
+ *                         operation of any other kind begins; the next FLUSH or
+ *                         FSYNC reports a failure to store. A SIGKILL in between
+ *                         loses writes that were answered with success.
  *   setxattr user.fktest.store=DATA on a file does not set an attribute: it
  *                         pushes DATA into the kernel's cache of the file at
  *                         offset 0 with FUSE_NOTIFY_STORE (a notification whose
@@ -706,7 +705,7 @@ struct lazy_write {
 static pthread_mutex_t lazy_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lazy_write *lazy_head;
 static struct lazy_write **lazy_tail = &lazy_head;
-static int lazy_error; /* the first failure to store since the last lazy_store() */
+static int lazy_error; /* the first failure to store not yet reported (lazy_take_error()) */
 
 /* Queues a copy of a WRITE; false if out of memory. */
 static bool lazy_queue(int fd, const char *buf, size_t size, off_t off)
@@ -724,12 +723,10 @@ static bool lazy_queue(int fd, const char *buf, size_t size, off_t off)
 	return true;
 }
 
-/* Stores every queued WRITE in order. Returns 0, or the first failure since the last call
- * as a negative errno (a short write is EIO). */
-static int lazy_store(void)
+/* Stores every queued WRITE in order; the first failure (a short write is EIO) is kept
+ * for lazy_take_error(). */
+static void lazy_store(void)
 {
-	int r;
-
 	pthread_mutex_lock(&lazy_lock);
 	while (lazy_head) {
 		struct lazy_write *w = lazy_head;
@@ -741,6 +738,15 @@ static int lazy_store(void)
 		free(w);
 	}
 	lazy_tail = &lazy_head;
+	pthread_mutex_unlock(&lazy_lock);
+}
+
+/* The failure lazy_store() kept, as a negative errno, or 0; forgotten once taken. */
+static int lazy_take_error(void)
+{
+	int r;
+
+	pthread_mutex_lock(&lazy_lock);
 	r = lazy_error;
 	lazy_error = 0;
 	pthread_mutex_unlock(&lazy_lock);
@@ -749,23 +755,14 @@ static int lazy_store(void)
 
 /* Called at the start of every operation. NAME is the operation's name
  * argument, or NULL to use NODE's last looked-up name. Under --lazy-writes, every
- * operation but a WRITE first stores the WRITEs answered before it; one that reports
- * errors (FLUSH, FSYNC, RELEASE) calls lazy_store() again itself to get a failure. */
+ * operation but a WRITE first stores the WRITEs answered before it; FLUSH and FSYNC then
+ * report a failure with lazy_take_error(). */
 static inline void op_begin(enum tfs_op op, struct tfs_inode *node, const char *name)
 {
 	if (__builtin_expect(opt.hooks, 0))
 		hooks_run(op, node, name);
-	if (__builtin_expect(opt.lazy_writes, 0) && op != OP_WRITE) {
-		int r = lazy_store();
-
-		if (r < 0) {
-			/* Kept for the next FLUSH, FSYNC or RELEASE to report. */
-			pthread_mutex_lock(&lazy_lock);
-			if (!lazy_error)
-				lazy_error = r;
-			pthread_mutex_unlock(&lazy_lock);
-		}
-	}
+	if (__builtin_expect(opt.lazy_writes, 0) && op != OP_WRITE)
+		lazy_store();
 }
 
 /* Called before every reply: the "after:" crash point. */
@@ -1195,7 +1192,7 @@ static void tfs_flush(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *
 	int fd;
 
 	op_begin(OP_FLUSH, inode_of(nodeid), NULL);
-	if (opt.lazy_writes && (fd = lazy_store()) < 0) {
+	if (opt.lazy_writes && (fd = lazy_take_error()) < 0) {
 		reply_err(req, fd);
 		return;
 	}
@@ -1229,7 +1226,7 @@ static void tfs_fsync(fuse_req_t req, fuse_ino_t nodeid, int datasync, struct fu
 	int r;
 
 	op_begin(OP_FSYNC, inode_of(nodeid), NULL);
-	if (opt.lazy_writes && (r = lazy_store()) < 0) {
+	if (opt.lazy_writes && (r = lazy_take_error()) < 0) {
 		reply_err(req, r);
 		return;
 	}
