@@ -77,6 +77,15 @@ struct fuse_reinit {
 #define FUSE_REINIT_WAIT 3
 
 /*
+ * GIVE_UP, on the holder after a BEGIN whose INIT answer was not accepted: no daemon is to be
+ * waited for. Requests waiting for one, and every new one, fail with EIO until a daemon's
+ * INIT answer is accepted; later BEGINs do not end it. Errors: EALREADY (the last BEGIN's
+ * INIT answer was accepted, or there was no BEGIN: BEGIN first), EINVAL (not the holder, a
+ * field not 0, or a kernel of the series before GIVE_UP), ENOTCONN, EBUSY (another call).
+ */
+#define FUSE_REINIT_GIVE_UP 4
+
+/*
  * BEGIN's flag: the caller states that the old daemon stored whatever it acknowledged
  * before answering (fusekeeper's --write-through), so that a FLUSH, FSYNC, FSYNCDIR or
  * SYNCFS it left unanswered is sent again to the new daemon instead of failing with EIO.

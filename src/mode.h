@@ -51,13 +51,12 @@ struct mode_ops {
 	 * No daemon serves, and none is to be waited for (--request-wait passed, or the keeper
 	 * gave up): fail every waiting and later request with EIO at once, until attach()
 	 * succeeds again. Requests a recovery under way is settling are left to it. May come
-	 * from inside attach() (through keeper_wait()). A mode that cannot (give_up_waits) leaves
-	 * them waiting for the next daemon.
+	 * from inside attach() (through keeper_wait()). Returns 0 when requests fail from now
+	 * on; -EOPNOTSUPP when the kernel cannot fail them (reinit mode on a kernel without
+	 * FUSE_REINIT_GIVE_UP), or another -errno when failing them failed (the mode has logged
+	 * why): then they keep waiting, killable, for the next daemon.
 	 */
-	void (*give_up)(void *state);
-
-	/* give_up() cannot fail requests: they wait, killable, for the next daemon (reinit). */
-	bool give_up_waits;
+	int (*give_up)(void *state);
 
 	/* An fd that becomes readable when events() has something to say. */
 	int (*event_fd)(void *state);

@@ -71,7 +71,8 @@ struct keeper {
 	int64_t first_start_ms; /* how long the first daemon took to answer FUSE_INIT */
 	int64_t died_at;   /* when the last daemon that served died */
 	int64_t down_at;   /* when requests stop waiting for a new daemon; 0: not pending */
-	bool failing;	   /* requests get EIO at once (mode's give_up() was called) */
+	bool failing;	   /* the mode's give_up() was called since a daemon last served */
+	const char *requests_then; /* what requests get since give_up(), for the log */
 	bool hang_killed;  /* the current daemon was killed as hung (--hang-timeout) */
 	int64_t hang_killed_at;
 	bool hang_told;	   /* ... and that it does not die was logged */
@@ -399,12 +400,21 @@ static void daemon_hung(struct keeper *k, const char *what)
 	kill_daemon(k, SIGKILL);
 }
 
-/* What requests get once the keeper gives up on them (mode_ops.give_up), for the log. */
-static const char *requests_then(const struct keeper *k)
+/* Calls the mode's give_up() once; k->requests_then says what requests get from then on. */
+static void give_up(struct keeper *k)
 {
-	return k->cfg.mode->give_up_waits ?
-		"keep waiting, killable (this mode cannot fail them with EIO yet)" :
-		"fail with EIO at once";
+	int r;
+
+	if (k->failing)
+		return;
+	k->failing = true;
+	r = k->cfg.mode->give_up(k->mode_state);
+	if (r == -EOPNOTSUPP)
+		k->requests_then = "keep waiting, killable (this kernel cannot fail them with EIO)";
+	else if (r < 0)
+		k->requests_then = "keep waiting, killable (failing them with EIO failed)";
+	else
+		k->requests_then = "fail with EIO at once";
 }
 
 /* --request-wait has passed since the last daemon that served died, and none serves yet. */
@@ -413,12 +423,11 @@ static void requests_down(struct keeper *k, int64_t now)
 	k->down_at = 0;
 	if (k->failing)
 		return;
+	give_up(k);
 	log_warn("No daemon has served %s for %.1f s (--request-wait=%" PRId64 "): requests "
 		 "%s until one does", k->cfg.mountpoint, (now - k->died_at) / 1000.0,
-		 k->cfg.request_wait_ms / 1000, requests_then(k));
+		 k->cfg.request_wait_ms / 1000, k->requests_then);
 	event("DOWN %" PRId64, now - k->died_at);
-	k->cfg.mode->give_up(k->mode_state);
-	k->failing = true;
 }
 
 int keeper_wait(struct keeper *k, int fd, int64_t deadline)
@@ -791,20 +800,18 @@ int supervise(const struct keeper_config *cfg)
 		} else if (!gave_up && record_failure(&k, ended)) {
 			gave_up = true;
 			event("GAVEUP");
+			give_up(&k);
 			if (cfg->retry_interval_ms)
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
 					  "%s now %s. The daemon is tried again every %" PRId64
 					  " s (--retry-interval)", cfg->max_restarts,
 					  cfg->restart_window_ms / 1000, cfg->mountpoint,
-					  requests_then(&k), cfg->retry_interval_ms / 1000);
+					  k.requests_then, cfg->retry_interval_ms / 1000);
 			else
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
 					  "%s now %s. Unmount it (umount %s) or stop fusekeeper "
 					  "to end this", cfg->max_restarts, cfg->restart_window_ms / 1000,
-					  cfg->mountpoint, requests_then(&k), cfg->mountpoint);
-			if (!k.failing)
-				cfg->mode->give_up(k.mode_state);
-			k.failing = true;
+					  cfg->mountpoint, k.requests_then, cfg->mountpoint);
 			k.down_at = 0;
 			if (!cfg->retry_interval_ms) {
 				keeper_wait(&k, -1, INT64_MAX);

@@ -26,6 +26,7 @@
  *                      (its device is released once it is reaped; "killed 0" if it is
  *                      gone already)
  *         begin        FUSE_REINIT_BEGIN on H: "ok gen G" or "error ENAME"
+ *         give-up      FUSE_REINIT_GIVE_UP on H: "ok gen G" or "error ENAME"
  *         wait [S]     FUSE_REINIT_WAIT for the generation of the last begin, at most S
  *                      seconds (default 10): "ok gen G", "error EPROTO reason 0xR
  *                      mismatch 0xM", or "error ENAME"
@@ -344,6 +345,10 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 			r = reinit_op(h, &arg);
 			if (!r)
 				begun = arg.gen;
+			say_result("", r, arg.gen);
+		} else if (!strcmp(line, "give-up")) {
+			arg = (struct fuse_reinit){ .op = FUSE_REINIT_GIVE_UP };
+			r = reinit_op(h, &arg);
 			say_result("", r, arg.gen);
 		} else if (!strcmp(line, "wait") || !strncmp(line, "wait ", 5)) {
 			unsigned long s = line[4] ? strtoul(line + 5, NULL, 10) : 10;

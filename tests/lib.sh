@@ -220,6 +220,23 @@ try_cmd() {
 	return "$WAIT_STATUS"
 }
 
+# eio_at_once WHEN LIMIT_MS COMMAND-LINE...: each COMMAND-LINE (a string, split into words on
+# blanks) fails with EIO ("Input/output error" in its output) within LIMIT_MS; the test fails
+# otherwise, its message starting with WHEN.
+eio_at_once() {
+	local when=$1 limit=$2 cmd start took
+	shift 2
+	for cmd in "$@"; do
+		start=$(now_ms)
+		# shellcheck disable=SC2086
+		try_cmd 10 $cmd && fail "$when: $cmd succeeded: $TRY_OUT"
+		took=$(($(now_ms) - start))
+		log "$when: $cmd: $took ms: $TRY_OUT"
+		[[ $TRY_OUT == *"Input/output error"* ]] || fail "$when: $cmd did not fail with EIO: $TRY_OUT"
+		[ "$took" -lt "$limit" ] || fail "$when: $cmd took $took ms: not at once"
+	done
+}
+
 # bg_timed NAME COMMAND...: runs COMMAND in the background (tracked), with its
 # stdout and stderr in $T/NAME.out; when it ends, "STATUS MS" (its exit status
 # and how many milliseconds it took) goes to $T/NAME.rc.
@@ -668,6 +685,17 @@ holder() {
 
 # Every holder inherited the fifos opened before it: it is told to quit, not
 # left to wait for an EOF that would not come.
+# holder_eio WHEN LIMIT_MS NAME COMMAND: the holder NAME answers COMMAND (read, readat OFF,
+# sum...) with EIO within LIMIT_MS; the test fails otherwise.
+holder_eio() {
+	local start took got
+	start=$(now_ms)
+	got=$(holder "$3" "$4")
+	took=$(($(now_ms) - start))
+	[ "$got" = "error EIO" ] || fail "$1: '$4' through the open fd gave '$got', not EIO"
+	[ "$took" -lt "$2" ] || fail "$1: '$4' through the open fd took $took ms: not at once"
+}
+
 holder_stop() {
 	local fd=${_holder_fd[$1]}
 	echo quit >&"$fd"

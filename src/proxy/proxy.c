@@ -278,7 +278,7 @@ static void proxy_detach(void *state)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static void proxy_give_up(void *state)
+static int proxy_give_up(void *state)
 {
 	struct proxy *p = state;
 
@@ -289,6 +289,7 @@ static void proxy_give_up(void *state)
 		fail_inflight(p);
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
+	return 0;
 }
 
 static int proxy_event_fd(void *state)

@@ -35,6 +35,8 @@ struct reinit {
 	int clone;	/* the current daemon's /dev/fuse (our copy), -1 when none */
 	uint64_t gen;	/* the generation the current daemon was started for */
 	bool served;	/* a daemon has served the mount */
+	bool fenced;	/* a BEGIN since a daemon was last accepted: requests wait for one */
+	bool unused;	/* ... and no daemon was given its generation yet */
 	/*
 	 * event_fd(): readable when the connection ends. A spare clone, watched only while no
 	 * daemon serves (see remount.c's ev_ep for why not always), reports EPOLLERR when the
@@ -131,9 +133,13 @@ fail:
 	return r;
 }
 
-static int reinit_channel(void *state)
+/*
+ * FUSE_REINIT_BEGIN: a new generation, whose INIT waits for the next daemon. The last daemon is
+ * dead or about to be (the supervisor detached it first), and BEGIN retires whatever of it is
+ * left. Returns 0 or -errno (logged, but for ENOTCONN: the connection ended).
+ */
+static int begin(struct reinit *ri)
 {
-	struct reinit *ri = state;
 	/*
 	 * --write-through: the dead daemon stored what it acknowledged, so the kernel may send
 	 * a FLUSH or fsync it left unanswered again rather than fail it.
@@ -144,35 +150,47 @@ static int reinit_channel(void *state)
 	};
 	int r;
 
+	watch_end(ri, false);
+	r = reinit_ioctl(ri->holder, &arg);
+	if (r < 0) {
+		if (r != -ENOTCONN)
+			log_error("FUSE_REINIT_BEGIN failed: %s", strerror(-r));
+		watch_end(ri, true);
+		return r;
+	}
+	ri->gen = arg.gen;
+	ri->fenced = ri->unused = true;
+	log_debug("FUSE connection at generation %" PRIu64, ri->gen);
+	if (arg.lost)
+		log_warn("%" PRIu32 " %s changes the dead daemon acknowledged and had not synced; "
+			 "they may be lost, and the next fsync of each reports EIO (give "
+			 "--write-through if the daemon stores before it answers)", arg.lost,
+			 arg.lost == 1 ? "file or directory held" : "files or directories held");
+	if (arg.rewrite)
+		log_info("%" PRIu32 " %s writes the dead daemon acknowledged and had not synced; "
+			 "the kernel writes them again to the new daemon from the page cache",
+			 arg.rewrite, arg.rewrite == 1 ? "file held" : "files held");
+	watch_new(ri);
+	watch_end(ri, true);
+	return 0;
+}
+
+static int reinit_channel(void *state)
+{
+	struct reinit *ri = state;
+	int r;
+
 	if (ri->clone >= 0) {
 		close(ri->clone);
 		ri->clone = -1;
 	}
-	/*
-	 * After the first daemon: a new generation. The old daemon is dead and reaped (the
-	 * supervisor detached it first), and BEGIN retires whatever of it is left.
-	 */
-	if (ri->served) {
-		watch_end(ri, false);
-		r = reinit_ioctl(ri->holder, &arg);
-		if (r < 0) {
-			log_error("FUSE_REINIT_BEGIN failed: %s", strerror(-r));
-			watch_end(ri, true);
+	/* After the first daemon: a new generation, if detach() could not make one. */
+	if (ri->served && !ri->unused) {
+		r = begin(ri);
+		if (r == -ENOTCONN)
+			log_error("The FUSE connection has ended: no daemon can take it over");
+		if (r < 0)
 			return r;
-		}
-		ri->gen = arg.gen;
-		log_debug("FUSE connection at generation %" PRIu64, ri->gen);
-		if (arg.lost)
-			log_warn("%" PRIu32 " %s changes the dead daemon acknowledged and had not synced; "
-				 "they may be lost, and the next fsync of each reports EIO (give "
-				 "--write-through if the daemon stores before it answers)", arg.lost,
-				 arg.lost == 1 ? "file or directory held" : "files or directories held");
-		if (arg.rewrite)
-			log_info("%" PRIu32 " %s writes the dead daemon acknowledged and had not synced; "
-				 "the kernel writes them again to the new daemon from the page cache",
-				 arg.rewrite, arg.rewrite == 1 ? "file held" : "files held");
-		watch_new(ri);
-		watch_end(ri, true);
 	}
 	r = clone_dev(ri->holder);
 	if (r < 0) {
@@ -180,6 +198,7 @@ static int reinit_channel(void *state)
 		return r;
 	}
 	ri->clone = r;
+	ri->unused = false;
 	return ri->clone;
 }
 
@@ -273,11 +292,13 @@ static int reinit_attach(void *state, struct keeper *k)
 		log_info("The new daemon serves; the kernel is still writing %" PRIu32 " %s again, "
 			 "whose requests wait for it (a failure shows as EIO at its next fsync)",
 			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
+		ri->fenced = false;
 		watch_end(ri, false);
 		return 0;
 	}
 	if (r < 0)
 		return r;
+	ri->fenced = false;
 	if (w.rewrite)
 		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon",
 			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
@@ -293,18 +314,42 @@ static void reinit_detach(void *state)
 {
 	struct reinit *ri = state;
 
+	/*
+	 * A new generation at once, so that requests wait for the next daemon, and give_up()
+	 * can fail them, whatever the restart policy does meanwhile. A daemon given the last
+	 * one may have taken its INIT.
+	 */
+	if (ri->served && !ri->unused)
+		begin(ri);
 	/* Whether the connection ends while no daemon serves: events() */
 	watch_end(ri, true);
 }
 
-static void reinit_give_up(void *state)
+static int reinit_give_up(void *state)
 {
-	/*
-	 * The kernel has no way yet to fail the requests that wait for a daemon (the design's
-	 * FUSE_REINIT_GIVE_UP is not written): they wait, killable, until a daemon takes over
-	 * or the mount goes (give_up_waits; the supervisor says so in its log).
-	 */
-	(void)state;
+	struct reinit *ri = state;
+	struct fuse_reinit arg = { .op = FUSE_REINIT_GIVE_UP };
+	int r;
+
+	if (!ri->served)
+		return 0;
+	/* detach() could not BEGIN (it said why): requests wait for the dead daemon. */
+	if (!ri->fenced)
+		return -EAGAIN;
+	r = reinit_ioctl(ri->holder, &arg);
+	if (r == -EALREADY) {
+		/* The daemon being started was accepted meanwhile: attach() says so next. */
+		log_debug("FUSE_REINIT_GIVE_UP: a daemon serves already");
+		return 0;
+	}
+	if (r == -EINVAL) {
+		log_warn("This kernel's FUSE_DEV_IOC_REINIT has no FUSE_REINIT_GIVE_UP (an older "
+			 "build of fusekeeper's kernel/patches): requests wait for the next daemon");
+		return -EOPNOTSUPP;
+	}
+	if (r < 0)
+		log_warn("FUSE_REINIT_GIVE_UP failed: %s", strerror(-r));
+	return r;
 }
 
 static int reinit_event_fd(void *state)
@@ -375,7 +420,6 @@ const struct mode_ops reinit_mode = {
 	.attach = reinit_attach,
 	.detach = reinit_detach,
 	.give_up = reinit_give_up,
-	.give_up_waits = true,
 	.event_fd = reinit_event_fd,
 	.events = reinit_events,
 	.hung_at = NULL,

@@ -536,17 +536,23 @@ static void remount_detach(void *state)
 	watch_end(rm, true);
 }
 
-static void remount_give_up(void *state)
+static int remount_give_up(void *state)
 {
 	struct remount *rm = state;
 	int fd;
 
 	if (!rm->served)
-		return;
+		return 0;
 	/* The answering thread reads from a copy: cur keeps its fd for the swap. */
 	fd = fcntl(rm->cur.devfd, F_DUPFD_CLOEXEC, 0);
-	if (fd >= 0)
-		answer_for(rm, fd, rm->cur.minor, ANSWER_EIO);
+	if (fd < 0) {
+		int r = -errno;
+
+		log_warn("Cannot answer the waiting requests with EIO: %s", strerror(-r));
+		return r;
+	}
+	answer_for(rm, fd, rm->cur.minor, ANSWER_EIO);
+	return 0;
 }
 
 static int remount_event_fd(void *state)

@@ -38,20 +38,8 @@ fk_mark
 pid_alive "$FK_PID" || fail "the keeper exited after giving up"
 
 # Every request fails at once: within a bound far below any wait of the keeper's.
-for cmd in "stat $M/f" "cat $M/f" "stat -f $M"; do
-	start=$(now_ms)
-	# shellcheck disable=SC2086
-	try_cmd 10 $cmd && fail "$cmd succeeded after GAVEUP"
-	took=$(($(now_ms) - start))
-	log "$cmd after GAVEUP: $took ms: $TRY_OUT"
-	grep -q "Input/output error" <<<"$TRY_OUT" || fail "$cmd after GAVEUP did not fail with EIO: $TRY_OUT"
-	[ "$took" -lt 1500 ] || fail "$cmd after GAVEUP took $took ms: not at once"
-done
-start=$(now_ms)
-got=$(holder f read)
-took=$(($(now_ms) - start))
-[ "$got" = "error EIO" ] || fail "a read through the open fd after GAVEUP gave '$got', not EIO"
-[ "$took" -lt 1500 ] || fail "a read through the open fd after GAVEUP took $took ms: not at once"
+eio_at_once "after GAVEUP" 1500 "stat $M/f" "cat $M/f" "stat -f $M"
+holder_eio "after GAVEUP" 1500 f read
 
 # It keeps trying, at the slow pace: the next start comes about 4 s after GAVEUP.
 # The test sees GAVEUP up to about 1 s late (fk_wait's inotify wait can miss a

@@ -16,7 +16,11 @@
 #  5. a daemon still running at BEGIN loses its device and exits by itself;
 #  6. a new daemon whose INIT answer differs (max_write) is refused (WAIT: EPROTO with the
 #     reason) and requests wait, killable, for the next one, which is accepted;
-#  7. the holder closed while no daemon is accepted ends the connection and what waited.
+#  7. the holder closed while no daemon is accepted ends the connection and what waited;
+#  8. GIVE_UP (kernel/patches/0014): refused (EALREADY) while a daemon is accepted; after a
+#     BEGIN with no daemon, a request that waited, every new one and a read through an fd
+#     opened before fail with EIO at once, also after a later BEGIN; once a daemon is
+#     accepted, the same fd and paths work again, with the same data.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
@@ -30,6 +34,7 @@ head -c 200000 /dev/urandom >"$B/g"
 head -c 100000 /dev/urandom >"$B/h"
 echo x >"$B/x"
 echo y >"$B/y"
+echo z >"$B/z"
 want=$(sha256sum <"$B/g" | cut -d' ' -f1)
 want_h=$(sha256sum <"$B/h" | cut -d' ' -f1)
 
@@ -104,6 +109,38 @@ expect kill "^killed ($refused|0)\$"
 takeover 6
 bg_result w1 20 || fail "the request that waited did not end after the take-over"
 [ "$BG_RC" = 0 ] && [ "$BG_OUT" = hello ] || fail "the request that waited gave $BG_RC: $BG_OUT"
+
+# --- 8.
+holder_start g "$M/h" ro
+# Its reads must reach a daemon, not the page cache (dropping opens the file: now or never).
+drop_cache "$M/h" || fail "cannot drop the cached pages of $M/h"
+expect give-up '^error EALREADY$'
+expect kill "^killed $DAEMON\$"
+expect begin '^ok gen 7$'
+bg_timed g1 cat "$M/f"
+wait_waiting "$BG_PID" g1
+expect give-up '^ok gen 7$'
+bg_result g1 20 || fail "a request that waited for a daemon did not end after GIVE_UP"
+[ "$BG_RC" != 0 ] && [[ $BG_OUT == *"Input/output error"* ]] ||
+	fail "a request that waited for a daemon, after GIVE_UP: want EIO, got $BG_RC: $BG_OUT"
+# given_up_io WHEN: fresh calls, and a read the page cache cannot answer, fail at once (z was
+# never looked up: no attributes are cached for it).
+given_up_io() {
+	eio_at_once "$1" 5000 "stat $M/z" "ls $M/d" "cat $M/x"
+	holder_eio "$1" 5000 g "readat 70000"
+}
+given_up_io "after GIVE_UP"
+expect give-up '^ok gen 7$'
+expect begin '^ok gen 8$'
+given_up_io "after a later BEGIN"
+expect start '^started [0-9]+$'
+DAEMON=${ANSWER#started }
+expect "wait 60" '^ok gen 8$'
+expect give-up '^error EALREADY$'
+[ "$(cat "$M/f")" = hello ] || fail "f does not read 'hello' after GIVE_UP and a take-over"
+got=$(holder g sum)
+[ "$got" = "sum $want_h" ] || fail "an fd opened before GIVE_UP: want sum $want_h, got '$got'"
+holder_stop g
 
 quit a
 assert_not_mounted "$T/a"
