@@ -164,12 +164,16 @@ crash_case() {
 # NAME, symlink TARGET PATH, readlink PATH, link FROM TO, rmdir PATH, readdir PATH
 # (names=A,B,... sorted, without . and ..), fallocate PATH LEN (mode 0 from 0 to
 # LEN), osync PATH OFF DATA (pwrite through an O_SYNC open, close), and held PATH
-# DATA SYNC THEN GATE [PRE]: open O_RDWR, if PRE is "read" read the file (its page
-# is then cached), write DATA at 0 and, if SYNC is 1, fsync, if SYNC is "range",
-# sync_file_range(2) (writeback, no FSYNC: read=DATA and range=OK or ERRNO are
-# printed too); create GATE.ready and wait for GATE; then THEN: "fsync" (fsync
-# twice, close) or "close". xattrs go through syscall.ph (libperl, a dependency
-# of Debian's perl).
+# DATA SYNC THEN GATE [PRE [EXTRA]]: open O_RDWR, if PRE is "read" read the file
+# (its pages are then cached; read=DATA, or read=N bytes past 64, is printed),
+# write DATA at 0 and, if SYNC is 1, fsync, if SYNC is "range",
+# sync_file_range(2) (writeback, no FSYNC: range=OK or ERRNO is printed);
+# create GATE.ready and wait for GATE; then THEN: "fsync" (fsync twice, close)
+# or "close". EXTRA, words joined by commas: "spread:N" writes DATA at the
+# start of N pages in all, 0, 4096, ... (a write=COUNT each); "trunc:SIZE",
+# after the writes, opens the file again O_RDWR and ftruncates it to SIZE
+# through that second fd (trunc2=OK), which is closed last (close2=OK). xattrs
+# go through syscall.ph (libperl, a dependency of Debian's perl).
 app_install() {
 	cat >"$T/app.pl" <<'EOF_APP' || fail "cannot write $T/app.pl"
 use strict;
@@ -224,15 +228,24 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 } elsif ($op eq "held") {
 	require IO::Handle;
 	my $fh = opened(O_RDWR);
+	my %x = map { /^(\w+):(\d+)$/ ? ($1 => $2) : die "bad EXTRA $_" } split(/,/, $a[6] // "");
+	my $fh2;
 	if (($a[5] // "") eq "read") {
 		my $buf;
 		my $r = sysread($fh, $buf, 1 << 20);
 		$buf =~ s/\n/\\n/g if defined $r;
+		$buf = "$r bytes" if defined $r && $r > 64;
 		push @out, defined $r ? "read=$buf" : "read=" . en();
-		sysseek($fh, 0, 0) or die "seek: $!";
 	}
-	my $n = syswrite($fh, $a[1]);
-	push @out, "write=" . (defined $n ? $n : en());
+	for my $page (0 .. ($x{spread} // 1) - 1) {
+		sysseek($fh, $page * 4096, 0) or die "seek: $!";
+		my $n = syswrite($fh, $a[1]);
+		push @out, "write=" . (defined $n ? $n : en());
+	}
+	if (defined $x{trunc}) {
+		sysopen($fh2, $a[0], O_RDWR) or die "second open: $!";
+		push @out, "trunc2=" . (truncate($fh2, $x{trunc}) ? "OK" : en());
+	}
 	if ($a[2] eq "range") {
 		require "syscall.ph";
 		# SYNC_FILE_RANGE_WAIT_BEFORE | WRITE | WAIT_AFTER: the pages go out, no FSYNC.
@@ -248,6 +261,7 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 		push @out, "fsync=" . ($fh->sync ? "OK" : en()) for 1 .. 2;
 	}
 	push @out, "close=" . (close($fh) ? "OK" : en());
+	push @out, "close2=" . (close($fh2) ? "OK" : en()) if $fh2;
 } elsif ($op eq "stat") {
 	my @st = stat($a[0]);
 	push @out, @st ? "stat=OK size=$st[7]" : "stat=" . en();

@@ -683,8 +683,6 @@ holder() {
 	tail -n 1 "$T/holder-$name.out"
 }
 
-# Every holder inherited the fifos opened before it: it is told to quit, not
-# left to wait for an EOF that would not come.
 # holder_eio WHEN LIMIT_MS NAME COMMAND: the holder NAME answers COMMAND (read, readat OFF,
 # sum...) with EIO within LIMIT_MS; the test fails otherwise.
 holder_eio() {
@@ -696,6 +694,8 @@ holder_eio() {
 	[ "$took" -lt "$2" ] || fail "$1: '$4' through the open fd took $took ms: not at once"
 }
 
+# Every holder inherited the fifos opened before it: it is told to quit, not
+# left to wait for an EOF that would not come.
 holder_stop() {
 	local fd=${_holder_fd[$1]}
 	echo quit >&"$fd"

@@ -77,7 +77,8 @@
  *   --lazy-writes         answer a WRITE before storing it, as sshfs does (it
  *                         queues the data for its ssh connection): the data is
  *                         kept in memory and stored, in order, when the next
- *                         operation of any other kind begins; the next FLUSH or
+ *                         operation of any other kind but GETXATTR and
+ *                         LISTXATTR begins; the next FLUSH or
  *                         FSYNC reports a failure to store. A SIGKILL in between
  *                         loses writes that were answered with success.
  *   setxattr user.fktest.store=DATA on a file does not set an attribute: it
@@ -755,13 +756,16 @@ static int lazy_take_error(void)
 
 /* Called at the start of every operation. NAME is the operation's name
  * argument, or NULL to use NODE's last looked-up name. Under --lazy-writes, every
- * operation but a WRITE first stores the WRITEs answered before it; FLUSH and FSYNC then
- * report a failure with lazy_take_error(). */
+ * operation but a WRITE, GETXATTR or LISTXATTR first stores the WRITEs answered before it;
+ * FLUSH and FSYNC then report a failure with lazy_take_error(). (The kernel asks for
+ * security.capability before every write(2) that may have to drop it: a daemon that
+ * queues writes, as sshfs does, need not send them for that.) */
 static inline void op_begin(enum tfs_op op, struct tfs_inode *node, const char *name)
 {
 	if (__builtin_expect(opt.hooks, 0))
 		hooks_run(op, node, name);
-	if (__builtin_expect(opt.lazy_writes, 0) && op != OP_WRITE)
+	if (__builtin_expect(opt.lazy_writes, 0) && op != OP_WRITE && op != OP_GETXATTR &&
+	    op != OP_LISTXATTR)
 		lazy_store();
 }
 

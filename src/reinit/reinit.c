@@ -37,6 +37,7 @@ struct reinit {
 	bool served;	/* a daemon has served the mount */
 	bool fenced;	/* a BEGIN since a daemon was last accepted: requests wait for one */
 	bool unused;	/* ... and no daemon was given its generation yet */
+	bool give_up;	/* give_up() was called since a daemon was last accepted */
 	/*
 	 * event_fd(): readable when the connection ends. A spare clone, watched only while no
 	 * daemon serves (see remount.c's ev_ep for why not always), reports EPOLLERR when the
@@ -134,6 +135,31 @@ fail:
 }
 
 /*
+ * FUSE_REINIT_GIVE_UP: what waits for a daemon, and every new request, fails with EIO until the
+ * kernel accepts one. Returns 0, or -EOPNOTSUPP on a build of the patches without it, or
+ * another -errno (logged).
+ */
+static int give_up_now(struct reinit *ri)
+{
+	struct fuse_reinit arg = { .op = FUSE_REINIT_GIVE_UP };
+	int r = reinit_ioctl(ri->holder, &arg);
+
+	if (r == -EALREADY) {
+		/* The daemon being started was accepted meanwhile: attach() says so next. */
+		log_debug("FUSE_REINIT_GIVE_UP: a daemon serves already");
+		return 0;
+	}
+	if (r == -EINVAL) {
+		log_warn("This kernel's FUSE_DEV_IOC_REINIT has no FUSE_REINIT_GIVE_UP (an older "
+			 "build of fusekeeper's kernel/patches): requests wait for the next daemon");
+		return -EOPNOTSUPP;
+	}
+	if (r < 0)
+		log_warn("FUSE_REINIT_GIVE_UP failed: %s", strerror(-r));
+	return r;
+}
+
+/*
  * FUSE_REINIT_BEGIN: a new generation, whose INIT waits for the next daemon. The last daemon is
  * dead or about to be (the supervisor detached it first), and BEGIN retires whatever of it is
  * left. Returns 0 or -errno (logged, but for ENOTCONN: the connection ended).
@@ -172,6 +198,13 @@ static int begin(struct reinit *ri)
 			 arg.rewrite, arg.rewrite == 1 ? "file held" : "files held");
 	watch_new(ri);
 	watch_end(ri, true);
+	/*
+	 * A give-up outlives a BEGIN in the kernel, but not an INIT answer accepted at the last
+	 * moment of a start the keeper failed; and an earlier GIVE_UP may have been refused
+	 * for want of a BEGIN. Again, then: it is idempotent.
+	 */
+	if (ri->give_up && give_up_now(ri) == -EOPNOTSUPP)
+		ri->give_up = false;
 	return 0;
 }
 
@@ -202,22 +235,45 @@ static int reinit_channel(void *state)
 	return ri->clone;
 }
 
-/* In a child (child_call()): FUSE_REINIT_WAIT for the generation in @arg. */
+/* How long one FUSE_REINIT_WAIT for the INIT answer sleeps before wait_init() looks again. */
+#define INIT_WAIT_SLICE_MS 1000
+
+/*
+ * Once the INIT answer is accepted, how long the kernel's writes again (fuse_reinit.rewrite)
+ * may go on before the daemon counts as serving anyway: they go on, and only the files they
+ * write wait for them. A slow one must not make the start policy kill a daemon that serves.
+ */
+#define REWRITE_GRACE_MS 5000
+
+/*
+ * In a child (child_call()): FUSE_REINIT_WAIT for the generation in @arg, until the INIT answer
+ * is accepted or refused, for --max-start-time at most; then for the writes again, for
+ * REWRITE_GRACE_MS at most (EINPROGRESS if they go on).
+ */
 static int wait_init(void *arg, void *out)
 {
 	const struct reinit *ri = arg;
 	struct fuse_reinit *w = out;
+	int64_t deadline = now_ms() + ri->cfg->max_start_ms;
+	int64_t slice = INIT_WAIT_SLICE_MS;
 	int r;
 
-	*w = (struct fuse_reinit){
-		.op = FUSE_REINIT_WAIT,
-		.gen = ri->gen,
-		.timeout_ns = (uint64_t)ri->cfg->max_start_ms * 1000000,
-	};
-	do
+	for (;;) {
+		*w = (struct fuse_reinit){
+			.op = FUSE_REINIT_WAIT,
+			.gen = ri->gen,
+			.timeout_ns = (uint64_t)slice * 1000000,
+		};
 		r = reinit_ioctl(ri->holder, w);
-	while (r == -EINTR);
-	return r;
+		if (r == -EINTR || (r == -ETIMEDOUT && now_ms() < deadline))
+			continue;
+		/* Accepted at some point of the slice: the writes again get their grace. */
+		if (r == -EINPROGRESS && slice != REWRITE_GRACE_MS) {
+			slice = REWRITE_GRACE_MS;
+			continue;
+		}
+		return r;
+	}
 }
 
 /*
@@ -292,13 +348,13 @@ static int reinit_attach(void *state, struct keeper *k)
 		log_info("The new daemon serves; the kernel is still writing %" PRIu32 " %s again, "
 			 "whose requests wait for it (a failure shows as EIO at its next fsync)",
 			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
-		ri->fenced = false;
+		ri->fenced = ri->give_up = false;
 		watch_end(ri, false);
 		return 0;
 	}
 	if (r < 0)
 		return r;
-	ri->fenced = false;
+	ri->fenced = ri->give_up = false;
 	if (w.rewrite)
 		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon",
 			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
@@ -328,27 +384,17 @@ static void reinit_detach(void *state)
 static int reinit_give_up(void *state)
 {
 	struct reinit *ri = state;
-	struct fuse_reinit arg = { .op = FUSE_REINIT_GIVE_UP };
 	int r;
 
 	if (!ri->served)
 		return 0;
-	/* detach() could not BEGIN (it said why): requests wait for the dead daemon. */
+	ri->give_up = true;
+	/* detach() could not BEGIN (it said why): the next BEGIN gives up (begin()). */
 	if (!ri->fenced)
 		return -EAGAIN;
-	r = reinit_ioctl(ri->holder, &arg);
-	if (r == -EALREADY) {
-		/* The daemon being started was accepted meanwhile: attach() says so next. */
-		log_debug("FUSE_REINIT_GIVE_UP: a daemon serves already");
-		return 0;
-	}
-	if (r == -EINVAL) {
-		log_warn("This kernel's FUSE_DEV_IOC_REINIT has no FUSE_REINIT_GIVE_UP (an older "
-			 "build of fusekeeper's kernel/patches): requests wait for the next daemon");
-		return -EOPNOTSUPP;
-	}
-	if (r < 0)
-		log_warn("FUSE_REINIT_GIVE_UP failed: %s", strerror(-r));
+	r = give_up_now(ri);
+	if (r == -EOPNOTSUPP)
+		ri->give_up = false;
 	return r;
 }
 

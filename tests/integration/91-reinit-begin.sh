@@ -19,13 +19,14 @@
 #  7. the holder closed while no daemon is accepted ends the connection and what waited;
 #  8. GIVE_UP (kernel/patches/0014): refused (EALREADY) while a daemon is accepted; after a
 #     BEGIN with no daemon, a request that waited, every new one and a read through an fd
-#     opened before fail with EIO at once, also after a later BEGIN; once a daemon is
-#     accepted, the same fd and paths work again, with the same data.
+#     opened before fail with EIO at once, also after a later BEGIN, and a page fault on a
+#     file mapped before gets SIGBUS; once a daemon is accepted, the same fd and paths work
+#     again, with the same data.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
 reinit_need
-need_cmd sha256sum
+need_cmd sha256sum python3
 
 B=$T/back
 mkdir -p "$B/d/e"
@@ -114,6 +115,16 @@ bg_result w1 20 || fail "the request that waited did not end after the take-over
 holder_start g "$M/h" ro
 # Its reads must reach a daemon, not the page cache (dropping opens the file: now or never).
 drop_cache "$M/h" || fail "cannot drop the cached pages of $M/h"
+# A mapping of h, whose page at 70000 is touched after GIVE_UP.
+run_bg mm python3 -c 'import mmap, os, sys, time
+f = open(sys.argv[1], "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+print("mapped", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.02)
+print("read", m[70000], flush=True)' "$M/h" "$T/mm.go"
+mm_pid=$BG_PID
+wait_match "$T/mm.out" '^mapped$' 20 >/dev/null || fail "the mapping of h failed: $(cat "$T/mm.err")"
 expect give-up '^error EALREADY$'
 expect kill "^killed $DAEMON\$"
 expect begin '^ok gen 7$'
@@ -130,6 +141,11 @@ given_up_io() {
 	holder_eio "$1" 5000 g "readat 70000"
 }
 given_up_io "after GIVE_UP"
+# A fault that cannot reopen the file: SIGBUS, not a fault retried for ever.
+touch "$T/mm.go"
+wait_pid "$mm_pid" 20 || fail "a page fault on a mapped file did not end after GIVE_UP"
+[ "$WAIT_STATUS" = 135 ] ||
+	fail "a page fault on a mapped file after GIVE_UP: want SIGBUS (135), got $WAIT_STATUS: $(cat "$T/mm.out" "$T/mm.err")"
 expect give-up '^ok gen 7$'
 expect begin '^ok gen 8$'
 given_up_io "after a later BEGIN"

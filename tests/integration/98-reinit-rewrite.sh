@@ -28,6 +28,17 @@
 #       lost (its name is gone), so the writes cannot be written again: fsync(2) reports
 #       ESTALE (what every use of a lost inode gets), close(2) EIO (the lost writes), and the
 #       keeper logs that the writes could not be written again.
+#   rewrite-four-ranges / rewrite-five-ranges:  writes at the start of four (five) pages
+#       read before: four ranges are written again (fsync succeeds, every page reaches the
+#       store); a fifth makes the file's writes reported instead (EIO once), and the store
+#       keeps the file as it was.
+#   rewrite-truncated:  a write, then a truncate through a second fd (testfs stores the
+#       write at that fd's open): the write is not written again over the truncate (the
+#       store keeps "ne"), and fsync(2) and the second fd's close(2) report EIO once.
+#   rewrite-slow:       the daemon that writes again hangs in its WRITE: the keeper counts
+#       it as serving once the INIT answer is accepted and a grace passed (WAIT's
+#       EINPROGRESS, logged), fsync(2) waits for the write again, and after that daemon is
+#       killed too, the next one does it: fsync succeeds, the store holds "new\n1\n".
 #
 # On a kernel without FUSE_DEV_IOC_REINIT it skips (exit 77).
 # timeout: 300
@@ -48,8 +59,9 @@ app_install
 # keeper: fusekeeper --mode=reinit, without --write-through, over testfs --lazy-writes with
 # its hooks and the testfs options in TESTFS_OPTS.
 TESTFS_OPTS=()
+KEEPER_OPTS=()
 keeper() {
-	fk_start "$M" --mode=reinit --max-restarts=100 -- "$TESTFS" --backing="$B" \
+	fk_start "$M" --mode=reinit --max-restarts=100 "${KEEPER_OPTS[@]}" -- "$TESTFS" --backing="$B" \
 		--lazy-writes "${TESTFS_OPTS[@]}" --crash-file="$T/crash" --fail-start-if="$GATE" {}
 	fk_wait READY || fail "the keeper never became READY: $(tail -5 "$FK_LOG")"
 }
@@ -68,12 +80,16 @@ lazy_case() {
 	app_result
 }
 
-# lazy_start NAME TEXT SYNC PRE [WHILE-DOWN]: lazy_case up to WHILE-DOWN; the gate stays on.
+# lazy_start NAME TEXT SYNC PRE [WHILE-DOWN [EXTRA]]: lazy_case up to WHILE-DOWN; the gate
+# stays on. The file holds $LAZY_FILE (default "line1\n"); EXTRA is app.pl's held EXTRA. With
+# an EXTRA, the store must hold $LAZY_STORED at the kill (default: the file as it was).
+LAZY_FILE=$'line1\n'
+LAZY_STORED=
 lazy_start() {
 	begin "$1" "$2"
-	mkdir "$B/$1" && printf 'line1\n' >"$B/$1/f" || fail "cannot set up $B/$1"
+	mkdir "$B/$1" && printf '%s' "$LAZY_FILE" >"$B/$1/f" || fail "cannot set up $B/$1"
 	rm -f "$T/held" "$T/held.ready"
-	start_app held "$M/$1/f" $'new\n' "$3" fsync "$T/held" "$4"
+	start_app held "$M/$1/f" $'new\n' "$3" fsync "$T/held" "$4" "${6:-}"
 	held_ready "$1"
 	SPEC="$1: the kill"
 	fk_mark
@@ -81,8 +97,8 @@ lazy_start() {
 	gate_on
 	fk_kill_daemon || fail "$1: cannot kill the daemon"
 	gate_refused
-	file_is "$B/$1/f" $'line1\n' ||
-		fail "$1: testfs stored the write before it died ('$FILE_GOT'): the case tests nothing"
+	file_is "$B/$1/f" "${LAZY_STORED:-$LAZY_FILE}" ||
+		fail "$1: testfs stored '$FILE_GOT' before it died, not '${LAZY_STORED:-$LAZY_FILE}': the case tests nothing"
 	[ -z "${5:-}" ] || "$5" "$1"
 }
 
@@ -129,6 +145,42 @@ again_case() {
 again_case after fsync "the daemon that writes again dies before answering its FSYNC"
 again_case before write "the daemon that writes again dies before its WRITE"
 
+# Four ranges are written again; a fifth makes the file's writes reported instead (EIO once),
+# and none of them is written again: the store keeps the file as it was.
+pages5=$(printf 'p%4095s' '' | sed 's/ /./g')
+LAZY_FILE=$pages5$pages5$pages5$pages5$pages5
+lazy_case rewrite-four-ranges "writes at the start of four pages read before, acknowledged and lost" \
+	0 read "" spread:4
+want="read=20480 bytes write=4 write=4 write=4 write=4 fsync=OK fsync=OK close=OK"
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+page_new=$'new\n'${pages5:4}
+content "$B/rewrite-four-ranges/f" "$page_new$page_new$page_new$page_new$pages5"
+logged "The kernel wrote 1 file's acknowledged writes again" "that the rewrite was done"
+end_case
+lazy_case rewrite-five-ranges "writes at the start of five pages read before, acknowledged and lost" \
+	0 read "" spread:5
+want="read=20480 bytes write=4 write=4 write=4 write=4 write=4 fsync=EIO fsync=OK close=OK"
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+content "$B/rewrite-five-ranges/f" "$LAZY_FILE"
+logged "1 file or directory held changes the dead daemon acknowledged" "that the writes may be lost"
+end_case
+
+# A truncate through another fd after the write (testfs stores the write first, at the
+# truncate): the write must not be written again over it, and fsync(2) reports the
+# acknowledged, unsynced change it cannot vouch for.
+LAZY_FILE=$'line1\nline2\n'
+LAZY_STORED=ne
+lazy_case rewrite-truncated "a write, then a truncate through another fd, both unsynced" \
+	0 read "" trunc:2
+want=$'read=line1\\nline2\\n write=4 trunc2=OK fsync=EIO fsync=OK close=OK close2=EIO'
+[ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
+content "$B/rewrite-truncated/f" ne
+logged "1 file or directory held changes the dead daemon acknowledged|2 files or directories held changes" \
+	"that the changes may be lost"
+end_case
+LAZY_FILE=$'line1\n'
+LAZY_STORED=
+
 remove_file() { rm -f "$B/$1/f"; }
 lazy_case rewrite-gone "another client removes the file while no daemon runs" 0 read remove_file
 want=$'read=line1\\n write=4 fsync=ESTALE fsync=ESTALE close=EIO'
@@ -157,6 +209,37 @@ end_case
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
 fk_umount_exit 0
 assert_not_mounted "$M"
+
+# The daemon that is to write again hangs in its WRITE: once its INIT answer is accepted the
+# keeper counts it as serving after a grace (the kernel's WAIT: EINPROGRESS), rather than let
+# its start policy kill a daemon that serves; the file's fsync(2) waits for the write again,
+# and when that daemon is killed too, the next one does it.
+TESTFS_OPTS=()
+KEEPER_OPTS=(--start-timeout=60)
+keeper
+arm_hang() { printf 'hang:write:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
+lazy_start rewrite-slow "the daemon that writes again hangs in its WRITE" 0 read arm_hang
+gate_off
+fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: the hung daemon was not counted as serving"
+logged "The new daemon serves; the kernel is still writing 1 file's acknowledged writes again" \
+	"that the rewrite goes on while the daemon serves"
+[ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's WRITE"
+touch "$T/held"
+deadline=$(($(now_ms) + 20000))
+until waiting_in "$APP_PID" 'fuse_rewrite_wait|fuse_fsync'; do
+	[ -e "/proc/$APP_PID" ] || fail "rewrite-slow: fsync(2) did not wait for the write again: $(cat "$T/$APP_NAME.out")"
+	[ "$(now_ms)" -lt "$deadline" ] || fail "rewrite-slow: fsync(2) never waited for the write again"
+	sleep 0.05
+done
+fk_kill_daemon || fail "rewrite-slow: cannot kill the hung daemon"
+fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: no RECOVERED after killing the hung daemon"
+app_result
+rewritten rewrite-slow
+end_case
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper of rewrite-slow gave up"
+fk_umount_exit 0
+assert_not_mounted "$M"
+KEEPER_OPTS=()
 
 # The keeper itself dies while the write waits for a daemon: the connection is aborted, and
 # the write that can no longer be written again is reported by fsync(2), and by close(2)

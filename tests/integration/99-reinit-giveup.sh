@@ -11,7 +11,7 @@
 #  2. After --max-restarts failed starts (GAVEUP), requests fail with EIO at once, also
 #     after a retry's failed start (a BEGIN each: it does not end the give-up); once a
 #     start succeeds, the fd opened before reads the file whole again.
-# testfs runs with --cache-s=0: a stat must reach the kernel's generation check, not a cache.
+# testfs runs with --cache-s=0, so that no call is answered from the kernel's caches.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
@@ -41,6 +41,12 @@ fk_mark
 eio_at_once "after GAVEUP" 3000 "stat $M/f" "stat -f $M" "ls $M"
 holder_eio "after GAVEUP" 3000 g read
 fk_wait FAILED "" 30 || fail "no retry after --retry-interval"
+# The keeper BEGINs after a failed start, then logs when it tries again.
+deadline=$(($(now_ms) + 20000))
+until [ "$(grep -c 'Trying to start the daemon again' "$FK_LOG")" -ge 2 ]; do
+	[ "$(now_ms)" -lt "$deadline" ] || fail "the keeper did not wait to retry after the failed retry"
+	sleep 0.05
+done
 eio_at_once "after a retry that failed" 3000 "stat $M/f" "stat -f $M" "ls $M"
 holder_eio "after a retry that failed" 3000 g read
 rm "$T/nostart"
