@@ -66,11 +66,13 @@ struct mode_ops {
 
 	/*
 	 * For --hang-timeout: the time (now_ms() clock) at which the serving daemon is hung if
-	 * nothing changes — it has then held a request for @timeout_ms and answered nothing for as
-	 * long; requests that may wait for events outside the daemon (a blocking lock, a poll) do
-	 * not count. INT64_MAX when no daemon serves; a time in the future when it holds no such
-	 * request (no request given later can make it hung sooner). @what receives a description
-	 * of the request for the log. May be NULL: the mode cannot tell.
+	 * nothing changes — in proxy mode, it has then held a request for @timeout_ms and answered
+	 * nothing for as long (requests that may wait for events outside the daemon, a blocking
+	 * lock or a poll, do not count); in reinit mode, the kernel's write again is unfinished
+	 * @timeout_ms after it took over. INT64_MAX when no daemon serves (reinit mode: or no
+	 * write again goes on); a time in the future when it holds no such request (no request given later can
+	 * make it hung sooner). @what receives a description of what it held, for the log ("has
+	 * held @what"). May be NULL: the mode cannot tell.
 	 */
 	int64_t (*hung_at)(void *state, int64_t timeout_ms, char *what, size_t size);
 

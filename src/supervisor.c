@@ -386,7 +386,7 @@ static void daemon_hung(struct keeper *k, const char *what)
 {
 	int64_t now = now_ms();
 
-	log_error("Daemon %d has held %s and answered nothing meanwhile (--hang-timeout=%" PRId64
+	log_error("Daemon %d has held %s (--hang-timeout=%" PRId64
 		  "): it is hung or stopped; killing it so that a new one takes over",
 		  (int)k->daemon, what, k->cfg.hang_timeout_ms / 1000);
 	event("HUNG %d", (int)k->daemon);

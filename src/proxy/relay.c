@@ -626,11 +626,13 @@ int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t si
 		return now + timeout_ms;
 	}
 	if (c.node)
-		snprintf(what, size, "request %s (unique %#" PRIx64 ", node %" PRIu64 ") for %.1f s",
-			 op_name(c.opcode), c.unique, c.node, (now - c.oldest_ms) / 1000.0);
+		snprintf(what, size, "request %s (unique %#" PRIx64 ", node %" PRIu64 ") for %.1f s "
+			 "and answered nothing meanwhile", op_name(c.opcode), c.unique, c.node,
+			 (now - c.oldest_ms) / 1000.0);
 	else
-		snprintf(what, size, "request %s (unique %#" PRIx64 ", the keeper's own) for %.1f s",
-			 op_name(c.opcode), c.unique, (now - c.oldest_ms) / 1000.0);
+		snprintf(what, size, "request %s (unique %#" PRIx64 ", the keeper's own) for %.1f s "
+			 "and answered nothing meanwhile", op_name(c.opcode), c.unique,
+			 (now - c.oldest_ms) / 1000.0);
 	return since + timeout_ms;
 }
 

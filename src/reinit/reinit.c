@@ -39,6 +39,12 @@ struct reinit {
 	bool unused;	/* ... and no daemon was given its generation yet */
 	bool give_up;	/* give_up() was called since a daemon was last accepted */
 	/*
+	 * The daemon serves while the kernel still writes acknowledged writes again (WAIT gave
+	 * EINPROGRESS), since rewrite_since (now_ms()): hung_at() watches them.
+	 */
+	bool rewriting;
+	int64_t rewrite_since;
+	/*
 	 * event_fd(): readable when the connection ends. A spare clone, watched only while no
 	 * daemon serves (see remount.c's ev_ep for why not always), reports EPOLLERR when the
 	 * connection is aborted or unmounted. Made after each BEGIN, which would retire it.
@@ -235,27 +241,30 @@ static int reinit_channel(void *state)
 	return ri->clone;
 }
 
-/* How long one FUSE_REINIT_WAIT for the INIT answer sleeps before wait_init() looks again. */
-#define INIT_WAIT_SLICE_MS 1000
-
 /*
- * Once the INIT answer is accepted, how long the kernel's writes again (fuse_reinit.rewrite)
- * may go on before the daemon counts as serving anyway: they go on, and only the files they
- * write wait for them. A slow one must not make the start policy kill a daemon that serves.
+ * How long one FUSE_REINIT_WAIT for the INIT answer sleeps before wait_init() looks again (at
+ * most), and, once the answer is accepted, how long the kernel's writes again
+ * (fuse_reinit.rewrite) may go on before the daemon counts as serving anyway (at most): they
+ * go on, watched by hung_at(), and what they write waits for them. Both are cut to a part of
+ * --start-timeout, so that the start policy never kills a daemon whose answer was accepted
+ * for a write again that takes long.
  */
+#define INIT_WAIT_SLICE_MS 1000
 #define REWRITE_GRACE_MS 5000
 
 /*
  * In a child (child_call()): FUSE_REINIT_WAIT for the generation in @arg, until the INIT answer
- * is accepted or refused, for --max-start-time at most; then for the writes again, for
- * REWRITE_GRACE_MS at most (EINPROGRESS if they go on).
+ * is accepted or refused, for --max-start-time at most; then for the writes again, for a grace
+ * (EINPROGRESS if they go on).
  */
 static int wait_init(void *arg, void *out)
 {
 	const struct reinit *ri = arg;
 	struct fuse_reinit *w = out;
 	int64_t deadline = now_ms() + ri->cfg->max_start_ms;
-	int64_t slice = INIT_WAIT_SLICE_MS;
+	int64_t slice = MIN(INIT_WAIT_SLICE_MS, ri->cfg->start_timeout_ms / 4);
+	int64_t grace = MIN(REWRITE_GRACE_MS, ri->cfg->start_timeout_ms / 2);
+	bool accepted = false;
 	int r;
 
 	for (;;) {
@@ -268,12 +277,25 @@ static int wait_init(void *arg, void *out)
 		if (r == -EINTR || (r == -ETIMEDOUT && now_ms() < deadline))
 			continue;
 		/* Accepted at some point of the slice: the writes again get their grace. */
-		if (r == -EINPROGRESS && slice != REWRITE_GRACE_MS) {
-			slice = REWRITE_GRACE_MS;
+		if (r == -EINPROGRESS && !accepted) {
+			accepted = true;
+			slice = grace;
 			continue;
 		}
 		return r;
 	}
+}
+
+/* Logs what the kernel's writes again did, from the answer @w of a WAIT that returned 0. */
+static void rewrite_done(const struct fuse_reinit *w)
+{
+	if (w->rewrite)
+		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon", w->rewrite,
+			 w->rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
+	if (w->lost)
+		log_warn("%" PRIu32 " %s the dead daemon acknowledged could not be written again; "
+			 "the next fsync of each reports EIO", w->lost,
+			 w->lost == 1 ? "file's writes" : "files' writes");
 }
 
 /*
@@ -344,24 +366,24 @@ static int reinit_attach(void *state, struct keeper *k)
 		return -EINTR;
 	}
 	if (r == -EINPROGRESS) {
-		/* The daemon serves; only the files being written again wait. */
-		log_info("The new daemon serves; the kernel is still writing %" PRIu32 " %s again, "
-			 "whose requests wait for it (a failure shows as EIO at its next fsync)",
-			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
+		/* The daemon serves; what is being written again waits for it (hung_at()). */
+		log_info("The new daemon serves; the kernel is still writing %" PRIu32 " %s again: "
+			 "requests about them, and creates, wait for it (a failure shows as EIO at "
+			 "the next fsync)", w.rewrite,
+			 w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
 		ri->fenced = ri->give_up = false;
+		ri->rewriting = true;
+		ri->rewrite_since = now_ms();
 		watch_end(ri, false);
 		return 0;
 	}
-	if (r < 0)
+	if (r < 0) {
+		if (r != -ETIMEDOUT && r != -ECHILD && r != -EINTR)
+			log_error("FUSE_REINIT_WAIT for the new daemon failed: %s", strerror(-r));
 		return r;
+	}
 	ri->fenced = ri->give_up = false;
-	if (w.rewrite)
-		log_info("The kernel wrote %" PRIu32 " %s again to the new daemon",
-			 w.rewrite, w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
-	if (w.lost)
-		log_warn("%" PRIu32 " %s the dead daemon acknowledged could not be written again; "
-			 "the next fsync of each reports EIO", w.lost,
-			 w.lost == 1 ? "file's writes" : "files' writes");
+	rewrite_done(&w);
 	watch_end(ri, false);
 	return 0;
 }
@@ -375,6 +397,7 @@ static void reinit_detach(void *state)
 	 * can fail them, whatever the restart policy does meanwhile. A daemon given the last
 	 * one may have taken its INIT.
 	 */
+	ri->rewriting = false;
 	if (ri->served && !ri->unused)
 		begin(ri);
 	/* Whether the connection ends while no daemon serves: events() */
@@ -396,6 +419,32 @@ static int reinit_give_up(void *state)
 	if (r == -EOPNOTSUPP)
 		ri->give_up = false;
 	return r;
+}
+
+/*
+ * --hang-timeout: the only request the keeper sees in reinit mode is the kernel's write again
+ * that outlasted the start (EINPROGRESS): a daemon that has not finished it --hang-timeout
+ * after it took over is hung, and the next one does it. Asks the kernel without waiting.
+ */
+static int64_t reinit_hung_at(void *state, int64_t timeout_ms, char *what, size_t size)
+{
+	struct reinit *ri = state;
+	struct fuse_reinit w = { .op = FUSE_REINIT_WAIT, .gen = ri->gen };
+	int r;
+
+	if (!ri->rewriting)
+		return INT64_MAX;
+	r = reinit_ioctl(ri->holder, &w);
+	if (r == -EINPROGRESS) {
+		snprintf(what, size, "the kernel's write again of %" PRIu32 " %s for %.1f s since it "
+			 "took over, unfinished", w.rewrite, w.rewrite == 1 ? "file" : "files",
+			 (now_ms() - ri->rewrite_since) / 1000.0);
+		return ri->rewrite_since + timeout_ms;
+	}
+	ri->rewriting = false;
+	if (r == 0)
+		rewrite_done(&w);
+	return INT64_MAX;
 }
 
 static int reinit_event_fd(void *state)
@@ -468,7 +517,7 @@ const struct mode_ops reinit_mode = {
 	.give_up = reinit_give_up,
 	.event_fd = reinit_event_fd,
 	.events = reinit_events,
-	.hung_at = NULL,
+	.hung_at = reinit_hung_at,
 	.conn_id = NULL,
 	.stop = reinit_stop,
 };

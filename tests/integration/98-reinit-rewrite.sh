@@ -33,12 +33,14 @@
 #       store); a fifth makes the file's writes reported instead (EIO once), and the store
 #       keeps the file as it was.
 #   rewrite-truncated:  a write, then a truncate through a second fd (testfs stores the
-#       write at that fd's open): the write is not written again over the truncate (the
-#       store keeps "ne"), and fsync(2) and the second fd's close(2) report EIO once.
+#       write at that fd's OPEN): the write is not written again over the truncate (the
+#       store keeps "ne"; the keeper logs no write again), and fsync(2) and the second fd's
+#       close(2) report EIO once.
 #   rewrite-slow:       the daemon that writes again hangs in its WRITE: the keeper counts
 #       it as serving once the INIT answer is accepted and a grace passed (WAIT's
-#       EINPROGRESS, logged), fsync(2) waits for the write again, and after that daemon is
-#       killed too, the next one does it: fsync succeeds, the store holds "new\n1\n".
+#       EINPROGRESS, logged), fsync(2) waits for the write again, and --hang-timeout after
+#       the take-over the keeper kills that daemon as hung; the next one does it: fsync
+#       succeeds, the store holds "new\n1\n".
 #
 # On a kernel without FUSE_DEV_IOC_REINIT it skips (exit 77).
 # timeout: 300
@@ -165,9 +167,9 @@ content "$B/rewrite-five-ranges/f" "$LAZY_FILE"
 logged "1 file or directory held changes the dead daemon acknowledged" "that the writes may be lost"
 end_case
 
-# A truncate through another fd after the write (testfs stores the write first, at the
-# truncate): the write must not be written again over it, and fsync(2) reports the
-# acknowledged, unsynced change it cannot vouch for.
+# A truncate through another fd after the write (testfs stores the write first, at that fd's
+# OPEN): the write must not be written again over it, and fsync(2) reports the acknowledged,
+# unsynced change it cannot vouch for.
 LAZY_FILE=$'line1\nline2\n'
 LAZY_STORED=ne
 lazy_case rewrite-truncated "a write, then a truncate through another fd, both unsynced" \
@@ -175,6 +177,8 @@ lazy_case rewrite-truncated "a write, then a truncate through another fd, both u
 want=$'read=line1\\nline2\\n write=4 trunc2=OK fsync=EIO fsync=OK close=OK close2=EIO'
 [ "$APP_OUT" = "$want" ] || wrong "expected '$want', got '$APP_OUT'"
 content "$B/rewrite-truncated/f" ne
+! case_log | grep -q "acknowledged writes again" ||
+	wrong "the write was written again over the truncate: $(case_log | grep 'writes again')"
 logged "1 file or directory held changes the dead daemon acknowledged|2 files or directories held changes" \
 	"that the changes may be lost"
 end_case
@@ -213,9 +217,10 @@ assert_not_mounted "$M"
 # The daemon that is to write again hangs in its WRITE: once its INIT answer is accepted the
 # keeper counts it as serving after a grace (the kernel's WAIT: EINPROGRESS), rather than let
 # its start policy kill a daemon that serves; the file's fsync(2) waits for the write again,
-# and when that daemon is killed too, the next one does it.
+# and when --hang-timeout has passed since the take-over, the keeper kills that daemon as
+# hung and the next one does it.
 TESTFS_OPTS=()
-KEEPER_OPTS=(--start-timeout=60)
+KEEPER_OPTS=(--start-timeout=20 --hang-timeout=8)
 keeper
 arm_hang() { printf 'hang:write:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash"; }
 lazy_start rewrite-slow "the daemon that writes again hangs in its WRITE" 0 read arm_hang
@@ -224,15 +229,18 @@ fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: the hung daemon was no
 logged "The new daemon serves; the kernel is still writing 1 file's acknowledged writes again" \
 	"that the rewrite goes on while the daemon serves"
 [ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's WRITE"
+hung=$(fk_daemon_pid)
 touch "$T/held"
 deadline=$(($(now_ms) + 20000))
-until waiting_in "$APP_PID" 'fuse_rewrite_wait|fuse_fsync'; do
+until waiting_in "$APP_PID" 'fuse_rewrite_wait'; do
 	[ -e "/proc/$APP_PID" ] || fail "rewrite-slow: fsync(2) did not wait for the write again: $(cat "$T/$APP_NAME.out")"
 	[ "$(now_ms)" -lt "$deadline" ] || fail "rewrite-slow: fsync(2) never waited for the write again"
 	sleep 0.05
 done
-fk_kill_daemon || fail "rewrite-slow: cannot kill the hung daemon"
-fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: no RECOVERED after killing the hung daemon"
+fk_wait HUNG "$hung" 60 >/dev/null || fail "rewrite-slow: the keeper never killed daemon $hung as hung"
+logged "Daemon $hung has held the kernel's write again of 1 file for [0-9.]+ s since it took over" \
+	"why it killed the daemon"
+fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: no RECOVERED after the hung daemon"
 app_result
 rewritten rewrite-slow
 end_case
