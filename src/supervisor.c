@@ -381,7 +381,7 @@ static void hung_not_dead(struct keeper *k, int64_t now)
 		 (now - k->hang_killed_at) / 1000.0, state, wchan);
 }
 
-/* The serving daemon has held a request past --hang-timeout and answered nothing since. */
+/* The serving daemon is hung: mode_ops.hung_at() passed (--hang-timeout). */
 static void daemon_hung(struct keeper *k, const char *what)
 {
 	int64_t now = now_ms();

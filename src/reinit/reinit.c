@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -40,19 +41,27 @@ struct reinit {
 	bool give_up;	/* give_up() was called since a daemon was last accepted */
 	/*
 	 * The daemon serves while the kernel still writes acknowledged writes again (WAIT gave
-	 * EINPROGRESS), since rewrite_since (now_ms()): hung_at() watches them.
+	 * EINPROGRESS): rewrite_left files were left at rewrite_since (now_ms()), the last time
+	 * that number went down. hung_at() and a timer (tick, every REWRITE_POLL_MS) ask the
+	 * kernel how it goes (rewrite_poll()).
 	 */
 	bool rewriting;
 	int64_t rewrite_since;
+	uint32_t rewrite_left;
+	int tick;
 	/*
-	 * event_fd(): readable when the connection ends. A spare clone, watched only while no
-	 * daemon serves (see remount.c's ev_ep for why not always), reports EPOLLERR when the
-	 * connection is aborted or unmounted. Made after each BEGIN, which would retire it.
+	 * event_fd(): readable when the connection ends, or tick fires. A spare clone, watched
+	 * only while no daemon serves (see remount.c's ev_ep for why not always), reports
+	 * EPOLLERR when the connection is aborted or unmounted. Made after each BEGIN, which
+	 * would retire it.
 	 */
 	int ev_ep;
 	int watch;
 	bool watching;
 };
+
+/* How often the keeper asks the kernel whether its writes again are done, while they go on. */
+#define REWRITE_POLL_MS 1000
 
 static int reinit_ioctl(int fd, struct fuse_reinit *arg)
 {
@@ -118,9 +127,12 @@ static int reinit_start(struct keeper *k, int devfd, void **state)
 	ri->holder = devfd;
 	ri->clone = ri->watch = -1;
 	ri->ev_ep = epoll_create1(EPOLL_CLOEXEC);
+	ri->tick = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	/* O_PATH: no open request; the walk to the root asks the daemon nothing. */
 	ri->rootfd = open(ri->cfg->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (ri->ev_ep < 0 || ri->rootfd < 0) {
+	if (ri->ev_ep < 0 || ri->tick < 0 || ri->rootfd < 0 ||
+	    epoll_ctl(ri->ev_ep, EPOLL_CTL_ADD, ri->tick,
+		      &(struct epoll_event){ .events = EPOLLIN, .data.fd = ri->tick }) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -298,6 +310,47 @@ static void rewrite_done(const struct fuse_reinit *w)
 			 w->lost == 1 ? "file's writes" : "files' writes");
 }
 
+/* Starts (@on) or stops the timer that makes the keeper ask about the writes again. */
+static void rewrite_watch(struct reinit *ri, bool on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on)
+		its.it_value = its.it_interval = (struct timespec){ .tv_sec = REWRITE_POLL_MS / 1000 };
+	ri->rewriting = on;
+	timerfd_settime(ri->tick, 0, &its, NULL);
+}
+
+/*
+ * While the daemon serves and the kernel still writes acknowledged writes again: asks the
+ * kernel without waiting (a WAIT of timeout 0). Once they are done, logs what they did and
+ * stops watching; while they go on, restarts rewrite_since whenever fewer files are left.
+ * Returns the files left, or 0 once done (or when the kernel cannot tell: the connection or
+ * the generation ended, which detach() and events() hear about).
+ */
+static uint32_t rewrite_poll(struct reinit *ri)
+{
+	struct fuse_reinit w = { .op = FUSE_REINIT_WAIT, .gen = ri->gen };
+	int r;
+
+	if (!ri->rewriting)
+		return 0;
+	r = reinit_ioctl(ri->holder, &w);
+	if (r == -EINPROGRESS) {
+		if (w.rewrite < ri->rewrite_left) {
+			ri->rewrite_left = w.rewrite;
+			ri->rewrite_since = now_ms();
+		}
+		return w.rewrite;
+	}
+	if (r == 0)
+		rewrite_done(&w);
+	else
+		log_debug("FUSE_REINIT_WAIT for the writes again: %s", strerror(-r));
+	rewrite_watch(ri, false);
+	return 0;
+}
+
 /*
  * Names the FUSE_REINIT_R_* bits of @reason in @buf (@size bytes, at least 1), for the log:
  * the whole list fits in 96 bytes; a shorter @buf gets as much of it as fits.
@@ -372,8 +425,9 @@ static int reinit_attach(void *state, struct keeper *k)
 			 "the next fsync)", w.rewrite,
 			 w.rewrite == 1 ? "file's acknowledged writes" : "files' acknowledged writes");
 		ri->fenced = ri->give_up = false;
-		ri->rewriting = true;
+		ri->rewrite_left = w.rewrite;
 		ri->rewrite_since = now_ms();
+		rewrite_watch(ri, true);
 		watch_end(ri, false);
 		return 0;
 	}
@@ -397,7 +451,9 @@ static void reinit_detach(void *state)
 	 * can fail them, whatever the restart policy does meanwhile. A daemon given the last
 	 * one may have taken its INIT.
 	 */
-	ri->rewriting = false;
+	/* What the writes again did, before a BEGIN counts anew. */
+	rewrite_poll(ri);
+	rewrite_watch(ri, false);
 	if (ri->served && !ri->unused)
 		begin(ri);
 	/* Whether the connection ends while no daemon serves: events() */
@@ -423,28 +479,21 @@ static int reinit_give_up(void *state)
 
 /*
  * --hang-timeout: the only request the keeper sees in reinit mode is the kernel's write again
- * that outlasted the start (EINPROGRESS): a daemon that has not finished it --hang-timeout
- * after it took over is hung, and the next one does it. Asks the kernel without waiting.
+ * that outlasted the start (EINPROGRESS): a daemon with which no file of it got done for
+ * --hang-timeout (since it took over, or since the last one) is hung, and the next one does
+ * it (rewrite_poll()).
  */
 static int64_t reinit_hung_at(void *state, int64_t timeout_ms, char *what, size_t size)
 {
 	struct reinit *ri = state;
-	struct fuse_reinit w = { .op = FUSE_REINIT_WAIT, .gen = ri->gen };
-	int r;
+	uint32_t left = rewrite_poll(ri);
 
-	if (!ri->rewriting)
+	if (!left)
 		return INT64_MAX;
-	r = reinit_ioctl(ri->holder, &w);
-	if (r == -EINPROGRESS) {
-		snprintf(what, size, "the kernel's write again of %" PRIu32 " %s for %.1f s since it "
-			 "took over, unfinished", w.rewrite, w.rewrite == 1 ? "file" : "files",
-			 (now_ms() - ri->rewrite_since) / 1000.0);
-		return ri->rewrite_since + timeout_ms;
-	}
-	ri->rewriting = false;
-	if (r == 0)
-		rewrite_done(&w);
-	return INT64_MAX;
+	snprintf(what, size, "the kernel's write again of %" PRIu32 " %s, unfinished, %.1f s "
+		 "without progress", left, left == 1 ? "file" : "files",
+		 (now_ms() - ri->rewrite_since) / 1000.0);
+	return ri->rewrite_since + timeout_ms;
 }
 
 static int reinit_event_fd(void *state)
@@ -455,11 +504,20 @@ static int reinit_event_fd(void *state)
 static unsigned reinit_events(void *state)
 {
 	struct reinit *ri = state;
-	struct epoll_event ev;
+	struct epoll_event ev[2];
+	unsigned ret = 0;
+	uint64_t n;
+	int i, count = epoll_wait(ri->ev_ep, ev, 2, 0);
 
-	if (epoll_wait(ri->ev_ep, &ev, 1, 0) == 1 && (ev.events & (EPOLLERR | EPOLLHUP)))
-		return MODE_EV_UNMOUNTED;
-	return 0;
+	for (i = 0; i < count; i++) {
+		if (ev[i].data.fd == ri->tick) {
+			if (read(ri->tick, &n, sizeof(n)) == sizeof(n))
+				rewrite_poll(ri);
+		} else if (ev[i].events & (EPOLLERR | EPOLLHUP)) {
+			ret |= MODE_EV_UNMOUNTED;
+		}
+	}
+	return ret;
 }
 
 static void reinit_stop(void *state)
@@ -476,6 +534,8 @@ static void reinit_stop(void *state)
 		close(ri->rootfd);
 	if (ri->ev_ep >= 0)
 		close(ri->ev_ep);
+	if (ri->tick >= 0)
+		close(ri->tick);
 	/* Last: with no daemon accepted since a BEGIN, closing the holder aborts the connection. */
 	if (ri->holder >= 0)
 		close(ri->holder);

@@ -21,7 +21,10 @@
 #     BEGIN with no daemon, a request that waited, every new one and a read through an fd
 #     opened before fail with EIO at once, also after a later BEGIN, and a page fault on a
 #     file mapped before gets SIGBUS; once a daemon is accepted, the same fd and paths work
-#     again, with the same data.
+#     again, with the same data;
+#  9. a file mapped before whose name the kernel dropped (removed through the mount while a
+#     link made in the store, never looked up, keeps it) cannot be reopened: a page fault
+#     gets SIGBUS while no daemon is accepted, rather than wait or retry for ever.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
@@ -53,6 +56,30 @@ serve a
 # Held by another process: a shell holding a FUSE fd sends a FLUSH whenever one of its
 # children exits, and a FLUSH (forced) waits unkillably while no daemon serves.
 holder_start h "$M/h" ro
+
+# mapper NAME: a process that maps h, says "mapped", waits for $T/NAME.go, then reads the byte
+# at 70000 (of a page not cached); its pid goes to MAPPER[NAME].
+declare -A MAPPER
+mapper() {
+	run_bg "$1" python3 -c 'import mmap, os, sys, time
+f = open(sys.argv[1], "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+print("mapped", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.02)
+print("read", m[70000], flush=True)' "$M/h" "$T/$1.go"
+	MAPPER[$1]=$BG_PID
+	wait_match "$T/$1.out" '^mapped$' 20 >/dev/null || fail "the mapping of h failed: $(cat "$T/$1.err")"
+}
+
+# mapper_sigbus NAME WHEN: lets mapper NAME read; the page fault must end in SIGBUS at once,
+# neither wait for a daemon nor be retried for ever.
+mapper_sigbus() {
+	touch "$T/$1.go"
+	wait_pid "${MAPPER[$1]}" 20 || fail "a page fault on a mapped file $2 waited or spun"
+	[ "$WAIT_STATUS" = 135 ] ||
+		fail "a page fault on a mapped file $2: want SIGBUS (135), got $WAIT_STATUS: $(cat "$T/$1.out" "$T/$1.err")"
+}
 
 # --- 1.
 expect kill "^killed $DAEMON\$"
@@ -116,15 +143,7 @@ holder_start g "$M/h" ro
 # Its reads must reach a daemon, not the page cache (dropping opens the file: now or never).
 drop_cache "$M/h" || fail "cannot drop the cached pages of $M/h"
 # A mapping of h, whose page at 70000 is touched after GIVE_UP.
-run_bg mm python3 -c 'import mmap, os, sys, time
-f = open(sys.argv[1], "rb")
-m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-print("mapped", flush=True)
-while not os.path.exists(sys.argv[2]):
-    time.sleep(0.02)
-print("read", m[70000], flush=True)' "$M/h" "$T/mm.go"
-mm_pid=$BG_PID
-wait_match "$T/mm.out" '^mapped$' 20 >/dev/null || fail "the mapping of h failed: $(cat "$T/mm.err")"
+mapper mm
 expect give-up '^error EALREADY$'
 expect kill "^killed $DAEMON\$"
 expect begin '^ok gen 7$'
@@ -142,10 +161,7 @@ given_up_io() {
 }
 given_up_io "after GIVE_UP"
 # A fault that cannot reopen the file: SIGBUS, not a fault retried for ever.
-touch "$T/mm.go"
-wait_pid "$mm_pid" 20 || fail "a page fault on a mapped file did not end after GIVE_UP"
-[ "$WAIT_STATUS" = 135 ] ||
-	fail "a page fault on a mapped file after GIVE_UP: want SIGBUS (135), got $WAIT_STATUS: $(cat "$T/mm.out" "$T/mm.err")"
+mapper_sigbus mm "after GIVE_UP"
 expect give-up '^ok gen 7$'
 expect begin '^ok gen 8$'
 given_up_io "after a later BEGIN"
@@ -157,6 +173,25 @@ expect give-up '^error EALREADY$'
 got=$(holder g sum)
 [ "$got" = "sum $want_h" ] || fail "an fd opened before GIVE_UP: want sum $want_h, got '$got'"
 holder_stop g
+
+# --- 9.
+ln "$B/h" "$B/h-link" || fail "cannot link $B/h"
+# testfs lets the kernel cache attributes for a second.
+deadline=$(($(now_ms) + 10000))
+until [ "$(stat -c %h "$M/h")" = 2 ]; do
+	[ "$(now_ms)" -lt "$deadline" ] || fail "the kernel does not see h's second link"
+	sleep 0.1
+done
+mapper mm2
+rm "$M/h" || fail "cannot remove h through the mount"
+sync && echo 1 >/proc/sys/vm/drop_caches || fail "cannot drop the page cache"
+expect kill "^killed $DAEMON\$"
+expect begin '^ok gen 9$'
+mapper_sigbus mm2 "with no name to heal by, while no daemon is accepted"
+expect start '^started [0-9]+$'
+DAEMON=${ANSWER#started }
+expect "wait 60" '^ok gen 9$'
+cmp -s "$M/h-link" "$B/h-link" || fail "h-link reads otherwise after the take-over"
 
 quit a
 assert_not_mounted "$T/a"

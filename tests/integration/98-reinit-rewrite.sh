@@ -41,6 +41,9 @@
 #       EINPROGRESS, logged), fsync(2) waits for the write again, and --hang-timeout after
 #       the take-over the keeper kills that daemon as hung; the next one does it: fsync
 #       succeeds, the store holds "new\n1\n".
+#   rewrite-late:       every operation of the daemon takes 2 s: the write again outlasts
+#       the start, the keeper counts the daemon as serving and logs when the write again
+#       finished; fsync succeeds, the store holds "new\n1\n".
 #
 # On a kernel without FUSE_DEV_IOC_REINIT it skips (exit 77).
 # timeout: 300
@@ -226,10 +229,10 @@ arm_hang() { printf 'hang:write:f\n' >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/cr
 lazy_start rewrite-slow "the daemon that writes again hangs in its WRITE" 0 read arm_hang
 gate_off
 fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: the hung daemon was not counted as serving"
+hung=$(cut -d' ' -f2 <<<"$FK_LINE")
 logged "The new daemon serves; the kernel is still writing 1 file's acknowledged writes again" \
 	"that the rewrite goes on while the daemon serves"
 [ ! -e "$T/crash" ] || wrong "the rewrite never reached the new daemon's WRITE"
-hung=$(fk_daemon_pid)
 touch "$T/held"
 deadline=$(($(now_ms) + 20000))
 until waiting_in "$APP_PID" 'fuse_rewrite_wait'; do
@@ -238,7 +241,7 @@ until waiting_in "$APP_PID" 'fuse_rewrite_wait'; do
 	sleep 0.05
 done
 fk_wait HUNG "$hung" 60 >/dev/null || fail "rewrite-slow: the keeper never killed daemon $hung as hung"
-logged "Daemon $hung has held the kernel's write again of 1 file for [0-9.]+ s since it took over" \
+logged "Daemon $hung has held the kernel's write again of 1 file, unfinished, [0-9.]+ s without progress" \
 	"why it killed the daemon"
 fk_wait RECOVERED "" 60 >/dev/null || fail "rewrite-slow: no RECOVERED after the hung daemon"
 app_result
@@ -247,6 +250,22 @@ end_case
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper of rewrite-slow gave up"
 fk_umount_exit 0
 assert_not_mounted "$M"
+
+# A daemon that takes 2 s over every operation: the write again outlasts the start (slice
+# and grace: 6 s), the keeper counts it as serving, then sees it finish, and logs that.
+TESTFS_OPTS=(--delay-ms=2000)
+KEEPER_OPTS=(--start-timeout=10)
+keeper
+lazy_case rewrite-late "the write again outlasts the start and finishes later" 0 read
+rewritten rewrite-late
+logged "the kernel is still writing 1 file's acknowledged writes again" "that the daemon serves meanwhile"
+logged "The kernel wrote 1 file's acknowledged writes again" "that the write again finished"
+end_case
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper of rewrite-late gave up"
+[ "$(fk_count HUNG)" = 0 ] || fail "the keeper of rewrite-late killed a daemon as hung"
+fk_umount_exit 0
+assert_not_mounted "$M"
+TESTFS_OPTS=()
 KEEPER_OPTS=()
 
 # The keeper itself dies while the write waits for a daemon: the connection is aborted, and
