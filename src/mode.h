@@ -58,20 +58,20 @@ struct mode_ops {
 	 */
 	int (*give_up)(void *state);
 
-	/* An fd that becomes readable when events() has something to say. */
+	/* An fd that becomes readable when events() has something to say, or work to do. */
 	int (*event_fd)(void *state);
 
-	/* Reads and clears pending MODE_EV_* bits. */
+	/* Does the mode's work the fd woke it for; returns and clears pending MODE_EV_* bits. */
 	unsigned (*events)(void *state);
 
 	/*
 	 * For --hang-timeout: the time (now_ms() clock) at which the serving daemon is hung if
 	 * nothing changes — in proxy mode, it has then held a request for @timeout_ms and answered
 	 * nothing for as long (requests that may wait for events outside the daemon, a blocking
-	 * lock or a poll, do not count); in reinit mode, the kernel's write again is unfinished
-	 * @timeout_ms after it took over. INT64_MAX when no daemon serves (reinit mode: or no
-	 * write again goes on); a time in the future when it holds no such request (no request given later can
-	 * make it hung sooner). @what receives a description of what it held, for the log ("has
+	 * lock or a poll, do not count); in reinit mode, the kernel's write again has then not
+	 * finished a file for @timeout_ms. INT64_MAX when no daemon serves (reinit mode: or no
+	 * write again goes on); a time in the future when it holds no such request (no request
+	 * given later can make it hung sooner). @what receives a description of what it held, for the log ("has
 	 * held @what"). May be NULL: the mode cannot tell.
 	 */
 	int64_t (*hung_at)(void *state, int64_t timeout_ms, char *what, size_t size);

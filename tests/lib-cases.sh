@@ -103,9 +103,10 @@ crash_died() {
 	DIED_AT=$(now_ms)
 }
 
-# held_ready CASE: waits up to 20 s for app.pl's held op to have written ($T/held.ready).
+# held_ready CASE: waits up to $HELD_WAIT s (default 20) for app.pl's held op to have written
+# ($T/held.ready).
 held_ready() {
-	local deadline=$(($(now_ms) + 20000))
+	local deadline=$(($(now_ms) + ${HELD_WAIT:-20} * 1000))
 	until [ -e "$T/held.ready" ]; do
 		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
 			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
@@ -134,9 +135,11 @@ crash_recovered() {
 	log "$SPEC: the daemon died there and another took over ($FK_LINE)"
 }
 
-# app_result: waits for the application; its last output line goes to APP_OUT.
+# app_result: waits for the application ($HELD_WAIT s at most, default 20); its last output
+# line goes to APP_OUT.
 app_result() {
-	wait_pid "$APP_PID" 20 || fail "$CASE: the application is still waiting 20 s after the recovery"
+	wait_pid "$APP_PID" "${HELD_WAIT:-20}" ||
+		fail "$CASE: the application is still waiting ${HELD_WAIT:-20} s after the recovery"
 	APP_OUT=$(tail -n 1 "$T/$APP_NAME.out")
 	log "$CASE: the application got: $APP_OUT"
 	[ -s "$T/$APP_NAME.err" ] && log "$CASE: its stderr: $(cat "$T/$APP_NAME.err")"

@@ -316,7 +316,10 @@ static void rewrite_watch(struct reinit *ri, bool on)
 	struct itimerspec its = { 0 };
 
 	if (on)
-		its.it_value = its.it_interval = (struct timespec){ .tv_sec = REWRITE_POLL_MS / 1000 };
+		its.it_value = its.it_interval = (struct timespec){
+			.tv_sec = REWRITE_POLL_MS / 1000,
+			.tv_nsec = REWRITE_POLL_MS % 1000 * 1000000,
+		};
 	ri->rewriting = on;
 	timerfd_settime(ri->tick, 0, &its, NULL);
 }

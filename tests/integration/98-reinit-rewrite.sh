@@ -255,8 +255,11 @@ assert_not_mounted "$M"
 # and grace: 6 s), the keeper counts it as serving, then sees it finish, and logs that.
 TESTFS_OPTS=(--delay-ms=2000)
 KEEPER_OPTS=(--start-timeout=10)
+# Some 7 operations before the write is done, as many after the take-over: 2 s each.
+HELD_WAIT=60
 keeper
 lazy_case rewrite-late "the write again outlasts the start and finishes later" 0 read
+HELD_WAIT=20
 rewritten rewrite-late
 logged "the kernel is still writing 1 file's acknowledged writes again" "that the daemon serves meanwhile"
 logged "The kernel wrote 1 file's acknowledged writes again" "that the write again finished"
