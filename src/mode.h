@@ -71,8 +71,8 @@ struct mode_ops {
 	 * lock or a poll, do not count); in reinit mode, the kernel's write again has then not
 	 * finished a file for @timeout_ms. INT64_MAX when no daemon serves (reinit mode: or no
 	 * write again goes on); a time in the future when it holds no such request (no request
-	 * given later can make it hung sooner). @what receives a description of what it held, for the log ("has
-	 * held @what"). May be NULL: the mode cannot tell.
+	 * given later can make it hung sooner). @what receives a description of what it held,
+	 * for the log ("has held @what"). May be NULL: the mode cannot tell.
 	 */
 	int64_t (*hung_at)(void *state, int64_t timeout_ms, char *what, size_t size);
 

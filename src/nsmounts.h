@@ -97,8 +97,9 @@ struct nsm_swap {
  * one is mounted beneath the stale one (MOVE_MOUNT_BENEATH), which is then detached. Mounts
  * of other filesystems stacked on a stale one or inside it are carried over to the new one.
  * Every namespace's mounts are read before the first swap. Mounts that cannot be replaced
- * are reported with their reason; the others are replaced all the same. On return @fresh_detached is false when the fresh mount was attached. Returns the
- * number of mounts replaced, or -errno when nothing could be tried.
+ * are reported with their reason; the others are replaced all the same. On return
+ * @fresh_detached is false when the fresh mount was attached. Returns the number of mounts
+ * replaced, or -errno when nothing could be tried.
  */
 int nsm_swap(struct nsm_swap *s, unsigned *failed);
 

@@ -38,11 +38,11 @@
  *   silent     from then on no message of the daemon reaches the keeper (it keeps reading:
  *              a hung daemon); not in the default set, since only --hang-timeout ends it
  *
- * --kinds picks from these (default: all but drop and silent). --calls-only breaks only answers to the
- * keeper's own requests (unique with bit 62: recovery's INIT, LOOKUPs, OPENs, ...), and
+ * --kinds picks from these (default: all but drop and silent). --calls-only breaks only answers
+ * to the keeper's own requests (unique with bit 62: recovery's INIT, LOOKUPs, OPENs, ...), and
  * --opcodes only answers to requests of those opcodes. A kind that does not fit the message
- * (cutrecord for a GETATTR answer) is replaced by another that does. The keeper's own first INIT is
- * never broken: a mount whose first daemon fails is given up on by design.
+ * (cutrecord for a GETATTR answer) is replaced by another that does. The keeper's own first
+ * INIT is never broken: a mount whose first daemon fails is given up on by design.
  *
  * Each run draws from its own random sequence: the seed (default: the time) plus the number
  * found in --counter=FILE, which each run increments under a lock; the pair is logged, so a run
@@ -89,7 +89,8 @@
 
 enum kind {
 	K_SHORT, K_LENLONG, K_LENSHORT, K_UNIQUE, K_CALLUNIQUE, K_ORPHAN, K_POSERROR, K_BIGERROR,
-	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NODEID0, K_NOTIFY, K_DUP, K_HUGE, K_DROP, K_SILENT, K__COUNT
+	K_ERRBODY, K_SIZE, K_NONAME, K_LONGNAME, K_CUTRECORD, K_NODEID0, K_NOTIFY, K_DUP, K_HUGE,
+	K_DROP, K_SILENT, K__COUNT
 };
 
 static const char *const kind_names[K__COUNT] = {

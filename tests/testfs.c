@@ -1114,8 +1114,8 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	int r;
 
 	op_begin(OP_CREATE, dir, name);
-	fd = openat(dir->fd, name, backing_flags(fi->flags & ~(O_NOFOLLOW | O_NOCTTY)) | O_CREAT | O_CLOEXEC,
-		    mode);
+	fd = openat(dir->fd, name,
+		    backing_flags(fi->flags & ~(O_NOFOLLOW | O_NOCTTY)) | O_CREAT | O_CLOEXEC, mode);
 	if (fd < 0) {
 		reply_err(req, neg_errno());
 		return;

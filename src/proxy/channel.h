@@ -24,7 +24,10 @@ int write_kernel(struct proxy *p, const void *buf, size_t len);
 /* Answers the kernel's request @unique with @err (0 or negative errno) and no body. */
 void reply_kernel_err(struct proxy *p, uint64_t unique, int err);
 
-/* send_to_daemon() for a caller that holds sock_lock for reading. -EPIPE: @epoch's daemon is gone. */
+/*
+ * send_to_daemon() for a caller that holds sock_lock for reading. -EPIPE: @epoch's daemon is
+ * gone.
+ */
 int send_held(struct proxy *p, uint32_t epoch, const void *buf, size_t len, int flags);
 
 /*

@@ -35,7 +35,8 @@ static int64_t coarse_tick_ns(void)
 /*
  * How far the store's times may be off the keeper's: twice what was seen, at least two ticks
  * of the clock Linux stamps files with (a file's time lags the real one by up to a tick), for
- * a few samples may not show the worst, and at least MIN_CLOCK_SLACK_NS. -1 when the store's clock cannot be used.
+ * a few samples may not show the worst, and at least MIN_CLOCK_SLACK_NS. -1 when the store's
+ * clock cannot be used.
  */
 int64_t clock_slack(struct proxy *p)
 {

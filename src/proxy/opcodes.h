@@ -37,7 +37,10 @@ enum op_effect {
 	EFF_INIT,     /* the connection's parameters were agreed */
 };
 
-/* How a request that a dead daemon never answered is settled with its successor (docs/design.md). */
+/*
+ * How a request that a dead daemon never answered is settled with its successor
+ * (docs/design.md).
+ */
 enum op_replay {
 	RP_SAFE = 0,  /* idempotent: send it again */
 	RP_EXISTS,    /* creates name[0]: send again; EEXIST means the first try worked, so look
