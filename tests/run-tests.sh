@@ -8,7 +8,7 @@
 # Exit status of a test: 0 pass, 77 skipped (the script prints "SKIP: reason"),
 # anything else fails.  A unit test also fails if it printed a "not ok" line.
 # An integration test declares its time limit with a "# timeout: N" line in its
-# header (default 300 s; unit tests 120 s); FK_TIMEOUT_SCALE (a whole number,
+# header, the comment block it starts with (default 300 s; unit tests 120 s); FK_TIMEOUT_SCALE (a whole number,
 # default 1) multiplies every limit: vm/run.sh sets it in guests emulated
 # under TCG, where CPU-bound tests run 10 to 20 times slower.  After each test
 # no mount may remain under the tests' temp root: a leftover one fails the test
@@ -121,6 +121,12 @@ on_signal() {
 	exit 130
 }
 trap on_signal INT TERM
+
+# test_timeout FILE: the N of the first "# timeout: N" line of FILE's leading comment block
+# (vm/run.sh reads it the same way), or nothing.
+test_timeout() {
+	awk '!/^#/ { exit } /^# *timeout: *[0-9]/ { sub(/^# *timeout: */, ""); print $1 + 0; exit }' "$1"
+}
 
 selected() {
 	local g
@@ -263,7 +269,7 @@ for t in "$SRC_DIR"/tests/integration/*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
 	selected "$name" || continue
-	limit=$(sed -n '1,20s/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1)
+	limit=$(test_timeout "$t")
 	run_one "$name" "${limit:-$DEFAULT_TIMEOUT}" integration bash "$t"
 done
 

@@ -117,8 +117,9 @@ tests_time() {
 		done
 		set +f
 		[ -n "$hit" ] || continue
+		# A test's own limit, read as run-tests.sh's test_timeout does.
 		case $t in
-		*.sh) limit=$(sed -n '1,20s/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1) ;;
+		*.sh) limit=$(awk '!/^#/ { exit } /^# *timeout: *[0-9]/ { sub(/^# *timeout: */, ""); print $1 + 0; exit }' "$t") ;;
 		*) limit=120 ;;
 		esac
 		total=$((total + ${limit:-300} * SCALE))
