@@ -25,8 +25,9 @@ static const char usage_text[] =
 	"notice: open files, working directories and bind mounts keep working.\n"
 	"\n"
 	"Every argument of COMMAND that is exactly {} is replaced by /dev/fd/N, the daemon's\n"
-	"connection to fusekeeper; libfuse 3 daemons accept it as their mountpoint. The daemon\n"
-	"must stay in the foreground (for libfuse daemons: -f).\n"
+	"FUSE connection (to fusekeeper in proxy mode, a clone of the mount's /dev/fuse in the\n"
+	"others); libfuse 3 daemons accept it as their mountpoint. The daemon must stay in the\n"
+	"foreground (for libfuse daemons: -f).\n"
 	"\n"
 	"Options:\n"
 	"  -o OPT[,OPT...]        mount options: allow_other, default_permissions, ro, rw,\n"
@@ -69,9 +70,23 @@ static const char usage_text[] =
 	"                         nothing meanwhile (deadlocked, stuck, stopped) is killed\n"
 	"                         and a new one takes over (default 60; 0: never). Blocking\n"
 	"                         locks, polls, ioctls and reads of pipe-like files do not\n"
-	"                         count. Reinit mode: the kernel's write again of writes a\n"
-	"                         dead daemon acknowledged, with no file of it done for\n"
-	"                         this long\n"
+	"                         count. Proxy mode only: in reinit mode the keeper sees no\n"
+	"                         requests, and kills only a new daemon that, after a crash,\n"
+	"                         takes this long over a file the kernel writes again to it\n"
+	"                         (writes the dead daemon acknowledged and never stored)\n"
+	"      --write-through    the daemon makes a write durable before it answers it\n"
+	"                         (passthrough daemons, LXCFS): proxy mode keeps no write\n"
+	"                         windows; --mode=auto chooses reinit where the kernel has\n"
+	"                         it; in reinit mode a close or fsync the dead daemon left\n"
+	"                         unanswered is sent again instead of failing with EIO\n"
+	"      --status-fd=FD     write one event line per daemon start, exit and recovery to FD\n"
+	"  -v, --verbose          more detail (twice: every request)\n"
+	"  -q, --quiet            errors and warnings only\n"
+	"  -h, --help             show this help\n"
+	"  -V, --version          show the version\n"
+	"\n"
+	"Options of proxy mode only (an error with another --mode; ignored, with a warning,\n"
+	"when --mode=auto chooses another):\n"
 	"      --max-nodes=N      bound on the node IDs tracked (default 4194304)\n"
 	"      --max-handles=N    bound on the open handles tracked (default 1048576)\n"
 	"      --max-locks=N      bound on the file locks tracked for a daemon that keeps\n"
@@ -84,11 +99,6 @@ static const char usage_text[] =
 	"                         close fail with EIO\n"
 	"      --write-window-total=SIZE\n"
 	"                         the same bound for all open files together (default 256M)\n"
-	"      --write-through    the daemon makes a write durable before it answers it\n"
-	"                         (passthrough daemons, LXCFS): keep no write windows; with\n"
-	"                         --mode=auto it also chooses reinit where the kernel has it;\n"
-	"                         in reinit mode a close or fsync the dead daemon left is\n"
-	"                         sent again instead of failing with EIO\n"
 	"      --exclusive        no other client changes the filesystem's store: settle\n"
 	"                         requests a dead daemon left on what the kernel knew\n"
 	"      --no-keep-removed  pass removals of files held open to the daemon as they are:\n"
@@ -97,11 +107,6 @@ static const char usage_text[] =
 	"      --state-dir=DIR    where the journal of hidden names lives, so that a keeper\n"
 	"                         started after a killed one removes them (default\n"
 	"                         /run/fusekeeper)\n"
-	"      --status-fd=FD     write one event line per daemon start, exit and recovery to FD\n"
-	"  -v, --verbose          more detail (twice: every request)\n"
-	"  -q, --quiet            errors and warnings only\n"
-	"  -h, --help             show this help\n"
-	"  -V, --version          show the version\n"
 	"\n"
 	"fusekeeper stays in the foreground and exits 0 when MOUNTPOINT is unmounted or on\n"
 	"SIGTERM/SIGINT (it then stops the daemon and unmounts). It exits 1 if it could not\n"
@@ -210,9 +215,10 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 
 /*
  * --mode=auto: reinit where the kernel has FUSE_DEV_IOC_REINIT and the operator says the daemon
- * stores a write before it answers (--write-through), since reinit mode does not yet send again
- * the writes a daemon acknowledged but had not stored (it reports them with EIO, where proxy mode
- * sends them again); proxy otherwise. Returns the mode, and why in @why.
+ * stores a write before it answers (--write-through), since of the writes a daemon acknowledged
+ * but had not stored, reinit mode writes again only what the page cache still holds (the rest
+ * makes the file's next fsync fail with EIO), where proxy mode keeps them all until they are
+ * synced; proxy otherwise. Returns the mode, and why in @why.
  */
 static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *why, size_t size)
 {
@@ -229,10 +235,10 @@ static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *w
 		return &proxy_mode;
 	}
 	if (!cfg->write_through) {
-		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not send "
-			 "again the writes a daemon acknowledged before storing them (it reports them "
-			 "with EIO; proxy mode sends them again); --write-through, which says the "
-			 "daemon stores before it answers, chooses it");
+		snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT, but of the writes a daemon "
+			 "acknowledged before storing them reinit mode writes again only what the page "
+			 "cache still holds and reports the rest with EIO (proxy mode keeps them all); "
+			 "--write-through, which says the daemon stores before it answers, chooses it");
 		return &proxy_mode;
 	}
 	snprintf(why, size, "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given");
@@ -263,6 +269,7 @@ int main(int argc, char **argv)
 	int c, rc, verbose = 0;
 	bool quiet = false, has_placeholder = false, window_set = false;
 	bool max_start_set = false, retry_set = false, no_retry = false;
+	const char *proxy_only = NULL; /* the last option given that only proxy mode reads */
 
 	mount_options_init(&cfg.mnt);
 	/* "+": stop at the first non-option, so COMMAND's own options stay its own. */
@@ -314,32 +321,40 @@ int main(int argc, char **argv)
 			cfg.stop_timeout_ms = parse_number("stop-timeout", optarg, 0, 3600) * 1000;
 			break;
 		case OPT_MAX_NODES:
+			proxy_only = "max-nodes";
 			cfg.max_nodes = parse_number("max-nodes", optarg, 16, 1ULL << 32);
 			break;
 		case OPT_MAX_HANDLES:
+			proxy_only = "max-handles";
 			cfg.max_handles = parse_number("max-handles", optarg, 16, 1ULL << 32);
 			break;
 		case OPT_MAX_LOCKS:
+			proxy_only = "max-locks";
 			cfg.max_locks = parse_number("max-locks", optarg, 1, 1ULL << 32);
 			break;
 		case OPT_WRITE_WINDOW:
+			proxy_only = "write-window";
 			cfg.write_window = parse_size("write-window", optarg, 1ULL << 40);
 			window_set = true;
 			break;
 		case OPT_WRITE_WINDOW_TOTAL:
+			proxy_only = "write-window-total";
 			cfg.write_window_total = parse_size("write-window-total", optarg, 1ULL << 40);
 			window_set = true;
 			break;
 		case OPT_EXCLUSIVE:
+			proxy_only = "exclusive";
 			cfg.exclusive = true;
 			break;
 		case OPT_WRITE_THROUGH:
 			cfg.write_through = true;
 			break;
 		case OPT_NO_KEEP_REMOVED:
+			proxy_only = "no-keep-removed";
 			cfg.keep_removed = false;
 			break;
 		case OPT_STATE_DIR:
+			proxy_only = "state-dir";
 			if (optarg[0] != '/')
 				usage_error("--state-dir=%s: expected an absolute path", optarg);
 			cfg.state_dir = optarg;
@@ -359,11 +374,21 @@ int main(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
-		case 'h':
+		case 'h': {
+			/* What auto picks here, without and with --write-through, wherever -h is. */
+			struct keeper_config probe_cfg = cfg;
+			const struct mode_ops *m, *with_wt;
+
 			fputs(usage_text, stdout);
-			printf("\nHere --mode=auto is %s: %s.\n", auto_mode(&cfg, err, sizeof(err))->name,
-			       err);
+			probe_cfg.write_through = false;
+			m = auto_mode(&probe_cfg, err, sizeof(err));
+			printf("\nHere --mode=auto is %s: %s.\n", m->name, err);
+			probe_cfg.write_through = true;
+			with_wt = auto_mode(&probe_cfg, err, sizeof(err));
+			if (with_wt != m)
+				printf("With --write-through it is %s: %s.\n", with_wt->name, err);
 			return 0;
+		}
 		case 'V':
 			printf("fusekeeper %s\n", FUSEKEEPER_VERSION);
 			return 0;
@@ -387,6 +412,9 @@ int main(int argc, char **argv)
 	cfg.max_start_ms = MAX(cfg.max_start_ms, cfg.start_timeout_ms);
 	log_max_level = quiet ? LOG_WARN : verbose >= 2 ? LOG_TRACE : verbose ? LOG_DEBUG : LOG_INFO;
 
+	if (proxy_only && cfg.mode && cfg.mode != &proxy_mode)
+		usage_error("--%s applies to proxy mode only, not to --mode=%s", proxy_only,
+			    cfg.mode->name);
 	if (optind >= argc)
 		usage_error("missing MOUNTPOINT");
 	mountpoint = argv[optind++];
@@ -408,6 +436,9 @@ int main(int argc, char **argv)
 	if (!cfg.mode) {
 		cfg.mode = auto_mode(&cfg, err, sizeof(err));
 		log_info("Mode: %s (--mode=auto: %s)", cfg.mode->name, err);
+		if (proxy_only && cfg.mode != &proxy_mode)
+			log_warn("--%s has no effect: it applies to proxy mode only, and --mode=auto "
+				 "chose %s mode", proxy_only, cfg.mode->name);
 	}
 	if (cfg.mode->probe && cfg.mode->probe(err, sizeof(err)) < 0) {
 		fprintf(stderr, "fusekeeper: %s\n", err);

@@ -725,6 +725,7 @@ int supervise(const struct keeper_config *cfg)
 	conn = fuse_conn_id(cfg->mountpoint);
 	log_debug("The mount is FUSE connection %u (fusectl)", conn);
 	log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
+	event("MODE %s", cfg->mode->name);
 
 	while (!k.stop) {
 		bool failed_start, unmounted, took_over = false;

@@ -19,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/timerfd.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -560,11 +561,20 @@ static int reinit_probe(char *err, size_t errlen)
 	r = reinit_ioctl(fd, &arg);
 	if (r == -EINVAL)
 		return 0;
-	if (r == -ENOTTY)
-		snprintf(err, errlen, "--mode=reinit needs a kernel with FUSE_DEV_IOC_REINIT "
-			 "(fusekeeper's kernel/patches, e.g. `make kmod` for Debian 12's 6.1), "
-			 "which this kernel does not have; use --mode=proxy");
-	else
+	if (r == -ENOTTY) {
+		struct utsname u;
+		/* A module has its directory there with an initstate; built-in FUSE has none. */
+		bool module = !access("/sys/module/fuse/initstate", F_OK);
+
+		if (uname(&u) < 0)
+			snprintf(u.release, sizeof(u.release), "?");
+		snprintf(err, errlen, "--mode=reinit needs a kernel with FUSE_DEV_IOC_REINIT, which "
+			 "this one (%s, %s) does not have; use --mode=proxy. fusekeeper's "
+			 "kernel/patches add it to Debian 12's 6.1 (make kmod; README.md, \"Reinit "
+			 "mode on a host\")", u.release,
+			 module ? "its fuse.ko is not the patched one: /sys/module/fuse/version "
+			 "would start with fk-" : "FUSE built in, which no module can replace");
+	} else
 		snprintf(err, errlen, "--mode=reinit: cannot tell whether this kernel has "
 			 "FUSE_DEV_IOC_REINIT: %s; use --mode=proxy", strerror(r ? -r : EPROTO));
 	return r ? r : -EPROTO;

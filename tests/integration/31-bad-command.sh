@@ -3,7 +3,8 @@
 #   - a COMMAND that does not exist: non-zero exit, a message naming it, no mount;
 #   - a MOUNTPOINT that does not exist: a message naming it, non-zero exit;
 #   - bad usage (unknown or conflicting -o options, unknown options, no
-#     COMMAND): exit 2, no mount, no daemon.
+#     COMMAND, an option of proxy mode with another --mode): exit 2, no mount, no
+#     daemon.
 # timeout: 120
 . "$(dirname "$0")/../lib.sh"
 
@@ -66,6 +67,11 @@ expect_usage "bad --write-window suffix" "$M" --write-window=12X -- "$TESTFS" --
 expect_usage "negative --write-window" "$M" --write-window=-1 -- "$TESTFS" --backing="$B" {}
 expect_usage "huge --write-window-total" "$M" --write-window-total=2000G -- "$TESTFS" --backing="$B" {}
 grep -q "expected a size in bytes" "$FK_LOG" || fail "bad sizes: the message does not say what was expected"
+for m in remount reinit; do
+	expect_usage "--write-window with --mode=$m" "$M" --mode=$m --write-window=1M -- "$TESTFS" --backing="$B" {}
+	grep -qF -- "--write-window applies to proxy mode only, not to --mode=$m" "$FK_LOG" ||
+		fail "--write-window with --mode=$m: the message does not say why"
+done
 expect_usage "--write-through with --write-window" "$M" --write-through --write-window=1M -- "$TESTFS" --backing="$B" {}
 grep -q "cannot be used with it" "$FK_LOG" || fail "--write-through with --write-window: the message does not say why"
 expect_usage "--exclusive takes no value" "$M" --exclusive=yes -- "$TESTFS" --backing="$B" {}

@@ -37,6 +37,7 @@ auto_is() {
 	grep -qF "Mode: $mode (--mode=auto: $why" "$FK_LOG" ||
 		fail "auto $*: want mode $mode because '$why', the log says: $(grep 'Mode:' "$FK_LOG")"
 	grep -qF "Mounted $M ($mode mode)" "$FK_LOG" || fail "auto $*: not mounted in $mode mode"
+	grep -qx "MODE $mode" "$FK_EVENTS" || fail "auto $*: no MODE $mode event: $(head -3 "$FK_EVENTS")"
 	if [ "$mode" = reinit ]; then
 		fk_kill_daemon || fail "auto $*: killing the daemon failed"
 		fk_wait RECOVERED "" 60 || fail "auto $*: no RECOVERED"
@@ -136,7 +137,7 @@ fk_umount_exit 0
 fk_wait STOPPED "" 5 || fail "no STOPPED event"
 assert_not_mounted "$M"
 
-auto_is proxy "the kernel has FUSE_DEV_IOC_REINIT, but reinit mode does not send again"
+auto_is proxy "the kernel has FUSE_DEV_IOC_REINIT, but of the writes a daemon acknowledged before storing them reinit mode writes again only what the page cache still holds"
 auto_is reinit "the kernel has FUSE_DEV_IOC_REINIT and --write-through is given" --write-through
 assert_all_gone
 log "ok"
