@@ -5,7 +5,8 @@
 #   2. tests/run-tests.sh on the ASan+UBSan build, where a sanitizer report fails a test;
 #   3. the guests (docs/testing.md): fuse.ko built from Debian's linux-source-6.1 with
 #      kernel/patches/ (kernel/build-kmod.sh), then vm/run.sh boots Debian 12's kernels under
-#      qemu and runs vm/tests.list in each, the 6.1 guest on that module.
+#      qemu and runs vm/tests.list in each, the 6.1 guest on that module; then, for the
+#      comparison, a 6.1 guest on Debian's own fuse.ko runs the baselines (STOCK_TESTS).
 #
 # Every part runs even if an earlier one failed, so that one run shows everything; an
 # interrupt (INT, TERM, HUP) ends the whole run. The last lines are one summary per part and
@@ -44,6 +45,8 @@ fi
 
 tp=0 tf=0 ts=0
 parts=()
+# What runs again in a 6.1 guest on Debian's own fuse.ko after the guests (see below).
+STOCK_TESTS="11-baseline-enotconn 95-reinit-mode 96-reinit-libfuse"
 
 # part NAME LOGFILE: adds the last summary line of LOGFILE to the totals (a part that printed
 # none counts as one failure).
@@ -132,12 +135,22 @@ else
 	while IFS= read -r l; do
 		parts+=("  $l")
 	done < <(grep -E '^[0-9][^ ]*: ([0-9]+ passed|no results|the guest could not be built)' "$tmp/vm")
+
+	# The comparison: the same 6.1 kernel on its own fuse.ko, where a killed daemon leaves
+	# ENOTCONN (11, 96's baseline with libfuse's examples and testfs) and reinit mode is
+	# refused (95), beside the reinit tests above on the patched one.
+	if [ ${#kmod_env[@]} -gt 0 ]; then
+		echo "==== guest 6.1 on Debian's own fuse.ko: $STOCK_TESTS ===="
+		run "$tmp/stock" env VM_BUILD="$build" VM_TESTS="$STOCK_TESTS" VM_LOGS=test-logs/stock \
+			VM_DEADLINE="$deadline" vm/run.sh 6.1
+		part "guest 6.1, Debian's own fuse.ko" "$tmp/stock"
+	fi
 fi
 t2=$SECONDS
 
 # The failures' recaps again (run-tests.sh prints one before its summary), so that the end of
 # the run, which a cut output keeps, says what failed and why.
-for f in "$tmp/host" "$tmp/asan" "$tmp/vm"; do
+for f in "$tmp/host" "$tmp/asan" "$tmp/vm" "$tmp/stock"; do
 	[ -f "$f" ] || continue
 	awk '/^(\[[^]]*\] )?==== failures / { on = 1 }
 	     /^(\[[^]]*\] )?[0-9]+ passed, [0-9]+ failed/ { on = 0 }

@@ -18,7 +18,15 @@
  *         hold-clone   HOLD on a new clone of the connection
  *         hold-unpriv  HOLD on H from a child that dropped to uid and gid 65534, with no
  *                      capabilities left
+ *         hold-userns  HOLD on H from a child that made a user namespace of its own, where
+ *                      it has every capability (none in the connection's)
  *         hold-bad     HOLD on H with a reserved field set
+ *         hold-race    two children, each on a CPU of its own where there are two, call
+ *                      HOLD on H in a loop, side by side, until one of them gets EBUSY (the
+ *                      other holds the connection's REINIT lock) or 20 s have passed:
+ *                      "race ok N busy M other K" (calls by result; other counts any
+ *                      result but success and EBUSY, K > 0 prints the first as "first
+ *                      ENAME")
  *         read         read(2) on H
  *         write        write(2) of an empty reply header on H
  *         poll         poll(2) H for input: "revents 0xN"
@@ -56,6 +64,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -179,6 +189,98 @@ static int hold_unprivileged(int fd)
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) == 255)
 		return -1;
 	return WEXITSTATUS(status);
+}
+
+/* HOLD on FD from a child in a user namespace of its own: its errno, or -1. */
+static int hold_in_userns(int fd)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
+
+		if (unshare(CLONE_NEWUSER) < 0)
+			_exit(255);
+		_exit(-reinit_op(fd, &arg));
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) == 255)
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* What the children of hold_race() count, in memory they share with it. */
+struct race {
+	unsigned long ok, busy, other;
+	int first_other;	/* errno of the first other result */
+	int done;		/* set by the first child to see EBUSY */
+};
+
+/*
+ * Two children call HOLD on FD side by side until one gets EBUSY or @limit_ms passes; the
+ * counts in *@out. 0, or -errno if the children could not be run.
+ */
+static int hold_race(int fd, int64_t limit_ms, struct race *out)
+{
+	struct race *shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	pid_t pids[2] = { 0, 0 };
+	int r = 0;
+
+	if (shared == MAP_FAILED)
+		return -errno;
+	memset(shared, 0, sizeof(*shared));
+	for (int i = 0; i < 2; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0) {
+			r = -errno;
+			__atomic_store_n(&shared->done, 1, __ATOMIC_RELAXED);
+			break;
+		}
+		if (pids[i] == 0) {
+			int64_t end = now_ms() + limit_ms;
+			unsigned long n = 0;
+
+			if (ncpu >= 2) {
+				cpu_set_t set;
+
+				CPU_ZERO(&set);
+				CPU_SET(i, &set);
+				sched_setaffinity(0, sizeof(set), &set);
+			}
+			while (!__atomic_load_n(&shared->done, __ATOMIC_RELAXED)) {
+				struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
+				int e = reinit_op(fd, &arg);
+
+				if (!e) {
+					__atomic_add_fetch(&shared->ok, 1, __ATOMIC_RELAXED);
+				} else if (e == -EBUSY) {
+					__atomic_add_fetch(&shared->busy, 1, __ATOMIC_RELAXED);
+					__atomic_store_n(&shared->done, 1, __ATOMIC_RELAXED);
+				} else {
+					int zero = 0;
+
+					__atomic_add_fetch(&shared->other, 1, __ATOMIC_RELAXED);
+					__atomic_compare_exchange_n(&shared->first_other, &zero, -e,
+								    false, __ATOMIC_RELAXED,
+								    __ATOMIC_RELAXED);
+				}
+				if (!(++n % 256) && now_ms() >= end)
+					break;
+			}
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		if (pids[i] > 0)
+			waitpid(pids[i], NULL, 0);
+	}
+	*out = *shared;
+	munmap(shared, sizeof(*shared));
+	return r;
 }
 
 /* Every daemon started and not reaped yet (bounded), and the last one started, or 0. */
@@ -310,6 +412,22 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 				puts("error cannot-drop-privileges");
 			else
 				say_result("", -r, 0);
+		} else if (!strcmp(line, "hold-userns")) {
+			r = hold_in_userns(h);
+			if (r < 0)
+				puts("error cannot-make-a-user-namespace");
+			else
+				say_result("", -r, 0);
+		} else if (!strcmp(line, "hold-race")) {
+			struct race race = { 0 };
+
+			r = hold_race(h, 20000, &race);
+			if (r < 0)
+				say_result("", r, 0);
+			else
+				printf("race ok %lu busy %lu other %lu%s%s\n", race.ok, race.busy,
+				       race.other, race.other ? " first " : "",
+				       race.other ? errname(race.first_other) : "");
 		} else if (!strcmp(line, "hold-bad")) {
 			arg = (struct fuse_reinit){ .op = FUSE_REINIT_HOLD, .spare[1] = 1 };
 			r = reinit_op(h, &arg);

@@ -171,8 +171,9 @@ crash_case() {
 # (its pages are then cached; read=DATA, or read=N bytes past 64, is printed),
 # write DATA at 0 and, if SYNC is 1, fsync, if SYNC is "range",
 # sync_file_range(2) (writeback, no FSYNC: range=OK or ERRNO is printed);
-# create GATE.ready and wait for GATE; then THEN: "fsync" (fsync twice, close)
-# or "close". EXTRA, words joined by commas: "spread:N" writes DATA at the
+# create GATE.ready and wait for GATE; then THEN: "fsync" (fsync twice, close),
+# "close", or "range-fsync" (sync_file_range(2) as above, create GATE.ranged,
+# wait for GATE.more, then as "fsync"). EXTRA, words joined by commas: "spread:N" writes DATA at the
 # start of N pages in all, 0, 4096, ... (a write=COUNT each); "trunc:SIZE",
 # after the writes, opens the file again O_RDWR and ftruncates it to SIZE
 # through that second fd (trunc2=OK), which is closed last (close2=OK). xattrs
@@ -260,7 +261,15 @@ if ($op eq "excl" || $op eq "create" || $op eq "append") {
 	open(my $ready, ">", "$a[4].ready") or die "cannot create $a[4].ready: $!";
 	close($ready);
 	select(undef, undef, undef, 0.02) until -e $a[4];
-	if ($a[3] eq "fsync") {
+	if ($a[3] eq "range-fsync") {
+		require "syscall.ph";
+		my $r = syscall(&SYS_sync_file_range, fileno($fh), 0, 0, 7);
+		push @out, "range=" . ($r == 0 ? "OK" : en());
+		open(my $ranged, ">", "$a[4].ranged") or die "cannot create $a[4].ranged: $!";
+		close($ranged);
+		select(undef, undef, undef, 0.02) until -e "$a[4].more";
+	}
+	if ($a[3] eq "fsync" || $a[3] eq "range-fsync") {
 		push @out, "fsync=" . ($fh->sync ? "OK" : en()) for 1 .. 2;
 	}
 	push @out, "close=" . (close($fh) ? "OK" : en());

@@ -5,8 +5,10 @@
 #
 # fkreinit mounts with a /dev/fuse fd of its own, holds it and runs testfs on a clone. Then:
 #  - the ioctl's errors: HOLD again on the holder is fine; on another fd of the connection
-#    EBUSY; without CAP_SYS_ADMIN EPERM; with a reserved field set EINVAL; the holder cannot
-#    read or write requests (EPERM) and polls as POLLERR;
+#    EBUSY; without CAP_SYS_ADMIN EPERM, also for root of a user namespace of its own (the
+#    capability counts in the connection's); with a reserved field set EINVAL; the holder
+#    cannot read or write requests (EPERM) and polls as POLLERR; a call while another is
+#    under way (two processes calling side by side) EBUSY;
 #  - a request the daemon read (a LOOKUP) is neither ended nor left unkillable when the daemon dies:
 #    its caller keeps waiting in request_wait_answer(), and SIGKILL ends it;
 #  - closing the holder ends such a request with ECONNABORTED;
@@ -29,10 +31,20 @@ grep -q '^hold ok gen 1$' "$OUT" || fail "HOLD at start: $(head -n 1 "$OUT")"
 expect hold '^ok gen 1$'
 expect hold-clone '^error EBUSY$'
 expect hold-unpriv '^error EPERM$'
+expect hold-userns '^error EPERM$'
 expect hold-bad '^error EINVAL$'
 expect read '^error EPERM$'
 expect write '^error EPERM$'
 expect poll '^revents 0x8$'
+# A second call while one is under way: EBUSY, and nothing else. The first call holds the
+# connection's REINIT lock only for a moment, so two processes call in a loop until one
+# sees it taken; the connection works on.
+cmd hold-race
+race=$ANSWER
+log "two HOLDs side by side: $race"
+[[ $race =~ ^race\ ok\ [0-9]+\ busy\ [1-9][0-9]*\ other\ 0$ ]] ||
+	fail "a concurrent second FUSE_DEV_IOC_REINIT: '$race', want EBUSY and no other error"
+expect hold '^ok gen 1$'
 got=$(cat "$M/f") || fail "reading through the daemon's clone failed"
 [ "$got" = hello ] || fail "read '$got' through the clone"
 

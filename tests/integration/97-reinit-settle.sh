@@ -19,6 +19,10 @@
 #       removexattr(2) dying before them, and setxattr(2) without flags: each before and
 #       after the daemon acted; the data and the store are right and every write is in the
 #       store once.
+#   written again from the page cache:  a write(2) under the writeback cache whose WRITE, sent
+#       by sync_file_range(2), the daemon died before or after storing, or which was dirty at
+#       the kill and written back while no daemon ran: fsync(2) succeeds and the store holds
+#       the write once.
 #   sent again, "already done" is EIO:  open(O_CREAT|O_EXCL), mkdir(2), link(2),
 #       symlink(2), setxattr(XATTR_CREATE) and removexattr(2) dying after the daemon acted
 #       (the object exists, or the attribute is gone: EIO, not EEXIST or ENODATA, which
@@ -388,6 +392,62 @@ want_app "write=4 fsync=OK fsync=OK fsync=OK close=OK"
 end_case
 
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the second keeper gave up"
+fk_umount_exit 0
+assert_not_mounted "$M"
+
+# ---- a writeback left unanswered is written again ------------------------------------------
+
+# With the writeback cache a write(2) only dirties its page; the kernel sends it later in a
+# background WRITE that no caller waits on (here sync_file_range(2) sends it). The daemon dies
+# just before or just after storing that WRITE: the kernel writes the page again to the next
+# daemon (kernel/patches/0015), rather than fail the file's next fsync(2); the store holds
+# the write, once, where it was written.
+TESTFS_OPTS=(--writeback)
+keeper --write-through
+for when in before after; do
+	begin "writeback-$when" "a write sent by writeback (sync_file_range(2)), the daemon dies $when its WRITE"
+	mkdir "$B/writeback-$when" && setup_file "$B/writeback-$when" || fail "cannot set up $B/writeback-$when"
+	rm -f "$T/held" "$T/held.ready"
+	crash_arm "$when:write:f"
+	start_app held "$M/writeback-$when/f" $'new\n' range fsync "$T/held"
+	crash_died
+	crash_recovered
+	touch "$T/held"
+	app_result
+	want_app "write=4 range=OK fsync=OK fsync=OK close=OK"
+	content "$B/writeback-$when/f" $'new\n1\n'
+	end_case
+done
+# Pages dirtied before the kill and written back while no daemon runs (the gate holds the next
+# one back; the application's sync_file_range(2) sends them): the only handle is the dead
+# daemon's, which the kernel refuses to queue a WRITE through, so the range becomes a job of
+# writing it again from the page cache, done once the next daemon serves.
+begin writeback-queued "a write dirty at the kill, written back while no daemon runs"
+mkdir "$B/writeback-queued" && setup_file "$B/writeback-queued" || fail "cannot set up $B/writeback-queued"
+rm -f "$T/held" "$T/held.ready" "$T/held.ranged" "$T/held.more"
+start_app held "$M/writeback-queued/f" $'new\n' 0 range-fsync "$T/held" read
+held_ready writeback-queued
+SPEC="writeback-queued: the kill"
+fk_mark
+gate_on
+fk_kill_daemon || fail "writeback-queued: cannot kill the daemon"
+gate_refused
+touch "$T/held"
+deadline=$(($(now_ms) + 20000))
+until [ -e "$T/held.ranged" ]; do
+	pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
+		fail "writeback-queued: sync_file_range(2) did not return while no daemon ran: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
+	sleep 0.02
+done
+file_is "$B/writeback-queued/f" $'line1\n' || wrong "the store got the write while no daemon ran: '$FILE_GOT'"
+gate_off
+fk_wait RECOVERED "" 60 >/dev/null || fail "writeback-queued: no RECOVERED"
+touch "$T/held.more"
+app_result
+want_app 'read=line1\n write=4 range=OK fsync=OK fsync=OK close=OK'
+content "$B/writeback-queued/f" $'new\n1\n'
+end_case
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the writeback keeper gave up"
 fk_umount_exit 0
 assert_not_mounted "$M"
 
