@@ -19,15 +19,16 @@
 #       removexattr(2) dying before them, and setxattr(2) without flags: each before and
 #       after the daemon acted; the data and the store are right and every write is in the
 #       store once.
-#   written again from the page cache:  a write(2) under the writeback cache whose WRITE, sent
-#       by sync_file_range(2), the daemon died before or after storing, or which was dirty at
-#       the kill and written back while no daemon ran: fsync(2) succeeds and the store holds
-#       the write once.
-#   sent again, "already done" is EIO:  open(O_CREAT|O_EXCL), mkdir(2), link(2),
-#       symlink(2), setxattr(XATTR_CREATE) and removexattr(2) dying after the daemon acted
-#       (the object exists, or the attribute is gone: EIO, not EEXIST or ENODATA, which
-#       would say someone else did it), and open(O_CREAT|O_EXCL) dying before it while
-#       another client creates the file (EIO; the other client's file is kept).
+#   written again from the page cache (a third keeper, over testfs --writeback):  a write(2)
+#       under the writeback cache whose WRITE, sent by sync_file_range(2), the daemon died
+#       before or after storing, or which was dirty at the kill and written back while no
+#       daemon ran: fsync(2) succeeds and the store holds the write once.
+#   sent again, success or "already done" as EIO:  open(O_CREAT|O_EXCL), mkdir(2), link(2),
+#       symlink(2), setxattr(XATTR_CREATE) and removexattr(2) succeed when the daemon died
+#       before acting, and get EIO when it died after (the object exists, or the attribute is
+#       gone: EIO, not EEXIST or ENODATA, which would say someone else did it); and
+#       open(O_CREAT|O_EXCL) dying before it while another client creates the file gets EIO
+#       (the other client's file is kept).
 #   failed with EIO:  an O_APPEND write (a repeat would append twice), unlink(2), rmdir(2)
 #       and rename(2), each before and after; another client's file under the name of an
 #       unlink is kept; the store holds each appended line at most once, and a renamed file
@@ -41,7 +42,7 @@
 #       it, the first fsync(2) or the close(2) reports EIO once (the kernel cannot know that
 #       the dead daemon stored the write), the next fsync succeeds, and a write an fsync
 #       covered before the death reports nothing.
-#   locks (a third keeper, testfs --locks):  a lock request the daemon left unanswered is
+#   locks (a fourth keeper, testfs --locks):  a lock request the daemon left unanswered is
 #       sent again through a file that held no lock (the caller holds the lock); through a
 #       file whose earlier lock the reopen lost it is not sent again: EIO, and the new daemon
 #       holds no lock at all for it; an unlock through such a file is sent and reports EIO.
@@ -506,7 +507,7 @@ end_case
 
 cases_report
 
-[ "$(fk_count GAVEUP)" = 0 ] || fail "the third keeper gave up"
+[ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper over testfs --locks gave up"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone
