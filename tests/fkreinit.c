@@ -170,29 +170,21 @@ static pid_t start_daemon(char **argv, int dev)
 	return pid;
 }
 
-/* HOLD on FD from a child without privileges: its errno, 0, or -1 if it could not drop them. */
-static int hold_unprivileged(int fd)
+/* Drops to uid and gid 65534 with no capabilities left: 0 or -1. */
+static int drop_privileges(void)
 {
-	pid_t pid = fork();
-	int status;
-
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
-
-		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-		    setresuid(65534, 65534, 65534) < 0)
-			_exit(255);
-		_exit(-reinit_op(fd, &arg));
-	}
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) == 255)
-		return -1;
-	return WEXITSTATUS(status);
+	return setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+	       setresuid(65534, 65534, 65534) < 0 ? -1 : 0;
 }
 
-/* HOLD on FD from a child in a user namespace of its own: its errno, or -1. */
-static int hold_in_userns(int fd)
+/* Makes a user namespace of its own, with every capability there and none outside: 0 or -1. */
+static int enter_userns(void)
+{
+	return unshare(CLONE_NEWUSER);
+}
+
+/* HOLD on FD from a child that first ran SETUP: its errno, 0, or -1 if SETUP failed. */
+static int hold_in_child(int fd, int (*setup)(void))
 {
 	pid_t pid = fork();
 	int status;
@@ -202,7 +194,7 @@ static int hold_in_userns(int fd)
 	if (pid == 0) {
 		struct fuse_reinit arg = { .op = FUSE_REINIT_HOLD };
 
-		if (unshare(CLONE_NEWUSER) < 0)
+		if (setup() < 0)
 			_exit(255);
 		_exit(-reinit_op(fd, &arg));
 	}
@@ -407,13 +399,13 @@ static int serve(bool hold, const char *in, const char *mnt, char **argv)
 			r = c < 0 ? c : reinit_op(c, &arg);
 			say_result("", r, arg.gen);
 		} else if (!strcmp(line, "hold-unpriv")) {
-			r = hold_unprivileged(h);
+			r = hold_in_child(h, drop_privileges);
 			if (r < 0)
 				puts("error cannot-drop-privileges");
 			else
 				say_result("", -r, 0);
 		} else if (!strcmp(line, "hold-userns")) {
-			r = hold_in_userns(h);
+			r = hold_in_child(h, enter_userns);
 			if (r < 0)
 				puts("error cannot-make-a-user-namespace");
 			else
