@@ -7,8 +7,9 @@
 #
 # Exit status of a test: 0 pass, 77 skipped (the script prints "SKIP: reason"),
 # anything else fails.  A unit test also fails if it printed a "not ok" line.
-# An integration test declares its time limit with a "# timeout: N" line in its
-# header, the comment block it starts with (default 300 s; unit tests 120 s); FK_TIMEOUT_SCALE (a whole number,
+# An integration test declares its time limit with a "# timeout: N" line in the
+# comment block it starts with (default 300 s; unit tests 120 s; run-tests.sh
+# --timeout FILE prints it); FK_TIMEOUT_SCALE (a whole number,
 # default 1) multiplies every limit: vm/run.sh sets it in guests emulated
 # under TCG, where CPU-bound tests run 10 to 20 times slower.  After each test
 # no mount may remain under the tests' temp root: a leftover one fails the test
@@ -34,6 +35,18 @@ leftover_mounts() {
 		umount -l "$mp" 2>/dev/null
 	done
 }
+
+# test_timeout FILE: the N of the first "# timeout: N" line of FILE's leading comment block,
+# or nothing.
+test_timeout() {
+	awk '!/^#/ { exit } /^# *timeout: *[0-9]/ { sub(/^# *timeout: */, ""); print $1 + 0; exit }' "$1"
+}
+
+# run-tests.sh --timeout FILE: prints FILE's own time limit (vm/run.sh sums them for a guest).
+if [ "${1:-}" = --timeout ]; then
+	test_timeout "$2"
+	exit 0
+fi
 
 # Inside a test's own mount namespace (see run_one): runs the test, then reports (exit 99)
 # and removes the mounts it left under the temp root, which the runner cannot see.
@@ -121,12 +134,6 @@ on_signal() {
 	exit 130
 }
 trap on_signal INT TERM
-
-# test_timeout FILE: the N of the first "# timeout: N" line of FILE's leading comment block
-# (vm/run.sh reads it the same way), or nothing.
-test_timeout() {
-	awk '!/^#/ { exit } /^# *timeout: *[0-9]/ { sub(/^# *timeout: */, ""); print $1 + 0; exit }' "$1"
-}
 
 selected() {
 	local g

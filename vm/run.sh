@@ -117,9 +117,8 @@ tests_time() {
 		done
 		set +f
 		[ -n "$hit" ] || continue
-		# A test's own limit, read as run-tests.sh's test_timeout does.
 		case $t in
-		*.sh) limit=$(awk '!/^#/ { exit } /^# *timeout: *[0-9]/ { sub(/^# *timeout: */, ""); print $1 + 0; exit }' "$t") ;;
+		*.sh) limit=$("$VM_SRCDIR/tests/run-tests.sh" --timeout "$t") ;;
 		*) limit=120 ;;
 		esac
 		total=$((total + ${limit:-300} * SCALE))
