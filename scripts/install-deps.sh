@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages fusekeeper needs for one purpose:
-#   build  - compiler, meson, libfuse3 headers
-#   test   - build plus the real daemons and tools the tests drive, and what fuzz needs
-#            (the suite runs the fuzzers briefly)
+#   build  - compiler, meson, libfuse3 and libseccomp headers
+#   test   - build plus the real daemons (bindfs, rclone, gocryptfs, ...) and tools the
+#            tests drive, and what fuzz needs (the suite runs the fuzzers briefly)
 #   demo   - build plus what the demo uses
 #   bench  - build plus what the benchmarks use
 #   fuzz   - build plus clang (14 on Debian 12) and its libFuzzer (libclang-rt-14-dev)
@@ -13,15 +13,15 @@
 set -eu
 
 purpose=${1:-build}
-pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3"
+pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libseccomp-dev"
 fuzz_pkgs="clang libclang-rt-14-dev"
 case "$purpose" in
 build) ;;
-test) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl $fuzz_pkgs" ;;
+test) pkgs="$pkgs lxcfs sshfs bindfs rclone gocryptfs fuse-overlayfs squashfuse squashfs-tools openssh-server openssh-client util-linux procps iproute2 python3 attr perl $fuzz_pkgs" ;;
 demo) pkgs="$pkgs procps" ;;
 bench) pkgs="$pkgs procps" ;;
 fuzz) pkgs="$pkgs $fuzz_pkgs" ;;
-vm) pkgs="$pkgs lxcfs sshfs openssh-server openssh-client util-linux procps iproute2 python3 attr perl
+vm) pkgs="$pkgs lxcfs sshfs bindfs rclone gocryptfs fuse-overlayfs squashfuse squashfs-tools openssh-server openssh-client util-linux procps iproute2 python3 attr perl
 	qemu-system-x86 busybox-static cpio xz-utils zstd kmod patch bc flex bison libelf-dev libssl-dev $fuzz_pkgs" ;;
 *) echo "usage: $0 build|test|demo|bench|fuzz|vm" >&2; exit 2 ;;
 esac

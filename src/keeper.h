@@ -14,8 +14,12 @@
 #include "mount.h"
 
 struct keeper_config {
-	const char *mountpoint;
-	char **command;		  /* COMMAND and its arguments, NULL-terminated, with "{}" */
+	const char *mountpoint;	  /* absolute, resolved; with takeover, NULL until the daemon's own
+				     mount call names it when the user gave none */
+	char **command;		  /* COMMAND and its arguments, NULL-terminated, with "{}" unless
+				     takeover */
+	bool takeover;		  /* the daemon mounts itself and the keeper takes that mount over
+				     (takeover.h); cfg.mnt then comes from the daemon's mount call */
 	struct mount_options mnt;
 	const struct mode_ops *mode;
 	unsigned max_restarts;	  /* failed starts tolerated within restart_window_ms */
@@ -37,6 +41,17 @@ struct keeper_config {
 				     answers them: no write windows */
 	bool keep_removed;	  /* files removed while open are kept under hidden names */
 	const char *state_dir;	  /* where the journal of hidden names lives */
+	struct daemon_user *user; /* --user: whom the daemon runs as; NULL: root, as the keeper */
+};
+
+/* --user=USER[:GROUP]: the daemon's credentials and the environment systemd's User= gives. */
+struct daemon_user {
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;		  /* supplementary groups (the user's, from the group database) */
+	int ngroups;
+	char **env;		  /* the keeper's environment with HOME, USER, LOGNAME and SHELL of
+				     the user; NULL-terminated */
 };
 
 struct keeper;

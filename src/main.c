@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -139,6 +141,7 @@ enum {
 	OPT_WRITE_THROUGH,
 	OPT_NO_KEEP_REMOVED,
 	OPT_STATE_DIR,
+	OPT_USER,
 };
 
 static const struct option long_options[] = {
@@ -162,6 +165,7 @@ static const struct option long_options[] = {
 	{ "write-through", no_argument, NULL, OPT_WRITE_THROUGH },
 	{ "no-keep-removed", no_argument, NULL, OPT_NO_KEEP_REMOVED },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "user", required_argument, NULL, OPT_USER },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -212,6 +216,81 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 		usage_error("--%s=%s: expected a size in bytes (with K, M or G) up to %" PRIu64
 			    "G", opt, arg, max >> 30);
 	return (uint64_t)v << shift;
+}
+
+/* Sets NAME=VALUE in the NULL-terminated @env (of @n entries, room for 4 more). */
+static void env_set(char **env, size_t *n, const char *name, const char *value)
+{
+	size_t len = strlen(name);
+	char *entry;
+
+	if (asprintf(&entry, "%s=%s", name, value) < 0)
+		usage_error("out of memory");
+	for (size_t i = 0; i < *n; i++) {
+		if (!strncmp(env[i], name, len) && env[i][len] == '=') {
+			env[i] = entry;
+			return;
+		}
+	}
+	env[(*n)++] = entry;
+	env[*n] = NULL;
+}
+
+/*
+ * --user=USER[:GROUP]: a name or a number each; without GROUP the user's primary group. The
+ * supplementary groups and HOME, USER, LOGNAME and SHELL are the user's, as systemd's User=
+ * gives them.
+ */
+static struct daemon_user *parse_user(const char *arg)
+{
+	_cleanup_free_ char *copy = strdup(arg);
+	struct daemon_user *u = calloc(1, sizeof(*u));
+	char *group = copy ? strchr(copy, ':') : NULL, *end;
+	extern char **environ;
+	struct passwd *pw;
+	size_t n = 0;
+	int ng = 0;
+
+	if (!copy || !u)
+		usage_error("out of memory");
+	if (group)
+		*group++ = '\0';
+	pw = getpwnam(copy);
+	if (!pw) {
+		unsigned long v = strtoul(copy, &end, 10);
+
+		if (!*copy || *end || !(pw = getpwuid(v)))
+			usage_error("--user=%s: no such user", arg);
+	}
+	u->uid = pw->pw_uid;
+	u->gid = pw->pw_gid;
+	if (group) {
+		struct group *gr = getgrnam(group);
+
+		if (!gr) {
+			unsigned long v = strtoul(group, &end, 10);
+
+			if (!*group || *end || !(gr = getgrgid(v)))
+				usage_error("--user=%s: no such group '%s'", arg, group);
+		}
+		u->gid = gr->gr_gid;
+	}
+	getgrouplist(pw->pw_name, u->gid, NULL, &ng);
+	u->groups = calloc(ng + 1, sizeof(gid_t));
+	if (!u->groups || getgrouplist(pw->pw_name, u->gid, u->groups, &ng) < 0)
+		usage_error("--user=%s: cannot read the groups of %s", arg, pw->pw_name);
+	u->ngroups = ng;
+	while (environ[n])
+		n++;
+	u->env = calloc(n + 5, sizeof(char *));
+	if (!u->env)
+		usage_error("out of memory");
+	memcpy(u->env, environ, n * sizeof(char *));
+	env_set(u->env, &n, "HOME", pw->pw_dir);
+	env_set(u->env, &n, "USER", pw->pw_name);
+	env_set(u->env, &n, "LOGNAME", pw->pw_name);
+	env_set(u->env, &n, "SHELL", pw->pw_shell);
+	return u;
 }
 
 /*
@@ -266,17 +345,20 @@ int main(int argc, char **argv)
 		.keep_removed = true,
 		.state_dir = "/run/fusekeeper",
 	};
-	char err[512], *mountpoint;
+	char err[512], *mountpoint = NULL;
 	int c, rc, verbose = 0;
-	bool quiet = false, has_placeholder = false, window_set = false;
-	bool max_start_set = false, retry_set = false, no_retry = false;
+	bool quiet = false, has_placeholder = false, window_set = false, options_given = false;
+	bool max_start_set = false, retry_set = false, no_retry = false, ended_by_dashes;
+	const char *last_optarg = NULL;
 	const char *proxy_only = NULL; /* the last option given that only proxy mode reads */
 
 	mount_options_init(&cfg.mnt);
 	/* "+": stop at the first non-option, so COMMAND's own options stay its own. */
 	while ((c = getopt_long(argc, argv, "+o:m:vqhV", long_options, NULL)) != -1) {
+		last_optarg = optarg;
 		switch (c) {
 		case 'o':
+			options_given = true;
 			if (mount_parse_options(&cfg.mnt, optarg, err, sizeof(err)) < 0)
 				usage_error("%s", err);
 			break;
@@ -360,6 +442,9 @@ int main(int argc, char **argv)
 				usage_error("--state-dir=%s: expected an absolute path", optarg);
 			cfg.state_dir = optarg;
 			break;
+		case OPT_USER:
+			cfg.user = parse_user(optarg);
+			break;
 		case OPT_STATUS_FD: {
 			int fd = parse_number("status-fd", optarg, 0, INT_MAX);
 
@@ -416,20 +501,33 @@ int main(int argc, char **argv)
 	if (proxy_only && cfg.mode && cfg.mode != &proxy_mode)
 		usage_error("--%s applies to proxy mode only, not to --mode=%s", proxy_only,
 			    cfg.mode->name);
-	if (optind >= argc)
-		usage_error("missing MOUNTPOINT");
-	mountpoint = argv[optind++];
+	/* getopt ends at a "--" right after the options (no MOUNTPOINT) and steps over it. */
+	ended_by_dashes = optind > 1 && !strcmp(argv[optind - 1], "--") &&
+			  last_optarg != argv[optind - 1];
+	if (!ended_by_dashes && optind < argc && strcmp(argv[optind], "--"))
+		mountpoint = argv[optind++];
+	if (ended_by_dashes)
+		optind--;
 	if (optind >= argc || strcmp(argv[optind], "--"))
-		usage_error("missing '--' and COMMAND after MOUNTPOINT");
+		usage_error(mountpoint ? "missing '--' and COMMAND after MOUNTPOINT"
+				       : "missing '--' and COMMAND");
 	optind++;
 	if (optind >= argc)
 		usage_error("missing COMMAND after '--'");
 	cfg.command = argv + optind;
 	for (char **a = cfg.command; *a; a++)
 		has_placeholder |= !strcmp(*a, "{}");
-	if (!has_placeholder)
-		usage_error("COMMAND has no {} argument: put {} where the daemon takes its "
-			    "mountpoint, e.g. -- sshfs -f host:/dir {}");
+	cfg.takeover = !has_placeholder;
+	if (has_placeholder && !mountpoint)
+		usage_error("COMMAND has {}, which stands for the mount fusekeeper makes at "
+			    "MOUNTPOINT: give MOUNTPOINT before '--' (or drop {} and let the daemon "
+			    "mount as it does on its own)");
+	if (cfg.takeover && options_given)
+		usage_error("-o sets the mount options when fusekeeper mounts for a COMMAND with {}; "
+			    "without {} the daemon mounts, with its own options: give them to it");
+	if (cfg.takeover && cfg.mode == &remount_mode)
+		usage_error("--mode=remount gives the daemon /dev/fuse of a mount it makes itself, "
+			    "which needs {} in COMMAND; without {} use --mode=proxy or reinit");
 	if (geteuid() != 0) {
 		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
 		return 1;
@@ -445,10 +543,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fusekeeper: %s\n", err);
 		return 1;
 	}
-	cfg.mountpoint = realpath(mountpoint, NULL);
-	if (!cfg.mountpoint) {
-		fprintf(stderr, "fusekeeper: mountpoint %s: %s\n", mountpoint, strerror(errno));
-		return 1;
+	if (mountpoint) {
+		cfg.mountpoint = realpath(mountpoint, NULL);
+		if (!cfg.mountpoint) {
+			fprintf(stderr, "fusekeeper: mountpoint %s: %s\n", mountpoint,
+				strerror(errno));
+			return 1;
+		}
 	}
 	rc = supervise(&cfg);
 	free((char *)cfg.mountpoint);

@@ -18,6 +18,13 @@ void mount_options_init(struct mount_options *o)
 	o->flags = MS_NOSUID | MS_NODEV;
 }
 
+void mount_options_free(struct mount_options *o)
+{
+	free(o->fsname);
+	free(o->subtype);
+	o->fsname = o->subtype = NULL;
+}
+
 /* Flag options: name, MS_* bit, and whether the option sets or clears it. */
 static const struct {
 	const char *name;
@@ -129,7 +136,12 @@ int fuse_mount_fd(const char *mountpoint, const struct mount_options *o, char *e
 		snprintf(err, errlen, "mountpoint %s: %s", mountpoint, strerror(e));
 		return -e;
 	}
-	if (!S_ISDIR(st.st_mode)) {
+	if (o->ids_set && (o->rootmode & S_IFMT) == S_IFREG) {
+		if (!S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "mountpoint %s is not a regular file", mountpoint);
+			return -EINVAL;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "mountpoint %s is not a directory", mountpoint);
 		return -ENOTDIR;
 	}
@@ -142,7 +154,9 @@ int fuse_mount_fd(const char *mountpoint, const struct mount_options *o, char *e
 	}
 	/* rootmode is the root's file type; the daemon's GETATTR gives the permissions. */
 	snprintf(data, sizeof(data), "fd=%d,rootmode=%o,user_id=%u,group_id=%u%s%s", fd,
-		 (unsigned)S_IFDIR, (unsigned)getuid(), (unsigned)getgid(),
+		 o->ids_set ? o->rootmode & S_IFMT : (unsigned)S_IFDIR,
+		 o->ids_set ? (unsigned)o->user_id : (unsigned)getuid(),
+		 o->ids_set ? (unsigned)o->group_id : (unsigned)getgid(),
 		 o->allow_other ? ",allow_other" : "",
 		 o->default_permissions ? ",default_permissions" : "");
 	if (o->max_read) {

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct mount_options {
 	unsigned long flags;  /* MS_* flags for mount(2) */
@@ -12,6 +13,11 @@ struct mount_options {
 	char *fsname;	      /* source shown in /proc/mounts; NULL: "fusekeeper" */
 	char *subtype;	      /* type becomes fuse.SUBTYPE; NULL: plain "fuse" */
 	unsigned max_read;    /* 0: kernel default */
+	bool ids_set;	      /* user_id, group_id and rootmode below were given (by a daemon's own
+				 mount call); otherwise the keeper's uid and gid, and a directory */
+	uid_t user_id;	      /* the mount's owner: without allow_other only it has access */
+	gid_t group_id;
+	unsigned rootmode;    /* the root's file type, S_IFDIR or S_IFREG (a file mountpoint) */
 };
 
 /*
@@ -22,6 +28,9 @@ int mount_parse_options(struct mount_options *o, const char *arg, char *err, siz
 
 /* Sets defaults: nosuid, nodev. */
 void mount_options_init(struct mount_options *o);
+
+/* Frees fsname and subtype. */
+void mount_options_free(struct mount_options *o);
 
 /*
  * Opens /dev/fuse and mounts it at @mountpoint. Returns the /dev/fuse fd or -errno; on failure a

@@ -17,14 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "mode.h"
+#include "takeover.h"
 #include "util.h"
 
 /* A daemon that dies this soon after taking over is restarted only after a back-off. */
@@ -54,11 +57,24 @@ struct start_watch {
 	int64_t told_until;  /* the time the last "still starting" line promised; 0: none */
 };
 
+/* Taking over the daemon's own mount (cfg.takeover): the state of takeover.h's mechanics. */
+struct takeover_state {
+	struct takeover *filter;
+	int listener;	   /* the current daemon's filter's listener; -1 when none */
+	int given;	   /* a dup of the channel end put in its place of /dev/fuse, -1: none yet */
+	bool mounted;	   /* the keeper's mount exists (made for the first daemon's call) */
+	bool mount_gone;   /* ... and has since left the keeper's namespace (unmounted) */
+	unsigned conn;	   /* its fusectl number (device minor) */
+	int mountinfo;	   /* /proc/self/mountinfo, polled for changes while mounted; -1: none */
+	int failed;	   /* -errno: the daemon did something that cannot be taken over */
+};
+
 struct keeper {
 	struct keeper_config cfg;
 	void *mode_state;
 	int sigfd;
 	pid_t daemon;	   /* current daemon, 0 when none */
+	pid_t pgid;	   /* its process group (the daemon's own, or the one it moved to) */
 	bool daemon_reaped; /* its status was collected by reap_orphans() */
 	int daemon_status;
 	int pidfd;	   /* becomes readable when the daemon exits; -1 when none */
@@ -77,6 +93,8 @@ struct keeper {
 	int64_t hang_killed_at;
 	bool hang_told;	   /* ... and that it does not die was logged */
 	int64_t hang_after; /* no daemon is called hung before this (the keeper was stopped) */
+	struct takeover_state to;
+	char *own_mountpoint; /* cfg.mountpoint when the daemon's mount call named it */
 };
 
 /* A wake-up this late means the keeper itself was stopped or starved (a frozen cgroup). */
@@ -104,7 +122,7 @@ static void kill_daemon(struct keeper *k, int sig)
 {
 	if (k->daemon > 0) {
 		/* The daemon leads its own process group: helpers it started (ssh) go with it. */
-		kill(-k->daemon, sig);
+		kill(-k->pgid, sig);
 		/* Through the pidfd: never a stranger that reused the pid after an early reap. */
 		if (k->pidfd >= 0)
 			syscall(SYS_pidfd_send_signal, k->pidfd, sig, NULL, 0);
@@ -241,7 +259,7 @@ static void start_sample(struct keeper *k, int64_t now)
 	uint64_t cpu, io;
 
 	s->sampled_at = now;
-	if (k->daemon <= 0 || group_usage(k->daemon, &cpu, &io) < 0)
+	if (k->daemon <= 0 || group_usage(k->pgid, &cpu, &io) < 0)
 		return;
 	if (cpu != s->cpu || io != s->io) {
 		s->progress_at = now;
@@ -430,17 +448,25 @@ static void requests_down(struct keeper *k, int64_t now)
 	event("DOWN %" PRId64, now - k->died_at);
 }
 
+static int takeover_handle(struct keeper *k);
+static void takeover_check_mount(struct keeper *k);
+static bool takeover_follow(struct keeper *k);
+
 int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 {
 	/* Waiting for the daemon's answer while it starts: the start policy has the last word. */
 	bool start_wait = fd >= 0 && k->start.at;
 
 	for (;;) {
-		struct pollfd pfd[4] = {
+		struct pollfd pfd[6] = {
 			{ .fd = k->sigfd, .events = POLLIN },
-			{ .fd = k->cfg.mode->event_fd(k->mode_state), .events = POLLIN },
+			{ .fd = k->mode_state ? k->cfg.mode->event_fd(k->mode_state) : -1,
+			  .events = POLLIN },
 			{ .fd = k->pidfd, .events = POLLIN },
 			{ .fd = fd, .events = POLLIN },
+			/* The daemon's trapped calls, unless the caller waits for one itself. */
+			{ .fd = fd == k->to.listener ? -1 : k->to.listener, .events = POLLIN },
+			{ .fd = k->to.mountinfo, .events = POLLPRI },
 		};
 		int64_t now = now_ms(), wake = deadline;
 		char what[128];
@@ -465,7 +491,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		wake = MIN(wake, hang_deadline(k, what, sizeof(what)));
 		if (k->hang_killed && !k->hang_told)
 			wake = MIN(wake, k->hang_killed_at + HUNG_DEATH_MS);
-		n = poll(pfd, 4, wake == INT64_MAX ? -1 : ms_until(wake));
+		n = poll(pfd, 6, wake == INT64_MAX ? -1 : ms_until(wake));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -474,6 +500,11 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			return -EINTR;
 		if (pfd[1].revents && mode_events(k) < 0)
 			return -EINTR;
+		/* Something the daemon did cannot be taken over (logged): it must go. */
+		if (pfd[4].revents && takeover_handle(k) < 0)
+			kill_daemon(k, SIGKILL);
+		if (pfd[5].revents)
+			takeover_check_mount(k);
 		if (k->stop)
 			return -EINTR;
 		now = now_ms();
@@ -489,26 +520,340 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			hung_not_dead(k, now);
 		if (pfd[3].revents)
 			return 0;
-		if (pfd[2].revents)
+		if (pfd[2].revents && !(k->cfg.takeover && takeover_follow(k)))
 			return -ECHILD;
 		if (!start_wait && now >= deadline)
 			return -ETIMEDOUT;
 	}
 }
 
-/* Runs the daemon with the mode's channel as /dev/fd/N. */
+/* ---- Taking over the daemon's own mount (cfg.takeover, takeover.h) ---------------------- */
+
+/* The daemon's mount options, for the log. */
+static void describe_mount(const struct mount_options *o, char *buf, size_t size)
+{
+	snprintf(buf, size, "source %s, type fuse%s%s, user_id=%u, group_id=%u%s%s%s%s%s",
+		 o->fsname ? o->fsname : "(none)", o->subtype ? "." : "",
+		 o->subtype ? o->subtype : "", (unsigned)o->user_id, (unsigned)o->group_id,
+		 o->allow_other ? ", allow_other" : "",
+		 o->default_permissions ? ", default_permissions" : "",
+		 o->flags & MS_RDONLY ? ", ro" : "", o->flags & MS_NOSUID ? ", nosuid" : "",
+		 o->flags & MS_NODEV ? ", nodev" : "");
+}
+
+/*
+ * The first daemon's mount call: the keeper makes the mount, with the daemon's own options, and
+ * starts the mode on it. Takes c->mnt. Returns 0 or -errno (logged).
+ */
+static int takeover_first_mount(struct keeper *k, struct takeover_call *c)
+{
+	char err[512], what[512];
+	int devfd, r;
+
+	if (!k->cfg.mountpoint) {
+		/* Nothing is mounted there yet: resolving it looks up nothing on a FUSE mount. */
+		char *mp = realpath(c->target, NULL);
+
+		if (!mp) {
+			r = -errno;
+			log_error("Daemon %d mounts at %s: %s", (int)c->pid, c->target, strerror(-r));
+			return r;
+		}
+		k->cfg.mountpoint = k->own_mountpoint = mp;
+	}
+	mount_options_free(&k->cfg.mnt);
+	k->cfg.mnt = c->mnt;
+	mount_options_init(&c->mnt);
+	devfd = fuse_mount_fd(k->cfg.mountpoint, &k->cfg.mnt, err, sizeof(err));
+	if (devfd < 0) {
+		log_error("Cannot make the mount daemon %d asked for: %s", (int)k->daemon, err);
+		return devfd;
+	}
+	r = k->cfg.mode->start(k, devfd, &k->mode_state);
+	if (r < 0) {
+		log_error("Cannot start %s mode: %s", k->cfg.mode->name, strerror(-r));
+		fuse_unmount(k->cfg.mountpoint);
+		k->mode_state = NULL;
+		return r;
+	}
+	k->to.mounted = true;
+	k->to.conn = fuse_conn_id(k->cfg.mountpoint);
+	k->to.mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	describe_mount(&k->cfg.mnt, what, sizeof(what));
+	log_info("Mounted %s (%s mode) as daemon %d asked: %s", k->cfg.mountpoint,
+		 k->cfg.mode->name, (int)k->daemon, what);
+	log_debug("The mount is FUSE connection %u (fusectl)", k->to.conn);
+	event("MODE %s", k->cfg.mode->name);
+	return 0;
+}
+
+/* A later daemon's mount call: the mount stays as the first daemon made it. */
+static void takeover_compare(struct keeper *k, const struct takeover_call *c)
+{
+	const struct mount_options *a = &k->cfg.mnt, *b = &c->mnt;
+	char was[512], now[512];
+
+	describe_mount(a, was, sizeof(was));
+	describe_mount(b, now, sizeof(now));
+	if (strcmp(was, now))
+		log_warn("Daemon %d mounts with other options than the first one (%s; the mount "
+			 "has %s): the mount keeps its own", (int)k->daemon, now, was);
+}
+
+/*
+ * A FUSE mount(2) of the daemon's: the first one is made (or, for a restarted daemon, is there
+ * already); the daemon's /dev/fuse fd is replaced by the mode's channel and the call answered
+ * success. Returns 0 or -errno (logged; the caller answers the call with it).
+ */
+static int takeover_mount_call(struct keeper *k, struct takeover_call *c)
+{
+	char err[512];
+	int chan, r;
+
+	if (k->to.given >= 0) {
+		log_error("Daemon %d mounts a second FUSE filesystem, at %s: fusekeeper takes over "
+			  "one mount per daemon (run one fusekeeper for each mount)", (int)k->daemon,
+			  c->target);
+		return -EBUSY;
+	}
+	if (k->cfg.mountpoint && strcmp(c->target, k->cfg.mountpoint)) {
+		/* Before the first mount, a symbolic link may name the same directory. */
+		_cleanup_free_ char *real = k->to.mounted ? NULL : realpath(c->target, NULL);
+
+		if (!real || strcmp(real, k->cfg.mountpoint)) {
+			log_error("Daemon %d mounts at %s, but fusekeeper's MOUNTPOINT is %s: give "
+				  "the daemon that mountpoint, or leave MOUNTPOINT out",
+				  (int)k->daemon, c->target, k->cfg.mountpoint);
+			return -EINVAL;
+		}
+	}
+	if (!k->to.mounted) {
+		r = takeover_first_mount(k, c);
+		if (r < 0)
+			return r;
+	} else {
+		takeover_compare(k, c);
+	}
+	/* The daemon sees its mount when its call returns, as without the keeper. */
+	if (!k->to.mount_gone &&
+	    takeover_show_mount(c->pid, k->cfg.mountpoint, k->to.conn, err, sizeof(err)) < 0)
+		log_warn("%s: daemon %d sees the directory beneath its mountpoint", err,
+			 (int)k->daemon);
+	chan = k->cfg.mode->channel(k->mode_state);
+	if (chan < 0) {
+		log_error("Cannot create the daemon's channel: %s", strerror(-chan));
+		return chan;
+	}
+	r = takeover_install_fd(k->to.listener, c, chan);
+	if (r < 0) {
+		if (r != -ENOENT)
+			log_error("Cannot put the channel in place of fd %d of process %d: %s", c->fd,
+				  (int)c->pid, strerror(-r));
+		return r;
+	}
+	k->to.given = fcntl(chan, F_DUPFD_CLOEXEC, 3);
+	takeover_answer(k->to.listener, c, 0);
+	log_debug("Took over the mount of daemon %d: fd %d of process %d is the %s mode's channel",
+		  (int)k->daemon, c->fd, (int)c->pid, k->cfg.mode->name);
+	return 0;
+}
+
+/*
+ * Answers one trapped call of the daemon's. Returns 0, or -errno when the daemon did something
+ * that cannot be taken over (logged, and answered with that error): its start fails.
+ */
+static int takeover_handle(struct keeper *k)
+{
+	struct takeover_call c;
+	int r = takeover_receive(k->to.listener, &c);
+
+	if (r < 0) {
+		log_error("The seccomp listener of daemon %d failed: %s", (int)k->daemon,
+			  strerror(-r));
+		close(k->to.listener);
+		k->to.listener = -1;
+		return k->to.failed = r;
+	}
+	if (r == 0)
+		return 0;
+	switch (c.kind) {
+	case TAKEOVER_UMOUNT:
+		if (k->to.mounted && !strcmp(c.target, k->cfg.mountpoint)) {
+			log_info("Daemon %d unmounts %s: answered without unmounting (fusekeeper keeps "
+				 "the mount)", (int)k->daemon, c.target);
+			takeover_answer(k->to.listener, &c, 0);
+			/*
+			 * For the daemon its connection has ended, as after a real unmount: a daemon
+			 * that waits for that before it exits (go-fuse) must see it. On a proxy
+			 * channel (a socket) its reads now return end of file; a clone of /dev/fuse
+			 * (reinit) ends with the connection.
+			 */
+			if (k->to.given >= 0)
+				shutdown(k->to.given, SHUT_RDWR);
+		} else {
+			takeover_continue(k->to.listener, &c);
+		}
+		return 0;
+	case TAKEOVER_REFUSED:
+		log_error("Daemon %d (process %d) mounts %s in a way fusekeeper cannot take over: %s",
+			  (int)k->daemon, (int)c.pid, c.target, c.why);
+		r = -EPERM;
+		break;
+	case TAKEOVER_MOUNT:
+		r = takeover_mount_call(k, &c);
+		break;
+	}
+	mount_options_free(&c.mnt);
+	if (r < 0) {
+		takeover_answer(k->to.listener, &c, r);
+		k->to.failed = r;
+	}
+	return r;
+}
+
+/*
+ * The keeper's namespace changed: if its mount is gone (unmounted by the user), the daemon's copy
+ * is removed too, so that the connection ends with its last mount elsewhere (a container's bind
+ * mount), as it does without the keeper.
+ */
+static void takeover_check_mount(struct keeper *k)
+{
+	int r;
+
+	if (!k->to.mounted || k->to.mount_gone ||
+	    takeover_has_mount(getpid(), k->cfg.mountpoint, k->to.conn) != 0)
+		return;
+	k->to.mount_gone = true;
+	close(k->to.mountinfo);
+	k->to.mountinfo = -1;
+	r = k->daemon > 0 ? takeover_hide_mount(k->daemon, k->cfg.mountpoint, k->to.conn) : 0;
+	if (!k->stop)
+		log_info("%s was unmounted in fusekeeper's namespace%s", k->cfg.mountpoint,
+			 r > 0 ? ": removed the daemon's own copy of it" : "");
+	if (r < 0)
+		log_warn("Cannot remove the daemon's own copy of %s: %s; the mount ends when the "
+			 "daemon does", k->cfg.mountpoint, strerror(-r));
+}
+
+/* A child of the keeper's (by now: it is a subreaper) other than @not that holds @fd's file. */
+static pid_t channel_holder(int fd, pid_t not)
+{
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *de;
+	pid_t found = 0;
+
+	if (!tasks)
+		return 0;
+	while (!found && (de = readdir(tasks))) {
+		char path[300], buf[4096], *p, *end;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children", de->d_name);
+		if (read_small(path, buf, sizeof(buf)) <= 0)
+			continue;
+		for (p = buf; !found; p = end) {
+			long pid = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			if (pid != not && takeover_holds_file(pid, fd) == 1)
+				found = pid;
+		}
+	}
+	closedir(tasks);
+	return found;
+}
+
+/*
+ * The daemon's process exited. If it exited 0 and a process it started holds the channel the
+ * keeper gave it, it went to the background (fuse_daemonize(), gocryptfs's fork): that process
+ * is the daemon from now on. Returns true when the keeper follows one.
+ */
+static bool takeover_follow(struct keeper *k)
+{
+	int status = 0, pidfd;
+	pid_t heir, old = k->daemon;
+
+	if (k->to.given < 0 || old <= 0)
+		return false;
+	if (!k->daemon_reaped) {
+		if (waitpid(old, &status, WNOHANG) != old)
+			return false;
+		k->daemon_status = status;
+		k->daemon_reaped = true;
+	}
+	if (!WIFEXITED(k->daemon_status) || WEXITSTATUS(k->daemon_status) != 0)
+		return false;
+	heir = channel_holder(k->to.given, old);
+	if (heir <= 0 || (pidfd = syscall(SYS_pidfd_open, heir, 0)) < 0)
+		return false;
+	log_info("Daemon %d went to the background as process %d, which holds its FUSE channel: "
+		 "following it", (int)old, (int)heir);
+	event("FOLLOW %d %d", (int)old, (int)heir);
+	close(k->pidfd);
+	k->pidfd = pidfd;
+	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	k->daemon = heir;
+	k->pgid = getpgid(heir) > 0 ? getpgid(heir) : heir;
+	k->daemon_reaped = false;
+	return true;
+}
+
+/*
+ * Waits for the starting daemon's own mount call and takes it over. Returns 0, or as
+ * keeper_wait(); -errno when the daemon did what cannot be taken over.
+ */
+static int takeover_wait_mount(struct keeper *k)
+{
+	int64_t deadline = k->start.at + k->cfg.start_timeout_ms;
+
+	while (k->to.given < 0) {
+		int r;
+
+		if (k->to.failed)
+			return k->to.failed;
+		if (k->to.listener < 0)
+			return -EIO;
+		r = keeper_wait(k, k->to.listener, deadline);
+		if (r < 0)
+			return r;
+		r = takeover_handle(k);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Why the daemon's process could not become the daemon: sent over a pipe from before exec. */
+struct child_failure {
+	int err;
+	char step[80]; /* what failed: "executing", or a step of takeover_child() */
+};
+
+/*
+ * Runs the daemon: with the mode's channel as /dev/fd/N in place of {}, or (takeover) with its
+ * own command line, under the filter whose listener comes back over a socket.
+ */
 static int start_daemon(struct keeper *k)
 {
 	char **cmd = k->cfg.command;
 	size_t argc = 0;
 	char fdpath[32];
-	int chan, errpipe[2], child_errno = 0;
-	pid_t pid;
+	int chan = -1, errpipe[2], sock[2] = { -1, -1 };
+	struct child_failure cf = { 0 };
+	const char *hide = k->to.mounted && !k->to.mount_gone ? k->cfg.mountpoint : NULL;
+	const struct daemon_user *u = k->cfg.user;
+	pid_t pid, keeper = getpid();
 
-	chan = k->cfg.mode->channel(k->mode_state);
-	if (chan < 0) {
-		log_error("Cannot create the daemon's channel: %s", strerror(-chan));
-		return chan;
+	if (!k->cfg.takeover) {
+		chan = k->cfg.mode->channel(k->mode_state);
+		if (chan < 0) {
+			log_error("Cannot create the daemon's channel: %s", strerror(-chan));
+			return chan;
+		}
+	} else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock) < 0) {
+		return -errno;
 	}
 	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", chan);
 	while (cmd[argc])
@@ -516,18 +861,29 @@ static int start_daemon(struct keeper *k)
 	char *argv[argc + 1];
 	for (size_t i = 0; i <= argc; i++)
 		argv[i] = cmd[i] && !strcmp(cmd[i], "{}") ? fdpath : cmd[i];
-	if (pipe2(errpipe, O_CLOEXEC) < 0)
-		return -errno;
+	if (pipe2(errpipe, O_CLOEXEC) < 0) {
+		int e = errno;
+		if (sock[0] >= 0) {
+			close(sock[0]);
+			close(sock[1]);
+		}
+		return -e;
+	}
 
 	pid = fork();
 	if (pid < 0) {
 		int e = errno;
 		close(errpipe[0]);
 		close(errpipe[1]);
+		if (sock[0] >= 0) {
+			close(sock[0]);
+			close(sock[1]);
+		}
 		return -e;
 	}
 	if (pid == 0) {
 		sigset_t none;
+		const char *step = "executing";
 
 		/* Only async-signal-safe calls from here to exec. */
 		setpgid(0, 0);
@@ -535,16 +891,39 @@ static int start_daemon(struct keeper *k)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
-		fcntl(chan, F_SETFD, 0);
+		if (chan >= 0)
+			fcntl(chan, F_SETFD, 0);
 		int devnull = open("/dev/null", O_RDONLY);
 		if (devnull >= 0) {
 			dup2(devnull, STDIN_FILENO);
 			if (devnull != STDIN_FILENO)
 				close(devnull);
 		}
-		execvp(argv[0], argv);
-		child_errno = errno;
-		if (write(errpipe[1], &child_errno, sizeof(child_errno)) < 0) {
+		cf.err = k->cfg.takeover ? -takeover_child(k->to.filter, hide, sock[1], &step) : 0;
+		if (!cf.err && u) {
+			/* After the filter and the namespace, which need root. */
+			step = "dropping to --user";
+			/* The system calls themselves: glibc's wrappers signal every thread. */
+			if (syscall(SYS_setgroups, u->ngroups, u->groups) < 0 ||
+			    syscall(SYS_setresgid, u->gid, u->gid, u->gid) < 0 ||
+			    syscall(SYS_setresuid, u->uid, u->uid, u->uid) < 0)
+				cf.err = errno;
+			/* A change of credentials clears the parent-death signal. */
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
+			if (getppid() != keeper)
+				_exit(127);
+		}
+		if (!cf.err) {
+			step = "executing";
+			if (u)
+				execvpe(argv[0], argv, u->env);
+			else
+				execvp(argv[0], argv);
+			cf.err = errno;
+		}
+		for (size_t i = 0; i < sizeof(cf.step) - 1 && step[i]; i++)
+			cf.step[i] = step[i];
+		if (write(errpipe[1], &cf, sizeof(cf)) < 0) {
 			/* The parent sees a closed pipe and a dead child either way. */
 		}
 		_exit(127);
@@ -552,16 +931,40 @@ static int start_daemon(struct keeper *k)
 	setpgid(pid, pid); /* Also here: the group must exist before anyone signals it. */
 	close(errpipe[1]);
 	k->daemon = pid;
+	k->pgid = pid;
 	k->hang_killed = false;
-	if (read(errpipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
+	if (sock[0] >= 0) {
+		close(sock[1]);
+		/* The child sends the listener or closes its end (fails, or exits). */
+		k->to.listener = takeover_recv_listener(sock[0]);
+		close(sock[0]);
+		k->to.given = -1;
+		k->to.failed = 0;
+	}
+	if (read(errpipe[0], &cf, sizeof(cf)) == sizeof(cf)) {
 		close(errpipe[0]);
-		log_error("Cannot execute '%s': %s", argv[0], strerror(child_errno));
+		if (!strcmp(cf.step, "executing"))
+			log_error("Cannot execute '%s': %s", argv[0], strerror(cf.err));
+		else
+			log_error("Cannot start daemon '%s': %s failed: %s", argv[0], cf.step,
+				  strerror(cf.err));
 		waitpid(pid, NULL, 0);
 		k->daemon = 0;
+		if (k->to.listener >= 0)
+			close(k->to.listener);
+		k->to.listener = -1;
 		event("FAILED %d exec", (int)pid);
-		return -child_errno;
+		return -cf.err;
 	}
 	close(errpipe[0]);
+	if (k->cfg.takeover && k->to.listener < 0) {
+		log_error("Daemon %d sent no seccomp listener: %s", (int)pid,
+			  strerror(-k->to.listener));
+		kill_daemon(k, SIGKILL);
+		waitpid(pid, NULL, 0);
+		k->daemon = 0;
+		return -EIO;
+	}
 	k->pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (k->pidfd < 0) {
 		int e = errno;
@@ -592,7 +995,7 @@ static void reap_daemon(struct keeper *k)
 			;
 	k->daemon_reaped = false;
 	/* Whatever the daemon left running in its group goes too. */
-	kill(-pid, SIGKILL);
+	kill(-k->pgid, SIGKILL);
 	if (WIFSIGNALED(status)) {
 		log_info("Daemon %d was killed by signal %s", (int)pid,
 			 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
@@ -600,16 +1003,24 @@ static void reap_daemon(struct keeper *k)
 		      sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
 	} else {
 		log_info("Daemon %d exited with status %d%s", (int)pid, WEXITSTATUS(status),
-			 WEXITSTATUS(status) == 0 && !k->stop
-				 ? " while the filesystem is mounted (if it went to the background, "
-				   "run it in the foreground, e.g. with -f)"
-				 : "");
+			 WEXITSTATUS(status) != 0 || k->stop ? ""
+			 : !k->cfg.takeover ? " while the filesystem is mounted (if it went to the "
+					      "background, run it in the foreground, e.g. with -f)"
+			 : k->to.given >= 0 ? " while the filesystem is mounted, and left no "
+					      "process holding its FUSE channel"
+					    : "");
 		event("EXIT %d status=%d", (int)pid, WEXITSTATUS(status));
 	}
 	if (k->pidfd >= 0)
 		close(k->pidfd);
 	k->pidfd = -1;
 	k->daemon = 0;
+	/* Processes of its left over get ENOSYS from the filter from now on. */
+	if (k->to.listener >= 0)
+		close(k->to.listener);
+	if (k->to.given >= 0)
+		close(k->to.given);
+	k->to.listener = k->to.given = -1;
 }
 
 /* Stops the daemon: SIGTERM, then SIGKILL after the grace period. */
@@ -621,10 +1032,18 @@ static void stop_daemon(struct keeper *k)
 		return;
 	kill_daemon(k, SIGTERM);
 	for (;;) {
-		struct pollfd pfd = { .fd = k->pidfd, .events = POLLIN };
-		int n = poll(&pfd, 1, ms_until(deadline));
+		/* The daemon's own unmount at exit is trapped: it must be answered. */
+		struct pollfd pfd[2] = {
+			{ .fd = k->pidfd, .events = POLLIN },
+			{ .fd = k->to.listener, .events = POLLIN },
+		};
+		int n = poll(pfd, 2, ms_until(deadline));
 
-		if (n > 0 || (n == 0 && ms_until(deadline) == 0))
+		if (n > 0 && pfd[1].revents && takeover_handle(k) < 0)
+			kill_daemon(k, SIGKILL);
+		if (n > 0 && pfd[0].revents)
+			break;
+		if (n == 0 && ms_until(deadline) == 0)
 			break;
 	}
 	if (ms_until(deadline) == 0) {
@@ -698,11 +1117,13 @@ static int setup_signals(struct keeper *k)
 
 int supervise(const struct keeper_config *cfg)
 {
-	struct keeper k = { .cfg = *cfg, .pidfd = -1, .sigfd = -1 };
+	struct keeper k = {
+		.cfg = *cfg, .pidfd = -1, .sigfd = -1,
+		.to = { .listener = -1, .given = -1, .mountinfo = -1 },
+	};
 	char err[512];
 	bool served = false, gave_up = false; /* gave_up: after too many failed starts */
 	int64_t up_since = 0;
-	unsigned conn;
 	int devfd, r;
 
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -711,21 +1132,32 @@ int supervise(const struct keeper_config *cfg)
 		log_error("Cannot set up signal handling: %s", strerror(errno));
 		return 1;
 	}
-	devfd = fuse_mount_fd(cfg->mountpoint, &cfg->mnt, err, sizeof(err));
-	if (devfd < 0) {
-		log_error("%s", err);
-		return 1;
+	if (cfg->takeover) {
+		/* The mount is made when the first daemon asks for it (takeover_first_mount()). */
+		r = takeover_new(&k.to.filter, err, sizeof(err));
+		if (r < 0) {
+			log_error("%s", err);
+			free(k.failures);
+			return 1;
+		}
+	} else {
+		devfd = fuse_mount_fd(cfg->mountpoint, &cfg->mnt, err, sizeof(err));
+		if (devfd < 0) {
+			log_error("%s", err);
+			return 1;
+		}
+		r = cfg->mode->start(&k, devfd, &k.mode_state);
+		if (r < 0) {
+			log_error("Cannot start %s mode: %s", cfg->mode->name, strerror(-r));
+			fuse_unmount(cfg->mountpoint);
+			return 1;
+		}
+		k.to.mounted = true;
+		k.to.conn = fuse_conn_id(cfg->mountpoint);
+		log_debug("The mount is FUSE connection %u (fusectl)", k.to.conn);
+		log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
+		event("MODE %s", cfg->mode->name);
 	}
-	r = cfg->mode->start(&k, devfd, &k.mode_state);
-	if (r < 0) {
-		log_error("Cannot start %s mode: %s", cfg->mode->name, strerror(-r));
-		fuse_unmount(cfg->mountpoint);
-		return 1;
-	}
-	conn = fuse_conn_id(cfg->mountpoint);
-	log_debug("The mount is FUSE connection %u (fusectl)", conn);
-	log_info("Mounted %s (%s mode)", cfg->mountpoint, cfg->mode->name);
-	event("MODE %s", cfg->mode->name);
 
 	while (!k.stop) {
 		bool failed_start, unmounted, took_over = false;
@@ -734,19 +1166,22 @@ int supervise(const struct keeper_config *cfg)
 		r = start_daemon(&k);
 		if (r == 0) {
 			start_begin(&k);
-			r = cfg->mode->attach(k.mode_state, &k);
+			if (cfg->takeover)
+				r = takeover_wait_mount(&k);
 		}
+		if (r == 0)
+			r = cfg->mode->attach(k.mode_state, &k);
 		if (r == 0) {
 			int64_t now = now_ms();
 
 			if (!served) {
 				k.first_start_ms = now - k.start.at;
 				log_info("Daemon %d is serving %s (it started in %.1f s)", (int)k.daemon,
-					 cfg->mountpoint, k.first_start_ms / 1000.0);
+					 k.cfg.mountpoint, k.first_start_ms / 1000.0);
 				event("READY %d", (int)k.daemon);
 			} else {
 				log_info("Daemon %d took over %s %" PRId64 " ms after the last one died%s",
-					 (int)k.daemon, cfg->mountpoint, now - k.died_at,
+					 (int)k.daemon, k.cfg.mountpoint, now - k.died_at,
 					 gave_up ? ": it serves again after fusekeeper gave up" : "");
 				event("RECOVERED %d %" PRId64, (int)k.daemon, now - k.died_at);
 			}
@@ -776,22 +1211,32 @@ int supervise(const struct keeper_config *cfg)
 		if (failed_start && k.daemon > 0)
 			event("FAILED %d %s", (int)k.daemon,
 			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" :
-			      r == -ECHILD ? "exit" : "start");
+			      r == -ECHILD ? "exit" : k.to.failed ? "takeover" : "start");
 		if (r != -ECHILD && k.daemon > 0)
 			kill_daemon(&k, SIGKILL);
-		cfg->mode->detach(k.mode_state);
 		/*
 		 * The daemon may have died of the end of the connection (an unmount): not restarted.
 		 * Asked before the reap, so that its log line does not blame a daemon that exited
 		 * because it saw the unmount first (as one on a clone of the connection does).
 		 */
-		unmounted = mode_events(&k) < 0;
+		unmounted = false;
+		if (k.mode_state) {
+			cfg->mode->detach(k.mode_state);
+			unmounted = mode_events(&k) < 0;
+		}
 		reap_daemon(&k);
 		if (unmounted)
 			break;
 		if (!served) {
-			log_error("The daemon failed before it served the mount; giving up. Check that "
-				  "COMMAND runs in the foreground and accepts {} as its mountpoint");
+			if (!cfg->takeover)
+				log_error("The daemon failed before it served the mount; giving up. Check "
+					  "that COMMAND runs in the foreground and accepts {} as its "
+					  "mountpoint");
+			else if (!k.to.mounted)
+				log_error("The daemon failed before it mounted a FUSE filesystem; giving "
+					  "up. Its own messages above should say why");
+			else
+				log_error("The daemon failed before it served the mount; giving up");
 			gave_up = true;
 			break;
 		}
@@ -805,13 +1250,13 @@ int supervise(const struct keeper_config *cfg)
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
 					  "%s now %s. The daemon is tried again every %" PRId64
 					  " s (--retry-interval)", cfg->max_restarts,
-					  cfg->restart_window_ms / 1000, cfg->mountpoint,
+					  cfg->restart_window_ms / 1000, k.cfg.mountpoint,
 					  k.requests_then, cfg->retry_interval_ms / 1000);
 			else
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
 					  "%s now %s. Unmount it (umount %s) or stop fusekeeper "
 					  "to end this", cfg->max_restarts, cfg->restart_window_ms / 1000,
-					  cfg->mountpoint, k.requests_then, cfg->mountpoint);
+					  k.cfg.mountpoint, k.requests_then, k.cfg.mountpoint);
 			/* After the mode's give_up() and the log: a test may act on it at once. */
 			event("GAVEUP");
 			k.down_at = 0;
@@ -834,10 +1279,13 @@ int supervise(const struct keeper_config *cfg)
 		}
 	}
 
-	if (!k.unmounted) {
-		r = fuse_unmount(cfg->mountpoint);
+	if (!k.unmounted && k.to.mounted && !k.to.mount_gone) {
+		r = fuse_unmount(k.cfg.mountpoint);
 		if (r < 0)
-			log_warn("Cannot unmount %s: %s", cfg->mountpoint, strerror(-r));
+			log_warn("Cannot unmount %s: %s", k.cfg.mountpoint, strerror(-r));
+		/* And the daemon's copy: a daemon waiting for the connection to end sees it end. */
+		if (cfg->takeover)
+			takeover_check_mount(&k);
 	}
 	stop_daemon(&k);
 	wait_orphans(&k);
@@ -846,11 +1294,16 @@ int supervise(const struct keeper_config *cfg)
 	 * the kernel (a notification waiting on a page that a request holds) would otherwise keep
 	 * the process, and so /dev/fuse and every waiting request, from ever finishing.
 	 */
-	if (!k.unmounted)
-		fuse_abort_conn(cfg->mode->conn_id ? cfg->mode->conn_id(k.mode_state) : conn);
-	cfg->mode->stop(k.mode_state);
+	if (!k.unmounted && k.mode_state)
+		fuse_abort_conn(cfg->mode->conn_id ? cfg->mode->conn_id(k.mode_state) : k.to.conn);
+	if (k.mode_state)
+		cfg->mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");
 	free(k.failures);
+	takeover_free(k.to.filter);
+	if (k.to.mountinfo >= 0)
+		close(k.to.mountinfo);
+	free(k.own_mountpoint);
 	return gave_up ? 1 : 0;
 }

@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Taking over the mount a daemon makes itself: the filter and its trapped calls (takeover.h). */
+#include "takeover.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/kcmp.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mountapi.h"
+#include "nsmounts.h"
+#include "util.h"
+
+/*
+ * mount(2) calls with these flags change an existing mount (bind, move, remount, propagation):
+ * they never make a FUSE connection, so the filter lets them run without a trap. fusermount3's
+ * own checks make such calls, in a namespace of their own.
+ */
+#define PASS_FLAGS (MS_REMOUNT | MS_BIND | MS_MOVE | MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE)
+
+/*
+ * seccomp_unotify(2) from Linux 5.19: once the keeper has received a notification, signals other
+ * than SIGKILL no longer interrupt the trapped call. Go programs are sent SIGURG all the time.
+ */
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+
+struct takeover {
+	struct sock_fprog prog;
+};
+
+void takeover_free(struct takeover *t)
+{
+	if (t) {
+		free(t->prog.filter);
+		free(t);
+	}
+}
+
+/*
+ * The filter is built with libseccomp and exported as a BPF program, which each daemon's process
+ * then loads with a bare seccomp(2) between fork and exec: libseccomp's own loader allocates,
+ * and the keeper has threads by then.
+ */
+int takeover_new(struct takeover **out, char *err, size_t errlen)
+{
+	static const char *const trapped[] = { "umount2", "umount", "fsopen" };
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	struct takeover *t = NULL;
+	_cleanup_close_ int mem = -1;
+	struct stat st;
+	int r;
+
+	if (!ctx) {
+		snprintf(err, errlen, "cannot build the seccomp filter: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+#if defined(__x86_64__)
+	/* A 32-bit program mounts with the i386 or x32 numbers: trap those too. */
+	r = seccomp_arch_add(ctx, SCMP_ARCH_X86);
+	if (r == 0 || r == -EEXIST)
+		r = seccomp_arch_add(ctx, SCMP_ARCH_X32);
+	if (r < 0 && r != -EEXIST)
+		goto fail;
+#endif
+	r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(mount), 1,
+			     SCMP_A3(SCMP_CMP_MASKED_EQ, PASS_FLAGS, 0));
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < ARRAY_SIZE(trapped); i++) {
+		int nr = seccomp_syscall_resolve_name(trapped[i]);
+
+		/* umount(2) exists on i386 only: a call missing everywhere is no call to trap. */
+		if (nr == __NR_SCMP_ERROR)
+			continue;
+		r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0);
+		if (r < 0 && !(r == -EDOM || r == -EINVAL))
+			goto fail;
+	}
+	mem = memfd_create("fusekeeper-filter", MFD_CLOEXEC);
+	if (mem < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = seccomp_export_bpf(ctx, mem);
+	if (r < 0)
+		goto fail;
+	if (fstat(mem, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter)) {
+		r = -EINVAL;
+		goto fail;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t || !(t->prog.filter = malloc(st.st_size))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	t->prog.len = st.st_size / sizeof(struct sock_filter);
+	if (pread(mem, t->prog.filter, st.st_size, 0) != st.st_size) {
+		r = -EIO;
+		goto fail;
+	}
+	seccomp_release(ctx);
+	*out = t;
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot build the seccomp filter that traps the daemon's mount calls: "
+		 "%s", strerror(-r));
+	takeover_free(t);
+	seccomp_release(ctx);
+	return r;
+}
+
+int takeover_child(const struct takeover *t, const char *hide, int sock, const char **step)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u = { 0 };
+	char byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = sizeof(u.buf) };
+	int listener;
+
+	*step = "unshare(CLONE_NEWNS)";
+	if (unshare(CLONE_NEWNS) < 0)
+		return -errno;
+	/* Mounts made in the keeper's namespace still reach the daemon's; none go back. */
+	*step = "making its mounts slaves of the keeper's";
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return -errno;
+	*step = "detaching the keeper's mount in its namespace";
+	if (hide && umount2(hide, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+		return -errno;
+	*step = "seccomp(SECCOMP_SET_MODE_FILTER)";
+	listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			   SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+			   &t->prog);
+	if (listener < 0 && errno == EINVAL)
+		listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				   SECCOMP_FILTER_FLAG_NEW_LISTENER, &t->prog);
+	if (listener < 0)
+		return -errno;
+	u.h.cmsg_level = SOL_SOCKET;
+	u.h.cmsg_type = SCM_RIGHTS;
+	u.h.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&u.h), &listener, sizeof(int));
+	*step = "sending the filter's listener to the keeper";
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
+		int e = errno;
+
+		close(listener);
+		return -e;
+	}
+	close(listener);
+	return 0;
+}
+
+int takeover_recv_listener(int sock)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *h;
+	ssize_t n;
+	int fd;
+
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	h = CMSG_FIRSTHDR(&msg);
+	if (n != 1 || !h || h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
+	    h->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -EPROTO;
+	memcpy(&fd, CMSG_DATA(h), sizeof(int));
+	return fd;
+}
+
+void takeover_normalize(char *path)
+{
+	char *out = path, *in = path;
+
+	/* @out keeps "/" plus the components kept so far; @in reads the next one. */
+	while (*in) {
+		char *end;
+		size_t len;
+
+		while (*in == '/')
+			in++;
+		if (!*in)
+			break;
+		end = strchrnul(in, '/');
+		len = end - in;
+		if (len == 1 && in[0] == '.') {
+			/* nothing */
+		} else if (len == 2 && in[0] == '.' && in[1] == '.') {
+			while (out > path && *--out != '/')
+				;
+		} else {
+			*out++ = '/';
+			memmove(out, in, len);
+			out += len;
+		}
+		in = end;
+	}
+	if (out == path)
+		*out++ = '/';
+	*out = '\0';
+}
+
+/* Reads a NUL-terminated string of the caller's at @addr through /proc/PID/mem. */
+static int read_string(int mem, uint64_t addr, char *buf, size_t size)
+{
+	ssize_t n;
+
+	if (!addr)
+		return -EFAULT;
+	/* A string near the end of a mapping: /proc/PID/mem reads up to the unmapped page. */
+	n = pread(mem, buf, size - 1, addr);
+	if (n <= 0)
+		return -EFAULT;
+	buf[n] = '\0';
+	return strnlen(buf, n) < (size_t)n ? 0 : -ENAMETOOLONG;
+}
+
+/* Makes @path, as the calling thread @pid named it, absolute and normalized. */
+static int resolve_path(pid_t pid, const char *path, char *out, size_t size)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/%d/root", (int)pid);
+	n = readlink(link, out, size - 1);
+	if (n < 0)
+		return -errno;
+	if (n != 1 || out[0] != '/')
+		return -EXDEV; /* a daemon in a chroot: its paths are not the keeper's */
+	if (path[0] == '/') {
+		if (strlen(path) >= size)
+			return -ENAMETOOLONG;
+		strcpy(out, path);
+	} else {
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		n = readlink(link, out, size - 1);
+		if (n < 0)
+			return -errno;
+		if ((size_t)n + 1 + strlen(path) >= size)
+			return -ENAMETOOLONG;
+		out[n] = '\0';
+		strcat(strcat(out, "/"), path);
+	}
+	takeover_normalize(out);
+	return 0;
+}
+
+/* Whether fd @fd of @pid is /dev/fuse, and whether it has O_CLOEXEC. 0 or -errno. */
+static int fd_info(pid_t pid, int fd, bool *cloexec)
+{
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	if (strcmp(buf, "/dev/fuse"))
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	p = strstr(buf, "flags:");
+	if (!p)
+		return -EIO;
+	*cloexec = strtoul(p + 6, NULL, 8) & O_CLOEXEC;
+	return 0;
+}
+
+/* Parses a "fd=N,rootmode=...,user_id=...,..." FUSE mount data string into @c. */
+static void parse_data(struct takeover_call *c, char *data)
+{
+	char *save = NULL;
+	bool fd_seen = false;
+
+	c->mnt.ids_set = true;
+	c->mnt.rootmode = S_IFDIR;
+	for (char *opt = strtok_r(data, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(opt, '='), *end = NULL;
+		unsigned long v = 0;
+
+		if (val) {
+			*val++ = '\0';
+			errno = 0;
+			v = strtoul(val, &end, !strcmp(opt, "rootmode") ? 8 : 10);
+			if (errno || end == val || *end || v > UINT32_MAX)
+				val = NULL; /* below: an option the keeper does not know */
+		}
+		if (val && !strcmp(opt, "fd")) {
+			c->fd = v;
+			fd_seen = true;
+		} else if (val && !strcmp(opt, "rootmode")) {
+			c->mnt.rootmode = v;
+		} else if (val && !strcmp(opt, "user_id")) {
+			c->mnt.user_id = v;
+		} else if (val && !strcmp(opt, "group_id")) {
+			c->mnt.group_id = v;
+		} else if (val && !strcmp(opt, "max_read")) {
+			c->mnt.max_read = v;
+		} else if (!val && !strcmp(opt, "allow_other")) {
+			c->mnt.allow_other = true;
+		} else if (!val && !strcmp(opt, "default_permissions")) {
+			c->mnt.default_permissions = true;
+		} else {
+			c->kind = TAKEOVER_REFUSED;
+			snprintf(c->why, sizeof(c->why), "the mount option '%s' is not one fusekeeper "
+				 "passes on", opt);
+			return;
+		}
+	}
+	if (!fd_seen) {
+		c->kind = TAKEOVER_REFUSED;
+		snprintf(c->why, sizeof(c->why), "its mount options have no fd=");
+	} else if ((c->mnt.rootmode & S_IFMT) != S_IFDIR && (c->mnt.rootmode & S_IFMT) != S_IFREG) {
+		c->kind = TAKEOVER_REFUSED;
+		snprintf(c->why, sizeof(c->why), "rootmode=%o is neither a directory nor a file",
+			 c->mnt.rootmode);
+	}
+}
+
+/* Reads a trapped mount(2) into @c. Returns 1 (a FUSE mount), 0 (another type), or -errno. */
+static int read_mount(int mem, const struct seccomp_notif *req, struct takeover_call *c)
+{
+	char type[64], path[PATH_MAX], source[1024] = "", data[4096] = "";
+	int r;
+
+	r = read_string(mem, req->data.args[2], type, sizeof(type));
+	if (r == -ENAMETOOLONG)
+		return 0;
+	if (r < 0)
+		return r;
+	if (strcmp(type, "fuse") && strncmp(type, "fuse.", 5) && strcmp(type, "fuseblk") &&
+	    strncmp(type, "fuseblk.", 8))
+		return 0;
+	c->kind = TAKEOVER_MOUNT;
+	mount_options_init(&c->mnt);
+	c->mnt.flags = req->data.args[3];
+	r = read_string(mem, req->data.args[1], path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = resolve_path(c->pid, path, c->target, sizeof(c->target));
+	if (r < 0) {
+		c->kind = TAKEOVER_REFUSED;
+		snprintf(c->why, sizeof(c->why), "its mount target %s cannot be resolved: %s", path,
+			 r == -EXDEV ? "it runs in a chroot" : strerror(-r));
+		return 1;
+	}
+	if (req->data.args[0])
+		read_string(mem, req->data.args[0], source, sizeof(source));
+	if (req->data.args[4] && (r = read_string(mem, req->data.args[4], data, sizeof(data))) < 0)
+		return r;
+	if (!strncmp(type, "fuseblk", 7)) {
+		c->kind = TAKEOVER_REFUSED;
+		snprintf(c->why, sizeof(c->why), "it mounts type %s, a FUSE filesystem on a block "
+			 "device, which fusekeeper does not take over", type);
+		return 1;
+	}
+	if ((source[0] && !(c->mnt.fsname = strdup(source))) ||
+	    (type[4] == '.' && !(c->mnt.subtype = strdup(type + 5))))
+		return -ENOMEM;
+	parse_data(c, data);
+	if (c->kind == TAKEOVER_MOUNT && (r = fd_info(c->pid, c->fd, &c->fd_cloexec)) < 0) {
+		c->kind = TAKEOVER_REFUSED;
+		snprintf(c->why, sizeof(c->why), "its fd=%d is not /dev/fuse (%s)", c->fd,
+			 strerror(-r));
+	}
+	return 1;
+}
+
+static int respond(int listener, uint64_t id, int error, uint32_t flags)
+{
+	struct seccomp_notif_resp resp = { .id = id, .error = error, .flags = flags };
+
+	return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 ? -errno : 0;
+}
+
+/*
+ * The notification ioctls are used directly: libseccomp 2.5.4 (Debian 12) turns every error of
+ * its wrappers into -ECANCELED, where the keeper must tell a caller that died (ENOENT) from a
+ * broken listener, and has no wrapper for SECCOMP_IOCTL_NOTIF_ADDFD.
+ */
+int takeover_receive(int listener, struct takeover_call *c)
+{
+	struct seccomp_notif_sizes sizes;
+	_cleanup_free_ struct seccomp_notif *req = NULL;
+	_cleanup_free_ char *name = NULL;
+	_cleanup_close_ int mem = -1;
+	char path[PATH_MAX], memp[64];
+	int r = 0;
+
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
+		return -errno;
+	req = calloc(1, MAX((size_t)sizes.seccomp_notif, sizeof(*req)));
+	if (!req)
+		return -ENOMEM;
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0)
+		return errno == ENOENT || errno == EINTR ? 0 : -errno;
+	memset(c, 0, sizeof(*c));
+	c->id = req->id;
+	c->pid = req->pid;
+	c->fd = -1;
+	name = seccomp_syscall_resolve_num_arch(req->data.arch, req->data.nr);
+	snprintf(memp, sizeof(memp), "/proc/%d/mem", (int)req->pid);
+	mem = open(memp, O_RDONLY | O_CLOEXEC);
+	if (!name || mem < 0) {
+		/* Gone already, or a call the filter does not trap: let the kernel answer. */
+		respond(listener, req->id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+		return 0;
+	}
+	if (!strcmp(name, "mount")) {
+		r = read_mount(mem, req, c);
+	} else if (!strcmp(name, "umount2") || !strcmp(name, "umount")) {
+		r = read_string(mem, req->data.args[0], path, sizeof(path));
+		if (r == 0)
+			r = resolve_path(c->pid, path, c->target, sizeof(c->target));
+		c->kind = TAKEOVER_UMOUNT;
+		r = r < 0 ? 0 : 1;
+	} else if (!strcmp(name, "fsopen")) {
+		r = read_string(mem, req->data.args[0], path, sizeof(path));
+		if (r == 0 && !strncmp(path, "fuse", 4)) {
+			/* libfuse's newer mount code goes back to mount(2) on this error. */
+			respond(listener, req->id, -ENOSYS, 0);
+			return 0;
+		}
+		r = 0;
+	}
+	/* What was read is the caller's only if its call is still the one trapped. */
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &c->id) < 0) {
+		mount_options_free(&c->mnt);
+		return 0;
+	}
+	if (r == 0) {
+		respond(listener, c->id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+		mount_options_free(&c->mnt);
+		return 0;
+	}
+	if (r < 0) {
+		respond(listener, c->id, r, 0);
+		mount_options_free(&c->mnt);
+		return 0;
+	}
+	return 1;
+}
+
+int takeover_install_fd(int listener, const struct takeover_call *c, int fd)
+{
+	struct seccomp_notif_addfd add = {
+		.id = c->id,
+		.flags = SECCOMP_ADDFD_FLAG_SETFD,
+		.srcfd = fd,
+		.newfd = c->fd,
+		.newfd_flags = c->fd_cloexec ? O_CLOEXEC : 0,
+	};
+
+	return ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0 ? -errno : 0;
+}
+
+int takeover_answer(int listener, const struct takeover_call *c, int error)
+{
+	return respond(listener, c->id, error, 0);
+}
+
+int takeover_continue(int listener, const struct takeover_call *c)
+{
+	return respond(listener, c->id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+}
+
+int takeover_has_mount(pid_t pid, const char *point, unsigned conn)
+{
+	struct nsm_table t;
+	char path[64];
+	int r, found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	r = nsm_read_table(path, &t);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < t.n; i++)
+		if (t.m[i].major == 0 && t.m[i].minor == conn && !strcmp(t.m[i].point, point))
+			found = 1;
+	nsm_table_free(&t);
+	return found;
+}
+
+/*
+ * Runs a mount call in the mount namespace of @pid, from a child process (setns(2) needs a
+ * single-threaded caller): attaches @tree at @point, or detaches what is at @point when @tree is
+ * -1. Returns 0 or -errno.
+ */
+static int in_namespace(pid_t pid, int tree, const char *point)
+{
+	_cleanup_close_ int ns = -1;
+	char path[64];
+	int status;
+	pid_t child;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		return -errno;
+	child = fork();
+	if (child < 0)
+		return -errno;
+	if (child == 0) {
+		int r;
+
+		if (setns(ns, CLONE_NEWNS) < 0)
+			_exit(errno);
+		if (tree >= 0)
+			r = move_mount(tree, "", AT_FDCWD, point, MOVE_MOUNT_F_EMPTY_PATH);
+		else
+			r = umount2(point, MNT_DETACH | UMOUNT_NOFOLLOW);
+		_exit(r < 0 ? errno : 0);
+	}
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!WIFEXITED(status))
+		return -EIO;
+	return -WEXITSTATUS(status);
+}
+
+int takeover_show_mount(pid_t pid, const char *mountpoint, unsigned conn, char *err,
+			size_t errlen)
+{
+	_cleanup_close_ int tree = -1;
+	int r = takeover_has_mount(pid, mountpoint, conn);
+
+	if (r > 0)
+		return 0;
+	if (r < 0) {
+		snprintf(err, errlen, "cannot read the mounts of process %d: %s", (int)pid,
+			 strerror(-r));
+		return r;
+	}
+	/* The path crosses into the mount's root without looking anything up on it. */
+	tree = open_tree(AT_FDCWD, mountpoint, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+			 AT_SYMLINK_NOFOLLOW);
+	if (tree < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot clone the mount at %s: %s", mountpoint, strerror(-r));
+		return r;
+	}
+	r = in_namespace(pid, tree, mountpoint);
+	if (r < 0)
+		snprintf(err, errlen, "cannot attach a clone of the mount at %s in the mount "
+			 "namespace of process %d: %s", mountpoint, (int)pid, strerror(-r));
+	return r;
+}
+
+int takeover_hide_mount(pid_t pid, const char *mountpoint, unsigned conn)
+{
+	int r = takeover_has_mount(pid, mountpoint, conn);
+
+	if (r <= 0)
+		return r;
+	r = in_namespace(pid, -1, mountpoint);
+	return r < 0 ? r : 1;
+}
+
+int takeover_holds_file(pid_t pid, int fd)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while (!found && (de = readdir(d))) {
+		char *end;
+		long theirs = strtol(de->d_name, &end, 10);
+
+		if (*end || end == de->d_name)
+			continue;
+		if (syscall(SYS_kcmp, getpid(), pid, KCMP_FILE, fd, theirs) == 0)
+			found = 1;
+	}
+	closedir(d);
+	return found;
+}

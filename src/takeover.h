@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Taking over the mount a daemon makes itself (COMMAND without {}): the daemon runs with its own
+ * command line under a seccomp filter that traps its mount-family system calls
+ * (SECCOMP_RET_USER_NOTIF, seccomp_unotify(2), Linux 5.9 for SECCOMP_IOCTL_NOTIF_ADDFD). The
+ * keeper reads a trapped FUSE mount(2), makes the real mount itself the first time, puts its own
+ * channel in place of the daemon's /dev/fuse fd and answers success; the daemon's unmount is
+ * answered without unmounting. The supervisor decides; this unit does the mechanics: the filter,
+ * reading and answering trapped calls, the daemon's mount namespace, and finding the process that
+ * holds the channel after the daemon forked.
+ *
+ * Every daemon runs in a mount namespace of its own, a slave of the keeper's: there the keeper's
+ * live mount is detached before the daemon starts, so that the checks a daemon makes before it
+ * mounts (stat(2) or an empty-directory check of the mountpoint, rclone's look at
+ * /proc/self/mountinfo) see the directory beneath instead of a mount no daemon serves yet, and a
+ * clone of the keeper's mount is attached there when the daemon's mount(2) is answered.
+ */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mount.h"
+
+/* The filter program, built once (with libseccomp) before any daemon starts. */
+struct takeover;
+
+/* Builds the filter. Returns 0 or -errno with a message in @err. */
+int takeover_new(struct takeover **t, char *err, size_t errlen);
+void takeover_free(struct takeover *t);
+
+/*
+ * In the daemon's process, between fork() and execve(): async-signal-safe (the keeper has
+ * threads). Enters a mount namespace of its own whose mounts are slaves of the keeper's, detaches
+ * @hide there if it is not NULL (the keeper's mount, for a restarted daemon), installs the filter
+ * without no_new_privs (so that the setuid fusermount3 still works, filtered) and sends the
+ * filter's listener fd over the socket @sock. Returns 0 or -errno, with a static description of
+ * the step that failed in @step.
+ */
+int takeover_child(const struct takeover *t, const char *hide, int sock, const char **step);
+
+/* In the keeper: receives the listener fd the daemon's process sent over @sock. 0 or -errno. */
+int takeover_recv_listener(int sock);
+
+/* What a trapped call asks. */
+enum takeover_kind {
+	TAKEOVER_MOUNT,	  /* mount(2) of a FUSE filesystem ("fuse", "fuse.*") */
+	TAKEOVER_UMOUNT,  /* umount2(2) or umount(2): answered, or let through, by the caller */
+	TAKEOVER_REFUSED, /* a FUSE mount this unit cannot take over: @why says why */
+};
+
+/* One trapped call, read from the calling process and checked valid (SECCOMP_IOCTL_NOTIF_ID_VALID). */
+struct takeover_call {
+	uint64_t id;		 /* the notification's cookie */
+	pid_t pid;		 /* the calling thread */
+	enum takeover_kind kind;
+	char target[PATH_MAX];	 /* absolute, "." and ".." resolved lexically; relative targets
+				    are taken from the caller's working directory */
+	struct mount_options mnt; /* TAKEOVER_MOUNT: the daemon's mount flags and options, with
+				     mnt.fsname and mnt.subtype allocated (mount_options_free) */
+	int fd;			 /* TAKEOVER_MOUNT: the daemon's /dev/fuse fd (its "fd=N") */
+	bool fd_cloexec;	 /* ... and whether it had O_CLOEXEC */
+	char why[256];		 /* TAKEOVER_REFUSED: what the daemon asked that cannot be done */
+};
+
+/*
+ * Receives one trapped call from @listener. Calls this unit answers itself — a mount of another
+ * filesystem type, fsopen(2) of another filesystem, a call whose arguments cannot be read — are
+ * let through to the kernel (SECCOMP_USER_NOTIF_FLAG_CONTINUE); fsopen(2) of "fuse" gets ENOSYS,
+ * which sends libfuse back to mount(2). Returns 1 with @c filled for the caller to answer with
+ * takeover_answer(), 0 when nothing is left to do (answered here, or the caller died), or
+ * -errno when the listener failed (-ENOENT never: that is 0).
+ */
+int takeover_receive(int listener, struct takeover_call *c);
+
+/*
+ * Puts @fd (the keeper's) in the caller's fd table at c->fd, replacing its /dev/fuse fd there
+ * (SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SETFD). Returns 0 or -errno (-ENOENT: the
+ * caller is gone).
+ */
+int takeover_install_fd(int listener, const struct takeover_call *c, int fd);
+
+/* Answers the call: @error 0 (success) or -errno. Returns 0 or -errno (-ENOENT: caller gone). */
+int takeover_answer(int listener, const struct takeover_call *c, int error);
+
+/*
+ * Lets the call run in the kernel as the caller made it (SECCOMP_USER_NOTIF_FLAG_CONTINUE): for
+ * an umount of something that is not the keeper's mount. Returns 0 or -errno.
+ */
+int takeover_continue(int listener, const struct takeover_call *c);
+
+/*
+ * Whether the mount namespace of @pid has a mount of connection @conn (device 0:@conn) at @point,
+ * from /proc/PID/mountinfo. Returns 1, 0, or -errno.
+ */
+int takeover_has_mount(pid_t pid, const char *point, unsigned conn);
+
+/*
+ * Makes the mount at @mountpoint in the keeper's namespace (device minor @conn, fusectl number)
+ * visible at the same path in the mount namespace of @pid, unless a mount of it is there already
+ * (propagated): a clone (open_tree(OPEN_TREE_CLONE)) is attached there from a child that entered
+ * the namespace. Nothing in it sends FUSE requests. Returns 0, or -errno with a message in @err.
+ */
+int takeover_show_mount(pid_t pid, const char *mountpoint, unsigned conn, char *err,
+			size_t errlen);
+
+/*
+ * Detaches the mount of connection @conn at @mountpoint in the mount namespace of @pid, if one is
+ * there: for when the keeper's own mount went (unmounted by the user), so that the daemon's copy
+ * does not keep the connection alive. Returns 1 if one was detached, 0 if none was there, or -errno.
+ */
+int takeover_hide_mount(pid_t pid, const char *mountpoint, unsigned conn);
+
+/*
+ * Whether process @pid has, in any of its fds, the open file that is the keeper's @fd (kcmp(2)
+ * KCMP_FILE): how the process that took the daemon's channel is found after the daemon forked.
+ * Returns 1, 0, or -errno.
+ */
+int takeover_holds_file(pid_t pid, int fd);
+
+/*
+ * Lexically normalizes the absolute path @path in place: repeated and trailing slashes, "." and
+ * ".." (without following symbolic links: nothing on the live mount may be looked up).
+ */
+void takeover_normalize(char *path);
