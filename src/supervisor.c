@@ -97,6 +97,9 @@ struct keeper {
 	char *own_mountpoint; /* cfg.mountpoint when the daemon's mount call named it */
 };
 
+/* How long a daemon whose mount was refused has to exit by itself before it is killed. */
+#define REFUSED_GRACE_MS 2000
+
 /* A wake-up this late means the keeper itself was stopped or starved (a frozen cgroup). */
 #define LATE_WAKE_MS 1000
 
@@ -449,7 +452,7 @@ static void requests_down(struct keeper *k, int64_t now)
 }
 
 static int takeover_handle(struct keeper *k);
-static void takeover_check_mount(struct keeper *k);
+static void takeover_check_mount(struct keeper *k, bool quiet);
 static bool takeover_follow(struct keeper *k);
 
 int keeper_wait(struct keeper *k, int fd, int64_t deadline)
@@ -501,10 +504,10 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		if (pfd[1].revents && mode_events(k) < 0)
 			return -EINTR;
 		/* Something the daemon did cannot be taken over (logged): it must go. */
-		if (pfd[4].revents && takeover_handle(k) < 0)
+		if ((pfd[4].revents & POLLIN) && takeover_handle(k) < 0)
 			kill_daemon(k, SIGKILL);
 		if (pfd[5].revents)
-			takeover_check_mount(k);
+			takeover_check_mount(k, false);
 		if (k->stop)
 			return -EINTR;
 		now = now_ms();
@@ -547,7 +550,7 @@ static void describe_mount(const struct mount_options *o, char *buf, size_t size
  */
 static int takeover_first_mount(struct keeper *k, struct takeover_call *c)
 {
-	char err[512], what[512];
+	char err[512], what[512], via[96] = "";
 	int devfd, r;
 
 	if (!k->cfg.mountpoint) {
@@ -580,8 +583,16 @@ static int takeover_first_mount(struct keeper *k, struct takeover_call *c)
 	k->to.conn = fuse_conn_id(k->cfg.mountpoint);
 	k->to.mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
 	describe_mount(&k->cfg.mnt, what, sizeof(what));
-	log_info("Mounted %s (%s mode) as daemon %d asked: %s", k->cfg.mountpoint,
-		 k->cfg.mode->name, (int)k->daemon, what);
+	if (c->pid != k->daemon) {
+		char path[64], comm[32] = "?";
+
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)c->pid);
+		if (read_small(path, comm, sizeof(comm)) > 0)
+			comm[strcspn(comm, "\n")] = '\0';
+		snprintf(via, sizeof(via), " (through %s, process %d)", comm, (int)c->pid);
+	}
+	log_info("Mounted %s (%s mode) as daemon %d asked%s: %s", k->cfg.mountpoint,
+		 k->cfg.mode->name, (int)k->daemon, via, what);
 	log_debug("The mount is FUSE connection %u (fusectl)", k->to.conn);
 	event("MODE %s", k->cfg.mode->name);
 	return 0;
@@ -694,6 +705,9 @@ static int takeover_handle(struct keeper *k)
 			takeover_continue(k->to.listener, &c);
 		}
 		return 0;
+	case TAKEOVER_SPLICE:
+		takeover_splice(k->to.listener, &c, k->to.given);
+		return 0;
 	case TAKEOVER_REFUSED:
 		log_error("Daemon %d (process %d) mounts %s in a way fusekeeper cannot take over: %s",
 			  (int)k->daemon, (int)c.pid, c.target, c.why);
@@ -716,7 +730,7 @@ static int takeover_handle(struct keeper *k)
  * is removed too, so that the connection ends with its last mount elsewhere (a container's bind
  * mount), as it does without the keeper.
  */
-static void takeover_check_mount(struct keeper *k)
+static void takeover_check_mount(struct keeper *k, bool quiet)
 {
 	int r;
 
@@ -727,7 +741,7 @@ static void takeover_check_mount(struct keeper *k)
 	close(k->to.mountinfo);
 	k->to.mountinfo = -1;
 	r = k->daemon > 0 ? takeover_hide_mount(k->daemon, k->cfg.mountpoint, k->to.conn) : 0;
-	if (!k->stop)
+	if (!quiet)
 		log_info("%s was unmounted in fusekeeper's namespace%s", k->cfg.mountpoint,
 			 r > 0 ? ": removed the daemon's own copy of it" : "");
 	if (r < 0)
@@ -815,12 +829,21 @@ static int takeover_wait_mount(struct keeper *k)
 			return k->to.failed;
 		if (k->to.listener < 0)
 			return -EIO;
+		struct pollfd pfd = { .fd = k->to.listener, .events = POLLIN };
+
 		r = keeper_wait(k, k->to.listener, deadline);
 		if (r < 0)
 			return r;
+		/* POLLHUP alone: every process under the filter has exited; its death follows. */
+		if (poll(&pfd, 1, 0) == 1 && !(pfd.revents & POLLIN))
+			return keeper_wait(k, -1, k->start.at + k->cfg.max_start_ms);
 		r = takeover_handle(k);
-		if (r < 0)
+		if (r < 0) {
+			/* Let it report the error it was answered, as it would without the keeper. */
+			if (keeper_wait(k, -1, now_ms() + REFUSED_GRACE_MS) == -ECHILD)
+				return -ECHILD;
 			return r;
+		}
 	}
 	return 0;
 }
@@ -1232,6 +1255,8 @@ int supervise(const struct keeper_config *cfg)
 				log_error("The daemon failed before it served the mount; giving up. Check "
 					  "that COMMAND runs in the foreground and accepts {} as its "
 					  "mountpoint");
+			else if (k.to.failed)
+				log_error("The daemon's mount could not be taken over; giving up");
 			else if (!k.to.mounted)
 				log_error("The daemon failed before it mounted a FUSE filesystem; giving "
 					  "up. Its own messages above should say why");
@@ -1285,7 +1310,7 @@ int supervise(const struct keeper_config *cfg)
 			log_warn("Cannot unmount %s: %s", k.cfg.mountpoint, strerror(-r));
 		/* And the daemon's copy: a daemon waiting for the connection to end sees it end. */
 		if (cfg->takeover)
-			takeover_check_mount(&k);
+			takeover_check_mount(&k, true);
 	}
 	stop_daemon(&k);
 	wait_orphans(&k);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/capability.h>
 #include <linux/kcmp.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -59,7 +60,7 @@ void takeover_free(struct takeover *t)
  */
 int takeover_new(struct takeover **out, char *err, size_t errlen)
 {
-	static const char *const trapped[] = { "umount2", "umount", "fsopen" };
+	static const char *const trapped[] = { "umount2", "umount", "fsopen", "splice" };
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 	struct takeover *t = NULL;
 	_cleanup_close_ int mem = -1;
@@ -356,6 +357,32 @@ static void parse_data(struct takeover_call *c, char *data)
 	}
 }
 
+/*
+ * Whether @pid may mount: CAP_SYS_ADMIN in its effective set (the keeper's user namespace is
+ * the only one a daemon runs in). The kernel's own check, which the trap skips: an unprivileged
+ * daemon gets EPERM, and libfuse then mounts through fusermount3, whose checks of the user's
+ * rights (owning the mountpoint, user_allow_other) the keeper keeps that way.
+ */
+static bool may_mount(pid_t pid)
+{
+	char path[64], buf[4096], *p;
+	unsigned long long caps;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return false;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strstr(buf, "\nCapEff:");
+	return p && sscanf(p + 9, "%llx", &caps) == 1 && (caps >> CAP_SYS_ADMIN & 1);
+}
+
 /* Reads a trapped mount(2) into @c. Returns 1 (a FUSE mount), 0 (another type), or -errno. */
 static int read_mount(int mem, const struct seccomp_notif *req, struct takeover_call *c)
 {
@@ -370,6 +397,8 @@ static int read_mount(int mem, const struct seccomp_notif *req, struct takeover_
 	if (strcmp(type, "fuse") && strncmp(type, "fuse.", 5) && strcmp(type, "fuseblk") &&
 	    strncmp(type, "fuseblk.", 8))
 		return 0;
+	if (!may_mount(c->pid))
+		return -EPERM;
 	c->kind = TAKEOVER_MOUNT;
 	mount_options_init(&c->mnt);
 	c->mnt.flags = req->data.args[3];
@@ -453,6 +482,13 @@ int takeover_receive(int listener, struct takeover_call *c)
 			r = resolve_path(c->pid, path, c->target, sizeof(c->target));
 		c->kind = TAKEOVER_UMOUNT;
 		r = r < 0 ? 0 : 1;
+	} else if (!strcmp(name, "splice")) {
+		c->kind = TAKEOVER_SPLICE;
+		c->fd_in = req->data.args[0];
+		c->fd = req->data.args[2];
+		c->len = req->data.args[4];
+		/* Offsets into the output (args[3]) mean it is no pipe-to-channel copy. */
+		r = req->data.args[3] ? 0 : 1;
 	} else if (!strcmp(name, "fsopen")) {
 		r = read_string(mem, req->data.args[0], path, sizeof(path));
 		if (r == 0 && !strncmp(path, "fuse", 4)) {
@@ -496,6 +532,45 @@ int takeover_install_fd(int listener, const struct takeover_call *c, int fd)
 int takeover_answer(int listener, const struct takeover_call *c, int error)
 {
 	return respond(listener, c->id, error, 0);
+}
+
+int takeover_splice(int listener, const struct takeover_call *c, int channel)
+{
+	struct seccomp_notif_resp resp = { .id = c->id };
+	_cleanup_close_ int pidfd = -1, in = -1;
+	_cleanup_free_ char *buf = NULL;
+	size_t done = 0;
+	int avail = 0;
+
+	if (channel < 0 || syscall(SYS_kcmp, getpid(), c->pid, KCMP_FILE, channel, c->fd) != 0)
+		return takeover_continue(listener, c);
+	pidfd = syscall(SYS_pidfd_open, c->pid, 0);
+	if (pidfd >= 0)
+		in = syscall(SYS_pidfd_getfd, pidfd, c->fd_in, 0);
+	/* libfuse has filled the pipe before it splices: take what is there, never wait. */
+	if (in < 0 || ioctl(in, FIONREAD, &avail) < 0) {
+		resp.error = -EINVAL;
+		goto answer;
+	}
+	done = MIN((size_t)avail, c->len);
+	buf = malloc(done ? done : 1);
+	if (!buf) {
+		resp.error = -ENOMEM;
+		goto answer;
+	}
+	if (done && read(in, buf, done) != (ssize_t)done) {
+		resp.error = -EIO;
+		goto answer;
+	}
+	/* The daemon's end of the channel: its reader sees one message, as if written. */
+	errno = EIO;
+	if (done && write(channel, buf, done) != (ssize_t)done) {
+		resp.error = -errno;
+		goto answer;
+	}
+	resp.val = done;
+answer:
+	return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 ? -errno : 0;
 }
 
 int takeover_continue(int listener, const struct takeover_call *c)

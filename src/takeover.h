@@ -50,6 +50,7 @@ enum takeover_kind {
 	TAKEOVER_MOUNT,	  /* mount(2) of a FUSE filesystem ("fuse", "fuse.*") */
 	TAKEOVER_UMOUNT,  /* umount2(2) or umount(2): answered, or let through, by the caller */
 	TAKEOVER_REFUSED, /* a FUSE mount this unit cannot take over: @why says why */
+	TAKEOVER_SPLICE,  /* splice(2): to the channel it is made one message (takeover_splice()) */
 };
 
 /* One trapped call, read from the calling process and checked valid (SECCOMP_IOCTL_NOTIF_ID_VALID). */
@@ -61,7 +62,10 @@ struct takeover_call {
 				    are taken from the caller's working directory */
 	struct mount_options mnt; /* TAKEOVER_MOUNT: the daemon's mount flags and options, with
 				     mnt.fsname and mnt.subtype allocated (mount_options_free) */
-	int fd;			 /* TAKEOVER_MOUNT: the daemon's /dev/fuse fd (its "fd=N") */
+	int fd;			 /* TAKEOVER_MOUNT: the daemon's /dev/fuse fd (its "fd=N");
+				    TAKEOVER_SPLICE: its fd_out */
+	int fd_in;		 /* TAKEOVER_SPLICE: its fd_in */
+	size_t len;		 /* TAKEOVER_SPLICE: the bytes asked for */
 	bool fd_cloexec;	 /* ... and whether it had O_CLOEXEC */
 	char why[256];		 /* TAKEOVER_REFUSED: what the daemon asked that cannot be done */
 };
@@ -85,6 +89,16 @@ int takeover_install_fd(int listener, const struct takeover_call *c, int fd);
 
 /* Answers the call: @error 0 (success) or -errno. Returns 0 or -errno (-ENOENT: caller gone). */
 int takeover_answer(int listener, const struct takeover_call *c, int error);
+
+/*
+ * A trapped splice(2): if its fd_out is the channel the keeper gave (the file of the keeper's
+ * @channel), moves what its fd_in (a pipe) holds, up to c->len bytes, to the channel as one
+ * message and answers the call with the count, as splice into /dev/fuse is one write for the
+ * kernel; a socket would cut it into one message per page batch, which no reader can put
+ * together again safely (libfuse splices replies when a daemon asks for FUSE_CAP_SPLICE_WRITE,
+ * as fuse-overlayfs does). Any other splice runs as the caller made it. Returns 0 or -errno.
+ */
+int takeover_splice(int listener, const struct takeover_call *c, int channel);
 
 /*
  * Lets the call run in the kernel as the caller made it (SECCOMP_USER_NOTIF_FLAG_CONTINUE): for

@@ -28,6 +28,13 @@
  * ENOENT. FORGET, BATCH_FORGET and INTERRUPT get no reply, opcodes not
  * served get ENOSYS.
  *
+ *   baddaemon --mount DIR [DIR...] [--data=OPTS]
+ *
+ * mounts a FUSE filesystem at each DIR itself (open /dev/fuse, then mount(2) of type
+ * fuse.baddaemon with "fd=N,rootmode=40000,user_id=0,group_id=0" and OPTS), as libfuse does
+ * as root, and serves the first: a daemon for the keeper to take the mount over from. A
+ * mount that fails is reported ("baddaemon: mount DIR: ERROR") and ends it with status 1.
+ *
  * One request per read(), single-threaded. Exits 0 when the connection ends
  * (read returns 0 or ENODEV), 1 on other errors, 2 for bad usage.
  * Written against <linux/fuse.h> 7.38; it answers INIT with at most 7.38.
@@ -48,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -503,8 +511,27 @@ int main(int argc, char *argv[])
 	struct sigaction sa = { .sa_handler = SIG_IGN };
 	char *buf;
 
-	if (argc != 2 || (fuse_fd = parse_fd(argv[1])) < 0) {
-		fprintf(stderr, "usage: baddaemon /dev/fd/N\n");
+	if (argc >= 3 && !strcmp(argv[1], "--mount")) {
+		const char *extra = "";
+
+		if (!strncmp(argv[argc - 1], "--data=", 7))
+			extra = argv[--argc] + 7;
+		for (int i = 2; i < argc; i++) {
+			char data[512];
+			int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+			snprintf(data, sizeof(data), "fd=%d,rootmode=40000,user_id=0,group_id=0%s%s",
+				 fd, *extra ? "," : "", extra);
+			if (fd < 0 || mount("baddaemon", argv[i], "fuse.baddaemon",
+					    MS_NOSUID | MS_NODEV, data) < 0) {
+				fprintf(stderr, "baddaemon: mount %s: %s\n", argv[i], strerror(errno));
+				return 1;
+			}
+			if (i == 2)
+				fuse_fd = fd;
+		}
+	} else if (argc != 2 || (fuse_fd = parse_fd(argv[1])) < 0) {
+		fprintf(stderr, "usage: baddaemon /dev/fd/N | --mount DIR... [--data=OPTS]\n");
 		return 2;
 	}
 	if (fcntl(fuse_fd, F_GETFD) < 0) {

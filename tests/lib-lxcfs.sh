@@ -17,7 +17,8 @@
 #       After each kill and RECOVERED every reader must make progress and the namespace must
 #       read the same through lxcfs; at the end every reader must report errors=0, and umount
 #       must leave no keeper, daemon or mount. The mode the keeper reported (its MODE event)
-#       goes to LXCFS_MODE.
+#       goes to LXCFS_MODE. With LXCFS_OWN_CMDLINE=1 lxcfs runs with the command line of its
+#       systemd unit (`lxcfs MOUNTPOINT`) and mounts itself; the keeper takes that over.
 
 # lxcfs_kill_rounds ROUNDS OPTION...: see above.
 lxcfs_kill_rounds() {
@@ -27,7 +28,12 @@ lxcfs_kill_rounds() {
 	mkdir "$M" "$T/cpuview"
 	lxcfs_reader_script "$T/reader.py"
 
-	fk_start "$M" "$@" --max-restarts=100 -o allow_other -- lxcfs -f --pidfile="$T/lxcfs.pid" {}
+	if [ "${LXCFS_OWN_CMDLINE:-}" = 1 ]; then
+		# lxcfs mounts itself, as its systemd unit runs it; the keeper is not told where.
+		FK_NO_MOUNTPOINT=1 fk_start "$M" "$@" --max-restarts=100 -- lxcfs "$M"
+	else
+		fk_start "$M" "$@" --max-restarts=100 -o allow_other -- lxcfs -f --pidfile="$T/lxcfs.pid" {}
+	fi
 	fk_wait READY || fail "the keeper never became READY: $(tail -5 "$FK_LOG")"
 	LXCFS_MODE=$(sed -n 's/^MODE //p' "$FK_EVENTS" | head -n 1)
 	log "lxcfs under the keeper in ${LXCFS_MODE:-an unknown} mode"

@@ -276,6 +276,8 @@ bg_result() {
 # fk_start MOUNTPOINT [KEEPER OPTIONS] -- COMMAND...
 # Starts the keeper in the background with its events going to $FK_EVENTS and
 # its stderr to $FK_LOG; returns at once.  The keeper becomes the current one.
+# With FK_NO_MOUNTPOINT=1 the keeper is not given MOUNTPOINT (a COMMAND without
+# {} names it itself); the test still tracks and unmounts it.
 fk_start() {
 	local mnt=$1 opts=()
 	shift
@@ -297,12 +299,14 @@ fk_start() {
 	printf '%s\n' "$1" >"$FK_STATE/cmd.$FK_N"
 	# bash starts background commands with SIGINT ignored; a keeper run from a
 	# terminal has it at its default, so restore that.
-	env --default-signal=INT "$FK" --status-fd=3 "${opts[@]}" "$mnt" -- "$@" \
+	local given=("$mnt")
+	[ "${FK_NO_MOUNTPOINT:-}" = 1 ] && given=()
+	env --default-signal=INT "$FK" --status-fd=3 "${opts[@]}" "${given[@]}" -- "$@" \
 		3>>"$FK_EVENTS" >>"$FK_LOG" 2>&1 </dev/null &
 	FK_PID=$!
 	track_pid "$FK_PID"
 	track_mount "$mnt"
-	log "fk_start: keeper $FK_PID: ${opts[*]} $mnt -- $*"
+	log "fk_start: keeper $FK_PID: ${opts[*]} ${given[*]} -- $*"
 }
 
 # fk_match LINE EVENT [PATTERN]: LINE is an EVENT line whose arguments start
@@ -387,9 +391,11 @@ fk_count() {
 	echo "$n"
 }
 
-# fk_daemon_pid: the pid from the latest DAEMON line.
+# fk_daemon_pid: the pid from the latest DAEMON line, or of the process the
+# keeper followed it to (FOLLOW OLD NEW: a daemon that went to the background).
 fk_daemon_pid() {
-	awk '$1 == "DAEMON" { p = $2 } END { if (p == "") exit 1; print p }' "$FK_EVENTS"
+	awk '$1 == "DAEMON" { p = $2 } $1 == "FOLLOW" { p = $3 }
+		END { if (p == "") exit 1; print p }' "$FK_EVENTS"
 }
 
 # fk_kill_daemon [TIMEOUT]: SIGKILLs the current daemon and waits for the
@@ -423,7 +429,7 @@ fk_wait_exit() {
 
 # fk_daemon_pids: every daemon pid the current keeper reported.
 fk_daemon_pids() {
-	awk '$1 == "DAEMON" { print $2 }' "$FK_EVENTS"
+	awk '$1 == "DAEMON" { print $2 } $1 == "FOLLOW" { print $3 }' "$FK_EVENTS"
 }
 
 # assert_all_gone: the keeper, every daemon it started and every process this

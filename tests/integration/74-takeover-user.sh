@@ -1,0 +1,46 @@
+#!/bin/bash
+# 74-takeover-user: --user=nobody: bindfs runs without root and with its own command line
+# (`bindfs -f -o allow_other SRC MNT`); its own mount(2) fails with EPERM, as without the keeper,
+# so libfuse mounts through the setuid fusermount3, whose mount the keeper (root) takes over.
+# Three SIGKILLs under the fd, cwd, churn and read workloads, a held fd and a bind mount in
+# another mount namespace (takeover_rw_rounds, tests/lib-takeover.sh); SRC must hold what the
+# mount shows, its new files owned by nobody, and the daemon must run as nobody.
+# The test runs in a mount namespace of its own, where /dev/fuse is readable and writable by
+# everyone (as Debian's udev makes it; this machine may not) and /etc/fuse.conf has
+# user_allow_other: both by bind mounts that end with the namespace.
+# timeout: 300
+if [ -z "${FK_TEST_PRIVATE_NS:-}" ]; then
+	command -v unshare >/dev/null || { echo "SKIP: unshare not installed (util-linux)"; exit 77; }
+	exec env FK_TEST_PRIVATE_NS=1 unshare --mount --propagation private -- "$0" "$@"
+fi
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-daemons.sh"
+. "$(dirname "$0")/../lib-lxcfs.sh"
+. "$(dirname "$0")/../lib-takeover.sh"
+
+need_prog "$FK"
+need_prog "$FKLOAD"
+fkd_require bindfs bindfs
+fkd_require fusermount3 fuse3
+fkd_require python3 python3
+id nobody >/dev/null 2>&1 || skip "no user nobody"
+
+mkdir "$T/dev" "$T/src" "$T/mnt"
+mount -t tmpfs -o mode=755 fkdev "$T/dev" || fail "mounting a tmpfs failed"
+mknod -m 666 "$T/dev/fuse" c 10 229 || fail "mknod failed"
+mount --bind "$T/dev/fuse" /dev/fuse || fail "binding over /dev/fuse failed"
+{ cat /etc/fuse.conf 2>/dev/null; echo user_allow_other; } >"$T/dev/fuse.conf"
+touch /etc/fuse.conf 2>/dev/null
+mount --bind "$T/dev/fuse.conf" /etc/fuse.conf || fail "binding over /etc/fuse.conf failed"
+# nobody must reach SRC and MNT, and own them (fusermount3 mounts only on what the user may write).
+chmod o+x "$(dirname "$T")" "$T"
+chown nobody: "$T/src" "$T/mnt"
+
+TK_SKIP_GONE=1 takeover_rw_rounds 3 "$T/mnt" "$T/src" --user=nobody -- \
+	bindfs -f -o allow_other "$T/src" "$T/mnt"
+grep -q "as daemon [0-9]* asked (through fusermount3\?, process [0-9]*): .*user_id=$(id -u nobody)," \
+	"$FK_LOG" || fail "the mount is not nobody's, made through fusermount3 (its fusermount link, for libfuse 2): $(grep Mounted "$FK_LOG")"
+owners=$(find "$T/src" -mindepth 1 ! -user nobody -printf '%p ')
+[ -z "$owners" ] || fail "files in SRC not owned by nobody (the daemon ran as someone else?): $owners"
+assert_all_gone
+log "ok"
