@@ -20,27 +20,35 @@
 #include "util.h"
 
 static const char usage_text[] =
-	"Usage: fusekeeper [OPTIONS] MOUNTPOINT -- COMMAND [ARG...]\n"
+	"Usage: fusekeeper [OPTIONS] [MOUNTPOINT] -- COMMAND [ARG...]\n"
+	"       fusekeeper [OPTIONS] MOUNTPOINT -- COMMAND [ARG...] {} [ARG...]\n"
 	"\n"
-	"Mount a FUSE filesystem at MOUNTPOINT and serve it with COMMAND, a FUSE daemon that\n"
-	"fusekeeper starts again whenever it exits or dies. Processes using the mount do not\n"
-	"notice: open files, working directories and bind mounts keep working.\n"
+	"Run COMMAND, a FUSE daemon, and keep its mount alive: whenever the daemon exits or\n"
+	"dies, fusekeeper starts it again. Processes using the mount do not notice: open\n"
+	"files, working directories and bind mounts keep working.\n"
 	"\n"
-	"Every argument of COMMAND that is exactly {} is replaced by /dev/fd/N, the daemon's\n"
-	"FUSE connection (to fusekeeper in proxy mode, a clone of the mount's /dev/fuse in the\n"
-	"others); libfuse 3 daemons accept it as their mountpoint. The daemon must stay in the\n"
-	"foreground (for libfuse daemons: -f).\n"
+	"COMMAND is the daemon's own command line: it mounts as it always does (itself, or\n"
+	"through fusermount3), in the foreground or not, and fusekeeper takes that mount\n"
+	"over (a seccomp filter traps the daemon's mount calls). MOUNTPOINT is optional;\n"
+	"given, the daemon must mount there.\n"
+	"\n"
+	"With {} in COMMAND, fusekeeper mounts at MOUNTPOINT itself and replaces every {}\n"
+	"by /dev/fd/N, the daemon's FUSE connection (libfuse 3 daemons accept it as their\n"
+	"mountpoint); the daemon must then stay in the foreground (libfuse: -f).\n"
 	"\n"
 	"Options:\n"
-	"  -o OPT[,OPT...]        mount options: allow_other, default_permissions, ro, rw,\n"
-	"                         nosuid (default), suid, nodev (default), dev, noexec, exec,\n"
+	"      --user=USER[:GROUP]\n"
+	"                         run the daemon as USER (it mounts through fusermount3)\n"
+	"  -o OPT[,OPT...]        mount options, with {} only (else the daemon's own):\n"
+	"                         allow_other, default_permissions, ro, rw, nosuid\n"
+	"                         (default), suid, nodev (default), dev, noexec, exec,\n"
 	"                         noatime, sync, fsname=NAME, subtype=TYPE, max_read=BYTES\n"
 	"  -m, --mode=MODE        recovery mode: auto (the default: reinit where the kernel\n"
 	"                         has FUSE_DEV_IOC_REINIT and --write-through is given,\n"
 	"                         proxy otherwise; --help says which one this machine gets),\n"
 	"                         proxy (the keeper relays the protocol; everything\n"
-	"                         survives a crash), remount (Linux\n"
-	"                         6.5+: the daemon gets /dev/fuse itself; after a crash every\n"
+	"                         survives a crash), remount (Linux 6.5+, with {}: the\n"
+	"                         daemon gets /dev/fuse itself; after a crash every\n"
 	"                         mount of the old instance, in every mount namespace, is\n"
 	"                         replaced by one of a fresh instance; fds and working\n"
 	"                         directories on the old one then get ESTALE) or reinit (a\n"
@@ -116,7 +124,9 @@ static const char usage_text[] =
 	"start, or had given up after too many failed starts and no daemon served since;\n"
 	"2 for bad usage.\n"
 	"\n"
-	"Example:\n"
+	"Examples:\n"
+	"  fusekeeper -- lxcfs /var/lib/lxcfs\n"
+	"  fusekeeper -- sshfs user@host:/srv /mnt/remote\n"
 	"  fusekeeper -o allow_other /var/lib/lxcfs -- lxcfs -f {}\n"
 	"\n"
 	"See fusekeeper(1).\n";
@@ -173,6 +183,8 @@ static const struct option long_options[] = {
 	{ 0 },
 };
 
+extern char **environ;
+
 static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode, &reinit_mode };
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
@@ -218,7 +230,7 @@ static uint64_t parse_size(const char *opt, const char *arg, uint64_t max)
 	return (uint64_t)v << shift;
 }
 
-/* Sets NAME=VALUE in the NULL-terminated @env (of @n entries, room for 4 more). */
+/* Sets NAME=VALUE in the NULL-terminated @env (of @n allocated entries, room for 4 more). */
 static void env_set(char **env, size_t *n, const char *name, const char *value)
 {
 	size_t len = strlen(name);
@@ -228,6 +240,7 @@ static void env_set(char **env, size_t *n, const char *name, const char *value)
 		usage_error("out of memory");
 	for (size_t i = 0; i < *n; i++) {
 		if (!strncmp(env[i], name, len) && env[i][len] == '=') {
+			free(env[i]);
 			env[i] = entry;
 			return;
 		}
@@ -246,7 +259,6 @@ static struct daemon_user *parse_user(const char *arg)
 	_cleanup_free_ char *copy = strdup(arg);
 	struct daemon_user *u = calloc(1, sizeof(*u));
 	char *group = copy ? strchr(copy, ':') : NULL, *end;
-	extern char **environ;
 	struct passwd *pw;
 	size_t n = 0;
 	int ng = 0;
@@ -285,7 +297,9 @@ static struct daemon_user *parse_user(const char *arg)
 	u->env = calloc(n + 5, sizeof(char *));
 	if (!u->env)
 		usage_error("out of memory");
-	memcpy(u->env, environ, n * sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		if (!(u->env[i] = strdup(environ[i])))
+			usage_error("out of memory");
 	env_set(u->env, &n, "HOME", pw->pw_dir);
 	env_set(u->env, &n, "USER", pw->pw_name);
 	env_set(u->env, &n, "LOGNAME", pw->pw_name);
@@ -506,9 +520,14 @@ int main(int argc, char **argv)
 			  last_optarg != argv[optind - 1];
 	if (!ended_by_dashes && optind < argc && strcmp(argv[optind], "--"))
 		mountpoint = argv[optind++];
-	if (ended_by_dashes)
+	else if (ended_by_dashes && optind + 1 < argc && !strcmp(argv[optind + 1], "--"))
+		mountpoint = argv[optind++]; /* -- MOUNTPOINT -- COMMAND: a MOUNTPOINT like "-x" */
+	else if (ended_by_dashes)
 		optind--;
-	if (optind >= argc || strcmp(argv[optind], "--"))
+	if (optind < argc && strcmp(argv[optind], "--"))
+		usage_error("expected '--' after MOUNTPOINT %s, found '%s' (one MOUNTPOINT at most)",
+			    mountpoint, argv[optind]);
+	if (optind >= argc)
 		usage_error(mountpoint ? "missing '--' and COMMAND after MOUNTPOINT"
 				       : "missing '--' and COMMAND");
 	optind++;
@@ -553,5 +572,12 @@ int main(int argc, char **argv)
 	}
 	rc = supervise(&cfg);
 	free((char *)cfg.mountpoint);
+	if (cfg.user) {
+		for (size_t i = 0; cfg.user->env[i]; i++)
+			free(cfg.user->env[i]);
+		free(cfg.user->env);
+		free(cfg.user->groups);
+		free(cfg.user);
+	}
 	return rc;
 }

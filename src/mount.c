@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nsmounts.h"
 #include "util.h"
 
 void mount_options_init(struct mount_options *o)
@@ -176,20 +177,17 @@ int fuse_mount_fd(const char *mountpoint, const struct mount_options *o, char *e
 unsigned fuse_conn_id(const char *mountpoint)
 {
 	/* Not stat(2): that could send a GETATTR, which waits for a daemon not started yet. */
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096], mp[4096];
-	unsigned maj, min, id = 0;
+	struct nsm_table t;
+	unsigned id = 0;
 
-	if (!f)
+	if (nsm_read_table("/proc/self/mountinfo", &t) < 0)
 		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..."; the last match is the topmost mount.
-		 * Mount points with blanks are escaped (\040) and simply not found. */
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) == 3 &&
-		    !strcmp(mp, mountpoint))
-			id = min;
-	}
-	fclose(f);
+	/* The last FUSE mount there is the topmost (mount points come unescaped: "\040"). */
+	for (size_t i = 0; i < t.n; i++)
+		if (t.m[i].major == 0 && !strcmp(t.m[i].point, mountpoint) &&
+		    !strncmp(t.m[i].fstype, "fuse", 4))
+			id = t.m[i].minor;
+	nsm_table_free(&t);
 	return id;
 }
 

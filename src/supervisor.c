@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,10 +62,16 @@ struct start_watch {
 struct takeover_state {
 	struct takeover *filter;
 	int listener;	   /* the current daemon's filter's listener; -1 when none */
-	int given;	   /* a dup of the channel end put in its place of /dev/fuse, -1: none yet */
+	bool taken;	   /* the current daemon's mount was taken over: it has its channel */
+	struct takeover_channel chan; /* that channel, as the keeper recognizes it */
+	pid_t ns_pid;	   /* a process in the current daemon's mount namespace (itself) */
+	uint64_t ns;	   /* that namespace's inode: where a daemon that forks is followed */
+	bool self_unmounted; /* the daemon unmounted the mount itself: it is on its way out */
 	bool mounted;	   /* the keeper's mount exists (made for the first daemon's call) */
 	bool mount_gone;   /* ... and has since left the keeper's namespace (unmounted) */
 	unsigned conn;	   /* its fusectl number (device minor) */
+	dev_t dir_dev;	   /* the directory beneath it: what a daemon's mount call must name */
+	ino_t dir_ino;
 	int mountinfo;	   /* /proc/self/mountinfo, polled for changes while mounted; -1: none */
 	int failed;	   /* -errno: the daemon did something that cannot be taken over */
 };
@@ -142,7 +149,8 @@ static int mode_events(struct keeper *k)
 			  "over", (int)k->daemon);
 		kill_daemon(k, SIGKILL);
 	}
-	if ((ev & MODE_EV_CHANNEL_CLOSED) && k->pidfd >= 0) {
+	/* One that unmounted itself was told its connection ended: let it finish on its own. */
+	if ((ev & MODE_EV_CHANNEL_CLOSED) && k->pidfd >= 0 && !k->to.self_unmounted) {
 		/* Usually the daemon died and its pidfd says so at once; one that lives on
 		 * without its channel serves nobody. */
 		struct pollfd pfd = { .fd = k->pidfd, .events = POLLIN };
@@ -553,21 +561,27 @@ static int takeover_first_mount(struct keeper *k, struct takeover_call *c)
 	char err[512], what[512], via[96] = "";
 	int devfd, r;
 
-	if (!k->cfg.mountpoint) {
-		/* Nothing is mounted there yet: resolving it looks up nothing on a FUSE mount. */
-		char *mp = realpath(c->target, NULL);
+	_cleanup_close_ int target = -1;
+	char at[64];
 
-		if (!mp) {
-			r = -errno;
-			log_error("Daemon %d mounts at %s: %s", (int)c->pid, c->target, strerror(-r));
-			return r;
-		}
-		k->cfg.mountpoint = k->own_mountpoint = mp;
+	if (!k->cfg.mountpoint) {
+		k->cfg.mountpoint = k->own_mountpoint = strdup(c->target);
+		if (!k->cfg.mountpoint)
+			return -ENOMEM;
 	}
+	/* The very object the daemon named: a name it can change is checked once, then not used. */
+	target = takeover_open_target(k->cfg.mountpoint, c->dev, c->ino);
+	if (target < 0) {
+		log_error("Daemon %d mounts at %s, which %s", (int)k->daemon, k->cfg.mountpoint,
+			  target == -ESTALE ? "is now another directory, or a symbolic link" :
+			  strerror(-target));
+		return target == -ESTALE ? -EBUSY : target;
+	}
+	snprintf(at, sizeof(at), "/proc/self/fd/%d", target);
 	mount_options_free(&k->cfg.mnt);
 	k->cfg.mnt = c->mnt;
 	mount_options_init(&c->mnt);
-	devfd = fuse_mount_fd(k->cfg.mountpoint, &k->cfg.mnt, err, sizeof(err));
+	devfd = fuse_mount_fd(at, &k->cfg.mnt, err, sizeof(err));
 	if (devfd < 0) {
 		log_error("Cannot make the mount daemon %d asked for: %s", (int)k->daemon, err);
 		return devfd;
@@ -580,6 +594,8 @@ static int takeover_first_mount(struct keeper *k, struct takeover_call *c)
 		return r;
 	}
 	k->to.mounted = true;
+	k->to.dir_dev = c->dev;
+	k->to.dir_ino = c->ino;
 	k->to.conn = fuse_conn_id(k->cfg.mountpoint);
 	k->to.mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
 	describe_mount(&k->cfg.mnt, what, sizeof(what));
@@ -621,17 +637,20 @@ static int takeover_mount_call(struct keeper *k, struct takeover_call *c)
 	char err[512];
 	int chan, r;
 
-	if (k->to.given >= 0) {
+	if (k->to.taken) {
 		log_error("Daemon %d mounts a second FUSE filesystem, at %s: fusekeeper takes over "
 			  "one mount per daemon (run one fusekeeper for each mount)", (int)k->daemon,
 			  c->target);
 		return -EBUSY;
 	}
-	if (k->cfg.mountpoint && strcmp(c->target, k->cfg.mountpoint)) {
-		/* Before the first mount, a symbolic link may name the same directory. */
-		_cleanup_free_ char *real = k->to.mounted ? NULL : realpath(c->target, NULL);
+	if (k->cfg.mountpoint) {
+		/* The same directory (beneath the mount, for a restarted daemon), by identity. */
+		dev_t dev = k->to.dir_dev;
+		ino_t ino = k->to.dir_ino;
 
-		if (!real || strcmp(real, k->cfg.mountpoint)) {
+		if (!k->to.mounted && takeover_identity(k->cfg.mountpoint, &dev, &ino) < 0)
+			dev = 0;
+		if (c->dev != dev || c->ino != ino) {
 			log_error("Daemon %d mounts at %s, but fusekeeper's MOUNTPOINT is %s: give "
 				  "the daemon that mountpoint, or leave MOUNTPOINT out",
 				  (int)k->daemon, c->target, k->cfg.mountpoint);
@@ -662,7 +681,12 @@ static int takeover_mount_call(struct keeper *k, struct takeover_call *c)
 				  (int)c->pid, strerror(-r));
 		return r;
 	}
-	k->to.given = fcntl(chan, F_DUPFD_CLOEXEC, 3);
+	r = takeover_channel_set(&k->to.chan, chan);
+	if (r < 0) {
+		log_error("Cannot keep track of the daemon's channel: %s", strerror(-r));
+		return r;
+	}
+	k->to.taken = true;
 	takeover_answer(k->to.listener, c, 0);
 	log_debug("Took over the mount of daemon %d: fd %d of process %d is the %s mode's channel",
 		  (int)k->daemon, c->fd, (int)c->pid, k->cfg.mode->name);
@@ -690,8 +714,13 @@ static int takeover_handle(struct keeper *k)
 	switch (c.kind) {
 	case TAKEOVER_UMOUNT:
 		if (k->to.mounted && !strcmp(c.target, k->cfg.mountpoint)) {
-			log_info("Daemon %d unmounts %s: answered without unmounting (fusekeeper keeps "
-				 "the mount)", (int)k->daemon, c.target);
+			if (k->stop || k->to.mount_gone)
+				log_info("Daemon %d unmounts %s: answered success (fusekeeper ends the "
+					 "mount itself)", (int)k->daemon, c.target);
+			else
+				log_info("Daemon %d unmounts %s: answered success without unmounting "
+					 "(fusekeeper keeps the mount; the daemon is restarted when it "
+					 "exits)", (int)k->daemon, c.target);
 			takeover_answer(k->to.listener, &c, 0);
 			/*
 			 * For the daemon its connection has ended, as after a real unmount: a daemon
@@ -699,19 +728,26 @@ static int takeover_handle(struct keeper *k)
 			 * channel (a socket) its reads now return end of file; a clone of /dev/fuse
 			 * (reinit) ends with the connection.
 			 */
-			if (k->to.given >= 0)
-				shutdown(k->to.given, SHUT_RDWR);
+			if (k->to.taken && k->daemon > 0 &&
+			    takeover_channel_shutdown(k->daemon, &k->to.chan) == 0)
+				k->to.self_unmounted = true;
 		} else {
 			takeover_continue(k->to.listener, &c);
 		}
 		return 0;
+	case TAKEOVER_PASSED:
+		log_info("Daemon %d (process %d) mounts %s at %s: not FUSE, let through (it stays in "
+			 "the daemon's own mount namespace)", (int)k->daemon, (int)c.pid, c.why,
+			 c.target);
+		takeover_continue(k->to.listener, &c);
+		return 0;
 	case TAKEOVER_SPLICE:
-		takeover_splice(k->to.listener, &c, k->to.given);
+		takeover_splice(k->to.listener, &c, &k->to.chan);
 		return 0;
 	case TAKEOVER_REFUSED:
 		log_error("Daemon %d (process %d) mounts %s in a way fusekeeper cannot take over: %s",
 			  (int)k->daemon, (int)c.pid, c.target, c.why);
-		r = -EPERM;
+		r = c.error;
 		break;
 	case TAKEOVER_MOUNT:
 		r = takeover_mount_call(k, &c);
@@ -749,8 +785,22 @@ static void takeover_check_mount(struct keeper *k, bool quiet)
 			 "daemon does", k->cfg.mountpoint, strerror(-r));
 }
 
-/* A child of the keeper's (by now: it is a subreaper) other than @not that holds @fd's file. */
-static pid_t channel_holder(int fd, pid_t not)
+/* The inode of the mount namespace of @pid, 0 if unknown. */
+static uint64_t mount_ns_of(pid_t pid)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	return stat(path, &st) < 0 ? 0 : st.st_ino;
+}
+
+/*
+ * A child of the keeper's (by now: it is a subreaper) other than @not, in the daemon's mount
+ * namespace (not one of the keeper's own helpers, which inherit its fds), that holds the
+ * daemon's channel.
+ */
+static pid_t channel_holder(struct keeper *k, pid_t not)
 {
 	DIR *tasks = opendir("/proc/self/task");
 	struct dirent *de;
@@ -771,7 +821,9 @@ static pid_t channel_holder(int fd, pid_t not)
 
 			if (end == p)
 				break;
-			if (pid != not && takeover_holds_file(pid, fd) == 1)
+			if (pid != not && k->to.ns && mount_ns_of(pid) == k->to.ns &&
+			    getpgid(pid) != getpgrp() &&
+			    takeover_holds_channel(pid, &k->to.chan) == 1)
 				found = pid;
 		}
 	}
@@ -789,7 +841,7 @@ static bool takeover_follow(struct keeper *k)
 	int status = 0, pidfd;
 	pid_t heir, old = k->daemon;
 
-	if (k->to.given < 0 || old <= 0)
+	if (!k->to.taken || old <= 0)
 		return false;
 	if (!k->daemon_reaped) {
 		if (waitpid(old, &status, WNOHANG) != old)
@@ -799,7 +851,7 @@ static bool takeover_follow(struct keeper *k)
 	}
 	if (!WIFEXITED(k->daemon_status) || WEXITSTATUS(k->daemon_status) != 0)
 		return false;
-	heir = channel_holder(k->to.given, old);
+	heir = channel_holder(k, old);
 	if (heir <= 0 || (pidfd = syscall(SYS_pidfd_open, heir, 0)) < 0)
 		return false;
 	log_info("Daemon %d went to the background as process %d, which holds its FUSE channel: "
@@ -822,7 +874,7 @@ static int takeover_wait_mount(struct keeper *k)
 {
 	int64_t deadline = k->start.at + k->cfg.start_timeout_ms;
 
-	while (k->to.given < 0) {
+	while (!k->to.taken) {
 		int r;
 
 		if (k->to.failed)
@@ -961,7 +1013,9 @@ static int start_daemon(struct keeper *k)
 		/* The child sends the listener or closes its end (fails, or exits). */
 		k->to.listener = takeover_recv_listener(sock[0]);
 		close(sock[0]);
-		k->to.given = -1;
+		/* It has entered its own mount namespace before sending the listener. */
+		k->to.ns = mount_ns_of(pid);
+		k->to.taken = k->to.self_unmounted = false;
 		k->to.failed = 0;
 	}
 	if (read(errpipe[0], &cf, sizeof(cf)) == sizeof(cf)) {
@@ -995,6 +1049,9 @@ static int start_daemon(struct keeper *k)
 		kill_daemon(k, SIGKILL);
 		waitpid(pid, NULL, 0);
 		k->daemon = 0;
+		if (k->to.listener >= 0)
+			close(k->to.listener);
+		k->to.listener = -1;
 		return -e;
 	}
 	fcntl(k->pidfd, F_SETFD, FD_CLOEXEC);
@@ -1011,11 +1068,16 @@ static void reap_daemon(struct keeper *k)
 
 	if (pid <= 0)
 		return;
-	if (k->daemon_reaped)
+	if (k->daemon_reaped) {
 		status = k->daemon_status;
-	else
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	} else {
+		int r;
+
+		while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
 			;
+		if (r < 0)
+			status = W_EXITCODE(0, SIGKILL); /* reaped elsewhere: its status is gone */
+	}
 	k->daemon_reaped = false;
 	/* Whatever the daemon left running in its group goes too. */
 	kill(-k->pgid, SIGKILL);
@@ -1029,7 +1091,7 @@ static void reap_daemon(struct keeper *k)
 			 WEXITSTATUS(status) != 0 || k->stop ? ""
 			 : !k->cfg.takeover ? " while the filesystem is mounted (if it went to the "
 					      "background, run it in the foreground, e.g. with -f)"
-			 : k->to.given >= 0 ? " while the filesystem is mounted, and left no "
+			 : k->to.taken ? " while the filesystem is mounted, and left no "
 					      "process holding its FUSE channel"
 					    : "");
 		event("EXIT %d status=%d", (int)pid, WEXITSTATUS(status));
@@ -1041,9 +1103,9 @@ static void reap_daemon(struct keeper *k)
 	/* Processes of its left over get ENOSYS from the filter from now on. */
 	if (k->to.listener >= 0)
 		close(k->to.listener);
-	if (k->to.given >= 0)
-		close(k->to.given);
-	k->to.listener = k->to.given = -1;
+	takeover_channel_clear(&k->to.chan);
+	k->to.listener = -1;
+	k->to.taken = false;
 }
 
 /* Stops the daemon: SIGTERM, then SIGKILL after the grace period. */
@@ -1062,7 +1124,7 @@ static void stop_daemon(struct keeper *k)
 		};
 		int n = poll(pfd, 2, ms_until(deadline));
 
-		if (n > 0 && pfd[1].revents && takeover_handle(k) < 0)
+		if (n > 0 && (pfd[1].revents & POLLIN) && takeover_handle(k) < 0)
 			kill_daemon(k, SIGKILL);
 		if (n > 0 && pfd[0].revents)
 			break;
@@ -1142,7 +1204,7 @@ int supervise(const struct keeper_config *cfg)
 {
 	struct keeper k = {
 		.cfg = *cfg, .pidfd = -1, .sigfd = -1,
-		.to = { .listener = -1, .given = -1, .mountinfo = -1 },
+		.to = { .listener = -1, .chan = { .fd = -1 }, .mountinfo = -1 },
 	};
 	char err[512];
 	bool served = false, gave_up = false; /* gave_up: after too many failed starts */
@@ -1225,7 +1287,8 @@ int supervise(const struct keeper_config *cfg)
 			break;
 		/* The daemon died, failed to start or must be replaced. */
 		ended = now_ms();
-		failed_start = !took_over;
+		/* Something it did could not be taken over: it would again, however long it ran. */
+		failed_start = !took_over || k.to.failed;
 		if (took_over) {
 			/* From now on requests wait for a new daemon, for --request-wait at most. */
 			k.died_at = ended;
@@ -1257,6 +1320,9 @@ int supervise(const struct keeper_config *cfg)
 					  "mountpoint");
 			else if (k.to.failed)
 				log_error("The daemon's mount could not be taken over; giving up");
+			else if (!k.to.mounted && r == -ETIMEDOUT)
+				log_error("The daemon did not mount a FUSE filesystem within its start "
+					  "time; giving up");
 			else if (!k.to.mounted)
 				log_error("The daemon failed before it mounted a FUSE filesystem; giving "
 					  "up. Its own messages above should say why");
@@ -1330,5 +1396,8 @@ int supervise(const struct keeper_config *cfg)
 	if (k.to.mountinfo >= 0)
 		close(k.to.mountinfo);
 	free(k.own_mountpoint);
+	/* The daemon's options, which takeover_first_mount() put in the keeper's copy. */
+	if (cfg->takeover)
+		mount_options_free(&k.cfg.mnt);
 	return gave_up ? 1 : 0;
 }

@@ -8,6 +8,7 @@
 #include <linux/filter.h>
 #include <linux/capability.h>
 #include <linux/kcmp.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -19,6 +20,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -276,6 +279,74 @@ static int resolve_path(pid_t pid, const char *path, char *out, size_t size)
 	return 0;
 }
 
+int takeover_identity(const char *path, dev_t *dev, ino_t *ino)
+{
+	struct statx stx;
+
+	/* AT_STATX_DONT_SYNC: FUSE answers from what it has, with no GETATTR to a daemon. */
+	if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_INO, &stx) < 0)
+		return -errno;
+	*dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	*ino = stx.stx_ino;
+	return 0;
+}
+
+/*
+ * The object the caller's mount(2) names, as the kernel would find it for the caller: @path
+ * from its working directory (or its root, /), through /proc/PID/cwd, which is the very
+ * directory, not a name for it. Sets c->dev, c->ino and c->target (its path, links resolved).
+ */
+static int caller_target(struct takeover_call *c, const char *path)
+{
+	char base[64], link[64];
+	_cleanup_close_ int dir = -1, fd = -1;
+	ssize_t n;
+	int r;
+
+	snprintf(base, sizeof(base), "/proc/%d/%s", (int)c->pid, path[0] == '/' ? "root" : "cwd");
+	dir = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return -errno;
+	while (*path == '/')
+		path++;
+	fd = openat(dir, *path ? path : ".", O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	r = takeover_identity(link, &c->dev, &c->ino);
+	if (r < 0)
+		return r;
+	n = readlink(link, c->target, sizeof(c->target) - 1);
+	if (n < 0)
+		return -errno;
+	c->target[n] = '\0';
+	return 0;
+}
+
+int takeover_open_target(const char *path, dev_t dev, ino_t ino)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	char link[64];
+	dev_t d;
+	ino_t i;
+	int fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how)), r;
+
+	if (fd < 0)
+		return errno == ELOOP ? -ESTALE : -errno;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	r = takeover_identity(link, &d, &i);
+	if (r == 0 && (d != dev || i != ino))
+		r = -ESTALE;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 /* Whether fd @fd of @pid is /dev/fuse, and whether it has O_CLOEXEC. 0 or -errno. */
 static int fd_info(pid_t pid, int fd, bool *cloexec)
 {
@@ -358,8 +429,8 @@ static void parse_data(struct takeover_call *c, char *data)
 }
 
 /*
- * Whether @pid may mount: CAP_SYS_ADMIN in its effective set (the keeper's user namespace is
- * the only one a daemon runs in). The kernel's own check, which the trap skips: an unprivileged
+ * Whether @pid may mount: CAP_SYS_ADMIN in its effective set, in the keeper's user namespace.
+ * The kernel's own check for a mount there, which the trap skips: an unprivileged
  * daemon gets EPERM, and libfuse then mounts through fusermount3, whose checks of the user's
  * rights (owning the mountpoint, user_allow_other) the keeper keeps that way.
  */
@@ -367,8 +438,15 @@ static bool may_mount(pid_t pid)
 {
 	char path[64], buf[4096], *p;
 	unsigned long long caps;
+	struct stat mine, theirs;
 	ssize_t n;
 	int f;
+
+	/* Capabilities count in the keeper's user namespace only: anyone may make their own. */
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+	if (stat("/proc/self/ns/user", &mine) < 0 || stat(path, &theirs) < 0 ||
+	    mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev)
+		return false;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	f = open(path, O_RDONLY | O_CLOEXEC);
@@ -390,13 +468,24 @@ static int read_mount(int mem, const struct seccomp_notif *req, struct takeover_
 	int r;
 
 	r = read_string(mem, req->data.args[2], type, sizeof(type));
-	if (r == -ENAMETOOLONG)
-		return 0;
+	if (r == -ENAMETOOLONG && strncmp(type, "fuse", 4))
+		return 0; /* no FUSE type: the kernel's own error for a name that long */
+	if (r == -ENAMETOOLONG) {
+		c->kind = TAKEOVER_REFUSED;
+		snprintf(c->why, sizeof(c->why), "its filesystem type %.20s... is too long", type);
+		return 1;
+	}
 	if (r < 0)
 		return r;
 	if (strcmp(type, "fuse") && strncmp(type, "fuse.", 5) && strcmp(type, "fuseblk") &&
-	    strncmp(type, "fuseblk.", 8))
-		return 0;
+	    strncmp(type, "fuseblk.", 8)) {
+		/* Told to the caller, for the log: a daemon that mounts tmpfs and waits is a puzzle. */
+		c->kind = TAKEOVER_PASSED;
+		snprintf(c->why, sizeof(c->why), "%s", type);
+		if (read_string(mem, req->data.args[1], path, sizeof(path)) == 0)
+			snprintf(c->target, sizeof(c->target), "%s", path);
+		return 1;
+	}
 	if (!may_mount(c->pid))
 		return -EPERM;
 	c->kind = TAKEOVER_MOUNT;
@@ -406,8 +495,11 @@ static int read_mount(int mem, const struct seccomp_notif *req, struct takeover_
 	if (r < 0)
 		return r;
 	r = resolve_path(c->pid, path, c->target, sizeof(c->target));
+	if (r == 0)
+		r = caller_target(c, path);
 	if (r < 0) {
 		c->kind = TAKEOVER_REFUSED;
+		c->error = r == -EXDEV ? -EPERM : r;
 		snprintf(c->why, sizeof(c->why), "its mount target %s cannot be resolved: %s", path,
 			 r == -EXDEV ? "it runs in a chroot" : strerror(-r));
 		return 1;
@@ -463,6 +555,7 @@ int takeover_receive(int listener, struct takeover_call *c)
 	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0)
 		return errno == ENOENT || errno == EINTR ? 0 : -errno;
 	memset(c, 0, sizeof(*c));
+	c->error = -EPERM;
 	c->id = req->id;
 	c->pid = req->pid;
 	c->fd = -1;
@@ -485,6 +578,7 @@ int takeover_receive(int listener, struct takeover_call *c)
 	} else if (!strcmp(name, "splice")) {
 		c->kind = TAKEOVER_SPLICE;
 		c->fd_in = req->data.args[0];
+		c->off_in = req->data.args[1];
 		c->fd = req->data.args[2];
 		c->len = req->data.args[4];
 		/* Offsets into the output (args[3]) mean it is no pipe-to-channel copy. */
@@ -534,43 +628,150 @@ int takeover_answer(int listener, const struct takeover_call *c, int error)
 	return respond(listener, c->id, error, 0);
 }
 
-int takeover_splice(int listener, const struct takeover_call *c, int channel)
+int takeover_channel_set(struct takeover_channel *ch, int chan)
+{
+	struct stat st;
+
+	takeover_channel_clear(ch);
+	if (fstat(chan, &st) < 0)
+		return -errno;
+	if (S_ISSOCK(st.st_mode)) {
+		ch->sock_ino = st.st_ino;
+		return 0;
+	}
+	ch->fd = fcntl(chan, F_DUPFD_CLOEXEC, 3);
+	return ch->fd < 0 ? -errno : 0;
+}
+
+void takeover_channel_clear(struct takeover_channel *ch)
+{
+	if (ch->fd >= 0)
+		close(ch->fd);
+	ch->fd = -1;
+	ch->sock_ino = 0;
+}
+
+/* A pidfd of the process that thread @tid belongs to (pidfd_open() takes a process). */
+static int process_pidfd(pid_t tid)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int f, tgid = tid;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f >= 0) {
+		n = read(f, buf, sizeof(buf) - 1);
+		close(f);
+		if (n > 0) {
+			buf[n] = '\0';
+			p = strstr(buf, "\nTgid:");
+			if (p)
+				tgid = atoi(p + 6);
+		}
+	}
+	return syscall(SYS_pidfd_open, tgid, 0);
+}
+
+/* Whether fd @theirs of @pid is the channel. */
+static bool is_channel(pid_t pid, int theirs, const struct takeover_channel *ch)
+{
+	char path[64], link[64], want[64];
+	ssize_t n;
+
+	if (!ch->sock_ino)
+		return ch->fd >= 0 &&
+		       syscall(SYS_kcmp, getpid(), pid, KCMP_FILE, ch->fd, theirs) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, theirs);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = '\0';
+	snprintf(want, sizeof(want), "socket:[%lu]", (unsigned long)ch->sock_ino);
+	return !strcmp(link, want);
+}
+
+int takeover_splice(int listener, const struct takeover_call *c, const struct takeover_channel *ch)
 {
 	struct seccomp_notif_resp resp = { .id = c->id };
-	_cleanup_close_ int pidfd = -1, in = -1;
+	_cleanup_close_ int pidfd = -1, in = -1, out = -1;
 	_cleanup_free_ char *buf = NULL;
-	size_t done = 0;
+	struct iovec iov;
+	struct stat st;
+	ssize_t n = 0;
 	int avail = 0;
 
-	if (channel < 0 || syscall(SYS_kcmp, getpid(), c->pid, KCMP_FILE, channel, c->fd) != 0)
+	if (!ch->sock_ino || !is_channel(c->pid, c->fd, ch))
 		return takeover_continue(listener, c);
-	pidfd = syscall(SYS_pidfd_open, c->pid, 0);
-	if (pidfd >= 0)
+	pidfd = process_pidfd(c->pid);
+	if (pidfd >= 0) {
 		in = syscall(SYS_pidfd_getfd, pidfd, c->fd_in, 0);
-	/* libfuse has filled the pipe before it splices: take what is there, never wait. */
-	if (in < 0 || ioctl(in, FIONREAD, &avail) < 0) {
+		out = syscall(SYS_pidfd_getfd, pidfd, c->fd, 0);
+	}
+	/* From a pipe, at its start (no off_in): libfuse's reply, which it put there whole. */
+	if (in < 0 || out < 0 || fstat(in, &st) < 0 || !S_ISFIFO(st.st_mode) || c->off_in) {
 		resp.error = -EINVAL;
 		goto answer;
 	}
-	done = MIN((size_t)avail, c->len);
-	buf = malloc(done ? done : 1);
+	/* FIONREAD of a pipe is at most its capacity: the buffer is bounded. */
+	if (ioctl(in, FIONREAD, &avail) < 0 || avail < 0) {
+		resp.error = -EINVAL;
+		goto answer;
+	}
+	iov.iov_len = MIN((size_t)avail, c->len);
+	buf = malloc(iov.iov_len ? iov.iov_len : 1);
 	if (!buf) {
 		resp.error = -ENOMEM;
 		goto answer;
 	}
-	if (done && read(in, buf, done) != (ssize_t)done) {
+	iov.iov_base = buf;
+	/* RWF_NOWAIT: another of its threads may have emptied the pipe meanwhile. */
+	if (iov.iov_len && (n = preadv2(in, &iov, 1, -1, RWF_NOWAIT)) < 0) {
+		resp.error = errno == EAGAIN ? 0 : -errno;
+		n = 0;
+	}
+	/* Its own end of the channel: its reader sees one message, as if it had written it. */
+	if (n > 0 && write(out, buf, n) != n) {
 		resp.error = -EIO;
 		goto answer;
 	}
-	/* The daemon's end of the channel: its reader sees one message, as if written. */
-	errno = EIO;
-	if (done && write(channel, buf, done) != (ssize_t)done) {
-		resp.error = -errno;
-		goto answer;
-	}
-	resp.val = done;
+	resp.val = n;
 answer:
 	return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 ? -errno : 0;
+}
+
+int takeover_channel_shutdown(pid_t pid, const struct takeover_channel *ch)
+{
+	_cleanup_close_ int pidfd = -1;
+	struct dirent *de;
+	char path[64];
+	DIR *d;
+	int r = -ENOENT;
+
+	if (!ch->sock_ino)
+		return -ENOTSOCK;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	d = opendir(path);
+	if (pidfd < 0 || !d) {
+		if (d)
+			closedir(d);
+		return -ESRCH;
+	}
+	while (r == -ENOENT && (de = readdir(d))) {
+		char *end;
+		long theirs = strtol(de->d_name, &end, 10);
+		int fd;
+
+		if (*end || end == de->d_name || !is_channel(pid, theirs, ch))
+			continue;
+		fd = syscall(SYS_pidfd_getfd, pidfd, theirs, 0);
+		r = fd < 0 ? -errno : shutdown(fd, SHUT_RDWR) < 0 ? -errno : 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+	return r;
 }
 
 int takeover_continue(int listener, const struct takeover_call *c)
@@ -603,12 +804,11 @@ int takeover_has_mount(pid_t pid, const char *point, unsigned conn)
 static int in_namespace(pid_t pid, int tree, const char *point)
 {
 	_cleanup_close_ int ns = -1;
-	char path[64];
 	int status;
 	pid_t child;
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
-	ns = open(path, O_RDONLY | O_CLOEXEC);
+	/* Through a pidfd (setns, Linux 5.8): never a stranger that reused the pid. */
+	ns = syscall(SYS_pidfd_open, pid, 0);
 	if (ns < 0)
 		return -errno;
 	child = fork();
@@ -671,7 +871,7 @@ int takeover_hide_mount(pid_t pid, const char *mountpoint, unsigned conn)
 	return r < 0 ? r : 1;
 }
 
-int takeover_holds_file(pid_t pid, int fd)
+int takeover_holds_channel(pid_t pid, const struct takeover_channel *ch)
 {
 	char path[64];
 	struct dirent *de;
@@ -686,9 +886,7 @@ int takeover_holds_file(pid_t pid, int fd)
 		char *end;
 		long theirs = strtol(de->d_name, &end, 10);
 
-		if (*end || end == de->d_name)
-			continue;
-		if (syscall(SYS_kcmp, getpid(), pid, KCMP_FILE, fd, theirs) == 0)
+		if (!*end && end != de->d_name && is_channel(pid, theirs, ch))
 			found = 1;
 	}
 	closedir(d);

@@ -51,6 +51,8 @@ enum takeover_kind {
 	TAKEOVER_UMOUNT,  /* umount2(2) or umount(2): answered, or let through, by the caller */
 	TAKEOVER_REFUSED, /* a FUSE mount this unit cannot take over: @why says why */
 	TAKEOVER_SPLICE,  /* splice(2): to the channel it is made one message (takeover_splice()) */
+	TAKEOVER_PASSED,  /* mount(2) of another filesystem type (in @why): the caller lets it run
+			     (takeover_continue()); it stays in the daemon's namespace */
 };
 
 /* One trapped call, read from the calling process and checked valid (SECCOMP_IOCTL_NOTIF_ID_VALID). */
@@ -59,15 +61,22 @@ struct takeover_call {
 	pid_t pid;		 /* the calling thread */
 	enum takeover_kind kind;
 	char target[PATH_MAX];	 /* absolute, "." and ".." resolved lexically; relative targets
-				    are taken from the caller's working directory */
+				    are taken from the caller's working directory. TAKEOVER_MOUNT:
+				    the directory (or file) itself, symbolic links resolved */
+	dev_t dev;		 /* TAKEOVER_MOUNT: the target's identity as the caller resolves
+				    it (statx without a FUSE request) */
+	ino_t ino;
 	struct mount_options mnt; /* TAKEOVER_MOUNT: the daemon's mount flags and options, with
 				     mnt.fsname and mnt.subtype allocated (mount_options_free) */
 	int fd;			 /* TAKEOVER_MOUNT: the daemon's /dev/fuse fd (its "fd=N");
 				    TAKEOVER_SPLICE: its fd_out */
 	int fd_in;		 /* TAKEOVER_SPLICE: its fd_in */
+	uint64_t off_in;	 /* TAKEOVER_SPLICE: its off_in pointer (0: none) */
 	size_t len;		 /* TAKEOVER_SPLICE: the bytes asked for */
 	bool fd_cloexec;	 /* ... and whether it had O_CLOEXEC */
 	char why[256];		 /* TAKEOVER_REFUSED: what the daemon asked that cannot be done */
+	int error;		 /* TAKEOVER_REFUSED: the error to answer (-errno): -EPERM, or the
+				    kernel's own for a target that cannot be resolved */
 };
 
 /*
@@ -90,21 +99,54 @@ int takeover_install_fd(int listener, const struct takeover_call *c, int fd);
 /* Answers the call: @error 0 (success) or -errno. Returns 0 or -errno (-ENOENT: caller gone). */
 int takeover_answer(int listener, const struct takeover_call *c, int error);
 
+/* The channel the keeper gave a daemon, as the keeper recognizes it in the daemon's fds. */
+struct takeover_channel {
+	ino_t sock_ino; /* a socket (proxy mode): its inode number, unique; 0: not a socket */
+	int fd;		/* otherwise (a clone of /dev/fuse): a dup of it, for kcmp(2); -1: none */
+};
+
 /*
- * A trapped splice(2): if its fd_out is the channel the keeper gave (the file of the keeper's
- * @channel), moves what its fd_in (a pipe) holds, up to c->len bytes, to the channel as one
- * message and answers the call with the count, as splice into /dev/fuse is one write for the
- * kernel; a socket would cut it into one message per page batch, which no reader can put
- * together again safely (libfuse splices replies when a daemon asks for FUSE_CAP_SPLICE_WRITE,
- * as fuse-overlayfs does). Any other splice runs as the caller made it. Returns 0 or -errno.
+ * Records @chan (the mode's end given to the daemon) in @ch. A socket is recognized by its
+ * inode, with no copy kept open: a copy would keep the daemon's end open after the daemon
+ * closed it, and the relay would never see it closed. Returns 0 or -errno.
  */
-int takeover_splice(int listener, const struct takeover_call *c, int channel);
+int takeover_channel_set(struct takeover_channel *ch, int chan);
+void takeover_channel_clear(struct takeover_channel *ch);
+
+/*
+ * A trapped splice(2): if its fd_out is the channel @ch, a socket, and its fd_in a pipe, moves
+ * what the pipe holds, up to c->len bytes, to the channel as one message and answers the call
+ * with the count, as splice into /dev/fuse is one write for the kernel; into a socket it would
+ * be one message per batch of pages, which no reader can put together again safely (libfuse
+ * splices replies when a daemon asks for FUSE_CAP_SPLICE_WRITE, as fuse-overlayfs does). It
+ * never waits: what the pipe does not hold yet is not moved. Any other splice runs as the
+ * caller made it. Returns 0 or -errno.
+ */
+int takeover_splice(int listener, const struct takeover_call *c, const struct takeover_channel *ch);
+
+/*
+ * Shuts down the channel @ch, a socket, in process @pid (which holds it), so that its reads see
+ * end of file, as after the end of a real connection. Returns 0, or -errno (-ENOTSOCK: not a
+ * socket).
+ */
+int takeover_channel_shutdown(pid_t pid, const struct takeover_channel *ch);
 
 /*
  * Lets the call run in the kernel as the caller made it (SECCOMP_USER_NOTIF_FLAG_CONTINUE): for
  * an umount of something that is not the keeper's mount. Returns 0 or -errno.
  */
 int takeover_continue(int listener, const struct takeover_call *c);
+
+/*
+ * Opens @path in the keeper's namespace as an O_PATH fd, following no symbolic link, and checks
+ * that it is the object @dev:@ino (what a trapped mount call named): the keeper then mounts on
+ * "/proc/self/fd/N", the object checked, not on a name a user could have changed meanwhile.
+ * Sends no FUSE request. Returns the fd, or -errno (-ESTALE: another object now has that name).
+ */
+int takeover_open_target(const char *path, dev_t dev, ino_t ino);
+
+/* The identity of @path (statx without a FUSE request, following links). 0 or -errno. */
+int takeover_identity(const char *path, dev_t *dev, ino_t *ino);
 
 /*
  * Whether the mount namespace of @pid has a mount of connection @conn (device 0:@conn) at @point,
@@ -129,11 +171,10 @@ int takeover_show_mount(pid_t pid, const char *mountpoint, unsigned conn, char *
 int takeover_hide_mount(pid_t pid, const char *mountpoint, unsigned conn);
 
 /*
- * Whether process @pid has, in any of its fds, the open file that is the keeper's @fd (kcmp(2)
- * KCMP_FILE): how the process that took the daemon's channel is found after the daemon forked.
- * Returns 1, 0, or -errno.
+ * Whether process @pid has the channel @ch among its fds: how the process that took the
+ * daemon's channel is found after the daemon forked. Returns 1, 0, or -errno.
  */
-int takeover_holds_file(pid_t pid, int fd);
+int takeover_holds_channel(pid_t pid, const struct takeover_channel *ch);
 
 /*
  * Lexically normalizes the absolute path @path in place: repeated and trailing slashes, "." and

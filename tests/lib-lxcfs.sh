@@ -25,7 +25,7 @@ lxcfs_kill_rounds() {
 	local rounds=$1 M=$T/mnt-kill r round got want readers out
 	local -A pid
 	shift
-	mkdir "$M" "$T/cpuview"
+	mkdir -p "$M" "$T/cpuview"
 	lxcfs_reader_script "$T/reader.py"
 
 	if [ "${LXCFS_OWN_CMDLINE:-}" = 1 ]; then

@@ -181,10 +181,15 @@ proj_cpio() {
 		[ -f "$f" ] || continue
 		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
 	done | sort -u | while read -r lib; do
-		lib=$(realpath -- "$lib")
-		grep -qxF -- "$lib" "$BASE_LIST" && continue
-		mkdir -p "$st${lib%/*}"
-		cp "$lib" "$st$lib"
+		# The file, and the name ldd gives it (a soname link, as libseccomp.so.2) beside it:
+		# in the real directory, never one a /lib -> usr/lib link stands for.
+		real=$(realpath -- "$lib")
+		link=$(realpath -- "${lib%/*}")/${lib##*/}
+		for p in "$real" "$link"; do
+			grep -qxF -- "$p" "$BASE_LIST" && continue
+			mkdir -p "$st${p%/*}"
+			cp -P -- "$p" "$st$p"
+		done
 	done
 	if [ -n "${VM_KMOD:-}" ]; then
 		kmod_into "$st"

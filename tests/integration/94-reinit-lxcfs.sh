@@ -17,8 +17,11 @@
 #     (lxcfs_kill_rounds, tests/lib-lxcfs.sh): a held fd on proc/meminfo, a working
 #     directory in proc, a namespace with meminfo bind-mounted over its /proc/meminfo and
 #     sys/devices/system/cpu (three levels down) on a directory, and fkload readers running
-#     into every kill: every read right, errors=0.
-# timeout: 420
+#     into every kill: every read right, errors=0;
+#  5. the same with lxcfs's own command line (`lxcfs MOUNTPOINT`, no {}): the keeper takes
+#     over the mount lxcfs makes and gives it a clone of the mount's /dev/fuse as its fd
+#     (docs/design.md, "Taking over the daemon's mount").
+# timeout: 600
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-reinit.sh"
 . "$(dirname "$0")/../lib-daemons.sh"
@@ -87,4 +90,10 @@ assert_not_mounted "$T/l"
 # docs/kernel-api.md, "Requests in flight").
 lxcfs_kill_rounds 5 --mode=reinit --write-through
 [ "$LXCFS_MODE" = reinit ] || fail "the keeper mounted in '$LXCFS_MODE' mode, want reinit"
+
+# --- 5. The same, lxcfs mounting itself.
+LXCFS_OWN_CMDLINE=1 lxcfs_kill_rounds 5 --mode=reinit --write-through
+[ "$LXCFS_MODE" = reinit ] || fail "the keeper mounted in '$LXCFS_MODE' mode, want reinit"
+grep -q "as daemon [0-9]* asked: source lxcfs, type fuse.lxcfs" "$FK_LOG" ||
+	fail "the keeper did not take over lxcfs's own mount: $(grep Mounted "$FK_LOG")"
 log "ok"
