@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # tests/lib-takeover.sh - a real daemon under the keeper with its own, unmodified command line
 # (no {}: the keeper takes over the mount the daemon makes), SIGKILLed while the mount is in use.
-# Source after tests/lib.sh and tests/lib-daemons.sh.
+# Source after tests/lib.sh; it sources lib-daemons.sh and lib-lxcfs.sh (its readers).
 #
+#   takeover_need CMD PACKAGE
+#       Skips (77) unless CMD and what every scenario here uses are installed.
 #   takeover_rw_rounds ROUNDS MNT BACK [KEEPER OPTIONS] -- COMMAND...
 #       A writable filesystem mounted by COMMAND at MNT; BACK, if not empty, is the directory
 #       that must end up holding what the mount shows (bindfs's source, rclone's remote).
@@ -27,6 +29,17 @@
 #   TK_NO_MOUNTPOINT=1: the keeper is not told MNT (the daemon names it).
 #   TK_SKIP_GONE=1: the caller checks that every process is gone itself (after stopping a
 #   server of its own).
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib-daemons.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib-lxcfs.sh"
+
+takeover_need() {
+	need_prog "$FK"
+	need_prog "$FKLOAD"
+	fkd_require "$1" "$2"
+	fkd_require python3 python3
+	fkd_require unshare util-linux
+}
 
 # The namespace reader: MNT/ns bind-mounted on a directory of its own, answering the checksum
 # of its data file.

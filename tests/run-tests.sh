@@ -14,7 +14,8 @@
 # under TCG, where CPU-bound tests run 10 to 20 times slower.  After each test
 # no mount may remain under the tests' temp root: a leftover one fails the test
 # and is unmounted.
-# Optional NAME-GLOBs select tests by name (e.g. '1*' or test_relay).
+# Optional NAME-GLOBs select tests by name (e.g. '1*' or test_relay); one that starts with !
+# leaves the tests it matches out (e.g. '!6[5-9]-takeover-*').
 set -u
 
 # Unmounts (lazily, after aborting FUSE connections through fusectl) every
@@ -135,14 +136,20 @@ on_signal() {
 }
 trap on_signal INT TERM
 
+# A test runs if a NAME-GLOB matches it (or none is given) and no !NAME-GLOB does.
 selected() {
-	local g
-	[ ${#SELECT[@]} -eq 0 ] && return 0
+	local g any=0 hit=0
 	for g in "${SELECT[@]}"; do
+		if [[ $g == !* ]]; then
+			# shellcheck disable=SC2053
+			[[ $1 == ${g#!} ]] && return 1
+			continue
+		fi
+		any=1
 		# shellcheck disable=SC2053
-		[[ $1 == $g ]] && return 0
+		[[ $1 == $g ]] && hit=1
 	done
-	return 1
+	[ "$any" = 0 ] || [ "$hit" = 1 ]
 }
 
 # show_log NAME WHY LOGFILE

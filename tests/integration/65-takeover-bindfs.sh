@@ -7,14 +7,9 @@
 # follows the process that holds its channel (FOLLOW), as it does across every kill.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require bindfs bindfs
-fkd_require unshare util-linux
+takeover_need bindfs bindfs
 
 mkdir "$T/src" "$T/mnt"
 takeover_rw_rounds 3 "$T/mnt" "$T/src" -- bindfs -f "$T/src" "$T/mnt"

@@ -14,15 +14,9 @@
 # as it was, until it uploads it (measured with rclone alone). docs/design.md says so.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require rclone rclone
-fkd_require python3 python3
-fkd_require unshare util-linux
+takeover_need rclone rclone
 
 mkdir "$T/remote" "$T/mnt"
 TK_WORKLOADS="read hold" takeover_rw_rounds 3 "$T/mnt" "$T/remote" -- \

@@ -7,15 +7,9 @@
 # --exclusive and workaround=fstat as in 61-sshfs-kill, which says why.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require sshfs sshfs
-fkd_require python3 python3
-fkd_require unshare util-linux
+takeover_need sshfs sshfs
 
 mkdir "$T/back" "$T/mnt"
 sshd_start

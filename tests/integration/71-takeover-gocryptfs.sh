@@ -8,15 +8,9 @@
 # is compared by decrypting it with a separate gocryptfs at the end.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require gocryptfs gocryptfs
-fkd_require python3 python3
-fkd_require unshare util-linux
+takeover_need gocryptfs gocryptfs
 
 mkdir "$T/cipher" "$T/mnt" "$T/check"
 echo "fusekeeper test passphrase" >"$T/pass"

@@ -10,15 +10,9 @@
 # reach the relay cut in pieces.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require fuse-overlayfs fuse-overlayfs
-fkd_require python3 python3
-fkd_require unshare util-linux
+takeover_need fuse-overlayfs fuse-overlayfs
 
 mkdir "$T/lower" "$T/upper" "$T/work" "$T/mnt"
 TK_DIFF_EXCLUDE='.wh..*' takeover_rw_rounds 3 "$T/mnt" "$T/upper" -- \

@@ -6,16 +6,10 @@
 # tests/lib-takeover.sh), every read checked against the image's files.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require squashfuse squashfuse
+takeover_need squashfuse squashfuse
 fkd_require mksquashfs squashfs-tools
-fkd_require python3 python3
-fkd_require unshare util-linux
 
 mkdir "$T/tree" "$T/mnt"
 takeover_ro_tree "$T/tree"

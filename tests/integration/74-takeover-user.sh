@@ -14,15 +14,10 @@ if [ -z "${FK_TEST_PRIVATE_NS:-}" ]; then
 	exec env FK_TEST_PRIVATE_NS=1 unshare --mount --propagation private -- "$0" "$@"
 fi
 . "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/../lib-daemons.sh"
-. "$(dirname "$0")/../lib-lxcfs.sh"
 . "$(dirname "$0")/../lib-takeover.sh"
 
-need_prog "$FK"
-need_prog "$FKLOAD"
-fkd_require bindfs bindfs
+takeover_need bindfs bindfs
 fkd_require fusermount3 fuse3
-fkd_require python3 python3
 id nobody >/dev/null 2>&1 || skip "no user nobody"
 
 mkdir "$T/dev" "$T/src" "$T/mnt"
