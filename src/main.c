@@ -251,8 +251,9 @@ static void env_set(char **env, size_t *n, const char *name, const char *value)
 
 /*
  * --user=USER[:GROUP]: a name or a number each; without GROUP the user's primary group. The
- * supplementary groups and HOME, USER, LOGNAME and SHELL are the user's, as systemd's User=
- * gives them.
+ * supplementary groups and HOME, USER, LOGNAME and SHELL are the user's, as systemd's User= sets
+ * them; the rest of the environment is the keeper's (the daemon's configuration, as
+ * RCLONE_CONFIG, may be there).
  */
 static struct daemon_user *parse_user(const char *arg)
 {

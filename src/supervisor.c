@@ -22,6 +22,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -64,7 +65,6 @@ struct takeover_state {
 	int listener;	   /* the current daemon's filter's listener; -1 when none */
 	bool taken;	   /* the current daemon's mount was taken over: it has its channel */
 	struct takeover_channel chan; /* that channel, as the keeper recognizes it */
-	pid_t ns_pid;	   /* a process in the current daemon's mount namespace (itself) */
 	uint64_t ns;	   /* that namespace's inode: where a daemon that forks is followed */
 	bool self_unmounted; /* the daemon unmounted the mount itself: it is on its way out */
 	bool mounted;	   /* the keeper's mount exists (made for the first daemon's call) */
@@ -132,7 +132,8 @@ static void kill_daemon(struct keeper *k, int sig)
 {
 	if (k->daemon > 0) {
 		/* The daemon leads its own process group: helpers it started (ssh) go with it. */
-		kill(-k->pgid, sig);
+		if (k->pgid > 0)
+			kill(-k->pgid, sig);
 		/* Through the pidfd: never a stranger that reused the pid after an early reap. */
 		if (k->pidfd >= 0)
 			syscall(SYS_pidfd_send_signal, k->pidfd, sig, NULL, 0);
@@ -665,25 +666,35 @@ static int takeover_mount_call(struct keeper *k, struct takeover_call *c)
 		takeover_compare(k, c);
 	}
 	/* The daemon sees its mount when its call returns, as without the keeper. */
-	if (!k->to.mount_gone &&
-	    takeover_show_mount(c->pid, k->cfg.mountpoint, k->to.conn, err, sizeof(err)) < 0)
-		log_warn("%s: daemon %d sees the directory beneath its mountpoint", err,
-			 (int)k->daemon);
+	if (!k->to.mount_gone) {
+		/* Through the mount's root itself: never what a name a user changed leads to. */
+		_cleanup_close_ int root = takeover_open_root(k->cfg.mountpoint, k->to.conn);
+
+		if (root < 0)
+			snprintf(err, sizeof(err), "%s does not lead to the mount (%s)",
+				 k->cfg.mountpoint, strerror(-root));
+		if (root < 0 || takeover_show_mount(c->pid, root, k->cfg.mountpoint,
+						    k->to.dir_dev, k->to.dir_ino, k->to.conn,
+						    err, sizeof(err)) < 0)
+			log_warn("%s: daemon %d sees the directory beneath its mountpoint", err,
+				 (int)k->daemon);
+	}
 	chan = k->cfg.mode->channel(k->mode_state);
 	if (chan < 0) {
 		log_error("Cannot create the daemon's channel: %s", strerror(-chan));
 		return chan;
+	}
+	r = takeover_channel_set(&k->to.chan, chan);
+	if (r < 0) {
+		log_error("Cannot keep track of the daemon's channel: %s", strerror(-r));
+		return r;
 	}
 	r = takeover_install_fd(k->to.listener, c, chan);
 	if (r < 0) {
 		if (r != -ENOENT)
 			log_error("Cannot put the channel in place of fd %d of process %d: %s", c->fd,
 				  (int)c->pid, strerror(-r));
-		return r;
-	}
-	r = takeover_channel_set(&k->to.chan, chan);
-	if (r < 0) {
-		log_error("Cannot keep track of the daemon's channel: %s", strerror(-r));
+		takeover_channel_clear(&k->to.chan);
 		return r;
 	}
 	k->to.taken = true;
@@ -713,7 +724,8 @@ static int takeover_handle(struct keeper *k)
 		return 0;
 	switch (c.kind) {
 	case TAKEOVER_UMOUNT:
-		if (k->to.mounted && !strcmp(c.target, k->cfg.mountpoint)) {
+		if (k->to.mounted && (!strcmp(c.target, k->cfg.mountpoint) ||
+				      c.dev == makedev(0, k->to.conn))) {
 			if (k->stop || k->to.mount_gone)
 				log_info("Daemon %d unmounts %s: answered success (fusekeeper ends the "
 					 "mount itself)", (int)k->daemon, c.target);
@@ -762,6 +774,23 @@ static int takeover_handle(struct keeper *k)
 }
 
 /*
+ * Detaches the keeper's mount through its root, checked to be the connection's: the daemon's
+ * user may have made the mountpoint's name lead elsewhere (a renamed parent directory).
+ */
+static int takeover_unmount(struct keeper *k)
+{
+	char link[64];
+	int root = takeover_open_root(k->cfg.mountpoint, k->to.conn), r;
+
+	if (root < 0)
+		return root == -ESTALE ? -ENOENT : root;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", root);
+	r = umount2(link, MNT_DETACH) < 0 ? -errno : 0;
+	close(root);
+	return r;
+}
+
+/*
  * The keeper's namespace changed: if its mount is gone (unmounted by the user), the daemon's copy
  * is removed too, so that the connection ends with its last mount elsewhere (a container's bind
  * mount), as it does without the keeper.
@@ -770,8 +799,8 @@ static void takeover_check_mount(struct keeper *k, bool quiet)
 {
 	int r;
 
-	if (!k->to.mounted || k->to.mount_gone ||
-	    takeover_has_mount(getpid(), k->cfg.mountpoint, k->to.conn) != 0)
+	/* Anywhere in the keeper's namespace: a renamed parent moves it, it is not gone. */
+	if (!k->to.mounted || k->to.mount_gone || takeover_has_mount(getpid(), NULL, k->to.conn) != 0)
 		return;
 	k->to.mount_gone = true;
 	close(k->to.mountinfo);
@@ -839,7 +868,7 @@ static pid_t channel_holder(struct keeper *k, pid_t not)
 static bool takeover_follow(struct keeper *k)
 {
 	int status = 0, pidfd;
-	pid_t heir, old = k->daemon;
+	pid_t heir, pgid, old = k->daemon;
 
 	if (!k->to.taken || old <= 0)
 		return false;
@@ -860,8 +889,13 @@ static bool takeover_follow(struct keeper *k)
 	close(k->pidfd);
 	k->pidfd = pidfd;
 	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	/*
+	 * Its own group (setsid()), or the daemon's: another group of the session may hold jobs
+	 * that are not the daemon's, so then only the process itself is signalled.
+	 */
+	pgid = getpgid(heir);
+	k->pgid = pgid == heir || pgid == k->pgid ? pgid : 0;
 	k->daemon = heir;
-	k->pgid = getpgid(heir) > 0 ? getpgid(heir) : heir;
 	k->daemon_reaped = false;
 	return true;
 }
@@ -974,7 +1008,8 @@ static int start_daemon(struct keeper *k)
 			if (devnull != STDIN_FILENO)
 				close(devnull);
 		}
-		cf.err = k->cfg.takeover ? -takeover_child(k->to.filter, hide, sock[1], &step) : 0;
+		cf.err = k->cfg.takeover ? -takeover_child(k->to.filter, hide, k->to.conn, sock[1],
+							   &step) : 0;
 		if (!cf.err && u) {
 			/* After the filter and the namespace, which need root. */
 			step = "dropping to --user";
@@ -1010,13 +1045,31 @@ static int start_daemon(struct keeper *k)
 	k->hang_killed = false;
 	if (sock[0] >= 0) {
 		close(sock[1]);
-		/* The child sends the listener or closes its end (fails, or exits). */
-		k->to.listener = takeover_recv_listener(sock[0]);
+		/*
+		 * The child sends the listener or closes its end (fails, or exits); it may block
+		 * in its unmount of the hidden mount (a hung parent filesystem): not forever.
+		 */
+		struct pollfd pfd = { .fd = sock[0], .events = POLLIN };
+
+		if (poll(&pfd, 1, k->cfg.start_timeout_ms) == 1)
+			k->to.listener = takeover_recv_listener(sock[0]);
+		else
+			k->to.listener = -ETIMEDOUT;
 		close(sock[0]);
 		/* It has entered its own mount namespace before sending the listener. */
 		k->to.ns = mount_ns_of(pid);
 		k->to.taken = k->to.self_unmounted = false;
 		k->to.failed = 0;
+		if (k->to.listener == -ETIMEDOUT) {
+			/* Not waited for: it may never die (reaped later, with the orphans). */
+			log_error("Daemon %d did not set up its mount namespace and filter within "
+				  "%.1f s (--start-timeout)", (int)pid, k->cfg.start_timeout_ms / 1000.0);
+			kill(pid, SIGKILL);
+			close(errpipe[0]);
+			k->daemon = 0;
+			event("FAILED %d setup", (int)pid);
+			return -ETIMEDOUT;
+		}
 	}
 	if (read(errpipe[0], &cf, sizeof(cf)) == sizeof(cf)) {
 		close(errpipe[0]);
@@ -1035,7 +1088,7 @@ static int start_daemon(struct keeper *k)
 	}
 	close(errpipe[0]);
 	if (k->cfg.takeover && k->to.listener < 0) {
-		log_error("Daemon %d sent no seccomp listener: %s", (int)pid,
+		log_error("Daemon %d sent no seccomp listener before it started: %s", (int)pid,
 			  strerror(-k->to.listener));
 		kill_daemon(k, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -1080,7 +1133,8 @@ static void reap_daemon(struct keeper *k)
 	}
 	k->daemon_reaped = false;
 	/* Whatever the daemon left running in its group goes too. */
-	kill(-k->pgid, SIGKILL);
+	if (k->pgid > 0)
+		kill(-k->pgid, SIGKILL);
 	if (WIFSIGNALED(status)) {
 		log_info("Daemon %d was killed by signal %s", (int)pid,
 			 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
@@ -1371,7 +1425,7 @@ int supervise(const struct keeper_config *cfg)
 	}
 
 	if (!k.unmounted && k.to.mounted && !k.to.mount_gone) {
-		r = fuse_unmount(k.cfg.mountpoint);
+		r = cfg->takeover ? takeover_unmount(&k) : fuse_unmount(k.cfg.mountpoint);
 		if (r < 0)
 			log_warn("Cannot unmount %s: %s", k.cfg.mountpoint, strerror(-r));
 		/* And the daemon's copy: a daemon waiting for the connection to end sees it end. */

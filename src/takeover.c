@@ -129,7 +129,48 @@ fail:
 	return r;
 }
 
-int takeover_child(const struct takeover *t, const char *hide, int sock, const char **step)
+/* Opens @path (O_PATH) following no symbolic link anywhere in it. Async-signal-safe. */
+static int open_nofollow(const char *path)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+
+	return syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+}
+
+/*
+ * Detaches the mount of connection @conn at @path in the caller's namespace, if that is what
+ * @path leads to, following no symbolic link: never another mount a changed name leads to.
+ * Async-signal-safe. Returns 1 if detached, 0 if it is not there, or -errno.
+ */
+static int detach_at(const char *path, unsigned conn)
+{
+	struct statx stx;
+	char link[32] = "/proc/self/fd/";
+	int fd = open_nofollow(path), r = 0, i, n;
+
+	if (fd < 0)
+		return errno == ENOENT || errno == ELOOP ? 0 : -errno;
+	/* The mount's root, with no request to its daemon (AT_STATX_DONT_SYNC). */
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &stx) < 0) {
+		r = -errno;
+	} else if (stx.stx_dev_major == 0 && stx.stx_dev_minor == conn &&
+		   (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+		/* "/proc/self/fd/N" by hand: snprintf is not async-signal-safe. */
+		for (n = fd, i = 0; n; n /= 10)
+			i++;
+		for (n = fd, link[14 + (i ? i : 1)] = '\0'; i > 0; n /= 10)
+			link[14 + --i] = '0' + n % 10;
+		r = umount2(link, MNT_DETACH) < 0 ? -errno : 1;
+	}
+	close(fd);
+	return r;
+}
+
+int takeover_child(const struct takeover *t, const char *hide, unsigned conn, int sock,
+		   const char **step)
 {
 	union {
 		struct cmsghdr h;
@@ -149,8 +190,12 @@ int takeover_child(const struct takeover *t, const char *hide, int sock, const c
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
 		return -errno;
 	*step = "detaching the keeper's mount in its namespace";
-	if (hide && umount2(hide, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
-		return -errno;
+	if (hide) {
+		int r = detach_at(hide, conn);
+
+		if (r < 0)
+			return r;
+	}
 	*step = "seccomp(SECCOMP_SET_MODE_FILTER)";
 	listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
 			   SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -292,24 +337,35 @@ int takeover_identity(const char *path, dev_t *dev, ino_t *ino)
 }
 
 /*
- * The object the caller's mount(2) names, as the kernel would find it for the caller: @path
- * from its working directory (or its root, /), through /proc/PID/cwd, which is the very
- * directory, not a name for it. Sets c->dev, c->ino and c->target (its path, links resolved).
+ * The object the caller's mount(2) or umount2(2) names, as the kernel would find it for the
+ * caller: "." is its working directory itself (/proc/TID/cwd: the very directory, not a name for
+ * it; fusermount3 mounts there), "/proc/self/..." its own (fusermount3 mounts a file on
+ * "/proc/self/fd/N"), and other paths are looked up from its root, symbolic links included
+ * (RESOLVE_IN_ROOT: an absolute link leads within its namespace, not the keeper's). Sets c->dev,
+ * c->ino and c->target (its path, links resolved).
  */
 static int caller_target(struct takeover_call *c, const char *path)
 {
-	char base[64], link[64];
-	_cleanup_close_ int dir = -1, fd = -1;
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+	char base[PATH_MAX], link[64];
+	_cleanup_close_ int root = -1, fd = -1;
 	ssize_t n;
 	int r;
 
-	snprintf(base, sizeof(base), "/proc/%d/%s", (int)c->pid, path[0] == '/' ? "root" : "cwd");
-	dir = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dir < 0)
-		return -errno;
-	while (*path == '/')
-		path++;
-	fd = openat(dir, *path ? path : ".", O_PATH | O_CLOEXEC);
+	if (!strcmp(path, ".")) {
+		snprintf(base, sizeof(base), "/proc/%d/cwd", (int)c->pid);
+		fd = open(base, O_PATH | O_CLOEXEC);
+	} else if (!strncmp(path, "/proc/self/", 11) || !strncmp(path, "/proc/thread-self/", 18)) {
+		snprintf(base, sizeof(base), "/proc/%d/%s", (int)c->pid, strchr(path + 6, '/') + 1);
+		fd = open(base, O_PATH | O_CLOEXEC);
+	} else {
+		snprintf(base, sizeof(base), "/proc/%d/root", (int)c->pid);
+		root = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (root < 0)
+			return -errno;
+		/* c->target is @path made absolute from the caller's working directory. */
+		fd = syscall(SYS_openat2, root, c->target, &how, sizeof(how));
+	}
 	if (fd < 0)
 		return -errno;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -323,16 +379,33 @@ static int caller_target(struct takeover_call *c, const char *path)
 	return 0;
 }
 
+int takeover_open_root(const char *path, unsigned conn)
+{
+	struct statx stx;
+	int fd = open_nofollow(path);
+
+	if (fd < 0)
+		return errno == ELOOP ? -ESTALE : -errno;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &stx) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	if (stx.stx_dev_major != 0 || stx.stx_dev_minor != conn ||
+	    !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
 int takeover_open_target(const char *path, dev_t dev, ino_t ino)
 {
-	struct open_how how = {
-		.flags = O_PATH | O_CLOEXEC,
-		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
 	char link[64];
 	dev_t d;
 	ino_t i;
-	int fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how)), r;
+	int fd = open_nofollow(path), r;
 
 	if (fd < 0)
 		return errno == ELOOP ? -ESTALE : -errno;
@@ -573,6 +646,9 @@ int takeover_receive(int listener, struct takeover_call *c)
 		r = read_string(mem, req->data.args[0], path, sizeof(path));
 		if (r == 0)
 			r = resolve_path(c->pid, path, c->target, sizeof(c->target));
+		/* What it leads to (a mount's root: of which connection?), when it can be found. */
+		if (r == 0 && caller_target(c, path) < 0)
+			c->dev = c->ino = 0;
 		c->kind = TAKEOVER_UMOUNT;
 		r = r < 0 ? 0 : 1;
 	} else if (!strcmp(name, "splice")) {
@@ -708,8 +784,11 @@ int takeover_splice(int listener, const struct takeover_call *c, const struct ta
 		in = syscall(SYS_pidfd_getfd, pidfd, c->fd_in, 0);
 		out = syscall(SYS_pidfd_getfd, pidfd, c->fd, 0);
 	}
+	/* What fd_out is now (another thread may have replaced it): still the channel? */
+	if (out < 0 || fstat(out, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_ino != ch->sock_ino)
+		return takeover_continue(listener, c);
 	/* From a pipe, at its start (no off_in): libfuse's reply, which it put there whole. */
-	if (in < 0 || out < 0 || fstat(in, &st) < 0 || !S_ISFIFO(st.st_mode) || c->off_in) {
+	if (in < 0 || fstat(in, &st) < 0 || !S_ISFIFO(st.st_mode) || c->off_in) {
 		resp.error = -EINVAL;
 		goto answer;
 	}
@@ -731,8 +810,8 @@ int takeover_splice(int listener, const struct takeover_call *c, const struct ta
 		n = 0;
 	}
 	/* Its own end of the channel: its reader sees one message, as if it had written it. */
-	if (n > 0 && write(out, buf, n) != n) {
-		resp.error = -EIO;
+	if (n > 0 && send(out, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) != n) {
+		resp.error = errno == EAGAIN ? -EAGAIN : -EIO;
 		goto answer;
 	}
 	resp.val = n;
@@ -790,7 +869,8 @@ int takeover_has_mount(pid_t pid, const char *point, unsigned conn)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < t.n; i++)
-		if (t.m[i].major == 0 && t.m[i].minor == conn && !strcmp(t.m[i].point, point))
+		if (t.m[i].major == 0 && t.m[i].minor == conn &&
+		    (!point || !strcmp(t.m[i].point, point)))
 			found = 1;
 	nsm_table_free(&t);
 	return found;
@@ -798,43 +878,58 @@ int takeover_has_mount(pid_t pid, const char *point, unsigned conn)
 
 /*
  * Runs a mount call in the mount namespace of @pid, from a child process (setns(2) needs a
- * single-threaded caller): attaches @tree at @point, or detaches what is at @point when @tree is
- * -1. Returns 0 or -errno.
+ * single-threaded caller), on what @point leads to there with no symbolic link followed:
+ * attaches @tree there if that is the directory @dev:@ino, or, when @tree is -1, detaches the
+ * mount of connection @conn there. Returns 0 (1: detached) or -errno.
  */
-static int in_namespace(pid_t pid, int tree, const char *point)
+static int in_namespace(pid_t pid, int tree, const char *point, dev_t dev, ino_t ino,
+			unsigned conn)
 {
 	_cleanup_close_ int ns = -1;
 	int status;
 	pid_t child;
 
 	/* Through a pidfd (setns, Linux 5.8): never a stranger that reused the pid. */
-	ns = syscall(SYS_pidfd_open, pid, 0);
+	ns = process_pidfd(pid);
 	if (ns < 0)
 		return -errno;
 	child = fork();
 	if (child < 0)
 		return -errno;
 	if (child == 0) {
-		int r;
+		char link[64];
+		dev_t d;
+		ino_t i;
+		int fd, r;
 
 		if (setns(ns, CLONE_NEWNS) < 0)
 			_exit(errno);
-		if (tree >= 0)
-			r = move_mount(tree, "", AT_FDCWD, point, MOVE_MOUNT_F_EMPTY_PATH);
-		else
-			r = umount2(point, MNT_DETACH | UMOUNT_NOFOLLOW);
-		_exit(r < 0 ? errno : 0);
+		if (tree < 0) {
+			r = detach_at(point, conn);
+			_exit(r < 0 ? -r : r ? 200 : 0);
+		}
+		fd = open_nofollow(point);
+		if (fd < 0)
+			_exit(errno == ELOOP ? ESTALE : errno);
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		r = takeover_identity(link, &d, &i);
+		if (r == 0 && (d != dev || i != ino))
+			r = -ESTALE;
+		if (r == 0 && move_mount(tree, "", fd, "",
+					 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			r = -errno;
+		_exit(-r);
 	}
 	while (waitpid(child, &status, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
 	if (!WIFEXITED(status))
 		return -EIO;
-	return -WEXITSTATUS(status);
+	return WEXITSTATUS(status) == 200 ? 1 : -WEXITSTATUS(status);
 }
 
-int takeover_show_mount(pid_t pid, const char *mountpoint, unsigned conn, char *err,
-			size_t errlen)
+int takeover_show_mount(pid_t pid, int root, const char *mountpoint, dev_t dev, ino_t ino,
+			unsigned conn, char *err, size_t errlen)
 {
 	_cleanup_close_ int tree = -1;
 	int r = takeover_has_mount(pid, mountpoint, conn);
@@ -846,18 +941,18 @@ int takeover_show_mount(pid_t pid, const char *mountpoint, unsigned conn, char *
 			 strerror(-r));
 		return r;
 	}
-	/* The path crosses into the mount's root without looking anything up on it. */
-	tree = open_tree(AT_FDCWD, mountpoint, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-			 AT_SYMLINK_NOFOLLOW);
+	/* A clone of the mount itself, by its root: not of whatever a name leads to now. */
+	tree = open_tree(root, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (tree < 0) {
 		r = -errno;
 		snprintf(err, errlen, "cannot clone the mount at %s: %s", mountpoint, strerror(-r));
 		return r;
 	}
-	r = in_namespace(pid, tree, mountpoint);
+	r = in_namespace(pid, tree, mountpoint, dev, ino, conn);
 	if (r < 0)
 		snprintf(err, errlen, "cannot attach a clone of the mount at %s in the mount "
-			 "namespace of process %d: %s", mountpoint, (int)pid, strerror(-r));
+			 "namespace of process %d: %s", mountpoint, (int)pid,
+			 r == -ESTALE ? "the name leads elsewhere there" : strerror(-r));
 	return r;
 }
 
@@ -867,8 +962,7 @@ int takeover_hide_mount(pid_t pid, const char *mountpoint, unsigned conn)
 
 	if (r <= 0)
 		return r;
-	r = in_namespace(pid, -1, mountpoint);
-	return r < 0 ? r : 1;
+	return in_namespace(pid, -1, mountpoint, 0, 0, conn);
 }
 
 int takeover_holds_channel(pid_t pid, const struct takeover_channel *ch)

@@ -35,12 +35,14 @@ void takeover_free(struct takeover *t);
 /*
  * In the daemon's process, between fork() and execve(): async-signal-safe (the keeper has
  * threads). Enters a mount namespace of its own whose mounts are slaves of the keeper's, detaches
- * @hide there if it is not NULL (the keeper's mount, for a restarted daemon), installs the filter
+ * the mount of connection @conn at @hide there if @hide is not NULL and leads to it with no
+ * symbolic link (the keeper's mount, for a restarted daemon), installs the filter
  * without no_new_privs (so that the setuid fusermount3 still works, filtered) and sends the
  * filter's listener fd over the socket @sock. Returns 0 or -errno, with a static description of
  * the step that failed in @step.
  */
-int takeover_child(const struct takeover *t, const char *hide, int sock, const char **step);
+int takeover_child(const struct takeover *t, const char *hide, unsigned conn, int sock,
+		   const char **step);
 
 /* In the keeper: receives the listener fd the daemon's process sent over @sock. 0 or -errno. */
 int takeover_recv_listener(int sock);
@@ -120,7 +122,8 @@ void takeover_channel_clear(struct takeover_channel *ch);
  * be one message per batch of pages, which no reader can put together again safely (libfuse
  * splices replies when a daemon asks for FUSE_CAP_SPLICE_WRITE, as fuse-overlayfs does). It
  * never waits: what the pipe does not hold yet is not moved. Any other splice runs as the
- * caller made it. Returns 0 or -errno.
+ * caller made it; one into the channel that is not from a pipe at its start gets EINVAL.
+ * Returns 0 or -errno.
  */
 int takeover_splice(int listener, const struct takeover_call *c, const struct takeover_channel *ch);
 
@@ -145,27 +148,38 @@ int takeover_continue(int listener, const struct takeover_call *c);
  */
 int takeover_open_target(const char *path, dev_t dev, ino_t ino);
 
+/*
+ * Opens the root of the mount of connection @conn at @path (O_PATH), following no symbolic link,
+ * checked to be that mount's root (device 0:@conn, STATX_ATTR_MOUNT_ROOT): the keeper acts on
+ * its mount through such an fd, used at once and closed (held, it would keep an unmounted
+ * mount's connection alive). Sends no FUSE request. Returns the fd, or -errno (-ESTALE: @path
+ * leads elsewhere).
+ */
+int takeover_open_root(const char *path, unsigned conn);
+
 /* The identity of @path (statx without a FUSE request, following links). 0 or -errno. */
 int takeover_identity(const char *path, dev_t *dev, ino_t *ino);
 
 /*
- * Whether the mount namespace of @pid has a mount of connection @conn (device 0:@conn) at @point,
- * from /proc/PID/mountinfo. Returns 1, 0, or -errno.
+ * Whether the mount namespace of @pid has a mount of connection @conn (device 0:@conn) at @point
+ * (NULL: anywhere), from /proc/PID/mountinfo. Returns 1, 0, or -errno.
  */
 int takeover_has_mount(pid_t pid, const char *point, unsigned conn);
 
 /*
- * Makes the mount at @mountpoint in the keeper's namespace (device minor @conn, fusectl number)
- * visible at the same path in the mount namespace of @pid, unless a mount of it is there already
- * (propagated): a clone (open_tree(OPEN_TREE_CLONE)) is attached there from a child that entered
- * the namespace. Nothing in it sends FUSE requests. Returns 0, or -errno with a message in @err.
+ * Makes the keeper's mount, whose root is @root (an O_PATH fd), visible at @mountpoint in the
+ * mount namespace of @pid (fusectl number @conn), unless a mount of it is there already
+ * (propagated): a clone of it (open_tree(OPEN_TREE_CLONE)) is attached there from a child that
+ * entered the namespace, on what @mountpoint leads to with no symbolic link, if that is the
+ * directory @dev:@ino (the one the daemon's call named). Nothing in it sends FUSE requests.
+ * Returns 0, or -errno with a message in @err.
  */
-int takeover_show_mount(pid_t pid, const char *mountpoint, unsigned conn, char *err,
-			size_t errlen);
+int takeover_show_mount(pid_t pid, int root, const char *mountpoint, dev_t dev, ino_t ino,
+			unsigned conn, char *err, size_t errlen);
 
 /*
  * Detaches the mount of connection @conn at @mountpoint in the mount namespace of @pid, if one is
- * there: for when the keeper's own mount went (unmounted by the user), so that the daemon's copy
+ * there (what the name leads to, with no symbolic link, is checked to be it): for when the keeper's own mount went (unmounted by the user), so that the daemon's copy
  * does not keep the connection alive. Returns 1 if one was detached, 0 if none was there, or -errno.
  */
 int takeover_hide_mount(pid_t pid, const char *mountpoint, unsigned conn);

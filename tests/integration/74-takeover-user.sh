@@ -4,7 +4,8 @@
 # so libfuse mounts through the setuid fusermount3, whose mount the keeper (root) takes over.
 # Three SIGKILLs under the fd, cwd, churn and read workloads, a held fd and a bind mount in
 # another mount namespace (takeover_rw_rounds, tests/lib-takeover.sh); SRC must hold what the
-# mount shows, its new files owned by nobody, and the daemon must run as nobody.
+# mount shows, its new files owned by nobody, and the daemon must run as nobody. Then a daemon
+# with CAP_SYS_ADMIN in a user namespace of its own is refused the mount (EPERM).
 # The test runs in a mount namespace of its own, where /dev/fuse is readable and writable by
 # everyone (as Debian's udev makes it; this machine may not) and /etc/fuse.conf has
 # user_allow_other: both by bind mounts that end with the namespace.
@@ -38,4 +39,20 @@ grep -q "as daemon [0-9]* asked (through fusermount3\?, process [0-9]*): .*user_
 owners=$(find "$T/src" -mindepth 1 ! -user nobody -printf '%p ')
 [ -z "$owners" ] || fail "files in SRC not owned by nobody (the daemon ran as someone else?): $owners"
 assert_all_gone
+
+# CAP_SYS_ADMIN in a user namespace of its own is no right to a mount the keeper would make in
+# its namespace: such a mount(2) gets EPERM, as from the kernel, and nothing is mounted.
+mkdir "$T/rootdir"
+if setpriv --reuid=nobody --regid=nogroup --clear-groups unshare -U -r true 2>/dev/null; then
+	FK_NO_MOUNTPOINT=1 fk_start "$T/rootdir" --user=nobody -- \
+		unshare -U -r "$BADDAEMON" --mount "$T/rootdir"
+	fk_wait_exit 30 || fail "the keeper did not exit"
+	[ "$FK_STATUS" = 1 ] || fail "the keeper exited $FK_STATUS, expected 1"
+	grep -q "baddaemon: mount $T/rootdir: Operation not permitted" "$FK_LOG" ||
+		fail "the mount from a user namespace was not refused with EPERM: $(cat "$FK_LOG")"
+	mountpoint -q "$T/rootdir" && fail "the keeper mounted for a daemon in a user namespace"
+	assert_all_gone
+else
+	log "no unprivileged user namespaces here: that part is not tried"
+fi
 log "ok"
