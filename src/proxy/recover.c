@@ -400,11 +400,12 @@ static int decide_identity(struct proxy *p, int64_t deadline)
 		bool by_nodeid = p->nodes.ino_is_nodeid && !p->nodes.ino_not_nodeid;
 
 		p->ino_mode = by_nodeid || !same ? INO_UNSTABLE : INO_STABLE;
-		log_info("The daemon's inode numbers %s across restarts (%" PRIu64 " of %" PRIu64
-			 " nodes kept theirs%s)%s",
-			 p->ino_mode == INO_STABLE ? "are stable"
-			 : by_nodeid ? "are its node IDs, which may change" : "change",
-			 same, same + diff, by_nodeid ? " this time" : "",
+		log_info("The daemon's inode numbers %s across restarts (%s%" PRIu64 " of %" PRIu64
+			 " nodes kept theirs)%s",
+			 p->ino_mode == INO_STABLE ? "are stable" : "change",
+			 by_nodeid ? "they are its node IDs, which a new daemon gives anew; this time "
+				   : "",
+			 same, same + diff,
 			 p->ino_mode == INO_STABLE ? ": a node found under another number is lost"
 						   : ": the kernel keeps seeing the ones it first saw");
 	}
