@@ -26,7 +26,7 @@ all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 $(BUILD)/build.ninja:
-	@command -v meson >/dev/null || scripts/install-deps.sh build
+	@scripts/install-deps.sh build
 	meson setup $(BUILD) $(MESON_OPTS)
 
 deps:

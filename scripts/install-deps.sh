@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages fusekeeper needs for one purpose:
-#   build  - compiler, meson, libfuse3 and libseccomp headers
+#   build  - compiler, meson, libfuse3, libseccomp, json-c and libsystemd headers
 #   test   - build plus the real daemons (bindfs, rclone, gocryptfs, ...) and tools the
 #            tests drive, and what fuzz needs (the suite runs the fuzzers briefly)
 #   demo   - build plus what the demo uses
@@ -13,7 +13,7 @@
 set -eu
 
 purpose=${1:-build}
-pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libseccomp-dev"
+pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libseccomp-dev libjson-c-dev libsystemd-dev"
 fuzz_pkgs="clang libclang-rt-14-dev"
 case "$purpose" in
 build) ;;

@@ -9,7 +9,17 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE };
 /* Messages above this level are dropped; set once at start-up (-q, -v, -vv). */
 extern enum log_level log_max_level;
 
-/* Write one line "fusekeeper[PID]: <message>" to stderr. Thread-safe (one write(2)). */
+/*
+ * Looks at where stderr goes: when it is the journal (systemd's JOURNAL_STREAM names it), lines
+ * carry the journal's priority prefix "<N>" instead of "fusekeeper[PID]: ". Called once at
+ * start-up, before any thread.
+ */
+void log_init(void);
+
+/*
+ * Write one line "fusekeeper[PID]: <message>" (or "<N><message>" to the journal) to stderr.
+ * Thread-safe (one write(2)).
+ */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

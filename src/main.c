@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "log.h"
 #include "mode.h"
 #include "supervisor.h"
@@ -22,6 +23,8 @@
 static const char usage_text[] =
 	"Usage: fusekeeper [OPTIONS] [MOUNTPOINT] -- COMMAND [ARG...]\n"
 	"       fusekeeper [OPTIONS] MOUNTPOINT -- COMMAND [ARG...] {} [ARG...]\n"
+	"       fusekeeper status [--json] [MOUNTPOINT]\n"
+	"       fusekeeper restart [--stop-timeout=SECONDS] MOUNTPOINT\n"
 	"\n"
 	"Run COMMAND, a FUSE daemon, and keep its mount alive: whenever the daemon exits or\n"
 	"dies, fusekeeper starts it again. Processes using the mount do not notice: open\n"
@@ -118,6 +121,15 @@ static const char usage_text[] =
 	"      --state-dir=DIR    where the journal of hidden names lives, so that a keeper\n"
 	"                         started after a killed one removes them (default\n"
 	"                         /run/fusekeeper)\n"
+	"\n"
+	"fusekeeper status shows what running keepers do; fusekeeper restart restarts a\n"
+	"daemon for an upgrade without failing a call (so does SIGHUP to the keeper). See\n"
+	"fusekeeper status --help and fusekeeper restart --help. A MOUNTPOINT named like\n"
+	"a sub-command is given as a path: ./status.\n"
+	"\n"
+	"fusekeeper status shows what running keepers do; fusekeeper restart restarts a\n"
+	"daemon for an upgrade without failing a call (so does SIGHUP to the keeper): see\n"
+	"their --help. A MOUNTPOINT named like a sub-command is given as a path: ./status.\n"
 	"\n"
 	"fusekeeper stays in the foreground and exits 0 when MOUNTPOINT is unmounted or on\n"
 	"SIGTERM/SIGINT (it then stops the daemon and unmounts). It exits 1 if it could not\n"
@@ -367,6 +379,8 @@ int main(int argc, char **argv)
 	const char *last_optarg = NULL;
 	const char *proxy_only = NULL; /* the last option given that only proxy mode reads */
 
+	if (argc > 1 && client_is_command(argv[1]))
+		return client_main(argc - 1, argv + 1);
 	mount_options_init(&cfg.mnt);
 	/* "+": stop at the first non-option, so COMMAND's own options stay its own. */
 	while ((c = getopt_long(argc, argv, "+o:m:vqhV", long_options, NULL)) != -1) {
@@ -512,6 +526,7 @@ int main(int argc, char **argv)
 			    cfg.max_start_ms / 1000, cfg.start_timeout_ms / 1000);
 	cfg.max_start_ms = MAX(cfg.max_start_ms, cfg.start_timeout_ms);
 	log_max_level = quiet ? LOG_WARN : verbose >= 2 ? LOG_TRACE : verbose ? LOG_DEBUG : LOG_INFO;
+	log_init();
 
 	if (proxy_only && cfg.mode && cfg.mode != &proxy_mode)
 		usage_error("--%s applies to proxy mode only, not to --mode=%s", proxy_only,

@@ -14,6 +14,22 @@
 #define MODE_EV_DAEMON_BROKEN 2u /* the daemon broke the protocol: it must be restarted */
 #define MODE_EV_CHANNEL_CLOSED 4u /* the daemon closed its channel: dead, or to be killed */
 
+/* What a mode tracks, for `fusekeeper status` (mode_ops.stats()); -1 where it cannot tell. */
+struct mode_stats {
+	/* Now. */
+	int64_t nodes;		   /* node IDs the kernel holds (proxy: the node table) */
+	int64_t handles;	   /* open file handles */
+	int64_t requests;	   /* requests in flight: given to the daemon, or waiting for one */
+	int64_t locks;		   /* file locks kept for a daemon that keeps locks itself */
+	/* The last recovery (after a daemon's death or a planned restart). */
+	int64_t nodes_restored, nodes_lost;
+	int64_t handles_restored, handles_lost;
+	int64_t requests_replayed; /* requests the dead daemon held, given to the new one */
+	int64_t requests_settled;  /* ... answered from what the keeper could prove */
+	int64_t writes_resent;	   /* acknowledged, unsynced writes written again */
+	int64_t writes_lost;	   /* handles whose unsynced writes could not be (EIO at fsync) */
+};
+
 struct mode_ops {
 	const char *name;
 
@@ -83,6 +99,20 @@ struct mode_ops {
 	 * NULL: the connection the mount had at first.
 	 */
 	unsigned (*conn_id)(void *state);
+
+	/*
+	 * Optional: a planned restart is about to stop the serving daemon. Holds new requests
+	 * at the keeper and waits (through keeper_wait()) until the daemon has answered those it
+	 * holds, except those that may wait for events outside it (blocking locks, polls, reads
+	 * of pipe-like files). Requests stay held until the next attach(). Returns 0 when it
+	 * holds none; -ETIMEDOUT at @deadline (now_ms() clock), with what it still holds in
+	 * @what (they are then recovered as after a crash); or keeper_wait()'s -ECHILD or
+	 * -EINTR. NULL: the mode cannot hold requests (they go on to the daemon until it stops).
+	 */
+	int (*drain)(void *state, int64_t deadline, char *what, size_t size);
+
+	/* Optional: fills in what the mode knows of @s (the caller set every field to -1). */
+	void (*stats)(void *state, struct mode_stats *s);
 
 	/* Releases everything; the mount is gone or detached. */
 	void (*stop)(void *state);

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,14 @@
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <json-c/json.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 #include "mode.h"
+#include "status.h"
 #include "takeover.h"
 #include "util.h"
 
@@ -102,6 +107,36 @@ struct keeper {
 	int64_t hang_after; /* no daemon is called hung before this (the keeper was stopped) */
 	struct takeover_state to;
 	char *own_mountpoint; /* cfg.mountpoint when the daemon's mount call named it */
+	char **env;	   /* the daemon's environment: the keeper's (or --user's) without
+			      systemd's NOTIFY_SOCKET and LISTEN_*, which are the keeper's */
+
+	/* For `fusekeeper status` (status.h). */
+	struct control ctl;
+	int64_t started_at;  /* the keeper */
+	bool served;	     /* a daemon has served the mount */
+	bool serving;	     /* the current daemon serves (took over, and is not being stopped) */
+	int64_t up_since;    /* ... since then */
+	bool gave_up;	     /* too many failed starts: see supervise() */
+	bool broke;	     /* the current daemon broke the protocol */
+	uint64_t planned, crashes, protocol_errors, hangs, failed_starts;
+	int64_t rec_at;	     /* when the last recovery ended; 0: none yet */
+	int64_t rec_ms;	     /* how long it took */
+	bool rec_planned;
+	struct mode_stats rec; /* what it restored */
+
+	/*
+	 * A planned restart (`fusekeeper restart`, SIGHUP): asked for (restart_req) while a daemon
+	 * serves or the keeper gave up (accept_restart: the supervisor's own waits), then under
+	 * way (restarting) until a new daemon serves or a start fails.
+	 */
+	bool accept_restart;
+	bool restart_req;
+	bool restarting;
+	const char *restart_by; /* who asked, for the log */
+	int restart_conn;     /* the control connection waiting for the outcome; -1: none */
+	int64_t restart_stop_ms; /* its --stop-timeout; -1: the keeper's */
+	int64_t restart_at;   /* when it began */
+	pid_t restart_from;   /* the daemon it stops; 0: none served (after giving up) */
 };
 
 /* How long a daemon whose mount was refused has to exit by itself before it is killed. */
@@ -146,6 +181,7 @@ static int mode_events(struct keeper *k)
 	unsigned ev = k->cfg.mode->events(k->mode_state);
 
 	if (ev & MODE_EV_DAEMON_BROKEN) {
+		k->broke = true;
 		log_error("Daemon %d broke the FUSE protocol; killing it so that a new one takes "
 			  "over", (int)k->daemon);
 		kill_daemon(k, SIGKILL);
@@ -188,6 +224,35 @@ static void reap_orphans(struct keeper *k)
 	}
 }
 
+/* Why a planned restart cannot start now, or NULL when it can. */
+static const char *restart_refused(const struct keeper *k)
+{
+	if (k->stop)
+		return "fusekeeper is stopping";
+	if (k->restart_req || k->restarting)
+		return "a planned restart is already under way";
+	if (!k->accept_restart && k->start.at)
+		return "a daemon is starting (it runs the command as it is now); try again once it "
+		       "serves";
+	if (!k->accept_restart)
+		return "no daemon serves now and one is about to be started";
+	return NULL;
+}
+
+/* A planned restart is asked for by @by (a static string); the supervisor's wait acts on it. */
+static bool restart_request(struct keeper *k, const char *by)
+{
+	const char *why = restart_refused(k);
+
+	if (why) {
+		log_info("Not restarting the daemon as %s asks: %s", by, why);
+		return false;
+	}
+	k->restart_req = true;
+	k->restart_by = by;
+	return true;
+}
+
 static int read_signals(struct keeper *k)
 {
 	struct signalfd_siginfo si;
@@ -199,6 +264,8 @@ static int read_signals(struct keeper *k)
 		}
 		if (si.ssi_signo == SIGCHLD)
 			reap_orphans(k);
+		if (si.ssi_signo == SIGHUP)
+			restart_request(k, "SIGHUP");
 	}
 	return k->stop ? -EINTR : 0;
 }
@@ -463,6 +530,7 @@ static void requests_down(struct keeper *k, int64_t now)
 static int takeover_handle(struct keeper *k);
 static void takeover_check_mount(struct keeper *k, bool quiet);
 static bool takeover_follow(struct keeper *k);
+static void control_handle(struct keeper *k);
 
 int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 {
@@ -470,7 +538,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 	bool start_wait = fd >= 0 && k->start.at;
 
 	for (;;) {
-		struct pollfd pfd[6] = {
+		struct pollfd pfd[7] = {
 			{ .fd = k->sigfd, .events = POLLIN },
 			{ .fd = k->mode_state ? k->cfg.mode->event_fd(k->mode_state) : -1,
 			  .events = POLLIN },
@@ -479,6 +547,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			/* The daemon's trapped calls, unless the caller waits for one itself. */
 			{ .fd = fd == k->to.listener ? -1 : k->to.listener, .events = POLLIN },
 			{ .fd = k->to.mountinfo, .events = POLLPRI },
+			{ .fd = k->ctl.fd, .events = POLLIN },
 		};
 		int64_t now = now_ms(), wake = deadline;
 		char what[128];
@@ -503,7 +572,9 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		wake = MIN(wake, hang_deadline(k, what, sizeof(what)));
 		if (k->hang_killed && !k->hang_told)
 			wake = MIN(wake, k->hang_killed_at + HUNG_DEATH_MS);
-		n = poll(pfd, 6, wake == INT64_MAX ? -1 : ms_until(wake));
+		if (k->restart_req && k->accept_restart)
+			return -ECANCELED;
+		n = poll(pfd, 7, wake == INT64_MAX ? -1 : ms_until(wake));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -517,8 +588,12 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			kill_daemon(k, SIGKILL);
 		if (pfd[5].revents)
 			takeover_check_mount(k, false);
+		if (pfd[6].revents)
+			control_handle(k);
 		if (k->stop)
 			return -EINTR;
+		if (k->restart_req && k->accept_restart)
+			return -ECANCELED;
 		now = now_ms();
 		if (wake != INT64_MAX && now > wake + LATE_WAKE_MS)
 			k->hang_after = now + LATE_WAKE_MS;
@@ -1025,10 +1100,7 @@ static int start_daemon(struct keeper *k)
 		}
 		if (!cf.err) {
 			step = "executing";
-			if (u)
-				execvpe(argv[0], argv, u->env);
-			else
-				execvp(argv[0], argv);
+			execvpe(argv[0], argv, k->env);
 			cf.err = errno;
 		}
 		for (size_t i = 0; i < sizeof(cf.step) - 1 && step[i]; i++)
@@ -1043,6 +1115,7 @@ static int start_daemon(struct keeper *k)
 	k->daemon = pid;
 	k->pgid = pid;
 	k->hang_killed = false;
+	k->broke = false;
 	if (sock[0] >= 0) {
 		close(sock[1]);
 		/*
@@ -1142,7 +1215,7 @@ static void reap_daemon(struct keeper *k)
 		      sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
 	} else {
 		log_info("Daemon %d exited with status %d%s", (int)pid, WEXITSTATUS(status),
-			 WEXITSTATUS(status) != 0 || k->stop ? ""
+			 WEXITSTATUS(status) != 0 || k->stop || k->restarting ? ""
 			 : !k->cfg.takeover ? " while the filesystem is mounted (if it went to the "
 					      "background, run it in the foreground, e.g. with -f)"
 			 : k->to.taken ? " while the filesystem is mounted, and left no "
@@ -1162,10 +1235,13 @@ static void reap_daemon(struct keeper *k)
 	k->to.taken = false;
 }
 
-/* Stops the daemon: SIGTERM, then SIGKILL after the grace period. */
-static void stop_daemon(struct keeper *k)
+/*
+ * Sends the daemon SIGTERM and waits up to @timeout_ms for it to exit (answering the unmount it
+ * may make at exit), then sends SIGKILL. Does not reap it.
+ */
+static void terminate_daemon(struct keeper *k, int64_t timeout_ms)
 {
-	int64_t deadline = now_ms() + k->cfg.stop_timeout_ms;
+	int64_t deadline = now_ms() + timeout_ms;
 
 	if (k->daemon <= 0)
 		return;
@@ -1187,9 +1263,15 @@ static void stop_daemon(struct keeper *k)
 	}
 	if (ms_until(deadline) == 0) {
 		log_warn("Daemon %d did not exit within %" PRId64 " ms of SIGTERM: killing it",
-			 (int)k->daemon, k->cfg.stop_timeout_ms);
+			 (int)k->daemon, timeout_ms);
 		kill_daemon(k, SIGKILL);
 	}
+}
+
+/* Stops the daemon: SIGTERM, then SIGKILL after --stop-timeout. */
+static void stop_daemon(struct keeper *k)
+{
+	terminate_daemon(k, k->cfg.stop_timeout_ms);
 	reap_daemon(k);
 }
 
@@ -1254,42 +1336,281 @@ static int setup_signals(struct keeper *k)
 	return k->sigfd < 0 ? -errno : 0;
 }
 
+/* ---- Operations: status, planned restarts, systemd --------------------------------------- */
+
+/* Tells systemd (NOTIFY_SOCKET, when the keeper runs as a Type=notify service) @fmt. */
+static void __attribute__((format(printf, 1, 2))) notify(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* Nothing to do without systemd; a failure to tell it is not the mount's. */
+	sd_notify(0, buf);
+}
+
+/* STATUS= for systemd: the state in one line, as `systemctl status` shows it. */
+static void notify_status(const struct keeper *k)
+{
+	if (k->gave_up)
+		notify("STATUS=Gave up after %" PRIu64 " failed starts; requests to %s fail with EIO",
+		       k->failed_starts, k->cfg.mountpoint);
+	else if (k->rec_at)
+		notify("STATUS=Daemon %d serves %s; %" PRIu64 " restarts (%" PRIu64 " planned), the "
+		       "last one took %" PRId64 " ms", (int)k->daemon, k->cfg.mountpoint,
+		       k->planned + k->crashes + k->protocol_errors + k->hangs, k->planned,
+		       k->rec_ms);
+	else
+		notify("STATUS=Daemon %d serves %s", (int)k->daemon, k->cfg.mountpoint);
+}
+
+static const char *keeper_state(const struct keeper *k)
+{
+	if (k->stop)
+		return "stopping";
+	if (k->restarting)
+		return "restarting";
+	if (k->gave_up)
+		return "gave-up";
+	if (k->serving)
+		return "serving";
+	if (k->start.at)
+		return k->served ? "recovering" : "starting";
+	return k->served ? "down" : "starting";
+}
+
+static void stats_unknown(struct mode_stats *m)
+{
+	int64_t *v = (int64_t *)m;
+
+	for (size_t i = 0; i < sizeof(*m) / sizeof(int64_t); i++)
+		v[i] = -1;
+}
+
+static struct json_object *status_json(const struct keeper *k)
+{
+	int64_t now = now_ms();
+	struct keeper_status s = {
+		.pid = getpid(),
+		.mountpoint = k->cfg.mountpoint,
+		.mode = k->cfg.mode->name,
+		.state = keeper_state(k),
+		.gave_up = k->gave_up,
+		.requests_fail = k->failing,
+		.uptime_ms = now - k->started_at,
+		.daemon_pid = k->daemon,
+		.command = k->cfg.command,
+		.daemon_uptime_ms = k->serving ? now - k->up_since : -1,
+		.planned = k->planned,
+		.crashes = k->crashes,
+		.protocol_errors = k->protocol_errors,
+		.hangs = k->hangs,
+		.failed_starts = k->failed_starts,
+		.recovery_ago_ms = k->rec_at ? now - k->rec_at : -1,
+		.recovery_ms = k->rec_ms,
+		.recovery_planned = k->rec_planned,
+		.recovery = k->rec,
+	};
+
+	stats_unknown(&s.now);
+	if (k->mode_state && k->cfg.mode->stats)
+		k->cfg.mode->stats(k->mode_state, &s.now);
+	return status_to_json(&s);
+}
+
+/* Answers one client of the control socket (control.h). */
+static void control_handle(struct keeper *k)
+{
+	struct json_object *req = NULL, *v, *reply;
+	struct ucred peer;
+	const char *cmd, *why;
+	int conn = control_accept(&k->ctl, &req, &peer);
+
+	if (conn == -EPERM)
+		log_warn("Refused a control request from uid %d (pid %d): only root may ask",
+			 (int)peer.uid, (int)peer.pid);
+	if (conn < 0)
+		return;
+	cmd = json_object_object_get_ex(req, "command", &v) ? json_object_get_string(v) : "";
+	if (!strcmp(cmd, "status")) {
+		reply = status_json(k);
+		if (!reply || control_send(conn, reply) < 0)
+			log_warn("Cannot answer a status request of pid %d", (int)peer.pid);
+		json_object_put(reply);
+		close(conn);
+	} else if (!strcmp(cmd, "restart")) {
+		why = restart_refused(k);
+		if (why) {
+			log_info("Not restarting the daemon as pid %d asks: %s", (int)peer.pid, why);
+			control_fail(conn, -EBUSY, why);
+		} else {
+			restart_request(k, "asked on the control socket");
+			k->restart_conn = conn;
+			k->restart_stop_ms = json_object_object_get_ex(req, "stop_timeout_ms", &v) ?
+					     json_object_get_int64(v) : -1;
+			if (k->restart_stop_ms > 3600 * 1000)
+				k->restart_stop_ms = 3600 * 1000;
+		}
+	} else {
+		control_fail(conn, -EINVAL, "unknown command");
+	}
+	json_object_put(req);
+}
+
+/* Tells whoever asked for the planned restart under way how it ended, and ends it. */
+static void restart_done(struct keeper *k, int err, const char *msg)
+{
+	if (k->restart_conn >= 0) {
+		if (err) {
+			control_fail(k->restart_conn, err, msg);
+		} else {
+			struct json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "ok", json_object_new_boolean(true));
+			json_object_object_add(o, "duration_ms", json_object_new_int64(k->rec_ms));
+			json_object_object_add(o, "old_pid", k->restart_from ?
+					       json_object_new_int(k->restart_from) : NULL);
+			json_object_object_add(o, "daemon_pid", json_object_new_int(k->daemon));
+			control_send(k->restart_conn, o);
+			json_object_put(o);
+			close(k->restart_conn);
+		}
+	}
+	k->restart_conn = -1;
+	k->restarting = false;
+}
+
+/* A planned restart begins: from now until a new daemon serves, it is under way. */
+static void restart_begin(struct keeper *k)
+{
+	k->restart_req = false;
+	k->restarting = true;
+	k->restart_at = now_ms();
+	k->restart_from = k->serving ? k->daemon : 0;
+	k->serving = false;
+	notify("RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Restarting the daemon of %s",
+	       (uint64_t)k->restart_at * 1000, k->cfg.mountpoint);
+}
+
+/*
+ * The planned restart of the serving daemon: new requests wait at the keeper while it answers
+ * those it holds (the mode's drain()), then it gets SIGTERM, and SIGKILL after the stop
+ * timeout. Returns -ECHILD once it is gone (not reaped), or -EINTR when the keeper must stop.
+ */
+static int planned_stop(struct keeper *k)
+{
+	int64_t stop_ms = k->restart_stop_ms >= 0 ? k->restart_stop_ms : k->cfg.stop_timeout_ms;
+	pid_t pid = k->daemon;
+	char what[192] = "";
+	int r;
+
+	restart_begin(k);
+	log_info("Planned restart of daemon %d (%s): new requests wait at fusekeeper while the "
+		 "daemon answers those it holds", (int)pid, k->restart_by);
+	event("RESTARTING %d", (int)pid);
+	if (k->cfg.mode->drain) {
+		r = k->cfg.mode->drain(k->mode_state, k->restart_at + stop_ms, what, sizeof(what));
+		if (r == -ETIMEDOUT)
+			log_warn("Daemon %d still holds %s after %.1f s (the stop timeout): stopping it "
+				 "anyway; the new daemon takes them over as after a crash", (int)pid,
+				 what, stop_ms / 1000.0);
+		else if (r == -ECHILD)
+			log_warn("Daemon %d died while it answered the requests it held; the new daemon "
+				 "takes over as after a crash", (int)pid);
+		if (r == -EINTR || r == -ECHILD)
+			return r;
+	} else {
+		log_info("%s mode cannot hold new requests: the daemon gets them until it stops, "
+			 "and the new one takes over what it held then as after a crash",
+			 k->cfg.mode->name);
+	}
+	log_debug("Daemon %d answered what it held in %" PRId64 " ms; stopping it", (int)pid,
+		  now_ms() - k->restart_at);
+	terminate_daemon(k, stop_ms);
+	return -ECHILD;
+}
+
+/* The supervisor's own waits, in which a planned restart may begin (-ECANCELED). */
+static int supervisor_wait(struct keeper *k, int64_t deadline)
+{
+	int r;
+
+	k->accept_restart = true;
+	r = keeper_wait(k, -1, deadline);
+	k->accept_restart = false;
+	return r;
+}
+
+/*
+ * The daemon's environment: @env without the variables systemd sets for the keeper itself, so
+ * that the daemon neither reports to systemd in the keeper's name nor takes its fds.
+ */
+static char **daemon_env(char **env)
+{
+	static const char *const keepers[] = { "NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=",
+					       "LISTEN_FDNAMES=", "WATCHDOG_USEC=",
+					       "WATCHDOG_PID=" };
+	size_t n = 0, j = 0;
+	char **out;
+
+	while (env[n])
+		n++;
+	out = calloc(n + 1, sizeof(*out));
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		bool drop = false;
+
+		for (size_t d = 0; d < ARRAY_SIZE(keepers); d++)
+			drop |= !strncmp(env[i], keepers[d], strlen(keepers[d]));
+		if (!drop)
+			out[j++] = env[i];
+	}
+	return out;
+}
+
 int supervise(const struct keeper_config *cfg)
 {
 	struct keeper k = {
-		.cfg = *cfg, .pidfd = -1, .sigfd = -1,
+		.cfg = *cfg, .pidfd = -1, .sigfd = -1, .ctl = { .fd = -1 }, .restart_conn = -1,
 		.to = { .listener = -1, .chan = { .fd = -1 }, .mountinfo = -1 },
 	};
 	char err[512];
-	bool served = false, gave_up = false; /* gave_up: after too many failed starts */
-	int64_t up_since = 0;
-	int devfd, r;
+	extern char **environ;
+	int devfd, r, rc = 1;
 
+	k.started_at = now_ms();
+	stats_unknown(&k.rec);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	k.failures = calloc(MAX(cfg->max_restarts, 1u), sizeof(*k.failures));
-	if (!k.failures || setup_signals(&k) < 0) {
+	k.env = daemon_env(cfg->user ? cfg->user->env : environ);
+	if (!k.failures || !k.env || setup_signals(&k) < 0) {
 		log_error("Cannot set up signal handling: %s", strerror(errno));
-		return 1;
+		goto out;
 	}
+	/* Without it the mount is kept all the same: status and restarts need it. */
+	if (control_listen(&k.ctl, err, sizeof(err)) < 0)
+		log_warn("%s; fusekeeper status and restart will not see this keeper", err);
 	if (cfg->takeover) {
 		/* The mount is made when the first daemon asks for it (takeover_first_mount()). */
 		r = takeover_new(&k.to.filter, err, sizeof(err));
 		if (r < 0) {
 			log_error("%s", err);
-			free(k.failures);
-			return 1;
+			goto out;
 		}
 	} else {
 		devfd = fuse_mount_fd(cfg->mountpoint, &cfg->mnt, err, sizeof(err));
 		if (devfd < 0) {
 			log_error("%s", err);
-			return 1;
+			goto out;
 		}
 		r = cfg->mode->start(&k, devfd, &k.mode_state);
 		if (r < 0) {
 			log_error("Cannot start %s mode: %s", cfg->mode->name, strerror(-r));
 			fuse_unmount(cfg->mountpoint);
-			return 1;
+			goto out;
 		}
 		k.to.mounted = true;
 		k.to.conn = fuse_conn_id(cfg->mountpoint);
@@ -1313,28 +1634,52 @@ int supervise(const struct keeper_config *cfg)
 		if (r == 0) {
 			int64_t now = now_ms();
 
-			if (!served) {
+			if (!k.served) {
 				k.first_start_ms = now - k.start.at;
 				log_info("Daemon %d is serving %s (it started in %.1f s)", (int)k.daemon,
 					 k.cfg.mountpoint, k.first_start_ms / 1000.0);
 				event("READY %d", (int)k.daemon);
 			} else {
-				log_info("Daemon %d took over %s %" PRId64 " ms after the last one died%s",
-					 (int)k.daemon, k.cfg.mountpoint, now - k.died_at,
-					 gave_up ? ": it serves again after fusekeeper gave up" : "");
-				event("RECOVERED %d %" PRId64, (int)k.daemon, now - k.died_at);
+				k.rec_planned = k.restarting;
+				k.rec_ms = now - (k.restarting ? k.restart_at : k.died_at);
+				k.rec_at = now;
+				stats_unknown(&k.rec);
+				if (cfg->mode->stats)
+					cfg->mode->stats(k.mode_state, &k.rec);
+				if (k.restarting && k.restart_from)
+					log_info("Restarted: daemon %d took over %s from daemon %d in %"
+						 PRId64 " ms (planned restart)", (int)k.daemon,
+						 k.cfg.mountpoint, (int)k.restart_from, k.rec_ms);
+				else if (k.restarting)
+					log_info("Restarted: daemon %d serves %s again after fusekeeper "
+						 "gave up (%" PRId64 " ms)", (int)k.daemon,
+						 k.cfg.mountpoint, k.rec_ms);
+				else
+					log_info("Daemon %d took over %s %" PRId64 " ms after the last "
+						 "one died%s", (int)k.daemon, k.cfg.mountpoint, k.rec_ms,
+						 k.gave_up ? ": it serves again after fusekeeper gave up"
+							   : "");
+				event("%s %d %" PRId64, k.restarting ? "RESTARTED" : "RECOVERED",
+				      (int)k.daemon, k.rec_ms);
+				if (k.restarting)
+					restart_done(&k, 0, NULL);
 			}
-			if (gave_up) {
+			if (k.gave_up) {
 				/* A clean slate: a crash now is restarted at once, as at first. */
 				k.nfail = k.streak = 0;
-				gave_up = false;
+				k.gave_up = false;
 			}
 			k.start.at = 0;
 			k.down_at = 0;
 			k.failing = false;
-			served = took_over = true;
-			up_since = now;
-			r = keeper_wait(&k, -1, INT64_MAX);
+			k.served = k.serving = took_over = true;
+			k.up_since = now;
+			notify("READY=1");
+			notify_status(&k);
+			r = supervisor_wait(&k, INT64_MAX);
+			if (r == -ECANCELED)
+				r = planned_stop(&k);
+			k.serving = false;
 		}
 		k.start.at = 0;
 		if (r == -EINTR || k.stop)
@@ -1347,11 +1692,26 @@ int supervise(const struct keeper_config *cfg)
 			/* From now on requests wait for a new daemon, for --request-wait at most. */
 			k.died_at = ended;
 			k.down_at = k.died_at + cfg->request_wait_ms;
+			if (k.restarting)
+				k.planned++;
+			else if (k.broke)
+				k.protocol_errors++;
+			else if (k.hang_killed)
+				k.hangs++;
+			else
+				k.crashes++;
 		}
 		if (failed_start && k.daemon > 0)
 			event("FAILED %d %s", (int)k.daemon,
 			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" :
 			      r == -ECHILD ? "exit" : k.to.failed ? "takeover" : "start");
+		if (failed_start) {
+			k.failed_starts++;
+			/* The restart asked for did not give a serving daemon: say so now. */
+			if (k.restarting)
+				restart_done(&k, -EIO, "the new daemon failed to start (fusekeeper's log "
+					     "says why); fusekeeper goes on starting it as after a crash");
+		}
 		if (r != -ECHILD && k.daemon > 0)
 			kill_daemon(&k, SIGKILL);
 		/*
@@ -1367,7 +1727,7 @@ int supervise(const struct keeper_config *cfg)
 		reap_daemon(&k);
 		if (unmounted)
 			break;
-		if (!served) {
+		if (!k.served) {
 			if (!cfg->takeover)
 				log_error("The daemon failed before it served the mount; giving up. Check "
 					  "that COMMAND runs in the foreground and accepts {} as its "
@@ -1382,14 +1742,16 @@ int supervise(const struct keeper_config *cfg)
 					  "up. Its own messages above should say why");
 			else
 				log_error("The daemon failed before it served the mount; giving up");
-			gave_up = true;
+			k.gave_up = true;
 			break;
 		}
 		if (!failed_start) {
-			/* A daemon that dies right after taking over still earns a back-off. */
-			k.streak = ended - up_since < MIN_UPTIME_MS ? k.streak + 1 : 0;
-		} else if (!gave_up && record_failure(&k, ended)) {
-			gave_up = true;
+			/* A daemon that dies right after taking over still earns a back-off; one
+			 * stopped for a planned restart does not. */
+			k.streak = k.restarting ? 0
+				 : ended - k.up_since < MIN_UPTIME_MS ? k.streak + 1 : 0;
+		} else if (!k.gave_up && record_failure(&k, ended)) {
+			k.gave_up = true;
 			give_up(&k);
 			if (cfg->retry_interval_ms)
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
@@ -1404,17 +1766,24 @@ int supervise(const struct keeper_config *cfg)
 					  k.cfg.mountpoint, k.requests_then, k.cfg.mountpoint);
 			/* After the mode's give_up() and the log: a test may act on it at once. */
 			event("GAVEUP");
+			notify_status(&k);
 			k.down_at = 0;
-			if (!cfg->retry_interval_ms) {
-				keeper_wait(&k, -1, INT64_MAX);
+		}
+		if (k.gave_up) {
+			/* `fusekeeper restart` (or SIGHUP) tries a start at once. */
+			if (cfg->retry_interval_ms) {
+				log_info("Trying to start the daemon again in %" PRId64 " s "
+					 "(--retry-interval)", cfg->retry_interval_ms / 1000);
+				r = supervisor_wait(&k, now_ms() + cfg->retry_interval_ms);
+			} else {
+				r = supervisor_wait(&k, INT64_MAX);
+			}
+			if (r == -ECANCELED) {
+				log_info("Trying to start the daemon now (%s)", k.restart_by);
+				restart_begin(&k);
+			} else if (r != -ETIMEDOUT || !cfg->retry_interval_ms) {
 				break;
 			}
-		}
-		if (gave_up) {
-			log_info("Trying to start the daemon again in %" PRId64 " s (--retry-interval)",
-				 cfg->retry_interval_ms / 1000);
-			if (keeper_wait(&k, -1, now_ms() + cfg->retry_interval_ms) == -EINTR)
-				break;
 			continue;
 		}
 		if (backoff_ms(&k)) {
@@ -1424,6 +1793,9 @@ int supervise(const struct keeper_config *cfg)
 		}
 	}
 
+	notify("STOPPING=1");
+	if (k.restarting)
+		restart_done(&k, -ECANCELED, "fusekeeper is stopping");
 	if (!k.unmounted && k.to.mounted && !k.to.mount_gone) {
 		r = cfg->takeover ? takeover_unmount(&k) : fuse_unmount(k.cfg.mountpoint);
 		if (r < 0)
@@ -1445,7 +1817,11 @@ int supervise(const struct keeper_config *cfg)
 		cfg->mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");
+	rc = k.gave_up ? 1 : 0;
+out:
+	control_close(&k.ctl);
 	free(k.failures);
+	free(k.env);
 	takeover_free(k.to.filter);
 	if (k.to.mountinfo >= 0)
 		close(k.to.mountinfo);
@@ -1453,5 +1829,5 @@ int supervise(const struct keeper_config *cfg)
 	/* The daemon's options, which takeover_first_mount() put in the keeper's copy. */
 	if (cfg->takeover)
 		mount_options_free(&k.cfg.mnt);
-	return gave_up ? 1 : 0;
+	return rc;
 }

@@ -512,8 +512,10 @@ fk_dump() {
 			echo "${f##*/} $(cat "$f/comm" 2>/dev/null)" \
 				"$(awk '{ print $3 }' "$f/stat" 2>/dev/null) $(cat "$f/wchan" 2>/dev/null)"
 		done
-		if command -v gdb >/dev/null; then
-			timeout 20 gdb -batch -nx -ex 'thread apply all bt' -p "$FK_PID" 2>&1 |
+		# Only when asked (FK_GDB=1): gdb's attach can stop the keeper for good (state t)
+		# and hang the clean-up with it.
+		if [ "${FK_GDB:-}" = 1 ] && command -v gdb >/dev/null; then
+			timeout -k 5 20 gdb -batch -nx -ex 'thread apply all bt' -p "$FK_PID" 2>&1 |
 				grep -E '^(Thread|#)'
 		fi
 	fi

@@ -174,14 +174,18 @@ static int attach_daemon(struct proxy *p)
 		return r;
 	}
 	r = recover(p);
-	if (r == 0)
-		log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
-			 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
-			 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
-			 " lost writes)", p->nodes.count - 1 - p->lost_nodes,
-			 p->handles.by_kfh.count - p->lost_handles, p->lost_nodes, p->lost_handles,
-			 p->replayed, p->settled, p->rewritten, p->lost_windows);
-	return r;
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&p->lock);
+	p->rec_nodes = p->nodes.count - 1 - p->lost_nodes;
+	p->rec_handles = p->handles.by_kfh.count - p->lost_handles;
+	pthread_mutex_unlock(&p->lock);
+	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
+		 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
+		 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
+		 " lost writes)", p->rec_nodes, p->rec_handles, p->lost_nodes, p->lost_handles,
+		 p->replayed, p->settled, p->rewritten, p->lost_windows);
+	return 0;
 }
 
 static int proxy_attach(void *state, struct keeper *k)
@@ -313,6 +317,50 @@ static int64_t proxy_hung_at(void *state, int64_t timeout_ms, char *what, size_t
 	return relay_hung_at(state, timeout_ms, what, size);
 }
 
+/*
+ * A planned restart: requests wait at the keeper from now on (PX_WAIT, as while no daemon
+ * serves), and the daemon answers what it holds.
+ */
+static int proxy_drain(void *state, int64_t deadline, char *what, size_t size)
+{
+	struct proxy *p = state;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->state == PX_UP)
+		p->state = PX_WAIT;
+	pthread_mutex_unlock(&p->lock);
+	while (relay_held(p, what, size)) {
+		/* Rare and short: a poll every few ms costs nothing, an answer wakes nobody. */
+		int r = keeper_wait(p->k, -1, MIN(deadline, now_ms() + 5));
+
+		if (r != -ETIMEDOUT)
+			return r;
+		if (now_ms() >= deadline)
+			return relay_held(p, what, size) ? -ETIMEDOUT : 0;
+	}
+	return 0;
+}
+
+static void proxy_stats(void *state, struct mode_stats *s)
+{
+	struct proxy *p = state;
+
+	pthread_mutex_lock(&p->lock);
+	s->nodes = p->nodes.count - 1; /* the root is not one the kernel looked up */
+	s->handles = p->handles.by_kfh.count;
+	s->requests = p->inflight.count;
+	s->locks = p->locks.count;
+	s->nodes_restored = p->rec_nodes;
+	s->nodes_lost = p->lost_nodes;
+	s->handles_restored = p->rec_handles;
+	s->handles_lost = p->lost_handles;
+	s->requests_replayed = p->replayed;
+	s->requests_settled = p->settled;
+	s->writes_resent = p->rewritten;
+	s->writes_lost = p->lost_windows;
+	pthread_mutex_unlock(&p->lock);
+}
+
 static void proxy_stop(void *state)
 {
 	struct proxy *p = state;
@@ -337,5 +385,7 @@ const struct mode_ops proxy_mode = {
 	.event_fd = proxy_event_fd,
 	.events = proxy_events,
 	.hung_at = proxy_hung_at,
+	.drain = proxy_drain,
+	.stats = proxy_stats,
 	.stop = proxy_stop,
 };

@@ -141,8 +141,9 @@ struct proxy {
 	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
 	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
 
-	/* Counters for the recovery log line. */
+	/* Counters for the recovery log line and `fusekeeper status`. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
+	uint64_t rec_nodes, rec_handles; /* restored by the last recovery */
 };
 
 /* Condition variables wait on the monotonic clock: a clock step must not stretch a bound. */

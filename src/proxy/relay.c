@@ -543,6 +543,7 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 struct hang_ctx {
 	struct proxy *p;
 	uint32_t epoch;
+	size_t count;		/* requests that count */
 	int64_t oldest_ms;	/* when the oldest request that counts was given; 0: none */
 	uint32_t opcode;	/* ... its opcode, unique and node for the log */
 	uint64_t unique, node;
@@ -551,6 +552,7 @@ struct hang_ctx {
 static void hang_note(struct hang_ctx *c, int64_t given_ms, uint32_t opcode, uint64_t unique,
 		      uint64_t node)
 {
+	c->count++;
 	if (c->oldest_ms && c->oldest_ms <= given_ms)
 		return;
 	c->oldest_ms = given_ms;
@@ -634,6 +636,24 @@ int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t si
 			 "and answered nothing meanwhile", op_name(c.opcode), c.unique,
 			 (now - c.oldest_ms) / 1000.0);
 	return since + timeout_ms;
+}
+
+size_t relay_held(struct proxy *p, char *what, size_t size)
+{
+	struct hang_ctx c = { .p = p };
+
+	pthread_mutex_lock(&p->lock);
+	c.epoch = p->nodes.epoch;
+	if (p->sock_epoch) {
+		idmap_each(&p->inflight, hang_request, &c);
+		idmap_each(&p->calls, hang_call, &c);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (c.count)
+		snprintf(what, size, "%zu request%s, the oldest %s (unique %#" PRIx64 ") for %.1f s",
+			 c.count, c.count == 1 ? "" : "s", op_name(c.opcode), c.unique,
+			 (now_coarse_ms() - c.oldest_ms) / 1000.0);
+	return c.count;
 }
 
 struct fail_ctx {

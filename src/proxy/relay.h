@@ -40,3 +40,9 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch);
  * time it answered anything. Describes that request in @what. Under no lock.
  */
 int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t size);
+
+/*
+ * How many requests of the serving daemon's count as held by it as relay_hung_at() counts them,
+ * the keeper's own calls included; describes them in @what when there are any. Under no lock.
+ */
+size_t relay_held(struct proxy *p, char *what, size_t size);

@@ -1,0 +1,149 @@
+#!/bin/bash
+# 24-status: `fusekeeper status` shows a known state, in both forms, and the control socket
+# answers nobody but root.
+#
+# The keeper serves testfs; the test holds three files open, kills the daemon once (a crash)
+# and restarts it once (planned). Status must then say, as JSON and for a person: the mount,
+# mode, keeper and daemon pids, the command, 1 planned restart and 1 after a crash, the last
+# recovery planned with the 3 handles restored and none lost, 3 handles tracked and no request
+# in flight. Then:
+#  - status without MOUNTPOINT lists this keeper; with a path no keeper keeps, it fails (1);
+#  - run as an unprivileged user, status fails with a message that says to run as root (the
+#    socket's mode keeps the user out); with the socket's mode opened up, the keeper itself
+#    refuses the user (SO_PEERCRED) and logs it;
+#  - a keeper killed with SIGKILL leaves its socket: status skips it without complaint, and the
+#    next keeper's start removes it.
+# timeout: 120
+. "$(dirname "$0")/../lib.sh"
+
+need_prog "$TESTFS"
+need_cmd python3 setpriv
+
+M=$T/mnt
+B=$T/back
+mkdir "$M" "$B"
+
+fk_start "$M" -- "$TESTFS" --backing="$B" {}
+fk_wait READY || fail "the keeper never became READY"
+sock=/run/fusekeeper/control/$FK_PID.sock
+[ -S "$sock" ] || fail "the keeper does not listen on $sock"
+[ "$(stat -c %a "$sock")" = 600 ] || fail "$sock has mode $(stat -c %a "$sock"), not 600"
+
+for f in a b c; do
+	echo "$f" >"$M/$f" || fail "writing $M/$f failed"
+done
+exec 5<"$M/a" 6<"$M/b" 7<"$M/c"
+
+fk_kill_daemon || fail "killing the daemon failed"
+fk_wait RECOVERED || fail "no RECOVERED after the kill"
+try_cmd 60 "$FK" restart "$M" || fail "fusekeeper restart failed: $TRY_OUT"
+log "restart: $TRY_OUT"
+[[ $TRY_OUT =~ ^Restarted\ the\ daemon\ of\ $M\ in\ [0-9]+\ ms:\ daemon\ [0-9]+\ took\ over\ from\ daemon\ [0-9]+$ ]] ||
+	fail "unexpected output of fusekeeper restart: $TRY_OUT"
+fk_wait RESTARTED || fail "no RESTARTED event"
+daemon=$(fk_daemon_pid)
+
+try_cmd 10 "$FK" status --json "$M" || fail "status --json failed: $TRY_OUT"
+printf '%s\n' "$TRY_OUT" >"$T/status.json"
+python3 - "$T/status.json" "$FK_PID" "$daemon" "$M" "$TESTFS" "$B" <<'EOF' || fail "status --json does not show the known state: $(cat "$T/status.json")"
+import json, sys
+path, keeper, daemon, mnt, testfs, back = sys.argv[1:]
+a = json.load(open(path))
+assert isinstance(a, list) and len(a) == 1, "one keeper expected"
+s = a[0]
+def eq(key, got, want):
+    assert got == want, f"{key}: {got!r}, expected {want!r}"
+eq("format", s["format"], 1)
+eq("pid", s["pid"], int(keeper))
+eq("mountpoint", s["mountpoint"], mnt)
+eq("mode", s["mode"], "proxy")
+eq("state", s["state"], "serving")
+eq("gave_up", s["gave_up"], False)
+eq("requests_fail", s["requests_fail"], False)
+eq("daemon.pid", s["daemon"]["pid"], int(daemon))
+eq("daemon.command", s["daemon"]["command"], [testfs, "--backing=" + back, "{}"])
+assert s["daemon"]["uptime_ms"] >= 0 and s["uptime_ms"] >= s["daemon"]["uptime_ms"]
+eq("restarts", s["restarts"], {"planned": 1, "crashes": 1, "protocol_errors": 0, "hangs": 0,
+                               "failed_starts": 0})
+r = s["last_recovery"]
+eq("last_recovery.planned", r["planned"], True)
+assert r["duration_ms"] >= 0 and r["ago_ms"] >= 0
+eq("last_recovery.handles_restored", r["handles_restored"], 3)
+eq("last_recovery.handles_lost", r["handles_lost"], 0)
+eq("last_recovery.nodes_lost", r["nodes_lost"], 0)
+assert r["nodes_restored"] >= 3, r
+eq("last_recovery.requests_replayed", r["requests_replayed"], 0)
+eq("last_recovery.writes_lost", r["writes_lost"], 0)
+t = s["tracked"]
+eq("tracked.handles", t["handles"], 3)
+eq("tracked.requests_in_flight", t["requests_in_flight"], 0)
+assert t["nodes"] >= 3, t
+eq("tracked.locks", t["locks"], 0)
+EOF
+
+try_cmd 10 "$FK" status "$M" || fail "status failed: $TRY_OUT"
+log "status:"$'\n'"$TRY_OUT"
+for want in "^$M\$" "^  Keeper:   pid $FK_PID, proxy mode, up " "^  State:    serving\$" \
+	"^  Daemon:   pid $daemon, serving for " "^  Command:  $TESTFS --backing=$B \\{\\}\$" \
+	"^  Restarts: 1 planned, 1 after crashes, 0 after protocol errors, 0 after hangs; 0 failed starts\$" \
+	"^  Last recovery: .* ago, planned, took " "restored [0-9]+ nodes and 3 handles; lost 0 nodes and 0 handles" \
+	"^  Tracked:  [0-9]+ nodes, 3 handles, 0 requests in flight, 0 locks\$"; do
+	grep -Eq -- "$want" <<<"$TRY_OUT" || fail "status does not show a line matching '$want'"
+done
+
+# Every keeper: this one is among them.
+try_cmd 10 "$FK" status --json || fail "status --json (all) failed: $TRY_OUT"
+python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert int(sys.argv[2]) in [s["pid"] for s in a]' \
+	"$TRY_OUT" "$FK_PID" || fail "status --json without MOUNTPOINT does not list keeper $FK_PID"
+try_cmd 10 "$FK" status "$T" && fail "status of a path no keeper keeps succeeded: $TRY_OUT"
+[[ $TRY_OUT == *"no running fusekeeper keeps $T"* ]] || fail "status of $T: unexpected message: $TRY_OUT"
+
+# An unprivileged user: kept out by the socket's mode, then by the keeper itself.
+try_cmd 10 setpriv --reuid=nobody --regid=nogroup --clear-groups "$FK" status "$M" &&
+	fail "status as nobody succeeded: $TRY_OUT"
+[[ $TRY_OUT == *"Permission denied"*"run as root"* ]] || fail "status as nobody: unexpected message: $TRY_OUT"
+run_mode=$(stat -c %a /run/fusekeeper)
+chmod 0666 "$sock"
+chmod o+x /run/fusekeeper
+try_cmd 10 setpriv --reuid=nobody --regid=nogroup --clear-groups "$FK" restart "$M"
+rc=$?
+chmod 0600 "$sock"
+chmod "$run_mode" /run/fusekeeper
+[ "$rc" = 0 ] && fail "restart as nobody through an open socket succeeded: $TRY_OUT"
+[[ $TRY_OUT == *"refused: permission denied: only root may use"* ]] ||
+	fail "restart as nobody: the keeper did not refuse it: $TRY_OUT"
+wait_match "$FK_LOG" "Refused a control request from uid $(id -u nobody)" 5 >/dev/null ||
+	fail "the keeper did not log the refused request"
+[ "$(fk_count RESTARTING)" = 1 ] || fail "a refused request restarted the daemon"
+
+# A keeper killed with SIGKILL leaves its socket behind.
+exec 5<&- 6<&- 7<&-
+first=$FK_PID
+M2=$T/mnt2
+mkdir "$M2" "$T/back2"
+fk_start "$M2" -- "$TESTFS" --backing="$T/back2" {}
+fk_wait READY || fail "the second keeper never became READY"
+stale=/run/fusekeeper/control/$FK_PID.sock
+[ -S "$stale" ] || fail "the second keeper does not listen on $stale"
+kill -KILL "$FK_PID"
+fk_wait_exit 10 || fail "the second keeper did not die"
+fuse_abort "$M2"
+umount -l "$M2"
+[ -S "$stale" ] || fail "the killed keeper's socket is gone already: nothing to test"
+try_cmd 10 "$FK" status --json || fail "status with a stale socket failed: $TRY_OUT"
+python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert int(sys.argv[2]) not in [s["pid"] for s in a]' \
+	"$TRY_OUT" "$FK_PID" || fail "status lists the killed keeper $FK_PID"
+M3=$T/mnt3
+mkdir "$M3" "$T/back3"
+fk_start "$M3" -- "$TESTFS" --backing="$T/back3" {}
+fk_wait READY || fail "the third keeper never became READY"
+[ -e "$stale" ] && fail "the third keeper's start did not remove the stale $stale"
+kill -TERM "$FK_PID"
+fk_wait_exit 30 || fail "the third keeper did not exit"
+[ -e "/run/fusekeeper/control/$FK_PID.sock" ] && fail "the third keeper left its socket"
+
+kill -TERM "$first"
+wait_pid "$first" 30 || fail "the first keeper did not exit"
+[ -e "$sock" ] && fail "the first keeper left its socket"
+assert_not_mounted "$M"
+log "ok"

@@ -1,0 +1,183 @@
+#!/bin/bash
+# 25-planned-restart: `fusekeeper restart` and SIGHUP restart the daemon without failing a
+# call, under load.
+#
+# Part 1: testfs serves three fkload workloads (a held fd read and written, a cwd inside the
+# mount, churn of create/rename/unlink/readdir) and a reader in another mount namespace
+# reading a file through a bind mount. Four planned restarts, by `fusekeeper restart` and by
+# SIGHUP in turn: each gives a new daemon (RESTARTED), the workloads go on, the namespace
+# reader sees the same checksum; at the end every workload reports errors=0 and the backing
+# directory holds what the mount shows.
+# Part 2: a request the daemon holds when the restart begins is answered by that daemon, not
+# replayed: testfs delays every operation by 400 ms; a mkdir is in flight (status says so)
+# when the restart is asked for; it succeeds, and the recovery replayed and settled nothing.
+# Part 3: a daemon that never answers what it holds (deadlocked) does not hold the restart up
+# beyond the stop timeout: the restart completes, and the stuck lookup is taken over by the new
+# daemon as after a crash.
+# Part 4: the daemon's own command line (takeover): a restart gives a new daemon, whose
+# unmount at SIGTERM is answered without unmounting; a held fd reads on.
+# timeout: 300
+. "$(dirname "$0")/../lib.sh"
+
+need_prog "$TESTFS"
+need_prog "$FKLOAD"
+need_cmd unshare sha256sum python3
+
+# restart_once HOW: one planned restart, by `fusekeeper restart` or SIGHUP; waits for it.
+restart_once() {
+	local before
+	before=$(fk_daemon_pid) || fail "no daemon"
+	if [ "$1" = cli ]; then
+		try_cmd 60 "$FK" restart "$M" || fail "fusekeeper restart failed: $TRY_OUT"
+		log "restart: $TRY_OUT"
+		[[ $TRY_OUT =~ ^Restarted\ the\ daemon\ of\ $M\ in\ [0-9]+\ ms:\ daemon\ [0-9]+\ took\ over\ from\ daemon\ $before$ ]] ||
+			fail "unexpected output of fusekeeper restart: $TRY_OUT"
+	else
+		kill -HUP "$FK_PID"
+	fi
+	fk_wait RESTARTING "$before" 30 >/dev/null || fail "no RESTARTING $before"
+	fk_wait RESTARTED "" 30 >/dev/null || fail "no RESTARTED after RESTARTING $before"
+	log "$1: $FK_LINE"
+	[ "$(fk_daemon_pid)" != "$before" ] || fail "the daemon was not replaced"
+	pid_alive "$before" && fail "the old daemon $before still runs"
+	return 0
+}
+
+# status_field EXPR: a field of this keeper's status object (python expression on s).
+status_field() {
+	local out
+	out=$("$FK" status --json "$M") || return 1
+	python3 -c 'import json, sys; s = json.loads(sys.argv[1])[0]; print(eval(sys.argv[2]))' "$out" "$1"
+}
+
+# ---- part 1 -----------------------------------------------------------------------------
+M=$T/mnt
+B=$T/back
+mkdir "$M" "$B" "$T/nsview"
+fk_start "$M" -- "$TESTFS" --backing="$B" {}
+fk_wait READY || fail "the keeper never became READY"
+
+try_cmd 10 mkdir "$M/fd" "$M/cwd" "$M/churn" "$M/ns" || fail "mkdir through the mount failed: $TRY_OUT"
+head -c 300000 /dev/urandom >"$T/ns-data.ref"
+try_cmd 10 cp "$T/ns-data.ref" "$M/ns/data" || fail "writing the namespace file failed: $TRY_OUT"
+want=$(sha256sum <"$T/ns-data.ref" | cut -d' ' -f1)
+
+declare -A load_pid
+for w in fd cwd churn; do
+	run_bg "load-$w" "$FKLOAD" "$w" "$M/$w" --progress="$T/$w.prog" --seed=$RANDOM
+	load_pid[$w]=$BG_PID
+done
+mkfifo "$T/ns.in"
+run_bg ns-reader unshare --mount --propagation private bash -c '
+	mount --bind "$1" "$2" || exit 1
+	echo ready
+	while read -r req; do
+		if sum=$(sha256sum <"$2/data" 2>&1); then
+			echo "$req ${sum%% *}"
+		else
+			echo "$req ERROR ${sum//$'\''\n'\''/ }"
+		fi
+	done <"$3"' ns-reader "$M/ns" "$T/nsview" "$T/ns.in"
+reader_pid=$BG_PID
+exec 4<>"$T/ns.in"
+wait_match "$T/ns-reader.out" '^ready$' 10 >/dev/null || fail "the namespace reader did not start"
+ns_query() {
+	local line
+	echo "$1" >&4
+	line=$(wait_match "$T/ns-reader.out" "^$1 " 15) || return 1
+	echo "${line#"$1 "}"
+}
+
+round=0
+for how in cli hup cli hup; do
+	round=$((round + 1))
+	for w in fd cwd churn; do
+		wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
+			fail "round $round: the $w workload made no progress"
+	done
+	restart_once "$how"
+	sum=$(ns_query "$round") || fail "round $round: the namespace reader did not answer"
+	[ "$sum" = "$want" ] || fail "round $round: namespace reader got '$sum', expected $want"
+done
+for w in fd cwd churn; do
+	wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
+		fail "after the last restart: the $w workload made no progress"
+done
+fkload_stop fd cwd churn
+cmp "$B/fd/fd-file" "$M/fd/fd-file" || fail "fd-file differs between the backing dir and the mount"
+[ -z "$(ls -A "$B/cwd")" ] || fail "the cwd workload left entries behind"
+diff -r "$B/churn" "$M/churn" || fail "the churn directory differs between the backing dir and the mount"
+[ "$(sha256sum <"$B/ns/data" | cut -d' ' -f1)" = "$want" ] || fail "the namespace file changed"
+exec 4>&-
+wait_pid "$reader_pid" 15 || fail "the namespace reader did not exit"
+[ "$WAIT_STATUS" = 0 ] || fail "the namespace reader failed (exit $WAIT_STATUS)"
+[ "$(fk_count RESTARTED)" = 4 ] || fail "expected 4 RESTARTED events, got $(fk_count RESTARTED)"
+[ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
+[ "$(fk_count RECOVERED)" = 0 ] || fail "a planned restart was reported as a crash recovery"
+[ "$(status_field 's["restarts"]["planned"]')" = 4 ] || fail "status does not count 4 planned restarts"
+fk_umount_exit 0
+
+# ---- part 2: a request in flight is answered by the old daemon ------------------------------
+M=$T/mnt2
+B=$T/back2
+mkdir "$M" "$B"
+fk_start "$M" -- "$TESTFS" --backing="$B" --delay-ms=400 {}
+fk_wait READY || fail "part 2: the keeper never became READY"
+before=$(fk_daemon_pid)
+bg_timed mkdir mkdir "$M/d1"
+deadline=$(($(now_ms) + 10000))
+until [ "$(status_field 's["tracked"]["requests_in_flight"]')" -ge 1 ] 2>/dev/null; do
+	[ "$(now_ms)" -lt "$deadline" ] || fail "part 2: the mkdir never showed as in flight"
+	sleep 0.02
+done
+try_cmd 60 "$FK" restart "$M" || fail "part 2: fusekeeper restart failed: $TRY_OUT"
+log "part 2: $TRY_OUT"
+bg_result mkdir 30 || fail "part 2: mkdir did not finish"
+[ "$BG_RC" = 0 ] || fail "part 2: mkdir failed across the restart: $BG_OUT"
+[ -d "$B/d1" ] || fail "part 2: d1 is not in the backing directory"
+[ "$(status_field 's["last_recovery"]["requests_replayed"], s["last_recovery"]["requests_settled"]')" = "(0, 0)" ] ||
+	fail "part 2: the recovery replayed or settled requests: the old daemon was stopped with the mkdir in flight"
+grep -q "Daemon $before exited with status 0" "$FK_LOG" || fail "part 2: the old daemon did not exit on SIGTERM"
+fk_umount_exit 0
+
+# ---- part 3: a deadlocked daemon holds the restart up no longer than the stop timeout ------
+M=$T/mnt3
+B=$T/back3
+mkdir "$M" "$B"
+echo data >"$B/f"
+fk_start "$M" -- "$TESTFS" --backing="$B" --crash-file="$T/crash" {}
+fk_wait READY || fail "part 3: the keeper never became READY"
+crash_arm "hang:lookup:f"
+bg_timed stat stat "$M/f"
+deadline=$(($(now_ms) + 10000))
+until [ "$(status_field 's["tracked"]["requests_in_flight"]')" -ge 1 ] 2>/dev/null; do
+	[ "$(now_ms)" -lt "$deadline" ] || fail "part 3: the stat never showed as in flight"
+	sleep 0.02
+done
+try_cmd 60 "$FK" restart --stop-timeout=1 "$M" || fail "part 3: fusekeeper restart failed: $TRY_OUT"
+log "part 3: $TRY_OUT"
+grep -q "still holds 1 request, the oldest LOOKUP" "$FK_LOG" ||
+	fail "part 3: the keeper did not say what the daemon still held"
+bg_result stat 30 || fail "part 3: stat did not finish"
+[ "$BG_RC" = 0 ] || fail "part 3: stat failed across the restart: $BG_OUT"
+[ "$(status_field 's["last_recovery"]["requests_replayed"]')" = 1 ] ||
+	fail "part 3: the stuck LOOKUP was not replayed to the new daemon"
+fk_umount_exit 0
+
+# ---- part 4: the daemon's own command line ------------------------------------------------
+M=$T/mnt4
+B=$T/back4
+mkdir "$M" "$B"
+echo own >"$B/f"
+fk_start "$M" -- "$TESTFS" --backing="$B" -f "$M"
+fk_wait READY || fail "part 4: the keeper never became READY"
+exec 5<"$M/f"
+restart_once cli
+grep -q "unmounts $M: answered success without unmounting" "$FK_LOG" ||
+	fail "part 4: the daemon's unmount at SIGTERM was not answered as expected"
+[ "$(cat <&5)" = own ] || fail "part 4: the held fd does not read after the restart"
+exec 5<&-
+[ "$(cat "$M/f")" = own ] || fail "part 4: the file does not read after the restart"
+fk_umount_exit 0
+assert_all_gone
+log "ok"
