@@ -470,6 +470,46 @@ wait_progress() {
 	done
 }
 
+# The namespace reader: a process in a mount namespace of its own that holds a bind mount of
+# a directory of the mount, and reads through it on request.
+#   ns_reader_start DIR   starts it on DIR (bound at $T/nsview); call it before starting
+#                         other children, which would inherit its request fifo
+#   ns_query N [TIMEOUT]  prints "SHA256 INO": the checksum of DIR/data and DIR's inode number
+#                         as the reader sees them (or "ERROR message"); fails without an answer
+#   ns_reader_stop        ends it (its namespace holds a copy of the mount: stop it before
+#                         unmounting) and fails unless it exited 0
+ns_reader_start() {
+	mkdir -p "$T/nsview"
+	mkfifo "$T/ns.in" || fail "mkfifo failed"
+	run_bg ns-reader unshare --mount --propagation private bash -c '
+		mount --bind "$1" "$2" || exit 1
+		echo ready
+		while read -r req; do
+			if sum=$(sha256sum <"$2/data" 2>&1); then
+				echo "$req ${sum%% *} $(stat -c %i "$2")"
+			else
+				echo "$req ERROR ${sum//$'\''\n'\''/ }"
+			fi
+		done <"$3"' ns-reader "$1" "$T/nsview" "$T/ns.in"
+	_ns_reader_pid=$BG_PID
+	# Opened only now, so that no child holds the write end: closing it ends the reader.
+	exec {_ns_reader_fd}<>"$T/ns.in"
+	wait_match "$T/ns-reader.out" '^ready$' 10 >/dev/null || fail "the namespace reader did not start"
+}
+
+ns_query() {
+	local line
+	echo "$1" >&"$_ns_reader_fd"
+	line=$(wait_match "$T/ns-reader.out" "^$1 " "${2:-30}") || return 1
+	echo "${line#"$1 "}"
+}
+
+ns_reader_stop() {
+	exec {_ns_reader_fd}>&-
+	wait_pid "$_ns_reader_pid" 15 || fail "the namespace reader did not exit"
+	[ "$WAIT_STATUS" = 0 ] || fail "the namespace reader failed (exit $WAIT_STATUS)"
+}
+
 # ---- cleanup ---------------------------------------------------------------
 
 # The tracked pids that are still our own running children.

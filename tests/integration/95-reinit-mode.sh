@@ -25,7 +25,7 @@ need_cmd unshare sha256sum
 ROUNDS=5
 M=$T/mnt
 B=$T/back
-mkdir "$M" "$B" "$T/nsview"
+mkdir "$M" "$B"
 
 # auto_is MODE WHY [OPTION...]: a keeper started with OPTION... and no --mode serves in MODE
 # and logs WHY; with reinit, it also recovers from a kill. Unmounted after.
@@ -77,29 +77,7 @@ run_bg cwd sh -c 'cd "$1" && exec sleep 600' sh "$M/cwd/deep"
 cwd_pid=$BG_PID
 ino_ns=$(stat -c %i "$M/ns")
 
-# The namespace reader: its own mount namespace, a bind mount of $M/ns, and one checksum of
-# the file per request line read from a fifo.
-mkfifo "$T/ns.in"
-run_bg ns-reader unshare --mount --propagation private bash -c '
-	mount --bind "$1" "$2" || exit 1
-	echo ready
-	while read -r req; do
-		if sum=$(sha256sum <"$2/data" 2>&1); then
-			echo "$req ${sum%% *} $(stat -c %i "$2")"
-		else
-			echo "$req ERROR ${sum//$'\''\n'\''/ }"
-		fi
-	done <"$3"' ns-reader "$M/ns" "$T/nsview" "$T/ns.in"
-reader_pid=$BG_PID
-exec 4<>"$T/ns.in"
-wait_match "$T/ns-reader.out" '^ready$' 10 >/dev/null || fail "the namespace reader did not start"
-
-ns_query() {
-	local line
-	echo "$1" >&4
-	line=$(wait_match "$T/ns-reader.out" "^$1 " 30) || return 1
-	echo "${line#"$1 "}"
-}
+ns_reader_start "$M/ns"
 
 # check ROUND: every client works, with the same data and numbers.
 check() {
@@ -128,9 +106,7 @@ done
 holder_stop h
 kill "$cwd_pid"
 wait_pid "$cwd_pid" || fail "the working-directory process did not end"
-exec 4>&-
-wait_pid "$reader_pid" 15 || fail "the namespace reader did not exit"
-[ "$WAIT_STATUS" = 0 ] || fail "the namespace reader failed (exit $WAIT_STATUS)"
+ns_reader_stop
 grep -q ENOTCONN "$T"/*.out && fail "something got ENOTCONN: $(grep -l ENOTCONN "$T"/*.out)"
 
 fk_umount_exit 0
