@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,8 @@ int control_listen(struct control *c, char *err, size_t errlen)
 	int r;
 
 	c->fd = -1;
+	for (size_t i = 0; i < CONTROL_PENDING; i++)
+		c->pending[i].fd = -1;
 	/* /run/fusekeeper may not exist yet; the state directory of proxy mode lives there too. */
 	r = make_dir("/run/fusekeeper");
 	if (r == 0)
@@ -119,6 +122,11 @@ void control_close(struct control *c)
 	unlink(c->path);
 	close(c->fd);
 	c->fd = -1;
+	for (size_t i = 0; i < CONTROL_PENDING; i++) {
+		if (c->pending[i].fd >= 0)
+			close(c->pending[i].fd);
+		c->pending[i].fd = -1;
+	}
 }
 
 int control_send(int conn, struct json_object *reply)
@@ -166,11 +174,23 @@ static ssize_t recv_message(int fd, char *buf)
 	return n;
 }
 
-static int parse_object(const char *buf, struct json_object **out)
+/* Parses @buf, all of it (@len bytes), as one JSON object. */
+static int parse_object(const char *buf, size_t len, struct json_object **out)
 {
-	struct json_object *o = json_tokener_parse(buf);
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o;
+	bool whole;
 
-	if (!o || !json_object_is_type(o, json_type_object)) {
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, buf, len);
+	/* Nothing but blanks may follow it. */
+	whole = o && json_tokener_get_error(tok) == json_tokener_success &&
+		strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n") ==
+			len - json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (!whole || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		return -EBADMSG;
 	}
@@ -187,70 +207,148 @@ static int recv_object(int fd, struct json_object **out)
 	if (!buf)
 		return -ENOMEM;
 	n = recv_message(fd, buf);
-	return n < 0 ? n : parse_object(buf, out);
+	return n < 0 ? n : parse_object(buf, n, out);
 }
 
-int control_accept(struct control *c, struct json_object **req, struct ucred *peer)
+void control_poll_fds(struct control *c, struct pollfd *pfd, int64_t *wake)
+{
+	pfd[0] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+	for (size_t i = 0; i < CONTROL_PENDING; i++) {
+		pfd[1 + i] = (struct pollfd){ .fd = c->fd >= 0 ? c->pending[i].fd : -1,
+					      .events = POLLIN };
+		if (pfd[1 + i].fd >= 0 && c->pending[i].until < *wake)
+			*wake = c->pending[i].until;
+	}
+}
+
+static void drop_pending(struct control *c, size_t i)
+{
+	close(c->pending[i].fd);
+	c->pending[i].fd = -1;
+}
+
+/* Accepts every waiting client into a slot; the oldest client goes when none is free. */
+static void accept_clients(struct control *c)
+{
+	int conn;
+
+	while ((conn = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		size_t slot = 0;
+
+		for (size_t i = 0; i < CONTROL_PENDING; i++) {
+			if (c->pending[i].fd < 0) {
+				slot = i;
+				break;
+			}
+			if (c->pending[i].until < c->pending[slot].until)
+				slot = i;
+		}
+		if (c->pending[slot].fd >= 0)
+			drop_pending(c, slot);
+		c->pending[slot].fd = conn;
+		c->pending[slot].until = now_ms() + CONTROL_REQUEST_MS;
+	}
+}
+
+/* Reads the request of the client in @slot and hands it on (control_service()). */
+static void serve_client(struct control *c, size_t slot, control_fn *fn,
+			 void (*refused)(void *arg, const struct ucred *peer), void *arg)
 {
 	_cleanup_free_ char *buf = malloc(CONTROL_MSG_MAX + 1);
-	socklen_t len = sizeof(*peer);
-	struct pollfd pfd = { .events = POLLIN };
+	int conn = c->pending[slot].fd, r;
+	struct json_object *req = NULL;
+	struct ucred peer;
+	socklen_t len = sizeof(peer);
 	ssize_t n;
-	int conn, r;
 
-	if (!buf)
-		return -ENOMEM;
-	conn = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
-	if (conn < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, peer, &len) < 0) {
-		r = -errno;
+	c->pending[slot].fd = -1;
+	if (!buf || getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0) {
 		close(conn);
-		return r;
+		return;
 	}
 	/*
-	 * A client sends its request right after it connects; one that does not is dropped. The
-	 * request is read before anything is answered, even a refusal: a socket closed with a
-	 * message unread resets the connection, and the peer would not see the answer.
+	 * The request is read before anything is answered, even a refusal: a socket closed with
+	 * a message unread resets the connection, and the peer would not see the answer.
 	 */
-	pfd.fd = conn;
-	if (poll(&pfd, 1, 1000) != 1) {
-		close(conn);
-		return -ETIMEDOUT;
-	}
 	n = recv_message(conn, buf);
-	if (peer->uid != 0 && peer->uid != geteuid()) {
+	if (n == -EAGAIN) {
+		/* Woken for nothing: keep waiting for it. */
+		c->pending[slot].fd = conn;
+		return;
+	}
+	if (peer.uid != 0 && peer.uid != geteuid()) {
 		control_fail(conn, -EPERM, "permission denied: only root may use fusekeeper's "
 			     "control socket");
-		return -EPERM;
+		refused(arg, &peer);
+		return;
 	}
-	r = n < 0 ? (int)n : parse_object(buf, req);
+	r = n < 0 ? (int)n : parse_object(buf, n, &req);
 	if (r < 0) {
 		control_fail(conn, r, "malformed request: expected one JSON object");
+		return;
+	}
+	/* The keeper answers without blocking (MSG_DONTWAIT): a client that reads nothing
+	 * cannot stall it. */
+	fn(arg, conn, req, &peer);
+	json_object_put(req);
+}
+
+void control_service(struct control *c, const struct pollfd *pfd, control_fn *fn,
+		     void (*refused)(void *arg, const struct ucred *peer), void *arg)
+{
+	int64_t now = now_ms();
+
+	if (c->fd < 0)
+		return;
+	for (size_t i = 0; i < CONTROL_PENDING; i++) {
+		if (c->pending[i].fd < 0 || pfd[1 + i].fd != c->pending[i].fd)
+			continue;
+		if (pfd[1 + i].revents)
+			serve_client(c, i, fn, refused, arg);
+		else if (now >= c->pending[i].until)
+			drop_pending(c, i);
+	}
+	if (pfd[0].revents)
+		accept_clients(c);
+}
+
+int control_request(const char *path, struct json_object *req)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
+	int fd = connect_to(path);
+
+	if (fd < 0)
+		return fd;
+	/* A keeper that refuses the peer answers before it reads: its answer is what counts. */
+	if (send(fd, s, len, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET) {
+		int r = -errno;
+
+		close(fd);
 		return r;
 	}
-	return conn;
+	return fd;
+}
+
+int control_reply(int fd, struct json_object **reply)
+{
+	return recv_object(fd, reply);
 }
 
 int control_call(const char *path, struct json_object *req, int timeout_ms,
 		 struct json_object **reply)
 {
-	size_t len;
-	const char *s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
-	_cleanup_close_ int fd = connect_to(path);
+	_cleanup_close_ int fd = control_request(path, req);
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	int n;
 
 	if (fd < 0)
 		return fd;
-	/* A keeper that refuses the peer answers before it reads: its answer is what counts. */
-	if (send(fd, s, len, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET)
-		return -errno;
 	while ((n = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
 		;
 	if (n == 0)
 		return -ETIMEDOUT;
-	return recv_object(fd, reply);
+	return control_reply(fd, reply);
 }
 
 static int by_name(const void *a, const void *b)

@@ -13,7 +13,9 @@
  */
 #pragma once
 
+#include <poll.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -24,10 +26,20 @@ struct json_object;
 /* The largest request or reply, in bytes. */
 #define CONTROL_MSG_MAX (256 * 1024)
 
+/* How many clients may be connected and not have sent their request yet. */
+#define CONTROL_PENDING 8
+
+/* How long a client has to send its request once connected, in ms. */
+#define CONTROL_REQUEST_MS 1000
+
 /* The keeper's end. */
 struct control {
 	int fd;		/* listening socket, -1 when none */
 	char path[108]; /* its name (sockaddr_un.sun_path) */
+	struct {
+		int fd;	/* connected, request not read yet; -1: free slot */
+		int64_t until; /* now_ms() time after which it is dropped */
+	} pending[CONTROL_PENDING];
 };
 
 /*
@@ -38,17 +50,30 @@ struct control {
  */
 int control_listen(struct control *c, char *err, size_t errlen);
 
-/* Removes the socket's name and closes it. */
+/* Removes the socket's name, closes it and every pending connection. */
 void control_close(struct control *c);
 
 /*
- * Accepts one client and reads its request (waiting up to a second for it). Returns the
- * connection (close-on-exec) with the request in *@req (the caller puts it) and the peer's
- * credentials in *@peer; -EAGAIN when no client was waiting; -EPERM when the peer is neither
- * root nor the keeper's uid (it was answered so and the connection closed); another -errno
- * when the request could not be read or parsed (answered so when possible).
+ * The fds to poll for POLLIN (the listener and the pending clients): fills up to
+ * 1 + CONTROL_PENDING entries of @pfd (fd -1 where unused) and lowers *@wake (now_ms() clock)
+ * to the time a pending client must be dropped. Never blocks: a client that connects and sends
+ * nothing costs the keeper nothing but a slot.
  */
-int control_accept(struct control *c, struct json_object **req, struct ucred *peer);
+void control_poll_fds(struct control *c, struct pollfd *pfd, int64_t *wake);
+
+/* A request, read from a peer that may ask (root or the keeper's uid). */
+typedef void control_fn(void *arg, int conn, struct json_object *req, const struct ucred *peer);
+
+/*
+ * Does what @pfd (as control_poll_fds() filled it, after poll(2)) says: accepts new clients
+ * (when every slot is taken, the oldest client is dropped), reads the requests that came, and
+ * drops clients past their time. Each request of a peer that may ask is passed to @fn, which
+ * then owns @conn (the request is put after @fn returns); other peers are answered with an
+ * error and their @refused (uid, pid) is called for the log. Malformed requests are answered
+ * with an error.
+ */
+void control_service(struct control *c, const struct pollfd *pfd, control_fn *fn,
+		     void (*refused)(void *arg, const struct ucred *peer), void *arg);
 
 /* Sends @reply on @conn. Returns 0 or -errno. @conn stays open. */
 int control_send(int conn, struct json_object *reply);
@@ -57,7 +82,18 @@ int control_send(int conn, struct json_object *reply);
 void control_fail(int conn, int err, const char *msg);
 
 /*
- * The client's side: sends @req to the keeper listening at @path and returns its reply in
+ * The client's side, in two steps: connects to the keeper listening at @path and sends @req.
+ * Returns the connection (the caller closes it; its reply comes with control_reply() when it
+ * is readable); -ECONNREFUSED or -ENOENT when no keeper listens there (it is gone); -EAGAIN
+ * when one does but accepts nothing (stopped); another -errno.
+ */
+int control_request(const char *path, struct json_object *req);
+
+/* Reads the reply on @fd (control_request()) into *@reply. Returns 0 or -errno. */
+int control_reply(int fd, struct json_object **reply);
+
+/*
+ * Both steps: sends @req to the keeper listening at @path and returns its reply in
  * *@reply (the caller puts it). Waits for the reply up to @timeout_ms (-1: as long as the
  * keeper takes; a restart takes as long as the daemon's start). Returns 0; -ECONNREFUSED or
  * -ENOENT when no keeper listens there (it is gone); -EAGAIN or -ETIMEDOUT when it does not

@@ -128,6 +128,24 @@ static void print_count(FILE *f, struct json_object *o, const char *key, const c
 		fprintf(f, "%" PRId64 " %s", v, what);
 }
 
+/* " WORD", quoted for a shell when it needs to be: what a person can paste back. */
+static void print_word(FILE *f, const char *w)
+{
+	if (*w && strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			 "_./:=@%+,{}-") == strlen(w)) {
+		fprintf(f, " %s", w);
+		return;
+	}
+	fputs(" '", f);
+	for (; *w; w++) {
+		if (*w == '\'')
+			fputs("'\\''", f);
+		else
+			fputc(*w, f);
+	}
+	fputc('\'', f);
+}
+
 void status_print(FILE *f, struct json_object *o)
 {
 	struct json_object *d = get(o, "daemon"), *r = get(o, "restarts"), *rec, *t, *cmd;
@@ -159,7 +177,7 @@ void status_print(FILE *f, struct json_object *o)
 	cmd = get(d, "command");
 	fprintf(f, "  Command: ");
 	for (size_t i = 0; cmd && i < json_object_array_length(cmd); i++)
-		fprintf(f, " %s", json_object_get_string(json_object_array_get_idx(cmd, i)));
+		print_word(f, json_object_get_string(json_object_array_get_idx(cmd, i)));
 	fputc('\n', f);
 	fprintf(f, "  Restarts: %" PRId64 " planned, %" PRId64 " after crashes, %" PRId64
 		" after protocol errors, %" PRId64 " after hangs; %" PRId64 " failed starts\n",

@@ -530,7 +530,8 @@ static void requests_down(struct keeper *k, int64_t now)
 static int takeover_handle(struct keeper *k);
 static void takeover_check_mount(struct keeper *k, bool quiet);
 static bool takeover_follow(struct keeper *k);
-static void control_handle(struct keeper *k);
+static control_fn control_asked;
+static void control_refused(void *arg, const struct ucred *peer);
 
 int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 {
@@ -538,7 +539,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 	bool start_wait = fd >= 0 && k->start.at;
 
 	for (;;) {
-		struct pollfd pfd[7] = {
+		struct pollfd pfd[6 + 1 + CONTROL_PENDING] = {
 			{ .fd = k->sigfd, .events = POLLIN },
 			{ .fd = k->mode_state ? k->cfg.mode->event_fd(k->mode_state) : -1,
 			  .events = POLLIN },
@@ -547,7 +548,6 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			/* The daemon's trapped calls, unless the caller waits for one itself. */
 			{ .fd = fd == k->to.listener ? -1 : k->to.listener, .events = POLLIN },
 			{ .fd = k->to.mountinfo, .events = POLLPRI },
-			{ .fd = k->ctl.fd, .events = POLLIN },
 		};
 		int64_t now = now_ms(), wake = deadline;
 		char what[128];
@@ -574,7 +574,8 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			wake = MIN(wake, k->hang_killed_at + HUNG_DEATH_MS);
 		if (k->restart_req && k->accept_restart)
 			return -ECANCELED;
-		n = poll(pfd, 7, wake == INT64_MAX ? -1 : ms_until(wake));
+		control_poll_fds(&k->ctl, &pfd[6], &wake);
+		n = poll(pfd, ARRAY_SIZE(pfd), wake == INT64_MAX ? -1 : ms_until(wake));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -588,8 +589,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 			kill_daemon(k, SIGKILL);
 		if (pfd[5].revents)
 			takeover_check_mount(k, false);
-		if (pfd[6].revents)
-			control_handle(k);
+		control_service(&k->ctl, &pfd[6], control_asked, control_refused, k);
 		if (k->stop)
 			return -EINTR;
 		if (k->restart_req && k->accept_restart)
@@ -1247,18 +1247,30 @@ static void terminate_daemon(struct keeper *k, int64_t timeout_ms)
 		return;
 	kill_daemon(k, SIGTERM);
 	for (;;) {
-		/* The daemon's own unmount at exit is trapped: it must be answered. */
-		struct pollfd pfd[2] = {
+		/*
+		 * The daemon's own unmount at exit is trapped: it must be answered. Signals and
+		 * control requests are too: SIGTERM to the keeper now ends a planned restart
+		 * before its new daemon starts, and status says "stopping" or "restarting".
+		 */
+		struct pollfd pfd[3 + 1 + CONTROL_PENDING] = {
 			{ .fd = k->pidfd, .events = POLLIN },
 			{ .fd = k->to.listener, .events = POLLIN },
+			{ .fd = k->sigfd, .events = POLLIN },
 		};
-		int n = poll(pfd, 2, ms_until(deadline));
+		int64_t wake = deadline;
+		int n;
 
+		control_poll_fds(&k->ctl, &pfd[3], &wake);
+		n = poll(pfd, ARRAY_SIZE(pfd), ms_until(wake));
 		if (n > 0 && (pfd[1].revents & POLLIN) && takeover_handle(k) < 0)
 			kill_daemon(k, SIGKILL);
+		if (n > 0 && pfd[2].revents)
+			read_signals(k);
+		if (n > 0)
+			control_service(&k->ctl, &pfd[3], control_asked, control_refused, k);
 		if (n > 0 && pfd[0].revents)
 			break;
-		if (n == 0 && ms_until(deadline) == 0)
+		if (ms_until(deadline) == 0)
 			break;
 	}
 	if (ms_until(deadline) == 0) {
@@ -1357,13 +1369,15 @@ static void notify_status(const struct keeper *k)
 	if (k->gave_up)
 		notify("STATUS=Gave up after %" PRIu64 " failed starts; requests to %s fail with EIO",
 		       k->failed_starts, k->cfg.mountpoint);
-	else if (k->rec_at)
+	else if (k->rec_at && k->serving)
 		notify("STATUS=Daemon %d serves %s; %" PRIu64 " restarts (%" PRIu64 " planned), the "
 		       "last one took %" PRId64 " ms", (int)k->daemon, k->cfg.mountpoint,
 		       k->planned + k->crashes + k->protocol_errors + k->hangs, k->planned,
 		       k->rec_ms);
-	else
+	else if (k->serving)
 		notify("STATUS=Daemon %d serves %s", (int)k->daemon, k->cfg.mountpoint);
+	else
+		notify("STATUS=No daemon serves %s: starting one", k->cfg.mountpoint);
 }
 
 static const char *keeper_state(const struct keeper *k)
@@ -1420,43 +1434,61 @@ static struct json_object *status_json(const struct keeper *k)
 	return status_to_json(&s);
 }
 
-/* Answers one client of the control socket (control.h). */
-static void control_handle(struct keeper *k)
+static void control_refused(void *arg, const struct ucred *peer)
 {
-	struct json_object *req = NULL, *v, *reply;
-	struct ucred peer;
-	const char *cmd, *why;
-	int conn = control_accept(&k->ctl, &req, &peer);
+	log_warn("Refused a control request from uid %d (pid %d): only root may ask",
+		 (int)peer->uid, (int)peer->pid);
+}
 
-	if (conn == -EPERM)
-		log_warn("Refused a control request from uid %d (pid %d): only root may ask",
-			 (int)peer.uid, (int)peer.pid);
-	if (conn < 0)
-		return;
-	cmd = json_object_object_get_ex(req, "command", &v) ? json_object_get_string(v) : "";
-	if (!strcmp(cmd, "status")) {
+/* The string @key of @req, or NULL when it is absent or not a string. */
+static const char *req_string(struct json_object *req, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(req, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* Answers one request of the control socket (control.h); owns @conn. */
+static void control_asked(void *arg, int conn, struct json_object *req,
+			  const struct ucred *peer)
+{
+	struct keeper *k = arg;
+	const char *cmd = req_string(req, "command"), *why;
+	struct json_object *v, *reply;
+	int64_t stop_ms = -1;
+
+	if (!cmd) {
+		control_fail(conn, -EINVAL, "malformed request: no \"command\" string");
+	} else if (!strcmp(cmd, "status")) {
 		reply = status_json(k);
 		if (!reply || control_send(conn, reply) < 0)
-			log_warn("Cannot answer a status request of pid %d", (int)peer.pid);
+			log_warn("Cannot answer a status request of pid %d", (int)peer->pid);
 		json_object_put(reply);
 		close(conn);
 	} else if (!strcmp(cmd, "restart")) {
+		if (json_object_object_get_ex(req, "stop_timeout_ms", &v)) {
+			stop_ms = json_object_is_type(v, json_type_int) ? json_object_get_int64(v)
+									: -1;
+			if (stop_ms < 0 || stop_ms > 3600 * 1000) {
+				control_fail(conn, -EINVAL, "malformed request: \"stop_timeout_ms\" "
+					     "must be a whole number from 0 to 3600000");
+				return;
+			}
+		}
 		why = restart_refused(k);
 		if (why) {
-			log_info("Not restarting the daemon as pid %d asks: %s", (int)peer.pid, why);
+			log_info("Not restarting the daemon as pid %d asks: %s", (int)peer->pid, why);
 			control_fail(conn, -EBUSY, why);
-		} else {
-			restart_request(k, "asked on the control socket");
-			k->restart_conn = conn;
-			k->restart_stop_ms = json_object_object_get_ex(req, "stop_timeout_ms", &v) ?
-					     json_object_get_int64(v) : -1;
-			if (k->restart_stop_ms > 3600 * 1000)
-				k->restart_stop_ms = 3600 * 1000;
+			return;
 		}
+		restart_request(k, "asked on the control socket");
+		k->restart_conn = conn;
+		k->restart_stop_ms = stop_ms;
 	} else {
 		control_fail(conn, -EINVAL, "unknown command");
 	}
-	json_object_put(req);
 }
 
 /* Tells whoever asked for the planned restart under way how it ended, and ends it. */
@@ -1480,6 +1512,11 @@ static void restart_done(struct keeper *k, int err, const char *msg)
 	}
 	k->restart_conn = -1;
 	k->restarting = false;
+	/* systemd waits for READY=1 after RELOADING=1, whatever the outcome. */
+	if (err) {
+		notify("READY=1");
+		notify_status(k);
+	}
 }
 
 /* A planned restart begins: from now until a new daemon serves, it is under way. */
@@ -1640,26 +1677,23 @@ int supervise(const struct keeper_config *cfg)
 					 k.cfg.mountpoint, k.first_start_ms / 1000.0);
 				event("READY %d", (int)k.daemon);
 			} else {
-				k.rec_planned = k.restarting;
-				k.rec_ms = now - (k.restarting ? k.restart_at : k.died_at);
+				/* A start asked for after giving up recovers from the last death. */
+				k.rec_planned = k.restarting && k.restart_from;
+				k.rec_ms = now - (k.rec_planned ? k.restart_at : k.died_at);
 				k.rec_at = now;
 				stats_unknown(&k.rec);
 				if (cfg->mode->stats)
 					cfg->mode->stats(k.mode_state, &k.rec);
-				if (k.restarting && k.restart_from)
+				if (k.rec_planned)
 					log_info("Restarted: daemon %d took over %s from daemon %d in %"
 						 PRId64 " ms (planned restart)", (int)k.daemon,
 						 k.cfg.mountpoint, (int)k.restart_from, k.rec_ms);
-				else if (k.restarting)
-					log_info("Restarted: daemon %d serves %s again after fusekeeper "
-						 "gave up (%" PRId64 " ms)", (int)k.daemon,
-						 k.cfg.mountpoint, k.rec_ms);
 				else
 					log_info("Daemon %d took over %s %" PRId64 " ms after the last "
 						 "one died%s", (int)k.daemon, k.cfg.mountpoint, k.rec_ms,
 						 k.gave_up ? ": it serves again after fusekeeper gave up"
 							   : "");
-				event("%s %d %" PRId64, k.restarting ? "RESTARTED" : "RECOVERED",
+				event("%s %d %" PRId64, k.rec_planned ? "RESTARTED" : "RECOVERED",
 				      (int)k.daemon, k.rec_ms);
 				if (k.restarting)
 					restart_done(&k, 0, NULL);
@@ -1705,13 +1739,8 @@ int supervise(const struct keeper_config *cfg)
 			event("FAILED %d %s", (int)k.daemon,
 			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" :
 			      r == -ECHILD ? "exit" : k.to.failed ? "takeover" : "start");
-		if (failed_start) {
+		if (failed_start)
 			k.failed_starts++;
-			/* The restart asked for did not give a serving daemon: say so now. */
-			if (k.restarting)
-				restart_done(&k, -EIO, "the new daemon failed to start (fusekeeper's log "
-					     "says why); fusekeeper goes on starting it as after a crash");
-		}
 		if (r != -ECHILD && k.daemon > 0)
 			kill_daemon(&k, SIGKILL);
 		/*
@@ -1761,14 +1790,28 @@ int supervise(const struct keeper_config *cfg)
 					  k.requests_then, cfg->retry_interval_ms / 1000);
 			else
 				log_error("%u failed starts within %" PRId64 " s: giving up; requests to "
-					  "%s now %s. Unmount it (umount %s) or stop fusekeeper "
-					  "to end this", cfg->max_restarts, cfg->restart_window_ms / 1000,
-					  k.cfg.mountpoint, k.requests_then, k.cfg.mountpoint);
+					  "%s now %s. fusekeeper restart %s tries a start again; unmount "
+					  "it (umount %s) or stop fusekeeper to end this",
+					  cfg->max_restarts, cfg->restart_window_ms / 1000,
+					  k.cfg.mountpoint, k.requests_then, k.cfg.mountpoint,
+					  k.cfg.mountpoint);
 			/* After the mode's give_up() and the log: a test may act on it at once. */
 			event("GAVEUP");
 			notify_status(&k);
 			k.down_at = 0;
 		}
+		/* The restart asked for did not give a serving daemon: say so now. */
+		if (failed_start && k.restarting)
+			restart_done(&k, -EIO, !k.gave_up ?
+				     "the new daemon failed to start (fusekeeper's log says why); "
+				     "fusekeeper starts it again as after a crash" :
+				     cfg->retry_interval_ms ?
+				     "the new daemon failed to start (fusekeeper's log says why), and "
+				     "fusekeeper gave up: requests fail with EIO until a start, tried "
+				     "every --retry-interval or by fusekeeper restart, succeeds" :
+				     "the new daemon failed to start (fusekeeper's log says why), and "
+				     "fusekeeper gave up: requests fail with EIO until fusekeeper "
+				     "restart starts one that serves");
 		if (k.gave_up) {
 			/* `fusekeeper restart` (or SIGHUP) tries a start at once. */
 			if (cfg->retry_interval_ms) {

@@ -11,6 +11,10 @@
 #  - run as an unprivileged user, status fails with a message that says to run as root (the
 #    socket's mode keeps the user out); with the socket's mode opened up, the keeper itself
 #    refuses the user (SO_PEERCRED) and logs it;
+#  - malformed requests sent straight to the socket get an error and change nothing; 20 clients
+#    that connect and send nothing do not keep status from answering;
+#  - MOUNTPOINT given by a symbolic link or with . and .. finds the keeper;
+#  - a stopped keeper is reported (exit 1) and the others still shown;
 #  - a keeper killed with SIGKILL leaves its socket: status skips it without complaint, and the
 #    next keeper's start removes it.
 # timeout: 120
@@ -98,6 +102,38 @@ python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert int(sys.argv[2
 try_cmd 10 "$FK" status "$T" && fail "status of a path no keeper keeps succeeded: $TRY_OUT"
 [[ $TRY_OUT == *"no running fusekeeper keeps $T"* ]] || fail "status of $T: unexpected message: $TRY_OUT"
 
+# Requests straight to the socket: malformed ones get an error and change nothing.
+raw() {
+	python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1]); s.send(sys.argv[2].encode()); print(s.recv(300000).decode())' "$sock" "$1"
+}
+for req in '{"command":null}' '{"command":5}' '{}' '[]' 'garbage' '{"command":"status"}x' \
+	'{"command":"restart","stop_timeout_ms":"abc"}' '{"command":"restart","stop_timeout_ms":-1}' \
+	'{"command":"restart","stop_timeout_ms":null}' '{"command":"reboot"}'; do
+	out=$(raw "$req") || fail "the keeper did not answer $req"
+	[[ $out == '{"error":'* ]] || fail "$req was not answered with an error: $out"
+	pid_alive "$FK_PID" || fail "the keeper died of $req"
+done
+[ "$(fk_count RESTARTING)" = 1 ] || fail "a malformed request restarted the daemon"
+[ "$(cat "$M/a")" = a ] || fail "the mount does not serve after the malformed requests"
+
+# Clients that connect and send nothing hold no more than a slot each: status still answers.
+run_bg silent python3 -c 'import socket, sys, time
+c = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(20)]
+for s in c: s.connect(sys.argv[1])
+print("connected", flush=True); time.sleep(60)' "$sock"
+silent=$BG_PID
+wait_match "$T/silent.out" '^connected$' 10 >/dev/null || fail "the silent clients did not connect"
+try_cmd 30 "$FK" status "$M" || fail "status with 20 silent clients failed: $TRY_OUT"
+kill "$silent"
+
+# MOUNTPOINT by a symbolic link, and with . and .. in it: the same mount.
+ln -s "$M" "$T/link"
+try_cmd 10 "$FK" status "$T/link" || fail "status of a symbolic link to the mountpoint failed: $TRY_OUT"
+try_cmd 10 "$FK" status "$T/back/../mnt/." || fail "status of $T/back/../mnt/. failed: $TRY_OUT"
+[[ $TRY_OUT == "$M"$'\n'* ]] || fail "status of $T/back/../mnt/. shows another mount: $TRY_OUT"
+
 # An unprivileged user: kept out by the socket's mode, then by the keeper itself.
 try_cmd 10 setpriv --reuid=nobody --regid=nogroup --clear-groups "$FK" status "$M" &&
 	fail "status as nobody succeeded: $TRY_OUT"
@@ -125,6 +161,16 @@ fk_start "$M2" -- "$TESTFS" --backing="$T/back2" {}
 fk_wait READY || fail "the second keeper never became READY"
 stale=/run/fusekeeper/control/$FK_PID.sock
 [ -S "$stale" ] || fail "the second keeper does not listen on $stale"
+
+# A keeper that does not answer (stopped): reported; the others are still shown.
+kill -STOP "$FK_PID"
+try_cmd 30 "$FK" status --json
+rc=$?
+kill -CONT "$FK_PID"
+[ "$rc" = 1 ] || fail "status with a stopped keeper exited $rc, not 1: $TRY_OUT"
+[[ $TRY_OUT == *"cannot ask the keeper at $stale: it does not answer"* ]] ||
+	fail "status did not report the stopped keeper: $TRY_OUT"
+[[ $TRY_OUT == *"\"pid\":$first,"* ]] || fail "status with a stopped keeper left the others out: $TRY_OUT"
 kill -KILL "$FK_PID"
 fk_wait_exit 10 || fail "the second keeper did not die"
 fuse_abort "$M2"

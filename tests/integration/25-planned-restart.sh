@@ -14,8 +14,13 @@
 # Part 3: a daemon that never answers what it holds (deadlocked) does not hold the restart up
 # beyond the stop timeout: the restart completes, and the stuck lookup is taken over by the new
 # daemon as after a crash.
+# Part 3b: SIGTERM to the keeper while a restart waits for such a daemon to exit stops the
+# keeper without starting a new daemon; the restart's client is told so.
 # Part 4: the daemon's own command line (takeover): a restart gives a new daemon, whose
 # unmount at SIGTERM is answered without unmounting; a held fd reads on.
+# Part 5: a restart whose new daemon cannot start fails with a message; once the keeper gave
+# up (--no-retry), a restart starts the repaired daemon at once, which recovers the mount (a
+# held fd reads on), shown as a recovery timed from the last death, not as a planned restart.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
 
@@ -144,6 +149,28 @@ bg_result stat 30 || fail "part 3: stat did not finish"
 	fail "part 3: the stuck LOOKUP was not replayed to the new daemon"
 fk_umount_exit 0
 
+# ---- part 3b: SIGTERM to the keeper while the restart waits for a deadlocked daemon ---------
+M=$T/mnt3b
+B=$T/back3b
+mkdir "$M" "$B"
+echo data >"$B/f"
+fk_start "$M" -- "$TESTFS" --backing="$B" --crash-file="$T/crash" {}
+fk_wait READY || fail "part 3b: the keeper never became READY"
+crash_arm "hang:lookup:f"
+bg_timed stat3b stat "$M/f"
+wait_in_flight || fail "part 3b: the stat never showed as in flight"
+bg_timed restart3b "$FK" restart --stop-timeout=3 "$M"
+wait_match "$FK_LOG" "still holds 1 request" 15 >/dev/null || fail "part 3b: the drain did not time out"
+kill -TERM "$FK_PID"
+fk_wait_exit 30 || fail "part 3b: the keeper did not exit on SIGTERM during the restart"
+[ "$FK_STATUS" = 0 ] || fail "part 3b: the keeper exited $FK_STATUS"
+[ "$(fk_count DAEMON)" = 1 ] || fail "part 3b: a new daemon was started after SIGTERM: $(cat "$FK_EVENTS")"
+bg_result restart3b 30 || fail "part 3b: fusekeeper restart did not finish"
+[ "$BG_RC" = 1 ] && [[ $BG_OUT == *"fusekeeper is stopping"* ]] ||
+	fail "part 3b: fusekeeper restart did not say the keeper stopped: $BG_RC $BG_OUT"
+bg_result stat3b 30 || fail "part 3b: the stat did not finish"
+assert_not_mounted "$M"
+
 # ---- part 4: the daemon's own command line ------------------------------------------------
 M=$T/mnt4
 B=$T/back4
@@ -158,6 +185,36 @@ grep -q "unmounts $M: answered success without unmounting" "$FK_LOG" ||
 [ "$(cat <&5)" = own ] || fail "part 4: the held fd does not read after the restart"
 exec 5<&-
 [ "$(cat "$M/f")" = own ] || fail "part 4: the file does not read after the restart"
+fk_umount_exit 0
+
+# ---- part 5: a restart whose new daemon fails, then one after giving up --------------------
+M=$T/mnt5
+B=$T/back5
+mkdir "$M" "$B"
+echo five >"$B/f"
+printf '#!/bin/sh\nexec "%s" --backing="%s" "$@"\n' "$TESTFS" "$B" >"$T/daemon.sh"
+chmod +x "$T/daemon.sh"
+fk_start "$M" --max-restarts=2 --no-retry -- "$T/daemon.sh" {}
+fk_wait READY || fail "part 5: the keeper never became READY"
+exec 5<"$M/f"
+mv "$T/daemon.sh" "$T/daemon.off"
+try_cmd 60 "$FK" restart "$M" && fail "part 5: a restart whose daemon cannot start succeeded: $TRY_OUT"
+[[ $TRY_OUT == *"restart of $M failed: the new daemon failed to start"* ]] ||
+	fail "part 5: unexpected message of the failed restart: $TRY_OUT"
+fk_wait GAVEUP || fail "part 5: the keeper did not give up"
+gave_up_at=$(now_ms)
+[ "$(status_field 's["state"]')" = gave-up ] || fail "part 5: status does not say gave-up"
+eio_at_once "part 5, after giving up" 5000 "cat $M/f"
+mv "$T/daemon.off" "$T/daemon.sh"
+down_ms=$(($(now_ms) - gave_up_at))
+try_cmd 60 "$FK" restart "$M" || fail "part 5: the restart after giving up failed: $TRY_OUT"
+[[ $TRY_OUT =~ ^Started\ the\ daemon\ of\ $M:\ daemon\ [0-9]+\ serves,\ [0-9]+\ ms\ after\ the\ last\ one\ died$ ]] ||
+	fail "part 5: unexpected output of the restart after giving up: $TRY_OUT"
+fk_wait RECOVERED || fail "part 5: the start after giving up was not a recovery"
+[ "$(status_field 's["last_recovery"]["planned"], s["last_recovery"]["duration_ms"] >= '"$down_ms")" = "(False, True)" ] ||
+	fail "part 5: the recovery after giving up is shown as planned, or timed from the request"
+[ "$(cat <&5)" = five ] || fail "part 5: the held fd does not read after the recovery"
+exec 5<&-
 fk_umount_exit 0
 assert_all_gone
 log "ok"

@@ -4,7 +4,8 @@
 # A listener speaking systemd's side of the protocol (tests/notify-listener.py) stands in for
 # PID 1, which is not systemd here. The keeper, given NOTIFY_SOCKET, must send READY=1 with a
 # STATUS= once the daemon serves; RELOADING=1 (with MONOTONIC_USEC=) then READY=1 around a
-# planned restart; a STATUS= counting restarts after a crash; STOPPING=1 when it stops. The
+# planned restart, also one whose new daemon fails to start; a STATUS= counting restarts after
+# a crash, and one saying it gave up; STOPPING=1 when it stops. The
 # daemon must not inherit NOTIFY_SOCKET (it would speak for the keeper's service).
 # With JOURNAL_STREAM naming its stderr, as systemd sets it, the keeper's lines carry the
 # journal's priority prefixes (<6> info, <3> error) instead of "fusekeeper[PID]: ".
@@ -50,6 +51,24 @@ kill -TERM "$FK_PID"
 fk_wait_exit 30 || fail "the keeper did not exit on SIGTERM"
 stopping=$(notified '^STOPPING=1$')
 [ "$stopping" -gt "$ready2" ] || fail "STOPPING=1 came before the last READY=1"
+
+# A planned restart whose new daemon cannot start still ends RELOADING=1 with READY=1 (systemd
+# waits for it), and the status says what is going on.
+printf '#!/bin/sh\nexec "%s" --backing="%s" "$@"\n' "$TESTFS" "$B" >"$T/daemon.sh"
+chmod +x "$T/daemon.sh"
+: >"$N"
+NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --max-restarts=2 --no-retry -- "$T/daemon.sh" {}
+fk_wait READY || fail "the second keeper never became READY"
+notified '^READY=1$' >/dev/null
+mv "$T/daemon.sh" "$T/daemon.off"
+try_cmd 60 "$FK" restart "$M" && fail "a restart whose daemon cannot start succeeded: $TRY_OUT"
+reloading=$(notified '^RELOADING=1')
+ready=$(notified '^READY=1$')
+[ "$ready" -gt "$reloading" ] || fail "no READY=1 after the RELOADING=1 of a failed restart: $(cat "$N")"
+fk_wait GAVEUP || fail "the second keeper did not give up"
+notified "^STATUS=Gave up after [0-9]+ failed starts; requests to $M fail with EIO\$" >/dev/null
+kill -TERM "$FK_PID"
+fk_wait_exit 30 || fail "the second keeper did not exit on SIGTERM"
 
 # Journal priorities: stderr is the file JOURNAL_STREAM names.
 J=$T/journal.log

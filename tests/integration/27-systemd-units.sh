@@ -7,8 +7,8 @@
 # Debian's lxcfs.service for the drop-in. Any message of verify fails the test: it reports
 # unknown keys and bad values as warnings only.
 # Then a config in the example's format, for testfs, is read the way EnvironmentFile= reads it
-# and the template's ExecStart= run with it: the keeper must serve, reload on SIGHUP
-# (ExecReload=) and stop on SIGTERM (KillMode=mixed) with exit status 0 and the mount gone.
+# and the template's ExecStart= run with it: the keeper must serve, make a planned restart on
+# ExecReload= (with $MAINPID) and stop on SIGTERM (KillMode=mixed) with exit status 0 and the mount gone.
 # timeout: 120
 . "$(dirname "$0")/../lib.sh"
 
@@ -73,8 +73,11 @@ done
 fk_start "$M" "${argv[@]:1:dd-2}" -- "${argv[@]:dd+1}"
 fk_wait READY || fail "the keeper run as the template runs it never became READY"
 [ "$(cat "$M/f")" = data ] || fail "the mount does not serve"
-kill -HUP "$FK_PID"
-fk_wait RESTARTED || fail "no planned restart on SIGHUP (ExecReload=)"
+reload=$(sed -n 's/^ExecReload=//p' "$U/fusekeeper@.service")
+reload=${reload//\$MAINPID/$FK_PID}
+read -r -a rargv <<<"$reload"
+try_cmd 60 "${rargv[@]}" || fail "ExecReload= ($reload) failed: $TRY_OUT"
+fk_wait RESTARTED || fail "no planned restart on ExecReload="
 [ "$(cat "$M/f")" = data ] || fail "the mount does not serve after the reload"
 kill -TERM "$FK_PID"
 fk_wait_exit 30 || fail "the keeper did not stop on SIGTERM"
