@@ -70,6 +70,25 @@ static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* Appends "fusekeeper: MESSAGE\n" to the malloc'd string *@acc (NULL at first). */
+static void __attribute__((format(printf, 2, 3))) note(char **acc, const char *fmt, ...)
+{
+	char *msg = NULL, *joined = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return;
+	if (asprintf(&joined, "%sfusekeeper: %s\n", *acc ? *acc : "", msg) >= 0) {
+		free(*acc);
+		*acc = joined;
+	}
+	free(msg);
+}
+
 /* How long a keeper has to answer a status request: it answers between its other work. */
 #define STATUS_TIMEOUT_MS 10000
 
@@ -98,8 +117,9 @@ static char *lexical_path(const char *path)
 		if (!strcmp(part, "."))
 			continue;
 		if (!strcmp(part, "..")) {
-			while (len > 0 && out[len] != '/')
-				len--;
+			/* Back to the slash before the last component ("/" stays). */
+			while (len > 0 && out[--len] != '/')
+				;
 			continue;
 		}
 		len += sprintf(out + len, "/%s", part);
@@ -144,15 +164,15 @@ static char *resolve_mountpoint(const char *path)
 		if (target[0] == '/') {
 			out = lexical_path(target);
 		} else {
+			char *joined = NULL;
+
 			slash = strrchr(cur, '/');
 			*slash = '\0';
-			out = asprintf(&out, "%s/%s", cur, target) < 0 ? NULL : out;
-			if (out) {
-				char *clean = lexical_path(out);
-
-				free(out);
-				out = clean;
-			}
+			if (asprintf(&joined, "%s/%s", cur, target) >= 0)
+				out = lexical_path(joined);
+			else
+				out = NULL;
+			free(joined);
 		}
 		free(cur);
 		cur = out;
@@ -187,6 +207,7 @@ static int find_keepers(const char *want, pid_t pid, struct found **out, bool *u
 	struct asked *a;
 	struct found *v;
 	int n, kept = 0, left = 0, unmounted = 0, denied = 0;
+	char *problems = NULL;
 	int64_t deadline = now_ms() + STATUS_TIMEOUT_MS;
 
 	*unasked = false;
@@ -248,12 +269,13 @@ static int find_keepers(const char *want, pid_t pid, struct found **out, bool *u
 		} else if (r == -EACCES) {
 			denied++;
 		} else if (r < 0) {
-			say("cannot ask the keeper at %s: %s", a[i].path,
-			    r == -EAGAIN || r == -ETIMEDOUT ? "it does not answer (stopped?)"
-							    : strerror(-r));
+			note(&problems, "cannot ask the keeper at %s: %s", a[i].path,
+			     r == -EAGAIN || r == -ETIMEDOUT ? "it does not answer (stopped?)"
+							     : strerror(-r));
 			*unasked = true;
 		} else if (json_object_object_get_ex(st, "error", &e)) {
-			say("the keeper at %s refused: %s", a[i].path, json_object_get_string(e));
+			note(&problems, "the keeper at %s refused: %s", a[i].path,
+			     json_object_get_string(e));
 			*unasked = true;
 		} else {
 			json_object_object_get_ex(st, "mountpoint", &mp);
@@ -272,10 +294,14 @@ static int find_keepers(const char *want, pid_t pid, struct found **out, bool *u
 	}
 	free(a);
 	if (denied) {
-		say("cannot ask %d keeper%s: %s (fusekeeper's control sockets are root's: run as "
-		    "root)", denied, denied == 1 ? "" : "s", strerror(EACCES));
+		note(&problems, "cannot ask %d keeper%s: %s (fusekeeper's control sockets are "
+		     "root's: run as root)", denied, denied == 1 ? "" : "s", strerror(EACCES));
 		*unasked = true;
 	}
+	/* Keepers that could not be asked matter when all are listed, or none matched. */
+	if (problems && (!(want || pid > 0) || !kept))
+		fputs(problems, stderr);
+	free(problems);
 	if ((want || pid > 0) && !kept) {
 		if (pid > 0)
 			say("no running fusekeeper has pid %d", (int)pid);
@@ -328,7 +354,7 @@ static int cmd_status(int argc, char **argv)
 		return 2;
 	}
 	if (optind < argc && !(want = resolve_mountpoint(argv[optind]))) {
-		say("%s: %s", argv[optind], strerror(errno));
+		say("%s: cannot make an absolute path of it", argv[optind]);
 		return 1;
 	}
 	n = find_keepers(want, 0, &v, &unasked);
@@ -404,14 +430,15 @@ static int cmd_restart(int argc, char **argv)
 		return 2;
 	}
 	if (!pid && !(want = resolve_mountpoint(argv[optind]))) {
-		say("%s: %s", argv[optind], strerror(errno));
+		say("%s: cannot make an absolute path of it", argv[optind]);
 		return 1;
 	}
 	n = find_keepers(want, pid, &found, &unasked);
 	if (n < 0)
 		return 1;
 	if (n > 1) {
-		say("%d keepers keep %s (stacked mounts): stop the ones not wanted", n, want);
+		say("%d keepers keep %s (stacked mounts): stop the ones not wanted", n,
+		    want ? want : "that pid");
 		free_found(found, n);
 		return 1;
 	}

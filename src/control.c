@@ -84,8 +84,9 @@ int control_listen(struct control *c, char *err, size_t errlen)
 	c->fd = -1;
 	for (size_t i = 0; i < CONTROL_PENDING; i++)
 		c->pending[i].fd = -1;
-	/* /run/fusekeeper may not exist yet; the state directory of proxy mode lives there too. */
-	r = make_dir("/run/fusekeeper");
+	/* /run/fusekeeper may not exist yet: the state directory of proxy mode, which holds
+	 * names of files (hidden.c), is root's alone. */
+	r = mkdir("/run/fusekeeper", 0700) < 0 && errno != EEXIST ? -errno : 0;
 	if (r == 0)
 		r = make_dir(CONTROL_DIR);
 	if (r < 0) {
@@ -227,29 +228,6 @@ static void drop_pending(struct control *c, size_t i)
 	c->pending[i].fd = -1;
 }
 
-/* Accepts every waiting client into a slot; the oldest client goes when none is free. */
-static void accept_clients(struct control *c)
-{
-	int conn;
-
-	while ((conn = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
-		size_t slot = 0;
-
-		for (size_t i = 0; i < CONTROL_PENDING; i++) {
-			if (c->pending[i].fd < 0) {
-				slot = i;
-				break;
-			}
-			if (c->pending[i].until < c->pending[slot].until)
-				slot = i;
-		}
-		if (c->pending[slot].fd >= 0)
-			drop_pending(c, slot);
-		c->pending[slot].fd = conn;
-		c->pending[slot].until = now_ms() + CONTROL_REQUEST_MS;
-	}
-}
-
 /* Reads the request of the client in @slot and hands it on (control_service()). */
 static void serve_client(struct control *c, size_t slot, control_fn *fn,
 			 void (*refused)(void *arg, const struct ucred *peer), void *arg)
@@ -293,6 +271,35 @@ static void serve_client(struct control *c, size_t slot, control_fn *fn,
 	json_object_put(req);
 }
 
+/*
+ * Accepts every waiting client into a slot (a free one, else the one waiting longest) and reads
+ * its request at once: clients send it with the connection, so a burst of them is served, not
+ * evicted before they are read.
+ */
+static void accept_clients(struct control *c, control_fn *fn,
+			   void (*refused)(void *arg, const struct ucred *peer), void *arg)
+{
+	int conn;
+
+	while ((conn = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		size_t slot = 0;
+
+		for (size_t i = 0; i < CONTROL_PENDING; i++) {
+			if (c->pending[i].fd < 0) {
+				slot = i;
+				break;
+			}
+			if (c->pending[i].until < c->pending[slot].until)
+				slot = i;
+		}
+		if (c->pending[slot].fd >= 0)
+			drop_pending(c, slot);
+		c->pending[slot].fd = conn;
+		c->pending[slot].until = now_ms() + CONTROL_REQUEST_MS;
+		serve_client(c, slot, fn, refused, arg);
+	}
+}
+
 void control_service(struct control *c, const struct pollfd *pfd, control_fn *fn,
 		     void (*refused)(void *arg, const struct ucred *peer), void *arg)
 {
@@ -309,7 +316,7 @@ void control_service(struct control *c, const struct pollfd *pfd, control_fn *fn
 			drop_pending(c, i);
 	}
 	if (pfd[0].revents)
-		accept_clients(c);
+		accept_clients(c, fn, refused, arg);
 }
 
 int control_request(const char *path, struct json_object *req)
@@ -346,6 +353,8 @@ int control_call(const char *path, struct json_object *req, int timeout_ms,
 		return fd;
 	while ((n = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
 		;
+	if (n < 0)
+		return -errno;
 	if (n == 0)
 		return -ETIMEDOUT;
 	return control_reply(fd, reply);

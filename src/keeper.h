@@ -69,6 +69,9 @@ const struct keeper_config *keeper_config(const struct keeper *k);
  * supervisor's start policy keeps the daemon (it shows progress, or its first start took as
  * long: docs/design.md); -ETIMEDOUT then means that the start failed, which the supervisor has
  * logged. No such wait lasts past --max-start-time from the daemon's start.
+ * Meanwhile it also answers the control socket, whose status requests call the mode's stats():
+ * a caller must not hold a lock stats() takes. (-ECANCELED, a planned restart, is returned only
+ * to the supervisor's own waits, never to a mode's.)
  */
 int keeper_wait(struct keeper *k, int fd, int64_t deadline);
 

@@ -106,8 +106,9 @@ struct mode_ops {
 	 * holds, except those that may wait for events outside it (blocking locks, polls, reads
 	 * of pipe-like files). Requests stay held until the next attach(). Returns 0 when it
 	 * holds none; -ETIMEDOUT at @deadline (now_ms() clock), with what it still holds in
-	 * @what (they are then recovered as after a crash); or keeper_wait()'s -ECHILD or
-	 * -EINTR. NULL: the mode cannot hold requests (they go on to the daemon until it stops).
+	 * @what (they are then recovered as after a crash); or another of keeper_wait()'s errors
+	 * (-ECHILD: the daemon died, -EINTR: the keeper must stop). NULL: the mode cannot hold
+	 * requests (they go on to the daemon until it stops).
 	 */
 	int (*drain)(void *state, int64_t deadline, char *what, size_t size);
 

@@ -176,8 +176,9 @@ void status_print(FILE *f, struct json_object *o)
 	fputc('\n', f);
 	cmd = get(d, "command");
 	fprintf(f, "  Command: ");
-	for (size_t i = 0; cmd && i < json_object_array_length(cmd); i++)
-		print_word(f, json_object_get_string(json_object_array_get_idx(cmd, i)));
+	for (size_t i = 0; json_object_is_type(cmd, json_type_array) &&
+			   i < json_object_array_length(cmd); i++)
+		print_word(f, json_object_get_string(json_object_array_get_idx(cmd, i)) ?: "?");
 	fputc('\n', f);
 	fprintf(f, "  Restarts: %" PRId64 " planned, %" PRId64 " after crashes, %" PRId64
 		" after protocol errors, %" PRId64 " after hangs; %" PRId64 " failed starts\n",

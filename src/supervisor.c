@@ -166,11 +166,17 @@ pid_t keeper_daemon_pid(const struct keeper *k)
 static void kill_daemon(struct keeper *k, int sig)
 {
 	if (k->daemon > 0) {
+		bool sent = false;
+
 		/* The daemon leads its own process group: helpers it started (ssh) go with it. */
 		if (k->pgid > 0)
-			kill(-k->pgid, sig);
-		/* Through the pidfd: never a stranger that reused the pid after an early reap. */
-		if (k->pidfd >= 0)
+			sent = kill(-k->pgid, sig) == 0 && getpgid(k->daemon) == k->pgid;
+		/*
+		 * Through the pidfd (never a stranger that reused the pid after an early reap)
+		 * when the group did not reach it: not twice, since a second SIGTERM could find
+		 * the daemon's handler gone and kill it in the middle of its clean-up.
+		 */
+		if (!sent && k->pidfd >= 0)
 			syscall(SYS_pidfd_send_signal, k->pidfd, sig, NULL, 0);
 	}
 }
@@ -231,6 +237,8 @@ static const char *restart_refused(const struct keeper *k)
 		return "fusekeeper is stopping";
 	if (k->restart_req || k->restarting)
 		return "a planned restart is already under way";
+	if (k->hang_killed)
+		return "the daemon was killed as hung; a new one takes over once it has died";
 	if (!k->accept_restart && k->start.at)
 		return "a daemon is starting (it runs the command as it is now); try again once it "
 		       "serves";
@@ -250,6 +258,7 @@ static bool restart_request(struct keeper *k, const char *by)
 	}
 	k->restart_req = true;
 	k->restart_by = by;
+	k->restart_stop_ms = -1; /* the keeper's; a control request sets its own after this */
 	return true;
 }
 
@@ -478,6 +487,8 @@ static void hung_not_dead(struct keeper *k, int64_t now)
 		 (now - k->hang_killed_at) / 1000.0, state, wchan);
 }
 
+static void notify_status(const struct keeper *k);
+
 /* The serving daemon is hung: mode_ops.hung_at() passed (--hang-timeout). */
 static void daemon_hung(struct keeper *k, const char *what)
 {
@@ -493,6 +504,8 @@ static void daemon_hung(struct keeper *k, const char *what)
 	/* It serves nobody from now on: if it does not die, requests wait --request-wait. */
 	k->died_at = now;
 	k->down_at = now + k->cfg.request_wait_ms;
+	k->serving = false;
+	notify_status(k);
 	/* SIGKILL ends a stopped process too. Its death is then a crash like any other. */
 	kill_daemon(k, SIGKILL);
 }
@@ -525,6 +538,7 @@ static void requests_down(struct keeper *k, int64_t now)
 		 "%s until one does", k->cfg.mountpoint, (now - k->died_at) / 1000.0,
 		 k->cfg.request_wait_ms / 1000, k->requests_then);
 	event("DOWN %" PRId64, now - k->died_at);
+	notify_status(k);
 }
 
 static int takeover_handle(struct keeper *k);
@@ -1266,8 +1280,8 @@ static void terminate_daemon(struct keeper *k, int64_t timeout_ms)
 			kill_daemon(k, SIGKILL);
 		if (n > 0 && pfd[2].revents)
 			read_signals(k);
-		if (n > 0)
-			control_service(&k->ctl, &pfd[3], control_asked, control_refused, k);
+		/* Also without an event: it drops clients past their time. */
+		control_service(&k->ctl, &pfd[3], control_asked, control_refused, k);
 		if (n > 0 && pfd[0].revents)
 			break;
 		if (ms_until(deadline) == 0)
@@ -1335,6 +1349,7 @@ static int setup_signals(struct keeper *k)
 	 * the signalfd, so restore the default first. */
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL); /* nohup: SIGHUP is a planned restart, not to be lost */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -1350,34 +1365,24 @@ static int setup_signals(struct keeper *k)
 
 /* ---- Operations: status, planned restarts, systemd --------------------------------------- */
 
-/* Tells systemd (NOTIFY_SOCKET, when the keeper runs as a Type=notify service) @fmt. */
-static void __attribute__((format(printf, 1, 2))) notify(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	/* Nothing to do without systemd; a failure to tell it is not the mount's. */
-	sd_notify(0, buf);
-}
-
 /* STATUS= for systemd: the state in one line, as `systemctl status` shows it. */
 static void notify_status(const struct keeper *k)
 {
 	if (k->gave_up)
-		notify("STATUS=Gave up after %" PRIu64 " failed starts; requests to %s fail with EIO",
-		       k->failed_starts, k->cfg.mountpoint);
+		sd_notifyf(0, "STATUS=Gave up after %u failed starts; requests to %s fail with EIO",
+			   k->cfg.max_restarts, k->cfg.mountpoint);
 	else if (k->rec_at && k->serving)
-		notify("STATUS=Daemon %d serves %s; %" PRIu64 " restarts (%" PRIu64 " planned), the "
+		sd_notifyf(0, "STATUS=Daemon %d serves %s; %" PRIu64 " restarts (%" PRIu64 " planned), the "
 		       "last one took %" PRId64 " ms", (int)k->daemon, k->cfg.mountpoint,
 		       k->planned + k->crashes + k->protocol_errors + k->hangs, k->planned,
 		       k->rec_ms);
 	else if (k->serving)
-		notify("STATUS=Daemon %d serves %s", (int)k->daemon, k->cfg.mountpoint);
+		sd_notifyf(0, "STATUS=Daemon %d serves %s", (int)k->daemon, k->cfg.mountpoint);
+	else if (k->failing)
+		sd_notifyf(0, "STATUS=No daemon serves %s: starting one; requests fail with EIO "
+			   "until one does", k->cfg.mountpoint);
 	else
-		notify("STATUS=No daemon serves %s: starting one", k->cfg.mountpoint);
+		sd_notifyf(0, "STATUS=No daemon serves %s: starting one", k->cfg.mountpoint);
 }
 
 static const char *keeper_state(const struct keeper *k)
@@ -1512,9 +1517,9 @@ static void restart_done(struct keeper *k, int err, const char *msg)
 	}
 	k->restart_conn = -1;
 	k->restarting = false;
-	/* systemd waits for READY=1 after RELOADING=1, whatever the outcome. */
-	if (err) {
-		notify("READY=1");
+	/* systemd waits for READY=1 after RELOADING=1, whatever the outcome, unless stopping. */
+	if (err && !k->stop) {
+		sd_notifyf(0, "READY=1");
 		notify_status(k);
 	}
 }
@@ -1522,13 +1527,20 @@ static void restart_done(struct keeper *k, int err, const char *msg)
 /* A planned restart begins: from now until a new daemon serves, it is under way. */
 static void restart_begin(struct keeper *k)
 {
+	struct timespec ts;
+
 	k->restart_req = false;
 	k->restarting = true;
 	k->restart_at = now_ms();
 	k->restart_from = k->serving ? k->daemon : 0;
+	/* Requests held meanwhile wait --request-wait at most, as after a death. */
+	if (k->serving)
+		k->down_at = k->restart_at + k->cfg.request_wait_ms;
 	k->serving = false;
-	notify("RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Restarting the daemon of %s",
-	       (uint64_t)k->restart_at * 1000, k->cfg.mountpoint);
+	/* systemd compares it with its own clock: microseconds, not now_ms() * 1000. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Restarting the daemon of %s",
+		   (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, k->cfg.mountpoint);
 }
 
 /*
@@ -1549,24 +1561,36 @@ static int planned_stop(struct keeper *k)
 	event("RESTARTING %d", (int)pid);
 	if (k->cfg.mode->drain) {
 		r = k->cfg.mode->drain(k->mode_state, k->restart_at + stop_ms, what, sizeof(what));
-		if (r == -ETIMEDOUT)
-			log_warn("Daemon %d still holds %s after %.1f s (the stop timeout): stopping it "
-				 "anyway; the new daemon takes them over as after a crash", (int)pid,
-				 what, stop_ms / 1000.0);
-		else if (r == -ECHILD)
+		if (r == -ECHILD) {
+			/* Not stopped by the restart: a crash, recovered as one. */
 			log_warn("Daemon %d died while it answered the requests it held; the new daemon "
 				 "takes over as after a crash", (int)pid);
-		if (r == -EINTR || r == -ECHILD)
+			k->restart_from = 0;
 			return r;
+		}
+		if (r == -EINTR)
+			return r;
+		if (r < 0)
+			log_warn("Daemon %d still holds %s after %.1f s (the stop timeout): stopping it "
+				 "anyway; the new daemon takes them over as after a crash", (int)pid,
+				 r == -ETIMEDOUT ? what : "requests", stop_ms / 1000.0);
+		else
+			log_debug("Daemon %d answered what it held in %" PRId64 " ms; stopping it",
+				  (int)pid, now_ms() - k->restart_at);
 	} else {
 		log_info("%s mode cannot hold new requests: the daemon gets them until it stops, "
 			 "and the new one takes over what it held then as after a crash",
 			 k->cfg.mode->name);
 	}
-	log_debug("Daemon %d answered what it held in %" PRId64 " ms; stopping it", (int)pid,
-		  now_ms() - k->restart_at);
 	terminate_daemon(k, stop_ms);
-	return -ECHILD;
+	if (k->stop)
+		return -EINTR;
+	/*
+	 * SIGKILL was sent; a daemon stuck in the kernel (state D) may not die yet. Wait for its
+	 * death as for a hung daemon's: watching everything, requests failing after
+	 * --request-wait (counted from the restart's start).
+	 */
+	return keeper_wait(k, -1, INT64_MAX) == -EINTR ? -EINTR : -ECHILD;
 }
 
 /* The supervisor's own waits, in which a planned restart may begin (-ECANCELED). */
@@ -1612,6 +1636,7 @@ int supervise(const struct keeper_config *cfg)
 {
 	struct keeper k = {
 		.cfg = *cfg, .pidfd = -1, .sigfd = -1, .ctl = { .fd = -1 }, .restart_conn = -1,
+		.restart_stop_ms = -1,
 		.to = { .listener = -1, .chan = { .fd = -1 }, .mountinfo = -1 },
 	};
 	char err[512];
@@ -1708,7 +1733,7 @@ int supervise(const struct keeper_config *cfg)
 			k.failing = false;
 			k.served = k.serving = took_over = true;
 			k.up_since = now;
-			notify("READY=1");
+			sd_notifyf(0, "READY=1");
 			notify_status(&k);
 			r = supervisor_wait(&k, INT64_MAX);
 			if (r == -ECANCELED)
@@ -1726,12 +1751,12 @@ int supervise(const struct keeper_config *cfg)
 			/* From now on requests wait for a new daemon, for --request-wait at most. */
 			k.died_at = ended;
 			k.down_at = k.died_at + cfg->request_wait_ms;
-			if (k.restarting)
-				k.planned++;
-			else if (k.broke)
+			if (k.broke)
 				k.protocol_errors++;
 			else if (k.hang_killed)
 				k.hangs++;
+			else if (k.restarting && k.restart_from)
+				k.planned++;
 			else
 				k.crashes++;
 		}
@@ -1739,7 +1764,7 @@ int supervise(const struct keeper_config *cfg)
 			event("FAILED %d %s", (int)k.daemon,
 			      r == -ETIMEDOUT ? "timeout" : r == -EPROTO ? "init" :
 			      r == -ECHILD ? "exit" : k.to.failed ? "takeover" : "start");
-		if (failed_start)
+		if (!took_over)
 			k.failed_starts++;
 		if (r != -ECHILD && k.daemon > 0)
 			kill_daemon(&k, SIGKILL);
@@ -1801,7 +1826,7 @@ int supervise(const struct keeper_config *cfg)
 			k.down_at = 0;
 		}
 		/* The restart asked for did not give a serving daemon: say so now. */
-		if (failed_start && k.restarting)
+		if (!took_over && k.restarting)
 			restart_done(&k, -EIO, !k.gave_up ?
 				     "the new daemon failed to start (fusekeeper's log says why); "
 				     "fusekeeper starts it again as after a crash" :
@@ -1836,7 +1861,7 @@ int supervise(const struct keeper_config *cfg)
 		}
 	}
 
-	notify("STOPPING=1");
+	sd_notifyf(0, "STOPPING=1");
 	if (k.restarting)
 		restart_done(&k, -ECANCELED, "fusekeeper is stopping");
 	if (!k.unmounted && k.to.mounted && !k.to.mount_gone) {

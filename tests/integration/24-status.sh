@@ -14,7 +14,8 @@
 #  - malformed requests sent straight to the socket get an error and change nothing; 20 clients
 #    that connect and send nothing do not keep status from answering;
 #  - MOUNTPOINT given by a symbolic link or with . and .. finds the keeper;
-#  - a stopped keeper is reported (exit 1) and the others still shown;
+#  - a stopped keeper is reported (exit 1) and the others still shown; status of another
+#    keeper's mount does not mention it;
 #  - a keeper killed with SIGKILL leaves its socket: status skips it without complaint, and the
 #    next keeper's start removes it.
 # timeout: 120
@@ -36,7 +37,11 @@ sock=/run/fusekeeper/control/$FK_PID.sock
 for f in a b c; do
 	echo "$f" >"$M/$f" || fail "writing $M/$f failed"
 done
-exec 5<"$M/a" 6<"$M/b" 7<"$M/c"
+# Held by processes of their own: an fd of this shell's would be inherited by every command it
+# runs, whose exit (its close) sends a FLUSH, which shows as a request in flight.
+for f in a b c; do
+	holder_start "$f" "$M/$f" ro
+done
 
 fk_kill_daemon || fail "killing the daemon failed"
 fk_wait RECOVERED || fail "no RECOVERED after the kill"
@@ -131,8 +136,31 @@ kill "$silent"
 # MOUNTPOINT by a symbolic link, and with . and .. in it: the same mount.
 ln -s "$M" "$T/link"
 try_cmd 10 "$FK" status "$T/link" || fail "status of a symbolic link to the mountpoint failed: $TRY_OUT"
-try_cmd 10 "$FK" status "$T/back/../mnt/." || fail "status of $T/back/../mnt/. failed: $TRY_OUT"
-[[ $TRY_OUT == "$M"$'\n'* ]] || fail "status of $T/back/../mnt/. shows another mount: $TRY_OUT"
+for p in "$T/back/../mnt/." "$T/back/x/../../mnt" "$T//back/../mnt/"; do
+	try_cmd 10 "$FK" status "$p" || fail "status of $p failed: $TRY_OUT"
+	[[ $TRY_OUT == "$M"$'\n'* ]] || fail "status of $p shows another mount: $TRY_OUT"
+done
+
+# A burst of clients while the keeper cannot answer (stopped): every one is answered after.
+kill -STOP "$FK_PID"
+for i in $(seq 12); do
+	bg_timed "burst$i" "$FK" status "$M"
+done
+deadline=$(($(now_ms) + 10000))
+# Until all 12 wait in the listening socket's backlog (its Recv-Q). The socket was bound under
+# a temporary name and renamed: the kernel knows it by the first.
+backlog() {
+	ss -xlH | awk -v name="/run/fusekeeper/control/.$FK_PID.new" '$5 == name { print $3 }'
+}
+until [ "$(backlog)" = 12 ]; do
+	[ "$(now_ms)" -lt "$deadline" ] || fail "the burst's clients did not all connect: $(ss -xl)"
+	sleep 0.05
+done
+kill -CONT "$FK_PID"
+for i in $(seq 12); do
+	bg_result "burst$i" 30 || fail "status $i of the burst did not finish"
+	[ "$BG_RC" = 0 ] || fail "status $i of a burst of 12 failed: $BG_OUT"
+done
 
 # An unprivileged user: kept out by the socket's mode, then by the keeper itself.
 try_cmd 10 setpriv --reuid=nobody --regid=nogroup --clear-groups "$FK" status "$M" &&
@@ -153,7 +181,9 @@ wait_match "$FK_LOG" "Refused a control request from uid $(id -u nobody)" 5 >/de
 [ "$(fk_count RESTARTING)" = 1 ] || fail "a refused request restarted the daemon"
 
 # A keeper killed with SIGKILL leaves its socket behind.
-exec 5<&- 6<&- 7<&-
+for f in a b c; do
+	holder_stop "$f"
+done
 first=$FK_PID
 M2=$T/mnt2
 mkdir "$M2" "$T/back2"
@@ -164,6 +194,8 @@ stale=/run/fusekeeper/control/$FK_PID.sock
 
 # A keeper that does not answer (stopped): reported; the others are still shown.
 kill -STOP "$FK_PID"
+try_cmd 30 "$FK" status "$M" || fail "status of a mount with another keeper stopped failed: $TRY_OUT"
+[[ $TRY_OUT == "$M"$'\n'* ]] || fail "status of $M talks of the stopped keeper: $TRY_OUT"
 try_cmd 30 "$FK" status --json
 rc=$?
 kill -CONT "$FK_PID"

@@ -44,6 +44,9 @@ restart_once() {
 	fk_wait RESTARTED "" 30 >/dev/null || fail "no RESTARTED after RESTARTING $before"
 	log "$1: $FK_LINE"
 	[ "$(fk_daemon_pid)" != "$before" ] || fail "the daemon was not replaced"
+	# It had the stop timeout to exit on SIGTERM, which testfs does at once.
+	grep -q "^EXIT $before status=0\$" "$FK_EVENTS" ||
+		fail "$1: daemon $before did not exit on SIGTERM: $(grep "^EXIT $before" "$FK_EVENTS")"
 	pid_alive "$before" && fail "the old daemon $before still runs"
 	return 0
 }
