@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* fusekeeper status|restart: the control socket's client (client.h). */
+/* fusekeeper status|restart|reexec: the control socket's client (client.h). */
 #include "client.h"
 
 #include <errno.h>
@@ -54,9 +54,28 @@ static const char restart_usage[] =
 	"refused (a start or a restart under way, stopping), or the new daemon failed to start;\n"
 	"2 for bad usage.\n";
 
+static const char reexec_usage[] =
+	"Usage: fusekeeper reexec MOUNTPOINT\n"
+	"       fusekeeper reexec --pid=PID\n"
+	"\n"
+	"Replace the keeper of MOUNTPOINT (or the keeper PID) with the fusekeeper binary now\n"
+	"on disk, for example after fusekeeper's package was upgraded. The mount, the\n"
+	"connection, the daemon (the keeper's child still) and every table are kept: new\n"
+	"requests wait at the keeper meanwhile, requests the daemon holds are answered to the\n"
+	"new keeper, and applications see no error. The process stays the same (systemd's\n"
+	"$MAINPID). Proxy mode only (fusekeeper(1), REPLACING THE KEEPER). Waits until the new\n"
+	"keeper serves and prints how long it took.\n"
+	"\n"
+	"      --pid=PID  the keeper whose pid is PID (systemd's $MAINPID)\n"
+	"  -h, --help     show this help\n"
+	"\n"
+	"Exits 0 once the new keeper serves; 1 when no keeper keeps MOUNTPOINT, or the keeper\n"
+	"refused (another mode, the binary on disk cannot take its state over, no daemon\n"
+	"serving, a restart under way) and serves on as it was; 2 for bad usage.\n";
+
 bool client_is_command(const char *name)
 {
-	return !strcmp(name, "status") || !strcmp(name, "restart");
+	return !strcmp(name, "status") || !strcmp(name, "restart") || !strcmp(name, "reexec");
 }
 
 static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
@@ -381,8 +400,10 @@ static int cmd_status(int argc, char **argv)
 	return !want && unasked ? 1 : 0;
 }
 
-static int cmd_restart(int argc, char **argv)
+/* fusekeeper restart|reexec (@reexec): one request to one keeper, and its outcome. */
+static int cmd_act(int argc, char **argv, bool reexec)
 {
+	const char *cmd = reexec ? "reexec" : "restart";
 	static const struct option opts[] = {
 		{ "stop-timeout", required_argument, NULL, 's' },
 		{ "pid", required_argument, NULL, 'p' },
@@ -402,6 +423,10 @@ static int cmd_restart(int argc, char **argv)
 		char *end;
 		unsigned long num;
 
+		if (c == 's' && reexec) {
+			say("--stop-timeout: reexec stops no daemon");
+			return 2;
+		}
 		if (c == 's' || c == 'p') {
 			errno = 0;
 			num = strtoul(optarg, &end, 10);
@@ -416,17 +441,17 @@ static int cmd_restart(int argc, char **argv)
 			else
 				pid = num;
 		} else if (c == 'h') {
-			fputs(restart_usage, stdout);
+			fputs(reexec ? reexec_usage : restart_usage, stdout);
 			return 0;
 		} else {
-			fputs("Try 'fusekeeper restart --help' for more information.\n", stderr);
+			fprintf(stderr, "Try 'fusekeeper %s --help' for more information.\n", cmd);
 			return 2;
 		}
 	}
 	if (argc - optind != (pid ? 0 : 1)) {
-		say(pid ? "restart takes MOUNTPOINT or --pid, not both" :
-			  "restart takes one MOUNTPOINT (or --pid)");
-		fputs("Try 'fusekeeper restart --help' for more information.\n", stderr);
+		say(pid ? "%s takes MOUNTPOINT or --pid, not both" :
+			  "%s takes one MOUNTPOINT (or --pid)", cmd);
+		fprintf(stderr, "Try 'fusekeeper %s --help' for more information.\n", cmd);
 		return 2;
 	}
 	if (!pid && !(want = resolve_mountpoint(argv[optind]))) {
@@ -445,15 +470,22 @@ static int cmd_restart(int argc, char **argv)
 	name = json_object_object_get_ex(found[0].status, "mountpoint", &mp) && mp ?
 	       json_object_get_string(mp) : "(not mounted yet)";
 	req = json_object_new_object();
-	json_object_object_add(req, "command", json_object_new_string("restart"));
+	json_object_object_add(req, "command", json_object_new_string(cmd));
 	if (stop_ms >= 0)
 		json_object_object_add(req, "stop_timeout_ms", json_object_new_int64(stop_ms));
 	r = control_call(found[0].path, req, -1, &reply);
 	if (r < 0) {
-		say("restart of %s: the keeper did not answer: %s%s", name, strerror(-r),
+		say("%s of %s: the keeper did not answer: %s%s", cmd, name, strerror(-r),
 		    r == -ECONNRESET ? " (it exited: see its log)" : "");
 	} else if (json_object_object_get_ex(reply, "error", &v)) {
-		say("restart of %s failed: %s", name, json_object_get_string(v));
+		say("%s of %s failed: %s", cmd, name, json_object_get_string(v));
+	} else if (reexec) {
+		printf("Replaced the keeper of %s in %" PRId64 " ms: fusekeeper %s serves, daemon "
+		       "%d serves on\n", name,
+		       json_object_get_int64(json_object_object_get(reply, "duration_ms")),
+		       json_object_get_string(json_object_object_get(reply, "version")),
+		       json_object_get_int(json_object_object_get(reply, "daemon_pid")));
+		rc = 0;
 	} else {
 		int64_t ms = json_object_get_int64(json_object_object_get(reply, "duration_ms"));
 		int now = json_object_get_int(json_object_object_get(reply, "daemon_pid"));
@@ -483,5 +515,5 @@ int client_main(int argc, char **argv)
 	optind = 1;
 	if (!strcmp(name, "fusekeeper status"))
 		return cmd_status(argc, argv);
-	return cmd_restart(argc, argv);
+	return cmd_act(argc, argv, !strcmp(name, "fusekeeper reexec"));
 }

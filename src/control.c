@@ -116,6 +116,15 @@ fail:
 	return r;
 }
 
+void control_adopt(struct control *c, int fd)
+{
+	c->fd = fd;
+	for (size_t i = 0; i < CONTROL_PENDING; i++)
+		c->pending[i].fd = -1;
+	/* The name control_listen() gave it: the pid is the same across execve. */
+	snprintf(c->path, sizeof(c->path), "%s/%d.sock", CONTROL_DIR, (int)getpid());
+}
+
 void control_close(struct control *c)
 {
 	if (c->fd < 0)

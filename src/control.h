@@ -50,6 +50,12 @@ struct control {
  */
 int control_listen(struct control *c, char *err, size_t errlen);
 
+/*
+ * Takes up @fd, the listening socket a replaced keeper made with control_listen() (fusekeeper
+ * reexec: same process, same name), or -1 for none.
+ */
+void control_adopt(struct control *c, int fd);
+
 /* Removes the socket's name, closes it and every pending connection. */
 void control_close(struct control *c);
 

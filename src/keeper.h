@@ -42,6 +42,10 @@ struct keeper_config {
 	bool keep_removed;	  /* files removed while open are kept under hidden names */
 	const char *state_dir;	  /* where the journal of hidden names lives */
 	struct daemon_user *user; /* --user: whom the daemon runs as; NULL: root, as the keeper */
+	char **argv;		  /* the keeper's own command line, NULL-terminated (reexec) */
+	const char *exe;	  /* the keeper's binary as started (/proc/self/exe), or NULL */
+	const struct mode_ops *const *modes; /* every mode, NULL-terminated: the one a replaced
+					   keeper ran is found by name (reexec) */
 };
 
 /* --user=USER[:GROUP]: the daemon's credentials and the environment systemd's User= gives. */

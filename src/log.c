@@ -74,6 +74,11 @@ void event_set_fd(int fd)
 	event_fd = fd;
 }
 
+int event_get_fd(void)
+{
+	return event_fd;
+}
+
 void event(const char *fmt, ...)
 {
 	va_list ap;

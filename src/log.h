@@ -35,5 +35,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* Set the fd that receives event lines (see docs/cli-contract.md); -1 disables them. */
 void event_set_fd(int fd);
 
+/* The fd event lines go to, or -1. */
+int event_get_fd(void);
+
 /* Emit one event line, e.g. event("DAEMON %d", pid). Errors writing it are ignored. */
 void event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "image.h"
+#include "reexec.h"
 #include "log.h"
 #include "mode.h"
 #include "supervisor.h"
@@ -25,6 +27,7 @@ static const char usage_text[] =
 	"       fusekeeper [OPTIONS] MOUNTPOINT -- COMMAND [ARG...] {} [ARG...]\n"
 	"       fusekeeper status [--json] [MOUNTPOINT]\n"
 	"       fusekeeper restart [--stop-timeout=SECONDS] MOUNTPOINT\n"
+	"       fusekeeper reexec MOUNTPOINT\n"
 	"\n"
 	"Run COMMAND, a FUSE daemon, and keep its mount alive: whenever the daemon exits or\n"
 	"dies, fusekeeper starts it again. Processes using the mount do not notice: open\n"
@@ -126,8 +129,9 @@ static const char usage_text[] =
 	"\n"
 	"fusekeeper status shows what running keepers do; fusekeeper restart restarts a\n"
 	"daemon for an upgrade (so does SIGHUP to the keeper), in proxy mode without\n"
-	"failing a call: see their --help. A MOUNTPOINT named like a sub-command is given\n"
-	"as a path: ./status.\n"
+	"failing a call; fusekeeper reexec replaces a keeper in proxy mode with the\n"
+	"fusekeeper binary now on disk, keeping its mount and daemon: see their --help. A\n"
+	"MOUNTPOINT named like a sub-command is given as a path: ./status.\n"
 	"\n"
 	"fusekeeper stays in the foreground and exits 0 when MOUNTPOINT is unmounted or on\n"
 	"SIGTERM/SIGINT (it then stops the daemon and unmounts). It exits 1 if it could not\n"
@@ -195,7 +199,7 @@ static const struct option long_options[] = {
 
 extern char **environ;
 
-static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode, &reinit_mode };
+static const struct mode_ops *const modes[] = { &proxy_mode, &remount_mode, &reinit_mode, NULL };
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
@@ -370,13 +374,20 @@ int main(int argc, char **argv)
 		.keep_removed = true,
 		.state_dir = "/run/fusekeeper",
 	};
-	char err[512], *mountpoint = NULL;
+	char err[512], *mountpoint = NULL, exe_path[PATH_MAX];
+	ssize_t exe_len = readlink("/proc/self/exe", exe_path, sizeof(exe_path) - 1);
 	int c, rc, verbose = 0;
 	bool quiet = false, has_placeholder = false, window_set = false, options_given = false;
 	bool max_start_set = false, retry_set = false, no_retry = false, ended_by_dashes;
 	const char *last_optarg = NULL;
 	const char *proxy_only = NULL; /* the last option given that only proxy mode reads */
 
+	/* The binary as started, for fusekeeper reexec: a package upgrade replaces the file at
+	 * this path (then /proc/self/exe says "(deleted)" of the old one). */
+	if (exe_len > 0 && exe_len < (ssize_t)sizeof(exe_path) - 1)
+		exe_path[exe_len] = '\0';
+	else
+		exe_path[0] = '\0';
 	if (argc > 1 && client_is_command(argv[1]))
 		return client_main(argc - 1, argv + 1);
 	mount_options_init(&cfg.mnt);
@@ -392,7 +403,7 @@ int main(int argc, char **argv)
 		case 'm': {
 			const struct mode_ops *m = NULL;
 
-			for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+			for (size_t i = 0; modes[i]; i++)
 				if (!strcmp(modes[i]->name, optarg))
 					m = modes[i];
 			if (!m && strcmp(optarg, "auto"))
@@ -503,7 +514,8 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		case 'V':
-			printf("fusekeeper %s\n", FUSEKEEPER_VERSION);
+			printf("fusekeeper %s\n%s %d\n", FUSEKEEPER_VERSION, REEXEC_FORMAT_LINE,
+			       IMAGE_FORMAT);
 			return 0;
 		default:
 			fputs("Try 'fusekeeper --help' for more information.\n", stderr);
@@ -565,18 +577,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
 		return 1;
 	}
-	if (!cfg.mode) {
+	if (!cfg.mode && !getenv(REEXEC_IMAGE_ENV)) {
 		cfg.mode = auto_mode(&cfg, err, sizeof(err));
 		log_info("Mode: %s (--mode=auto: %s)", cfg.mode->name, err);
 		if (proxy_only && cfg.mode != &proxy_mode)
 			log_warn("--%s has no effect: it applies to proxy mode only, and --mode=auto "
 				 "chose %s mode", proxy_only, cfg.mode->name);
 	}
-	if (cfg.mode->probe && cfg.mode->probe(err, sizeof(err)) < 0) {
+	if (cfg.mode && cfg.mode->probe && cfg.mode->probe(err, sizeof(err)) < 0) {
 		fprintf(stderr, "fusekeeper: %s\n", err);
 		return 1;
 	}
-	if (mountpoint) {
+	cfg.argv = argv;
+	cfg.exe = exe_path[0] == '/' ? exe_path : NULL;
+	cfg.modes = modes;
+	if (getenv(REEXEC_IMAGE_ENV)) {
+		/* Replacing a keeper: its mount is in the image, and no one serves it until the
+		 * state is taken up, so nothing may look at it (realpath would wait for ever). */
+		mountpoint = NULL;
+	} else if (mountpoint) {
 		cfg.mountpoint = realpath(mountpoint, NULL);
 		if (!cfg.mountpoint) {
 			fprintf(stderr, "fusekeeper: mountpoint %s: %s\n", mountpoint,

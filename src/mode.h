@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include "image.h"
 #include "keeper.h"
 
 /* Bits returned by mode_ops.events(). */
@@ -114,6 +115,21 @@ struct mode_ops {
 
 	/* Optional: fills in what the mode knows of @s (the caller set every field to -1). */
 	void (*stats)(void *state, struct mode_stats *s);
+
+	/*
+	 * Optional, all four or none: `fusekeeper reexec`, the keeper replaced by the binary on
+	 * disk while the daemon serves on. After drain(), freeze() stops the mode's threads where
+	 * its state is whole: 0, or -EBUSY when they did not stop in time. save() then writes that
+	 * state to @im, with the fds it needs (image_fd()), and returns 0 or im->err. thaw()
+	 * undoes freeze() and drain() when the keeper is not replaced after all (or freeze()
+	 * failed). In the new binary, restore() takes up what save() wrote, instead of start()
+	 * and attach(): the same daemon serves. It returns 0 or -errno (-EBADMSG: the image does
+	 * not make a consistent state); *@state is set either way, for stop().
+	 */
+	int (*freeze)(void *state);
+	void (*thaw)(void *state);
+	int (*save)(void *state, struct image *im);
+	int (*restore)(struct keeper *k, struct image *im, void **state);
 
 	/* Releases everything; the mount is gone or detached. */
 	void (*stop)(void *state);

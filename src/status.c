@@ -31,6 +31,8 @@ struct json_object *status_to_json(const struct keeper_status *s)
 	add(o, "gave_up", json_object_new_boolean(s->gave_up));
 	add(o, "requests_fail", json_object_new_boolean(s->requests_fail));
 	add(o, "uptime_ms", json_object_new_int64(s->uptime_ms));
+	add(o, "version", json_object_new_string(s->version));
+	add(o, "reexecs", json_object_new_int64(s->reexecs));
 
 	d = json_object_new_object();
 	cmd = json_object_new_array();
@@ -154,8 +156,12 @@ void status_print(FILE *f, struct json_object *o)
 
 	format_duration(get_int(o, "uptime_ms"), up, sizeof(up));
 	fprintf(f, "%s\n", get_str(o, "mountpoint", "(not mounted yet)"));
-	fprintf(f, "  Keeper:   pid %" PRId64 ", %s mode, up %s\n", get_int(o, "pid"),
-		get_str(o, "mode", "?"), up);
+	fprintf(f, "  Keeper:   pid %" PRId64 ", %s mode, up %s, fusekeeper %s", get_int(o, "pid"),
+		get_str(o, "mode", "?"), up, get_str(o, "version", "?"));
+	v = get_int(o, "reexecs");
+	if (v > 0)
+		fprintf(f, " (replaced %" PRId64 " time%s: fusekeeper reexec)", v, v == 1 ? "" : "s");
+	fputc('\n', f);
 	fprintf(f, "  State:    %s", get_str(o, "state", "?"));
 	if (json_object_get_boolean(get(o, "gave_up")))
 		fprintf(f, " (gave up after too many failed starts)");

@@ -27,6 +27,8 @@ struct keeper_status {
 	bool gave_up;		/* too many failed starts; requests fail with EIO */
 	bool requests_fail;	/* requests get EIO at once (gave up, or --request-wait passed) */
 	int64_t uptime_ms;	/* since the keeper started */
+	const char *version;	/* of the fusekeeper binary the keeper runs now */
+	uint64_t reexecs;	/* times the keeper was replaced by `fusekeeper reexec` */
 	pid_t daemon_pid;	/* 0: none */
 	char *const *command;	/* the daemon's command line as configured, NULL-terminated */
 	int64_t daemon_uptime_ms; /* since the current daemon began serving; -1: it does not */

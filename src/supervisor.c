@@ -33,7 +33,9 @@
 #include "control.h"
 #include "log.h"
 #include "mode.h"
+#include "reexec.h"
 #include "status.h"
+#include "keeper_i.h"
 #include "takeover.h"
 #include "util.h"
 
@@ -52,92 +54,6 @@
 /* How often a starting daemon's process group is looked at: a few times per --start-timeout. */
 #define SAMPLE_MIN_MS 100
 #define SAMPLE_MAX_MS 1000
-
-/* The daemon being started, and the signs of progress seen so far. */
-struct start_watch {
-	int64_t at;	     /* when it was started; 0: no start under way */
-	int64_t sampled_at;  /* its process group was last looked at */
-	int64_t progress_at; /* last sign of progress (at the start: the start itself) */
-	const char *sign;    /* what that was; NULL: none yet */
-	uint64_t cpu;	     /* CPU clock ticks of its process group at the last look */
-	uint64_t io;	     /* bytes its process group read and wrote at the last look */
-	int64_t told_until;  /* the time the last "still starting" line promised; 0: none */
-};
-
-/* Taking over the daemon's own mount (cfg.takeover): the state of takeover.h's mechanics. */
-struct takeover_state {
-	struct takeover *filter;
-	int listener;	   /* the current daemon's filter's listener; -1 when none */
-	bool taken;	   /* the current daemon's mount was taken over: it has its channel */
-	struct takeover_channel chan; /* that channel, as the keeper recognizes it */
-	uint64_t ns;	   /* that namespace's inode: where a daemon that forks is followed */
-	bool self_unmounted; /* the daemon unmounted the mount itself: it is on its way out */
-	bool mounted;	   /* the keeper's mount exists (made for the first daemon's call) */
-	bool mount_gone;   /* ... and has since left the keeper's namespace (unmounted) */
-	unsigned conn;	   /* its fusectl number (device minor) */
-	dev_t dir_dev;	   /* the directory beneath it: what a daemon's mount call must name */
-	ino_t dir_ino;
-	int mountinfo;	   /* /proc/self/mountinfo, polled for changes while mounted; -1: none */
-	int failed;	   /* -errno: the daemon did something that cannot be taken over */
-};
-
-struct keeper {
-	struct keeper_config cfg;
-	void *mode_state;
-	int sigfd;
-	pid_t daemon;	   /* current daemon, 0 when none */
-	pid_t pgid;	   /* its process group (the daemon's own, or the one it moved to) */
-	bool daemon_reaped; /* its status was collected by reap_orphans() */
-	int daemon_status;
-	int pidfd;	   /* becomes readable when the daemon exits; -1 when none */
-	bool stop;	   /* a stop signal arrived or the filesystem was unmounted */
-	bool unmounted;	   /* the connection ended: nothing left to unmount */
-	int64_t *failures; /* times of recent failed starts, a ring of cfg.max_restarts */
-	unsigned nfail;	   /* failed starts recorded so far (ring index) */
-	unsigned streak;   /* failed starts since the last good one, for the back-off */
-	struct start_watch start;
-	int64_t first_start_ms; /* how long the first daemon took to answer FUSE_INIT */
-	int64_t died_at;   /* when the last daemon that served died */
-	int64_t down_at;   /* when requests stop waiting for a new daemon; 0: not pending */
-	bool failing;	   /* the mode's give_up() was called since a daemon last served */
-	const char *requests_then; /* what requests get since give_up(), for the log */
-	bool hang_killed;  /* the current daemon was killed as hung (--hang-timeout) */
-	int64_t hang_killed_at;
-	bool hang_told;	   /* ... and that it does not die was logged */
-	int64_t hang_after; /* no daemon is called hung before this (the keeper was stopped) */
-	struct takeover_state to;
-	char *own_mountpoint; /* cfg.mountpoint when the daemon's mount call named it */
-	char **env;	   /* the daemon's environment: the keeper's (or --user's) without
-			      systemd's NOTIFY_SOCKET and LISTEN_*, which are the keeper's */
-
-	/* For `fusekeeper status` (status.h). */
-	struct control ctl;
-	int64_t started_at;  /* the keeper */
-	bool served;	     /* a daemon has served the mount */
-	bool serving;	     /* the current daemon serves (took over, and is not being stopped) */
-	int64_t up_since;    /* ... since then */
-	bool gave_up;	     /* too many failed starts: see supervise() */
-	bool broke;	     /* the current daemon broke the protocol */
-	uint64_t planned, crashes, protocol_errors, hangs, failed_starts;
-	int64_t rec_at;	     /* when the last recovery ended; 0: none yet */
-	int64_t rec_ms;	     /* how long it took */
-	bool rec_planned;
-	struct mode_stats rec; /* what it restored */
-
-	/*
-	 * A planned restart (`fusekeeper restart`, SIGHUP): asked for (restart_req) while a daemon
-	 * serves or the keeper gave up (accept_restart: the supervisor's own waits), then under
-	 * way (restarting) until a new daemon serves or a start fails.
-	 */
-	bool accept_restart;
-	bool restart_req;
-	bool restarting;
-	const char *restart_by; /* who asked, for the log */
-	int restart_conn;     /* the control connection waiting for the outcome; -1: none */
-	int64_t restart_stop_ms; /* its --stop-timeout; -1: the keeper's */
-	int64_t restart_at;   /* when it began */
-	pid_t restart_from;   /* the daemon it stops; 0: none served (after giving up) */
-};
 
 /* How long a daemon whose mount was refused has to exit by itself before it is killed. */
 #define REFUSED_GRACE_MS 2000
@@ -237,6 +153,8 @@ static const char *restart_refused(const struct keeper *k)
 		return "fusekeeper is stopping";
 	if (k->restart_req || k->restarting)
 		return "a planned restart is already under way";
+	if (k->reexec_req)
+		return "fusekeeper is being replaced (fusekeeper reexec); try again once it is done";
 	if (k->hang_killed)
 		return "the daemon was killed as hung; a new one takes over once it has died";
 	if (!k->accept_restart && k->start.at)
@@ -487,9 +405,10 @@ static void hung_not_dead(struct keeper *k, int64_t now)
 		 (now - k->hang_killed_at) / 1000.0, state, wchan);
 }
 
-static void notify_status(const struct keeper *k);
 
 /* The serving daemon is hung: mode_ops.hung_at() passed (--hang-timeout). */
+static void notify_status(const struct keeper *k);
+
 static void daemon_hung(struct keeper *k, const char *what)
 {
 	int64_t now = now_ms();
@@ -586,7 +505,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		wake = MIN(wake, hang_deadline(k, what, sizeof(what)));
 		if (k->hang_killed && !k->hang_told)
 			wake = MIN(wake, k->hang_killed_at + HUNG_DEATH_MS);
-		if (k->restart_req && k->accept_restart)
+		if ((k->restart_req || k->reexec_req) && k->accept_restart)
 			return -ECANCELED;
 		control_poll_fds(&k->ctl, &pfd[6], &wake);
 		n = poll(pfd, ARRAY_SIZE(pfd), wake == INT64_MAX ? -1 : ms_until(wake));
@@ -606,7 +525,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		control_service(&k->ctl, &pfd[6], control_asked, control_refused, k);
 		if (k->stop)
 			return -EINTR;
-		if (k->restart_req && k->accept_restart)
+		if ((k->restart_req || k->reexec_req) && k->accept_restart)
 			return -ECANCELED;
 		now = now_ms();
 		if (wake != INT64_MAX && now > wake + LATE_WAKE_MS)
@@ -1419,6 +1338,8 @@ static struct json_object *status_json(const struct keeper *k)
 		.gave_up = k->gave_up,
 		.requests_fail = k->failing,
 		.uptime_ms = now - k->started_at,
+		.version = FUSEKEEPER_VERSION,
+		.reexecs = k->reexecs,
 		.daemon_pid = k->daemon,
 		.command = k->cfg.command,
 		.daemon_uptime_ms = k->serving ? now - k->up_since : -1,
@@ -1491,6 +1412,15 @@ static void control_asked(void *arg, int conn, struct json_object *req,
 		restart_request(k, "asked on the control socket");
 		k->restart_conn = conn;
 		k->restart_stop_ms = stop_ms;
+	} else if (!strcmp(cmd, "reexec")) {
+		why = reexec_refused(k);
+		if (why) {
+			log_info("Not replacing fusekeeper as pid %d asks: %s", (int)peer->pid, why);
+			control_fail(conn, -EBUSY, why);
+			return;
+		}
+		k->reexec_req = true;
+		k->reexec_conn = conn;
 	} else {
 		control_fail(conn, -EINVAL, "unknown command");
 	}
@@ -1612,7 +1542,7 @@ static char **daemon_env(char **env)
 {
 	static const char *const keepers[] = { "NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=",
 					       "LISTEN_FDNAMES=", "WATCHDOG_USEC=",
-					       "WATCHDOG_PID=" };
+					       "WATCHDOG_PID=", REEXEC_IMAGE_ENV "=" };
 	size_t n = 0, j = 0;
 	char **out;
 
@@ -1641,21 +1571,32 @@ int supervise(const struct keeper_config *cfg)
 	};
 	char err[512];
 	extern char **environ;
-	int devfd, r, rc = 1;
+	int devfd, r, rc = 1, resumed;
 
 	k.started_at = now_ms();
 	stats_unknown(&k.rec);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	k.failures = calloc(MAX(cfg->max_restarts, 1u), sizeof(*k.failures));
+	/* A keeper that replaced another takes up its state, fds and daemon first. */
+	resumed = k.failures ? reexec_resume(&k) : 0;
 	k.env = daemon_env(cfg->user ? cfg->user->env : environ);
 	if (!k.failures || !k.env || setup_signals(&k) < 0) {
 		log_error("Cannot set up signal handling: %s", strerror(errno));
 		goto out;
 	}
+	if (resumed < 0)
+		goto lost;
 	/* Without it the mount is kept all the same: status and restarts need it. */
-	if (control_listen(&k.ctl, err, sizeof(err)) < 0)
+	if (!resumed && control_listen(&k.ctl, err, sizeof(err)) < 0)
 		log_warn("%s; fusekeeper status and restart will not see this keeper", err);
-	if (cfg->takeover) {
+	if (cfg->takeover && resumed) {
+		/* For the daemons to come: the serving one keeps the listener it has. */
+		r = takeover_new(&k.to.filter, err, sizeof(err));
+		if (r < 0)
+			log_warn("%s: a restarted daemon's mount cannot be taken over", err);
+	} else if (resumed) {
+		/* The mount and the mode exist already. */
+	} else if (cfg->takeover) {
 		/* The mount is made when the first daemon asks for it (takeover_first_mount()). */
 		r = takeover_new(&k.to.filter, err, sizeof(err));
 		if (r < 0) {
@@ -1685,18 +1626,26 @@ int supervise(const struct keeper_config *cfg)
 		bool failed_start, unmounted, took_over = false;
 		int64_t ended;
 
-		r = start_daemon(&k);
-		if (r == 0) {
-			start_begin(&k);
-			if (cfg->takeover)
-				r = takeover_wait_mount(&k);
+		if (resumed) {
+			/* The daemon the replaced keeper had serves on. */
+			r = 0;
+		} else {
+			r = start_daemon(&k);
+			if (r == 0) {
+				start_begin(&k);
+				if (cfg->takeover)
+					r = takeover_wait_mount(&k);
+			}
+			if (r == 0)
+				r = k.cfg.mode->attach(k.mode_state, &k);
 		}
-		if (r == 0)
-			r = cfg->mode->attach(k.mode_state, &k);
 		if (r == 0) {
 			int64_t now = now_ms();
 
-			if (!k.served) {
+			if (resumed) {
+				reexec_done(&k);
+				resumed = 0;
+			} else if (!k.served) {
 				k.first_start_ms = now - k.start.at;
 				log_info("Daemon %d is serving %s (it started in %.1f s)", (int)k.daemon,
 					 k.cfg.mountpoint, k.first_start_ms / 1000.0);
@@ -1707,8 +1656,8 @@ int supervise(const struct keeper_config *cfg)
 				k.rec_ms = now - (k.rec_planned ? k.restart_at : k.died_at);
 				k.rec_at = now;
 				stats_unknown(&k.rec);
-				if (cfg->mode->stats)
-					cfg->mode->stats(k.mode_state, &k.rec);
+				if (k.cfg.mode->stats)
+					k.cfg.mode->stats(k.mode_state, &k.rec);
 				if (k.rec_planned)
 					log_info("Restarted: daemon %d took over %s from daemon %d in %"
 						 PRId64 " ms (planned restart)", (int)k.daemon,
@@ -1731,11 +1680,16 @@ int supervise(const struct keeper_config *cfg)
 			k.start.at = 0;
 			k.down_at = 0;
 			k.failing = false;
+			/* A resumed keeper's daemon has served since up_since already. */
+			if (!k.serving)
+				k.up_since = now;
 			k.served = k.serving = took_over = true;
-			k.up_since = now;
 			sd_notifyf(0, "READY=1");
 			notify_status(&k);
-			r = supervisor_wait(&k, INT64_MAX);
+			/* A reexec that did not happen leaves the daemon serving. */
+			while ((r = supervisor_wait(&k, INT64_MAX)) == -ECANCELED && k.reexec_req &&
+			       (r = reexec_run(&k)) == 0)
+				notify_status(&k);
 			if (r == -ECANCELED)
 				r = planned_stop(&k);
 			k.serving = false;
@@ -1775,7 +1729,7 @@ int supervise(const struct keeper_config *cfg)
 		 */
 		unmounted = false;
 		if (k.mode_state) {
-			cfg->mode->detach(k.mode_state);
+			k.cfg.mode->detach(k.mode_state);
 			unmounted = mode_events(&k) < 0;
 		}
 		reap_daemon(&k);
@@ -1880,12 +1834,25 @@ int supervise(const struct keeper_config *cfg)
 	 * the process, and so /dev/fuse and every waiting request, from ever finishing.
 	 */
 	if (!k.unmounted && k.mode_state)
-		fuse_abort_conn(cfg->mode->conn_id ? cfg->mode->conn_id(k.mode_state) : k.to.conn);
+		fuse_abort_conn(k.cfg.mode->conn_id ? k.cfg.mode->conn_id(k.mode_state) : k.to.conn);
 	if (k.mode_state)
-		cfg->mode->stop(k.mode_state);
+		k.cfg.mode->stop(k.mode_state);
 	log_info("Stopped");
 	event("STOPPED");
 	rc = k.gave_up ? 1 : 0;
+	goto out;
+lost:
+	/* Without the replaced keeper's state nobody can serve the mount: end it, rather than
+	 * leave applications waiting for ever on a connection nobody reads. */
+	if (k.to.conn)
+		fuse_abort_conn(k.to.conn);
+	if (k.cfg.mountpoint && k.to.mounted)
+		fuse_unmount(k.cfg.mountpoint);
+	if (k.pidfd >= 0) {
+		kill_daemon(&k, SIGKILL);
+		reap_daemon(&k);
+	}
+	event("STOPPED");
 out:
 	control_close(&k.ctl);
 	free(k.failures);

@@ -6,7 +6,8 @@
 
 /*
  * Mounts cfg->mountpoint, runs the daemon under cfg->mode until the filesystem is unmounted or a
- * stop signal arrives. Returns the process exit status: 0 after a clean stop, 1 if start-up
+ * stop signal arrives (or, under REEXEC_IMAGE_ENV of reexec.h, serves on what a replaced keeper
+ * left). Returns the process exit status: 0 after a clean stop, 1 if start-up
  * failed or the keeper had given up.
  */
 int supervise(const struct keeper_config *cfg);

@@ -510,6 +510,71 @@ ns_reader_stop() {
 	[ "$WAIT_STATUS" = 0 ] || fail "the namespace reader failed (exit $WAIT_STATUS)"
 }
 
+# The usual workload, on the mount $M whose backing directory is $B (testfs):
+#   usual_load_start     makes fd, cwd, churn and ns in $M; starts fkload fd, cwd and churn on
+#                        the first three (pids in load_pid) and the namespace reader on ns,
+#                        whose data file has the checksum USUAL_SUM
+#   usual_load_check WHAT  every workload made progress, and the namespace reader sees
+#                        USUAL_SUM (WHAT: a word for the messages, and the reader's query)
+#   usual_load_stop      a last usual_load_check; stops the workloads (each must report
+#                        errors=0) and the reader; the backing directory must hold exactly
+#                        what the mount shows
+usual_load_start() {
+	local w
+	try_cmd 10 mkdir "$M/fd" "$M/cwd" "$M/churn" "$M/ns" || fail "mkdir through the mount failed: $TRY_OUT"
+	head -c 300000 /dev/urandom >"$T/ns-data.ref"
+	try_cmd 10 cp "$T/ns-data.ref" "$M/ns/data" || fail "writing the namespace file through the mount failed: $TRY_OUT"
+	USUAL_SUM=$(sha256sum <"$T/ns-data.ref" | cut -d' ' -f1)
+	declare -gA load_pid
+	for w in fd cwd churn; do
+		run_bg "load-$w" "$FKLOAD" "$w" "$M/$w" --progress="$T/$w.prog" --seed=$RANDOM
+		load_pid[$w]=$BG_PID
+	done
+	ns_reader_start "$M/ns"
+	usual_load_check start
+}
+
+usual_load_check() {
+	local w sum
+	for w in fd cwd churn; do
+		wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
+			fail "$1: the $w workload made no progress"
+	done
+	sum=$(ns_query "$1") || fail "$1: the namespace reader did not answer"
+	[ "${sum% *}" = "$USUAL_SUM" ] || fail "$1: the namespace reader got '$sum', expected $USUAL_SUM"
+}
+
+usual_load_stop() {
+	usual_load_check end
+	fkload_stop fd cwd churn
+	[ "$(ls -A "$B" | sort | tr '\n' ' ')" = "churn cwd fd ns " ] ||
+		fail "unexpected entries in the backing dir: $(ls -A "$B" | tr '\n' ' ')"
+	cmp "$B/fd/fd-file" "$M/fd/fd-file" || fail "fd-file differs between the backing dir and the mount"
+	[ -z "$(ls -A "$B/cwd")" ] || fail "the cwd workload left entries behind: $(ls -A "$B/cwd" | tr '\n' ' ')"
+	diff -r "$B/churn" "$M/churn" || fail "the churn directory differs between the backing dir and the mount"
+	[ "$(sha256sum <"$B/ns/data" | cut -d' ' -f1)" = "$USUAL_SUM" ] ||
+		fail "the namespace file changed in the backing dir"
+	# Before any unmount: the reader's namespace holds a copy of the mount.
+	ns_reader_stop
+}
+
+# fk_status_field EXPR: a field of the current keeper's status object ($M's), as the Python
+# expression EXPR on the object s prints it.
+fk_status_field() {
+	local out
+	out=$("$FK" status --json "$M") || return 1
+	python3 -c 'import json, sys; s = json.loads(sys.argv[1])[0]; print(eval(sys.argv[2]))' "$out" "$1"
+}
+
+# fk_wait_in_flight: waits until status shows a request in flight (10 s at most).
+fk_wait_in_flight() {
+	local deadline=$(($(now_ms) + 10000))
+	until [ "$(fk_status_field 's["tracked"]["requests_in_flight"]')" -ge 1 ] 2>/dev/null; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.02
+	done
+}
+
 # ---- cleanup ---------------------------------------------------------------
 
 # The tracked pids that are still our own running children.

@@ -206,3 +206,114 @@ void handle_each(struct handle_table *t, void (*fn)(struct handle *h, void *arg)
 
 	idmap_each(&t->by_kfh, each_one, &c);
 }
+
+/* ---- Across an execve (image.h) --------------------------------------------------------- */
+
+enum { TAG_HANDLES = 0x48414e44 /* "HAND" */, TAG_HANDLES_END = 0x2f48414e };
+
+static void save_one(uint64_t key, void *val, void *arg)
+{
+	const struct handle *h = val;
+	struct image *im = arg;
+	uint32_t n = 0;
+
+	image_u64(im, h->kfh);
+	image_u64(im, h->dfh);
+	image_u64(im, h->node);
+	image_u32(im, h->flags);
+	image_u32(im, h->epoch);
+	image_u32(im, h->fopen);
+	image_u32(im, h->uid);
+	image_u32(im, h->gid);
+	image_bool(im, h->dir);
+	image_bool(im, h->lost);
+	image_bool(im, h->fresh);
+	image_u64(im, h->primed_end);
+	image_u64(im, h->ack_seq);
+	image_u64(im, h->overflow_seq);
+	image_bool(im, h->write_lost);
+	for (const struct msg *m = h->win_head; m; m = m->next)
+		n++;
+	image_u32(im, n);
+	for (const struct msg *m = h->win_head; m; m = m->next)
+		msg_save(im, m);
+}
+
+void handle_table_save(const struct handle_table *t, struct image *im)
+{
+	image_tag(im, TAG_HANDLES);
+	image_u32(im, t->epoch);
+	image_u64(im, t->next_kfh);
+	image_u64(im, t->by_kfh.count);
+	idmap_each(&t->by_kfh, save_one, im);
+	image_tag(im, TAG_HANDLES_END);
+}
+
+static bool load_one(struct handle_table *t, struct image *im)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	bool fresh, write_lost;
+	uint32_t n;
+
+	if (!h) {
+		im->err = -ENOMEM;
+		return false;
+	}
+	h->kfh = image_get_u64(im);
+	h->dfh = image_get_u64(im);
+	h->node = image_get_u64(im);
+	h->flags = image_get_u32(im);
+	h->epoch = image_get_u32(im);
+	h->fopen = image_get_u32(im);
+	h->uid = image_get_u32(im);
+	h->gid = image_get_u32(im);
+	h->dir = image_get_bool(im);
+	h->lost = image_get_bool(im);
+	fresh = image_get_bool(im);
+	h->primed_end = image_get_u64(im);
+	h->ack_seq = image_get_u64(im);
+	h->overflow_seq = image_get_u64(im);
+	write_lost = image_get_bool(im);
+	n = image_get_u32(im);
+	if (!im->err && idmap_get(&t->by_kfh, h->kfh))
+		image_bad(im);
+	if (!im->err && idmap_put(&t->by_kfh, h->kfh, h) < 0)
+		im->err = -ENOMEM;
+	if (im->err) {
+		free(h);
+		return false;
+	}
+	/* Through the setters: they keep the table's counts. */
+	handle_set_fresh(t, h, fresh);
+	handle_set_write_lost(t, h, write_lost);
+	for (uint32_t i = 0; i < n && !im->err; i++) {
+		struct msg *m = msg_load(im);
+
+		if (!m)
+			break;
+		m->next = NULL;
+		if (h->win_tail)
+			h->win_tail->next = m;
+		else
+			h->win_head = m;
+		h->win_tail = m;
+		h->win_bytes += msg_footprint(m);
+		t->win_total += msg_footprint(m);
+	}
+	return !im->err;
+}
+
+int handle_table_load(struct handle_table *t, struct image *im)
+{
+	uint64_t count;
+
+	if (!image_expect(im, TAG_HANDLES))
+		return im->err;
+	t->epoch = image_get_u32(im);
+	t->next_kfh = image_get_u64(im);
+	count = image_get_u64(im);
+	for (uint64_t i = 0; i < count && !im->err; i++)
+		load_one(t, im);
+	image_expect(im, TAG_HANDLES_END);
+	return im->err;
+}

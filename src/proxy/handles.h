@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "idmap.h"
+#include "image.h"
 #include "msg.h"
 
 struct handle {
@@ -107,3 +108,12 @@ void handle_new_epoch(struct handle_table *t);
 
 /* Calls @fn for every handle. */
 void handle_each(struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg);
+
+/* Writes the whole table, write windows too, to @im (fusekeeper reexec). */
+void handle_table_save(const struct handle_table *t, struct image *im);
+
+/*
+ * Fills @t, fresh from handle_table_init() (its bounds are the new keeper's), with what
+ * handle_table_save() wrote. Returns 0, -EBADMSG or -ENOMEM; @t is then to be freed.
+ */
+int handle_table_load(struct handle_table *t, struct image *im);

@@ -339,3 +339,106 @@ void hide_state_free(struct hide_state *s)
 	if (s->journal_fd >= 0)
 		close(s->journal_fd);
 }
+
+/* ---- Across an execve (image.h) --------------------------------------------------------- */
+
+enum { TAG_HIDDEN = 0x48494445 /* "HIDE" */, TAG_HIDDEN_END = 0x2f484944 };
+
+static void save_listed(uint64_t key, void *val, void *arg)
+{
+	image_u64(arg, key);
+	image_str(arg, val);
+}
+
+void hide_state_save(const struct hide_state *s, struct image *im)
+{
+	image_tag(im, TAG_HIDDEN);
+	image_bool(im, s->off);
+	image_bool(im, s->no_link);
+	image_u64(im, s->seed);
+	image_u64(im, s->counter);
+	image_u64(im, s->live);
+	image_u64(im, s->graves_full);
+	image_u64(im, s->ngraves);
+	for (const struct grave *g = s->graves; g; g = g->next) {
+		image_u64(im, g->parent);
+		image_u64(im, g->unique);
+		image_str(im, g->name);
+	}
+	image_fd(im, s->journal_fd);
+	image_str(im, s->journal_path);
+	image_u64(im, s->records);
+	image_u64(im, s->listed.count);
+	idmap_each(&s->listed, save_listed, im);
+	image_u64(im, s->nleftovers);
+	for (size_t i = 0; i < s->nleftovers; i++)
+		image_str(im, s->leftovers[i]);
+	image_tag(im, TAG_HIDDEN_END);
+}
+
+int hide_state_load(struct hide_state *s, struct image *im)
+{
+	struct grave **tail = &s->graves;
+	uint64_t n;
+
+	if (!image_expect(im, TAG_HIDDEN))
+		return im->err;
+	s->off = image_get_bool(im);
+	s->no_link = image_get_bool(im);
+	s->seed = image_get_u64(im);
+	s->counter = image_get_u64(im);
+	s->live = image_get_u64(im);
+	s->graves_full = image_get_u64(im);
+	n = image_get_u64(im);
+	if (n > HIDE_GRAVES_MAX)
+		image_bad(im);
+	for (uint64_t i = 0; i < n && !im->err; i++) {
+		struct grave *g = calloc(1, sizeof(*g));
+		_cleanup_free_ char *name = NULL;
+
+		if (!g) {
+			im->err = -ENOMEM;
+			break;
+		}
+		*tail = g;
+		tail = &g->next;
+		g->parent = image_get_u64(im);
+		g->unique = image_get_u64(im);
+		name = image_get_str(im);
+		if (!name || strlen(name) >= sizeof(g->name) ||
+		    !hide_is_hidden(name, strlen(name))) {
+			image_bad(im);
+			break;
+		}
+		strcpy(g->name, name);
+		s->ngraves++;
+	}
+	s->journal_fd = image_get_fd(im);
+	s->journal_path = image_get_str(im);
+	s->records = image_get_u64(im);
+	n = image_get_u64(im);
+	for (uint64_t i = 0; i < n && !im->err; i++) {
+		uint64_t key = image_get_u64(im);
+		char *path = image_get_str(im);
+
+		if (!path || idmap_put(&s->listed, key, path) < 0) {
+			free(path);
+			im->err = im->err ?: -ENOMEM;
+		}
+	}
+	n = image_get_u64(im);
+	if (!im->err && n) {
+		s->leftovers = calloc(n + 1, sizeof(*s->leftovers));
+		if (!s->leftovers)
+			im->err = -ENOMEM;
+	}
+	for (uint64_t i = 0; i < n && !im->err; i++) {
+		s->leftovers[i] = image_get_str(im);
+		if (s->leftovers[i])
+			s->nleftovers++;
+		else
+			image_bad(im);
+	}
+	image_expect(im, TAG_HIDDEN_END);
+	return im->err;
+}

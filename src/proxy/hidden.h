@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "idmap.h"
+#include "image.h"
 
 /* Every hidden name starts with this; names that do are the keeper's, whichever keeper's. */
 #define HIDE_PREFIX ".fusekeeper."
@@ -79,3 +80,9 @@ int hide_journal_open(struct hide_state *s, const char *dir, const char *mountpo
 void hide_journal(struct hide_state *s, bool add, const char *path);
 
 void hide_state_free(struct hide_state *s);
+
+/* Writes @s to @im (fusekeeper reexec), the journal's fd (with its lock) with image_fd(). */
+void hide_state_save(const struct hide_state *s, struct image *im);
+
+/* Fills @s (zeroed) with what hide_state_save() wrote. Returns 0, -EBADMSG or -ENOMEM. */
+int hide_state_load(struct hide_state *s, struct image *im);

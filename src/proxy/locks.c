@@ -302,3 +302,85 @@ struct lock_rec *lock_first(const struct lock_table *t, uint64_t node)
 
 	return ln ? ln->head : NULL;
 }
+
+/* ---- Across an execve (image.h) --------------------------------------------------------- */
+
+enum { TAG_LOCKS = 0x4c4f434b /* "LOCK" */, TAG_LOCKS_END = 0x2f4c4f43 };
+
+static void save_node(uint64_t key, void *val, void *arg)
+{
+	struct image *im = arg;
+
+	for (const struct lock_rec *l = ((struct lock_node *)val)->head; l; l = l->next) {
+		image_u64(im, l->node);
+		image_u64(im, l->kfh);
+		image_u64(im, l->owner);
+		image_u64(im, l->start);
+		image_u64(im, l->end);
+		image_u64(im, l->seq);
+		image_u32(im, l->type);
+		image_u32(im, l->pid);
+		image_bool(im, l->flock);
+		image_bool(im, l->lost);
+	}
+}
+
+void lock_table_save(const struct lock_table *t, struct image *im)
+{
+	image_tag(im, TAG_LOCKS);
+	image_u64(im, t->next_seq);
+	image_u64(im, t->refused);
+	image_u64(im, t->count);
+	idmap_each(&t->by_node, save_node, im);
+	image_tag(im, TAG_LOCKS_END);
+}
+
+int lock_table_load(struct lock_table *t, struct image *im)
+{
+	uint64_t count;
+
+	if (!image_expect(im, TAG_LOCKS))
+		return im->err;
+	t->next_seq = image_get_u64(im);
+	t->refused = image_get_u64(im);
+	count = image_get_u64(im);
+	for (uint64_t i = 0; i < count && !im->err; i++) {
+		struct lock_rec *l = calloc(1, sizeof(*l));
+		struct lock_node *ln;
+
+		if (!l) {
+			im->err = -ENOMEM;
+			break;
+		}
+		l->node = image_get_u64(im);
+		l->kfh = image_get_u64(im);
+		l->owner = image_get_u64(im);
+		l->start = image_get_u64(im);
+		l->end = image_get_u64(im);
+		l->seq = image_get_u64(im);
+		l->type = image_get_u32(im);
+		l->pid = image_get_u32(im);
+		l->flock = image_get_bool(im);
+		l->lost = image_get_bool(im);
+		if (!im->err && ((l->type != F_RDLCK && l->type != F_WRLCK) || l->start > l->end))
+			image_bad(im);
+		ln = im->err ? NULL : idmap_get(&t->by_node, l->node);
+		if (!im->err && !ln) {
+			ln = calloc(1, sizeof(*ln));
+			if (!ln || idmap_put(&t->by_node, l->node, ln) < 0) {
+				free(ln);
+				im->err = -ENOMEM;
+			}
+		}
+		if (im->err) {
+			free(l);
+			break;
+		}
+		/* Order within a node does not matter (lock_collect() sorts by grant). */
+		l->next = ln->head;
+		ln->head = l;
+		t->count++;
+	}
+	image_expect(im, TAG_LOCKS_END);
+	return im->err;
+}

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "idmap.h"
+#include "image.h"
 #include "proto.h"
 
 struct lock_rec {
@@ -107,3 +108,12 @@ void lock_set_lost(struct lock_table *t, struct lock_rec *l);
 
 /* The records of @node (held and lost, linked by next), or NULL. */
 struct lock_rec *lock_first(const struct lock_table *t, uint64_t node);
+
+/* Writes every record to @im (fusekeeper reexec). */
+void lock_table_save(const struct lock_table *t, struct image *im);
+
+/*
+ * Fills @t, fresh from lock_table_init() (its bound is the new keeper's), with what
+ * lock_table_save() wrote. Returns 0, -EBADMSG or -ENOMEM; @t is then to be freed.
+ */
+int lock_table_load(struct lock_table *t, struct image *im);

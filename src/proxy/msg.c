@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "msg.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -110,4 +111,77 @@ struct msg *msg_dup(const void *data, uint32_t len)
 	memcpy(m->data, data, len);
 	m->len = len;
 	return m;
+}
+
+void msg_save(struct image *im, const struct msg *m)
+{
+	image_u32(im, m->epoch);
+	image_u32(im, m->held);
+	image_bool(im, m->replayed);
+	image_u32(im, m->deaths);
+	image_u32(im, m->int_epoch);
+	image_bool(im, m->primed);
+	image_u32(im, m->resends);
+	image_u64(im, m->wseq);
+	image_u64(im, m->sent_ns);
+	image_u64(im, m->death_ns);
+	image_u64(im, m->given_ms);
+	image_u64(im, m->dver);
+	image_u64(im, m->knode);
+	image_u64(im, m->knode2);
+	image_u64(im, m->kfh);
+	image_u64(im, m->kfh2);
+	image_bytes(im, m->before, m->before ? sizeof(*m->before) : 0);
+	image_bytes(im, m->data, m->len);
+}
+
+struct msg *msg_load(struct image *im)
+{
+	struct msg tmp = { 0 }, *m;
+	const void *before, *data;
+	uint32_t blen, len;
+
+	tmp.epoch = image_get_u32(im);
+	tmp.held = image_get_u32(im);
+	tmp.replayed = image_get_bool(im);
+	tmp.deaths = image_get_u32(im);
+	tmp.int_epoch = image_get_u32(im);
+	tmp.primed = image_get_bool(im);
+	tmp.resends = image_get_u32(im);
+	tmp.wseq = image_get_u64(im);
+	tmp.sent_ns = image_get_u64(im);
+	tmp.death_ns = image_get_u64(im);
+	tmp.given_ms = image_get_u64(im);
+	tmp.dver = image_get_u64(im);
+	tmp.knode = image_get_u64(im);
+	tmp.knode2 = image_get_u64(im);
+	tmp.kfh = image_get_u64(im);
+	tmp.kfh2 = image_get_u64(im);
+	before = image_get_bytes(im, &blen);
+	data = image_get_bytes(im, &len);
+	if (im->err)
+		return NULL;
+	/* A message is at least a header, and says its own length (unaligned in the image). */
+	if ((blen && blen != sizeof(*tmp.before)) || len < sizeof(struct fuse_in_header) ||
+	    len > big.cap || memcmp(data, &len, sizeof(len))) {
+		image_bad(im);
+		return NULL;
+	}
+	m = msg_dup(data, len);
+	if (m && blen) {
+		m->before = malloc(blen);
+		if (m->before)
+			memcpy(m->before, before, blen);
+	}
+	if (!m || (blen && !m->before)) {
+		msg_put(m);
+		im->err = -ENOMEM;
+		return NULL;
+	}
+	tmp.next = NULL;
+	tmp.cap = m->cap;
+	tmp.len = len;
+	tmp.before = m->before;
+	memcpy(m, &tmp, offsetof(struct msg, data));
+	return len > MSG_SMALL ? msg_shrink(m) : m;
 }

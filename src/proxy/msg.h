@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "image.h"
 #include "proto.h"
 
 #define MSG_SMALL 4096 /* requests up to this size are kept in small buffers */
@@ -68,6 +69,15 @@ void msg_put_chain(struct msg *m);
 
 /* A new buffer holding a copy of @len bytes at @data. */
 struct msg *msg_dup(const void *data, uint32_t len);
+
+/* Writes @m (a request, with what the keeper noted of it) to @im (fusekeeper reexec). */
+void msg_save(struct image *im, const struct msg *m);
+
+/*
+ * Reads a message msg_save() wrote into a new buffer (large ones shrunk to fit, as a kept write
+ * is). Returns it, or NULL with im->err set (-EBADMSG: malformed, -ENOMEM).
+ */
+struct msg *msg_load(struct image *im);
 
 static inline struct fuse_in_header *msg_in(struct msg *m)
 {

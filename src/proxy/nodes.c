@@ -686,3 +686,198 @@ uint64_t node_lose_unresolved(struct node_table *t)
 	idmap_each(&t->by_kid, lose_one, arg);
 	return count;
 }
+
+/* ---- Across an execve (image.h) --------------------------------------------------------- */
+
+enum { TAG_NODES = 0x4e4f4445 /* "NODE" */, TAG_NODES_END = 0x2f4e4f44 };
+
+static void save_node(uint64_t key, void *val, void *arg)
+{
+	const struct node *n = val;
+	struct image *im = arg;
+
+	image_u64(im, n->kid);
+	image_u64(im, n->did);
+	image_u64(im, n->k_nlookup);
+	image_u64(im, n->d_nlookup);
+	image_u64(im, n->k_gen);
+	image_u32(im, n->opened);
+	image_u32(im, n->pins);
+	image_u32(im, n->type);
+	image_u32(im, n->epoch);
+	image_u64(im, n->k_ino);
+	image_u64(im, n->d_ino);
+	image_u64(im, n->d_gen);
+	image_u64(im, n->dver);
+	image_u64(im, n->changed_ns);
+	image_bool(im, n->lost);
+	image_bool(im, n->replaced);
+	image_bool(im, n->deferred);
+}
+
+static void save_names(uint64_t key, void *val, void *arg)
+{
+	const struct node *n = val;
+	struct image *im = arg;
+
+	image_u64(im, n->kid);
+	image_u32(im, n->nnames);
+	for (const struct node_name *nm = n->names; nm; nm = nm->next) {
+		image_u64(im, nm->parent);
+		image_bool(im, nm->unconfirmed);
+		image_bool(im, nm->hiding);
+		image_str(im, nm->name);
+	}
+}
+
+static void save_pair(uint64_t key, void *val, void *arg)
+{
+	image_u64(arg, key);
+	image_u64(arg, (uintptr_t)val);
+}
+
+/* A map whose values are nodes, saved as their kids. */
+static void save_node_ref(uint64_t key, void *val, void *arg)
+{
+	image_u64(arg, key);
+	image_u64(arg, ((const struct node *)val)->kid);
+}
+
+void node_table_save(const struct node_table *t, struct image *im)
+{
+	image_tag(im, TAG_NODES);
+	image_u32(im, t->epoch);
+	image_u64(im, t->next_kid);
+	image_bool(im, t->ino_remap);
+	image_u64(im, t->next_ino);
+	image_u64(im, t->ino_is_nodeid);
+	image_u64(im, t->ino_not_nodeid);
+	/* Every node first, then the names, which need their parents. */
+	image_u64(im, t->by_kid.count);
+	idmap_each(&t->by_kid, save_node, im);
+	idmap_each(&t->by_kid, save_names, im);
+	image_u64(im, t->by_did.count);
+	idmap_each(&t->by_did, save_node_ref, im);
+	image_u64(im, t->ino_d2k.count);
+	idmap_each(&t->ino_d2k, save_pair, im);
+	image_u64(im, t->kino_held.count);
+	idmap_each(&t->kino_held, save_node_ref, im);
+	image_tag(im, TAG_NODES_END);
+}
+
+static bool load_node(struct node_table *t, struct image *im)
+{
+	struct node tmp = { 0 }, *n;
+
+	tmp.kid = image_get_u64(im);
+	tmp.did = image_get_u64(im);
+	tmp.k_nlookup = image_get_u64(im);
+	tmp.d_nlookup = image_get_u64(im);
+	tmp.k_gen = image_get_u64(im);
+	tmp.opened = image_get_u32(im);
+	tmp.pins = image_get_u32(im);
+	tmp.type = image_get_u32(im);
+	tmp.epoch = image_get_u32(im);
+	tmp.k_ino = image_get_u64(im);
+	tmp.d_ino = image_get_u64(im);
+	tmp.d_gen = image_get_u64(im);
+	tmp.dver = image_get_u64(im);
+	tmp.changed_ns = image_get_u64(im);
+	tmp.lost = image_get_bool(im);
+	tmp.replaced = image_get_bool(im);
+	tmp.deferred = image_get_bool(im);
+	if (im->err || !tmp.kid)
+		return image_bad(im);
+	n = node_get(t, tmp.kid);
+	if (n && tmp.kid != FUSE_ROOT_ID)
+		return image_bad(im); /* twice */
+	if (!n) {
+		n = malloc(sizeof(*n));
+		if (!n || idmap_put(&t->by_kid, tmp.kid, n) < 0) {
+			free(n);
+			im->err = -ENOMEM;
+			return false;
+		}
+		t->count++;
+	}
+	*n = tmp;
+	return true;
+}
+
+static bool load_names(struct node_table *t, struct image *im)
+{
+	struct node *n = node_get(t, image_get_u64(im));
+	uint32_t count = image_get_u32(im);
+
+	if (!n || n->names || count > NODE_NAMES_MAX)
+		return image_bad(im);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t parent = image_get_u64(im);
+		bool unconfirmed = image_get_bool(im), hiding = image_get_bool(im);
+		_cleanup_free_ char *name = image_get_str(im);
+		struct node_name *nm;
+
+		if (!name || !node_get(t, parent) || node_find_name(t, parent, name) ||
+		    n->kid == FUSE_ROOT_ID)
+			return image_bad(im);
+		if (name_add(t, n, parent, name, true) < 0) {
+			im->err = -ENOMEM;
+			return false;
+		}
+		for (nm = n->names; nm->next; nm = nm->next)
+			;
+		nm->unconfirmed = unconfirmed;
+		nm->hiding = hiding;
+	}
+	return true;
+}
+
+/* Loads a map saved by save_node_ref() or, with @nodes false, save_pair(). */
+static bool load_map(struct node_table *t, struct image *im, struct idmap *m, bool nodes)
+{
+	uint64_t count = image_get_u64(im);
+
+	for (uint64_t i = 0; i < count && !im->err; i++) {
+		uint64_t key = image_get_u64(im), v = image_get_u64(im);
+		void *val = nodes ? (void *)node_get(t, v) : (void *)(uintptr_t)v;
+
+		if (im->err || !val)
+			return image_bad(im);
+		if (idmap_put(m, key, val) < 0) {
+			im->err = -ENOMEM;
+			return false;
+		}
+	}
+	return !im->err;
+}
+
+int node_table_load(struct node_table *t, struct image *im)
+{
+	uint64_t count;
+
+	if (!image_expect(im, TAG_NODES))
+		return im->err;
+	t->epoch = image_get_u32(im);
+	t->next_kid = image_get_u64(im);
+	t->ino_remap = image_get_bool(im);
+	t->next_ino = image_get_u64(im);
+	t->ino_is_nodeid = image_get_u64(im);
+	t->ino_not_nodeid = image_get_u64(im);
+	/* The root's entry in by_did is saved with the others. */
+	idmap_free(&t->by_did);
+	count = image_get_u64(im);
+	for (uint64_t i = 0; i < count && !im->err; i++)
+		load_node(t, im);
+	for (uint64_t i = 0; i < count && !im->err; i++)
+		load_names(t, im);
+	if (!im->err && t->count != count)
+		image_bad(im);
+	if (!im->err)
+		load_map(t, im, &t->by_did, true);
+	if (!im->err)
+		load_map(t, im, &t->ino_d2k, false);
+	if (!im->err)
+		load_map(t, im, &t->kino_held, true);
+	image_expect(im, TAG_NODES_END);
+	return im->err;
+}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "idmap.h"
+#include "image.h"
 #include "proto.h"
 
 /* One (parent, name) the kernel knows a node by. A node has several when it has hard links. */
@@ -195,3 +196,13 @@ size_t node_pending(struct node_table *t, struct node_name **out, size_t max);
 
 /* Marks every node still unresolved as lost; returns how many. */
 uint64_t node_lose_unresolved(struct node_table *t);
+
+/* Writes the whole table to @im (fusekeeper reexec). */
+void node_table_save(const struct node_table *t, struct image *im);
+
+/*
+ * Fills @t, fresh from node_table_init(), with what node_table_save() wrote: the same nodes,
+ * names (in the same order), maps and counters. Returns 0, -EBADMSG for an image that does not
+ * make a consistent table, or -ENOMEM; @t is then to be freed.
+ */
+int node_table_load(struct node_table *t, struct image *im);

@@ -361,6 +361,229 @@ static void proxy_stats(void *state, struct mode_stats *s)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* ---- fusekeeper reexec ------------------------------------------------------------------ */
+
+enum { TAG_PROXY = 0x50524f58 /* "PROX" */, TAG_PROXY_END = 0x2f50524f };
+
+/* After drain(): the relay stops where the tables hold everything. */
+static int proxy_freeze(void *state)
+{
+	struct proxy *p = state;
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	/* Only a serving daemon's relay, outside a start, with no keeper's call pending. */
+	if (p->state != PX_WAIT || !p->sock_epoch || p->starting || p->unserved_head)
+		r = -EBUSY;
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		r = relay_freeze(p, 1000);
+	pthread_mutex_lock(&p->lock);
+	if (r == 0 && p->calls.count)
+		r = -EBUSY;
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* The reexec did not happen: the daemon serves on (drain() is undone too). */
+static void proxy_thaw(void *state)
+{
+	struct proxy *p = state;
+
+	relay_thaw(p);
+	pthread_mutex_lock(&p->lock);
+	if (p->state == PX_WAIT && p->sock_epoch) {
+		p->state = PX_UP;
+		pthread_cond_broadcast(&p->changed);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void save_inflight(uint64_t key, void *val, void *arg)
+{
+	msg_save(arg, val);
+}
+
+static void save_key(uint64_t key, void *val, void *arg)
+{
+	image_u64(arg, key);
+}
+
+static int proxy_save(void *state, struct image *im)
+{
+	struct proxy *p = state;
+
+	pthread_mutex_lock(&p->lock);
+	image_tag(im, TAG_PROXY);
+	image_fd(im, p->devfd);
+	image_fd(im, p->sock);
+	image_u32(im, p->sock_epoch);
+	image_u32(im, p->buf_size);
+	image_u32(im, p->max_msg);
+	image_u64(im, p->next_call);
+	image_u64(im, p->kunique_max);
+	image_bool(im, p->init_done);
+	image_bool(im, p->init_req);
+	if (p->init_req)
+		msg_save(im, p->init_req);
+	image_bytes(im, &p->init_out, sizeof(p->init_out));
+	image_u64(im, p->init_flags);
+	image_u32(im, p->init_minor);
+	image_u64(im, p->up_ms);
+	image_u64(im, p->heard_ms);
+	image_u64(im, p->clock_slack_ns);
+	image_u64(im, p->clock_samples);
+	image_u32(im, p->ino_mode);
+	image_u64(im, p->ino_same);
+	image_u64(im, p->ino_diff_unnoted);
+	image_u64(im, p->full_nodes);
+	image_u64(im, p->full_handles);
+	image_u64(im, p->dropped_notifications);
+	image_u64(im, p->window_overflows);
+	image_u64(im, p->replayed);
+	image_u64(im, p->settled);
+	image_u64(im, p->lost_nodes);
+	image_u64(im, p->lost_handles);
+	image_u64(im, p->rewritten);
+	image_u64(im, p->lost_windows);
+	image_u64(im, p->rec_nodes);
+	image_u64(im, p->rec_handles);
+	image_u64(im, p->abandoned.count);
+	idmap_each(&p->abandoned, save_key, im);
+	node_table_save(&p->nodes, im);
+	handle_table_save(&p->handles, im);
+	lock_table_save(&p->locks, im);
+	hide_state_save(&p->hide, im);
+	/* What the daemon still holds (it answers the next keeper), and what k2d held. */
+	image_u64(im, p->inflight.count);
+	idmap_each(&p->inflight, save_inflight, im);
+	image_bool(im, p->carry);
+	if (p->carry)
+		msg_save(im, p->carry);
+	image_tag(im, TAG_PROXY_END);
+	pthread_mutex_unlock(&p->lock);
+	return im->err;
+}
+
+static int restore_tables(struct proxy *p, struct image *im)
+{
+	const struct keeper_config *cfg = p->cfg;
+	uint64_t n;
+	uint32_t len;
+	const void *b;
+	int r;
+
+	if (!image_expect(im, TAG_PROXY))
+		return im->err;
+	p->devfd = image_get_fd(im);
+	p->sock = image_get_fd(im);
+	p->sock_epoch = image_get_u32(im);
+	p->buf_size = image_get_u32(im);
+	p->max_msg = image_get_u32(im);
+	if (im->err || p->devfd < 0 || p->sock < 0 || p->buf_size < 65536 ||
+	    p->buf_size > (64u << 20) || p->max_msg > p->buf_size)
+		return image_fail(im);
+	/* Before any message is read back: large buffers have this size. */
+	msg_init(p->buf_size);
+	p->next_call = image_get_u64(im);
+	p->kunique_max = image_get_u64(im);
+	p->init_done = image_get_bool(im);
+	if (image_get_bool(im))
+		p->init_req = msg_load(im);
+	b = image_get_bytes(im, &len);
+	if (!im->err && len != sizeof(p->init_out))
+		image_bad(im);
+	if (!im->err)
+		memcpy(&p->init_out, b, len);
+	p->init_flags = image_get_u64(im);
+	p->init_minor = image_get_u32(im);
+	p->up_ms = image_get_u64(im);
+	p->heard_ms = image_get_u64(im);
+	p->clock_slack_ns = image_get_u64(im);
+	p->clock_samples = image_get_u64(im);
+	p->ino_mode = image_get_u32(im);
+	if (p->ino_mode > INO_UNSTABLE)
+		image_bad(im);
+	p->ino_same = image_get_u64(im);
+	p->ino_diff_unnoted = image_get_u64(im);
+	p->full_nodes = image_get_u64(im);
+	p->full_handles = image_get_u64(im);
+	p->dropped_notifications = image_get_u64(im);
+	p->window_overflows = image_get_u64(im);
+	p->replayed = image_get_u64(im);
+	p->settled = image_get_u64(im);
+	p->lost_nodes = image_get_u64(im);
+	p->lost_handles = image_get_u64(im);
+	p->rewritten = image_get_u64(im);
+	p->lost_windows = image_get_u64(im);
+	p->rec_nodes = image_get_u64(im);
+	p->rec_handles = image_get_u64(im);
+	n = image_get_u64(im);
+	for (uint64_t i = 0; i < n && !im->err; i++)
+		if (idmap_put(&p->abandoned, image_get_u64(im), (void *)1) < 0)
+			im->err = -ENOMEM;
+	if (im->err || !p->init_done || !p->init_req)
+		return image_fail(im);
+	r = node_table_init(&p->nodes, cfg->max_nodes);
+	if (r < 0)
+		return r;
+	handle_table_init(&p->handles, cfg->max_handles, cfg->write_window,
+			  cfg->write_window_total);
+	lock_table_init(&p->locks, cfg->max_locks);
+	if (node_table_load(&p->nodes, im) || handle_table_load(&p->handles, im) ||
+	    lock_table_load(&p->locks, im) || hide_state_load(&p->hide, im))
+		return im->err;
+	if (p->sock_epoch != p->nodes.epoch)
+		return image_fail(im);
+	n = image_get_u64(im);
+	for (uint64_t i = 0; i < n && !im->err; i++) {
+		struct msg *m = msg_load(im);
+
+		if (m && idmap_put(&p->inflight, msg_in(m)->unique, m) < 0) {
+			msg_put(m);
+			im->err = -ENOMEM;
+		}
+	}
+	if (image_get_bool(im))
+		p->carry = msg_load(im);
+	image_expect(im, TAG_PROXY_END);
+	return im->err;
+}
+
+/* In the new binary: the relay as the replaced keeper left it, and the daemon serving. */
+static int proxy_restore(struct keeper *k, struct image *im, void **state)
+{
+	struct proxy *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->k = k;
+	p->cfg = keeper_config(k);
+	p->devfd = p->sock = p->daemon_end = p->hide.journal_fd = -1;
+	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+	p->unserved_tail = &p->unserved_head;
+	pthread_mutex_init(&p->lock, NULL);
+	cond_init_monotonic(&p->changed);
+	pthread_rwlock_init(&p->sock_lock, NULL);
+	/* Whatever it returns, @p is the keeper's now: the fds in it are to be closed at stop. */
+	*state = p;
+	r = restore_tables(p, im);
+	if (r < 0)
+		return r;
+	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->call_efd < 0 || p->ev_efd < 0)
+		return -errno;
+	p->state = PX_UP;
+	r = notifier_start(p);
+	if (r == 0)
+		r = relay_start_d2k(p);
+	if (r == 0)
+		r = relay_start(p);
+	return r;
+}
+
 static void proxy_stop(void *state)
 {
 	struct proxy *p = state;
@@ -387,5 +610,9 @@ const struct mode_ops proxy_mode = {
 	.hung_at = proxy_hung_at,
 	.drain = proxy_drain,
 	.stats = proxy_stats,
+	.freeze = proxy_freeze,
+	.thaw = proxy_thaw,
+	.save = proxy_save,
+	.restore = proxy_restore,
 	.stop = proxy_stop,
 };

@@ -102,6 +102,14 @@ struct proxy {
 	bool detaching;		    /* the supervisor is ending the daemon's channel */
 
 	/*
+	 * fusekeeper reexec (relay_freeze()): the relay threads stop where the tables say all
+	 * they hold. Under the lock; freeze is also read without it (atomic).
+	 */
+	bool freeze;
+	bool k2d_parked, d2k_parked;
+	struct msg *carry;	    /* the request the parked k2d thread read and holds, or NULL */
+
+	/*
 	 * Notifications wait here for their own thread: writing one can block in the kernel
 	 * on a page or directory lock that a request holds whose reply is still to come.
 	 */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,12 +189,25 @@ static void k2d_unserved(struct proxy *p, struct msg *m, const struct op_info *o
 /*
  * Under the lock: waits while no daemon serves — not for ever: the supervisor moves to
  * PX_FAILED once --request-wait has passed. Returns true when one serves; false when none is
- * waited for, and @m was answered (the lock is then let go).
+ * waited for, and @m was answered (the lock is then let go). @fresh: nothing was done for @m
+ * yet, so that a fusekeeper reexec may hand it on (relay_freeze()).
  */
-static bool k2d_served(struct proxy *p, struct msg *m, const struct op_info *op)
+static bool k2d_served(struct proxy *p, struct msg *m, const struct op_info *op, bool fresh)
 {
-	while (p->state == PX_WAIT)
+	while (p->state == PX_WAIT) {
+		/* Only a request nothing was done for yet can be handed to the next keeper. */
+		if (p->freeze && fresh && !p->k2d_parked) {
+			p->carry = m;
+			p->k2d_parked = true;
+			pthread_cond_broadcast(&p->changed);
+			while (p->freeze)
+				pthread_cond_wait(&p->changed, &p->lock);
+			p->k2d_parked = false;
+			p->carry = NULL;
+			continue;
+		}
 		pthread_cond_wait(&p->changed, &p->lock);
+	}
 	if (p->state != PX_FAILED)
 		return true;
 	k2d_unserved(p, m, op);
@@ -245,7 +259,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	trace_request("kernel", m);
 
 	pthread_mutex_lock(&p->lock);
-	if (!k2d_served(p, m, op))
+	if (!k2d_served(p, m, op, true))
 		return m;
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
@@ -277,7 +291,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			return m;
 		}
 		/* The lock may have been let go, even for a restart or a give-up. */
-		if (!k2d_served(p, m, op))
+		if (!k2d_served(p, m, op, false))
 			return m;
 		epoch = p->nodes.epoch;
 	}
@@ -376,16 +390,113 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	return next;
 }
 
+/* ---- Stopping the threads for fusekeeper reexec ------------------------------------------ */
+
+/* Interrupts the relay threads' blocking reads; its handler does nothing. */
+#define FREEZE_SIGNAL SIGRTMIN
+
+static void freeze_handler(int sig)
+{
+}
+
+/* In a relay thread: lets FREEZE_SIGNAL interrupt its system calls (no SA_RESTART). */
+static void freeze_signal_unblock(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, FREEZE_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* A relay thread interrupted between two messages: waits there while the relay is frozen. */
+static void park(struct proxy *p, bool *parked)
+{
+	if (!__atomic_load_n(&p->freeze, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&p->lock);
+	*parked = true;
+	pthread_cond_broadcast(&p->changed);
+	while (p->freeze)
+		pthread_cond_wait(&p->changed, &p->lock);
+	*parked = false;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static bool notifier_idle(struct proxy *p)
+{
+	bool idle;
+
+	pthread_mutex_lock(&p->nq_lock);
+	idle = !p->nq_head && p->nq_seq_done == p->nq_seq_in;
+	pthread_mutex_unlock(&p->nq_lock);
+	return idle;
+}
+
+int relay_freeze(struct proxy *p, int64_t timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	pthread_mutex_lock(&p->lock);
+	__atomic_store_n(&p->freeze, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&p->changed);
+	for (;;) {
+		bool d2k = p->d2k_running && !p->d2k_parked;
+		struct timespec ts;
+
+		if (p->k2d_parked && !d2k) {
+			pthread_mutex_unlock(&p->lock);
+			/* Only the d2k thread queues notifications, and it is stopped. */
+			while (!notifier_idle(p) && now_ms() < deadline)
+				usleep(1000);
+			return notifier_idle(p) ? 0 : -EBUSY;
+		}
+		if (now_ms() >= deadline) {
+			pthread_mutex_unlock(&p->lock);
+			return -EBUSY;
+		}
+		/* A signal that came just before a thread went into read(2) is missed: send
+		 * another until it stops. */
+		if (!p->k2d_parked)
+			pthread_kill(p->k2d, FREEZE_SIGNAL);
+		if (d2k)
+			pthread_kill(p->d2k, FREEZE_SIGNAL);
+		ts = deadline_ts(2);
+		pthread_cond_timedwait(&p->changed, &p->lock, &ts);
+	}
+}
+
+void relay_thaw(struct proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	__atomic_store_n(&p->freeze, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+}
+
 static void *k2d_main(void *arg)
 {
 	struct proxy *p = arg;
 	struct msg *m = msg_get(p->buf_size);
 
+	freeze_signal_unblock();
+	/* A request the replaced keeper's thread held comes first. */
+	if (m && p->carry) {
+		struct msg *c = p->carry;
+
+		p->carry = NULL;
+		/* What comes back is @c or a spare buffer: m is the read buffer already. */
+		msg_put(k2d_request(p, c));
+	}
 	while (m) {
 		ssize_t n = read(p->devfd, m->data, m->cap);
 
+		if (n < 0 && errno == EINTR) {
+			park(p, &p->k2d_parked);
+			continue;
+		}
 		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+			if (errno == EAGAIN || errno == ENOENT)
 				continue;
 			if (errno != ENODEV)
 				log_error("Reading /dev/fuse failed: %s", strerror(errno));
@@ -707,13 +818,16 @@ static void *d2k_main(void *arg)
 	int sock = p->sock;
 	uint32_t epoch = p->sock_epoch;
 
+	freeze_signal_unblock();
 	while (m) {
 		struct iovec iov = { m->data, m->cap };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 		ssize_t n = recvmsg(sock, &mh, 0);
 
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR) {
+			park(p, &p->d2k_parked);
 			continue;
+		}
 		if (n <= 0) {
 			/* The keeper shut its end, or the daemon closed its own while alive. */
 			if (!__atomic_load_n(&p->detaching, __ATOMIC_ACQUIRE))
@@ -759,7 +873,11 @@ void relay_stop_d2k(struct proxy *p)
 
 int relay_start(struct proxy *p)
 {
-	int r = pthread_create(&p->k2d, NULL, k2d_main, p);
+	struct sigaction sa = { .sa_handler = freeze_handler };
 
-	return -r;
+	/* No SA_RESTART: the point is to interrupt a read. Only ever sent to one thread. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(FREEZE_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	return -pthread_create(&p->k2d, NULL, k2d_main, p);
 }

@@ -10,7 +10,10 @@
 
 #include "proxy_i.h"
 
-/* Starts the k2d thread, which runs until the connection ends. Returns 0 or -errno. */
+/*
+ * Starts the k2d thread, which runs until the connection ends; it first handles p->carry, if
+ * any (a request a replaced keeper's thread held). Returns 0 or -errno.
+ */
 int relay_start(struct proxy *p);
 
 /* Starts the d2k thread of the daemon behind p->sock. Returns 0 or -errno. */
@@ -46,3 +49,15 @@ int64_t relay_hung_at(struct proxy *p, int64_t timeout_ms, char *what, size_t si
  * the keeper's own calls included; describes them in @what when there are any. Under no lock.
  */
 size_t relay_held(struct proxy *p, char *what, size_t size);
+
+/*
+ * For fusekeeper reexec, once requests wait at the keeper (PX_WAIT): stops the k2d and d2k
+ * threads between two messages, with everything they hold in the tables (the request k2d read
+ * last in p->carry), and waits until the notifier has written every notification queued.
+ * Blocking reads are interrupted with a signal of the relay's own. Returns 0, or -EBUSY when
+ * that did not happen within @timeout_ms (call relay_thaw() either way). Under no lock.
+ */
+int relay_freeze(struct proxy *p, int64_t timeout_ms);
+
+/* Lets the threads stopped by relay_freeze() go on. */
+void relay_thaw(struct proxy *p);

@@ -51,22 +51,6 @@ restart_once() {
 	return 0
 }
 
-# status_field EXPR: a field of this keeper's status object (python expression on s).
-status_field() {
-	local out
-	out=$("$FK" status --json "$M") || return 1
-	python3 -c 'import json, sys; s = json.loads(sys.argv[1])[0]; print(eval(sys.argv[2]))' "$out" "$1"
-}
-
-# wait_in_flight: waits until status shows a request in flight (10 s at most).
-wait_in_flight() {
-	local deadline=$(($(now_ms) + 10000))
-	until [ "$(status_field 's["tracked"]["requests_in_flight"]')" -ge 1 ] 2>/dev/null; do
-		[ "$(now_ms)" -lt "$deadline" ] || return 1
-		sleep 0.02
-	done
-}
-
 # ---- part 1 -----------------------------------------------------------------------------
 M=$T/mnt
 B=$T/back
@@ -74,43 +58,18 @@ mkdir "$M" "$B"
 fk_start "$M" -- "$TESTFS" --backing="$B" {}
 fk_wait READY || fail "the keeper never became READY"
 
-try_cmd 10 mkdir "$M/fd" "$M/cwd" "$M/churn" "$M/ns" || fail "mkdir through the mount failed: $TRY_OUT"
-head -c 300000 /dev/urandom >"$T/ns-data.ref"
-try_cmd 10 cp "$T/ns-data.ref" "$M/ns/data" || fail "writing the namespace file failed: $TRY_OUT"
-want=$(sha256sum <"$T/ns-data.ref" | cut -d' ' -f1)
-
-declare -A load_pid
-for w in fd cwd churn; do
-	run_bg "load-$w" "$FKLOAD" "$w" "$M/$w" --progress="$T/$w.prog" --seed=$RANDOM
-	load_pid[$w]=$BG_PID
-done
-ns_reader_start "$M/ns"
-
+usual_load_start
 round=0
 for how in cli hup; do
 	round=$((round + 1))
-	for w in fd cwd churn; do
-		wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
-			fail "round $round: the $w workload made no progress"
-	done
 	restart_once "$how"
-	sum=$(ns_query "$round") || fail "round $round: the namespace reader did not answer"
-	[ "${sum% *}" = "$want" ] || fail "round $round: namespace reader got '$sum', expected $want"
+	usual_load_check "round-$round"
 done
-for w in fd cwd churn; do
-	wait_progress "$T/$w.prog" 150 30 "${load_pid[$w]}" ||
-		fail "after the last restart: the $w workload made no progress"
-done
-fkload_stop fd cwd churn
-cmp "$B/fd/fd-file" "$M/fd/fd-file" || fail "fd-file differs between the backing dir and the mount"
-[ -z "$(ls -A "$B/cwd")" ] || fail "the cwd workload left entries behind"
-diff -r "$B/churn" "$M/churn" || fail "the churn directory differs between the backing dir and the mount"
-[ "$(sha256sum <"$B/ns/data" | cut -d' ' -f1)" = "$want" ] || fail "the namespace file changed"
-ns_reader_stop
+usual_load_stop
 [ "$(fk_count RESTARTED)" = 2 ] || fail "expected 2 RESTARTED events, got $(fk_count RESTARTED)"
 [ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
 [ "$(fk_count RECOVERED)" = 0 ] || fail "a planned restart was reported as a crash recovery"
-[ "$(status_field 's["restarts"]["planned"]')" = 2 ] || fail "status does not count 2 planned restarts"
+[ "$(fk_status_field 's["restarts"]["planned"]')" = 2 ] || fail "status does not count 2 planned restarts"
 fk_umount_exit 0
 
 # ---- part 2: a request in flight is answered by the old daemon ------------------------------
@@ -121,13 +80,13 @@ fk_start "$M" -- "$TESTFS" --backing="$B" --delay-ms=400 {}
 fk_wait READY || fail "part 2: the keeper never became READY"
 before=$(fk_daemon_pid)
 bg_timed mkdir mkdir "$M/d1"
-wait_in_flight || fail "part 2: the mkdir never showed as in flight"
+fk_wait_in_flight || fail "part 2: the mkdir never showed as in flight"
 try_cmd 60 "$FK" restart "$M" || fail "part 2: fusekeeper restart failed: $TRY_OUT"
 log "part 2: $TRY_OUT"
 bg_result mkdir 30 || fail "part 2: mkdir did not finish"
 [ "$BG_RC" = 0 ] || fail "part 2: mkdir failed across the restart: $BG_OUT"
 [ -d "$B/d1" ] || fail "part 2: d1 is not in the backing directory"
-[ "$(status_field 's["last_recovery"]["requests_replayed"], s["last_recovery"]["requests_settled"]')" = "(0, 0)" ] ||
+[ "$(fk_status_field 's["last_recovery"]["requests_replayed"], s["last_recovery"]["requests_settled"]')" = "(0, 0)" ] ||
 	fail "part 2: the recovery replayed or settled requests: the old daemon was stopped with the mkdir in flight"
 grep -q "Daemon $before exited with status 0" "$FK_LOG" || fail "part 2: the old daemon did not exit on SIGTERM"
 fk_umount_exit 0
@@ -141,14 +100,14 @@ fk_start "$M" -- "$TESTFS" --backing="$B" --crash-file="$T/crash" {}
 fk_wait READY || fail "part 3: the keeper never became READY"
 crash_arm "hang:lookup:f"
 bg_timed stat stat "$M/f"
-wait_in_flight || fail "part 3: the stat never showed as in flight"
+fk_wait_in_flight || fail "part 3: the stat never showed as in flight"
 try_cmd 60 "$FK" restart --stop-timeout=1 "$M" || fail "part 3: fusekeeper restart failed: $TRY_OUT"
 log "part 3: $TRY_OUT"
 grep -q "still holds 1 request, the oldest LOOKUP" "$FK_LOG" ||
 	fail "part 3: the keeper did not say what the daemon still held"
 bg_result stat 30 || fail "part 3: stat did not finish"
 [ "$BG_RC" = 0 ] || fail "part 3: stat failed across the restart: $BG_OUT"
-[ "$(status_field 's["last_recovery"]["requests_replayed"]')" = 1 ] ||
+[ "$(fk_status_field 's["last_recovery"]["requests_replayed"]')" = 1 ] ||
 	fail "part 3: the stuck LOOKUP was not replayed to the new daemon"
 fk_umount_exit 0
 
@@ -161,7 +120,7 @@ fk_start "$M" -- "$TESTFS" --backing="$B" --crash-file="$T/crash" {}
 fk_wait READY || fail "part 3b: the keeper never became READY"
 crash_arm "hang:lookup:f"
 bg_timed stat3b stat "$M/f"
-wait_in_flight || fail "part 3b: the stat never showed as in flight"
+fk_wait_in_flight || fail "part 3b: the stat never showed as in flight"
 bg_timed restart3b "$FK" restart --stop-timeout=3 "$M"
 wait_match "$FK_LOG" "still holds 1 request" 15 >/dev/null || fail "part 3b: the drain did not time out"
 kill -TERM "$FK_PID"
@@ -206,7 +165,7 @@ try_cmd 60 "$FK" restart "$M" && fail "part 5: a restart whose daemon cannot sta
 	fail "part 5: unexpected message of the failed restart: $TRY_OUT"
 fk_wait GAVEUP || fail "part 5: the keeper did not give up"
 gave_up_at=$(now_ms)
-[ "$(status_field 's["state"]')" = gave-up ] || fail "part 5: status does not say gave-up"
+[ "$(fk_status_field 's["state"]')" = gave-up ] || fail "part 5: status does not say gave-up"
 eio_at_once "part 5, after giving up" 5000 "cat $M/f"
 mv "$T/daemon.off" "$T/daemon.sh"
 down_ms=$(($(now_ms) - gave_up_at))
@@ -214,7 +173,7 @@ try_cmd 60 "$FK" restart "$M" || fail "part 5: the restart after giving up faile
 [[ $TRY_OUT =~ ^Started\ the\ daemon\ of\ $M:\ daemon\ [0-9]+\ serves,\ [0-9]+\ ms\ after\ the\ last\ one\ died$ ]] ||
 	fail "part 5: unexpected output of the restart after giving up: $TRY_OUT"
 fk_wait RECOVERED || fail "part 5: the start after giving up was not a recovery"
-[ "$(status_field 's["last_recovery"]["planned"], s["last_recovery"]["duration_ms"] >= '"$down_ms")" = "(False, True)" ] ||
+[ "$(fk_status_field 's["last_recovery"]["planned"], s["last_recovery"]["duration_ms"] >= '"$down_ms")" = "(False, True)" ] ||
 	fail "part 5: the recovery after giving up is shown as planned, or timed from the request"
 [ "$(cat <&5)" = five ] || fail "part 5: the held fd does not read after the recovery"
 exec 5<&-
