@@ -576,11 +576,12 @@ static int proxy_restore(struct keeper *k, struct image *im, void **state)
 	if (p->call_efd < 0 || p->ev_efd < 0)
 		return -errno;
 	p->state = PX_UP;
+	/* k2d first: relay_start() installs the handler of the relay's freeze signal. */
 	r = notifier_start(p);
 	if (r == 0)
-		r = relay_start_d2k(p);
-	if (r == 0)
 		r = relay_start(p);
+	if (r == 0)
+		r = relay_start_d2k(p);
 	return r;
 }
 
