@@ -34,6 +34,7 @@ struct image {
 	int err;	/* 0, or the first error (-errno) */
 	int fds[IMAGE_FDS_MAX]; /* written: the fds image_fd() named, to keep open */
 	unsigned nfds;
+	bool mapped;	/* buf is a read-only mapping of a memfd (image_from_fd()) */
 };
 
 void image_u64(struct image *im, uint64_t v);
@@ -76,7 +77,10 @@ int image_keep_fds(const struct image *im, bool keep);
  */
 int image_to_memfd(const struct image *im);
 
-/* Reads the whole of @fd (an image_to_memfd() file) into @im for reading. Returns 0 or -errno. */
+/*
+ * Maps the whole of @fd, an image_to_memfd() file (sealed against writes: -EBADMSG otherwise),
+ * into @im for reading. Returns 0 or -errno.
+ */
 int image_from_fd(struct image *im, int fd);
 
 void image_free(struct image *im);

@@ -104,6 +104,7 @@ struct keeper {
 	/* fusekeeper reexec (reexec.h): asked for while a daemon serves (the supervisor's own
 	 * waits return -ECANCELED, as for a restart). */
 	bool reexec_req;
+	bool reexecing;       /* reexec_run() is at work: other requests are refused */
 	int reexec_conn;      /* the control connection waiting for the outcome; -1: none */
 	int64_t reexec_at;    /* when the last one began (now_ms(): the clock survives execve) */
 	uint64_t reexecs;     /* times this keeper process was replaced */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -354,6 +355,49 @@ static const struct mode_ops *auto_mode(const struct keeper_config *cfg, char *w
 	return &reinit_mode;
 }
 
+/*
+ * The path this binary was started from, for fusekeeper reexec, which executes what that path
+ * names then (an upgrade replaces the file, or moves a symbolic link such as an alternative):
+ * argv[0] made absolute, or found in PATH as execvp() would, if it names this very file;
+ * otherwise the file itself (/proc/self/exe). "" when neither is known.
+ */
+static void own_path(const char *argv0, char *out, size_t size)
+{
+	struct stat self, st;
+	char cwd[PATH_MAX];
+	ssize_t n;
+
+	out[0] = '\0';
+	if (stat("/proc/self/exe", &self) == 0 && argv0) {
+		if (argv0[0] == '/') {
+			if (snprintf(out, size, "%s", argv0) >= (int)size)
+				out[0] = '\0';
+		} else if (strchr(argv0, '/') && getcwd(cwd, sizeof(cwd))) {
+			if (snprintf(out, size, "%s/%s", cwd, argv0) >= (int)size)
+				out[0] = '\0';
+		} else if (!strchr(argv0, '/')) {
+			const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
+
+			for (const char *p = path; *p; p += strcspn(p, ":") + !!p[strcspn(p, ":")]) {
+				if (snprintf(out, size, "%.*s/%s", (int)strcspn(p, ":"), p, argv0) >=
+				    (int)size)
+					out[0] = '\0';
+				if (out[0] == '/' && stat(out, &st) == 0 && st.st_ino == self.st_ino &&
+				    st.st_dev == self.st_dev)
+					break;
+				out[0] = '\0';
+			}
+		}
+		if (out[0] && (stat(out, &st) < 0 || st.st_ino != self.st_ino ||
+			       st.st_dev != self.st_dev))
+			out[0] = '\0';
+	}
+	if (!out[0]) {
+		n = readlink("/proc/self/exe", out, size - 1);
+		out[n > 0 && (size_t)n < size - 1 ? n : 0] = '\0';
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct keeper_config cfg = {
@@ -375,19 +419,13 @@ int main(int argc, char **argv)
 		.state_dir = "/run/fusekeeper",
 	};
 	char err[512], *mountpoint = NULL, exe_path[PATH_MAX];
-	ssize_t exe_len = readlink("/proc/self/exe", exe_path, sizeof(exe_path) - 1);
 	int c, rc, verbose = 0;
 	bool quiet = false, has_placeholder = false, window_set = false, options_given = false;
 	bool max_start_set = false, retry_set = false, no_retry = false, ended_by_dashes;
 	const char *last_optarg = NULL;
 	const char *proxy_only = NULL; /* the last option given that only proxy mode reads */
 
-	/* The binary as started, for fusekeeper reexec: a package upgrade replaces the file at
-	 * this path (then /proc/self/exe says "(deleted)" of the old one). */
-	if (exe_len > 0 && exe_len < (ssize_t)sizeof(exe_path) - 1)
-		exe_path[exe_len] = '\0';
-	else
-		exe_path[0] = '\0';
+	own_path(argv[0], exe_path, sizeof(exe_path));
 	if (argc > 1 && client_is_command(argv[1]))
 		return client_main(argc - 1, argv + 1);
 	mount_options_init(&cfg.mnt);
@@ -577,7 +615,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fusekeeper: must run as root (it mounts with mount(2))\n");
 		return 1;
 	}
-	if (!cfg.mode && !getenv(REEXEC_IMAGE_ENV)) {
+	/* Under fusekeeper reexec the mode is the replaced keeper's (in its state image). */
+	if (!cfg.mode && !getenv(REEXEC_IMAGE_ENV) && !getenv(REEXEC_PROBE_ENV)) {
 		cfg.mode = auto_mode(&cfg, err, sizeof(err));
 		log_info("Mode: %s (--mode=auto: %s)", cfg.mode->name, err);
 		if (proxy_only && cfg.mode != &proxy_mode)
@@ -591,6 +630,12 @@ int main(int argc, char **argv)
 	cfg.argv = argv;
 	cfg.exe = exe_path[0] == '/' ? exe_path : NULL;
 	cfg.modes = modes;
+	if (getenv(REEXEC_PROBE_ENV)) {
+		/* A keeper asks whether this binary takes its command line: it does. */
+		printf("fusekeeper %s\n%s %d\n", FUSEKEEPER_VERSION, REEXEC_FORMAT_LINE,
+		       IMAGE_FORMAT);
+		return 0;
+	}
 	if (getenv(REEXEC_IMAGE_ENV)) {
 		/* Replacing a keeper: its mount is in the image, and no one serves it until the
 		 * state is taken up, so nothing may look at it (realpath would wait for ever). */

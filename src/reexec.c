@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -41,8 +42,8 @@ const char *reexec_refused(const struct keeper *k)
 		       "new keeper needs a new mount";
 	if (!k->cfg.exe)
 		return "fusekeeper does not know where its own binary is (/proc/self/exe)";
-	if (k->reexec_req)
-		return "a re-exec was asked for already";
+	if (k->reexec_req || k->reexecing)
+		return "a re-exec is under way already";
 	if (k->restart_req || k->restarting)
 		return "a planned restart of the daemon is under way; try again when it is done";
 	if (!k->serving)
@@ -52,27 +53,47 @@ const char *reexec_refused(const struct keeper *k)
 }
 
 /*
- * Runs `@exe --version` and finds the image format it reads. Returns 0 when it is ours, else
- * -errno with a message for the operator in @err.
+ * Runs @exe with the keeper's own command line and REEXEC_PROBE_ENV set: it parses that command
+ * line as it would after the execve (options, --user, the checks), and instead of keeping a
+ * mount prints the image format it reads (REEXEC_FORMAT_LINE). Returns 0 when it would take
+ * this keeper over, else -errno with a message for the operator in @err.
  */
-static int probe_binary(const char *exe, char *err, size_t errlen)
+static int probe_binary(const struct keeper *k, char *err, size_t errlen)
 {
-	char *argv[] = { (char *)exe, "--version", NULL };
-	char out[512] = "";
+	const char *exe = k->cfg.exe;
+	char out[1024] = "", *nl;
 	posix_spawn_file_actions_t fa;
-	int pipefd[2], r, status;
-	size_t len = 0;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	int pipefd[2], r, status = -1;
+	size_t len = 0, n_env = 0;
 	int64_t deadline = now_ms() + PROBE_MS;
+	_cleanup_free_ char **env = NULL;
 	const char *line;
 	pid_t pid;
 
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
+	while (environ[n_env])
+		n_env++;
+	env = calloc(n_env + 2, sizeof(*env));
+	if (!env || pipe2(pipefd, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "cannot probe %s: %s", exe, strerror(errno));
 		return -errno;
 	}
+	env[0] = REEXEC_PROBE_ENV "=1";
+	memcpy(env + 1, environ, n_env * sizeof(*env));
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
-	r = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDERR_FILENO);
+	/* Open in the probe as after the execve, where the command line checks it. */
+	if (event_get_fd() > STDERR_FILENO)
+		posix_spawn_file_actions_adddup2(&fa, event_get_fd(), event_get_fd());
+	/* Not the keeper's mask (its stop signals are blocked, for the signalfd). */
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	r = posix_spawn(&pid, exe, &fa, &attr, k->cfg.argv, env);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
 	if (r) {
@@ -92,14 +113,30 @@ static int probe_binary(const char *exe, char *err, size_t errlen)
 		len += n;
 	}
 	close(pipefd[0]);
-	kill(pid, SIGKILL);
-	/* The keeper reaps orphans too; this child may be gone already (ECHILD). */
-	waitpid(pid, &status, 0);
+	if (now_ms() >= deadline)
+		kill(pid, SIGKILL);
+	/* Not reaped elsewhere: the supervisor does nothing else meanwhile. */
+	if (waitpid(pid, &status, 0) < 0)
+		status = -1;
 	out[len] = '\0';
 	line = strstr(out, REEXEC_FORMAT_LINE " ");
+	/* Its own message says why: the first line of it. */
+	nl = strchr(out, '\n');
+	if (nl && !(WIFEXITED(status) && !WEXITSTATUS(status)))
+		*nl = '\0';
+	if (!WIFEXITED(status)) {
+		snprintf(err, errlen, "%s did not finish within %d s when asked whether it can take "
+			 "over this keeper", exe, PROBE_MS / 1000);
+		return -ETIMEDOUT;
+	}
+	if (WEXITSTATUS(status)) {
+		snprintf(err, errlen, "%s refuses this keeper's command line (exit status %d: %s)",
+			 exe, WEXITSTATUS(status), out[0] ? out : "no message");
+		return -ENOEXEC;
+	}
 	if (!line) {
-		snprintf(err, errlen, "%s --version does not say which state image format it "
-			 "reads: it is not a fusekeeper that can take over a running keeper", exe);
+		snprintf(err, errlen, "%s does not say which state image format it reads: it is not "
+			 "a fusekeeper that can take over a running keeper", exe);
 		return -ENOEXEC;
 	}
 	if (strtoul(line + strlen(REEXEC_FORMAT_LINE " "), NULL, 10) != IMAGE_FORMAT) {
@@ -298,7 +335,19 @@ static int load_keeper(struct keeper *k, struct image *im)
 	return im->err;
 }
 
+static int do_reexec(struct keeper *k);
+
 int reexec_run(struct keeper *k)
+{
+	int r;
+
+	k->reexecing = true;
+	r = do_reexec(k);
+	k->reexecing = false;
+	return r;
+}
+
+static int do_reexec(struct keeper *k)
 {
 	const struct mode_ops *m = k->cfg.mode;
 	struct image im = { 0 };
@@ -310,7 +359,7 @@ int reexec_run(struct keeper *k)
 	k->reexec_req = false;
 	k->reexec_conn = -1;
 	k->reexec_at = now_ms();
-	r = probe_binary(k->cfg.exe, err, sizeof(err));
+	r = probe_binary(k, err, sizeof(err));
 	if (r < 0) {
 		refuse(k, conn, r, err);
 		return 0;
@@ -368,29 +417,38 @@ int reexec_resume(struct keeper *k)
 {
 	const char *env = getenv(REEXEC_IMAGE_ENV);
 	struct image im;
-	int fd, r;
-	char *end;
+	char val[32], *end;
+	long fd;
+	int r;
 
 	if (!env)
 		return 0;
-	fd = strtol(env, &end, 10);
+	snprintf(val, sizeof(val), "%s", env);
 	unsetenv(REEXEC_IMAGE_ENV);
-	if (*end || fd < 0) {
-		log_error("%s is not an fd number", REEXEC_IMAGE_ENV);
+	env = val;
+	errno = 0;
+	fd = strtol(env, &end, 10);
+	r = end == env || *end || errno || fd < 0 || fd > INT_MAX ? -EINVAL : image_from_fd(&im, fd);
+	if (r < 0) {
+		/* Nothing was taken over: nothing to end either. */
+		log_error("%s=%s does not name a state image: it is set only for the fusekeeper that "
+			  "fusekeeper reexec executes; unset it", REEXEC_IMAGE_ENV, env);
 		return -EINVAL;
 	}
-	r = image_from_fd(&im, fd);
 	close(fd);
-	if (r < 0) {
-		log_error("Cannot read the state the replaced fusekeeper left: %s", strerror(-r));
-		return r;
-	}
 	if (image_get_u32(&im) != IMAGE_FORMAT)
 		image_bad(&im);
 	if (!im.err)
 		load_keeper(k, &im);
 	if (!im.err) {
-		/* Still this process's child, not reaped: the same daemon serves. */
+		siginfo_t si = { 0 };
+
+		/* Still this process's child, not reaped: the same daemon serves. A pid that is
+		 * not (a forged image) is no daemon of ours to signal or wait for. */
+		if (waitid(P_PID, k->daemon, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || k->pgid <= 1)
+			im.err = -EBADMSG;
+	}
+	if (!im.err) {
 		k->pidfd = syscall(SYS_pidfd_open, k->daemon, 0);
 		if (k->pidfd < 0)
 			im.err = -errno;
@@ -399,8 +457,12 @@ int reexec_resume(struct keeper *k)
 	}
 	if (!im.err && k->cfg.takeover && k->to.mounted && !k->to.mount_gone)
 		k->to.mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-	if (!im.err)
-		k->cfg.mode->restore(k, &im, &k->mode_state);
+	if (!im.err) {
+		/* A failure here is the mode's (a thread that cannot start), not the image's. */
+		r = k->cfg.mode->restore(k, &im, &k->mode_state);
+		if (r < 0 && !im.err)
+			im.err = r;
+	}
 	r = im.err;
 	if (!r && im.off != im.len)
 		r = -EBADMSG;

@@ -22,6 +22,13 @@ struct keeper;
 /* The line of `fusekeeper --version` that says which state image format a binary reads. */
 #define REEXEC_FORMAT_LINE "state image format"
 
+/*
+ * Set by a keeper asking the binary on disk whether it can take over: the binary parses the
+ * keeper's command line (given as its own) as it would after the execve, prints
+ * REEXEC_FORMAT_LINE and exits 0 instead of keeping a mount; or refuses it (exit 2, 1).
+ */
+#define REEXEC_PROBE_ENV "FUSEKEEPER_REEXEC_PROBE"
+
 /* Why a reexec cannot begin now (for the client and the log), or NULL when it can. */
 const char *reexec_refused(const struct keeper *k);
 

@@ -153,7 +153,7 @@ static const char *restart_refused(const struct keeper *k)
 		return "fusekeeper is stopping";
 	if (k->restart_req || k->restarting)
 		return "a planned restart is already under way";
-	if (k->reexec_req)
+	if (k->reexec_req || k->reexecing)
 		return "fusekeeper is being replaced (fusekeeper reexec); try again once it is done";
 	if (k->hang_killed)
 		return "the daemon was killed as hung; a new one takes over once it has died";

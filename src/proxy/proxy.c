@@ -256,6 +256,8 @@ static void proxy_detach(void *state)
 		note_death(p, p->sock_epoch);
 	if (p->state == PX_UP)
 		p->state = PX_WAIT;
+	/* Whatever a drain held for it, this daemon answers nothing more. */
+	p->draining = false;
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	/* Let the daemon's thread drain what the daemon sent before it died, then end. */
@@ -326,8 +328,10 @@ static int proxy_drain(void *state, int64_t deadline, char *what, size_t size)
 	struct proxy *p = state;
 
 	pthread_mutex_lock(&p->lock);
-	if (p->state == PX_UP)
+	if (p->state == PX_UP) {
 		p->state = PX_WAIT;
+		p->draining = true;
+	}
 	pthread_mutex_unlock(&p->lock);
 	while (relay_held(p, what, size)) {
 		/* Rare and short: a poll every few ms costs nothing, an answer wakes nobody. */
@@ -392,8 +396,9 @@ static void proxy_thaw(void *state)
 
 	relay_thaw(p);
 	pthread_mutex_lock(&p->lock);
-	if (p->state == PX_WAIT && p->sock_epoch) {
+	if (p->state == PX_WAIT && p->draining) {
 		p->state = PX_UP;
+		p->draining = false;
 		pthread_cond_broadcast(&p->changed);
 	}
 	pthread_mutex_unlock(&p->lock);

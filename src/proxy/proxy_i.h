@@ -68,6 +68,8 @@ struct proxy {
 	pthread_mutex_t lock; /* everything below up to the socket */
 	pthread_cond_t changed;
 	enum px_state state;
+	bool draining;		     /* PX_WAIT from drain(): the daemon still serves what it was
+					given (the keeper's own calls too), until detach or thaw */
 	struct node_table nodes;     /* epoch in nodes.epoch is the current daemon's */
 	struct handle_table handles;
 	struct lock_table locks;     /* locks the daemon granted, if it keeps them (locks.h) */

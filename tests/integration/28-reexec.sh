@@ -17,12 +17,13 @@
 # the daemon is killed right after a re-exec that handed a mkdir over in flight: the new keeper
 # recovers it (the mkdir succeeds).
 # Part 3: a re-exec the binary on disk cannot do is refused and the keeper serves on: a file
-# that is not fusekeeper, then one that reads another state image format.
+# that is not fusekeeper, one that reads another state image format, one that refuses the
+# keeper's command line.
 # Part 4: the daemon's own command line (takeover): after a re-exec a held fd reads on, and a
 # planned restart of the daemon still works (the new keeper takes the new daemon's mount call
-# over).
+# over). Part 4b: a keeper started through a symbolic link executes what the link names now.
 # Part 5: another mode refuses with a message (remount mode, where the kernel has it).
-# timeout: 240
+# timeout: 420
 . "$(dirname "$0")/../lib.sh"
 
 need_prog "$TESTFS"
@@ -134,6 +135,32 @@ try_cmd 30 umount "$M" || fail "part 2: umount failed: $TRY_OUT"
 fk_wait_exit 30 || fail "part 2: the keeper did not exit after umount"
 [ "$FK_STATUS" = 0 ] || fail "part 2: the keeper exited with status $FK_STATUS"
 
+# Part 2d: a file held open is removed as the re-exec begins (testfs takes 3 s per operation):
+# the keeper's own RENAME to a hidden name is still waited for when the drain's 2 s are over;
+# the relay cannot stop for it, so the re-exec is refused (or, had the answer come in time, goes
+# ahead), the removal succeeds, and the mount serves on.
+M=$T/mnt2d
+B=$T/back2d
+mkdir "$M" "$B"
+echo kept >"$B/f"
+fk_start "$M" -vv -- "$TESTFS" --backing="$B" --delay-ms=3000 {}
+fk_wait READY "" 30 || fail "part 2d: the keeper never became READY"
+# A process of its own holds the file: an fd of this shell would be flushed by every child.
+holder_start kept "$M/f" ro
+bg_timed rm rm "$M/f"
+wait_match "$FK_LOG" 'keeper: RENAME .*"f" -> node 1 "\.fusekeeper\.' 30 >/dev/null ||
+	fail "part 2d: the keeper did not hide the removed file"
+try_cmd 60 "$FK" reexec "$M" || [[ $TRY_OUT == *"did not come to a stop"* ]] ||
+	fail "part 2d: unexpected outcome of the re-exec: $TRY_OUT"
+log "part 2d: $TRY_OUT"
+bg_result rm 30 || fail "part 2d: rm did not finish"
+[ "$BG_RC" = 0 ] || fail "part 2d: rm failed: $BG_OUT"
+try_cmd 30 stat "$M/" || fail "part 2d: the mount does not serve after the re-exec: $TRY_OUT"
+[ "$(holder kept read)" = "read kept\n" ] || fail "part 2d: the removed file does not read through its fd"
+holder_stop kept
+try_cmd 30 umount "$M" || fail "part 2d: umount failed: $TRY_OUT"
+fk_wait_exit 30 || fail "part 2d: the keeper did not exit after umount"
+
 # ---- part 3: what the binary on disk cannot do is refused ----------------------------------
 M=$T/mnt3
 B=$T/back3
@@ -156,7 +183,18 @@ mv "$T/bin/fusekeeper.new" "$T/bin/fusekeeper"
 try_cmd 60 "$T/bin/fusekeeper.good" reexec "$M" && fail "part 3: a re-exec into another format succeeded"
 log "part 3: $TRY_OUT"
 [[ $TRY_OUT == *"reads state image format 999"* ]] || fail "part 3: unexpected refusal: $TRY_OUT"
-[ "$(fk_count REEXEC_FAILED)" = 2 ] || fail "part 3: expected 2 REEXEC_FAILED events"
+# A keeper that would not accept this keeper's command line (here: an option it does not know;
+# as well a --user that no longer exists) is refused before the execve, not after.
+printf '#!/bin/sh
+exec "%s" --no-such-option "$@"
+' "$T/bin/fusekeeper.good" >"$T/bin/fusekeeper.new"
+chmod +x "$T/bin/fusekeeper.new"
+mv "$T/bin/fusekeeper.new" "$T/bin/fusekeeper"
+try_cmd 60 "$T/bin/fusekeeper.good" reexec "$M" && fail "part 3: a re-exec into a refusing binary succeeded"
+log "part 3: $TRY_OUT"
+[[ $TRY_OUT == *"refuses this keeper's command line (exit status 2: "*"no-such-option"* ]] ||
+	fail "part 3: unexpected refusal: $TRY_OUT"
+[ "$(fk_count REEXEC_FAILED)" = 3 ] || fail "part 3: expected 3 REEXEC_FAILED events"
 [ "$(cat <&5)" = three ] || fail "part 3: the held fd does not read after the refusals"
 exec 5<&-
 mv "$T/bin/fusekeeper.good" "$T/bin/fusekeeper"
@@ -182,6 +220,24 @@ exec 5<&-
 exec 5<"$M/f"
 [ "$(cat <&5)" = own ] || fail "part 4: the file does not read after the restart"
 exec 5<&-
+fk_umount_exit 0
+
+# ---- part 4b: installed through a symbolic link --------------------------------------------
+# An upgrade that moves a link (alternatives, versioned directories) is followed: the keeper
+# executes what the path it was started from names now.
+mkdir -p "$T/opt/v1" "$T/opt/v2"
+cp "$T/bin/fusekeeper" "$T/opt/v1/fusekeeper"
+cp "$T/bin/fusekeeper" "$T/opt/v2/fusekeeper"
+ln -s "$T/opt/v1/fusekeeper" "$T/bin/fk-link"
+M=$T/mnt4b
+B=$T/back4b
+mkdir "$M" "$B"
+FK=$T/bin/fk-link fk_start "$M" -- "$TESTFS" --backing="$B" {}
+fk_wait READY || fail "part 4b: the keeper never became READY"
+ln -sfn "$T/opt/v2/fusekeeper" "$T/bin/fk-link"
+reexec_once
+[ "$(stat -L -c %i "/proc/$FK_PID/exe")" = "$(stat -c %i "$T/opt/v2/fusekeeper")" ] ||
+	fail "part 4b: the keeper does not run what its path names now"
 fk_umount_exit 0
 
 # ---- part 5: another mode -----------------------------------------------------------------
