@@ -27,6 +27,20 @@
 /* Socket buffers large enough for a few of the largest messages each way. */
 #define PROXY_SOCK_BUF (8 << 20)
 
+/* Empty tables, bounded as the command line says. Returns 0 or -errno. */
+static int tables_init(struct proxy *p)
+{
+	const struct keeper_config *cfg = p->cfg;
+	int r = node_table_init(&p->nodes, cfg->max_nodes);
+
+	if (r < 0)
+		return r;
+	handle_table_init(&p->handles, cfg->max_handles, cfg->write_window,
+			  cfg->write_window_total);
+	lock_table_init(&p->locks, cfg->max_locks);
+	return 0;
+}
+
 static int proxy_start(struct keeper *k, int devfd, void **state)
 {
 	const struct keeper_config *cfg = keeper_config(k);
@@ -50,12 +64,9 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	pthread_mutex_init(&p->lock, NULL);
 	cond_init_monotonic(&p->changed);
 	pthread_rwlock_init(&p->sock_lock, NULL);
-	r = node_table_init(&p->nodes, cfg->max_nodes);
+	r = tables_init(p);
 	if (r < 0)
 		return r;
-	handle_table_init(&p->handles, cfg->max_handles, cfg->write_window,
-			  cfg->write_window_total);
-	lock_table_init(&p->locks, cfg->max_locks);
 	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->call_efd < 0 || p->ev_efd < 0)
@@ -472,7 +483,6 @@ static int proxy_save(void *state, struct image *im)
 
 static int restore_tables(struct proxy *p, struct image *im)
 {
-	const struct keeper_config *cfg = p->cfg;
 	uint64_t n;
 	uint32_t len;
 	const void *b;
@@ -529,12 +539,9 @@ static int restore_tables(struct proxy *p, struct image *im)
 			im->err = -ENOMEM;
 	if (im->err || !p->init_done || !p->init_req)
 		return image_fail(im);
-	r = node_table_init(&p->nodes, cfg->max_nodes);
+	r = tables_init(p);
 	if (r < 0)
 		return r;
-	handle_table_init(&p->handles, cfg->max_handles, cfg->write_window,
-			  cfg->write_window_total);
-	lock_table_init(&p->locks, cfg->max_locks);
 	if (node_table_load(&p->nodes, im) || handle_table_load(&p->handles, im) ||
 	    lock_table_load(&p->locks, im) || hide_state_load(&p->hide, im))
 		return im->err;
