@@ -405,6 +405,8 @@ assert_not_mounted "$M"
 # the write, once, where it was written.
 TESTFS_OPTS=(--writeback)
 keeper --write-through
+# The page of writeback-queued must still be dirty at the kill.
+bdi_hold_dirty "$M"
 for when in before after; do
 	begin "writeback-$when" "a write sent by writeback (sync_file_range(2)), the daemon dies $when its WRITE"
 	mkdir "$B/writeback-$when" && setup_file "$B/writeback-$when" || fail "cannot set up $B/writeback-$when"
@@ -428,6 +430,8 @@ mkdir "$B/writeback-queued" && setup_file "$B/writeback-queued" || fail "cannot 
 rm -f "$T/held" "$T/held.ready" "$T/held.ranged" "$T/held.more"
 start_app held "$M/writeback-queued/f" $'new\n' 0 range-fsync "$T/held" read
 held_ready writeback-queued
+file_is "$B/writeback-queued/f" $'line1\n' ||
+	fail "writeback-queued: the page was written back before the kill, so the case tests nothing: '$FILE_GOT'"
 SPEC="writeback-queued: the kill"
 fk_mark
 gate_on
