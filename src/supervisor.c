@@ -146,6 +146,12 @@ static void reap_orphans(struct keeper *k)
 	}
 }
 
+/* A planned restart or a re-exec was asked for, and the daemon now serves so that it can start. */
+static bool replacement_due(const struct keeper *k)
+{
+	return (k->restart_req || k->reexec_req) && k->accept_restart;
+}
+
 /* Why a planned restart cannot start now, or NULL when it can. */
 static const char *restart_refused(const struct keeper *k)
 {
@@ -505,7 +511,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		wake = MIN(wake, hang_deadline(k, what, sizeof(what)));
 		if (k->hang_killed && !k->hang_told)
 			wake = MIN(wake, k->hang_killed_at + HUNG_DEATH_MS);
-		if ((k->restart_req || k->reexec_req) && k->accept_restart)
+		if (replacement_due(k))
 			return -ECANCELED;
 		control_poll_fds(&k->ctl, &pfd[6], &wake);
 		n = poll(pfd, ARRAY_SIZE(pfd), wake == INT64_MAX ? -1 : ms_until(wake));
@@ -525,7 +531,7 @@ int keeper_wait(struct keeper *k, int fd, int64_t deadline)
 		control_service(&k->ctl, &pfd[6], control_asked, control_refused, k);
 		if (k->stop)
 			return -EINTR;
-		if ((k->restart_req || k->reexec_req) && k->accept_restart)
+		if (replacement_due(k))
 			return -ECANCELED;
 		now = now_ms();
 		if (wake != INT64_MAX && now > wake + LATE_WAKE_MS)

@@ -227,7 +227,7 @@ static int hide_call(struct proxy *p, struct msg *req)
 	pthread_mutex_lock(&p->lock);
 	/* A drain holds new requests, not the daemon's answers: it still answers this one. */
 	if (err == 0)
-		while (!c.done && (p->state == PX_UP || p->draining) && now_ms() < deadline)
+		while (!c.done && daemon_answers(p) && now_ms() < deadline)
 			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
 				break;
 	if (c.done && c.reply) {
@@ -238,7 +238,7 @@ static int hide_call(struct proxy *p, struct msg *req)
 			forget_in_daemon(p, p->nodes.epoch,
 					 ((struct fuse_entry_out *)(c.reply->data +
 						sizeof(struct fuse_out_header)))->nodeid, 1);
-	} else if ((p->state == PX_UP || p->draining) && now_ms() >= deadline && err != -EPIPE) {
+	} else if (daemon_answers(p) && now_ms() >= deadline && err != -EPIPE) {
 		err = -ETIMEDOUT;
 	} else {
 		err = -EPIPE;

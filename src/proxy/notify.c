@@ -157,6 +157,26 @@ void wait_notifications(struct proxy *p)
 	pthread_mutex_unlock(&p->nq_lock);
 }
 
+int notifications_wait_idle(struct proxy *p, int64_t deadline_ms)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&p->nq_lock);
+	while (p->nq_head || p->nq_seq_done != p->nq_seq_in) {
+		int64_t left = deadline_ms - now_ms();
+		struct timespec ts;
+
+		if (left <= 0) {
+			r = -EBUSY;
+			break;
+		}
+		ts = deadline_ts(left);
+		pthread_cond_timedwait(&p->nq_cond, &p->nq_lock, &ts);
+	}
+	pthread_mutex_unlock(&p->nq_lock);
+	return r;
+}
+
 int notifier_start(struct proxy *p)
 {
 	pthread_mutex_init(&p->nq_lock, NULL);

@@ -29,3 +29,10 @@ void queue_notification(struct proxy *p, struct msg *m, const char *name);
  * are written, unless one of them already made an earlier reply give up. Under no lock.
  */
 void wait_notifications(struct proxy *p);
+
+/*
+ * Waits until every queued notification is written to the kernel, or until the CLOCK_MONOTONIC
+ * time @deadline_ms (now_ms()). Returns 0, or -EBUSY at the deadline. Under no lock; for a
+ * relay whose threads are stopped (relay_freeze()), so that nothing queues more meanwhile.
+ */
+int notifications_wait_idle(struct proxy *p, int64_t deadline_ms);

@@ -101,7 +101,7 @@ int prime_handle(struct proxy *p, uint64_t kfh, int64_t recovery_deadline)
 		/* From the relay: detach() wakes this when the daemon goes; the request then
 		 * waits for the next one, like any other. */
 		pthread_mutex_lock(&p->lock);
-		while (!c.done && (p->state == PX_UP || p->draining) && now_ms() < deadline)
+		while (!c.done && daemon_answers(p) && now_ms() < deadline)
 			if (pthread_cond_timedwait(&p->changed, &p->lock, &ts) == ETIMEDOUT)
 				break;
 		prime_done(p, req, &c, kfh);

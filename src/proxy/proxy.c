@@ -41,37 +41,51 @@ static int tables_init(struct proxy *p)
 	return 0;
 }
 
+/* A proxy for @k with no fd open, no table and no thread yet; NULL when out of memory. */
+static struct proxy *proxy_alloc(struct keeper *k)
+{
+	struct proxy *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->k = k;
+	p->cfg = keeper_config(k);
+	p->devfd = p->sock = p->daemon_end = p->call_efd = p->ev_efd = -1;
+	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+	p->unserved_tail = &p->unserved_head;
+	pthread_mutex_init(&p->lock, NULL);
+	cond_init_monotonic(&p->changed);
+	pthread_rwlock_init(&p->sock_lock, NULL);
+	return p;
+}
+
+/* The eventfds that wake the supervisor for calls and events. Returns 0 or -errno. */
+static int eventfds_open(struct proxy *p)
+{
+	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return p->call_efd < 0 || p->ev_efd < 0 ? -errno : 0;
+}
+
 static int proxy_start(struct keeper *k, int devfd, void **state)
 {
-	const struct keeper_config *cfg = keeper_config(k);
-	struct proxy *p = calloc(1, sizeof(*p));
+	struct proxy *p = proxy_alloc(k);
 	int r;
 
 	if (!p)
 		return -ENOMEM;
-	p->k = k;
-	p->cfg = cfg;
 	p->devfd = devfd;
-	p->sock = p->daemon_end = -1;
-	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
 	/* Headers take less than 8 KiB; payloads are whole pages. */
 	p->buf_size = MAX(PROXY_PAYLOAD, 32 * p->page_size) + 8192;
 	p->max_msg = p->buf_size;
 	p->state = PX_WAIT;
 	p->next_call = 1;
-	p->unserved_tail = &p->unserved_head;
 	msg_init(p->buf_size);
-	pthread_mutex_init(&p->lock, NULL);
-	cond_init_monotonic(&p->changed);
-	pthread_rwlock_init(&p->sock_lock, NULL);
 	r = tables_init(p);
-	if (r < 0)
-		return r;
-	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->call_efd < 0 || p->ev_efd < 0)
-		return -errno;
-	r = hide_start(p);
+	if (r == 0)
+		r = eventfds_open(p);
+	if (r == 0)
+		r = hide_start(p);
 	if (r == 0)
 		r = notifier_start(p);
 	if (r == 0)
@@ -565,28 +579,19 @@ static int restore_tables(struct proxy *p, struct image *im)
 /* In the new binary: the relay as the replaced keeper left it, and the daemon serving. */
 static int proxy_restore(struct keeper *k, struct image *im, void **state)
 {
-	struct proxy *p = calloc(1, sizeof(*p));
+	struct proxy *p = proxy_alloc(k);
 	int r;
 
 	if (!p)
 		return -ENOMEM;
-	p->k = k;
-	p->cfg = keeper_config(k);
-	p->devfd = p->sock = p->daemon_end = p->hide.journal_fd = -1;
-	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
-	p->unserved_tail = &p->unserved_head;
-	pthread_mutex_init(&p->lock, NULL);
-	cond_init_monotonic(&p->changed);
-	pthread_rwlock_init(&p->sock_lock, NULL);
+	p->hide.journal_fd = -1;
 	/* Whatever it returns, @p is the keeper's now: the fds in it are to be closed at stop. */
 	*state = p;
 	r = restore_tables(p, im);
+	if (r == 0)
+		r = eventfds_open(p);
 	if (r < 0)
 		return r;
-	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->call_efd < 0 || p->ev_efd < 0)
-		return -errno;
 	p->state = PX_UP;
 	/* k2d first: relay_start() installs the handler of the relay's freeze signal. */
 	r = notifier_start(p);

@@ -182,6 +182,15 @@ static inline struct timespec deadline_ts(int64_t ms)
 	return ts;
 }
 
+/*
+ * Under the lock: the daemon answers what it was sent — it serves (PX_UP), or a drain holds new
+ * requests while it answers the ones it has (p->draining).
+ */
+static inline bool daemon_answers(const struct proxy *p)
+{
+	return p->state == PX_UP || p->draining;
+}
+
 static inline void efd_signal(int fd)
 {
 	uint64_t one = 1;

@@ -187,6 +187,19 @@ static void k2d_unserved(struct proxy *p, struct msg *m, const struct op_info *o
 }
 
 /*
+ * Under the lock: a relay thread stopped for a fusekeeper reexec says so in @parked and waits
+ * until relay_thaw().
+ */
+static void park_locked(struct proxy *p, bool *parked)
+{
+	*parked = true;
+	pthread_cond_broadcast(&p->changed);
+	while (p->freeze)
+		pthread_cond_wait(&p->changed, &p->lock);
+	*parked = false;
+}
+
+/*
  * Under the lock: waits while no daemon serves — not for ever: the supervisor moves to
  * PX_FAILED once --request-wait has passed. Returns true when one serves; false when none is
  * waited for, and @m was answered (the lock is then let go). @fresh: nothing was done for @m
@@ -198,11 +211,7 @@ static bool k2d_served(struct proxy *p, struct msg *m, const struct op_info *op,
 		/* Only a request nothing was done for yet can be handed to the next keeper. */
 		if (p->freeze && fresh && !p->k2d_parked) {
 			p->carry = m;
-			p->k2d_parked = true;
-			pthread_cond_broadcast(&p->changed);
-			while (p->freeze)
-				pthread_cond_wait(&p->changed, &p->lock);
-			p->k2d_parked = false;
+			park_locked(p, &p->k2d_parked);
 			p->carry = NULL;
 			continue;
 		}
@@ -415,22 +424,8 @@ static void park(struct proxy *p, bool *parked)
 	if (!__atomic_load_n(&p->freeze, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&p->lock);
-	*parked = true;
-	pthread_cond_broadcast(&p->changed);
-	while (p->freeze)
-		pthread_cond_wait(&p->changed, &p->lock);
-	*parked = false;
+	park_locked(p, parked);
 	pthread_mutex_unlock(&p->lock);
-}
-
-static bool notifier_idle(struct proxy *p)
-{
-	bool idle;
-
-	pthread_mutex_lock(&p->nq_lock);
-	idle = !p->nq_head && p->nq_seq_done == p->nq_seq_in;
-	pthread_mutex_unlock(&p->nq_lock);
-	return idle;
 }
 
 int relay_freeze(struct proxy *p, int64_t timeout_ms)
@@ -447,9 +442,7 @@ int relay_freeze(struct proxy *p, int64_t timeout_ms)
 		if (p->k2d_parked && !d2k) {
 			pthread_mutex_unlock(&p->lock);
 			/* Only the d2k thread queues notifications, and it is stopped. */
-			while (!notifier_idle(p) && now_ms() < deadline)
-				usleep(1000);
-			return notifier_idle(p) ? 0 : -EBUSY;
+			return notifications_wait_idle(p, deadline);
 		}
 		if (now_ms() >= deadline) {
 			pthread_mutex_unlock(&p->lock);
