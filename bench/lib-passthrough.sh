@@ -16,7 +16,8 @@
 #                           goes to WORK/list.TAG)
 #   seq_write MNT TAG       SEQ_MB MiB written to MNT/seq.TAG and fsynced
 #   seq_read MNT TAG        MNT/seq.TAG read whole
-#   timed CMD...            runs CMD and prints the seconds it took (3 decimals); needs now_us
+#   now_us                  the wall clock in microseconds
+#   timed CMD...            runs CMD and prints the seconds it took (3 decimals)
 #   median                  the median of the numbers on stdin, one a line
 #   ratio A B               A / B with 2 decimals, "-" when A is empty or B is not positive
 # The example's source is the package's; it is never part of this repository.
@@ -69,6 +70,8 @@ walk() {
 
 seq_write() { dd if=/dev/zero of="$1/seq.$2" bs=1M count="$SEQ_MB" conv=fsync status=none; }
 seq_read() { dd if="$1/seq.$2" of=/dev/null bs=1M status=none; }
+
+now_us() { echo "${EPOCHREALTIME/./}"; }
 
 timed() {
 	local t0 t1

@@ -262,9 +262,19 @@ int image_from_fd(struct image *im, int fd)
 	return 0;
 }
 
+void image_view(struct image *im, const void *data, size_t len)
+{
+	memset(im, 0, sizeof(*im));
+	im->buf = (char *)data;
+	im->len = im->cap = len;
+	im->borrowed = true;
+}
+
 void image_free(struct image *im)
 {
-	if (im->mapped)
+	if (im->borrowed)
+		;
+	else if (im->mapped)
 		munmap(im->buf, im->cap);
 	else
 		free(im->buf);

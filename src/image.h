@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 /* The layout written and read by this binary; change it with any change of what is saved. */
-#define IMAGE_FORMAT 1
+#define IMAGE_FORMAT 2
 
 /* File descriptors an image may name: they stay open across the execve. */
 #define IMAGE_FDS_MAX 16
@@ -35,6 +35,13 @@ struct image {
 	int fds[IMAGE_FDS_MAX]; /* written: the fds image_fd() named, to keep open */
 	unsigned nfds;
 	bool mapped;	/* buf is a read-only mapping of a memfd (image_from_fd()) */
+	bool borrowed;	/* buf is someone else's bytes, read in place (image_view()) */
+};
+
+/* Bytes of an image held elsewhere: a record of the resume journal, say. */
+struct image_span {
+	const void *data;
+	size_t len;
 };
 
 void image_u64(struct image *im, uint64_t v);
@@ -82,5 +89,8 @@ int image_to_memfd(const struct image *im);
  * into @im for reading. Returns 0 or -errno.
  */
 int image_from_fd(struct image *im, int fd);
+
+/* Reads @len bytes at @data (not copied: they must outlive @im) as an image. */
+void image_view(struct image *im, const void *data, size_t len);
 
 void image_free(struct image *im);

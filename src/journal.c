@@ -228,8 +228,13 @@ int journal_open(struct journal **jp, int fd_a, int fd_b, struct image *base)
 	size_t len;
 	int r = 0;
 
-	if (!j)
+	if (!j) {
+		if (fd_a >= 0)
+			close(fd_a);
+		if (fd_b >= 0)
+			close(fd_b);
 		return -ENOMEM;
+	}
 	j->side[0].fd = fd_a;
 	j->side[1].fd = fd_b;
 	for (int i = 0; i < 2 && !r; i++)

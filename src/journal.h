@@ -60,8 +60,9 @@ void journal_fds(const struct journal *j, int fds[2]);
 /*
  * A successor's side: takes the two memfds a journal_create() made (in any order; either may
  * be -1 if lost), finds the current one and reads it. *@base gets a copy of the base for
- * image_get_*(). Returns 0, or -EBADMSG when neither holds a whole base. The journal is then
- * read with journal_next() and appended to as any other (its fds are now the caller's).
+ * image_get_*(). Returns 0, or -EBADMSG when neither holds a whole base (or -errno), the fds
+ * closed then. The journal is then read with journal_next() and appended to as any other (the
+ * fds are its own).
  */
 int journal_open(struct journal **j, int fd_a, int fd_b, struct image *base);
 

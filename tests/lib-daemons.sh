@@ -86,6 +86,8 @@ _fkd_cleanup() {
 		rm -rf "$_fkd_tmp"
 		_fkd_tmp=
 	fi
+	# fk_cleanup found a failure once the test had passed (lib.sh): all is cleaned up now.
+	[ -z "${FK_LATE_FAIL:-}" ] || exit 1
 	return 0
 }
 

@@ -50,6 +50,9 @@ export TESTFS=$BUILD_DIR/tests/testfs
 export BADDAEMON=$BUILD_DIR/tests/baddaemon
 export FKLOAD=$BUILD_DIR/tests/fkload
 : "${FK_WAIT_TIMEOUT:=30}"
+# Proxy-mode keepers keep the resume journal and check it against their tables whenever a
+# daemon dies (src/proxy/resume.h); a mismatch fails the test at its end (fk_cleanup).
+export FUSEKEEPER_RESUME_CHECK=${FUSEKEEPER_RESUME_CHECK:-1}
 
 mkdir -p "${FK_TMPROOT:=/tmp}"
 T=$(mktemp -d "$FK_TMPROOT/$FK_TEST_NAME.XXXXXX") || fail "cannot create a temp dir"
@@ -675,7 +678,15 @@ fk_cleanup() {
 		done
 	done
 
+	# A keeper whose resume journal differed from its tables fails a test that passed.
+	m='The resume journal does not match'
+	if [ "$rc" = 0 ] && grep -qs "$m" "$T"/keeper.*.log; then
+		grep -h "$m" "$T"/keeper.*.log | sed 's/^/FAIL: /' >&2
+		FK_LATE_FAIL=1
+	fi
 	rm -rf --one-file-system "$T"
+	# With lib-daemons.sh's clean-up chained after this one, that one exits.
+	[ -n "${FK_LATE_FAIL:-}" ] && ! declare -F _fkd_cleanup >/dev/null && exit 1
 	return 0
 }
 

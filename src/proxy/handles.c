@@ -30,6 +30,7 @@ void handle_table_free(struct handle_table *t)
 {
 	idmap_each(&t->by_kfh, free_one, NULL);
 	idmap_free(&t->by_kfh);
+	changes_free(&t->changes);
 }
 
 struct handle *handle_get(struct handle_table *t, uint64_t kfh)
@@ -72,6 +73,7 @@ struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flag
 		return NULL;
 	}
 	*fh = h->kfh;
+	handle_changed(t, h);
 	return h;
 }
 
@@ -81,6 +83,7 @@ void handle_forget(struct handle_table *t, uint64_t kfh)
 
 	if (!h)
 		return;
+	handle_changed(t, h);
 	handle_set_fresh(t, h, false);
 	handle_set_write_lost(t, h, false);
 	msg_put_chain(handle_take_window(t, h));
@@ -124,6 +127,25 @@ void handle_synced(struct handle_table *t, struct handle *h, uint64_t seq)
 		h->win_tail = NULL;
 	if (h->overflow_seq && h->overflow_seq <= seq)
 		h->overflow_seq = 0;
+	if (h->unsynced && !h->acking && !h->win_head && !h->overflow_seq && seq == h->ack_seq) {
+		h->unsynced = false;
+		handle_changed(t, h);
+	}
+}
+
+void handle_note_unsynced(struct handle_table *t, struct handle *h)
+{
+	h->acking++;
+	if (h->unsynced)
+		return;
+	h->unsynced = true;
+	handle_changed(t, h);
+}
+
+void handle_acked(struct handle *h)
+{
+	if (h->acking)
+		h->acking--;
 }
 
 struct msg *handle_take_window(struct handle_table *t, struct handle *h)
@@ -157,8 +179,10 @@ void handle_put_window(struct handle_table *t, struct handle *h, struct msg *hea
 
 void handle_set_write_lost(struct handle_table *t, struct handle *h, bool lost)
 {
-	if (h->write_lost != lost)
+	if (h->write_lost != lost) {
 		t->lost_count += lost ? 1 : -1;
+		handle_changed(t, h);
+	}
 	h->write_lost = lost;
 }
 
@@ -316,4 +340,80 @@ int handle_table_load(struct handle_table *t, struct image *im)
 		load_one(t, im);
 	image_expect(im, TAG_HANDLES_END);
 	return im->err;
+}
+
+/* ---- The resume journal (resume.c) ------------------------------------------------------- */
+
+void handle_table_head_save(const struct handle_table *t, struct image *im)
+{
+	image_u32(im, t->epoch);
+	image_u64(im, t->next_kfh);
+}
+
+void handle_item_save(const struct handle *h, struct image *im)
+{
+	image_u64(im, h->kfh);
+	image_u64(im, h->node);
+	image_u32(im, h->flags);
+	image_u32(im, h->fopen);
+	image_u32(im, h->uid);
+	image_u32(im, h->gid);
+	image_bool(im, h->dir);
+	image_bool(im, h->lost);
+	image_bool(im, h->write_lost || h->unsynced || h->win_head || h->overflow_seq);
+}
+
+static void build_handle(uint64_t key, void *val, void *arg)
+{
+	struct handle_table *t = ((void **)arg)[0];
+	int *err = ((void **)arg)[1];
+	const struct image_span *sp = val;
+	struct image im;
+	struct handle *h;
+
+	if (*err)
+		return;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		*err = -ENOMEM;
+		return;
+	}
+	image_view(&im, sp->data, sp->len);
+	h->kfh = image_get_u64(&im);
+	h->node = image_get_u64(&im);
+	h->flags = image_get_u32(&im);
+	h->fopen = image_get_u32(&im);
+	h->uid = image_get_u32(&im);
+	h->gid = image_get_u32(&im);
+	h->dir = image_get_bool(&im);
+	h->lost = image_get_bool(&im);
+	h->primed_end = UINT64_MAX;
+	/* epoch 0: no daemon's; recovery opens it again. */
+	if (im.err || h->kfh != key) {
+		free(h);
+		*err = -EBADMSG;
+		return;
+	}
+	if (idmap_put(&t->by_kfh, h->kfh, h) < 0) {
+		free(h);
+		*err = -ENOMEM;
+		return;
+	}
+	if (image_get_bool(&im))
+		handle_set_write_lost(t, h, true);
+	if (im.err)
+		*err = -EBADMSG;
+}
+
+int handle_table_build(struct handle_table *t, struct image *head, const struct idmap *items)
+{
+	int err = 0;
+	void *arg[2] = { t, &err };
+
+	t->epoch = image_get_u32(head);
+	t->next_kfh = image_get_u64(head);
+	if (head->err || !t->epoch)
+		return image_fail(head);
+	idmap_each(items, build_handle, arg);
+	return err;
 }

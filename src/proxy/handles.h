@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "changes.h"
 #include "idmap.h"
 #include "image.h"
 #include "msg.h"
@@ -40,6 +41,9 @@ struct handle {
 	uint64_t overflow_seq;	/* last acknowledged write the window dropped; 0: none since sync */
 	bool write_lost;	/* a restart lost acknowledged writes: the next WRITE, FSYNC or
 				   FLUSH fails with EIO (FSYNC and FLUSH report it once) */
+	bool unsynced;		/* writes were acknowledged since the last sync that covered
+				   them all: the resume journal says so (handle_note_unsynced()) */
+	uint32_t acking;	/* writes noted unsynced whose window_update() is to come */
 };
 
 struct handle_table {
@@ -52,7 +56,25 @@ struct handle_table {
 	uint64_t win_total_max; /* bound on all write windows together, bytes */
 	uint64_t win_total;	/* memory all write windows take, bytes */
 	uint64_t lost_count;	/* handles with write_lost set: lets the relay skip the check */
+	struct changes changes; /* handles changed since the resume journal wrote them */
 };
+
+/* What the kernel may know of @h changed outside this file (lost): the journal writes it again. */
+static inline void handle_changed(struct handle_table *t, const struct handle *h)
+{
+	changes_note(&t->changes, h->kfh);
+}
+
+/*
+ * A WRITE on @h is about to be acknowledged to the kernel and the daemon may not have made it
+ * durable (no --write-through): from now until a sync covers every acknowledged write,
+ * handle_item_save() says so, and a keeper resuming after a SIGKILL (which lost the write
+ * window) fails the handle's next sync with EIO.
+ */
+void handle_note_unsynced(struct handle_table *t, struct handle *h);
+
+/* The write handle_note_unsynced() was told of is in the window now (or was not kept). */
+void handle_acked(struct handle *h);
 
 /* Sets up an empty table bounded to @max handles, with write windows bounded as given. */
 void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
@@ -117,3 +139,23 @@ void handle_table_save(const struct handle_table *t, struct image *im);
  * handle_table_save() wrote. Returns 0, -EBADMSG or -ENOMEM; @t is then to be freed.
  */
 int handle_table_load(struct handle_table *t, struct image *im);
+
+/* ---- The resume journal (resume.c) ------------------------------------------------------- */
+
+/* What the table says of itself: its epoch and the next kfh to hand out. */
+void handle_table_head_save(const struct handle_table *t, struct image *im);
+
+/*
+ * What a keeper resuming after a SIGKILL needs of @h to open it again: its kfh, node, flags, the
+ * opener's credentials, whether it was lost, and whether acknowledged writes may not be durable
+ * (write_lost or unsynced). Not the write window itself.
+ */
+void handle_item_save(const struct handle *h, struct image *im);
+
+/*
+ * Fills @t, fresh from handle_table_init(), from @head (handle_table_head_save()) and @items
+ * (kfh -> struct image_span * of handle_item_save()). Every handle belongs to no daemon yet (to
+ * be opened again); one whose writes may not be durable has write_lost set. Returns 0, -EBADMSG
+ * or -ENOMEM.
+ */
+int handle_table_build(struct handle_table *t, struct image *head, const struct idmap *items);

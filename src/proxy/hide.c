@@ -156,8 +156,10 @@ static struct node_name *hide_settled(struct proxy *p, uint64_t dir, const char 
 {
 	struct node_name *nm = node_find_name(&p->nodes, dir, hidden);
 
-	if (nm)
+	if (nm) {
 		nm->hiding = false;
+		node_changed(&p->nodes, nm->node);
+	}
 	return nm;
 }
 
@@ -188,6 +190,7 @@ static void hide_done(struct proxy *p, struct node *n, uint64_t dir, const char 
 
 	if (nm)
 		nm->unconfirmed = false;
+	node_changed(&p->nodes, n);
 	if (unlink)
 		node_unlink(&p->nodes, dir, name);
 	if (!n->opened) {
@@ -204,8 +207,10 @@ static void hide_done(struct proxy *p, struct node *n, uint64_t dir, const char 
 	}
 	/* Ctimes moved: a settle rule must not take that for another request's work. */
 	n->changed_ns = realtime_ns();
-	if (d)
+	if (d) {
 		d->changed_ns = n->changed_ns;
+		node_changed(&p->nodes, d);
+	}
 	log_debug("Node %" PRIu64 " is %s while open: kept as %s until its last close", n->kid,
 		  unlink ? "removed" : "renamed over", path);
 }
@@ -302,6 +307,7 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		 * should the daemon die, recovery finds the file by it if the rename was made.
 		 */
 		nm->hiding = true;
+		node_changed(&p->nodes, n);
 		p->hide.live++;
 		hide_journal(&p->hide, true, path);
 		epoch = p->nodes.epoch;

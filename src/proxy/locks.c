@@ -36,6 +36,7 @@ void lock_table_free(struct lock_table *t)
 	idmap_each(&t->by_node, free_node, NULL);
 	idmap_free(&t->by_node);
 	t->count = 0;
+	changes_free(&t->changes);
 }
 
 static bool overlap(uint64_t s1, uint64_t e1, uint64_t s2, uint64_t e2)
@@ -132,6 +133,7 @@ int lock_apply(struct lock_table *t, uint64_t node, uint64_t kfh, const struct f
 
 	if (!valid(in))
 		return -EINVAL;
+	changes_note(&t->changes, node);
 	if (!ln && !lock)
 		return 0;
 	/* Everything that can fail first: at most the new record and one split piece. */
@@ -214,6 +216,7 @@ static unsigned drop_where(struct lock_table *t, uint64_t node,
 
 	if (!ln)
 		return 0;
+	changes_note(&t->changes, node);
 	for (pp = &ln->head; *pp;) {
 		if (match(*pp, key)) {
 			drop(t, pp);
@@ -294,6 +297,7 @@ ssize_t lock_collect(const struct lock_table *t, struct lock_rec ***v)
 void lock_set_lost(struct lock_table *t, struct lock_rec *l)
 {
 	l->lost = true;
+	changes_note(&t->changes, l->node);
 }
 
 struct lock_rec *lock_first(const struct lock_table *t, uint64_t node)
@@ -335,6 +339,48 @@ void lock_table_save(const struct lock_table *t, struct image *im)
 	image_tag(im, TAG_LOCKS_END);
 }
 
+/* Reads one record that save_node() wrote into @t; of node @want unless 0. Returns !im->err. */
+static bool load_rec(struct lock_table *t, struct image *im, uint64_t want)
+{
+	struct lock_rec *l = calloc(1, sizeof(*l));
+	struct lock_node *ln;
+
+	if (!l) {
+		im->err = -ENOMEM;
+		return false;
+	}
+	l->node = image_get_u64(im);
+	l->kfh = image_get_u64(im);
+	l->owner = image_get_u64(im);
+	l->start = image_get_u64(im);
+	l->end = image_get_u64(im);
+	l->seq = image_get_u64(im);
+	l->type = image_get_u32(im);
+	l->pid = image_get_u32(im);
+	l->flock = image_get_bool(im);
+	l->lost = image_get_bool(im);
+	if (!im->err && ((l->type != F_RDLCK && l->type != F_WRLCK) || l->start > l->end ||
+			 (want && l->node != want)))
+		image_bad(im);
+	ln = im->err ? NULL : idmap_get(&t->by_node, l->node);
+	if (!im->err && !ln) {
+		ln = calloc(1, sizeof(*ln));
+		if (!ln || idmap_put(&t->by_node, l->node, ln) < 0) {
+			free(ln);
+			im->err = -ENOMEM;
+		}
+	}
+	if (im->err) {
+		free(l);
+		return false;
+	}
+	/* Order within a node does not matter (lock_collect() sorts by grant). */
+	l->next = ln->head;
+	ln->head = l;
+	t->count++;
+	return true;
+}
+
 int lock_table_load(struct lock_table *t, struct image *im)
 {
 	uint64_t count;
@@ -344,43 +390,62 @@ int lock_table_load(struct lock_table *t, struct image *im)
 	t->next_seq = image_get_u64(im);
 	t->refused = image_get_u64(im);
 	count = image_get_u64(im);
-	for (uint64_t i = 0; i < count && !im->err; i++) {
-		struct lock_rec *l = calloc(1, sizeof(*l));
-		struct lock_node *ln;
-
-		if (!l) {
-			im->err = -ENOMEM;
-			break;
-		}
-		l->node = image_get_u64(im);
-		l->kfh = image_get_u64(im);
-		l->owner = image_get_u64(im);
-		l->start = image_get_u64(im);
-		l->end = image_get_u64(im);
-		l->seq = image_get_u64(im);
-		l->type = image_get_u32(im);
-		l->pid = image_get_u32(im);
-		l->flock = image_get_bool(im);
-		l->lost = image_get_bool(im);
-		if (!im->err && ((l->type != F_RDLCK && l->type != F_WRLCK) || l->start > l->end))
-			image_bad(im);
-		ln = im->err ? NULL : idmap_get(&t->by_node, l->node);
-		if (!im->err && !ln) {
-			ln = calloc(1, sizeof(*ln));
-			if (!ln || idmap_put(&t->by_node, l->node, ln) < 0) {
-				free(ln);
-				im->err = -ENOMEM;
-			}
-		}
-		if (im->err) {
-			free(l);
-			break;
-		}
-		/* Order within a node does not matter (lock_collect() sorts by grant). */
-		l->next = ln->head;
-		ln->head = l;
-		t->count++;
-	}
+	for (uint64_t i = 0; i < count && load_rec(t, im, 0); i++)
+		;
 	image_expect(im, TAG_LOCKS_END);
 	return im->err;
+}
+
+/* ---- The resume journal (resume.c) ------------------------------------------------------- */
+
+void lock_table_head_save(const struct lock_table *t, struct image *im)
+{
+	image_u64(im, t->next_seq);
+	image_u64(im, t->refused);
+}
+
+void lock_item_save(const struct lock_table *t, uint64_t node, struct image *im)
+{
+	const struct lock_node *ln = idmap_get(&t->by_node, node);
+	uint32_t n = 0;
+
+	for (const struct lock_rec *l = ln ? ln->head : NULL; l; l = l->next)
+		n++;
+	image_u64(im, node);
+	image_u32(im, n);
+	if (ln)
+		save_node(node, (void *)ln, im);
+}
+
+static void build_node(uint64_t key, void *val, void *arg)
+{
+	struct lock_table *t = ((void **)arg)[0];
+	int *err = ((void **)arg)[1];
+	const struct image_span *sp = val;
+	struct image im;
+	uint32_t n;
+
+	if (*err)
+		return;
+	image_view(&im, sp->data, sp->len);
+	if (image_get_u64(&im) != key)
+		image_bad(&im);
+	n = image_get_u32(&im);
+	for (uint32_t i = 0; i < n && load_rec(t, &im, key); i++)
+		;
+	if (im.err)
+		*err = im.err;
+}
+
+int lock_table_build(struct lock_table *t, struct image *head, const struct idmap *items)
+{
+	int err = 0;
+	void *arg[2] = { t, &err };
+
+	t->next_seq = image_get_u64(head);
+	t->refused = image_get_u64(head);
+	if (head->err)
+		return image_fail(head);
+	idmap_each(items, build_node, arg);
+	return err;
 }

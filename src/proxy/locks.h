@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "changes.h"
 #include "idmap.h"
 #include "image.h"
 #include "proto.h"
@@ -46,6 +47,7 @@ struct lock_table {
 	uint64_t max;		/* bound on count (see lock_fits()) */
 	uint64_t next_seq;
 	uint64_t refused;	/* requests refused for want of room so far (for logs) */
+	struct changes changes; /* nodes whose records changed since the resume journal wrote them */
 };
 
 /* Sets up an empty table bounded to @max records. */
@@ -117,3 +119,18 @@ void lock_table_save(const struct lock_table *t, struct image *im);
  * lock_table_save() wrote. Returns 0, -EBADMSG or -ENOMEM; @t is then to be freed.
  */
 int lock_table_load(struct lock_table *t, struct image *im);
+
+/* ---- The resume journal (resume.c) ------------------------------------------------------- */
+
+/* What the table says of itself: the next grant's sequence number, refusals so far. */
+void lock_table_head_save(const struct lock_table *t, struct image *im);
+
+/* Every record of @node (none: the node holds no lock now), for a keeper resuming after a
+ * SIGKILL to take them again. */
+void lock_item_save(const struct lock_table *t, uint64_t node, struct image *im);
+
+/*
+ * Fills @t, fresh from lock_table_init(), from @head (lock_table_head_save()) and @items (node
+ * kid -> struct image_span * of lock_item_save()). Returns 0, -EBADMSG or -ENOMEM.
+ */
+int lock_table_build(struct lock_table *t, struct image *head, const struct idmap *items);

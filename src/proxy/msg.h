@@ -43,7 +43,8 @@ struct msg {
 	char data[] __attribute__((aligned(8)));
 };
 
-/* Sets the size of large buffers (largest message + headroom). Call once before msg_get(). */
+/* Sets the size of large buffers (largest message + headroom). Call before msg_get(); later
+ * calls must give the same size (the resume journal's check reads it back). */
 void msg_init(uint32_t big_cap);
 
 /* A buffer able to hold @len bytes (small or large), or NULL. */

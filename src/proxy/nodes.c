@@ -61,6 +61,7 @@ static void name_remove(struct node_table *t, struct node_name *nm)
 	struct node *n = nm->node, *parent;
 	struct node_name **pp;
 
+	node_changed(t, n);
 	for (pp = &n->names; *pp; pp = &(*pp)->next) {
 		if (*pp == nm) {
 			*pp = nm->next;
@@ -112,6 +113,7 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 
 	if (!name || n->kid == FUSE_ROOT_ID)
 		return 0; /* The root has no name to find it by: it is always FUSE_ROOT_ID. */
+	node_changed(t, n);
 	old = node_find_name(t, parent, name);
 	if (old && old->node == n) {
 		/* Known: it becomes the most recent. */
@@ -185,6 +187,7 @@ int node_pin(struct node_table *t, uint64_t kid)
 	if (!n)
 		return -ENOENT;
 	n->pins++;
+	node_changed(t, n);
 	return 0;
 }
 
@@ -195,6 +198,7 @@ void node_unpin(struct node_table *t, uint64_t kid)
 	if (!n || !n->pins)
 		return;
 	n->pins--;
+	node_changed(t, n);
 	if (unheld(n))
 		node_free(t, n);
 }
@@ -316,10 +320,12 @@ void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fw
 	}
 	n->lost = true;
 	n->replaced = true;
+	node_changed(t, n);
 }
 
 static void node_free(struct node_table *t, struct node *n)
 {
+	node_changed(t, n);
 	ino_untrack(t, n);
 	idmap_del(&t->by_kid, n->kid);
 	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
@@ -369,6 +375,7 @@ static void free_one(uint64_t key, void *val, void *arg)
 
 void node_table_free(struct node_table *t)
 {
+	changes_free(&t->changes);
 	idmap_each(&t->by_kid, free_one, NULL);
 	idmap_free(&t->by_kid);
 	idmap_free(&t->by_did);
@@ -453,6 +460,7 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 	}
 	n->k_nlookup++;
 	n->d_nlookup++;
+	node_changed(t, n);
 	/* A failed name update only costs recoverability of this node, not correctness now. */
 	name_add(t, n, parent, name, false);
 	e->nodeid = n->kid;
@@ -470,6 +478,7 @@ static void release_lookups(struct node_table *t, struct node *n, uint64_t count
 	*did = n->did;
 	*fwd = 0;
 	n->k_nlookup = count >= n->k_nlookup ? 0 : n->k_nlookup - count;
+	node_changed(t, n);
 	if (current) {
 		/*
 		 * Before any restart both counts move together. After one, the daemon holds fewer
@@ -674,6 +683,7 @@ static void lose_one(uint64_t key, void *val, void *arg)
 
 	if (n->epoch != t->epoch && !n->lost) {
 		n->lost = true;
+		node_changed(t, n);
 		(*count)++;
 	}
 }
@@ -880,4 +890,193 @@ int node_table_load(struct node_table *t, struct image *im)
 		load_map(t, im, &t->kino_held, true);
 	image_expect(im, TAG_NODES_END);
 	return im->err;
+}
+
+/* ---- The resume journal (resume.c) ------------------------------------------------------- */
+
+void node_table_head_save(const struct node_table *t, struct image *im)
+{
+	image_u32(im, t->epoch);
+	image_u64(im, t->next_kid);
+	image_bool(im, t->ino_remap);
+	image_u64(im, t->next_ino);
+	image_u64(im, t->ino_is_nodeid);
+	image_u64(im, t->ino_not_nodeid);
+}
+
+void node_item_save(const struct node *n, struct image *im)
+{
+	image_u64(im, n->kid);
+	image_u64(im, n->k_nlookup);
+	image_u64(im, n->k_gen);
+	image_u64(im, n->k_ino);
+	image_u32(im, n->type);
+	image_u32(im, n->opened);
+	image_u32(im, n->pins);
+	image_u64(im, n->dver);
+	image_u64(im, n->changed_ns);
+	image_bool(im, n->lost);
+	image_bool(im, n->replaced);
+	image_u32(im, n->nnames);
+	/* Least recent first: build adds each as the most recent. */
+	for (uint32_t i = n->nnames; i-- > 0;) {
+		const struct node_name *nm = n->names;
+
+		for (uint32_t j = 0; j < i && nm; j++)
+			nm = nm->next;
+		image_u64(im, nm ? nm->parent : 0);
+		image_bool(im, nm && nm->unconfirmed);
+		image_bool(im, nm && nm->hiding);
+		image_str(im, nm ? nm->name : "");
+	}
+}
+
+/* Reads the fields of an item that node_item_save() wrote, up to its names, into @n. */
+static void item_fields(struct image *im, struct node *n)
+{
+	n->kid = image_get_u64(im);
+	n->k_nlookup = image_get_u64(im);
+	n->k_gen = image_get_u64(im);
+	n->k_ino = image_get_u64(im);
+	n->type = image_get_u32(im);
+	n->opened = image_get_u32(im);
+	n->pins = image_get_u32(im);
+	n->dver = image_get_u64(im);
+	n->changed_ns = image_get_u64(im);
+	n->lost = image_get_bool(im);
+	n->replaced = image_get_bool(im);
+}
+
+/* Pass 1 of node_table_build(): the node of one item, without its names. */
+static void build_node(uint64_t key, void *val, void *arg)
+{
+	struct node_table *t = ((void **)arg)[0];
+	int *err = ((void **)arg)[1];
+	const struct image_span *sp = val;
+	struct node tmp = { 0 }, *n;
+	struct image im;
+
+	if (*err)
+		return;
+	image_view(&im, sp->data, sp->len);
+	item_fields(&im, &tmp);
+	if (im.err || tmp.kid != key || !key) {
+		*err = -EBADMSG;
+		return;
+	}
+	n = node_get(t, key);
+	if (n) {
+		/* The root: what node_table_init() made of it stays but for the kernel's side. */
+		n->k_gen = tmp.k_gen;
+		n->k_ino = tmp.k_ino;
+		n->opened = tmp.opened;
+		n->pins = tmp.pins;
+		n->dver = tmp.dver;
+		n->changed_ns = tmp.changed_ns;
+		return;
+	}
+	/* epoch 0, no did: no daemon knows it; recovery looks it up again. */
+	n = malloc(sizeof(*n));
+	if (!n || idmap_put(&t->by_kid, key, n) < 0) {
+		free(n);
+		*err = -ENOMEM;
+		return;
+	}
+	*n = tmp;
+	t->count++;
+}
+
+/* Pass 2: the names of one item, in directories that are in the table. */
+static void build_names(uint64_t key, void *val, void *arg)
+{
+	struct node_table *t = ((void **)arg)[0];
+	int *err = ((void **)arg)[1];
+	const struct image_span *sp = val;
+	struct node *n = node_get(t, key), skip;
+	struct image im;
+	uint32_t count;
+
+	if (*err || !n)
+		return;
+	image_view(&im, sp->data, sp->len);
+	item_fields(&im, &skip);
+	count = image_get_u32(&im);
+	if (count > NODE_NAMES_MAX)
+		image_bad(&im);
+	for (uint32_t i = 0; i < count && !im.err; i++) {
+		uint64_t parent = image_get_u64(&im);
+		bool unconfirmed = image_get_bool(&im), hiding = image_get_bool(&im);
+		_cleanup_free_ char *name = image_get_str(&im);
+		struct node_name *nm;
+
+		if (!name || !*name || strchr(name, '/')) {
+			image_bad(&im);
+			break;
+		}
+		if (!node_get(t, parent) || parent == key)
+			continue;
+		if (name_add(t, n, parent, name, false) < 0) {
+			*err = -ENOMEM;
+			return;
+		}
+		nm = node_find_name(t, parent, name);
+		if (nm && nm->node == n) {
+			nm->unconfirmed = unconfirmed;
+			nm->hiding = hiding;
+		}
+	}
+	if (im.err)
+		*err = -EBADMSG;
+}
+
+/* Pass 3: what nothing holds goes, as it would have gone in the table the items came from. */
+static void collect_unheld(uint64_t key, void *val, void *arg)
+{
+	uint64_t *v = ((void **)arg)[0];
+	size_t *n = ((void **)arg)[1];
+
+	if (unheld(val))
+		v[(*n)++] = key;
+}
+
+int node_table_build(struct node_table *t, struct image *head, const struct idmap *items)
+{
+	int err = 0;
+	void *arg[2] = { t, &err };
+	uint64_t *v;
+	size_t nv = 0;
+	void *carg[2];
+
+	t->epoch = image_get_u32(head);
+	t->next_kid = image_get_u64(head);
+	t->ino_remap = image_get_bool(head);
+	t->next_ino = image_get_u64(head);
+	t->ino_is_nodeid = image_get_u64(head);
+	t->ino_not_nodeid = image_get_u64(head);
+	if (head->err || !t->epoch)
+		return image_fail(head);
+	/* The root is every daemon's: it needs no lookup (node_new_epoch() keeps it so). */
+	node_get(t, FUSE_ROOT_ID)->epoch = t->epoch;
+	idmap_each(items, build_node, arg);
+	if (!err)
+		idmap_each(items, build_names, arg);
+	if (err)
+		return err;
+	v = malloc((t->count + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	carg[0] = v;
+	carg[1] = &nv;
+	idmap_each(&t->by_kid, collect_unheld, carg);
+	/* Freeing one may free its parents: each is looked up again. */
+	for (size_t i = 0; i < nv; i++) {
+		struct node *n = node_get(t, v[i]);
+
+		if (n && unheld(n))
+			node_free(t, n);
+	}
+	free(v);
+	if (t->ino_remap)
+		err = node_ino_remap(t);
+	return err;
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "changes.h"
 #include "idmap.h"
 #include "image.h"
 #include "proto.h"
@@ -73,7 +74,17 @@ struct node_table {
 	/* New nodes whose inode number was, and was not, the daemon's node ID for them: libfuse's
 	 * high-level API without use_ino numbers inodes by node IDs, which are per run. */
 	uint64_t ino_is_nodeid, ino_not_nodeid;
+	struct changes changes; /* nodes changed since the resume journal wrote them */
 };
+
+/*
+ * The kernel's view of @n changed outside this file (its open count, its names' flags, its
+ * data version, lost): the resume journal writes it again (resume.c).
+ */
+static inline void node_changed(struct node_table *t, const struct node *n)
+{
+	changes_note(&t->changes, n->kid);
+}
 
 /* Sets up the table with the root node (FUSE_ROOT_ID, never forgotten). */
 int node_table_init(struct node_table *t, uint64_t max);
@@ -206,3 +217,24 @@ void node_table_save(const struct node_table *t, struct image *im);
  * make a consistent table, or -ENOMEM; @t is then to be freed.
  */
 int node_table_load(struct node_table *t, struct image *im);
+
+/* ---- The resume journal (resume.c) ------------------------------------------------------- */
+
+/* What the table says of itself: its epoch, the next kid and ino to hand out, ino_remap. */
+void node_table_head_save(const struct node_table *t, struct image *im);
+
+/*
+ * What the kernel knows of @n, all a keeper resuming after a SIGKILL needs of it: its kid,
+ * lookups, generation, inode number, type, open count, pins, data version, its names and
+ * whether it was lost. Nothing of the daemon's: the resuming keeper starts a new one.
+ */
+void node_item_save(const struct node *n, struct image *im);
+
+/*
+ * Fills @t, fresh from node_table_init(), from what node_table_head_save() wrote (@head, read
+ * from its current position) and the items of node_item_save() in @items (kid -> struct
+ * image_span *). Every node is unknown to any daemon (as after node_new_epoch()); a name whose
+ * directory is not among the items is dropped (recovery then cannot find the node by it).
+ * Returns 0, -EBADMSG for a malformed item or -ENOMEM; @t is then to be freed.
+ */
+int node_table_build(struct node_table *t, struct image *head, const struct idmap *items);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "hide.h"
+#include "journal.h"
 #include "log.h"
 #include "mode.h"
 #include "notify.h"
@@ -19,6 +20,7 @@
 #include "recover.h"
 #include "relay.h"
 #include "reply.h"
+#include "resume.h"
 #include "util.h"
 
 /* The largest payload: 1 MiB (256 4 KiB pages, the kernel's default limit), or 32 pages. */
@@ -53,6 +55,8 @@ static struct proxy *proxy_alloc(struct keeper *k)
 	p->devfd = p->sock = p->daemon_end = p->call_efd = p->ev_efd = -1;
 	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
 	p->unserved_tail = &p->unserved_head;
+	p->resume_check = getenv("FUSEKEEPER_RESUME_CHECK") &&
+			  !strcmp(getenv("FUSEKEEPER_RESUME_CHECK"), "1");
 	pthread_mutex_init(&p->lock, NULL);
 	cond_init_monotonic(&p->changed);
 	pthread_rwlock_init(&p->sock_lock, NULL);
@@ -204,6 +208,8 @@ static int attach_daemon(struct proxy *p)
 	pthread_mutex_lock(&p->lock);
 	p->rec_nodes = p->nodes.count - 1 - p->lost_nodes;
 	p->rec_handles = p->handles.by_kfh.count - p->lost_handles;
+	/* What recovery found (lost nodes and handles) in one base, not a record per entry. */
+	resume_rebase(p);
 	pthread_mutex_unlock(&p->lock);
 	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
 		 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
@@ -277,6 +283,8 @@ static void proxy_detach(void *state)
 	struct proxy *p = state;
 
 	pthread_mutex_lock(&p->lock);
+	if (p->resume_check)
+		resume_check(p);
 	if (p->sock_epoch)
 		note_death(p, p->sock_epoch);
 	if (p->state == PX_UP)
@@ -434,11 +442,6 @@ static void save_inflight(uint64_t key, void *val, void *arg)
 	msg_save(arg, val);
 }
 
-static void save_key(uint64_t key, void *val, void *arg)
-{
-	image_u64(arg, key);
-}
-
 static int proxy_save(void *state, struct image *im)
 {
 	struct proxy *p = state;
@@ -448,38 +451,7 @@ static int proxy_save(void *state, struct image *im)
 	image_fd(im, p->devfd);
 	image_fd(im, p->sock);
 	image_u32(im, p->sock_epoch);
-	image_u32(im, p->buf_size);
-	image_u32(im, p->max_msg);
-	image_u64(im, p->next_call);
-	image_u64(im, p->kunique_max);
-	image_bool(im, p->init_done);
-	image_bool(im, p->init_req);
-	if (p->init_req)
-		msg_save(im, p->init_req);
-	image_bytes(im, &p->init_out, sizeof(p->init_out));
-	image_u64(im, p->init_flags);
-	image_u32(im, p->init_minor);
-	image_u64(im, p->up_ms);
-	image_u64(im, p->heard_ms);
-	image_u64(im, p->clock_slack_ns);
-	image_u64(im, p->clock_samples);
-	image_u32(im, p->ino_mode);
-	image_u64(im, p->ino_same);
-	image_u64(im, p->ino_diff_unnoted);
-	image_u64(im, p->full_nodes);
-	image_u64(im, p->full_handles);
-	image_u64(im, p->dropped_notifications);
-	image_u64(im, p->window_overflows);
-	image_u64(im, p->replayed);
-	image_u64(im, p->settled);
-	image_u64(im, p->lost_nodes);
-	image_u64(im, p->lost_handles);
-	image_u64(im, p->rewritten);
-	image_u64(im, p->lost_windows);
-	image_u64(im, p->rec_nodes);
-	image_u64(im, p->rec_handles);
-	image_u64(im, p->abandoned.count);
-	idmap_each(&p->abandoned, save_key, im);
+	proxy_fields_save(p, im);
 	node_table_save(&p->nodes, im);
 	handle_table_save(&p->handles, im);
 	lock_table_save(&p->locks, im);
@@ -490,6 +462,15 @@ static int proxy_save(void *state, struct image *im)
 	image_bool(im, p->carry);
 	if (p->carry)
 		msg_save(im, p->carry);
+	/* The resume journal goes on in the next binary: its fds, and nothing else. */
+	image_bool(im, p->journal && !p->resume_broken);
+	if (p->journal && !p->resume_broken) {
+		int fds[2];
+
+		journal_fds(p->journal, fds);
+		image_fd(im, fds[0]);
+		image_fd(im, fds[1]);
+	}
 	image_tag(im, TAG_PROXY_END);
 	pthread_mutex_unlock(&p->lock);
 	return im->err;
@@ -498,8 +479,6 @@ static int proxy_save(void *state, struct image *im)
 static int restore_tables(struct proxy *p, struct image *im)
 {
 	uint64_t n;
-	uint32_t len;
-	const void *b;
 	int r;
 
 	if (!image_expect(im, TAG_PROXY))
@@ -507,51 +486,7 @@ static int restore_tables(struct proxy *p, struct image *im)
 	p->devfd = image_get_fd(im);
 	p->sock = image_get_fd(im);
 	p->sock_epoch = image_get_u32(im);
-	p->buf_size = image_get_u32(im);
-	p->max_msg = image_get_u32(im);
-	if (im->err || p->devfd < 0 || p->sock < 0 || p->buf_size < 65536 ||
-	    p->buf_size > (64u << 20) || p->max_msg > p->buf_size)
-		return image_fail(im);
-	/* Before any message is read back: large buffers have this size. */
-	msg_init(p->buf_size);
-	p->next_call = image_get_u64(im);
-	p->kunique_max = image_get_u64(im);
-	p->init_done = image_get_bool(im);
-	if (image_get_bool(im))
-		p->init_req = msg_load(im);
-	b = image_get_bytes(im, &len);
-	if (!im->err && len != sizeof(p->init_out))
-		image_bad(im);
-	if (!im->err)
-		memcpy(&p->init_out, b, len);
-	p->init_flags = image_get_u64(im);
-	p->init_minor = image_get_u32(im);
-	p->up_ms = image_get_u64(im);
-	p->heard_ms = image_get_u64(im);
-	p->clock_slack_ns = image_get_u64(im);
-	p->clock_samples = image_get_u64(im);
-	p->ino_mode = image_get_u32(im);
-	if (p->ino_mode > INO_UNSTABLE)
-		image_bad(im);
-	p->ino_same = image_get_u64(im);
-	p->ino_diff_unnoted = image_get_u64(im);
-	p->full_nodes = image_get_u64(im);
-	p->full_handles = image_get_u64(im);
-	p->dropped_notifications = image_get_u64(im);
-	p->window_overflows = image_get_u64(im);
-	p->replayed = image_get_u64(im);
-	p->settled = image_get_u64(im);
-	p->lost_nodes = image_get_u64(im);
-	p->lost_handles = image_get_u64(im);
-	p->rewritten = image_get_u64(im);
-	p->lost_windows = image_get_u64(im);
-	p->rec_nodes = image_get_u64(im);
-	p->rec_handles = image_get_u64(im);
-	n = image_get_u64(im);
-	for (uint64_t i = 0; i < n && !im->err; i++)
-		if (idmap_put(&p->abandoned, image_get_u64(im), (void *)1) < 0)
-			im->err = -ENOMEM;
-	if (im->err || !p->init_done || !p->init_req)
+	if (proxy_fields_load(p, im) < 0 || p->devfd < 0 || p->sock < 0)
 		return image_fail(im);
 	r = tables_init(p);
 	if (r < 0)
@@ -572,6 +507,16 @@ static int restore_tables(struct proxy *p, struct image *im)
 	}
 	if (image_get_bool(im))
 		p->carry = msg_load(im);
+	if (image_get_bool(im)) {
+		int fd_a = image_get_fd(im), fd_b = image_get_fd(im);
+
+		if (!im->err && (fd_a < 0 || fd_b < 0))
+			image_bad(im);
+		/* The tables are as the journal says: it goes on from a base of them. */
+		if (!im->err && resume_adopt(p, fd_a, fd_b) < 0)
+			log_warn("The resume journal could not be taken over; a SIGKILL of this keeper "
+				 "would lose the mount");
+	}
 	image_expect(im, TAG_PROXY_END);
 	return im->err;
 }

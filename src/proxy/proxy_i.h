@@ -17,6 +17,7 @@
 #include "hidden.h"
 #include "keeper.h"
 #include "locks.h"
+#include "image.h"
 #include "msg.h"
 #include "nodes.h"
 #include "opcodes.h"
@@ -147,6 +148,12 @@ struct proxy {
 	uint64_t ino_same, ino_diff_unnoted;
 
 	struct hide_state hide; /* files removed while open (hidden.h, hide.c) */
+
+	/* The resume journal (resume.h): NULL when none is kept. */
+	struct journal *journal;
+	struct image jrec, jitem; /* scratch images for its records */
+	bool resume_broken;	  /* it could not be kept whole: it was ended */
+	bool resume_check;	  /* FUSEKEEPER_RESUME_CHECK: compare it with the tables */
 
 	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
 	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;

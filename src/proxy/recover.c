@@ -238,6 +238,7 @@ static int resolve_renamed(struct proxy *p, struct node *n, const struct node_na
 static void lose_node(struct proxy *p, struct node *n, int err)
 {
 	n->lost = true;
+	node_changed(&p->nodes, n);
 	p->lost_nodes++;
 	log_warn("Node %" PRIu64 " (\"%s\") cannot be found again: %s; requests for it now fail "
 		 "with ESTALE", n->kid, node_name_of(n), strerror(-err));
@@ -657,6 +658,7 @@ static int reopen_handles(struct proxy *p, int64_t deadline)
 				err = -EPROTO;
 			if (err) {
 				h->lost = true;
+				handle_changed(&p->handles, h);
 				p->lost_handles++;
 				log_warn("Handle %" PRIu64 " of node %" PRIu64 " cannot be opened again: "
 					 "%s; requests on it now fail with %s", h->kfh, h->node,

@@ -27,6 +27,7 @@
 #include "prime.h"
 #include "proxy_locks.h"
 #include "reply.h"
+#include "resume.h"
 #include "translate.h"
 #include "util.h"
 
@@ -295,6 +296,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		if (r == 0 && (h->opcode == FUSE_UNLINK || op->effect == EFF_RENAME))
 			r = hide_removal(p, m, op);
 		if (r) {
+			if (r > 0)
+				resume_flush(p); /* the journal first: the name is the keeper's now */
 			pthread_mutex_unlock(&p->lock);
 			reply_kernel_err(p, h->unique, r > 0 ? 0 : r);
 			return m;

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "notify.h"
 #include "proxy_locks.h"
+#include "resume.h"
 #include "translate.h"
 #include "util.h"
 
@@ -38,6 +39,8 @@ static void forget_handle(struct proxy *p, struct handle *h)
 		return;
 	n = node_get(&p->nodes, h->node);
 	handle_forget(&p->handles, h->kfh);
+	if (n)
+		node_changed(&p->nodes, n);
 	if (n && n->opened && !--n->opened && p->hide.live)
 		hide_released(p, n);
 }
@@ -123,8 +126,10 @@ static int learn_handle(struct proxy *p, struct msg *req, uint64_t node, uint32_
 		return err;
 	}
 	n = node_get(&p->nodes, node);
-	if (n)
+	if (n) {
 		n->opened++;
+		node_changed(&p->nodes, n);
+	}
 	h->uid = msg_in(req)->uid;
 	h->gid = msg_in(req)->gid;
 	h->fopen = o->open_flags;
@@ -322,8 +327,10 @@ static void note_data_change(struct proxy *p, struct msg *req, const struct op_i
 
 	if (op->ctime_of) {
 		n = node_get(&p->nodes, op->ctime_of == CTO_NODE2 ? req->knode2 : req->knode);
-		if (n)
+		if (n) {
 			n->changed_ns = realtime_ns();
+			node_changed(&p->nodes, n);
+		}
 	}
 	if (!op->dchange || (op->dchange == DC_SETATTR && !(sa->valid & FATTR_SIZE)))
 		return;
@@ -331,8 +338,10 @@ static void note_data_change(struct proxy *p, struct msg *req, const struct op_i
 	kid = op->dchange == DC_NODE2 ? req->knode2 : req->knode;
 	if (!n || n->kid != kid)
 		n = node_get(&p->nodes, kid);
-	if (n)
+	if (n) {
 		req->dver = ++n->dver;
+		node_changed(&p->nodes, n);
+	}
 }
 
 /*
@@ -363,6 +372,7 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 		note_data_change(p, req, op);
 	h = handle_get(&p->handles, req->kfh);
 	if (h && op->wwin == WW_WRITE) {
+		handle_acked(h);
 		/* --write-through: durable once acknowledged, nothing to keep. */
 		if (!p->cfg->write_through)
 			req = handle_keep_write(&p->handles, h, req);
@@ -481,6 +491,26 @@ static bool primed_past_end(struct proxy *p, struct msg *req)
 	return past;
 }
 
+/*
+ * Before a WRITE on @kfh is acknowledged to the kernel: the resume journal says that the handle's
+ * acknowledged writes may not be durable (window_update() keeps the write itself afterwards).
+ */
+static void note_unsynced(struct proxy *p, uint64_t kfh)
+{
+	struct handle *h;
+
+	pthread_mutex_lock(&p->lock);
+	h = handle_get(&p->handles, kfh);
+	if (h) {
+		bool was = h->unsynced;
+
+		handle_note_unsynced(&p->handles, h);
+		if (!was)
+			resume_flush(p);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 {
 	struct fuse_in_header *ih = msg_in(req);
@@ -542,6 +572,10 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	if (!oh->error && op->effect) {
 		pthread_mutex_lock(&p->lock);
 		r = apply_effect(p, req, op, reply);
+		if (r == 0 && op->effect == EFF_INIT && p->resume_check && !p->journal)
+			resume_start(p);
+		/* The journal first: the kernel must not hold what it lacks. */
+		resume_flush(p);
 		pthread_mutex_unlock(&p->lock);
 		if (r < 0) {
 			if (r == -EPROTO)
@@ -563,6 +597,9 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		remap_inos(p, op, reply);
 	if (!oh->error && op->ino_out && p->hide.live)
 		hide_fix_attr(p, req, op, reply);
+	if (!oh->error && op->wwin == WW_WRITE && !p->cfg->write_through &&
+	    __atomic_load_n(&p->journal, __ATOMIC_RELAXED))
+		note_unsynced(p, req->kfh);
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);

@@ -108,7 +108,7 @@ bg_timed mkdir2 mkdir "$M/d2"
 fk_wait_in_flight || fail "part 2b: the mkdir never showed as in flight"
 fk_mark
 bg_timed reexec2 "$FK" reexec "$M"
-wait_match "$FK_LOG" "Replacing fusekeeper with" 15 >/dev/null || fail "part 2b: no re-exec began"
+fk_wait REEXECUTING "" 15 >/dev/null || fail "part 2b: no re-exec began"
 fk_kill_daemon || fail "part 2b: cannot kill the daemon"
 bg_result reexec2 30 || fail "part 2b: fusekeeper reexec did not finish"
 [ "$BG_RC" = 1 ] && [[ $BG_OUT == *"the daemon died meanwhile"* ]] ||

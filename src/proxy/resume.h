@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The resume journal: what a keeper started after this one was SIGKILLed needs to take the
+ * connection back (docs/design.md, "Surviving the keeper's own death"), kept current in a
+ * journal in shared memory (journal.h) that systemd's fd store keeps for it.
+ *
+ * What goes in is what the kernel knows and a new daemon must be told again: every node the
+ * kernel holds (lookups, generation, inode number, names), every handle (node, flags, opener,
+ * whether acknowledged writes may not be durable) and every lock, plus the connection's INIT.
+ * Nothing of the daemon's: the resuming keeper starts a new one and recovers as after a daemon's
+ * crash. The tables note which entries change (changes.h); resume_flush() writes the current
+ * state of each as one record. It runs before the kernel hears of a change (finish_reply()), so
+ * that the journal never lacks what the kernel holds; what the kernel let go of (FORGET, RELEASE)
+ * may reach it later, which costs a resumed keeper nothing but memory.
+ */
+#pragma once
+
+#include "image.h"
+#include "proxy_i.h"
+
+/* The connection's INIT and the proxy's counters: the part of an image that is neither an fd
+ * nor a table (fusekeeper reexec's image and the journal's base share it). */
+void proxy_fields_save(const struct proxy *p, struct image *im);
+/* Reads them back. Returns 0, -EBADMSG or -ENOMEM (also in im->err). */
+int proxy_fields_load(struct proxy *p, struct image *im);
+
+/*
+ * Starts the journal: two new memfds, a base of the tables as they are, and the tables noting
+ * their changes from now on. Under the lock. Returns 0 or -errno (logged; no journal then).
+ */
+int resume_start(struct proxy *p);
+
+/*
+ * Under the lock, before the kernel hears of a change to the tables: writes the entries that
+ * changed; rebases when the records outgrow the base. A failure (out of memory) ends the
+ * journal: p->resume_broken says so, and the keeper must no longer offer its state for a resume.
+ */
+void resume_flush(struct proxy *p);
+
+/* Under the lock: a new base of the tables as they are now (after a recovery, say). */
+void resume_rebase(struct proxy *p);
+
+/*
+ * Checks the journal against the tables (FUSEKEEPER_RESUME_CHECK=1, for the tests): builds
+ * tables from it as a resuming keeper would and compares what the kernel knows of every node,
+ * handle and lock. Logs the first difference. Under the lock. Returns 0, or -EBADMSG when they
+ * differ or the journal does not read back.
+ */
+int resume_check(struct proxy *p);
+
+/*
+ * Builds the tables of @p, fresh from tables_init(), from the journal in @fd_a and @fd_b (either
+ * may be -1) and reads its fields into @p. Returns 0, -EBADMSG or -ENOMEM. The fds are
+ * @p's journal's from then on.
+ */
+int resume_load(struct proxy *p, int fd_a, int fd_b);
+
+/*
+ * After a fusekeeper reexec: @p's tables, restored from the image, go on being journalled in the
+ * replaced keeper's journal (@fd_a, @fd_b: the journal's from then on, closed on failure), from
+ * a new base of them. Returns 0 or -errno.
+ */
+int resume_adopt(struct proxy *p, int fd_a, int fd_b);
+
+void resume_stop(struct proxy *p);
