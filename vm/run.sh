@@ -77,11 +77,18 @@ fi
 LOGS=$(mkdir -p "$VM_SRCDIR/${VM_LOGS:-test-logs}" && cd "$VM_SRCDIR/${VM_LOGS:-test-logs}" && pwd) ||
 	vm_die "cannot create ${VM_LOGS:-test-logs}"
 
-if [ -n "${VM_TESTS:-}" ]; then
-	TESTS=$VM_TESTS
-else
-	TESTS=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$VM_DIR/tests.list" | tr '\n' ' ')
-fi
+# tests_for LINE: the tests that kernel's guest runs: VM_TESTS, or vm/tests.list's lines without
+# a prefix and those prefixed with "LINE:" (a line prefixed with another kernel's is not its).
+tests_for() {
+	if [ -n "${VM_TESTS:-}" ]; then
+		echo "$VM_TESTS"
+		return
+	fi
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$VM_DIR/tests.list" |
+		awk -v line="$1" '/^[0-9.]+:/ { if ($1 != line ":") next; sub(/^[^:]*:[[:space:]]*/, "") }
+			{ print }' | tr '\n' ' '
+}
+TESTS=$(tests_for "")
 
 WORK=$(mktemp -d /tmp/fusekeeper-vm.XXXXXX) || exit 1
 QPID=
@@ -111,12 +118,17 @@ tests_time() {
 		name=$(basename "$t" .sh)
 		hit=
 		set -f
+		# As run-tests.sh selects: a glob matches and no !glob does.
 		for g in $TESTS; do
 			# shellcheck disable=SC2053
-			[[ $name == $g ]] && hit=1
+			if [[ $g == !* ]]; then
+				[[ $name == ${g#!} ]] && hit=no
+			elif [[ $name == $g ]] && [ "$hit" != no ]; then
+				hit=1
+			fi
 		done
 		set +f
-		[ -n "$hit" ] || continue
+		[ "$hit" = 1 ] || continue
 		case $t in
 		*.sh) limit=$("$VM_SRCDIR/tests/run-tests.sh" --timeout "$t") ;;
 		*) limit=120 ;;
@@ -294,7 +306,8 @@ prepare() {
 # boot LINE: runs that guest to the end; its logs go to LOGS/vm-LINE. Runs in a subshell of
 # its own when guests boot side by side (its exit trap kills its qemu).
 boot() {
-	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 limit left qrc t0=$SECONDS
+	local line=$1 logdir=$LOGS/vm-$1 w=$WORK/$1 limit left qrc t0=$SECONDS TESTS
+	TESTS=$(tests_for "$line")
 	eval "${G_VARS[$line]}"
 	SCALE=${VM_TIMEOUT_SCALE:-3}
 	[ "$ACCEL" = kvm ] && SCALE=${VM_TIMEOUT_SCALE:-1}
