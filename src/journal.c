@@ -258,9 +258,12 @@ int journal_open(struct journal **jp, int fd_a, int fd_b, struct image *base)
 	memcpy(base->buf, j->side[j->cur].map + sizeof(struct journal_header), len);
 	base->len = base->cap = len;
 	j->start = j->read_off = round8(sizeof(struct journal_header) + len);
-	/* Appends go on after the last whole record. */
+	/* Appends go on after the last whole record; what a writer killed in the middle of the
+	 * next one left of it goes, so that zeros follow the last record again. */
 	for (j->tail = j->start; (len = record_at(j, j->tail)); j->tail += len)
 		;
+	if (j->tail < j->side[j->cur].size)
+		memset(j->side[j->cur].map + j->tail, 0, j->side[j->cur].size - j->tail);
 	*jp = j;
 	return 0;
 }
@@ -278,6 +281,13 @@ int journal_next(struct journal *j, uint32_t *kind, const void **data, size_t *l
 	*len = rec->payload;
 	j->read_off += n;
 	return 1;
+}
+
+void journal_void(struct journal *j)
+{
+	for (int i = 0; i < 2; i++)
+		if (j->side[i].map && j->side[i].size >= sizeof(struct journal_header))
+			__atomic_store_n(&header(j, i)->generation, 0, __ATOMIC_RELEASE);
 }
 
 void journal_free(struct journal *j)

@@ -72,4 +72,7 @@ int journal_open(struct journal **j, int fd_a, int fd_b, struct image *base);
  */
 int journal_next(struct journal *j, uint32_t *kind, const void **data, size_t *len);
 
+/* Makes the journal unreadable (journal_open() finds no base), for good: nothing is appended. */
+void journal_void(struct journal *j);
+
 void journal_free(struct journal *j);

@@ -46,6 +46,10 @@ struct keeper_config {
 	const char *exe;	  /* the keeper's binary as started (/proc/self/exe), or NULL */
 	const struct mode_ops *const *modes; /* every mode, NULL-terminated: the one a replaced
 					   keeper ran is found by name (reexec) */
+	bool fdstore;		  /* systemd keeps fds for the keeper (NOTIFY_SOCKET, FDSTORE): the
+				     connection is stored there to survive the keeper's SIGKILL */
+	int resume_fds[3];	  /* what a killed keeper left in systemd's fd store (LISTEN_FDS):
+				     /dev/fuse, the journal's two memfds; -1 each when none */
 };
 
 /* --user=USER[:GROUP]: the daemon's credentials and the environment systemd's User= gives. */

@@ -77,6 +77,7 @@ struct keeper {
 	struct control ctl;
 	int64_t started_at;  /* the keeper */
 	bool served;	     /* a daemon has served the mount */
+	bool stored;	     /* the connection is in systemd's fd store (fdstore_put()) */
 	bool serving;	     /* the current daemon serves (took over, and is not being stopped) */
 	int64_t up_since;    /* ... since then */
 	bool gave_up;	     /* too many failed starts: see supervise() */

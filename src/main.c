@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -398,6 +400,69 @@ static void own_path(const char *argv0, char *out, size_t size)
 	}
 }
 
+/*
+ * systemd's fd store: whether the keeper may keep the connection there (NOTIFY_SOCKET, and
+ * FDSTORE, which systemd 254 and later set to FileDescriptorStoreMax=, not below 3), and what a
+ * keeper killed before this one left there (LISTEN_FDS with LISTEN_FDNAMES fuse, journal-a,
+ * journal-b: cfg->resume_fds). Fds it cannot use are closed and taken out of the store.
+ */
+static void systemd_fds(struct keeper_config *cfg, const char *mountpoint)
+{
+	static const char *const names[3] = { "fuse", "journal-a", "journal-b" };
+	const char *max = getenv("FDSTORE");
+	const char *why = NULL;
+	char **got = NULL;
+	int n;
+
+	cfg->fdstore = getenv("NOTIFY_SOCKET") && (!max || strtol(max, NULL, 10) >= 3);
+	n = sd_listen_fds_with_names(1, &got);
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		size_t j;
+
+		for (j = 0; j < 3 && (!got || !got[i] || strcmp(got[i], names[j])); j++)
+			;
+		if (j < 3 && cfg->resume_fds[j] < 0) {
+			cfg->resume_fds[j] = fd;
+		} else {
+			log_warn("systemd passed fd %d named \"%s\", which fusekeeper does not know; "
+				 "closing it", fd, got && got[i] ? got[i] : "");
+			close(fd);
+		}
+	}
+	if (got)
+		for (int i = 0; i < n; i++)
+			free(got[i]);
+	free(got);
+	if (cfg->resume_fds[0] < 0 && cfg->resume_fds[1] < 0 && cfg->resume_fds[2] < 0)
+		return;
+	if (cfg->resume_fds[0] < 0)
+		why = "it holds a resume journal but no connection";
+	else if (cfg->resume_fds[1] < 0 && cfg->resume_fds[2] < 0)
+		why = "it holds a connection but no resume journal";
+	else if (cfg->takeover)
+		why = "COMMAND has no {}: the daemon's own mount call cannot take it back";
+	else if (cfg->mode && cfg->mode != &proxy_mode)
+		why = "only proxy mode can take a connection back";
+	else if (!mountpoint || mountpoint[0] != '/')
+		why = "MOUNTPOINT must be an absolute path to take a connection back";
+	if (!why) {
+		cfg->mode = &proxy_mode;
+		return;
+	}
+	log_error("systemd's fd store holds what a killed fusekeeper left, but %s: the old mount "
+		  "is lost, and a new one is made", why);
+	for (int i = 0; i < 3; i++) {
+		if (cfg->resume_fds[i] >= 0)
+			close(cfg->resume_fds[i]);
+		cfg->resume_fds[i] = -1;
+		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
+	}
+	/* The old connection ends with the store's copy; its mount is in the way of the new. */
+	if (mountpoint)
+		umount2(mountpoint, MNT_DETACH);
+}
+
 int main(int argc, char **argv)
 {
 	struct keeper_config cfg = {
@@ -417,6 +482,7 @@ int main(int argc, char **argv)
 		.write_window_total = 256ULL << 20,
 		.keep_removed = true,
 		.state_dir = "/run/fusekeeper",
+		.resume_fds = { -1, -1, -1 },
 	};
 	char err[512], *mountpoint = NULL, exe_path[PATH_MAX];
 	int c, rc, verbose = 0;
@@ -636,10 +702,17 @@ int main(int argc, char **argv)
 		       IMAGE_FORMAT);
 		return 0;
 	}
+	if (!getenv(REEXEC_IMAGE_ENV))
+		systemd_fds(&cfg, mountpoint);
 	if (getenv(REEXEC_IMAGE_ENV)) {
 		/* Replacing a keeper: its mount is in the image, and no one serves it until the
 		 * state is taken up, so nothing may look at it (realpath would wait for ever). */
 		mountpoint = NULL;
+	} else if (cfg.resume_fds[0] >= 0) {
+		/* Nobody serves the mount either until the connection is taken back. */
+		cfg.mountpoint = strdup(mountpoint);
+		if (!cfg.mountpoint)
+			return 1;
 	} else if (mountpoint) {
 		cfg.mountpoint = realpath(mountpoint, NULL);
 		if (!cfg.mountpoint) {

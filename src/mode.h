@@ -14,6 +14,7 @@
 #define MODE_EV_UNMOUNTED 1u	  /* the connection ended: the mount is gone */
 #define MODE_EV_DAEMON_BROKEN 2u /* the daemon broke the protocol: it must be restarted */
 #define MODE_EV_CHANNEL_CLOSED 4u /* the daemon closed its channel: dead, or to be killed */
+#define MODE_EV_STORE_LOST 8u	  /* what store_fds() gave can no longer be resumed from */
 
 /* What a mode tracks, for `fusekeeper status` (mode_ops.stats()); -1 where it cannot tell. */
 struct mode_stats {
@@ -130,6 +131,20 @@ struct mode_ops {
 	void (*thaw)(void *state);
 	int (*save)(void *state, struct image *im);
 	int (*restore)(struct keeper *k, struct image *im, void **state);
+
+	/*
+	 * Optional (proxy), both or none: surviving the keeper's own SIGKILL under systemd
+	 * (docs/design.md, "Surviving the keeper's own death"). store_fds() says which fds to keep
+	 * in systemd's fd store now: /dev/fuse and the resume journal's two memfds, or -1s when
+	 * nothing can be resumed from (no journal, or a kernel that cannot resend the requests a
+	 * killed keeper had read). resume(), instead of start(), takes up a connection a killed
+	 * keeper left there: @devfd and the journal (@fd_a, @fd_b; all three are the mode's from
+	 * then on); every daemon's ID is to be found again by the next attach(), as after a
+	 * daemon's death. Returns 0 or -errno (-EBADMSG: the journal does not read back);
+	 * *@state is set either way, for stop().
+	 */
+	void (*store_fds)(void *state, int fds[3]);
+	int (*resume)(struct keeper *k, int devfd, int fd_a, int fd_b, void **state);
 
 	/* Releases everything; the mount is gone or detached. */
 	void (*stop)(void *state);

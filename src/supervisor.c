@@ -98,6 +98,65 @@ static void kill_daemon(struct keeper *k, int sig)
 }
 
 /* Handles what the mode reports; returns -EINTR when the keeper must stop. */
+/* The names of the keeper's fds in systemd's fd store (FDNAME=), in store_fds() order. */
+static const char *const store_names[3] = { "fuse", "journal-a", "journal-b" };
+
+/*
+ * Takes the connection and the resume journal out of systemd's fd store, because of @why: a
+ * keeper started after this one must not take up a connection it cannot serve rightly.
+ */
+static void fdstore_remove(struct keeper *k, const char *why)
+{
+	if (!k->stored)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
+		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+	k->stored = false;
+	log_warn("Took the connection out of systemd's fd store (%s): a SIGKILL of fusekeeper now "
+		 "loses the mount", why);
+}
+
+/*
+ * Once a daemon serves: hands /dev/fuse and the resume journal to systemd's fd store
+ * (FDSTORE=1), so that the keeper systemd starts after a SIGKILL of this one takes the
+ * connection back (docs/design.md, "Surviving the keeper's own death"). Once per keeper.
+ */
+static void fdstore_put(struct keeper *k)
+{
+	int fds[3];
+
+	if (!k->cfg.fdstore || k->stored || !k->mode_state)
+		return;
+	if (k->cfg.mode->store_fds && !k->cfg.takeover)
+		k->cfg.mode->store_fds(k->mode_state, fds);
+	if (!k->cfg.mode->store_fds || k->cfg.takeover || fds[0] < 0) {
+		log_info("The connection is not kept in systemd's fd store: %s; a SIGKILL of "
+			 "fusekeeper loses the mount",
+			 !k->cfg.mode->store_fds ? "only proxy mode can take it back"
+			 : k->cfg.takeover ? "the daemon mounts itself (COMMAND without {}), and a "
+					     "new one's mount call cannot be given the old connection"
+			 : "this kernel cannot resend the requests a killed keeper had read "
+			   "(FUSE_NOTIFY_RESEND, Linux 6.9)");
+		k->cfg.fdstore = false;
+		return;
+	}
+	k->stored = true;
+	for (size_t i = 0; i < ARRAY_SIZE(store_names); i++) {
+		int r = sd_pid_notify_with_fds(0, 0, i == 0 ? "FDSTORE=1\nFDNAME=fuse"
+						: i == 1 ? "FDSTORE=1\nFDNAME=journal-a"
+							 : "FDSTORE=1\nFDNAME=journal-b",
+					       &fds[i], 1);
+
+		if (r <= 0) {
+			fdstore_remove(k, r < 0 ? strerror(-r) : "no NOTIFY_SOCKET");
+			k->cfg.fdstore = false;
+			return;
+		}
+	}
+	log_info("Stored the connection and the resume journal in systemd's fd store: a keeper "
+		 "started after a SIGKILL of this one takes the mount back");
+}
+
 static int mode_events(struct keeper *k)
 {
 	unsigned ev = k->cfg.mode->events(k->mode_state);
@@ -120,6 +179,8 @@ static int mode_events(struct keeper *k)
 			kill_daemon(k, SIGKILL);
 		}
 	}
+	if (ev & MODE_EV_STORE_LOST)
+		fdstore_remove(k, "the resume journal could not be kept");
 	if (ev & MODE_EV_UNMOUNTED) {
 		log_info("%s was unmounted", k->cfg.mountpoint);
 		k->unmounted = true;
@@ -1602,6 +1663,29 @@ int supervise(const struct keeper_config *cfg)
 			log_warn("%s: a restarted daemon's mount cannot be taken over", err);
 	} else if (resumed) {
 		/* The mount and the mode exist already. */
+	} else if (cfg->resume_fds[0] >= 0) {
+		/* A keeper killed before this one left the connection in systemd's fd store. */
+		r = cfg->mode->resume(&k, cfg->resume_fds[0], cfg->resume_fds[1],
+				      cfg->resume_fds[2], &k.mode_state);
+		if (r < 0) {
+			log_error("Cannot take the connection back from systemd's fd store: %s; the "
+				  "mount is lost", r == -EBADMSG ? "the resume journal does not read "
+				  "back" : strerror(-r));
+			k.to.mounted = true;
+			k.to.conn = fuse_conn_id(cfg->mountpoint);
+			for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
+				sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+			goto lost;
+		}
+		k.to.mounted = true;
+		k.to.conn = fuse_conn_id(cfg->mountpoint);
+		/* As after a daemon's death: a new one takes over, and the time is counted. */
+		k.served = k.stored = true;
+		k.died_at = now_ms();
+		k.down_at = k.died_at + cfg->request_wait_ms;
+		log_info("Resumed %s after fusekeeper was killed (proxy mode)", cfg->mountpoint);
+		event("MODE %s", cfg->mode->name);
+		event("RESUMED");
 	} else if (cfg->takeover) {
 		/* The mount is made when the first daemon asks for it (takeover_first_mount()). */
 		r = takeover_new(&k.to.filter, err, sizeof(err));
@@ -1691,6 +1775,7 @@ int supervise(const struct keeper_config *cfg)
 				k.up_since = now;
 			k.served = k.serving = took_over = true;
 			sd_notifyf(0, "READY=1");
+			fdstore_put(&k);
 			notify_status(&k);
 			/* A reexec that did not happen leaves the daemon serving. */
 			while ((r = supervisor_wait(&k, INT64_MAX)) == -ECANCELED && k.reexec_req &&
@@ -1822,6 +1907,12 @@ int supervise(const struct keeper_config *cfg)
 	}
 
 	sd_notifyf(0, "STOPPING=1");
+	/* Nothing is left to take back: the connection ends here. */
+	if (k.stored) {
+		for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
+			sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+		k.stored = false;
+	}
 	if (k.restarting)
 		restart_done(&k, -ECANCELED, "fusekeeper is stopping");
 	if (!k.unmounted && k.to.mounted && !k.to.mount_gone) {

@@ -585,9 +585,16 @@ fk_wait_in_flight() {
 
 # The tracked pids that are still our own running children.
 fk_own_live_pids() {
-	local pid
+	local pid pp
 	sort -u "$FK_STATE/pids" | while read -r pid; do
-		[ -n "$pid" ] && pid_alive "$pid" && [ "$(pid_ppid "$pid")" = "$$" ] && echo "$pid"
+		[ -n "$pid" ] && pid_alive "$pid" || continue
+		pp=$(pid_ppid "$pid")
+		# Ours, or the child of one of ours that was tracked too (a keeper a test's stand-in
+		# for systemd started).
+		if [ "$pp" = "$$" ] || { grep -qx "$pp" "$FK_STATE/pids" &&
+					 [ "$(pid_ppid "$pp")" = "$$" ]; }; then
+			echo "$pid"
+		fi
 	done
 }
 

@@ -95,6 +95,11 @@ struct msg *handle_keep_write(struct handle_table *t, struct handle *h, struct m
 	uint64_t size;
 
 	h->ack_seq++;
+	/* Normally marked before the kernel was told (handle_note_unsynced()); else now. */
+	if (!h->unsynced) {
+		h->unsynced = true;
+		handle_changed(t, h);
+	}
 	size = msg_footprint(req);
 	if (h->win_bytes + size > t->win_max || t->win_total + size > t->win_total_max) {
 		h->overflow_seq = h->ack_seq;
@@ -199,7 +204,7 @@ int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh)
 
 	if (!h) {
 		*dfh = kfh;
-		return 0;
+		return t->strict && kfh ? -EIO : 0;
 	}
 	if (h->lost || h->epoch != t->epoch)
 		return -EIO;
@@ -414,6 +419,7 @@ int handle_table_build(struct handle_table *t, struct image *head, const struct 
 	t->next_kfh = image_get_u64(head);
 	if (head->err || !t->epoch)
 		return image_fail(head);
+	t->strict = true;
 	idmap_each(items, build_handle, arg);
 	return err;
 }

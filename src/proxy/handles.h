@@ -57,6 +57,7 @@ struct handle_table {
 	uint64_t win_total;	/* memory all write windows take, bytes */
 	uint64_t lost_count;	/* handles with write_lost set: lets the relay skip the check */
 	struct changes changes; /* handles changed since the resume journal wrote them */
+	bool strict;		/* built from a journal: a handle it lacks is none of the kernel's */
 };
 
 /* What the kernel may know of @h changed outside this file (lost): the journal writes it again. */
@@ -118,7 +119,7 @@ void handle_set_write_lost(struct handle_table *t, struct handle *h, bool lost);
 /*
  * The daemon's handle for the kernel's @kfh: 0, or -EIO when the handle was lost or not yet
  * reopened by the current daemon. Unknown handles (e.g. 0 from a daemon without OPEN) pass
- * unchanged.
+ * unchanged, but for a table built from a journal (strict), where only 0 does.
  */
 int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh);
 

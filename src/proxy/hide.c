@@ -20,6 +20,7 @@
 #include "channel.h"
 #include "hidden.h"
 #include "log.h"
+#include "resume.h"
 #include "proxy_i.h"
 #include "translate.h"
 #include "util.h"
@@ -310,6 +311,8 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		node_changed(&p->nodes, n);
 		p->hide.live++;
 		hide_journal(&p->hide, true, path);
+		/* The journal first: once the daemon is asked, the file may be only there. */
+		resume_flush(p);
 		epoch = p->nodes.epoch;
 		err = hide_call(p, req);
 		msg_put(req);

@@ -43,8 +43,7 @@ struct msg {
 	char data[] __attribute__((aligned(8)));
 };
 
-/* Sets the size of large buffers (largest message + headroom). Call before msg_get(); later
- * calls must give the same size (the resume journal's check reads it back). */
+/* Sets the size of large buffers (largest message + headroom). Call once, before msg_get(). */
 void msg_init(uint32_t big_cap);
 
 /* A buffer able to hold @len bytes (small or large), or NULL. */

@@ -100,6 +100,72 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	return 0;
 }
 
+/*
+ * A connection a SIGKILLed keeper left in systemd's fd store: its tables come from the resume
+ * journal, its daemon is dead (systemd killed the unit's processes), and the requests it had
+ * read come back from the kernel (resend_requests()). The next attach() recovers as after a
+ * daemon's death.
+ */
+static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **state)
+{
+	struct proxy *p = proxy_alloc(k);
+	int r;
+
+	if (!p) {
+		close(devfd);
+		close(fd_a);
+		close(fd_b);
+		return -ENOMEM;
+	}
+	*state = p;
+	p->devfd = devfd;
+	p->state = PX_WAIT;
+	p->next_call = 1;
+	r = tables_init(p);
+	if (r == 0)
+		r = resume_load(p, fd_a, fd_b);
+	else {
+		close(fd_a);
+		close(fd_b);
+	}
+	if (r == 0 && kernel_minor(p) < 40)
+		r = -EOPNOTSUPP; /* it was stored by mistake: nothing resends what was read */
+	if (r == 0) {
+		/* What the kernel holds is all the tables know; the journal goes on from it. */
+		pthread_mutex_lock(&p->lock);
+		resume_rebase(p);
+		pthread_mutex_unlock(&p->lock);
+		r = eventfds_open(p);
+	}
+	if (r == 0)
+		r = hide_start(p);
+	if (r == 0)
+		r = notifier_start(p);
+	if (r == 0)
+		r = resend_requests(p);
+	if (r == 0)
+		r = relay_start(p);
+	if (r == 0)
+		log_info("Took the connection back from systemd's fd store: %" PRIu64 " nodes, %zu "
+			 "handles and %" PRIu64 " locks from the resume journal; the requests the "
+			 "killed keeper had read are sent again", p->nodes.count - 1,
+			 p->handles.by_kfh.count, p->locks.count);
+	return r;
+}
+
+static void proxy_store_fds(void *state, int fds[3])
+{
+	struct proxy *p = state;
+
+	fds[0] = fds[1] = fds[2] = -1;
+	pthread_mutex_lock(&p->lock);
+	if (p->journal && !p->resume_broken && kernel_minor(p) >= 40) {
+		fds[0] = p->devfd;
+		journal_fds(p->journal, fds + 1);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 static int proxy_channel(void *state)
 {
 	struct proxy *p = state;
@@ -486,7 +552,7 @@ static int restore_tables(struct proxy *p, struct image *im)
 	p->devfd = image_get_fd(im);
 	p->sock = image_get_fd(im);
 	p->sock_epoch = image_get_u32(im);
-	if (proxy_fields_load(p, im) < 0 || p->devfd < 0 || p->sock < 0)
+	if (proxy_fields_load(p, im, true) < 0 || p->devfd < 0 || p->sock < 0)
 		return image_fail(im);
 	r = tables_init(p);
 	if (r < 0)
@@ -577,5 +643,7 @@ const struct mode_ops proxy_mode = {
 	.thaw = proxy_thaw,
 	.save = proxy_save,
 	.restore = proxy_restore,
+	.store_fds = proxy_store_fds,
+	.resume = proxy_resume,
 	.stop = proxy_stop,
 };

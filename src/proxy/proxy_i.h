@@ -160,6 +160,7 @@ struct proxy {
 
 	/* Counters for the recovery log line and `fusekeeper status`. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
+	uint64_t resent;	/* requests a SIGKILLed keeper had read, sent again by the kernel */
 	uint64_t rec_nodes, rec_handles; /* restored by the last recovery */
 };
 
@@ -196,6 +197,14 @@ static inline struct timespec deadline_ts(int64_t ms)
 static inline bool daemon_answers(const struct proxy *p)
 {
 	return p->state == PX_UP || p->draining;
+}
+
+/* The FUSE minor version the kernel speaks (its INIT), 0 before INIT. */
+static inline uint32_t kernel_minor(const struct proxy *p)
+{
+	return p->init_req ? ((const struct fuse_init_in *)(p->init_req->data +
+							  sizeof(struct fuse_in_header)))->minor
+			   : 0;
 }
 
 static inline void efd_signal(int fd)

@@ -37,6 +37,7 @@
 #include "calls.h"
 #include "channel.h"
 #include "log.h"
+#include "resume.h"
 #include "util.h"
 
 /* The kernel's OFFSET_MAX: a lock "to the end of the file". */
@@ -121,6 +122,8 @@ int locks_granted(struct proxy *p, struct msg *req)
 		 * requests that were in flight at once. */
 		r = lock_apply(&p->locks, req->knode, req->kfh, in);
 	}
+	/* The journal first: the kernel is told of the lock next. */
+	resume_flush(p);
 	pthread_mutex_unlock(&p->lock);
 	if (r == -ENOMEM || r == -EINVAL)
 		log_error("Cannot record the %s lock of owner %#" PRIx64 " on node %" PRIu64

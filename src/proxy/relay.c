@@ -10,6 +10,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -241,6 +242,43 @@ static int k2d_init(struct proxy *p, struct msg *m)
 }
 
 /*
+ * A request a SIGKILLed keeper had read, sent again by the kernel (resend_requests()): 0 when a
+ * repeat does what one does, so that it goes on as any other, else -EIO. Counts it.
+ */
+static int resent_verdict(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	struct fuse_in_header *h = msg_in(m);
+	int r = -EIO;
+
+	__atomic_fetch_add(&p->resent, 1, __ATOMIC_RELAXED);
+	if (op->replay == RP_SAFE || op->replay == RP_DROP) {
+		/* Opened again with O_TRUNC, a file may lose what another wrote meanwhile. */
+		r = h->opcode == FUSE_OPEN && (((struct fuse_open_in *)body(m))->flags & O_TRUNC)
+			    ? -EIO
+			    : 0;
+	} else if (op->replay == RP_WRITE) {
+		const struct fuse_write_in *in = body(m);
+		const struct handle *fh;
+
+		/* At a position it writes the same bytes again; appended, it would add them twice. */
+		pthread_mutex_lock(&p->lock);
+		fh = handle_get(&p->handles, in->fh);
+		r = fh && !(fh->flags & O_APPEND) ? 0 : -EIO;
+		pthread_mutex_unlock(&p->lock);
+	}
+	return r;
+}
+
+int resend_requests(struct proxy *p)
+{
+	struct fuse_out_header resend = { .len = sizeof(resend), .error = FK_NOTIFY_RESEND };
+
+	if (write(p->devfd, &resend, sizeof(resend)) != sizeof(resend))
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+/*
  * Handles one request from the kernel. Returns the buffer for the next read: @m itself when it
  * can be reused, or a fresh one when @m stays in flight.
  */
@@ -267,6 +305,17 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		return m;
 	}
 	trace_request("kernel", m);
+	if (h->unique & FK_UNIQUE_RESEND) {
+		r = resent_verdict(p, m, op);
+		if (r < 0) {
+			log_warn("%s (unique %#" PRIx64 ") was read by the killed keeper, and whether "
+				 "its daemon did it cannot be known: answering EIO", op->name,
+				 h->unique);
+			if (!op->noreply)
+				reply_kernel_err(p, h->unique, r);
+			return m;
+		}
+	}
 
 	pthread_mutex_lock(&p->lock);
 	if (!k2d_served(p, m, op, true))
@@ -296,8 +345,7 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		if (r == 0 && (h->opcode == FUSE_UNLINK || op->effect == EFF_RENAME))
 			r = hide_removal(p, m, op);
 		if (r) {
-			if (r > 0)
-				resume_flush(p); /* the journal first: the name is the keeper's now */
+			resume_flush(p); /* the journal first: the name may be the keeper's now */
 			pthread_mutex_unlock(&p->lock);
 			reply_kernel_err(p, h->unique, r > 0 ? 0 : r);
 			return m;
@@ -506,8 +554,9 @@ static void *k2d_main(void *arg)
 		m->primed = false;
 		/* The kernel's uniques grow (fuse_get_unique()): none above the largest read so
 		 * far was made yet. Only this thread writes it. */
-		if (msg_in(m)->unique > p->kunique_max)
-			__atomic_store_n(&p->kunique_max, msg_in(m)->unique, __ATOMIC_RELAXED);
+		if ((msg_in(m)->unique & ~FK_UNIQUE_RESEND) > p->kunique_max)
+			__atomic_store_n(&p->kunique_max, msg_in(m)->unique & ~FK_UNIQUE_RESEND,
+					 __ATOMIC_RELAXED);
 		m = k2d_request(p, m);
 	}
 	msg_put(m);

@@ -61,3 +61,12 @@ int relay_freeze(struct proxy *p, int64_t timeout_ms);
 
 /* Lets the threads stopped by relay_freeze() go on. */
 void relay_thaw(struct proxy *p);
+
+/*
+ * A keeper resuming from systemd's fd store, before relay_start(): asks the kernel to queue
+ * again every request the killed keeper had read and not answered (FUSE_NOTIFY_RESEND, FUSE
+ * 7.40); they come back with FK_UNIQUE_RESEND in their unique. One that a repeat does as one
+ * does (op_info.replay RP_SAFE, a WRITE at a position) is relayed as any other; the rest are
+ * answered EIO, since what the dead daemon did of them cannot be known. Returns 0 or -errno.
+ */
+int resend_requests(struct proxy *p);

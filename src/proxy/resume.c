@@ -9,8 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "journal.h"
 #include "log.h"
+#include "mode.h"
 #include "util.h"
 
 /* ---- The fields of an image that are neither fds nor tables ------------------------------ */
@@ -56,7 +58,7 @@ void proxy_fields_save(const struct proxy *p, struct image *im)
 	idmap_each(&p->abandoned, save_key, im);
 }
 
-int proxy_fields_load(struct proxy *p, struct image *im)
+int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes)
 {
 	uint64_t n;
 	uint32_t len;
@@ -67,9 +69,9 @@ int proxy_fields_load(struct proxy *p, struct image *im)
 	if (im->err || p->buf_size < 65536 || p->buf_size > (64u << 20) ||
 	    p->max_msg > p->buf_size)
 		return image_fail(im);
-	/* Before any message is read back: large buffers have this size (the keeper's own, when
-	 * a running keeper checks its journal). */
-	msg_init(p->buf_size);
+	/* Before any message is read back: large buffers have this size. */
+	if (set_sizes)
+		msg_init(p->buf_size);
 	p->next_call = image_get_u64(im);
 	p->kunique_max = image_get_u64(im);
 	p->init_done = image_get_bool(im);
@@ -193,6 +195,10 @@ static void broken(struct proxy *p, const char *what, int err)
 	changes_reset(&p->nodes.changes, false);
 	changes_reset(&p->handles.changes, false);
 	changes_reset(&p->locks.changes, false);
+	/* Whoever reads it now finds no base at all, rather than one that lacks what came
+	 * after; and the supervisor takes it out of systemd's fd store. */
+	journal_void(p->journal);
+	post_event(p, MODE_EV_STORE_LOST);
 }
 
 static bool any_failed(const struct proxy *p)
@@ -207,12 +213,12 @@ void resume_flush(struct proxy *p)
 
 	if (!p->journal || p->resume_broken)
 		return;
-	if (!p->nodes.changes.n && !p->handles.changes.n && !p->locks.changes.n)
-		return;
 	if (any_failed(p)) {
 		broken(p, "noting a change", -ENOMEM);
 		return;
 	}
+	if (!p->nodes.changes.n && !p->handles.changes.n && !p->locks.changes.n)
+		return;
 	im->len = 0;
 	put_heads(p, im);
 	put_changes(p, im, ENT_NODE, &p->nodes.changes);
@@ -283,14 +289,24 @@ void resume_rebase(struct proxy *p)
 	p->nodes.changes.n = p->handles.changes.n = p->locks.changes.n = 0;
 }
 
+/* From now on every table notes its changes for @p->journal. */
+static void noting_on(struct proxy *p)
+{
+	changes_reset(&p->nodes.changes, true);
+	changes_reset(&p->handles.changes, true);
+	changes_reset(&p->locks.changes, true);
+}
+
 int resume_start(struct proxy *p)
 {
-	int r = journal_create(&p->journal, "fusekeeper-resume");
+	struct journal *j;
+	int r = journal_create(&j, "fusekeeper-resume");
 
 	if (r < 0) {
 		log_error("Cannot make the resume journal: %s", strerror(-r));
 		return r;
 	}
+	__atomic_store_n(&p->journal, j, __ATOMIC_RELEASE);
 	changes_reset(&p->nodes.changes, true);
 	changes_reset(&p->handles.changes, true);
 	changes_reset(&p->locks.changes, true);
@@ -306,9 +322,7 @@ int resume_adopt(struct proxy *p, int fd_a, int fd_b)
 	if (r < 0)
 		return r;
 	image_free(&base);
-	changes_reset(&p->nodes.changes, true);
-	changes_reset(&p->handles.changes, true);
-	changes_reset(&p->locks.changes, true);
+	noting_on(p);
 	resume_rebase(p);
 	return p->resume_broken ? -ENOMEM : 0;
 }
@@ -316,7 +330,7 @@ int resume_adopt(struct proxy *p, int fd_a, int fd_b)
 void resume_stop(struct proxy *p)
 {
 	journal_free(p->journal);
-	p->journal = NULL;
+	__atomic_store_n(&p->journal, NULL, __ATOMIC_RELEASE);
 	image_free(&p->jrec);
 	image_free(&p->jitem);
 }
@@ -392,7 +406,7 @@ static int read_journal(struct journal *j, struct image *base, struct reading *r
 
 	if (!image_expect(base, TAG_RESUME))
 		return base->err;
-	r = proxy_fields_load(p ?: &scratch, base);
+	r = proxy_fields_load(p ?: &scratch, base, p != NULL);
 	if (!p) {
 		msg_put(scratch.init_req);
 		idmap_free(&scratch.abandoned);
@@ -442,7 +456,13 @@ int resume_load(struct proxy *p, int fd_a, int fd_b)
 		r = build_tables(p, &rd);
 	reading_free(&rd);
 	image_free(&base);
-	return r;
+	if (r < 0) {
+		journal_free(p->journal);
+		p->journal = NULL;
+		return r;
+	}
+	noting_on(p);
+	return 0;
 }
 
 /* ---- Checking it against the tables --------------------------------------------------------- */

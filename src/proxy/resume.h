@@ -21,8 +21,11 @@
 /* The connection's INIT and the proxy's counters: the part of an image that is neither an fd
  * nor a table (fusekeeper reexec's image and the journal's base share it). */
 void proxy_fields_save(const struct proxy *p, struct image *im);
-/* Reads them back. Returns 0, -EBADMSG or -ENOMEM (also in im->err). */
-int proxy_fields_load(struct proxy *p, struct image *im);
+/*
+ * Reads them back; with @set_sizes, sets the size of large message buffers from them
+ * (msg_init(): not while a relay runs). Returns 0, -EBADMSG or -ENOMEM (also in im->err).
+ */
+int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes);
 
 /*
  * Starts the journal: two new memfds, a base of the tables as they are, and the tables noting
