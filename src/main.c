@@ -415,6 +415,9 @@ static void systemd_fds(struct keeper_config *cfg, const char *mountpoint)
 	int n;
 
 	cfg->fdstore = getenv("NOTIFY_SOCKET") && (!max || strtol(max, NULL, 10) >= 3);
+	/* A re-executed keeper's store is as it left it; it has no LISTEN_FDS. */
+	if (getenv(REEXEC_IMAGE_ENV))
+		return;
 	n = sd_listen_fds_with_names(1, &got);
 	for (int i = 0; i < n; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
@@ -438,8 +441,9 @@ static void systemd_fds(struct keeper_config *cfg, const char *mountpoint)
 		return;
 	if (cfg->resume_fds[0] < 0)
 		why = "it holds a resume journal but no connection";
-	else if (cfg->resume_fds[1] < 0 && cfg->resume_fds[2] < 0)
-		why = "it holds a connection but no resume journal";
+	else if (cfg->resume_fds[1] < 0 || cfg->resume_fds[2] < 0)
+		why = "it lacks one of the resume journal's two memfds (the unit needs "
+		      "FileDescriptorStoreMax=3 at least)";
 	else if (cfg->takeover)
 		why = "COMMAND has no {}: the daemon's own mount call cannot take it back";
 	else if (cfg->mode && cfg->mode != &proxy_mode)
@@ -702,8 +706,7 @@ int main(int argc, char **argv)
 		       IMAGE_FORMAT);
 		return 0;
 	}
-	if (!getenv(REEXEC_IMAGE_ENV))
-		systemd_fds(&cfg, mountpoint);
+	systemd_fds(&cfg, mountpoint);
 	if (getenv(REEXEC_IMAGE_ENV)) {
 		/* Replacing a keeper: its mount is in the image, and no one serves it until the
 		 * state is taken up, so nothing may look at it (realpath would wait for ever). */

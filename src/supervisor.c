@@ -1670,9 +1670,10 @@ int supervise(const struct keeper_config *cfg)
 		if (r < 0) {
 			log_error("Cannot take the connection back from systemd's fd store: %s; the "
 				  "mount is lost", r == -EBADMSG ? "the resume journal does not read "
-				  "back" : strerror(-r));
-			k.to.mounted = true;
-			k.to.conn = fuse_conn_id(cfg->mountpoint);
+				  "back" : r == -ESTALE ? "it is another mount's" : strerror(-r));
+			/* The connection ends with the last fd on it: ours at exit, the store's now.
+			 * Its mount goes too, unless the one at MOUNTPOINT is another's. */
+			k.to.mounted = r != -ESTALE;
 			for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
 				sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
 			goto lost;

@@ -589,10 +589,9 @@ fk_own_live_pids() {
 	sort -u "$FK_STATE/pids" | while read -r pid; do
 		[ -n "$pid" ] && pid_alive "$pid" || continue
 		pp=$(pid_ppid "$pid")
-		# Ours, or the child of one of ours that was tracked too (a keeper a test's stand-in
-		# for systemd started).
-		if [ "$pp" = "$$" ] || { grep -qx "$pp" "$FK_STATE/pids" &&
-					 [ "$(pid_ppid "$pp")" = "$$" ]; }; then
+		# Ours, or a keeper that a test's stand-in for systemd started (tracked; its parent
+		# may be gone already).
+		if [ "$pp" = "$$" ] || [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$FK" ]; then
 			echo "$pid"
 		fi
 	done

@@ -130,7 +130,19 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 	}
 	if (r == 0 && kernel_minor(p) < 40)
 		r = -EOPNOTSUPP; /* it was stored by mistake: nothing resends what was read */
+	if (r == 0 && (!p->journal_mnt || strcmp(p->journal_mnt, p->cfg->mountpoint))) {
+		log_error("The connection in systemd's fd store was kept for %s, not %s",
+			  p->journal_mnt ? p->journal_mnt : "(unknown)", p->cfg->mountpoint);
+		r = -ESTALE;
+	}
+	if (r == 0 && p->resumes >= 2) {
+		/* A request or a journal that kills every keeper must not keep the mount waiting. */
+		log_error("%u keepers in a row took the connection back and died before a daemon "
+			  "recovered", p->resumes);
+		r = -ELOOP;
+	}
 	if (r == 0) {
+		p->resumes++;
 		/* What the kernel holds is all the tables know; the journal goes on from it. */
 		pthread_mutex_lock(&p->lock);
 		resume_rebase(p);
@@ -275,6 +287,7 @@ static int attach_daemon(struct proxy *p)
 	p->rec_nodes = p->nodes.count - 1 - p->lost_nodes;
 	p->rec_handles = p->handles.by_kfh.count - p->lost_handles;
 	/* What recovery found (lost nodes and handles) in one base, not a record per entry. */
+	p->resumes = 0;
 	resume_rebase(p);
 	pthread_mutex_unlock(&p->lock);
 	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -252,10 +253,19 @@ static int resent_verdict(struct proxy *p, struct msg *m, const struct op_info *
 
 	__atomic_fetch_add(&p->resent, 1, __ATOMIC_RELAXED);
 	if (op->replay == RP_SAFE || op->replay == RP_DROP) {
-		/* Opened again with O_TRUNC, a file may lose what another wrote meanwhile. */
-		r = h->opcode == FUSE_OPEN && (((struct fuse_open_in *)body(m))->flags & O_TRUNC)
-			    ? -EIO
-			    : 0;
+		/* Truncated or cleared again, a file may lose what another wrote meanwhile. */
+		if (h->opcode == FUSE_OPEN)
+			r = ((struct fuse_open_in *)body(m))->flags & O_TRUNC ? -EIO : 0;
+		else if (h->opcode == FUSE_SETATTR)
+			r = ((struct fuse_setattr_in *)body(m))->valid & FATTR_SIZE ? -EIO : 0;
+		else if (h->opcode == FUSE_FALLOCATE)
+			r = ((struct fuse_fallocate_in *)body(m))->mode &
+					    (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE |
+					     FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)
+				    ? -EIO
+				    : 0;
+		else
+			r = 0;
 	} else if (op->replay == RP_WRITE) {
 		const struct fuse_write_in *in = body(m);
 		const struct handle *fh;
@@ -669,7 +679,8 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 		/* Of a request it holds, only an interrupt it was given; else only one the kernel
 		 * could have made (an answer racing the request's own is no error). */
 		unsent = req ? req->epoch == epoch && req->int_epoch != epoch
-			     : target > __atomic_load_n(&p->kunique_max, __ATOMIC_RELAXED);
+			     : (target & ~FK_UNIQUE_RESEND) >
+				       __atomic_load_n(&p->kunique_max, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&p->lock);
 		if (unsent) {
 			log_error("The daemon answered an INTERRUPT of unique %" PRIu64 " that it was "

@@ -56,6 +56,8 @@ void proxy_fields_save(const struct proxy *p, struct image *im)
 	image_u64(im, p->rec_handles);
 	image_u64(im, p->abandoned.count);
 	idmap_each(&p->abandoned, save_key, im);
+	image_u32(im, p->resumes);
+	image_str(im, p->cfg->mountpoint);
 }
 
 int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes)
@@ -109,6 +111,9 @@ int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes)
 	for (uint64_t i = 0; i < n && !im->err; i++)
 		if (idmap_put(&p->abandoned, image_get_u64(im), (void *)1) < 0)
 			im->err = -ENOMEM;
+	p->resumes = image_get_u32(im);
+	free(p->journal_mnt);
+	p->journal_mnt = image_get_str(im);
 	if (im->err || !p->init_done || !p->init_req)
 		return image_fail(im);
 	return 0;
@@ -410,6 +415,7 @@ static int read_journal(struct journal *j, struct image *base, struct reading *r
 	if (!p) {
 		msg_put(scratch.init_req);
 		idmap_free(&scratch.abandoned);
+		free(scratch.journal_mnt);
 	}
 	if (r < 0)
 		return r;

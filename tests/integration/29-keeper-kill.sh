@@ -120,8 +120,6 @@ kill_keeper() {
 for round in 1 2; do
 	kill_keeper "$round"
 	check_load "round-$round"
-	grep -q "^FDSTORE=1|FDNAME=fuse fds=1\$" <(tail -n +2 "$N") ||
-		fail "round $round: no FDSTORE=1 of fuse"
 done
 
 check_load end
@@ -140,7 +138,8 @@ for name in fuse journal-a journal-b; do
 	grep -q "^FDSTOREREMOVE=1|FDNAME=$name\$" "$N" || fail "no FDSTOREREMOVE=1 of $name: $(cat "$N")"
 done
 
-# Requests the killed keeper had read (testfs --delay-ms holds each for 2 s): a LOOKUP, which a
+# Requests the killed keeper had read (testfs --delay-ms holds each for 4 s: the daemon is
+# killed well before it acts; the next one has no delay): a LOOKUP, which a
 # repeat does as once, is sent again to the next daemon and answered; an UNLINK, which the dead
 # daemon may or may not have done (here it had not: it died in the delay), gets EIO and the file
 # stays. The name to remove is looked up first (--cache-s keeps it), so that the UNLINK itself
@@ -151,16 +150,17 @@ mkdir "$M" "$B" "$B/sub"
 : >"$B/victim"
 echo "other-content" >"$B/sub/other"
 NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --write-through --max-restarts=10 -- "$TESTFS" \
-	--backing="$B" --delay-ms=2000 --cache-s=600 {}
-fk_wait READY "" 60 || fail "part 2: the keeper never became READY"
+	--backing="$B" --delay-ms=4000 --cache-s=600 {}
+fk_wait READY "" 120 || fail "part 2: the keeper never became READY"
 wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
 	fail "part 2: the connection was not stored"
-try_cmd 30 stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
+try_cmd 60 stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
 bg_timed unlink rm "$M/victim"
 bg_timed lookup stat -c %s "$M/sub/other"
-deadline=$(($(now_ms) + 15000))
+deadline=$(($(now_ms) + 3000))
 until "$FK" status --json "$M" 2>/dev/null | grep -Eq '"requests_in_flight": *[2-9]'; do
-	[ "$(now_ms)" -lt "$deadline" ] || fail "part 2: the two requests never showed in flight"
+	[ "$(now_ms)" -lt "$deadline" ] ||
+		fail "part 2: the two requests did not show in flight within 3 s (of the daemon's 4)"
 	sleep 0.02
 done
 kill_keeper part-2 --cache-s=600
