@@ -138,29 +138,32 @@ for name in fuse journal-a journal-b; do
 	grep -q "^FDSTOREREMOVE=1|FDNAME=$name\$" "$N" || fail "no FDSTOREREMOVE=1 of $name: $(cat "$N")"
 done
 
-# Requests the killed keeper had read (testfs --delay-ms holds each for 4 s: the daemon is
-# killed well before it acts; the next one has no delay): a LOOKUP, which a
+# Requests the killed keeper had read (testfs --delay-ms holds each for 4 s, times
+# FK_TIMEOUT_SCALE in a slow guest: the daemon is killed well before it acts; the next one has
+# no delay): a LOOKUP, which a
 # repeat does as once, is sent again to the next daemon and answered; an UNLINK, which the dead
 # daemon may or may not have done (here it had not: it died in the delay), gets EIO and the file
 # stays. The name to remove is looked up first (--cache-s keeps it), so that the UNLINK itself
 # is what is in flight; the LOOKUP is in another directory (an UNLINK locks its own).
 M=$T/mnt2
 B=$T/back2
+DELAY=$((4000 * ${FK_TIMEOUT_SCALE:-1}))
 mkdir "$M" "$B" "$B/sub"
 : >"$B/victim"
 echo "other-content" >"$B/sub/other"
 NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --write-through --max-restarts=10 -- "$TESTFS" \
-	--backing="$B" --delay-ms=4000 --cache-s=600 {}
-fk_wait READY "" 120 || fail "part 2: the keeper never became READY"
+	--backing="$B" --delay-ms="$DELAY" --cache-s=600 {}
+fk_wait READY "" $((30 * DELAY / 1000)) || fail "part 2: the keeper never became READY"
 wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
 	fail "part 2: the connection was not stored"
-try_cmd 60 stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
+try_cmd $((15 * DELAY / 1000)) stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
 bg_timed unlink rm "$M/victim"
 bg_timed lookup stat -c %s "$M/sub/other"
-deadline=$(($(now_ms) + 3000))
+deadline=$(($(now_ms) + DELAY * 3 / 4))
 until "$FK" status --json "$M" 2>/dev/null | grep -Eq '"requests_in_flight": *[2-9]'; do
 	[ "$(now_ms)" -lt "$deadline" ] ||
-		fail "part 2: the two requests did not show in flight within 3 s (of the daemon's 4)"
+		fail "part 2: the two requests did not show in flight within $((DELAY * 3 / 4)) ms" \
+			"(of the daemon's $DELAY)"
 	sleep 0.02
 done
 kill_keeper part-2 --cache-s=600
