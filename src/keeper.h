@@ -52,6 +52,12 @@ struct keeper_config {
 				     /dev/fuse, the journal's two memfds; -1 each when none */
 };
 
+/* The FDNAME= of the fds in systemd's fd store, in the order of keeper_config.resume_fds. */
+#define FDSTORE_NAMES { "fuse", "journal-a", "journal-b" }
+
+/* Takes every fd of FDSTORE_NAMES out of systemd's fd store (FDSTOREREMOVE=1; supervisor.c). */
+void fdstore_clear(void);
+
 /* --user=USER[:GROUP]: the daemon's credentials and the environment systemd's User= gives. */
 struct daemon_user {
 	uid_t uid;

@@ -408,7 +408,7 @@ static void own_path(const char *argv0, char *out, size_t size)
  */
 static void systemd_fds(struct keeper_config *cfg, const char *mountpoint)
 {
-	static const char *const names[3] = { "fuse", "journal-a", "journal-b" };
+	static const char *const names[3] = FDSTORE_NAMES;
 	const char *max = getenv("FDSTORE");
 	const char *why = NULL;
 	char **got = NULL;
@@ -460,8 +460,8 @@ static void systemd_fds(struct keeper_config *cfg, const char *mountpoint)
 		if (cfg->resume_fds[i] >= 0)
 			close(cfg->resume_fds[i]);
 		cfg->resume_fds[i] = -1;
-		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
 	}
+	fdstore_clear();
 	/* The old connection ends with the store's copy; its mount is in the way of the new. */
 	if (mountpoint)
 		umount2(mountpoint, MNT_DETACH);

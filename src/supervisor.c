@@ -97,9 +97,14 @@ static void kill_daemon(struct keeper *k, int sig)
 	}
 }
 
-/* Handles what the mode reports; returns -EINTR when the keeper must stop. */
 /* The names of the keeper's fds in systemd's fd store (FDNAME=), in store_fds() order. */
-static const char *const store_names[3] = { "fuse", "journal-a", "journal-b" };
+static const char *const store_names[3] = FDSTORE_NAMES;
+
+void fdstore_clear(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
+		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+}
 
 /*
  * Takes the connection and the resume journal out of systemd's fd store, because of @why: a
@@ -109,8 +114,7 @@ static void fdstore_remove(struct keeper *k, const char *why)
 {
 	if (!k->stored)
 		return;
-	for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
-		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+	fdstore_clear();
 	k->stored = false;
 	log_warn("Took the connection out of systemd's fd store (%s): a SIGKILL of fusekeeper now "
 		 "loses the mount", why);
@@ -142,11 +146,11 @@ static void fdstore_put(struct keeper *k)
 	}
 	k->stored = true;
 	for (size_t i = 0; i < ARRAY_SIZE(store_names); i++) {
-		int r = sd_pid_notify_with_fds(0, 0, i == 0 ? "FDSTORE=1\nFDNAME=fuse"
-						: i == 1 ? "FDSTORE=1\nFDNAME=journal-a"
-							 : "FDSTORE=1\nFDNAME=journal-b",
-					       &fds[i], 1);
+		char msg[64];
+		int r;
 
+		snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", store_names[i]);
+		r = sd_pid_notify_with_fds(0, 0, msg, &fds[i], 1);
 		if (r <= 0) {
 			fdstore_remove(k, r < 0 ? strerror(-r) : "no NOTIFY_SOCKET");
 			k->cfg.fdstore = false;
@@ -157,6 +161,7 @@ static void fdstore_put(struct keeper *k)
 		 "started after a SIGKILL of this one takes the mount back");
 }
 
+/* Handles what the mode reports; returns -EINTR when the keeper must stop. */
 static int mode_events(struct keeper *k)
 {
 	unsigned ev = k->cfg.mode->events(k->mode_state);
@@ -1674,8 +1679,7 @@ int supervise(const struct keeper_config *cfg)
 			/* The connection ends with the last fd on it: ours at exit, the store's now.
 			 * Its mount goes too, unless the one at MOUNTPOINT is another's. */
 			k.to.mounted = r != -ESTALE;
-			for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
-				sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+			fdstore_clear();
 			goto lost;
 		}
 		k.to.mounted = true;
@@ -1910,8 +1914,7 @@ int supervise(const struct keeper_config *cfg)
 	sd_notifyf(0, "STOPPING=1");
 	/* Nothing is left to take back: the connection ends here. */
 	if (k.stored) {
-		for (size_t i = 0; i < ARRAY_SIZE(store_names); i++)
-			sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", store_names[i]);
+		fdstore_clear();
 		k.stored = false;
 	}
 	if (k.restarting)

@@ -454,11 +454,15 @@ static void fd_op(struct fd_file *f, uint64_t n, uint64_t *rs, unsigned char *wb
 	fill_random(rs, wbuf, len);
 	w = CALL(pwrite(f->fd, wbuf, len, off));
 	if (w < 0 || (size_t)w != len) {
-		if (w < 0)
+		if (w < 0) {
 			syserr(who, "pwrite", f->path, errno);
-		else
-			mismatch(who, "pwrite %s: %zd of %zu bytes at %jd", f->path, w, len,
-				 (intmax_t)off);
+		} else {
+			/* Say why: the rest, written again, fails with the error that cut it. */
+			ssize_t w2 = pwrite(f->fd, wbuf + w, len - w, off + w);
+
+			mismatch(who, "pwrite %s: %zd of %zu bytes at %jd (the rest: %s)", f->path,
+				 w, len, (intmax_t)off, w2 < 0 ? strerror(errno) : "written");
+		}
 		goto out;
 	}
 	memcpy(f->shadow + off, wbuf, len);

@@ -910,6 +910,10 @@ void node_item_save(const struct node *n, struct image *im)
 	image_u64(im, n->k_nlookup);
 	image_u64(im, n->k_gen);
 	image_u64(im, n->k_ino);
+	/* The last daemon's inode number and generation: recovery's identity check compares
+	 * what the next daemon finds under the node's name with them. */
+	image_u64(im, n->d_ino);
+	image_u64(im, n->d_gen);
 	image_u32(im, n->type);
 	image_u32(im, n->opened);
 	image_u32(im, n->pins);
@@ -938,6 +942,8 @@ static void item_fields(struct image *im, struct node *n)
 	n->k_nlookup = image_get_u64(im);
 	n->k_gen = image_get_u64(im);
 	n->k_ino = image_get_u64(im);
+	n->d_ino = image_get_u64(im);
+	n->d_gen = image_get_u64(im);
 	n->type = image_get_u32(im);
 	n->opened = image_get_u32(im);
 	n->pins = image_get_u32(im);
@@ -969,6 +975,8 @@ static void build_node(uint64_t key, void *val, void *arg)
 		/* The root: what node_table_init() made of it stays but for the kernel's side. */
 		n->k_gen = tmp.k_gen;
 		n->k_ino = tmp.k_ino;
+		n->d_ino = tmp.d_ino;
+		n->d_gen = tmp.d_gen;
 		n->opened = tmp.opened;
 		n->pins = tmp.pins;
 		n->dver = tmp.dver;

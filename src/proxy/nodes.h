@@ -226,7 +226,8 @@ void node_table_head_save(const struct node_table *t, struct image *im);
 /*
  * What the kernel knows of @n, all a keeper resuming after a SIGKILL needs of it: its kid,
  * lookups, generation, inode number, type, open count, pins, data version, its names and
- * whether it was lost. Nothing of the daemon's: the resuming keeper starts a new one.
+ * whether it was lost; and the last daemon's inode number and generation for it, which
+ * recovery compares with what the next daemon finds by its name. Not the daemon's node ID.
  */
 void node_item_save(const struct node *n, struct image *im);
 

@@ -501,6 +501,8 @@ static void check_node(uint64_t key, void *val, void *arg)
 			 node_name_of(a));
 	else if (a->k_nlookup != b->k_nlookup || a->k_gen != b->k_gen || a->k_ino != b->k_ino ||
 		 a->type != b->type || a->opened != b->opened || a->pins != b->pins ||
+		 (a->epoch == c->live->nodes.epoch && !a->lost &&
+		  (a->d_ino != b->d_ino || a->d_gen != b->d_gen)) ||
 		 a->dver != b->dver || a->changed_ns != b->changed_ns || a->lost != b->lost ||
 		 a->replaced != b->replaced || a->children != b->children)
 		snprintf(c->what, sizeof(c->what), "node %" PRIu64 " (%s) differs: lookups %" PRIu64
