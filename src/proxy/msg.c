@@ -41,6 +41,15 @@ static struct msg *pool_get(struct pool *p)
 		if (!m)
 			return NULL;
 		m->cap = p->cap;
+		/*
+		 * The kernel copies a request into the buffer a read(2) of /dev/fuse gives it, and
+		 * fails the request with EIO if a page fault of that copy meets a fatal signal: a
+		 * keeper SIGKILLed then (systemd's fd store lets the next one take over) would fail
+		 * an application's call. Every page of a large buffer is faulted in here, once.
+		 */
+		if (p == &big)
+			for (size_t off = 0; off < p->cap; off += 4096)
+				((volatile char *)m->data)[off] = 0;
 	}
 	memset(m, 0, offsetof(struct msg, data));
 	m->cap = p->cap;

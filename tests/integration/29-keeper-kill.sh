@@ -138,34 +138,37 @@ for name in fuse journal-a journal-b; do
 	grep -q "^FDSTOREREMOVE=1|FDNAME=$name\$" "$N" || fail "no FDSTOREREMOVE=1 of $name: $(cat "$N")"
 done
 
-# Requests the killed keeper had read (testfs --delay-ms holds each for 4 s, times
-# FK_TIMEOUT_SCALE in a slow guest: the daemon is killed well before it acts; the next one has
-# no delay): a LOOKUP, which a
-# repeat does as once, is sent again to the next daemon and answered; an UNLINK, which the dead
-# daemon may or may not have done (here it had not: it died in the delay), gets EIO and the file
-# stays. The name to remove is looked up first (--cache-s keeps it), so that the UNLINK itself
-# is what is in flight; the LOOKUP is in another directory (an UNLINK locks its own).
+# Requests the killed keeper had read: a LOOKUP, which a repeat does as once, is sent again to
+# the next daemon and answered; an UNLINK, which the dead daemon may or may not have done (here
+# it had not: testfs --crash-file=hang:unlink:victim blocks it at the start of the UNLINK, and
+# in every operation after), gets EIO and the file stays.
+# The name to remove is looked up first (--cache-s keeps it), so that the UNLINK itself is what
+# is in flight; the LOOKUP is in another directory (an UNLINK locks its own).
 M=$T/mnt2
 B=$T/back2
-DELAY=$((4000 * ${FK_TIMEOUT_SCALE:-1}))
 mkdir "$M" "$B" "$B/sub"
 : >"$B/victim"
 echo "other-content" >"$B/sub/other"
 NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --write-through --max-restarts=10 -- "$TESTFS" \
-	--backing="$B" --delay-ms="$DELAY" --cache-s=600 {}
-fk_wait READY "" $((30 * DELAY / 1000)) || fail "part 2: the keeper never became READY"
+	--backing="$B" --cache-s=600 --crash-file="$T/crash" {}
+fk_wait READY || fail "part 2: the keeper never became READY"
 wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
 	fail "part 2: the connection was not stored"
-try_cmd $((15 * DELAY / 1000)) stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
+try_cmd 30 stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
+echo "hang:unlink:victim" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash" ||
+	fail "part 2: cannot arm the daemon's hang"
+# in_flight N: waits until the keeper holds N requests in flight (30 s at most).
+in_flight() {
+	local deadline=$(($(now_ms) + 30000))
+	until "$FK" status --json "$M" 2>/dev/null | grep -Eq "\"requests_in_flight\": *$1"; do
+		[ "$(now_ms)" -lt "$deadline" ] || fail "part 2: $1 requests never showed in flight"
+		sleep 0.02
+	done
+}
 bg_timed unlink rm "$M/victim"
+in_flight 1
 bg_timed lookup stat -c %s "$M/sub/other"
-deadline=$(($(now_ms) + DELAY * 3 / 4))
-until "$FK" status --json "$M" 2>/dev/null | grep -Eq '"requests_in_flight": *[2-9]'; do
-	[ "$(now_ms)" -lt "$deadline" ] ||
-		fail "part 2: the two requests did not show in flight within $((DELAY * 3 / 4)) ms" \
-			"(of the daemon's $DELAY)"
-	sleep 0.02
-done
+in_flight 2
 kill_keeper part-2 --cache-s=600
 grep -q "UNLINK (unique 0x[0-9a-f]*) was read by the killed keeper.*answering EIO" "$FK_LOG" ||
 	fail "part 2: the resumed keeper did not answer the UNLINK EIO: $(cat "$FK_LOG")"
