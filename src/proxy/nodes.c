@@ -753,15 +753,21 @@ static void save_node_ref(uint64_t key, void *val, void *arg)
 	image_u64(arg, ((const struct node *)val)->kid);
 }
 
+/* Reads what node_table_head_save() wrote. */
+static void head_load(struct node_table *t, struct image *im)
+{
+	t->epoch = image_get_u32(im);
+	t->next_kid = image_get_u64(im);
+	t->ino_remap = image_get_bool(im);
+	t->next_ino = image_get_u64(im);
+	t->ino_is_nodeid = image_get_u64(im);
+	t->ino_not_nodeid = image_get_u64(im);
+}
+
 void node_table_save(const struct node_table *t, struct image *im)
 {
 	image_tag(im, TAG_NODES);
-	image_u32(im, t->epoch);
-	image_u64(im, t->next_kid);
-	image_bool(im, t->ino_remap);
-	image_u64(im, t->next_ino);
-	image_u64(im, t->ino_is_nodeid);
-	image_u64(im, t->ino_not_nodeid);
+	node_table_head_save(t, im);
 	/* Every node first, then the names, which need their parents. */
 	image_u64(im, t->by_kid.count);
 	idmap_each(&t->by_kid, save_node, im);
@@ -867,12 +873,7 @@ int node_table_load(struct node_table *t, struct image *im)
 
 	if (!image_expect(im, TAG_NODES))
 		return im->err;
-	t->epoch = image_get_u32(im);
-	t->next_kid = image_get_u64(im);
-	t->ino_remap = image_get_bool(im);
-	t->next_ino = image_get_u64(im);
-	t->ino_is_nodeid = image_get_u64(im);
-	t->ino_not_nodeid = image_get_u64(im);
+	head_load(t, im);
 	/* The root's entry in by_did is saved with the others. */
 	idmap_free(&t->by_did);
 	count = image_get_u64(im);
@@ -1055,12 +1056,7 @@ int node_table_build(struct node_table *t, struct image *head, const struct idma
 	size_t nv = 0;
 	void *carg[2];
 
-	t->epoch = image_get_u32(head);
-	t->next_kid = image_get_u64(head);
-	t->ino_remap = image_get_bool(head);
-	t->next_ino = image_get_u64(head);
-	t->ino_is_nodeid = image_get_u64(head);
-	t->ino_not_nodeid = image_get_u64(head);
+	head_load(t, head);
 	if (head->err || !t->epoch)
 		return image_fail(head);
 	/* The root is every daemon's: it needs no lookup (node_new_epoch() keeps it so). */

@@ -71,6 +71,24 @@ static int eventfds_open(struct proxy *p)
 	return p->call_efd < 0 || p->ev_efd < 0 ? -errno : 0;
 }
 
+/*
+ * The hidden names' journal, the notifier and the kernel's relay thread, for a proxy whose
+ * tables are ready; with @resend, the kernel is first asked to queue again what a killed keeper
+ * had read (resend_requests()). Returns 0 or -errno.
+ */
+static int threads_start(struct proxy *p, bool resend)
+{
+	int r = hide_start(p);
+
+	if (r == 0)
+		r = notifier_start(p);
+	if (r == 0 && resend)
+		r = resend_requests(p);
+	if (r == 0)
+		r = relay_start(p);
+	return r;
+}
+
 static int proxy_start(struct keeper *k, int devfd, void **state)
 {
 	struct proxy *p = proxy_alloc(k);
@@ -89,11 +107,7 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 	if (r == 0)
 		r = eventfds_open(p);
 	if (r == 0)
-		r = hide_start(p);
-	if (r == 0)
-		r = notifier_start(p);
-	if (r == 0)
-		r = relay_start(p);
+		r = threads_start(p, false);
 	if (r < 0)
 		return r;
 	*state = p;
@@ -150,13 +164,7 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 		r = eventfds_open(p);
 	}
 	if (r == 0)
-		r = hide_start(p);
-	if (r == 0)
-		r = notifier_start(p);
-	if (r == 0)
-		r = resend_requests(p);
-	if (r == 0)
-		r = relay_start(p);
+		r = threads_start(p, true);
 	if (r == 0)
 		log_info("Took the connection back from systemd's fd store: %" PRIu64 " nodes, %zu "
 			 "handles and %" PRIu64 " locks from the resume journal; the requests the "
