@@ -35,10 +35,13 @@ run_bg listener python3 "$FK_SRCDIR/tests/notify-listener.py" "$T/notify.sock" "
 wait_match "$T/listener.out" '^ready$' 10 >/dev/null || fail "the listener did not start: $(cat "$T/listener.err")"
 LISTENER=$BG_PID
 
-# testfs stores a write before it answers it: --write-through (without it, a handle written
+# Proxy mode (the one that can take a connection back; with --write-through and a kernel with
+# FUSE_DEV_IOC_REINIT, auto would choose reinit). testfs stores a write before it answers it:
+# --write-through (without it, a handle written
 # before the kill reports EIO at its next write or sync: the killed keeper's write window,
 # which held what the daemon may not have stored, is gone).
-NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --write-through --max-restarts=10 -- "$TESTFS" --backing="$B" {}
+NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- \
+	"$TESTFS" --backing="$B" {}
 fk_wait READY || fail "the keeper never became READY"
 
 if ! wait_match "$FK_LOG" 'Stored the connection and the resume journal' 10 >/dev/null; then
@@ -99,7 +102,7 @@ kill_keeper() {
 	printf '%s\n' "$TESTFS" >"$FK_STATE/cmd.$FK_N"
 	python3 -c 'import json, sys; json.dump({"argv": sys.argv[3:], "stdout": sys.argv[1],
 		"events": sys.argv[2]}, open(sys.argv[1] + ".spawn", "w"))' "$FK_LOG" "$FK_EVENTS" \
-		"$FK" --status-fd=9 --write-through --max-restarts=10 "$M" -- "$TESTFS" --backing="$B" \
+		"$FK" --status-fd=9 --mode=proxy --write-through --max-restarts=10 "$M" -- "$TESTFS" --backing="$B" \
 		"$@" {}
 	mv "$FK_LOG.spawn" "$T/spawn.json"
 	local spawned
@@ -149,7 +152,7 @@ B=$T/back2
 mkdir "$M" "$B" "$B/sub"
 : >"$B/victim"
 echo "other-content" >"$B/sub/other"
-NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --write-through --max-restarts=10 -- "$TESTFS" \
+NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- "$TESTFS" \
 	--backing="$B" --cache-s=600 --crash-file="$T/crash" {}
 fk_wait READY || fail "part 2: the keeper never became READY"
 wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
