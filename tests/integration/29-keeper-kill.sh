@@ -35,11 +35,11 @@ run_bg listener python3 "$FK_SRCDIR/tests/notify-listener.py" "$T/notify.sock" "
 wait_match "$T/listener.out" '^ready$' 10 >/dev/null || fail "the listener did not start: $(cat "$T/listener.err")"
 LISTENER=$BG_PID
 
-# Proxy mode (the one that can take a connection back; with --write-through and a kernel with
+# Proxy mode, the one that can take a connection back (with --write-through and a kernel with
 # FUSE_DEV_IOC_REINIT, auto would choose reinit). testfs stores a write before it answers it:
-# --write-through (without it, a handle written
-# before the kill reports EIO at its next write or sync: the killed keeper's write window,
-# which held what the daemon may not have stored, is gone).
+# --write-through (without it, a handle written before the kill reports EIO at its next write
+# or sync: the killed keeper's write window, which held what the daemon may not have stored,
+# is gone).
 NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- \
 	"$TESTFS" --backing="$B" {}
 fk_wait READY || fail "the keeper never became READY"
