@@ -160,7 +160,6 @@ struct proxy {
 
 	/* Counters for the recovery log line and `fusekeeper status`. */
 	uint64_t replayed, settled, lost_nodes, lost_handles, rewritten, lost_windows;
-	uint64_t resent;	/* requests a SIGKILLed keeper had read, sent again by the kernel */
 	uint32_t resumes;	/* keepers in a row that took the connection back from systemd's
 				   fd store with no recovery since (in the journal's base) */
 	char *journal_mnt;	/* the mountpoint the journal read back was kept for */

@@ -244,14 +244,13 @@ static int k2d_init(struct proxy *p, struct msg *m)
 
 /*
  * A request a SIGKILLed keeper had read, sent again by the kernel (resend_requests()): 0 when a
- * repeat does what one does, so that it goes on as any other, else -EIO. Counts it.
+ * repeat does what one does, so that it goes on as any other, else -EIO.
  */
 static int resent_verdict(struct proxy *p, struct msg *m, const struct op_info *op)
 {
 	struct fuse_in_header *h = msg_in(m);
 	int r = -EIO;
 
-	__atomic_fetch_add(&p->resent, 1, __ATOMIC_RELAXED);
 	if (op->replay == RP_SAFE || op->replay == RP_DROP) {
 		/* Truncated or cleared again, a file may lose what another wrote meanwhile. */
 		if (h->opcode == FUSE_OPEN)
