@@ -33,6 +33,7 @@
 #include "control.h"
 #include "log.h"
 #include "mode.h"
+#include "procfs.h"
 #include "reexec.h"
 #include "status.h"
 #include "keeper_i.h"
@@ -269,22 +270,6 @@ static int read_signals(struct keeper *k)
 	return k->stop ? -EINTR : 0;
 }
 
-/* Reads up to @size - 1 bytes of the file @path into @buf, NUL-terminated. Returns the bytes
- * read, or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n >= 0)
-		buf[n] = '\0';
-	return n;
-}
-
 /*
  * CPU clock ticks (of the processes and the children they reaped) and bytes read and written
  * (any fd: files, sockets, pipes) of every process in the group @pgid, from /proc.
@@ -305,7 +290,7 @@ static int group_usage(pid_t pgid, uint64_t *cpu, uint64_t *io)
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		if (read_small(path, buf, sizeof(buf)) <= 0)
+		if (proc_read_small(path, buf, sizeof(buf)) <= 0)
 			continue;
 		/* The command name may hold anything: the fields start after its last ')'. */
 		p = strrchr(buf, ')');
@@ -316,7 +301,7 @@ static int group_usage(pid_t pgid, uint64_t *cpu, uint64_t *io)
 			continue;
 		*cpu += v[0] + v[1] + v[2] + v[3];
 		snprintf(path, sizeof(path), "/proc/%s/io", de->d_name);
-		if (read_small(path, buf, sizeof(buf)) <= 0)
+		if (proc_read_small(path, buf, sizeof(buf)) <= 0)
 			continue;
 		if (sscanf(buf, "rchar: %llu wchar: %llu", &rchar, &wchar) == 2)
 			*io += rchar + wchar;
@@ -684,7 +669,7 @@ static int takeover_first_mount(struct keeper *k, struct takeover_call *c)
 		char path[64], comm[32] = "?";
 
 		snprintf(path, sizeof(path), "/proc/%d/comm", (int)c->pid);
-		if (read_small(path, comm, sizeof(comm)) > 0)
+		if (proc_read_small(path, comm, sizeof(comm)) > 0)
 			comm[strcspn(comm, "\n")] = '\0';
 		snprintf(via, sizeof(via), " (through %s, process %d)", comm, (int)c->pid);
 	}
@@ -923,7 +908,7 @@ static pid_t channel_holder(struct keeper *k, pid_t not)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/self/task/%s/children", de->d_name);
-		if (read_small(path, buf, sizeof(buf)) <= 0)
+		if (proc_read_small(path, buf, sizeof(buf)) <= 0)
 			continue;
 		for (p = buf; !found; p = end) {
 			long pid = strtol(p, &end, 10);

@@ -571,6 +571,28 @@ fk_status_field() {
 	python3 -c 'import json, sys; s = json.loads(sys.argv[1])[0]; print(eval(sys.argv[2]))' "$out" "$1"
 }
 
+# notify_listener_start [SPAWN-JSON]: starts tests/notify-listener.py, systemd's side of
+# NOTIFY_SOCKET, on $T/notify.sock; it logs what it hears to $N (made empty here) and, given
+# SPAWN-JSON, starts a keeper from it on SIGUSR1 with the fds it keeps. Its pid goes to LISTENER.
+notify_listener_start() {
+	N=$T/notify.log
+	: >"$N"
+	run_bg listener python3 "$FK_SRCDIR/tests/notify-listener.py" "$T/notify.sock" "$N" "$@"
+	wait_match "$T/listener.out" '^ready$' 10 >/dev/null ||
+		fail "the listener did not start: $(cat "$T/listener.err")"
+	LISTENER=$BG_PID
+}
+
+# wait_true SECONDS CMD...: waits until CMD succeeds (polled every 20 ms); false at SECONDS.
+wait_true() {
+	local deadline=$(($(now_ms) + $1 * 1000))
+	shift
+	until "$@"; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.02
+	done
+}
+
 # fk_wait_in_flight: waits until status shows a request in flight (10 s at most). Cheap (no
 # python) so as not to miss a short one on a busy machine.
 fk_wait_in_flight() {

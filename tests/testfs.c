@@ -53,7 +53,11 @@
  *                         process, either at once (before) or after doing the
  *                         operation on DIR but before replying (after); or, for
  *                         "hang:OP[:NAME]", block in this operation for ever, and
- *                         every later operation too (a deadlocked daemon). NAME is
+ *                         every later operation too (a deadlocked daemon); or, for
+ *                         "hang-after:OP[:NAME]", the same once the operation is
+ *                         done on DIR, before replying; or, for
+ *                         "stall-after:OP[:NAME]", never reply to this operation
+ *                         once done, while the others go on. NAME is
  *                         compared with the operation's name argument (rename:
  *                         the source name), or for operations without one with
  *                         the last name the node was looked up by. Write FILE
@@ -589,9 +593,9 @@ static void dirs_free(void)
 
 /* ---- test hooks ------------------------------------------------------- */
 
-/* Set in the thread serving a request that matched "after:": it must die
- * instead of replying. */
-static __thread bool crash_armed;
+/* Set in the thread serving a request that matched "after:" (it must die
+ * instead of replying) or "hang-after:" (it must hang instead). */
+static __thread enum { ARMED_NONE, ARMED_DIE, ARMED_HANG, ARMED_STALL } crash_armed;
 
 static _Noreturn void die_now(void)
 {
@@ -608,7 +612,7 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-enum crash_when { CRASH_BEFORE, CRASH_AFTER, CRASH_HANG };
+enum crash_when { CRASH_BEFORE, CRASH_AFTER, CRASH_HANG, CRASH_HANG_AFTER, CRASH_STALL_AFTER };
 
 /* Reads the crash file; returns 1 if it names OP (and NAME, if it has one),
  * with *when set from its prefix. */
@@ -638,6 +642,12 @@ static int crash_file_matches(enum tfs_op op, const char *name, enum crash_when 
 	} else if (strncmp(buf, "hang:", 5) == 0) {
 		*when = CRASH_HANG;
 		p = buf + 5;
+	} else if (strncmp(buf, "hang-after:", 11) == 0) {
+		*when = CRASH_HANG_AFTER;
+		p = buf + 11;
+	} else if (strncmp(buf, "stall-after:", 12) == 0) {
+		*when = CRASH_STALL_AFTER;
+		p = buf + 12;
 	} else {
 		static atomic_bool told;
 
@@ -654,8 +664,17 @@ static int crash_file_matches(enum tfs_op op, const char *name, enum crash_when 
 	return 1;
 }
 
-/* Held for ever by a thread that matched "hang:". */
+/* Held for ever by a thread that matched "hang:" or "hang-after:". */
 static pthread_mutex_t hang_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A deadlock: this request is never answered, and nothing else either (every other thread
+ * that starts an operation waits in hooks_run() too). */
+static _Noreturn void hang_now(void)
+{
+	pthread_mutex_lock(&hang_lock);
+	for (;;)
+		pause();
+}
 
 static void hooks_run(enum tfs_op op, struct tfs_inode *node, const char *name)
 {
@@ -682,14 +701,11 @@ static void hooks_run(enum tfs_op op, struct tfs_inode *node, const char *name)
 		return;
 	if (when == CRASH_BEFORE)
 		die_now();
-	if (when == CRASH_HANG) {
-		/* A deadlock: this request is never answered, and nothing else either (every
-		 * other thread that starts an operation waits here too). */
-		pthread_mutex_lock(&hang_lock);
-		for (;;)
-			pause();
-	}
-	crash_armed = true;
+	if (when == CRASH_HANG)
+		hang_now();
+	crash_armed = when == CRASH_HANG_AFTER	  ? ARMED_HANG
+		      : when == CRASH_STALL_AFTER ? ARMED_STALL
+						  : ARMED_DIE;
 }
 
 /* ---- --lazy-writes ----------------------------------------------------- */
@@ -772,8 +788,13 @@ static inline void op_begin(enum tfs_op op, struct tfs_inode *node, const char *
 /* Called before every reply: the "after:" crash point. */
 static inline void op_reply_point(void)
 {
-	if (__builtin_expect(opt.hooks, 0) && crash_armed)
+	if (__builtin_expect(opt.hooks, 0) && crash_armed == ARMED_DIE)
 		die_now();
+	if (__builtin_expect(opt.hooks, 0) && crash_armed == ARMED_HANG)
+		hang_now();
+	if (__builtin_expect(opt.hooks, 0) && crash_armed == ARMED_STALL)
+		for (;;)
+			pause();
 }
 
 /* ---- replies: each one passes the crash point ------------------------- */

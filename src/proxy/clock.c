@@ -82,6 +82,9 @@ void clock_sample(struct proxy *p, const struct msg *req, const struct fuse_attr
 	/* Whole seconds only: the store keeps no finer times. */
 	if (a->ctimensec == 0 && d < 1000000000LL)
 		d = 1000000000LL;
+	/* The resume journal keeps what a proof needs: the first sample and every wider slack. */
+	if (d > p->clock_slack_ns || !p->clock_samples)
+		p->clock_noted = true;
 	if (d > p->clock_slack_ns)
 		p->clock_slack_ns = d;
 	p->clock_samples++;

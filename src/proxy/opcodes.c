@@ -2,6 +2,9 @@
 #include "opcodes.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +27,7 @@ const struct op_info op_table[OP_MAX] = {
 			   FH(fuse_getattr_in), FIXED(fuse_attr_out), .ino_out = INO_OUT_ATTR },
 	[FUSE_SETATTR] = { "SETATTR", sizeof(struct fuse_setattr_in), 0, 1, 0, FH_SETATTR,
 			   FH(fuse_setattr_in), FIXED(fuse_attr_out), .ino_out = INO_OUT_ATTR,
-			   .dchange = DC_SETATTR, .ctime_of = CTO_NODE },
+			   .dchange = DC_SETATTR, .ctime_of = CTO_NODE, .stamp = 1 },
 	[FUSE_READLINK] = { "READLINK", 0, 0, 1, 0, 0, NONE, .out = OUT_ANY },
 	[FUSE_SYMLINK] = { "SYMLINK", 0, 2, 1, 0, 0, NONE, FIXED(fuse_entry_out),
 			   .effect = EFF_ENTRY, .replay = RP_EXISTS, .ctype = CT_LNK, .stamp = 1,
@@ -53,7 +56,7 @@ const struct op_info op_table[OP_MAX] = {
 			.ctype = CT_NODE2, .stamp = 1, .ctime_of = CTO_NODE2,
 			.entry_names = 1 },
 	[FUSE_OPEN] = { "OPEN", sizeof(struct fuse_open_in), 0, 1, 0, 0, NONE,
-			FIXED(fuse_open_out), .effect = EFF_OPEN },
+			FIXED(fuse_open_out), .effect = EFF_OPEN, .stamp = 1 },
 	[FUSE_READ] = { "READ", sizeof(struct fuse_read_in), 0, 1, 0, 0, FH_UPTO(fuse_read_in),
 			.positioned = 1 },
 	[FUSE_WRITE] = { "WRITE", sizeof(struct fuse_write_in), 0, 1, 0, 0, FH(fuse_write_in),
@@ -112,7 +115,8 @@ const struct op_info op_table[OP_MAX] = {
 	[FUSE_BATCH_FORGET] = { "BATCH_FORGET", sizeof(struct fuse_batch_forget_in), 0, 0, 1, 0,
 				NONE, .replay = RP_DROP },
 	[FUSE_FALLOCATE] = { "FALLOCATE", sizeof(struct fuse_fallocate_in), 0, 1, 0, 0,
-			     FH(fuse_fallocate_in), .dchange = DC_NODE, .ctime_of = CTO_NODE },
+			     FH(fuse_fallocate_in), .dchange = DC_NODE, .ctime_of = CTO_NODE,
+			     .stamp = 1 },
 	[FUSE_READDIRPLUS] = { "READDIRPLUS", sizeof(struct fuse_read_in), 0, 1, 0, 0,
 			       FH_UPTO(fuse_read_in), .effect = EFF_DIRPLUS, .positioned = 1,
 			       .ino_out = INO_OUT_DIRPLUS, .records = REC_DIRENTPLUS },
@@ -137,6 +141,31 @@ const struct op_info op_table[OP_MAX] = {
 	[FUSE_STATX] = { "STATX", 24, 0, 1, 0, FH_GETATTR, .fh_off = 8, .node2_off = -1,
 			 .fh2_off = -1, .size_off = -1, .out = OUT_ANY, .ino_out = INO_OUT_STATX },
 };
+
+enum op_repeat op_repeat_of(uint32_t opcode, const void *in)
+{
+	const uint32_t moves = FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE;
+	const uint32_t clears = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+
+	switch (opcode) {
+	case FUSE_OPEN:
+		return ((const struct fuse_open_in *)in)->flags & O_TRUNC ? REPEAT_IF_UNCHANGED
+									 : REPEAT_AS_ONCE;
+	case FUSE_SETATTR:
+		return ((const struct fuse_setattr_in *)in)->valid & FATTR_SIZE ? REPEAT_IF_UNCHANGED
+										 : REPEAT_AS_ONCE;
+	case FUSE_FALLOCATE:
+		if (((const struct fuse_fallocate_in *)in)->mode & moves)
+			return REPEAT_NEVER;
+		return ((const struct fuse_fallocate_in *)in)->mode & clears ? REPEAT_IF_UNCHANGED
+									    : REPEAT_AS_ONCE;
+	case FUSE_RENAME2:
+		return ((const struct fuse_rename2_in *)in)->flags & RENAME_EXCHANGE ? REPEAT_NEVER
+										      : REPEAT_AS_ONCE;
+	default:
+		return REPEAT_AS_ONCE;
+	}
+}
 
 const char *op_name(uint32_t opcode)
 {

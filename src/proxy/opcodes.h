@@ -151,7 +151,8 @@ struct op_info {
 	uint8_t dchange;      /* enum op_dchange */
 	uint8_t ctime_of;     /* enum op_ctime_of */
 	uint8_t stamp;	      /* 1: the time it is sent is recorded (msg.sent_ns): settling it
-				 after a restart compares the store's times with it */
+				 after a restart compares the store's times with it, or the
+				 times of the keeper's own later replies (REPEAT_IF_UNCHANGED) */
 	uint8_t lock;	      /* enum op_lock */
 	uint8_t entry_names;  /* how many of its names, first first, are names of entries in a
 				 directory (not a symlink's target or an attribute's name) */
@@ -175,6 +176,24 @@ static inline const struct op_info *op_get(uint32_t opcode)
 
 /* Name of an opcode for logs ("OPCODE_123" for unknown ones, in a static buffer per thread). */
 const char *op_name(uint32_t opcode);
+
+/*
+ * What sending a request again does that sending it once does not, from its arguments; the
+ * same facts for a request a dead daemon held (recover.c) and one a SIGKILLed keeper had read
+ * (relay.c). op_info.replay says how the rest is settled.
+ */
+enum op_repeat {
+	REPEAT_AS_ONCE = 0,   /* nothing: op_info.replay decides */
+	REPEAT_IF_UNCHANGED,  /* destroys data (OPEN with O_TRUNC, SETATTR of the size, FALLOCATE
+				 punching or zeroing a range): only when nothing changed the file
+				 since it was first sent, else a write made meanwhile is lost */
+	REPEAT_NEVER,	      /* does it twice (RENAME2 with RENAME_EXCHANGE swaps back; a
+				 FALLOCATE collapsing or inserting a range would move the data
+				 again, though fs/fuse passes none today) */
+};
+
+/* For the request @opcode whose body @in holds at least op_info.in_size bytes. */
+enum op_repeat op_repeat_of(uint32_t opcode, const void *in);
 
 /* What the keeper knows about each notification a daemon may send (fuse_out_header.error). */
 struct notify_info {

@@ -17,6 +17,7 @@
 #include "mode.h"
 #include "notify.h"
 #include "proxy_i.h"
+#include "procfs.h"
 #include "recover.h"
 #include "relay.h"
 #include "reply.h"
@@ -115,6 +116,35 @@ static int proxy_start(struct keeper *k, int devfd, void **state)
 }
 
 /*
+ * The killed keeper's daemon must have stopped changing the store before a request it may have
+ * done is settled (settle_resent()): systemd starts the unit again once its processes are gone
+ * (KillMode=mixed or control-group), but a unit with KillMode=process leaves it running. Ends it
+ * if it still runs; p->resumed_ns, the end of the window in which a settle rule looks for its
+ * work, stays 0 (no proof: EIO) when that cannot be made sure of.
+ */
+static void resume_daemon_gone(struct proxy *p)
+{
+	int r = 0;
+
+	if (p->daemon_pid > 0 && !p->daemon_start) {
+		log_warn("The killed keeper's daemon (pid %d) cannot be told from another process: "
+			 "requests it may have done will get EIO", (int)p->daemon_pid);
+		return;
+	}
+	if (p->daemon_pid > 0)
+		r = proc_end_process(p->daemon_pid, p->daemon_start, 10000);
+	if (r == 1)
+		log_warn("The killed keeper's daemon (pid %d) still ran (systemd's KillMode=process?): "
+			 "ended it with SIGKILL", (int)p->daemon_pid);
+	if (r < 0) {
+		log_error("The killed keeper's daemon (pid %d) may still run (%s): requests it may "
+			  "have done will get EIO", (int)p->daemon_pid, strerror(-r));
+		return;
+	}
+	p->resumed_ns = realtime_ns();
+}
+
+/*
  * A connection a SIGKILLed keeper left in systemd's fd store: its tables come from the resume
  * journal, its daemon is dead (systemd killed the unit's processes), and the requests it had
  * read come back from the kernel (resend_requests()). The next attach() recovers as after a
@@ -156,6 +186,7 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 		r = -ELOOP;
 	}
 	if (r == 0) {
+		resume_daemon_gone(p);
 		p->resumes++;
 		/* What the kernel holds is all the tables know; the journal goes on from it. */
 		pthread_mutex_lock(&p->lock);
@@ -311,8 +342,17 @@ static int proxy_attach(void *state, struct keeper *k)
 	struct proxy *p = state;
 	int r;
 
+	pid_t pid = keeper_daemon_pid(k);
+	uint64_t start = 0;
+
+	if (pid > 0 && proc_start_time(pid, &start) < 0)
+		start = 0;
 	pthread_mutex_lock(&p->lock);
 	p->starting = true;
+	p->daemon_pid = pid;
+	p->daemon_start = start;
+	/* Before it is given anything: the daemon a resuming keeper must find gone. */
+	resume_rebase(p);
 	pthread_mutex_unlock(&p->lock);
 	r = attach_daemon(p);
 	attach_done(p);

@@ -136,6 +136,7 @@ struct proxy {
 	/* How far the store's ctimes of new objects fell outside [send, reply] (clock_sample). */
 	int64_t clock_slack_ns;
 	uint64_t clock_samples;
+	bool clock_noted;	/* the two above changed since the resume journal wrote them */
 
 	enum ino_mode ino_mode;
 	/* During a recovery: nodes found again with another inode number or generation, and
@@ -154,6 +155,12 @@ struct proxy {
 	struct image jrec, jitem; /* scratch images for its records */
 	bool resume_broken;	  /* it could not be kept whole: it was ended */
 	bool resume_check;	  /* FUSEKEEPER_RESUME_CHECK: compare it with the tables */
+	struct changes sent;	  /* uniques of requests whose time given to the daemon is to
+				     be journalled (resume_note_sent()) */
+	struct idmap resent_sent; /* unique -> that time (int64_t ns), as a killed keeper's
+				     journal had it, until the kernel sends the request again */
+	int64_t resumed_ns;	  /* CLOCK_REALTIME when this keeper took the connection back,
+				     after the killed keeper's daemon was gone; 0: not resumed */
 
 	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
 	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
@@ -163,6 +170,10 @@ struct proxy {
 	uint32_t resumes;	/* keepers in a row that took the connection back from systemd's
 				   fd store with no recovery since (in the journal's base) */
 	char *journal_mnt;	/* the mountpoint the journal read back was kept for */
+	pid_t daemon_pid;	/* the daemon given the channel last, and its start time
+				   (proc_start_time(); 0: unknown): a keeper that takes the
+				   connection back makes sure it is gone */
+	uint64_t daemon_start;
 	uint64_t rec_nodes, rec_handles; /* restored by the last recovery */
 };
 

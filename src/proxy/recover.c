@@ -23,6 +23,7 @@
 #include "hide.h"
 #include "init.h"
 #include "log.h"
+#include "mode.h"
 #include "notify.h"
 #include "prime.h"
 #include "proxy_locks.h"
@@ -1096,6 +1097,23 @@ static void other_changer(uint64_t key, void *val, void *arg)
 		c->found = true;
 }
 
+bool changed_since(struct proxy *p, uint64_t kid, int64_t since_ns, const struct msg *req)
+{
+	struct others_ctx c = { req, kid, false };
+	struct node *n;
+
+	if (since_ns <= 0)
+		return true;
+	pthread_mutex_lock(&p->lock);
+	n = node_get(&p->nodes, kid);
+	/* Both times are the keeper's own clock: no slack. A node unknown changed unseen. */
+	c.found = !n || n->changed_ns >= since_ns;
+	if (!c.found)
+		idmap_each(&p->inflight, other_changer, &c);
+	pthread_mutex_unlock(&p->lock);
+	return c.found;
+}
+
 /*
  * Whether a change of node @kid's ctime while the dead daemon held @req may be another request's
  * through this mount: one answered since shortly before @req was sent (the application's own
@@ -1509,13 +1527,6 @@ static bool is_append_write(struct proxy *p, struct msg *req, const struct op_in
 	return append;
 }
 
-static bool is_exchange(struct msg *req)
-{
-	const struct fuse_rename2_in *r = (const void *)(req->data + sizeof(struct fuse_in_header));
-
-	return msg_in(req)->opcode == FUSE_RENAME2 && (r->flags & RENAME_EXCHANGE);
-}
-
 /* A read replayed on a reopened handle needs what a read from the kernel would get. */
 static int settle_positioned(struct proxy *p, struct msg *req, int64_t deadline)
 {
@@ -1616,6 +1627,25 @@ static uint64_t evidence_node(struct proxy *p, struct msg *req)
 	return kid;
 }
 
+/* Reads @req's evidence (req->before) if it has any and it was not read yet. Returns 0 or a
+ * fatal error. */
+static int read_evidence(struct proxy *p, struct msg *req, int64_t deadline)
+{
+	uint64_t kid;
+	struct fuse_attr a;
+	int r;
+
+	if (req->before || !(kid = evidence_node(p, req)))
+		return 0;
+	r = getattr_node(p, kid, &a, deadline);
+	if (r == 0) {
+		req->before = malloc(sizeof(a));
+		if (req->before)
+			*req->before = a;
+	}
+	return fatal(r) ? r : 0;
+}
+
 /*
  * A settle rule's proof is a ctime, which anything replayed into the same object or directory
  * moves past the death: the write windows, the other settles. So every such request's evidence
@@ -1629,23 +1659,54 @@ static int note_evidence(struct proxy *p, int64_t deadline)
 	pthread_mutex_lock(&p->lock);
 	idmap_each(&p->inflight, collect_request, &l);
 	pthread_mutex_unlock(&p->lock);
-	for (size_t i = 0; i < l.n && r == 0; i++) {
-		struct msg *req = l.v[i];
-		uint64_t kid;
-		struct fuse_attr a;
-
-		if (req->before || !(kid = evidence_node(p, req)))
-			continue;
-		r = getattr_node(p, kid, &a, deadline);
-		if (r == 0) {
-			req->before = malloc(sizeof(a));
-			if (req->before)
-				*req->before = a;
-		}
-		r = fatal(r) ? r : 0;
-	}
+	for (size_t i = 0; i < l.n && r == 0; i++)
+		r = read_evidence(p, l.v[i], deadline);
 	free(l.v);
 	return r;
+}
+
+/* The settle rule of a creating, removing or renaming request (op_info.replay). */
+static struct msg *settle_by_rule(struct proxy *p, struct msg *req, const struct op_info *op,
+				  int64_t deadline, int *err)
+{
+	if (op->replay == RP_EXISTS)
+		return settle_exists(p, req, op, deadline, err);
+	if (op->replay == RP_TOLERATE)
+		return settle_tolerate(p, req, op, deadline, err);
+	return settle_rename(p, req, op, deadline, err);
+}
+
+void settle_resent(struct proxy *p, struct msg *m, const struct op_info *op, int64_t sent_ns)
+{
+	uint64_t unique = msg_in(m)->unique;
+	struct msg *req = msg_dup(m->data, m->len), *reply = NULL;
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	int r = -ENOMEM;
+
+	if (req) {
+		request_kernel_ids(req, op);
+		req->sent_ns = sent_ns;
+		/* The killed keeper's daemon was gone when this keeper began (proxy_resume()). */
+		req->death_ns = p->resumed_ns;
+		req->deaths = 1;
+		req->replayed = true;
+		r = read_evidence(p, req, deadline);
+		if (r == 0)
+			reply = settle_by_rule(p, req, op, deadline, &r);
+	}
+	if (!reply) {
+		log_warn("%s (unique %#" PRIx64 "), which the killed keeper had read, could not be "
+			 "settled (%s): answering EIO", op->name, unique, strerror(-r));
+		reply_kernel_err(p, unique, -EIO);
+		msg_put(req);
+		return;
+	}
+	if (finish_reply(p, req, reply) == -EPROTO)
+		post_event(p, MODE_EV_DAEMON_BROKEN);
+	msg_put(reply);
+	pthread_mutex_lock(&p->lock);
+	p->settled++;
+	pthread_mutex_unlock(&p->lock);
 }
 
 /*
@@ -1666,6 +1727,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		struct msg *req = l.v[i], *reply = NULL;
 		const struct op_info *op = op_get(msg_in(req)->opcode);
 		uint64_t unique = msg_in(req)->unique;
+		enum op_repeat rep;
 
 		restore_request(req, op);
 		req->replayed = true;
@@ -1698,21 +1760,23 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 			p->settled++;
 			continue;
 		}
-		if (op->replay == RP_FAIL || is_exchange(req)) {
+		rep = op_repeat_of(msg_in(req)->opcode, req->data + sizeof(struct fuse_in_header));
+		if (op->replay == RP_FAIL || rep == REPEAT_NEVER ||
+		    (rep == REPEAT_IF_UNCHANGED &&
+		     changed_since(p, req->knode, req->sent_ns, req))) {
 			take_request(p, req);
 			log_warn("Cannot tell whether the dead daemon did %s (unique %" PRIu64 "), "
-				 "and repeating it is unsafe: answering EIO", op->name, unique);
+				 "and repeating it is unsafe%s: answering EIO", op->name, unique,
+				 rep == REPEAT_NEVER	     ? " (it would be done twice)"
+				 : rep == REPEAT_IF_UNCHANGED ? " (the file changed since it was sent)"
+							      : "");
 			reply_kernel_err(p, unique, -EIO);
 			msg_put(req);
 			p->settled++;
 			continue;
 		}
-		if (op->replay == RP_EXISTS)
-			reply = settle_exists(p, req, op, deadline, &r);
-		else if (op->replay == RP_TOLERATE)
-			reply = settle_tolerate(p, req, op, deadline, &r);
-		else if (op->replay == RP_RENAME)
-			reply = settle_rename(p, req, op, deadline, &r);
+		if (op->replay == RP_EXISTS || op->replay == RP_TOLERATE || op->replay == RP_RENAME)
+			reply = settle_by_rule(p, req, op, deadline, &r);
 		else if (is_append_write(p, req, op))
 			reply = settle_append(p, req, op, deadline, &r);
 		else {

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,6 +27,7 @@
 #include "notify.h"
 #include "prime.h"
 #include "proxy_locks.h"
+#include "recover.h"
 #include "reply.h"
 #include "resume.h"
 #include "translate.h"
@@ -243,39 +243,60 @@ static int k2d_init(struct proxy *p, struct msg *m)
 }
 
 /*
- * A request a SIGKILLed keeper had read, sent again by the kernel (resend_requests()): 0 when a
- * repeat does what one does, so that it goes on as any other, else -EIO.
+ * A request a SIGKILLed keeper had read, sent again by the kernel (resend_requests()), once
+ * the new daemon serves: whether the killed keeper's daemon did it cannot be known, so it is
+ * settled as one a dead daemon held (recover.c), with the time the killed keeper gave it to
+ * that daemon from the journal. Returns true when it was answered here; false when a repeat
+ * does what one does, so that it goes on as any other request.
  */
-static int resent_verdict(struct proxy *p, struct msg *m, const struct op_info *op)
+static bool resent_request(struct proxy *p, struct msg *m, const struct op_info *op)
 {
 	struct fuse_in_header *h = msg_in(m);
-	int r = -EIO;
+	int64_t sent = resume_sent_ns(p, h->unique);
+	enum op_repeat rep = op_repeat_of(h->opcode, body(m));
+	const char *why;
 
-	if (op->replay == RP_SAFE || op->replay == RP_DROP) {
-		/* Truncated or cleared again, a file may lose what another wrote meanwhile. */
-		if (h->opcode == FUSE_OPEN)
-			r = ((struct fuse_open_in *)body(m))->flags & O_TRUNC ? -EIO : 0;
-		else if (h->opcode == FUSE_SETATTR)
-			r = ((struct fuse_setattr_in *)body(m))->valid & FATTR_SIZE ? -EIO : 0;
-		else if (h->opcode == FUSE_FALLOCATE)
-			r = ((struct fuse_fallocate_in *)body(m))->mode &
-					    (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE |
-					     FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)
-				    ? -EIO
-				    : 0;
-		else
-			r = 0;
+	if (rep == REPEAT_NEVER) {
+		why = "a repeat would do it twice";
+	} else if (rep == REPEAT_IF_UNCHANGED && h->opcode == FUSE_OPEN) {
+		/* Nothing locks the file while an OPEN truncates it, and a write's change reaches
+		 * the journal at its next flush, maybe after the kernel heard of the write. (Not
+		 * so for a SETATTR or FALLOCATE: the kernel holds the inode while it waits, and
+		 * waited for the file's writes before it sent it.) */
+		why = "a write acknowledged just before the keeper died may be missing from its "
+		      "journal, and a repeat would destroy it";
+	} else if (rep == REPEAT_IF_UNCHANGED && changed_since(p, h->nodeid, sent, NULL)) {
+		why = sent ? "a repeat would destroy what was written since"
+			   : "when it was sent is not known";
+	} else if (op->replay == RP_SAFE || op->replay == RP_DROP) {
+		return false;
 	} else if (op->replay == RP_WRITE) {
 		const struct fuse_write_in *in = body(m);
 		const struct handle *fh;
+		bool append;
 
 		/* At a position it writes the same bytes again; appended, it would add them twice. */
 		pthread_mutex_lock(&p->lock);
 		fh = handle_get(&p->handles, in->fh);
-		r = fh && !(fh->flags & O_APPEND) ? 0 : -EIO;
+		append = !fh || (fh->flags & O_APPEND);
 		pthread_mutex_unlock(&p->lock);
+		if (!append)
+			return false;
+		why = "appended again, its bytes could be written twice";
+	} else if (op->replay == RP_EXISTS || op->replay == RP_TOLERATE ||
+		   op->replay == RP_RENAME) {
+		if (sent) {
+			settle_resent(p, m, op, sent);
+			return true;
+		}
+		why = "when it was sent is not known";
+	} else {
+		why = "repeating it is unsafe";
 	}
-	return r;
+	log_warn("%s (unique %#" PRIx64 ") was read by the killed keeper, whose daemon may or may "
+		 "not have done it, and %s: answering EIO", op->name, h->unique, why);
+	reply_kernel_err(p, h->unique, -EIO);
+	return true;
 }
 
 int resend_requests(struct proxy *p)
@@ -314,21 +335,19 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		return m;
 	}
 	trace_request("kernel", m);
-	if (h->unique & FK_UNIQUE_RESEND) {
-		r = resent_verdict(p, m, op);
-		if (r < 0) {
-			log_warn("%s (unique %#" PRIx64 ") was read by the killed keeper, and whether "
-				 "its daemon did it cannot be known: answering EIO", op->name,
-				 h->unique);
-			if (!op->noreply)
-				reply_kernel_err(p, h->unique, r);
-			return m;
-		}
-	}
 
 	pthread_mutex_lock(&p->lock);
 	if (!k2d_served(p, m, op, true))
 		return m;
+	if ((h->unique & FK_UNIQUE_RESEND) && !op->noreply) {
+		/* Only after the recovery: settling it takes the new daemon. */
+		pthread_mutex_unlock(&p->lock);
+		if (resent_request(p, m, op))
+			return m;
+		pthread_mutex_lock(&p->lock);
+		if (!k2d_served(p, m, op, false))
+			return m;
+	}
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
 		/* Each function below drops the lock. */
@@ -416,6 +435,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		req->given_ms = now_coarse_ms();
 		r = idmap_put(&p->inflight, msg_in(req)->unique, req);
 		in_flight = r == 0;
+		if (in_flight && p->journal && resume_needs_sent(req))
+			resume_note_sent(p, req);
 	}
 	/*
 	 * Take the socket before letting go of the tables: whoever frees this request without

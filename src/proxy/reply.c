@@ -368,8 +368,6 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 		req = msg_shrink(req);
 	}
 	pthread_mutex_lock(&p->lock);
-	if (op->dchange || op->ctime_of)
-		note_data_change(p, req, op);
 	h = handle_get(&p->handles, req->kfh);
 	if (h && op->wwin == WW_WRITE) {
 		handle_acked(h);
@@ -492,21 +490,26 @@ static bool primed_past_end(struct proxy *p, struct msg *req)
 }
 
 /*
- * Before a WRITE on @kfh is acknowledged to the kernel: the resume journal says that the handle's
+ * A request that changes a node or writes succeeded, before the kernel hears of it: the change
+ * is noted (note_data_change()), and for a WRITE the resume journal says that the handle's
  * acknowledged writes may not be durable (window_update() keeps the write itself afterwards).
+ * One lock for both: every acknowledged WRITE comes here.
  */
-static void note_unsynced(struct proxy *p, uint64_t kfh)
+static void note_change(struct proxy *p, struct msg *req, const struct op_info *op)
 {
-	struct handle *h;
-
 	pthread_mutex_lock(&p->lock);
-	h = handle_get(&p->handles, kfh);
-	if (h) {
-		bool was = h->unsynced;
+	if (op->dchange || op->ctime_of)
+		note_data_change(p, req, op);
+	if (op->wwin == WW_WRITE && !p->cfg->write_through && p->journal) {
+		struct handle *h = handle_get(&p->handles, req->kfh);
 
-		handle_note_unsynced(&p->handles, h);
-		if (!was)
-			resume_flush(p);
+		if (h) {
+			bool was = h->unsynced;
+
+			handle_note_unsynced(&p->handles, h);
+			if (!was)
+				resume_flush(p);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
 }
@@ -600,19 +603,14 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		remap_inos(p, op, reply);
 	if (!oh->error && op->ino_out && p->hide.live)
 		hide_fix_attr(p, req, op, reply);
-	if (!oh->error && op->wwin == WW_WRITE && !p->cfg->write_through &&
-	    __atomic_load_n(&p->journal, __ATOMIC_RELAXED))
-		note_unsynced(p, req->kfh);
+	/* Even a reply the kernel no longer waits for counts: the daemon did it. */
+	if (!oh->error && (op->dchange || op->ctime_of || op->wwin == WW_WRITE))
+		note_change(p, req, op);
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);
 	if (!oh->error && op->wwin)
 		req = window_update(p, req, op, reply);
-	else if (!oh->error && (op->dchange || op->ctime_of)) {
-		pthread_mutex_lock(&p->lock);
-		note_data_change(p, req, op);
-		pthread_mutex_unlock(&p->lock);
-	}
 	msg_put(req);
 	return 0;
 }

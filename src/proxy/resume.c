@@ -57,6 +57,8 @@ void proxy_fields_save(const struct proxy *p, struct image *im)
 	image_u64(im, p->abandoned.count);
 	idmap_each(&p->abandoned, save_key, im);
 	image_u32(im, p->resumes);
+	image_u32(im, p->daemon_pid);
+	image_u64(im, p->daemon_start);
 	image_str(im, p->cfg->mountpoint);
 }
 
@@ -112,6 +114,8 @@ int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes)
 		if (idmap_put(&p->abandoned, image_get_u64(im), (void *)1) < 0)
 			im->err = -ENOMEM;
 	p->resumes = image_get_u32(im);
+	p->daemon_pid = image_get_u32(im);
+	p->daemon_start = image_get_u64(im);
 	free(p->journal_mnt);
 	p->journal_mnt = image_get_str(im);
 	if (im->err || !p->init_done || !p->init_req)
@@ -125,13 +129,41 @@ int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes)
  * A record, and the base after its fields, are the same list: the three tables' heads (each a
  * byte string: node_table_head_save() and the like), then entries, each a type (ENT_*), a key,
  * whether it is there and, if so, its item (a byte string), ended by ENT_END. A reader applies
- * them in order; the last entry of a key wins.
+ * them in order; the last entry of a key wins. Besides the tables' entries, ENT_SENT: when a
+ * request in flight whose repeat needs that time (resume_note_sent()) was given to the daemon,
+ * keyed by its unique; an item is the time (CLOCK_REALTIME, ns), and none is ever taken out
+ * (the kernel uses a unique once per connection; a rebase drops those no longer in flight).
+ * And ENT_CLOCK (key 0): the store's clock slack and samples (clock.h) since the base, which a
+ * settle rule's proof needs.
  */
-enum { ENT_END, ENT_NODE, ENT_HANDLE, ENT_LOCKS, ENT_TYPES };
+enum {
+	ENT_END,
+	ENT_NODE,
+	ENT_HANDLE,
+	ENT_LOCKS,
+	ENT_TABLES,
+	ENT_SENT = ENT_TABLES,
+	ENT_CLOCK,
+	ENT_TYPES
+};
 
 enum { JREC_ENTRIES = 1 };
 
 enum { TAG_RESUME = 0x52534d45 /* "RSME" */, TAG_RESUME_END = 0x2f52534d };
+
+/*
+ * When request @unique was given to the daemon, for the journal: a request in flight whose
+ * repeat needs the time (resume_needs_sent()), or one a killed keeper had read that was not
+ * sent again yet. 0 for none. Under the lock.
+ */
+static int64_t request_sent_ns(struct proxy *p, uint64_t unique)
+{
+	const struct msg *m = idmap_get(&p->inflight, unique);
+
+	if (m)
+		return resume_needs_sent(m) ? m->sent_ns : 0;
+	return (int64_t)(uintptr_t)idmap_get(&p->resent_sent, unique);
+}
 
 /* Records may grow to this, or to the base's size if larger, before a rebase. */
 #define RESUME_RECORDS_MIN (1u << 20)
@@ -170,10 +202,18 @@ static void put_entry(struct proxy *p, struct image *im, uint32_t type, uint64_t
 		there = h;
 		if (h)
 			handle_item_save(h, it);
-	} else {
+	} else if (type == ENT_LOCKS) {
 		there = lock_first(&p->locks, key);
 		if (there)
 			lock_item_save(&p->locks, key, it);
+	} else if (type == ENT_SENT) {
+		int64_t ns = request_sent_ns(p, key);
+
+		there = ns;
+		image_u64(it, ns);
+	} else {
+		image_u64(it, p->clock_slack_ns);
+		image_u64(it, p->clock_samples);
 	}
 	image_u32(im, type);
 	image_u64(im, key);
@@ -200,6 +240,7 @@ static void broken(struct proxy *p, const char *what, int err)
 	changes_reset(&p->nodes.changes, false);
 	changes_reset(&p->handles.changes, false);
 	changes_reset(&p->locks.changes, false);
+	changes_reset(&p->sent, false);
 	/* Whoever reads it now finds no base at all, rather than one that lacks what came
 	 * after; and the supervisor takes it out of systemd's fd store. */
 	journal_void(p->journal);
@@ -208,7 +249,8 @@ static void broken(struct proxy *p, const char *what, int err)
 
 static bool any_failed(const struct proxy *p)
 {
-	return p->nodes.changes.failed || p->handles.changes.failed || p->locks.changes.failed;
+	return p->nodes.changes.failed || p->handles.changes.failed || p->locks.changes.failed ||
+	       p->sent.failed;
 }
 
 void resume_flush(struct proxy *p)
@@ -222,13 +264,17 @@ void resume_flush(struct proxy *p)
 		broken(p, "noting a change", -ENOMEM);
 		return;
 	}
-	if (!p->nodes.changes.n && !p->handles.changes.n && !p->locks.changes.n)
+	if (!p->nodes.changes.n && !p->handles.changes.n && !p->locks.changes.n && !p->sent.n &&
+	    !p->clock_noted)
 		return;
 	im->len = 0;
 	put_heads(p, im);
 	put_changes(p, im, ENT_NODE, &p->nodes.changes);
 	put_changes(p, im, ENT_HANDLE, &p->handles.changes);
 	put_changes(p, im, ENT_LOCKS, &p->locks.changes);
+	put_changes(p, im, ENT_SENT, &p->sent);
+	if (p->clock_noted)
+		put_entry(p, im, ENT_CLOCK, 0);
 	image_u32(im, ENT_END);
 	if (im->err || p->jitem.err) {
 		broken(p, "writing a record", im->err ?: p->jitem.err);
@@ -239,7 +285,8 @@ void resume_flush(struct proxy *p)
 		broken(p, "appending a record", r);
 		return;
 	}
-	p->nodes.changes.n = p->handles.changes.n = p->locks.changes.n = 0;
+	p->nodes.changes.n = p->handles.changes.n = p->locks.changes.n = p->sent.n = 0;
+	p->clock_noted = false;
 	if (journal_records_size(p->journal) > MAX(journal_base_size(p->journal), RESUME_RECORDS_MIN))
 		resume_rebase(p);
 }
@@ -267,6 +314,14 @@ static void put_locks(uint64_t key, void *val, void *arg)
 	put_entry(a[0], a[1], ENT_LOCKS, key);
 }
 
+static void put_sent(uint64_t key, void *val, void *arg)
+{
+	void **a = arg;
+
+	if (request_sent_ns(a[0], key))
+		put_entry(a[0], a[1], ENT_SENT, key);
+}
+
 void resume_rebase(struct proxy *p)
 {
 	struct image base = { 0 };
@@ -281,6 +336,8 @@ void resume_rebase(struct proxy *p)
 	idmap_each(&p->nodes.by_kid, put_node, arg);
 	idmap_each(&p->handles.by_kfh, put_handle, arg);
 	idmap_each(&p->locks.by_node, put_locks, arg);
+	idmap_each(&p->inflight, put_sent, arg);
+	idmap_each(&p->resent_sent, put_sent, arg);
 	image_u32(&base, ENT_END);
 	image_tag(&base, TAG_RESUME_END);
 	r = base.err ?: p->jitem.err;
@@ -291,7 +348,8 @@ void resume_rebase(struct proxy *p)
 		broken(p, "writing a base", r);
 		return;
 	}
-	p->nodes.changes.n = p->handles.changes.n = p->locks.changes.n = 0;
+	p->nodes.changes.n = p->handles.changes.n = p->locks.changes.n = p->sent.n = 0;
+	p->clock_noted = false; /* the base has them */
 }
 
 /* From now on every table notes its changes for @p->journal. */
@@ -300,6 +358,7 @@ static void noting_on(struct proxy *p)
 	changes_reset(&p->nodes.changes, true);
 	changes_reset(&p->handles.changes, true);
 	changes_reset(&p->locks.changes, true);
+	changes_reset(&p->sent, true);
 }
 
 int resume_start(struct proxy *p)
@@ -312,9 +371,7 @@ int resume_start(struct proxy *p)
 		return r;
 	}
 	__atomic_store_n(&p->journal, j, __ATOMIC_RELEASE);
-	changes_reset(&p->nodes.changes, true);
-	changes_reset(&p->handles.changes, true);
-	changes_reset(&p->locks.changes, true);
+	noting_on(p);
 	resume_rebase(p);
 	return p->resume_broken ? -ENOMEM : 0;
 }
@@ -338,6 +395,8 @@ void resume_stop(struct proxy *p)
 	__atomic_store_n(&p->journal, NULL, __ATOMIC_RELEASE);
 	image_free(&p->jrec);
 	image_free(&p->jitem);
+	changes_free(&p->sent);
+	idmap_free(&p->resent_sent);
 }
 
 /* ---- Reading it back ------------------------------------------------------------------------ */
@@ -364,7 +423,7 @@ static void reading_free(struct reading *rd)
 /* Applies one list of heads and entries (a record, or a base after its fields). */
 static int apply_list(struct reading *rd, struct image *im)
 {
-	for (int i = ENT_NODE; i < ENT_TYPES; i++) {
+	for (int i = ENT_NODE; i < ENT_TABLES; i++) {
 		uint32_t len;
 
 		rd->head[i].data = image_get_bytes(im, &len);
@@ -436,10 +495,10 @@ static int read_journal(struct journal *j, struct image *base, struct reading *r
 /* Builds the three tables of @p (fresh from tables_init()) from @rd. */
 static int build_tables(struct proxy *p, struct reading *rd)
 {
-	struct image h[ENT_TYPES];
+	struct image h[ENT_TABLES];
 	int r;
 
-	for (int i = ENT_NODE; i < ENT_TYPES; i++)
+	for (int i = ENT_NODE; i < ENT_TABLES; i++)
 		image_view(&h[i], rd->head[i].data, rd->head[i].len);
 	r = node_table_build(&p->nodes, &h[ENT_NODE], &rd->items[ENT_NODE]);
 	if (!r)
@@ -447,6 +506,62 @@ static int build_tables(struct proxy *p, struct reading *rd)
 	if (!r)
 		r = lock_table_build(&p->locks, &h[ENT_LOCKS], &rd->items[ENT_LOCKS]);
 	return r;
+}
+
+static void sent_one(uint64_t key, void *val, void *arg)
+{
+	void **a = arg;
+	const struct image_span *sp = val;
+	struct image im;
+	int64_t ns;
+
+	image_view(&im, sp->data, sp->len);
+	ns = image_get_u64(&im);
+	if (im.err || ns <= 0)
+		*(int *)a[1] = -EBADMSG;
+	else if (idmap_put(&((struct proxy *)a[0])->resent_sent, key, (void *)(uintptr_t)ns) < 0)
+		*(int *)a[1] = -ENOMEM;
+}
+
+/* The times requests in flight were given to the daemon (ENT_SENT), into p->resent_sent. */
+static int load_sent(struct proxy *p, struct idmap *items)
+{
+	int r = 0;
+	void *arg[2] = { p, &r };
+
+	idmap_each(items, sent_one, arg);
+	return r;
+}
+
+/* The clock's fields, when a record has them (@sp; NULL: the base's stand). */
+static int load_clock(struct proxy *p, const struct image_span *sp)
+{
+	struct image im;
+
+	if (!sp)
+		return 0;
+	image_view(&im, sp->data, sp->len);
+	p->clock_slack_ns = image_get_u64(&im);
+	p->clock_samples = image_get_u64(&im);
+	return im.err ? -EBADMSG : 0;
+}
+
+void resume_note_sent(struct proxy *p, const struct msg *req)
+{
+	if (!p->journal || p->resume_broken)
+		return;
+	changes_note(&p->sent, msg_in((struct msg *)req)->unique);
+	resume_flush(p);
+}
+
+int64_t resume_sent_ns(struct proxy *p, uint64_t unique)
+{
+	int64_t ns;
+
+	pthread_mutex_lock(&p->lock);
+	ns = (int64_t)(uintptr_t)idmap_del(&p->resent_sent, unique & ~FK_UNIQUE_RESEND);
+	pthread_mutex_unlock(&p->lock);
+	return ns;
 }
 
 int resume_load(struct proxy *p, int fd_a, int fd_b)
@@ -460,6 +575,10 @@ int resume_load(struct proxy *p, int fd_a, int fd_b)
 	r = read_journal(p->journal, &base, &rd, p);
 	if (!r)
 		r = build_tables(p, &rd);
+	if (!r)
+		r = load_sent(p, &rd.items[ENT_SENT]);
+	if (!r)
+		r = load_clock(p, idmap_get(&rd.items[ENT_CLOCK], 0));
 	reading_free(&rd);
 	image_free(&base);
 	if (r < 0) {

@@ -65,4 +65,33 @@ int resume_load(struct proxy *p, int fd_a, int fd_b);
  */
 int resume_adopt(struct proxy *p, int fd_a, int fd_b);
 
+/*
+ * Whether a request's repeat by a keeper that took the connection back needs the time it was
+ * given to the daemon (msg.sent_ns): a creating, removing or renaming one (its settle rules,
+ * recover.c) or one that destroys data (REPEAT_IF_UNCHANGED).
+ */
+static inline bool resume_needs_sent(const struct msg *m)
+{
+	const struct op_info *op = op_get(msg_in((struct msg *)m)->opcode);
+
+	return m->sent_ns && op &&
+	       (op->replay == RP_EXISTS || op->replay == RP_TOLERATE || op->replay == RP_RENAME ||
+		op_repeat_of(msg_in((struct msg *)m)->opcode,
+			     m->data + sizeof(struct fuse_in_header)) == REPEAT_IF_UNCHANGED);
+}
+
+/*
+ * Under the lock, for a request just put in flight that resume_needs_sent(): journals the time
+ * it is given to the daemon, before the daemon has it.
+ */
+void resume_note_sent(struct proxy *p, const struct msg *req);
+
+/*
+ * For a request the kernel sent again after this keeper took the connection back (its unique
+ * with or without FK_UNIQUE_RESEND): when the killed keeper gave it to its daemon, from the
+ * journal, or 0 when that is not known. Once per request (the entry is taken out). Takes the
+ * lock.
+ */
+int64_t resume_sent_ns(struct proxy *p, uint64_t unique);
+
 void resume_stop(struct proxy *p);

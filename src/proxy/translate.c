@@ -29,6 +29,19 @@ static bool fh_present(const struct op_info *op, const void *b)
 	}
 }
 
+void request_kernel_ids(struct msg *m, const struct op_info *op)
+{
+	const void *b = body(m);
+
+	m->knode = msg_in(m)->nodeid;
+	if (op->node2_off >= 0)
+		m->knode2 = get64(b, op->node2_off);
+	if (fh_present(op, b))
+		m->kfh = get64(b, op->fh_off);
+	if (op->fh2_off >= 0)
+		m->kfh2 = get64(b, op->fh2_off);
+}
+
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 {
 	struct fuse_in_header *h = msg_in(m);
@@ -38,13 +51,7 @@ int translate_request(struct proxy *p, struct msg *m, const struct op_info *op)
 	int r;
 
 	/* Save the kernel's values first: a replay translates again from them. */
-	m->knode = h->nodeid;
-	if (op->node2_off >= 0)
-		m->knode2 = get64(b, op->node2_off);
-	if (fh)
-		m->kfh = get64(b, op->fh_off);
-	if (op->fh2_off >= 0)
-		m->kfh2 = get64(b, op->fh2_off);
+	request_kernel_ids(m, op);
 
 	if (op->node && h->nodeid) {
 		r = node_to_daemon(&p->nodes, m->knode, &v);

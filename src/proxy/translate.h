@@ -45,6 +45,9 @@ static inline void put64(void *base, int off, uint64_t v)
  */
 int translate_request(struct proxy *p, struct msg *m, const struct op_info *op);
 
+/* Keeps the kernel's node IDs and handles of @m in m->knode and the like. */
+void request_kernel_ids(struct msg *m, const struct op_info *op);
+
 /* Puts back the kernel's values translate_request() saved in @m, for a replay. */
 void restore_request(struct msg *m, const struct op_info *op);
 

@@ -18,10 +18,7 @@ need_cmd python3
 M=$T/mnt
 B=$T/back
 mkdir "$M" "$B"
-N=$T/notify.log
-: >"$N"
-run_bg listener python3 "$FK_SRCDIR/tests/notify-listener.py" "$T/notify.sock" "$N"
-wait_match "$T/listener.out" '^ready$' 10 >/dev/null || fail "the listener did not start: $(cat "$T/listener.err")"
+notify_listener_start
 
 # notified REGEX: waits for a message matching REGEX; prints its line number.
 notified() {

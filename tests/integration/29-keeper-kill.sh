@@ -11,9 +11,9 @@
 # its own mount namespace; a reader of a file kept open, every byte checked), the keeper and
 # then its daemon are SIGKILLed (systemd kills what is left of a service whose main process
 # died), twice; each time a new keeper takes the connection back from the store, starts a new
-# daemon and recovers: RESUMED, RECOVERED, no failed call, the data in the store right. A call
-# the killed keeper had read that a repeat would not do as once (a removal, a create) gets EIO,
-# never a success that may be false. On umount the keeper takes its fds out of the store
+# daemon and recovers: RESUMED, RECOVERED, no failed call, the data in the store right. Calls
+# the killed keeper had read that a repeat would not do as once (a removal, a create) are
+# settled by proof (part 2). On umount the keeper takes its fds out of the store
 # (FDSTOREREMOVE=1).
 #
 # On a kernel without FUSE_NOTIFY_RESEND (before 6.9) the keeper must not store the connection
@@ -29,11 +29,7 @@ need_cmd python3
 M=$T/mnt
 B=$T/back
 mkdir "$M" "$B"
-N=$T/notify.log
-: >"$N"
-run_bg listener python3 "$FK_SRCDIR/tests/notify-listener.py" "$T/notify.sock" "$N" "$T/spawn.json"
-wait_match "$T/listener.out" '^ready$' 10 >/dev/null || fail "the listener did not start: $(cat "$T/listener.err")"
-LISTENER=$BG_PID
+notify_listener_start "$T/spawn.json"
 
 # Proxy mode, the one that can take a connection back (with --write-through and a kernel with
 # FUSE_DEV_IOC_REINIT, auto would choose reinit). testfs stores a write before it answers it:
@@ -83,7 +79,9 @@ check_load start
 
 # kill_keeper ROUND [TESTFS-OPTION...]: SIGKILLs the keeper and its daemon, as systemd does
 # with what is left of a service whose main process died, and starts a keeper again from the
-# store, for $M over $B; waits until it recovered.
+# store, for $M over $B; waits until it recovered. With KEEP_DAEMON=1, the daemon is left
+# running (a unit with KillMode=process): the new keeper must end it; its pid is left in
+# OLD_DAEMON.
 kill_keeper() {
 	local round=$1 daemon old=$FK_PID new
 	shift
@@ -92,8 +90,11 @@ kill_keeper() {
 	kill -KILL "$old"
 	wait_gone "$old" 10 || fail "round $round: the keeper did not die"
 	wait "$old" 2>/dev/null
-	kill -KILL "$daemon" 2>/dev/null
-	wait_gone "$daemon" 10 || fail "round $round: the daemon did not die"
+	OLD_DAEMON=$daemon
+	if [ "${KEEP_DAEMON:-0}" = 0 ]; then
+		kill -KILL "$daemon" 2>/dev/null
+		wait_gone "$daemon" 10 || fail "round $round: the daemon did not die"
+	fi
 	mounted "$M" || fail "round $round: the mount went with the keeper"
 	FK_N=$((FK_N + 1))
 	FK_EVENTS=$T/events.$FK_N
@@ -141,46 +142,90 @@ for name in fuse journal-a journal-b; do
 	grep -q "^FDSTOREREMOVE=1|FDNAME=$name\$" "$N" || fail "no FDSTOREREMOVE=1 of $name: $(cat "$N")"
 done
 
-# Requests the killed keeper had read: a LOOKUP, which a repeat does as once, is sent again to
-# the next daemon and answered; an UNLINK, which the dead daemon may or may not have done (here
-# it had not: testfs --crash-file=hang:unlink:victim blocks it at the start of the UNLINK, and
-# in every operation after), gets EIO and the file stays.
-# The name to remove is looked up first (--cache-s keeps it), so that the UNLINK itself is what
-# is in flight; the LOOKUP is in another directory (an UNLINK locks its own).
+# Requests the killed keeper had read come back from the kernel once a new daemon serves. A
+# LOOKUP, which a repeat does as once, is sent again. A removal or a create is settled as one a
+# dead daemon held (recover.c), with the time the killed keeper gave it to its daemon from the
+# journal: the application gets what really happened, never an EIO for a call that can be
+# settled, never a success that may be false. testfs --crash-file makes the daemon hang in one
+# operation (and every one after), before doing it (hang:) or once done (hang-after:).
+#  a: an UNLINK the daemon had not done, and a LOOKUP (in another directory: an UNLINK locks
+#     its own): the UNLINK is sent again and removes the file; the LOOKUP is answered.
+#  b: an UNLINK the daemon had done: the repeat finds no name, the directory changed while the
+#     killed keeper's daemon held it: success.
+#  c: a MKDIR the daemon had done: the repeat finds the name taken, by a directory made while
+#     the killed keeper's daemon held it: success, with that directory. Here the daemon is
+#     left running, as systemd does with KillMode=process: the new keeper must end it before
+#     it settles anything (it could still be doing the request).
+# Each name is looked up first (--cache-s keeps it), so that the request itself is in flight.
 M=$T/mnt2
 B=$T/back2
 mkdir "$M" "$B" "$B/sub"
 : >"$B/victim"
+: >"$B/victim2"
 echo "other-content" >"$B/sub/other"
 NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- "$TESTFS" \
 	--backing="$B" --cache-s=600 --crash-file="$T/crash" {}
 fk_wait READY || fail "part 2: the keeper never became READY"
 wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
 	fail "part 2: the connection was not stored"
-try_cmd 30 stat "$M/victim" "$M/sub" || fail "part 2: cannot look victim and sub up: $TRY_OUT"
-echo "hang:unlink:victim" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash" ||
-	fail "part 2: cannot arm the daemon's hang"
+try_cmd 30 stat "$M/victim" "$M/victim2" "$M/sub" || fail "part 2: cannot look the names up: $TRY_OUT"
+# A proof compares the store's times with the keeper's: files made through the mount show the
+# keeper how far apart the clocks are (proxy.clock_slack_ns, kept in the journal).
+for i in 1 2 3; do
+	try_cmd 30 touch "$M/sub/sample$i" || fail "part 2: cannot create sample$i: $TRY_OUT"
+done
 # in_flight N: waits until the keeper holds N requests in flight (30 s at most).
-in_flight() {
-	local deadline=$(($(now_ms) + 30000))
-	until "$FK" status --json "$M" 2>/dev/null | grep -Eq "\"requests_in_flight\": *$1"; do
-		[ "$(now_ms)" -lt "$deadline" ] || fail "part 2: $1 requests never showed in flight"
-		sleep 0.02
-	done
+shows_in_flight() {
+	"$FK" status --json "$M" 2>/dev/null | grep -Eq "\"requests_in_flight\": *$1"
 }
+in_flight() {
+	wait_true 30 shows_in_flight "$1" || fail "part 2: $1 requests never showed in flight"
+}
+# arm WHAT: makes the daemon hang as WHAT says.
+arm() {
+	echo "$1" >"$T/crash.tmp" && mv "$T/crash.tmp" "$T/crash" || fail "part 2: cannot arm $1"
+}
+# settled ROUND NAME: the call NAME ran in the background succeeded.
+settled() {
+	bg_result "$2" 30 || fail "part 2 $1: $2 did not finish"
+	[ "$BG_RC" = 0 ] || fail "part 2 $1: $2 of a request the killed keeper had read: $BG_RC $BG_OUT" \
+		"$(grep -a 'killed keeper' "$FK_LOG")"
+}
+
+arm "hang:unlink:victim"
 bg_timed unlink rm "$M/victim"
 in_flight 1
 bg_timed lookup stat -c %s "$M/sub/other"
 in_flight 2
-kill_keeper part-2 --cache-s=600
-grep -q "UNLINK (unique 0x[0-9a-f]*) was read by the killed keeper.*answering EIO" "$FK_LOG" ||
-	fail "part 2: the resumed keeper did not answer the UNLINK EIO: $(cat "$FK_LOG")"
-bg_result unlink 30 || fail "part 2: rm did not finish"
-[ "$BG_RC" != 0 ] && [[ $BG_OUT == *"Input/output error"* ]] ||
-	fail "part 2: rm of a file whose UNLINK the killed keeper had read: $BG_RC $BG_OUT"
-[ -e "$B/victim" ] || fail "part 2: victim is gone from the store, though the daemon never removed it"
-bg_result lookup 30 || fail "part 2: stat did not finish"
-[ "$BG_RC" = 0 ] && [ "$BG_OUT" = 14 ] || fail "part 2: stat of a LOOKUP sent again: $BG_RC $BG_OUT"
+kill_keeper part-2a --cache-s=600 --crash-file="$T/crash"
+settled a unlink
+[ -e "$B/victim" ] && fail "part 2a: victim is still in the store after rm succeeded"
+bg_result lookup 30 || fail "part 2a: stat did not finish"
+[ "$BG_RC" = 0 ] && [ "$BG_OUT" = 14 ] || fail "part 2a: stat of a LOOKUP sent again: $BG_RC $BG_OUT"
+
+arm "hang-after:unlink:victim2"
+bg_timed unlink2 rm "$M/victim2"
+in_flight 1
+wait_true 10 test ! -e "$B/victim2" || fail "part 2b: the daemon never removed victim2"
+kill_keeper part-2b --cache-s=600 --crash-file="$T/crash"
+settled b unlink2
+grep -q "UNLINK .*the dead daemon did it: answering success" "$FK_LOG" ||
+	fail "part 2b: no proof logged for the UNLINK: $(grep -a UNLINK "$FK_LOG")"
+
+arm "hang-after:mkdir:newdir"
+bg_timed mkdir mkdir "$M/newdir"
+in_flight 1
+wait_true 10 test -d "$B/newdir" || fail "part 2c: the daemon never made newdir"
+KEEP_DAEMON=1 kill_keeper part-2c --cache-s=600 --crash-file="$T/crash"
+grep -q "The killed keeper's daemon (pid $OLD_DAEMON) still ran" "$FK_LOG" ||
+	fail "part 2c: the new keeper did not end the daemon left running: $(head -5 "$FK_LOG")"
+wait_gone "$OLD_DAEMON" 10 || fail "part 2c: the daemon left running still runs"
+settled c mkdir
+grep -q "MKDIR .*the dead daemon made it: answering with the entry" "$FK_LOG" ||
+	fail "part 2c: no proof logged for the MKDIR: $(grep -a MKDIR "$FK_LOG")"
+try_cmd 30 stat -c %F "$M/newdir" || fail "part 2c: newdir cannot be looked up: $TRY_OUT"
+[ "$TRY_OUT" = directory ] || fail "part 2c: newdir is a '$TRY_OUT'"
+
 try_cmd 30 umount "$M" || fail "part 2: umount failed: $TRY_OUT"
 wait_gone "$FK_PID" 30 || fail "part 2: the keeper did not exit after umount"
 grep -h "resume journal does not match" "$T"/keeper.*.log && fail "a keeper's journal did not match"

@@ -14,6 +14,7 @@
 
 need_prog "$TESTFS"
 need_cmd perl
+need_cmd fallocate
 
 M=$T/mnt
 B=$T/back
@@ -49,6 +50,16 @@ sys() {
 				print STDERR "short write: $n\n" if defined($n) && !$ok;
 				$ok = close($fh) && $ok;
 			}
+		} elsif ($op eq "truncate" || $op eq "open_trunc") {
+			my $fh;
+			if ($op eq "truncate") {
+				$ok = sysopen($fh, $a[0], O_WRONLY) && truncate($fh, $a[1]);
+			} else {
+				$ok = sysopen($fh, $a[0], O_WRONLY | O_TRUNC);
+			}
+			$ok = close($fh) && $ok if $fh;
+		} elsif ($op eq "--") {
+			exec(@a) or die "sys: $a[0]: $!\n";
 		} else { die "sys: unknown op $op\n" }
 		exit 0 if $ok;
 		print STDERR "$op @a: $!\n";
@@ -152,6 +163,44 @@ op after:write append "$M/a1" $'appended\n'
 content "$M/a1" $'base\nappended\n'
 content "$B/a1" $'base\nappended\n'
 
+# A truncation destroys what was written since it was first sent, so it is sent again only when
+# nothing changed the file since (here nothing did): ftruncate (SETATTR of the size), and
+# open(O_TRUNC).
+sys create_excl "$M/t1" $'truncated away\n' || fail "creating $M/t1 failed"
+op after:setattr:t1 truncate "$M/t1" 9
+content "$M/t1" 'truncated'
+content "$B/t1" 'truncated'
+sys create_excl "$M/t2" $'emptied\n' || fail "creating $M/t2 failed"
+op after:open:t2 open_trunc "$M/t2"
+content "$M/t2" ''
+content "$B/t2" ''
+
+# But when the file changed since: the daemon truncated t3 for an open(O_TRUNC) and never
+# answered (testfs stall-after:); a write through another open file was answered meanwhile; then
+# the daemon dies. Truncating again would destroy that write: EIO, and the write stays.
+sys create_excl "$M/t3" $'before\n' || fail "creating $M/t3 failed"
+crash_arm stall-after:open:t3
+bg_timed trunc3 perl -e 'use Fcntl; sysopen(my $fh, $ARGV[0], O_WRONLY | O_TRUNC) or die "$!\n"' "$M/t3"
+wait_true 10 test ! -s "$B/t3" || fail "$SPEC: the daemon never truncated t3"
+printf 'written since\n' | dd of="$M/t3" conv=notrunc status=none || fail "$SPEC: the write to t3 failed"
+fk_kill_daemon || fail "$SPEC: cannot kill the daemon"
+crash_recovered
+bg_result trunc3 30 || fail "$SPEC: open(O_TRUNC) did not finish"
+[ "$BG_RC" != 0 ] && [[ $BG_OUT == *"Input/output error"* ]] ||
+	fail "$SPEC: open(O_TRUNC) of a file written since: $BG_RC $BG_OUT"
+grep -q "OPEN .*the file changed since it was sent" "$FK_LOG" || fail "$SPEC: no reason logged for the EIO"
+content "$M/t3" $'written since\n'
+content "$B/t3" $'written since\n'
+
+# So is a FALLOCATE that punches a hole (the kernel passes no collapsing or inserting one, which
+# would be done twice).
+head -c 8192 /dev/urandom >"$T/f1.ref"
+cp "$T/f1.ref" "$M/f1" || fail "writing $M/f1 failed"
+op after:fallocate:f1 -- fallocate --punch-hole --offset 0 --length 4096 "$M/f1"
+{ head -c 4096 /dev/zero; tail -c 4096 "$T/f1.ref"; } >"$T/f1.want"
+cmp "$T/f1.want" "$M/f1" || fail "$SPEC: f1 is not the file with its first 4 KiB punched"
+cmp "$T/f1.want" "$B/f1" || fail "$SPEC: f1 in the backing dir is not the punched file"
+
 # The daemon dies before applying: the replay must apply the operation.
 op before:mkdir mkdir "$M/bd1"
 both -d bd1
@@ -161,7 +210,7 @@ op before:unlink unlink "$M/bu1"
 gone bu1
 
 # Nothing more, nothing less, in the backing dir.
-want="a1 bd1 c1 d1 h0 h1 l1 n2 o2 p1"
+want="a1 bd1 c1 d1 f1 h0 h1 l1 n2 o2 p1 t1 t2 t3"
 got=$(ls -A "$B" | sort | tr '\n' ' ')
 [ "$got" = "$want " ] || fail "the backing dir holds '$got', expected '$want '"
 got=$(ls -A "$M" | sort | tr '\n' ' ')
