@@ -77,25 +77,29 @@ check_load() {
 }
 check_load start
 
-# kill_keeper ROUND [TESTFS-OPTION...]: SIGKILLs the keeper and its daemon, as systemd does
-# with what is left of a service whose main process died, and starts a keeper again from the
-# store, for $M over $B; waits until it recovered. With KEEP_DAEMON=1, the daemon is left
-# running (a unit with KillMode=process): the new keeper must end it; its pid is left in
-# OLD_DAEMON.
-kill_keeper() {
-	local round=$1 daemon old=$FK_PID new
-	shift
-	daemon=$(fk_daemon_pid) || fail "round $round: no daemon"
-	log "round $round: killing keeper $old and daemon $daemon"
+# kill_only ROUND: SIGKILLs the keeper and its daemon (if one runs), as systemd does with what is
+# left of a service whose main process died. With KEEP_DAEMON=1, the daemon is left running (a
+# unit with KillMode=process); its pid is left in OLD_DAEMON.
+kill_only() {
+	local round=$1 daemon old=$FK_PID
+	daemon=$(fk_daemon_pid) || daemon=
+	log "round $round: killing keeper $old and daemon ${daemon:-(none)}"
 	kill -KILL "$old"
 	wait_gone "$old" 10 || fail "round $round: the keeper did not die"
 	wait "$old" 2>/dev/null
 	OLD_DAEMON=$daemon
-	if [ "${KEEP_DAEMON:-0}" = 0 ]; then
+	if [ -n "$daemon" ] && [ "${KEEP_DAEMON:-0}" = 0 ]; then
 		kill -KILL "$daemon" 2>/dev/null
 		wait_gone "$daemon" 10 || fail "round $round: the daemon did not die"
 	fi
 	mounted "$M" || fail "round $round: the mount went with the keeper"
+}
+
+# spawn_keeper ROUND MOUNTPOINT [TESTFS-OPTION...]: has the listener start a keeper with what
+# the store holds, as systemd starts the unit again, for MOUNTPOINT over $B; FK_PID gets its pid.
+spawn_keeper() {
+	local round=$1 mnt=$2 spawned new
+	shift 2
 	FK_N=$((FK_N + 1))
 	FK_EVENTS=$T/events.$FK_N
 	FK_LOG=$T/keeper.$FK_N.log
@@ -103,17 +107,25 @@ kill_keeper() {
 	printf '%s\n' "$TESTFS" >"$FK_STATE/cmd.$FK_N"
 	python3 -c 'import json, sys; json.dump({"argv": sys.argv[3:], "stdout": sys.argv[1],
 		"events": sys.argv[2]}, open(sys.argv[1] + ".spawn", "w"))' "$FK_LOG" "$FK_EVENTS" \
-		"$FK" --status-fd=9 --mode=proxy --write-through --max-restarts=10 "$M" -- "$TESTFS" --backing="$B" \
-		"$@" {}
+		"$FK" --status-fd=9 --mode=proxy --write-through --max-restarts=10 "$mnt" -- "$TESTFS" \
+		--backing="$B" "$@" {}
 	mv "$FK_LOG.spawn" "$T/spawn.json"
-	local spawned
 	spawned=$(grep -c '^spawned ' "$N")
 	kill -USR1 "$LISTENER"
-	wait_match "$N" "^spawned " 10 >/dev/null || fail "round $round: the listener started nothing"
-	until [ "$(grep -c '^spawned ' "$N")" -gt "$spawned" ]; do sleep 0.02; done
+	wait_true 10 test "$(grep -c '^spawned ' "$N")" -gt "$spawned" ||
+		fail "round $round: the listener started nothing"
 	new=$(grep '^spawned ' "$N" | tail -n 1 | cut -d' ' -f2)
 	FK_PID=$new
 	track_pid "$new"
+}
+
+# kill_keeper ROUND [TESTFS-OPTION...]: kill_only, then spawn_keeper for $M; waits until the new
+# keeper recovered.
+kill_keeper() {
+	local round=$1
+	shift
+	kill_only "$round"
+	spawn_keeper "$round" "$M" "$@"
 	fk_wait RESUMED "" 30 ||
 		fail "round $round: the new keeper did not resume: $(tail -5 "$FK_LOG"; tail -4 "$N")"
 	fk_wait RECOVERED "" 60 || fail "round $round: no RECOVERED: $(tail -5 "$FK_LOG")"
@@ -228,5 +240,60 @@ try_cmd 30 stat -c %F "$M/newdir" || fail "part 2c: newdir cannot be looked up: 
 
 try_cmd 30 umount "$M" || fail "part 2: umount failed: $TRY_OUT"
 wait_gone "$FK_PID" 30 || fail "part 2: the keeper did not exit after umount"
+
+# Part 3: what the store holds is not taken back where it cannot be. Each time the keeper that
+# refuses says why, takes the fds out of the store (systemd would start a fresh one next) and
+# exits 1.
+#  a: keepers that take the connection back and die before a daemon recovered (here no daemon
+#     can start: testfs --fail-start-if): the third one in a row refuses, and the mount goes.
+#  b: a keeper started for another mountpoint than the one the connection was kept for.
+# refused ROUND PATTERN: the keeper logged PATTERN, exited 1 and emptied the store.
+refused() {
+	local name
+	wait_true 30 grep -q "^exited $FK_PID " "$N" || fail "part 3$1: keeper $FK_PID did not exit"
+	grep -q "^exited $FK_PID 256\$" "$N" || fail "part 3$1: $(grep "^exited $FK_PID " "$N")"
+	grep -q -- "$2" "$FK_LOG" || fail "part 3$1: no '$2' in the log: $(cat "$FK_LOG")"
+	for name in fuse journal-a journal-b; do
+		[ "$(grep -c "^FDSTOREREMOVE=1|FDNAME=$name\$" "$N")" -gt "$3" ] ||
+			fail "part 3$1: $name was not taken out of the store"
+	done
+}
+M=$T/mnt3
+B=$T/back3
+mkdir "$M" "$B"
+NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- "$TESTFS" \
+	--backing="$B" {}
+fk_wait READY || fail "part 3: the keeper never became READY"
+wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
+	fail "part 3: the connection was not stored"
+echo data >"$M/f" || fail "part 3: cannot write through the mount"
+: >"$T/nostart"
+removed=$(grep -c "^FDSTOREREMOVE=1|FDNAME=fuse\$" "$N")
+for k in 1 2; do
+	kill_only "3a-$k"
+	spawn_keeper "3a-$k" "$M" --fail-start-if="$T/nostart"
+	fk_wait RESUMED "" 30 || fail "part 3a: keeper $k in a row did not resume: $(tail -5 "$FK_LOG")"
+done
+kill_only 3a-3
+spawn_keeper 3a-3 "$M" --fail-start-if="$T/nostart"
+refused a "2 keepers in a row took the connection back and died before a daemon recovered" "$removed"
+wait_true 10 eval '! mounted "$M"' || fail "part 3a: the mount is still there"
+
+NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- "$TESTFS" \
+	--backing="$B" {}
+fk_wait READY || fail "part 3b: the keeper never became READY"
+wait_match "$FK_LOG" 'Stored the connection and the resume journal' 30 >/dev/null ||
+	fail "part 3b: the connection was not stored"
+try_cmd 10 cat "$M/f" || fail "part 3b: cannot read through the new mount: $TRY_OUT"
+removed=$(grep -c "^FDSTOREREMOVE=1|FDNAME=fuse\$" "$N")
+kill_only 3b
+mkdir "$T/other"
+spawn_keeper 3b "$T/other"
+refused b "The connection in systemd's fd store was kept for $M, not $T/other" "$removed"
+mounted "$T/other" && fail "part 3b: the keeper mounted $T/other"
+try_cmd 10 stat "$M/f" && fail "part 3b: the mount whose connection was dropped still answers"
+[[ $TRY_OUT == *"not connected"* ]] || fail "part 3b: stat of the dropped mount: $TRY_OUT"
+umount "$M" || fail "part 3b: cannot unmount the dropped mount"
+
 grep -h "resume journal does not match" "$T"/keeper.*.log && fail "a keeper's journal did not match"
 log "ok"
