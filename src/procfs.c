@@ -65,18 +65,17 @@ int proc_end_process(pid_t pid, uint64_t ticks, int timeout_ms)
 		return errno == ESRCH ? 0 : -errno;
 	/* Checked once the pidfd holds the process: the pid cannot name another one after. */
 	r = proc_start_time(pid, &now);
-	if (r == -ESRCH || (r == 0 && now != ticks)) {
-		close(pfd.fd);
-		return 0;
-	}
-	if (r == 0 && poll(&pfd, 1, 0) == 0) {
+	if (r < 0 && poll(&pfd, 1, 0) == 1)
+		r = 0; /* it ended meanwhile */
+	else if (r == 0 && now != ticks)
+		r = 0; /* another process has the pid: that one ended long ago */
+	else if (r == 0 && poll(&pfd, 1, 0) == 0) {
 		if (syscall(SYS_pidfd_send_signal, pfd.fd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
 			r = -errno;
 		else
 			r = poll(&pfd, 1, timeout_ms) == 1 ? 1 : -ETIMEDOUT;
-	} else if (r == 0) {
-		r = 0; /* a zombie: it runs no more */
 	}
+	/* Else r < 0: it runs, and whether it is that process /proc does not tell (hidepid). */
 	close(pfd.fd);
 	return r;
 }

@@ -22,6 +22,7 @@ int proc_start_time(pid_t pid, uint64_t *ticks);
  * Makes sure the process that has pid @pid and started at @ticks (proc_start_time()) no longer
  * runs: if it still does, SIGKILLs it and waits up to @timeout_ms for its end (its zombie, if
  * it is someone's child, no longer runs either). Returns 1 when it was still running and was
- * ended, 0 when it was gone already, -ETIMEDOUT when it outlived the wait, or another -errno.
+ * ended, 0 when it was gone already, -ETIMEDOUT when it outlived the wait, or another -errno
+ * (its start time cannot be read: it is left alone).
  */
 int proc_end_process(pid_t pid, uint64_t ticks, int timeout_ms);

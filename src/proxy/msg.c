@@ -130,6 +130,7 @@ void msg_save(struct image *im, const struct msg *m)
 	image_u32(im, m->deaths);
 	image_u32(im, m->int_epoch);
 	image_bool(im, m->primed);
+	image_bool(im, m->resent);
 	image_u32(im, m->resends);
 	image_u64(im, m->wseq);
 	image_u64(im, m->sent_ns);
@@ -156,6 +157,7 @@ struct msg *msg_load(struct image *im)
 	tmp.deaths = image_get_u32(im);
 	tmp.int_epoch = image_get_u32(im);
 	tmp.primed = image_get_bool(im);
+	tmp.resent = image_get_bool(im);
 	tmp.resends = image_get_u32(im);
 	tmp.wseq = image_get_u64(im);
 	tmp.sent_ns = image_get_u64(im);

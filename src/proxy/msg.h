@@ -26,6 +26,8 @@ struct msg {
 	uint8_t deaths;	    /* daemons that died holding it */
 	uint32_t int_epoch; /* daemon an INTERRUPT for it was passed to; 0: none */
 	bool primed;	    /* its handle was primed for it (see prime_handle) */
+	bool resent;	    /* a SIGKILLed keeper had read it; the kernel sent it again
+			       (take_resent()): settled as one its daemon held */
 	uint32_t resends;   /* a listing asked for again past hidden names (hide_filter_dir) */
 	uint64_t wseq;	    /* FSYNC, FLUSH: the handle's last acknowledged write when sent;
 			       a WRITE kept in a write window: its place in the window */

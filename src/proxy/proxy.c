@@ -44,6 +44,12 @@ static int tables_init(struct proxy *p)
 	return 0;
 }
 
+/*
+ * The proxy of this process, kept reachable until it exits: proxy_stop() frees nothing (a relay
+ * thread may still use it), and without threads nothing else would point to it.
+ */
+static struct proxy *volatile the_proxy __attribute__((used));
+
 /* A proxy for @k with no fd open, no table and no thread yet; NULL when out of memory. */
 static struct proxy *proxy_alloc(struct keeper *k)
 {
@@ -51,6 +57,7 @@ static struct proxy *proxy_alloc(struct keeper *k)
 
 	if (!p)
 		return NULL;
+	the_proxy = p;
 	p->k = k;
 	p->cfg = keeper_config(k);
 	p->devfd = p->sock = p->daemon_end = p->call_efd = p->ev_efd = -1;
@@ -74,8 +81,8 @@ static int eventfds_open(struct proxy *p)
 
 /*
  * The hidden names' journal, the notifier and the kernel's relay thread, for a proxy whose
- * tables are ready; with @resend, the kernel is first asked to queue again what a killed keeper
- * had read (resend_requests()). Returns 0 or -errno.
+ * tables are ready; with @resend, what a killed keeper had read is first taken back from the
+ * kernel (take_resent()) and the journal goes on from a base of it all. Returns 0 or -errno.
  */
 static int threads_start(struct proxy *p, bool resend)
 {
@@ -83,8 +90,14 @@ static int threads_start(struct proxy *p, bool resend)
 
 	if (r == 0)
 		r = notifier_start(p);
-	if (r == 0 && resend)
-		r = resend_requests(p);
+	if (r == 0 && resend) {
+		r = take_resent(p);
+		/* Times of requests answered before the kill: never asked for. */
+		pthread_mutex_lock(&p->lock);
+		idmap_free(&p->resent_sent);
+		resume_rebase(p);
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (r == 0)
 		r = relay_start(p);
 	return r;
@@ -147,7 +160,7 @@ static void resume_daemon_gone(struct proxy *p)
 /*
  * A connection a SIGKILLed keeper left in systemd's fd store: its tables come from the resume
  * journal, its daemon is dead (systemd killed the unit's processes), and the requests it had
- * read come back from the kernel (resend_requests()). The next attach() recovers as after a
+ * read come back from the kernel (take_resent()). The next attach() recovers as after a
  * daemon's death.
  */
 static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **state)
@@ -188,10 +201,6 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 	if (r == 0) {
 		resume_daemon_gone(p);
 		p->resumes++;
-		/* What the kernel holds is all the tables know; the journal goes on from it. */
-		pthread_mutex_lock(&p->lock);
-		resume_rebase(p);
-		pthread_mutex_unlock(&p->lock);
 		r = eventfds_open(p);
 	}
 	if (r == 0)
@@ -589,6 +598,11 @@ static int proxy_save(void *state, struct image *im)
 	image_bool(im, p->carry);
 	if (p->carry)
 		msg_save(im, p->carry);
+	for (struct msg *e = p->early; e; e = e->next) {
+		image_bool(im, true);
+		msg_save(im, e);
+	}
+	image_bool(im, false);
 	/* The resume journal goes on in the next binary: its fds, and nothing else. */
 	image_bool(im, p->journal && !p->resume_broken);
 	if (p->journal && !p->resume_broken) {
@@ -634,6 +648,11 @@ static int restore_tables(struct proxy *p, struct image *im)
 	}
 	if (image_get_bool(im))
 		p->carry = msg_load(im);
+	for (struct msg **tail = &p->early; !im->err && image_get_bool(im);) {
+		*tail = msg_load(im);
+		if (*tail)
+			tail = &(*tail)->next;
+	}
 	if (image_get_bool(im)) {
 		int fd_a = image_get_fd(im), fd_b = image_get_fd(im);
 

@@ -111,6 +111,8 @@ struct proxy {
 	bool freeze;
 	bool k2d_parked, d2k_parked;
 	struct msg *carry;	    /* the request the parked k2d thread read and holds, or NULL */
+	struct msg *early;	    /* messages read before the relay started (take_resent()), for
+				       the k2d thread to handle first, in order (linked by next) */
 
 	/*
 	 * Notifications wait here for their own thread: writing one can block in the kernel

@@ -1097,7 +1097,12 @@ static void other_changer(uint64_t key, void *val, void *arg)
 		c->found = true;
 }
 
-bool changed_since(struct proxy *p, uint64_t kid, int64_t since_ns, const struct msg *req)
+/*
+ * Whether node @kid may have changed since @since_ns (CLOCK_REALTIME; 0: unknown, so yes): a
+ * reply that changed it came since, or a request in flight other than @req may change it. For
+ * a request that destroys data (REPEAT_IF_UNCHANGED), which must not be sent again then.
+ */
+static bool changed_since(struct proxy *p, uint64_t kid, int64_t since_ns, const struct msg *req)
 {
 	struct others_ctx c = { req, kid, false };
 	struct node *n;
@@ -1676,37 +1681,31 @@ static struct msg *settle_by_rule(struct proxy *p, struct msg *req, const struct
 	return settle_rename(p, req, op, deadline, err);
 }
 
-void settle_resent(struct proxy *p, struct msg *m, const struct op_info *op, int64_t sent_ns)
+/*
+ * Why a request a SIGKILLed keeper had read (msg.resent) gets EIO where one a dead daemon held
+ * would not, or NULL. The journal has less than the keeper had in memory: the other requests
+ * its daemon held, the changes of replies that came after its last flush.
+ */
+static const char *resent_refusal(struct proxy *p, struct msg *req, const struct op_info *op,
+				  enum op_repeat rep)
 {
-	uint64_t unique = msg_in(m)->unique;
-	struct msg *req = msg_dup(m->data, m->len), *reply = NULL;
-	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
-	int r = -ENOMEM;
+	uint32_t opcode = msg_in(req)->opcode;
 
-	if (req) {
-		request_kernel_ids(req, op);
-		req->sent_ns = sent_ns;
-		/* The killed keeper's daemon was gone when this keeper began (proxy_resume()). */
-		req->death_ns = p->resumed_ns;
-		req->deaths = 1;
-		req->replayed = true;
-		r = read_evidence(p, req, deadline);
-		if (r == 0)
-			reply = settle_by_rule(p, req, op, deadline, &r);
-	}
-	if (!reply) {
-		log_warn("%s (unique %#" PRIx64 "), which the killed keeper had read, could not be "
-			 "settled (%s): answering EIO", op->name, unique, strerror(-r));
-		reply_kernel_err(p, unique, -EIO);
-		msg_put(req);
-		return;
-	}
-	if (finish_reply(p, req, reply) == -EPROTO)
-		post_event(p, MODE_EV_DAEMON_BROKEN);
-	msg_put(reply);
-	pthread_mutex_lock(&p->lock);
-	p->settled++;
-	pthread_mutex_unlock(&p->lock);
+	if (!p->resumed_ns && (op->replay != RP_SAFE || rep != REPEAT_AS_ONCE || op->dchange ||
+			       op->ctime_of || op->effect == EFF_RENAME))
+		return "the killed keeper's daemon may still run";
+	if (rep == REPEAT_IF_UNCHANGED && opcode == FUSE_OPEN)
+		/* Nothing locks the file while an OPEN truncates it, and a write's change
+		 * reaches the journal at its next flush, maybe after the kernel heard of it. (A
+		 * SETATTR or FALLOCATE holds the inode, and was sent after the file's writes.) */
+		return "a write acknowledged just before the keeper died may be missing from its "
+		       "journal";
+	if (op->replay == RP_TOLERATE && opcode != FUSE_UNLINK && opcode != FUSE_RMDIR)
+		/* Its proof needs every other request that may have changed the object. */
+		return "the requests that may have changed the object meanwhile are not known";
+	if (op->replay == RP_WRITE && is_append_write(p, req, op))
+		return "an append's bytes may be written twice";
+	return NULL;
 }
 
 /*
@@ -1727,6 +1726,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 		struct msg *req = l.v[i], *reply = NULL;
 		const struct op_info *op = op_get(msg_in(req)->opcode);
 		uint64_t unique = msg_in(req)->unique;
+		const char *why;
 		enum op_repeat rep;
 
 		restore_request(req, op);
@@ -1761,6 +1761,15 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 			continue;
 		}
 		rep = op_repeat_of(msg_in(req)->opcode, req->data + sizeof(struct fuse_in_header));
+		if (req->resent && (why = resent_refusal(p, req, op, rep))) {
+			take_request(p, req);
+			log_warn("%s (unique %#" PRIx64 ") was read by the killed keeper, whose daemon "
+				 "may have done it, and %s: answering EIO", op->name, unique, why);
+			reply_kernel_err(p, unique, -EIO);
+			msg_put(req);
+			p->settled++;
+			continue;
+		}
 		if (op->replay == RP_FAIL || rep == REPEAT_NEVER ||
 		    (rep == REPEAT_IF_UNCHANGED &&
 		     changed_since(p, req->knode, req->sent_ns, req))) {

@@ -15,19 +15,3 @@
  */
 int recover(struct proxy *p);
 
-/*
- * Whether node @kid may have changed since @since_ns (CLOCK_REALTIME; 0: unknown, so yes): a
- * reply that changed it came since, or a request in flight other than @req may change it. For
- * a request that destroys data (REPEAT_IF_UNCHANGED), which must not be sent again then. Takes
- * the lock.
- */
-bool changed_since(struct proxy *p, uint64_t kid, int64_t since_ns, const struct msg *req);
-
-/*
- * Settles @m, a creating, removing or renaming request (op_info.replay RP_EXISTS, RP_TOLERATE,
- * RP_RENAME) that a SIGKILLed keeper had given its daemon at @sent_ns and the kernel sent
- * again, with the new daemon by the same rules as one a dead daemon held, and answers the
- * kernel (EIO when it cannot be settled). In the k2d thread, once the new daemon serves; under
- * no lock.
- */
-void settle_resent(struct proxy *p, struct msg *m, const struct op_info *op, int64_t sent_ns);

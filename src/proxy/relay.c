@@ -27,7 +27,6 @@
 #include "notify.h"
 #include "prime.h"
 #include "proxy_locks.h"
-#include "recover.h"
 #include "reply.h"
 #include "resume.h"
 #include "translate.h"
@@ -243,68 +242,106 @@ static int k2d_init(struct proxy *p, struct msg *m)
 }
 
 /*
- * A request a SIGKILLed keeper had read, sent again by the kernel (resend_requests()), once
- * the new daemon serves: whether the killed keeper's daemon did it cannot be known, so it is
- * settled as one a dead daemon held (recover.c), with the time the killed keeper gave it to
- * that daemon from the journal. Returns true when it was answered here; false when a repeat
- * does what one does, so that it goes on as any other request.
+ * A request the killed keeper had read, just read again: in flight as one its daemon held,
+ * given at the time the journal says (0: not known), dead when this keeper began (0: not sure
+ * it is), for the next recovery to settle. Takes @m. Returns 0, or -errno when it was answered
+ * instead.
  */
-static bool resent_request(struct proxy *p, struct msg *m, const struct op_info *op)
+static int hold_resent(struct proxy *p, struct msg *m)
 {
 	struct fuse_in_header *h = msg_in(m);
-	int64_t sent = resume_sent_ns(p, h->unique);
-	enum op_repeat rep = op_repeat_of(h->opcode, body(m));
-	const char *why;
+	const struct op_info *op = op_get(h->opcode);
+	struct msg *req;
+	int r;
 
-	if (rep == REPEAT_NEVER) {
-		why = "a repeat would do it twice";
-	} else if (rep == REPEAT_IF_UNCHANGED && h->opcode == FUSE_OPEN) {
-		/* Nothing locks the file while an OPEN truncates it, and a write's change reaches
-		 * the journal at its next flush, maybe after the kernel heard of the write. (Not
-		 * so for a SETATTR or FALLOCATE: the kernel holds the inode while it waits, and
-		 * waited for the file's writes before it sent it.) */
-		why = "a write acknowledged just before the keeper died may be missing from its "
-		      "journal, and a repeat would destroy it";
-	} else if (rep == REPEAT_IF_UNCHANGED && changed_since(p, h->nodeid, sent, NULL)) {
-		why = sent ? "a repeat would destroy what was written since"
-			   : "when it was sent is not known";
-	} else if (op->replay == RP_SAFE || op->replay == RP_DROP) {
-		return false;
-	} else if (op->replay == RP_WRITE) {
-		const struct fuse_write_in *in = body(m);
-		const struct handle *fh;
-		bool append;
-
-		/* At a position it writes the same bytes again; appended, it would add them twice. */
-		pthread_mutex_lock(&p->lock);
-		fh = handle_get(&p->handles, in->fh);
-		append = !fh || (fh->flags & O_APPEND);
-		pthread_mutex_unlock(&p->lock);
-		if (!append)
-			return false;
-		why = "appended again, its bytes could be written twice";
-	} else if (op->replay == RP_EXISTS || op->replay == RP_TOLERATE ||
-		   op->replay == RP_RENAME) {
-		if (sent) {
-			settle_resent(p, m, op, sent);
-			return true;
-		}
-		why = "when it was sent is not known";
-	} else {
-		why = "repeating it is unsafe";
+	if (!op || op->noreply || body_len(m) < op->in_size) {
+		log_error("The kernel sent again a %u-byte request with opcode %u, which it cannot "
+			  "have sent before: answering EIO", h->len, h->opcode);
+		reply_kernel_err(p, h->unique, -EIO);
+		msg_put(m);
+		return -EIO;
 	}
-	log_warn("%s (unique %#" PRIx64 ") was read by the killed keeper, whose daemon may or may "
-		 "not have done it, and %s: answering EIO", op->name, h->unique, why);
-	reply_kernel_err(p, h->unique, -EIO);
-	return true;
+	/* Small requests in small buffers, as the relay keeps them. */
+	req = m->len <= MSG_SMALL ? msg_dup(m->data, m->len) : m;
+	if (!req) {
+		reply_kernel_err(p, h->unique, -ENOMEM);
+		msg_put(m);
+		return -ENOMEM;
+	}
+	if (req != m)
+		msg_put(m);
+	h = msg_in(req);
+	trace_request("kernel (sent again)", req);
+	request_kernel_ids(req, op);
+	req->resent = true;
+	req->sent_ns = resume_sent_ns(p, h->unique);
+	req->death_ns = p->resumed_ns;
+	req->deaths = 1;
+	pthread_mutex_lock(&p->lock);
+	r = idmap_put(&p->inflight, h->unique, req);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0) {
+		reply_kernel_err(p, h->unique, r);
+		msg_put(req);
+		return r;
+	}
+	return 0;
 }
 
-int resend_requests(struct proxy *p)
+int take_resent(struct proxy *p)
 {
 	struct fuse_out_header resend = { .len = sizeof(resend), .error = FK_NOTIFY_RESEND };
+	struct msg **tail = &p->early;
+	size_t held = 0;
 
 	if (write(p->devfd, &resend, sizeof(resend)) != sizeof(resend))
 		return errno ? -errno : -EIO;
+	/*
+	 * The kernel put them back at the head of its queue before the write returned: what is
+	 * readable now holds them all, with maybe FORGETs and INTERRUPTs among them. The first
+	 * request the kernel sends for the first time ends them.
+	 */
+	for (;;) {
+		struct pollfd pfd = { .fd = p->devfd, .events = POLLIN };
+		struct msg *m;
+		ssize_t n;
+		bool fresh;
+
+		if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN))
+			break;
+		m = msg_get(p->buf_size);
+		if (!m)
+			return -ENOMEM;
+		n = read(p->devfd, m->data, m->cap);
+		if (n < 0) {
+			int e = errno;
+
+			msg_put(m);
+			if (e == EINTR || e == EAGAIN || e == ENOENT)
+				continue;
+			return -e;
+		}
+		if ((size_t)n < sizeof(struct fuse_in_header) || msg_in(m)->len != (size_t)n) {
+			log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
+			msg_put(m);
+			continue;
+		}
+		m->len = n;
+		if ((msg_in(m)->unique & ~FK_UNIQUE_RESEND) > p->kunique_max)
+			p->kunique_max = msg_in(m)->unique & ~FK_UNIQUE_RESEND;
+		if (msg_in(m)->unique & FK_UNIQUE_RESEND) {
+			held += hold_resent(p, m) == 0;
+			continue;
+		}
+		fresh = msg_in(m)->opcode != FUSE_FORGET && msg_in(m)->opcode != FUSE_BATCH_FORGET &&
+			msg_in(m)->opcode != FUSE_INTERRUPT;
+		*tail = m;
+		tail = &m->next;
+		if (fresh)
+			break;
+	}
+	log_info("%zu requests the killed keeper had read came back from the kernel; they are "
+		 "settled as a dead daemon's", held);
 	return 0;
 }
 
@@ -335,19 +372,17 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		return m;
 	}
 	trace_request("kernel", m);
+	if ((h->unique & FK_UNIQUE_RESEND) && !op->noreply) {
+		/* take_resent() took every one there was: the kernel sent this again later. */
+		log_error("%s (unique %#" PRIx64 ") came back from the kernel after the requests "
+			  "the killed keeper had read: answering EIO", op->name, h->unique);
+		reply_kernel_err(p, h->unique, -EIO);
+		return m;
+	}
 
 	pthread_mutex_lock(&p->lock);
 	if (!k2d_served(p, m, op, true))
 		return m;
-	if ((h->unique & FK_UNIQUE_RESEND) && !op->noreply) {
-		/* Only after the recovery: settling it takes the new daemon. */
-		pthread_mutex_unlock(&p->lock);
-		if (resent_request(p, m, op))
-			return m;
-		pthread_mutex_lock(&p->lock);
-		if (!k2d_served(p, m, op, false))
-			return m;
-	}
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
 		/* Each function below drops the lock. */
@@ -561,6 +596,14 @@ static void *k2d_main(void *arg)
 		p->carry = NULL;
 		/* What comes back is @c or a spare buffer: m is the read buffer already. */
 		msg_put(k2d_request(p, c));
+	}
+	/* Then what take_resent() read past the requests sent again, in order. */
+	while (m && p->early) {
+		struct msg *e = p->early;
+
+		p->early = e->next;
+		e->next = NULL;
+		msg_put(k2d_request(p, e));
 	}
 	while (m) {
 		ssize_t n = read(p->devfd, m->data, m->cap);

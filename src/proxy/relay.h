@@ -65,8 +65,9 @@ void relay_thaw(struct proxy *p);
 /*
  * A keeper resuming from systemd's fd store, before relay_start(): asks the kernel to queue
  * again every request the killed keeper had read and not answered (FUSE_NOTIFY_RESEND, FUSE
- * 7.40); they come back with FK_UNIQUE_RESEND in their unique. One that a repeat does as one
- * does (op_info.replay RP_SAFE, a WRITE at a position) is relayed as any other; the rest are
- * answered EIO, since what the dead daemon did of them cannot be known. Returns 0 or -errno.
+ * 7.40; they come back with FK_UNIQUE_RESEND in their unique) and reads them at once, into the
+ * in-flight table as requests the killed keeper's daemon held (msg.resent; the time it was given
+ * them from the resume journal): the next recovery settles them as after a daemon's death. What
+ * it read past them waits in p->early for the relay. Returns 0 or -errno.
  */
-int resend_requests(struct proxy *p);
+int take_resent(struct proxy *p);

@@ -10,6 +10,7 @@
 #include "reply.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -313,6 +314,13 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* An OPEN that truncated its file: it changed the data as a SETATTR of the size does. */
+static bool truncating_open(struct msg *req)
+{
+	return msg_in(req)->opcode == FUSE_OPEN &&
+	       (((const struct fuse_open_in *)body(req))->flags & O_TRUNC);
+}
+
 /*
  * A request that changes a node succeeded: the time its ctime changed is noted (a settle rule
  * must not take it for another request's work), and if its data changed, its dver moves on, so
@@ -322,17 +330,18 @@ static void undo_effect(struct proxy *p, struct msg *req, const struct op_info *
 static void note_data_change(struct proxy *p, struct msg *req, const struct op_info *op)
 {
 	const struct fuse_setattr_in *sa = body(req);
+	bool trunc = truncating_open(req);
 	struct node *n = NULL;
 	uint64_t kid;
 
-	if (op->ctime_of) {
+	if (op->ctime_of || trunc) {
 		n = node_get(&p->nodes, op->ctime_of == CTO_NODE2 ? req->knode2 : req->knode);
 		if (n) {
 			n->changed_ns = realtime_ns();
 			node_changed(&p->nodes, n);
 		}
 	}
-	if (!op->dchange || (op->dchange == DC_SETATTR && !(sa->valid & FATTR_SIZE)))
+	if (!trunc && (!op->dchange || (op->dchange == DC_SETATTR && !(sa->valid & FATTR_SIZE))))
 		return;
 	/* Mostly the node just looked up (a WRITE's): one lookup per reply on the hot path. */
 	kid = op->dchange == DC_NODE2 ? req->knode2 : req->knode;
@@ -497,8 +506,10 @@ static bool primed_past_end(struct proxy *p, struct msg *req)
  */
 static void note_change(struct proxy *p, struct msg *req, const struct op_info *op)
 {
+	if (op->effect == EFF_OPEN && !truncating_open(req))
+		return;
 	pthread_mutex_lock(&p->lock);
-	if (op->dchange || op->ctime_of)
+	if (op->dchange || op->ctime_of || op->effect == EFF_OPEN)
 		note_data_change(p, req, op);
 	if (op->wwin == WW_WRITE && !p->cfg->write_through && p->journal) {
 		struct handle *h = handle_get(&p->handles, req->kfh);
@@ -604,7 +615,8 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	if (!oh->error && op->ino_out && p->hide.live)
 		hide_fix_attr(p, req, op, reply);
 	/* Even a reply the kernel no longer waits for counts: the daemon did it. */
-	if (!oh->error && (op->dchange || op->ctime_of || op->wwin == WW_WRITE))
+	if (!oh->error && (op->dchange || op->ctime_of || op->wwin == WW_WRITE ||
+			   op->effect == EFF_OPEN))
 		note_change(p, req, op);
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)

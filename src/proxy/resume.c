@@ -216,7 +216,8 @@ static void put_entry(struct proxy *p, struct image *im, uint32_t type, uint64_t
 		image_u64(it, p->clock_samples);
 	}
 	image_u32(im, type);
-	image_u64(im, key);
+	/* A request sent again keeps its time under the unique it was first sent with. */
+	image_u64(im, type == ENT_SENT ? key & ~FK_UNIQUE_RESEND : key);
 	image_bool(im, there);
 	if (there)
 		image_bytes(im, it->buf, it->len);
