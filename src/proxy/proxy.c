@@ -92,10 +92,13 @@ static int threads_start(struct proxy *p, bool resend)
 		r = notifier_start(p);
 	if (r == 0 && resend) {
 		r = take_resent(p);
-		/* Times of requests answered before the kill: never asked for. */
+		/* Times of requests answered before the kill: never asked for. (On a failure
+		 * they stay, for the next keeper.) */
 		pthread_mutex_lock(&p->lock);
-		idmap_free(&p->resent_sent);
-		resume_rebase(p);
+		if (r == 0) {
+			idmap_free(&p->resent_sent);
+			resume_rebase(p);
+		}
 		pthread_mutex_unlock(&p->lock);
 	}
 	if (r == 0)

@@ -1691,7 +1691,7 @@ static const char *resent_refusal(struct proxy *p, struct msg *req, const struct
 {
 	uint32_t opcode = msg_in(req)->opcode;
 
-	if (!p->resumed_ns && (op->replay != RP_SAFE || rep != REPEAT_AS_ONCE || op->dchange ||
+	if (!req->death_ns && (op->replay != RP_SAFE || rep != REPEAT_AS_ONCE || op->dchange ||
 			       op->ctime_of || op->effect == EFF_RENAME))
 		return "the killed keeper's daemon may still run";
 	if (rep == REPEAT_IF_UNCHANGED && opcode == FUSE_OPEN)

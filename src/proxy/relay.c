@@ -254,7 +254,7 @@ static int hold_resent(struct proxy *p, struct msg *m)
 	struct msg *req;
 	int r;
 
-	if (!op || op->noreply || body_len(m) < op->in_size) {
+	if (!op || body_len(m) < op->in_size) {
 		log_error("The kernel sent again a %u-byte request with opcode %u, which it cannot "
 			  "have sent before: answering EIO", h->len, h->opcode);
 		reply_kernel_err(p, h->unique, -EIO);
@@ -277,13 +277,22 @@ static int hold_resent(struct proxy *p, struct msg *m)
 	req->sent_ns = resume_sent_ns(p, h->unique);
 	req->death_ns = p->resumed_ns;
 	req->deaths = 1;
+	req->given_ms = now_coarse_ms();
 	pthread_mutex_lock(&p->lock);
-	r = idmap_put(&p->inflight, h->unique, req);
+	/* What the relay checks first, as it would have (what the killed keeper did of it may
+	 * not have reached the journal: a FLUSH's release of its owner's locks). */
+	r = 0;
+	if (op->entry_names && !p->hide.off)
+		r = hide_check_names(p, req, op);
+	if (r == 0 && op->lock && (op->lock != LK_FLUSH || p->locks.count))
+		r = locks_request(p, req, op, 0);
+	if (r == 0)
+		r = idmap_put(&p->inflight, h->unique, req);
 	pthread_mutex_unlock(&p->lock);
-	if (r < 0) {
-		reply_kernel_err(p, h->unique, r);
+	if (r) {
+		reply_kernel_err(p, h->unique, r > 0 ? 0 : r);
 		msg_put(req);
-		return r;
+		return -EIO;
 	}
 	return 0;
 }
@@ -293,56 +302,68 @@ int take_resent(struct proxy *p)
 	struct fuse_out_header resend = { .len = sizeof(resend), .error = FK_NOTIFY_RESEND };
 	struct msg **tail = &p->early;
 	size_t held = 0;
+	int flags, r = 0;
 
 	if (write(p->devfd, &resend, sizeof(resend)) != sizeof(resend))
 		return errno ? -errno : -EIO;
 	/*
 	 * The kernel put them back at the head of its queue before the write returned: what is
-	 * readable now holds them all, with maybe FORGETs and INTERRUPTs among them. The first
-	 * request the kernel sends for the first time ends them.
+	 * readable now holds them all, with maybe FORGETs and INTERRUPTs (of them too) among
+	 * them. The first request the kernel sends for the first time ends them. Read without
+	 * waiting: a request may go (its caller killed) between a poll and a read.
 	 */
+	flags = fcntl(p->devfd, F_GETFL);
+	if (flags < 0 || fcntl(p->devfd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
 	for (;;) {
-		struct pollfd pfd = { .fd = p->devfd, .events = POLLIN };
-		struct msg *m;
+		struct msg *m = msg_get(p->buf_size);
+		struct fuse_in_header *h;
 		ssize_t n;
-		bool fresh;
 
-		if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN))
+		if (!m) {
+			r = -ENOMEM;
 			break;
-		m = msg_get(p->buf_size);
-		if (!m)
-			return -ENOMEM;
+		}
 		n = read(p->devfd, m->data, m->cap);
 		if (n < 0) {
 			int e = errno;
 
 			msg_put(m);
-			if (e == EINTR || e == EAGAIN || e == ENOENT)
+			if (e == EINTR || e == ENOENT)
 				continue;
-			return -e;
+			/* EAGAIN: nothing more. ENODEV: unmounted; the relay will see it. */
+			if (e != EAGAIN && e != ENODEV)
+				r = -e;
+			break;
 		}
-		if ((size_t)n < sizeof(struct fuse_in_header) || msg_in(m)->len != (size_t)n) {
+		h = msg_in(m);
+		if ((size_t)n < sizeof(*h) || h->len != (size_t)n) {
 			log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
 			msg_put(m);
 			continue;
 		}
 		m->len = n;
-		if ((msg_in(m)->unique & ~FK_UNIQUE_RESEND) > p->kunique_max)
-			p->kunique_max = msg_in(m)->unique & ~FK_UNIQUE_RESEND;
-		if (msg_in(m)->unique & FK_UNIQUE_RESEND) {
+		if ((h->unique & ~FK_UNIQUE_RESEND) > p->kunique_max)
+			p->kunique_max = h->unique & ~FK_UNIQUE_RESEND;
+		if (op_get(h->opcode) && op_get(h->opcode)->noreply) {
+			/* For the relay, in order: an INTERRUPT reaches its request once replayed. */
+			*tail = m;
+			tail = &m->next;
+			continue;
+		}
+		if (h->unique & FK_UNIQUE_RESEND) {
 			held += hold_resent(p, m) == 0;
 			continue;
 		}
-		fresh = msg_in(m)->opcode != FUSE_FORGET && msg_in(m)->opcode != FUSE_BATCH_FORGET &&
-			msg_in(m)->opcode != FUSE_INTERRUPT;
 		*tail = m;
 		tail = &m->next;
-		if (fresh)
-			break;
+		break;
 	}
+	if (fcntl(p->devfd, F_SETFL, flags) < 0 && !r)
+		r = -errno;
 	log_info("%zu requests the killed keeper had read came back from the kernel; they are "
 		 "settled as a dead daemon's", held);
-	return 0;
+	return r;
 }
 
 /*

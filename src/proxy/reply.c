@@ -354,9 +354,11 @@ static void note_data_change(struct proxy *p, struct msg *req, const struct op_i
 }
 
 /*
- * A WRITE or a sync succeeded: an acknowledged write joins its handle's window, a sync empties
- * the window up to what it covered. Even a reply the kernel no longer waited for counts: the
- * daemon did it. Returns what the caller still has to free.
+ * A WRITE or a sync succeeded, before the kernel hears of it: the change is noted
+ * (note_data_change()); for a WRITE, the resume journal says that the handle's acknowledged
+ * writes may not be durable, and the write joins its handle's window; a sync empties the window
+ * up to what it covered. One lock: every acknowledged WRITE comes here. Even a reply the kernel
+ * no longer waits for counts: the daemon did it. Returns what the caller still has to free.
  */
 static struct msg *window_update(struct proxy *p, struct msg *req, const struct op_info *op,
 				 struct msg *reply)
@@ -377,7 +379,16 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 		req = msg_shrink(req);
 	}
 	pthread_mutex_lock(&p->lock);
+	if (op->dchange || op->ctime_of)
+		note_data_change(p, req, op);
 	h = handle_get(&p->handles, req->kfh);
+	if (h && op->wwin == WW_WRITE && !p->cfg->write_through && p->journal) {
+		bool was = h->unsynced;
+
+		handle_note_unsynced(&p->handles, h);
+		if (!was)
+			resume_flush(p);
+	}
 	if (h && op->wwin == WW_WRITE) {
 		handle_acked(h);
 		/* --write-through: durable once acknowledged, nothing to keep. */
@@ -498,30 +509,14 @@ static bool primed_past_end(struct proxy *p, struct msg *req)
 	return past;
 }
 
-/*
- * A request that changes a node or writes succeeded, before the kernel hears of it: the change
- * is noted (note_data_change()), and for a WRITE the resume journal says that the handle's
- * acknowledged writes may not be durable (window_update() keeps the write itself afterwards).
- * One lock for both: every acknowledged WRITE comes here.
- */
+/* A request other than a WRITE or sync that changes a node succeeded, before the kernel hears
+ * of it: the change is noted (note_data_change()). */
 static void note_change(struct proxy *p, struct msg *req, const struct op_info *op)
 {
 	if (op->effect == EFF_OPEN && !truncating_open(req))
 		return;
 	pthread_mutex_lock(&p->lock);
-	if (op->dchange || op->ctime_of || op->effect == EFF_OPEN)
-		note_data_change(p, req, op);
-	if (op->wwin == WW_WRITE && !p->cfg->write_through && p->journal) {
-		struct handle *h = handle_get(&p->handles, req->kfh);
-
-		if (h) {
-			bool was = h->unsynced;
-
-			handle_note_unsynced(&p->handles, h);
-			if (!was)
-				resume_flush(p);
-		}
-	}
+	note_data_change(p, req, op);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -615,14 +610,13 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 	if (!oh->error && op->ino_out && p->hide.live)
 		hide_fix_attr(p, req, op, reply);
 	/* Even a reply the kernel no longer waits for counts: the daemon did it. */
-	if (!oh->error && (op->dchange || op->ctime_of || op->wwin == WW_WRITE ||
-			   op->effect == EFF_OPEN))
+	if (!oh->error && op->wwin)
+		req = window_update(p, req, op, reply); /* NULL when kept; no effect to undo */
+	else if (!oh->error && (op->dchange || op->ctime_of || op->effect == EFF_OPEN))
 		note_change(p, req, op);
 	wait_notifications(p);
 	if (write_kernel(p, reply->data, reply->len) == -ENOENT && !oh->error && op->effect)
 		undo_effect(p, req, op, reply);
-	if (!oh->error && op->wwin)
-		req = window_update(p, req, op, reply);
 	msg_put(req);
 	return 0;
 }
