@@ -22,6 +22,7 @@
 #                                        PATH in PID's mountinfo (PROPAGATION: shared,
 #                                        master, shared+master, private)
 #   rm_count_dev MAJ:MIN                 mounts of that device in every mount namespace
+#                                        (not those of other test runs side by side)
 #   rm_need_remount                      skip unless --mode=remount can run here
 #   rm_wait_in_fuse PID [TIMEOUT]        waits until the child of PID (a bg_timed
 #                                        subshell) waits on a FUSE request; prints its
@@ -93,7 +94,11 @@ rm_count_dev() {
 		ns=$(stat -L -c %i "$pid/ns/mnt" 2>/dev/null) || continue
 		case $seen in *" $ns "*) continue ;; esac
 		seen="$seen$ns "
-		c=$(awk -v d="$1" '$3 == d' "$pid/mountinfo" 2>/dev/null | wc -l)
+		# Once the old instance is gone its number is free: a mount of another test run
+		# side by side (another run-tests.sh's temp dir) may have it since.
+		c=$(awk -v d="$1" -v mine="$FK_TMPROOT/" '$3 == d &&
+			!(index($5, "/tmp/fusekeeper-tests.") == 1 && index($5, mine) != 1)' \
+			"$pid/mountinfo" 2>/dev/null | wc -l)
 		n=$((n + c))
 	done
 	echo "$n"

@@ -359,7 +359,8 @@ int take_resent(struct proxy *p)
 		tail = &m->next;
 		break;
 	}
-	if (fcntl(p->devfd, F_SETFL, flags) < 0 && !r)
+	/* Blocking again, as the relay reads, even if a keeper killed in here left it not. */
+	if (fcntl(p->devfd, F_SETFL, flags & ~O_NONBLOCK) < 0 && !r)
 		r = -errno;
 	log_info("%zu requests the killed keeper had read came back from the kernel; they are "
 		 "settled as a dead daemon's", held);

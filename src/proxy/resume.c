@@ -461,7 +461,7 @@ static int apply_list(struct reading *rd, struct image *im)
  * not NULL. Returns 0 or -errno.
  */
 static int read_journal(struct journal *j, struct image *base, struct reading *rd,
-			struct proxy *p)
+			struct proxy *p, bool set_sizes)
 {
 	struct proxy scratch = { 0 };
 	uint32_t kind;
@@ -471,7 +471,7 @@ static int read_journal(struct journal *j, struct image *base, struct reading *r
 
 	if (!image_expect(base, TAG_RESUME))
 		return base->err;
-	r = proxy_fields_load(p ?: &scratch, base, p != NULL);
+	r = proxy_fields_load(p ?: &scratch, base, set_sizes);
 	if (!p) {
 		msg_put(scratch.init_req);
 		idmap_free(&scratch.abandoned);
@@ -573,7 +573,7 @@ int resume_load(struct proxy *p, int fd_a, int fd_b)
 
 	if (r < 0)
 		return r;
-	r = read_journal(p->journal, &base, &rd, p);
+	r = read_journal(p->journal, &base, &rd, p, true);
 	if (!r)
 		r = build_tables(p, &rd);
 	if (!r)
@@ -682,6 +682,45 @@ static void check_locks(uint64_t key, void *val, void *arg)
 			 na);
 }
 
+struct sent_check {
+	struct proxy *built;
+	char *what;
+	size_t size;
+};
+
+static void check_sent(uint64_t key, void *val, void *arg)
+{
+	struct sent_check *c = arg;
+	const struct msg *m = val;
+	int64_t ns;
+
+	if (c->what[0] || !resume_needs_sent(m))
+		return;
+	ns = (int64_t)(uintptr_t)idmap_get(&c->built->resent_sent, key & ~FK_UNIQUE_RESEND);
+	if (ns != m->sent_ns)
+		snprintf(c->what, c->size, "request %#" PRIx64 " (%s) was sent at %" PRId64 ", not %"
+			 PRId64, key, op_name(msg_in((struct msg *)m)->opcode), m->sent_ns, ns);
+}
+
+/* What the settle rules need after a resume (the daemon, the clock, the send times), against
+ * @p's: a difference is described in @what. */
+static void check_proofs(struct proxy *p, struct proxy *b, char *what, size_t size)
+{
+	struct sent_check c = { b, what, size };
+
+	if (b->daemon_pid != p->daemon_pid || b->daemon_start != p->daemon_start)
+		snprintf(what, size, "its daemon is %d (start %" PRIu64 "), not %d (start %" PRIu64
+			 ")", (int)b->daemon_pid, b->daemon_start, (int)p->daemon_pid,
+			 p->daemon_start);
+	else if (b->clock_slack_ns != p->clock_slack_ns ||
+		 !b->clock_samples != !p->clock_samples)
+		snprintf(what, size, "its clock slack is %" PRId64 " ns (%s samples), not %" PRId64
+			 " ns", b->clock_slack_ns, b->clock_samples ? "with" : "no",
+			 p->clock_slack_ns);
+	else
+		idmap_each(&p->inflight, check_sent, &c);
+}
+
 int resume_check(struct proxy *p)
 {
 	struct proxy *b = calloc(1, sizeof(*b));
@@ -711,15 +750,21 @@ int resume_check(struct proxy *p)
 		close(fds[1]);
 	}
 	if (!r)
-		r = read_journal(j, &base, &rd, NULL);
+		r = read_journal(j, &base, &rd, b, false);
 	if (!r)
 		r = build_tables(b, &rd);
+	if (!r)
+		r = load_sent(b, &rd.items[ENT_SENT]);
+	if (!r)
+		r = load_clock(b, idmap_get(&rd.items[ENT_CLOCK], 0));
 	if (r < 0) {
 		snprintf(c.what, sizeof(c.what), "it does not read back: %s", strerror(-r));
 	} else {
 		idmap_each(&p->nodes.by_kid, check_node, &c);
 		idmap_each(&p->handles.by_kfh, check_handle, &c);
 		idmap_each(&p->locks.by_node, check_locks, &c);
+		if (!c.what[0])
+			check_proofs(p, b, c.what, sizeof(c.what));
 		if (!c.what[0] && (b->nodes.count != p->nodes.count ||
 				   b->handles.by_kfh.count != p->handles.by_kfh.count ||
 				   b->locks.count != p->locks.count))
@@ -739,6 +784,10 @@ int resume_check(struct proxy *p)
 	node_table_free(&b->nodes);
 	handle_table_free(&b->handles);
 	lock_table_free(&b->locks);
+	msg_put(b->init_req);
+	idmap_free(&b->abandoned);
+	idmap_free(&b->resent_sent);
+	free(b->journal_mnt);
 	free(b);
 	return c.what[0] ? -EBADMSG : 0;
 }
