@@ -1,4 +1,4 @@
-# Helpers shared by scripts/demo.sh and bench/run.sh (sourced, bash).
+# Helpers shared by scripts/demo.sh, bench/ and tests/lib.sh (sourced, bash).
 
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 now_us() { echo "${EPOCHREALTIME/./}"; }

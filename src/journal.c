@@ -26,6 +26,7 @@ struct journal_header {
 	uint64_t base_len;   /* bytes of the base, right after this header */
 	uint64_t generation; /* stored last: 0 while the base is being written; the memfd with
 				the larger one is current */
+	uint64_t mark;	     /* journal_set_mark()'s word, kept outside the records */
 };
 
 /* A record's head: its length (of the whole record, head and padding included; stored last),
@@ -50,6 +51,7 @@ struct journal {
 	size_t start;	      /* offset of its first record */
 	size_t tail;	      /* offset of its next record */
 	size_t read_off;      /* journal_next()'s position */
+	uint64_t mark;	      /* the last journal_set_mark() */
 };
 
 static size_t round8(size_t n)
@@ -139,6 +141,7 @@ int journal_rebase(struct journal *j, const struct image *base)
 	h->magic = JOURNAL_MAGIC;
 	h->format = IMAGE_FORMAT;
 	h->base_len = base->len;
+	h->mark = j->mark;
 	if (base->len)
 		memcpy(s->map + sizeof(*h), base->buf, base->len);
 	/* The one store that makes it current. */
@@ -183,6 +186,20 @@ size_t journal_records_size(const struct journal *j)
 size_t journal_base_size(const struct journal *j)
 {
 	return header(j, j->cur)->base_len;
+}
+
+void journal_set_mark(struct journal *j, uint64_t mark)
+{
+	j->mark = mark;
+	/* Both sides: the one a rebase makes current next has it already. */
+	for (int i = 0; i < 2; i++)
+		if (j->side[i].map && j->side[i].size >= sizeof(struct journal_header))
+			__atomic_store_n(&header(j, i)->mark, mark, __ATOMIC_RELEASE);
+}
+
+uint64_t journal_mark(const struct journal *j)
+{
+	return j->mark;
 }
 
 void journal_fds(const struct journal *j, int fds[2])
@@ -248,6 +265,7 @@ int journal_open(struct journal **jp, int fd_a, int fd_b, struct image *base)
 	}
 	j->cur = valid[1] && (!valid[0] || gen[1] > gen[0]) ? 1 : 0;
 	j->generation = gen[j->cur];
+	j->mark = __atomic_load_n(&header(j, j->cur)->mark, __ATOMIC_ACQUIRE);
 	len = header(j, j->cur)->base_len;
 	memset(base, 0, sizeof(*base));
 	base->buf = malloc(len ?: 1);

@@ -54,6 +54,14 @@ int journal_append(struct journal *j, uint32_t kind, const void *a, size_t alen,
 size_t journal_records_size(const struct journal *j);
 size_t journal_base_size(const struct journal *j);
 
+/*
+ * A word kept beside the records, replaced in place by one store (no record, no rebase): for a
+ * value that changes too often to journal and that a successor may read from any moment of the
+ * writer's life. journal_mark() reads it back after journal_open() (0 if never set).
+ */
+void journal_set_mark(struct journal *j, uint64_t mark);
+uint64_t journal_mark(const struct journal *j);
+
 /* The two memfds (for the fd store); the journal keeps them. */
 void journal_fds(const struct journal *j, int fds[2]);
 

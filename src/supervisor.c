@@ -140,8 +140,7 @@ static void fdstore_put(struct keeper *k)
 			 !k->cfg.mode->store_fds ? "only proxy mode can take it back"
 			 : k->cfg.takeover ? "the daemon mounts itself (COMMAND without {}), and a "
 					     "new one's mount call cannot be given the old connection"
-			 : "this kernel cannot resend the requests a killed keeper had read "
-			   "(FUSE_NOTIFY_RESEND, Linux 6.9)");
+			 : "its resume journal could not be kept");
 		k->cfg.fdstore = false;
 		return;
 	}

@@ -108,7 +108,7 @@ crash_died() {
 held_ready() {
 	local deadline=$(($(now_ms) + ${HELD_WAIT:-20} * 1000))
 	until [ -e "$T/held.ready" ]; do
-		pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
+		alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
 			fail "$1: the application did not write: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
 		sleep 0.02
 	done
@@ -123,7 +123,7 @@ gate_refused() {
 	# The reason FAILED gives depends on when the keeper noticed; the exit status does not.
 	fk_wait EXIT "$pid" 10 >/dev/null && [ "$FK_LINE" = "EXIT $pid status=3" ] ||
 		fail "$SPEC: daemon $pid failed, but not because of the gate: $FK_LINE"
-	pid_alive "$APP_PID" ||
+	alive "$APP_PID" ||
 		fail "$SPEC: the application was answered while no daemon ran: $(cat "$T/$APP_NAME.out")"
 }
 

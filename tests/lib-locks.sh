@@ -40,7 +40,7 @@ lk_answer() {
 	local name=$1 f=${_lk_f[$1]} want deadline=$(($(now_ms) + ${2:-10} * 1000))
 	want=$((_lk_n[$name] + 1))
 	while [ "$(wc -l <"$f.out")" -lt "$want" ]; do
-		pid_alive "${_lk_pid[$name]}" || fail "the $name holder died: $(cat "$f.err")"
+		alive "${_lk_pid[$name]}" || fail "the $name holder died: $(cat "$f.err")"
 		if [ "$(now_ms)" -ge "$deadline" ]; then
 			LK_OUT="(no answer within ${2:-10} s)"
 			return 1

@@ -69,7 +69,7 @@ cmd() {
 	echo "$1" >&"$CMD"
 	while :; do
 		while [ "$(wc -l <"$OUT")" -le "$NSEEN" ]; do
-			pid_alive "$SERVE_PID" || fail "fkreinit died before answering '$1': $(cat "${OUT%.out}.err")"
+			alive "$SERVE_PID" || fail "fkreinit died before answering '$1': $(cat "${OUT%.out}.err")"
 			[ "$(now_ms)" -lt "$deadline" ] || fail "no answer to '$1' within 60 s"
 			sleep 0.02
 		done

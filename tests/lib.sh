@@ -78,18 +78,8 @@ FK_KILLED=    # the daemon pid fk_kill_daemon killed
 
 # ---- small helpers -------------------------------------------------------
 
-now_ms() {
-	local us=${EPOCHREALTIME/./}
-	echo $((us / 1000))
-}
-
-# True while PID exists and is not a zombie.
-pid_alive() {
-	local state
-	[ -r "/proc/$1/stat" ] || return 1
-	state=$(sed -E 's/^.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
+# now_ms, alive PID, poll SECONDS CMD... (scripts/common.sh).
+. "$FK_SRCDIR/scripts/common.sh"
 
 # The parent pid of PID (empty if gone).
 pid_ppid() {
@@ -149,7 +139,7 @@ assert_not_mounted() {
 # wait_gone PID [TIMEOUT]: true once PID no longer runs.
 wait_gone() {
 	local deadline=$(($(now_ms) + ${2:-10} * 1000))
-	while pid_alive "$1"; do
+	while alive "$1"; do
 		[ "$(now_ms)" -lt "$deadline" ] || return 1
 		sleep 0.05
 	done
@@ -359,7 +349,7 @@ fk_wait() {
 	FK_LINE=
 	while :; do
 		fk_scan "$ev" "$pat" && return 0
-		if ! pid_alive "$FK_PID"; then
+		if ! alive "$FK_PID"; then
 			# One last look: the line may have come just before the exit.
 			fk_scan "$ev" "$pat" && return 0
 			echo "fk_wait: the keeper (pid $FK_PID) exited without ${ev}${pat:+ $pat}" >&2
@@ -406,7 +396,7 @@ fk_daemon_pid() {
 fk_kill_daemon() {
 	local pid
 	pid=$(fk_daemon_pid) || { echo "fk_kill_daemon: no DAEMON event yet" >&2; return 1; }
-	pid_alive "$pid" || { echo "fk_kill_daemon: daemon $pid is not running" >&2; return 1; }
+	alive "$pid" || { echo "fk_kill_daemon: daemon $pid is not running" >&2; return 1; }
 	# shellcheck disable=SC2034
 	FK_KILLED=$pid
 	log "killing daemon $pid"
@@ -461,7 +451,7 @@ wait_progress() {
 	while :; do
 		cur=$(progress_of "$file")
 		[ "$cur" -ge $((start + n)) ] && return 0
-		if [ -n "$pid" ] && ! pid_alive "$pid"; then
+		if [ -n "$pid" ] && ! alive "$pid"; then
 			echo "wait_progress: $file: workload $pid exited at $cur" >&2
 			return 1
 		fi
@@ -583,16 +573,6 @@ notify_listener_start() {
 	LISTENER=$BG_PID
 }
 
-# wait_true SECONDS CMD...: waits until CMD succeeds (polled every 20 ms); false at SECONDS.
-wait_true() {
-	local deadline=$(($(now_ms) + $1 * 1000))
-	shift
-	until "$@"; do
-		[ "$(now_ms)" -lt "$deadline" ] || return 1
-		sleep 0.02
-	done
-}
-
 # fk_wait_in_flight: waits until status shows a request in flight (10 s at most). Cheap (no
 # python) so as not to miss a short one on a busy machine.
 fk_wait_in_flight() {
@@ -609,7 +589,7 @@ fk_wait_in_flight() {
 fk_own_live_pids() {
 	local pid pp
 	sort -u "$FK_STATE/pids" | while read -r pid; do
-		[ -n "$pid" ] && pid_alive "$pid" || continue
+		[ -n "$pid" ] && alive "$pid" || continue
 		pp=$(pid_ppid "$pid")
 		# Ours, or a keeper that a test's stand-in for systemd started (tracked; its parent
 		# may be gone already).
@@ -627,7 +607,7 @@ fk_live_daemons() {
 		i=${ev##*.}
 		want=$(cat "$FK_STATE/cmd.$i" 2>/dev/null)
 		for pid in $(awk '$1 == "DAEMON" { print $2 }' "$ev"); do
-			pid_alive "$pid" || continue
+			alive "$pid" || continue
 			argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
 			[ -n "$want" ] && [ "$argv0" = "$want" ] && echo "$pid"
 		done
@@ -645,7 +625,7 @@ fk_dump() {
 	echo "---- mounts under $T ----"
 	mounts_under "$T"
 	# A keeper still running when the test failed may be stuck: show where.
-	if [ -n "${FK_PID:-}" ] && pid_alive "$FK_PID"; then
+	if [ -n "${FK_PID:-}" ] && alive "$FK_PID"; then
 		echo "---- threads of keeper $FK_PID (state, kernel wait channel) ----"
 		for f in /proc/"$FK_PID"/task/*; do
 			echo "${f##*/} $(cat "$f/comm" 2>/dev/null)" \
@@ -695,7 +675,7 @@ fk_cleanup() {
 		done
 	fi
 	for pid in $(sort -u "$FK_STATE/pids"); do
-		pid_alive "$pid" || wait "$pid" 2>/dev/null
+		alive "$pid" || wait "$pid" 2>/dev/null
 	done
 
 	for m in $(cat "$FK_STATE/mounts") $(mounts_under "$T"); do
@@ -830,7 +810,7 @@ holder() {
 	n=$(wc -l <"$T/holder-$name.out")
 	echo "$*" >&"${_holder_fd[$name]}"
 	while [ "$(wc -l <"$T/holder-$name.out")" -le "$n" ]; do
-		pid_alive "${_holder_pid[$name]}" ||
+		alive "${_holder_pid[$name]}" ||
 			fail "the $name holder died: $(cat "$T/holder-$name.err")"
 		[ "$(now_ms)" -lt "$deadline" ] || fail "the $name holder did not answer '$*' within 10 s"
 		sleep 0.02

@@ -180,12 +180,14 @@ proj_cpio() {
 		for f in ${!BENCH_@}; do
 			printf 'export %s=%q\n' "$f" "${!f}"
 		done >>"$st/fk/vm.conf"
-		mkdir -p "$st/fk/bench" "$st/fk/scripts" "$st/fk/build/bench"
+		mkdir -p "$st/fk/bench" "$st/fk/build/bench"
 		cp "$VM_SRCDIR"/bench/*.sh "$st/fk/bench/"
-		cp "$VM_SRCDIR/scripts/common.sh" "$st/fk/scripts/"
 		cp "$BUILD/bench/fkrecover" "$st/fk/build/bench/"
 	fi
 	install -m 755 "$VM_DIR/guest-init.sh" "$st/fk/vm/guest-init.sh"
+	# Shared by the tests' lib.sh and the bench.
+	mkdir -p "$st/fk/scripts"
+	cp "$VM_SRCDIR/scripts/common.sh" "$st/fk/scripts/"
 	(cd "$VM_SRCDIR" && tar -cf - --exclude=tests/tmp tests) | tar -C "$st/fk" -xf -
 	cp "$BUILD/fusekeeper" "$st/fk/build/"
 	find "$BUILD/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$st/fk/build/tests/" \;

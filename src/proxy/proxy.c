@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "hide.h"
@@ -63,6 +66,8 @@ static struct proxy *proxy_alloc(struct keeper *k)
 	p->devfd = p->sock = p->daemon_end = p->call_efd = p->ev_efd = -1;
 	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
 	p->unserved_tail = &p->unserved_head;
+	p->test_no_resend = getenv("FUSEKEEPER_TEST_NO_RESEND") &&
+			    !strcmp(getenv("FUSEKEEPER_TEST_NO_RESEND"), "1");
 	p->resume_check = getenv("FUSEKEEPER_RESUME_CHECK") &&
 			  !strcmp(getenv("FUSEKEEPER_RESUME_CHECK"), "1");
 	pthread_mutex_init(&p->lock, NULL);
@@ -81,17 +86,19 @@ static int eventfds_open(struct proxy *p)
 
 /*
  * The hidden names' journal, the notifier and the kernel's relay thread, for a proxy whose
- * tables are ready; with @resend, what a killed keeper had read is first taken back from the
- * kernel (take_resent()) and the journal goes on from a base of it all. Returns 0 or -errno.
+ * tables are ready. With @resumed, what a killed keeper had read is first taken back from the
+ * kernel (take_resent()), where it can send it again, and the journal goes on from a base of it
+ * all. Returns 0 or -errno.
  */
-static int threads_start(struct proxy *p, bool resend)
+static int threads_start(struct proxy *p, bool resumed)
 {
 	int r = hide_start(p);
 
 	if (r == 0)
 		r = notifier_start(p);
-	if (r == 0 && resend) {
-		r = take_resent(p);
+	if (r == 0 && resumed) {
+		if (kernel_resends(p))
+			r = take_resent(p);
 		/* Times of requests answered before the kill: never asked for. (On a failure
 		 * they stay, for the next keeper.) */
 		pthread_mutex_lock(&p->lock);
@@ -161,10 +168,42 @@ static void resume_daemon_gone(struct proxy *p)
 }
 
 /*
+ * What the killed keeper had read ends at the first request read after it (sweep_lost()):
+ * asks for one — a statfs of the mount, which the kernel always sends — rather than have those
+ * requests wait for an application to send the next. The caller of a request the kernel has
+ * handed out waits for its answer beyond even SIGKILL (request_wait_answer()), so it is a child
+ * process holding no fd, not a thread: a keeper killed before it answers still exits and lets
+ * go of /dev/fuse, and the next keeper's sweep ends the child's request. The relay answers it
+ * (p->probe_pid) right after the sweep. If the path leads elsewhere (mounted over), the next
+ * application's request ends them. Returns the child's pid, or 0.
+ */
+static pid_t probe_start(struct proxy *p)
+{
+	const char *path = p->cfg->mountpoint;
+	sigset_t all;
+	pid_t pid;
+
+	sigfillset(&all);
+	pid = fork();
+	if (pid == 0) {
+		struct statfs st;
+
+		/* Only what is async-signal-safe here: a thread of the parent may hold a lock. */
+		syscall(SYS_close_range, 0, ~0U, 0);
+		sigprocmask(SIG_UNBLOCK, &all, NULL);
+		_exit(statfs(path, &st) < 0);
+	}
+	if (pid < 0)
+		log_warn("Cannot start a process to end the killed keeper's requests (%s): they end "
+			 "at the next request an application sends", strerror(errno));
+	return MAX(pid, 0);
+}
+
+/*
  * A connection a SIGKILLed keeper left in systemd's fd store: its tables come from the resume
  * journal, its daemon is dead (systemd killed the unit's processes), and the requests it had
- * read come back from the kernel (take_resent()). The next attach() recovers as after a
- * daemon's death.
+ * read come back from the kernel (take_resent()), or, where the kernel cannot send them again,
+ * get EIO (sweep_lost()). The next attach() recovers as after a daemon's death.
  */
 static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **state)
 {
@@ -188,8 +227,6 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 		close(fd_a);
 		close(fd_b);
 	}
-	if (r == 0 && kernel_minor(p) < 40)
-		r = -EOPNOTSUPP; /* it was stored by mistake: nothing resends what was read */
 	if (r == 0 && (!p->journal_mnt || strcmp(p->journal_mnt, p->cfg->mountpoint))) {
 		log_error("The connection in systemd's fd store was kept for %s, not %s",
 			  p->journal_mnt ? p->journal_mnt : "(unknown)", p->cfg->mountpoint);
@@ -206,13 +243,21 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 		p->resumes++;
 		r = eventfds_open(p);
 	}
+	if (r == 0 && !kernel_resends(p)) {
+		/* Before the relay starts: the child's request waits in the kernel's queue. */
+		p->sweep_from = journal_mark(p->journal) ?: 2;
+		p->probe_pid = probe_start(p);
+	}
 	if (r == 0)
 		r = threads_start(p, true);
 	if (r == 0)
 		log_info("Took the connection back from systemd's fd store: %" PRIu64 " nodes, %zu "
 			 "handles and %" PRIu64 " locks from the resume journal; the requests the "
-			 "killed keeper had read are sent again", p->nodes.count - 1,
-			 p->handles.by_kfh.count, p->locks.count);
+			 "killed keeper had read %s", p->nodes.count - 1, p->handles.by_kfh.count,
+			 p->locks.count,
+			 kernel_resends(p) ? "are sent again"
+					   : "get EIO, from the first request read on (the kernel "
+					     "cannot send them again)");
 	return r;
 }
 
@@ -222,11 +267,17 @@ static void proxy_store_fds(void *state, int fds[3])
 
 	fds[0] = fds[1] = fds[2] = -1;
 	pthread_mutex_lock(&p->lock);
-	if (p->journal && !p->resume_broken && kernel_minor(p) >= 40) {
+	if (p->journal && !p->resume_broken) {
 		fds[0] = p->devfd;
 		journal_fds(p->journal, fds + 1);
 	}
 	pthread_mutex_unlock(&p->lock);
+	if (fds[0] >= 0 && !kernel_resends(p))
+		log_warn("%s cannot send again the requests a killed keeper had read "
+			 "(FUSE_NOTIFY_RESEND, Linux 6.9): after a SIGKILL of fusekeeper, the calls "
+			 "waiting on it then get EIO; the mount, its open files and everything else "
+			 "live on", p->test_no_resend ? "As if the kernel (FUSEKEEPER_TEST_NO_RESEND=1)"
+						      : "This kernel");
 }
 
 static int proxy_channel(void *state)

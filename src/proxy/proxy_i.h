@@ -163,6 +163,19 @@ struct proxy {
 				     journal had it, until the kernel sends the request again */
 	int64_t resumed_ns;	  /* CLOCK_REALTIME when this keeper took the connection back,
 				     after the killed keeper's daemon was gone; 0: not resumed */
+	/*
+	 * Where the kernel cannot send again what a killed keeper had read (no FUSE_NOTIFY_RESEND
+	 * before 7.40, or FUSEKEEPER_TEST_NO_RESEND=1: kernel_resends()), the keeper that takes
+	 * the connection back answers it EIO (sweep_lost()), every unique from the journal's mark
+	 * (resume_mark()) up to the first it reads.
+	 */
+	bool test_no_resend;
+	uint64_t sweep_from;	  /* the first unique to sweep; 0: none (the k2d thread's) */
+	pid_t probe_pid;	  /* the process asking for the first request (probe_start()) */
+	uint32_t answering;	  /* requests taken out of inflight by a thread that answers them
+				     after letting go of the lock: incremented under it, decremented
+				     once answered (atomic) */
+	uint32_t mark_reads;	  /* requests read since the mark was last set (k2d thread) */
 
 	/* Overflows of bounds so far, for logs that say so on the 1st, 2nd, 4th, ... time. */
 	uint64_t full_nodes, full_handles, dropped_notifications, window_overflows;
@@ -220,6 +233,27 @@ static inline uint32_t kernel_minor(const struct proxy *p)
 	return p->init_req ? ((const struct fuse_init_in *)(p->init_req->data +
 							  sizeof(struct fuse_in_header)))->minor
 			   : 0;
+}
+
+/*
+ * Whether the kernel sends again, to a keeper that took the connection back, the requests a
+ * killed one had read (FUSE_NOTIFY_RESEND, 7.40).
+ */
+static inline bool kernel_resends(const struct proxy *p)
+{
+	return kernel_minor(p) >= 40 && !p->test_no_resend;
+}
+
+/* A request taken out of inflight (under the lock) by a thread that answers it after letting
+ * go of the lock; inflight_answered() once it is answered. */
+static inline void inflight_taken(struct proxy *p, uint32_t n)
+{
+	__atomic_add_fetch(&p->answering, n, __ATOMIC_RELAXED);
+}
+
+static inline void inflight_answered(struct proxy *p, uint32_t n)
+{
+	__atomic_sub_fetch(&p->answering, n, __ATOMIC_RELEASE);
 }
 
 static inline void efd_signal(int fd)

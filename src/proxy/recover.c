@@ -1156,7 +1156,7 @@ static struct msg *settle_tolerate(struct proxy *p, struct msg *req, const struc
 	struct msg *reply;
 	const void *b = req->data + sizeof(struct fuse_in_header);
 	uint32_t opcode = msg_in(req)->opcode;
-	bool removal = opcode == FUSE_UNLINK || opcode == FUSE_RMDIR;
+	bool removal = op->effect == EFF_UNLINK;
 	struct fuse_attr attr;
 	enum when w;
 	int e, r;
@@ -1700,7 +1700,7 @@ static const char *resent_refusal(struct proxy *p, struct msg *req, const struct
 		 * SETATTR or FALLOCATE holds the inode, and was sent after the file's writes.) */
 		return "a write acknowledged just before the keeper died may be missing from its "
 		       "journal";
-	if (op->replay == RP_TOLERATE && opcode != FUSE_UNLINK && opcode != FUSE_RMDIR)
+	if (op->replay == RP_TOLERATE && op->effect != EFF_UNLINK)
 		/* Its proof needs every other request that may have changed the object. */
 		return "the requests that may have changed the object meanwhile are not known";
 	if (op->replay == RP_WRITE && is_append_write(p, req, op))

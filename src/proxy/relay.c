@@ -32,6 +32,11 @@
 #include "translate.h"
 #include "util.h"
 
+/* Requests read between two settings of the resume journal's mark (resume_mark()): a keeper
+ * that takes the connection back from a kernel that cannot resend sweeps (sweep_lost()) from
+ * the oldest request held at the last setting, so about this many past the ones it must. */
+#define MARK_EVERY 512
+
 /* ---- Kernel to daemon ------------------------------------------------------------------- */
 
 static void k2d_forget(struct proxy *p, struct msg *m, uint32_t epoch)
@@ -297,6 +302,65 @@ static int hold_resent(struct proxy *p, struct msg *m)
 	return 0;
 }
 
+/*
+ * A message of @n bytes just read from /dev/fuse into @m: sets m->len and notes its unique, or
+ * returns false when it is malformed (logged; to be ignored). Only the thread that reads the
+ * kernel calls it.
+ */
+static bool kernel_read(struct proxy *p, struct msg *m, ssize_t n)
+{
+	uint64_t unique;
+
+	if ((size_t)n < sizeof(struct fuse_in_header) || msg_in(m)->len != (size_t)n) {
+		log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
+		return false;
+	}
+	m->len = n;
+	unique = msg_in(m)->unique & ~FK_UNIQUE_RESEND;
+	/* The kernel's uniques grow (fuse_get_unique()): none above the largest read so far was
+	 * made yet. A NOTIFY_REPLY carries the daemon's notify_unique instead. */
+	if (unique > p->kunique_max && msg_in(m)->opcode != FUSE_NOTIFY_REPLY)
+		__atomic_store_n(&p->kunique_max, unique, __ATOMIC_RELAXED);
+	return true;
+}
+
+/*
+ * A keeper that took the connection back from a kernel that cannot send again what the killed
+ * one had read: those requests wait in the kernel's processing queue for answers nobody will
+ * give. Every one has a unique from the journal's mark (resume_mark()) up to @below, the first
+ * this keeper read, and the kernel, which numbers its requests by two (fuse_get_unique()),
+ * finds the ones it waits on by that: EIO to every such unique ends them — nobody can tell what
+ * the killed keeper's daemon did of them — and one the kernel does not wait on (answered
+ * already) is refused with ENOENT, harmlessly.
+ */
+static void sweep_lost(struct proxy *p, uint64_t below)
+{
+	struct fuse_out_header oh = { .len = sizeof(oh), .error = -EIO };
+	uint64_t from = MAX(p->sweep_from & ~1ULL, 2), ended = 0, tried = 0;
+	int64_t start = now_ms();
+	int err = 0;
+
+	p->sweep_from = 0;
+	if (below > from + 200000)
+		log_info("Answering EIO to the requests the killed keeper had read: %" PRIu64
+			 " uniques to try (a request it held long kept the journal's mark back)",
+			 (below - from) / 2);
+	for (uint64_t u = from; u < below; u += 2, tried++) {
+		oh.unique = u;
+		if (write(p->devfd, &oh, sizeof(oh)) == sizeof(oh))
+			ended++;
+		else if (errno != ENOENT && !err)
+			err = errno;
+	}
+	if (err)
+		log_error("Ending the requests the killed keeper had read: /dev/fuse refused an "
+			  "answer: %s", strerror(err));
+	log_warn("Answered EIO to %" PRIu64 " request%s the killed keeper had read (%" PRIu64
+		 " uniques tried in %" PRId64 " ms): this kernel cannot send them again "
+		 "(FUSE_NOTIFY_RESEND, Linux 6.9), and what its daemon did of them is unknown",
+		 ended, ended == 1 ? "" : "s", tried, now_ms() - start);
+}
+
 int take_resent(struct proxy *p)
 {
 	struct fuse_out_header resend = { .len = sizeof(resend), .error = FK_NOTIFY_RESEND };
@@ -336,15 +400,11 @@ int take_resent(struct proxy *p)
 				r = -e;
 			break;
 		}
-		h = msg_in(m);
-		if ((size_t)n < sizeof(*h) || h->len != (size_t)n) {
-			log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
+		if (!kernel_read(p, m, n)) {
 			msg_put(m);
 			continue;
 		}
-		m->len = n;
-		if ((h->unique & ~FK_UNIQUE_RESEND) > p->kunique_max)
-			p->kunique_max = h->unique & ~FK_UNIQUE_RESEND;
+		h = msg_in(m);
 		if (op_get(h->opcode) && op_get(h->opcode)->noreply) {
 			/* For the relay, in order: an INTERRUPT reaches its request once replayed. */
 			*tail = m;
@@ -405,6 +465,10 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	pthread_mutex_lock(&p->lock);
 	if (!k2d_served(p, m, op, true))
 		return m;
+	if (++p->mark_reads >= MARK_EVERY &&
+	    (kernel_resends(p) ||
+	     resume_mark(p, h->opcode == FUSE_NOTIFY_REPLY ? UINT64_MAX : h->unique)))
+		p->mark_reads = 0;
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
 		/* Each function below drops the lock. */
@@ -525,12 +589,15 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		log_error("Cannot send a %u-byte %s to the daemon: %s; answering EIO", len, op->name,
 			  strerror(-r));
 		pthread_mutex_lock(&p->lock);
-		if (idmap_get(&p->inflight, unique) == req && req->epoch == epoch)
+		if (idmap_get(&p->inflight, unique) == req && req->epoch == epoch) {
 			gone = idmap_del(&p->inflight, unique);
+			inflight_taken(p, 1);
+		}
 		pthread_mutex_unlock(&p->lock);
 		if (gone) {
 			reply_kernel_err(p, unique, -EIO);
 			msg_put(gone);
+			inflight_answered(p, 1);
 		}
 	}
 	/* -EPIPE: the daemon is going; the request stays in flight for its successor. */
@@ -641,17 +708,22 @@ static void *k2d_main(void *arg)
 				log_error("Reading /dev/fuse failed: %s", strerror(errno));
 			break;
 		}
-		if ((size_t)n < sizeof(struct fuse_in_header) || msg_in(m)->len != (size_t)n) {
-			log_error("The kernel sent a malformed %zd-byte request; ignoring it", n);
+		if (!kernel_read(p, m, n))
 			continue;
-		}
-		m->len = n;
 		m->primed = false;
-		/* The kernel's uniques grow (fuse_get_unique()): none above the largest read so
-		 * far was made yet. Only this thread writes it. */
-		if ((msg_in(m)->unique & ~FK_UNIQUE_RESEND) > p->kunique_max)
-			__atomic_store_n(&p->kunique_max, msg_in(m)->unique & ~FK_UNIQUE_RESEND,
-					 __ATOMIC_RELAXED);
+		if (p->sweep_from && msg_in(m)->opcode != FUSE_NOTIFY_REPLY) {
+			/* The kernel interrupts only requests it sent: before the sweep, one the
+			 * killed keeper read, which the sweep ends. */
+			if (msg_in(m)->opcode == FUSE_INTERRUPT)
+				continue;
+			sweep_lost(p, msg_in(m)->unique);
+			if (msg_in(m)->opcode == FUSE_STATFS && p->probe_pid &&
+			    msg_in(m)->pid == (uint32_t)p->probe_pid) {
+				/* The probe's, which only asked for a request: done with. */
+				reply_kernel_err(p, msg_in(m)->unique, -EIO);
+				continue;
+			}
+		}
 		m = k2d_request(p, m);
 	}
 	msg_put(m);
@@ -733,6 +805,7 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 {
 	struct fuse_out_header *oh = msg_out(m);
 	struct msg *req;
+	int r;
 
 	if (m->len < sizeof(*oh)) {
 		log_error("The daemon sent a %u-byte message, shorter than a reply header", m->len);
@@ -777,10 +850,12 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 	}
 	pthread_mutex_lock(&p->lock);
 	req = idmap_get(&p->inflight, oh->unique);
-	if (req && req->epoch == epoch)
+	if (req && req->epoch == epoch) {
 		idmap_del(&p->inflight, oh->unique);
-	else
+		inflight_taken(p, 1);
+	} else {
 		req = NULL; /* not given to this daemon (a replay in the making, or none) */
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (!req) {
 		log_error("The daemon answered unique %" PRIu64 ", which it was not asked",
@@ -789,7 +864,9 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 	}
 	log_trace("daemon: reply to %s unique %" PRIu64 " node %" PRIu64 " error %d",
 		  op_name(msg_in(req)->opcode), oh->unique, req->knode, oh->error);
-	return finish_reply(p, req, m);
+	r = finish_reply(p, req, m);
+	inflight_answered(p, 1);
+	return r;
 }
 
 struct hang_ctx {
@@ -938,6 +1015,7 @@ static void fail_daemon_requests(struct proxy *p, uint32_t epoch)
 	idmap_each(&p->inflight, collect_failed, &c);
 	for (size_t i = 0; i < c.n; i++)
 		idmap_del(&p->inflight, msg_in(c.v[i])->unique);
+	inflight_taken(p, c.n);
 	pthread_mutex_unlock(&p->lock);
 	/* The relay may be sending one of them right now (it holds the socket meanwhile). */
 	pthread_rwlock_wrlock(&p->sock_lock);
@@ -949,6 +1027,7 @@ static void fail_daemon_requests(struct proxy *p, uint32_t epoch)
 		reply_kernel_err(p, msg_in(c.v[i])->unique, -EIO);
 		msg_put(c.v[i]);
 	}
+	inflight_answered(p, c.n);
 	free(c.v);
 }
 

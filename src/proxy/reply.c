@@ -584,7 +584,7 @@ int finish_reply(struct proxy *p, struct msg *req, struct msg *reply)
 		/* Under systemd with a fd store, or for the tests' check of it. */
 		if (r == 0 && op->effect == EFF_INIT && !p->journal &&
 		    (p->resume_check ||
-		     (p->cfg->fdstore && !p->cfg->takeover && kernel_minor(p) >= 40)))
+		     (p->cfg->fdstore && !p->cfg->takeover)))
 			resume_start(p);
 		/* The journal first: the kernel must not hold what it lacks. */
 		resume_flush(p);

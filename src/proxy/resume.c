@@ -362,6 +362,32 @@ static void noting_on(struct proxy *p)
 	changes_reset(&p->sent, true);
 }
 
+static void mark_min(uint64_t key, void *val, void *arg)
+{
+	uint64_t *min = arg;
+
+	*min = MIN(*min, key & ~FK_UNIQUE_RESEND);
+}
+
+bool resume_mark(struct proxy *p, uint64_t current)
+{
+	uint64_t min = current & ~FK_UNIQUE_RESEND;
+
+	if (!p->journal || p->resume_broken)
+		return true;
+	/* A request another thread took to answer, or a recovery settles, is in no table. */
+	if (p->state != PX_UP || p->starting || p->settling ||
+	    __atomic_load_n(&p->answering, __ATOMIC_ACQUIRE))
+		return false;
+	idmap_each(&p->inflight, mark_min, &min);
+	for (const struct msg *e = p->early; e; e = e->next)
+		mark_min(msg_in((struct msg *)e)->unique, NULL, &min);
+	if (p->carry)
+		mark_min(msg_in(p->carry)->unique, NULL, &min);
+	journal_set_mark(p->journal, min);
+	return true;
+}
+
 int resume_start(struct proxy *p)
 {
 	struct journal *j;
@@ -371,6 +397,8 @@ int resume_start(struct proxy *p)
 		log_error("Cannot make the resume journal: %s", strerror(-r));
 		return r;
 	}
+	/* Started at INIT's reply: the kernel sent nothing before INIT, nor since. */
+	journal_set_mark(j, p->kunique_max);
 	__atomic_store_n(&p->journal, j, __ATOMIC_RELEASE);
 	noting_on(p);
 	resume_rebase(p);

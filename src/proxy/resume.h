@@ -40,6 +40,18 @@ int resume_start(struct proxy *p);
  */
 void resume_flush(struct proxy *p);
 
+/*
+ * For a kernel that cannot send again what a killed keeper had read (kernel_resends()): sets
+ * the journal's mark (journal_set_mark()) to the smallest unique of the requests read from the
+ * kernel and not answered yet, so that a keeper that takes the connection back knows where
+ * those the killed keeper held begin (sweep_lost()). Uniques grow (fuse_get_unique()) and the
+ * kernel sends its requests in that order, so a mark stays right as more are read. Called
+ * under the lock by the kernel's relay thread, which holds the request of unique @current in
+ * no table (UINT64_MAX: none the kernel numbered, a NOTIFY_REPLY). Returns false, having set nothing, while a request may be in no table (another
+ * thread answering one it took out of p->inflight, a recovery settling them); true otherwise.
+ */
+bool resume_mark(struct proxy *p, uint64_t current);
+
 /* Under the lock: a new base of the tables as they are now (after a recovery, say). */
 void resume_rebase(struct proxy *p);
 

@@ -24,7 +24,7 @@ DAEMON=$BG_PID
 track_mount "$M"
 deadline=$(($(now_ms) + 20000))
 until [[ "$(mount_info "$M")" == *" fuse"* ]]; do
-	pid_alive "$DAEMON" || fail "testfs exited before mounting: $(cat "$T/testfs.err")"
+	alive "$DAEMON" || fail "testfs exited before mounting: $(cat "$T/testfs.err")"
 	[ "$(now_ms)" -lt "$deadline" ] || fail "testfs did not mount $M within 20 s"
 	sleep 0.05
 done

@@ -118,7 +118,7 @@ for req in '{"command":null}' '{"command":5}' '{}' '[]' 'garbage' '{"command":"s
 	'{"command":"restart","stop_timeout_ms":null}' '{"command":"reboot"}'; do
 	out=$(raw "$req") || fail "the keeper did not answer $req"
 	[[ $out == '{"error":'* ]] || fail "$req was not answered with an error: $out"
-	pid_alive "$FK_PID" || fail "the keeper died of $req"
+	alive "$FK_PID" || fail "the keeper died of $req"
 done
 [ "$(fk_count RESTARTING)" = 1 ] || fail "a malformed request restarted the daemon"
 [ "$(cat "$M/a")" = a ] || fail "the mount does not serve after the malformed requests"

@@ -47,7 +47,7 @@ restart_once() {
 	# It had the stop timeout to exit on SIGTERM, which testfs does at once.
 	grep -q "^EXIT $before status=0\$" "$FK_EVENTS" ||
 		fail "$1: daemon $before did not exit on SIGTERM: $(grep "^EXIT $before" "$FK_EVENTS")"
-	pid_alive "$before" && fail "the old daemon $before still runs"
+	alive "$before" && fail "the old daemon $before still runs"
 	return 0
 }
 

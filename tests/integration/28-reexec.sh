@@ -45,9 +45,9 @@ reexec_once() {
 	[[ $TRY_OUT =~ ^Replaced\ the\ keeper\ of\ $M\ in\ [0-9]+\ ms:\ fusekeeper\ [^\ ]+\ serves,\ daemon\ $daemon\ serves\ on$ ]] ||
 		fail "unexpected output of fusekeeper reexec: $TRY_OUT"
 	[ "$(fk_count REEXECUTED)" = $((count + 1)) ] || fail "no REEXECUTED event"
-	pid_alive "$FK_PID" || fail "the keeper is gone"
+	alive "$FK_PID" || fail "the keeper is gone"
 	[ "$(fk_daemon_pid)" = "$daemon" ] || fail "a new daemon was started"
-	pid_alive "$daemon" || fail "daemon $daemon is gone"
+	alive "$daemon" || fail "daemon $daemon is gone"
 	return 0
 }
 

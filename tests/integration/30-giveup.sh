@@ -23,7 +23,7 @@ done
 fk_wait GAVEUP "" 60 || fail "no GAVEUP after 3 failed starts"
 [ "$(fk_count FAILED)" = 3 ] || fail "expected 3 FAILED events with --max-restarts=3, got $(fk_count FAILED)"
 [ "$(fk_count RECOVERED)" = 0 ] || fail "unexpected RECOVERED"
-pid_alive "$FK_PID" || fail "the keeper exited after giving up; it must stay until unmounted"
+alive "$FK_PID" || fail "the keeper exited after giving up; it must stay until unmounted"
 
 start=$(now_ms)
 try_cmd 10 stat "$M/x"

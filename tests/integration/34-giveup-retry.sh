@@ -35,7 +35,7 @@ fk_wait GAVEUP "" 60 || fail "no GAVEUP after 2 failed starts"
 gaveup_at=$(now_ms)
 fk_mark
 [ "$(fk_count FAILED)" = 2 ] || fail "expected 2 FAILED before GAVEUP, got $(fk_count FAILED)"
-pid_alive "$FK_PID" || fail "the keeper exited after giving up"
+alive "$FK_PID" || fail "the keeper exited after giving up"
 
 # Every request fails at once: within a bound far below any wait of the keeper's.
 eio_at_once "after GAVEUP" 1500 "stat $M/f" "cat $M/f" "stat -f $M"

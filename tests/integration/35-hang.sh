@@ -111,7 +111,7 @@ bg_result c-statfs 30 || fail "c: the stat -f never returned"
 [ "$BG_RC" = 0 ] || fail "c: the stat -f failed: $BG_OUT"
 # Past the timeout as counted from the stop, and then some.
 sleep $((HANG + 1))
-pid_alive "$d" || fail "c: daemon $d, continued before the timeout, is gone"
+alive "$d" || fail "c: daemon $d, continued before the timeout, is gone"
 [ "$(fk_daemon_pid)" = "$d" ] || fail "c: another daemon was started"
 [ "$(fk_count HUNG "$d")" = 0 ] || fail "c: daemon $d was called hung"
 
@@ -130,7 +130,7 @@ bg_result lock-w 30 || fail "d: W never got the lock"
 [ "$BG_MS" -ge $((HANG * 1000)) ] ||
 	fail "d: W got the lock after $BG_MS ms: the case did not outlast the timeout"
 wait_pid "$a_pid" 10 || fail "d: A did not end"
-pid_alive "$d" || fail "d: daemon $d died while W waited for a lock"
+alive "$d" || fail "d: daemon $d died while W waited for a lock"
 [ "$(fk_count HUNG)" = 2 ] || fail "d: a daemon waiting for a lock was called hung"
 [ "$(fk_count RECOVERED)" = 2 ] || fail "expected two recoveries (a, b), got $(fk_count RECOVERED)"
 [ "$(fk_count FAILED)" = 0 ] || fail "unexpected FAILED events"
@@ -159,7 +159,7 @@ for round in 1 2 3; do
 done
 try_cmd 20 stat -f "$M" || fail "e: a stat -f afterwards failed: $TRY_OUT"
 [ "$(fk_count HUNG)" = 0 ] || fail "e: a daemon whose answers the stopped keeper had not read was called hung"
-pid_alive "$d" || fail "e: daemon $d died"
+alive "$d" || fail "e: daemon $d died"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

@@ -43,7 +43,7 @@ for name in short badunique callunique orphanunique intunique intfuture badsize 
 	tail -n +"$((loglines + 1))" "$FK_LOG" >"$T/log-$name"
 	[ -s "$T/log-$name" ] || fail "$name: the keeper logged nothing about the malformed reply"
 	sed "s/^/    $name: /" "$T/log-$name"
-	pid_alive "$FK_PID" || fail "$name: the keeper exited"
+	alive "$FK_PID" || fail "$name: the keeper exited"
 done
 
 # A daemon that closes its connection but stays alive serves nobody: it is
@@ -63,7 +63,7 @@ try_cmd 10 cat "$M/good" || fail "closefd: cat $M/good failed afterwards: $TRY_O
 [ "$TRY_OUT" = hello ] || fail "closefd: cat $M/good printed '$TRY_OUT', expected hello"
 
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
-pid_alive "$FK_PID" || fail "the keeper is not running at the end"
+alive "$FK_PID" || fail "the keeper is not running at the end"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

@@ -88,9 +88,9 @@ rm "$T/calm"
 # The run: the keeper must live throughout; the clients report on their own.
 end=$(($(now_ms) + SECONDS_RUN * 1000))
 while [ "$(now_ms)" -lt "$end" ]; do
-	pid_alive "$FK_PID" || fail "the keeper died during the run"
+	alive "$FK_PID" || fail "the keeper died during the run"
 	for n in "${!pids[@]}"; do
-		pid_alive "${pids[$n]}" ||
+		alive "${pids[$n]}" ||
 			fail "client $n (${clients[$n]}) exited during the run: $(cat "$T/probe-$n.err")"
 	done
 	sleep 0.5
@@ -104,9 +104,9 @@ touch "$T/calm"
 healthy=
 deadline=$(($(now_ms) + 60000))
 while [ "$(now_ms)" -lt "$deadline" ]; do
-	pid_alive "$FK_PID" || fail "the keeper died after calm"
+	alive "$FK_PID" || fail "the keeper died after calm"
 	d=$(fk_daemon_pid)
-	if pid_alive "$d" && grep -Eq "^(READY|RECOVERED) $d( |$)" "$FK_EVENTS" &&
+	if alive "$d" && grep -Eq "^(READY|RECOVERED) $d( |$)" "$FK_EVENTS" &&
 		! grep -q "^$d " "$T/broken"; then
 		healthy=$d
 		break
@@ -162,7 +162,7 @@ awk '{ print $2 }' "$T/broken" | sort | uniq -c | sed 's/^/    /'
 
 # FK_HOSTILE_KEEP=DIR keeps the logs of a run that passed, for a look.
 [ -z "${FK_HOSTILE_KEEP:-}" ] || cp "$FK_LOG" "$FK_EVENTS" "$T"/probe-* "$T/broken" "$FK_HOSTILE_KEEP/"
-pid_alive "$FK_PID" || fail "the keeper is not running at the end"
+alive "$FK_PID" || fail "the keeper is not running at the end"
 [ "$(fk_count GAVEUP)" = 0 ] || fail "the keeper gave up"
 # Stopped rather than unmounted: a mount namespace made meanwhile by another
 # program (a concurrent test's container) holds a copy of the mount, and then an

@@ -72,7 +72,7 @@ grep -q "The handle table is full (--max-handles=16)" "$FK_LOG" ||
 try_cmd 30 perl "$T/open.pl" "$M/d/f1" 4 || fail "the open script failed: $TRY_OUT"
 [ "$TRY_OUT" = "4 opened, read 'file 1'" ] || fail "after closing, 4 opens gave: $TRY_OUT"
 
-pid_alive "$FK_PID" || fail "the keeper exited"
+alive "$FK_PID" || fail "the keeper exited"
 fk_umount_exit 0
 assert_not_mounted "$M"
 
@@ -106,7 +106,7 @@ log "$left hidden names stay in the store"
 [ "$left" -ge 1 ] && [ "$left" -le 104 ] || fail "$left hidden names are in the store, expected 1 to 4200 - 4096"
 try_cmd 10 ls -A "$M/h" || fail "ls failed: $TRY_OUT"
 [ -z "$TRY_OUT" ] || fail "hidden names show through the mount: $(head -c 200 <<<"$TRY_OUT")"
-pid_alive "$FK_PID" || fail "the keeper exited"
+alive "$FK_PID" || fail "the keeper exited"
 fk_umount_exit 0
 assert_not_mounted "$M"
 assert_all_gone

@@ -181,7 +181,7 @@ content "$B/t2" ''
 sys create_excl "$M/t3" $'before\n' || fail "creating $M/t3 failed"
 crash_arm stall-after:open:t3
 bg_timed trunc3 perl -e 'use Fcntl; sysopen(my $fh, $ARGV[0], O_WRONLY | O_TRUNC) or die "$!\n"' "$M/t3"
-wait_true 10 test ! -s "$B/t3" || fail "$SPEC: the daemon never truncated t3"
+poll 10 test ! -s "$B/t3" || fail "$SPEC: the daemon never truncated t3"
 printf 'written since\n' | dd of="$M/t3" conv=notrunc status=none || fail "$SPEC: the write to t3 failed"
 fk_kill_daemon || fail "$SPEC: cannot kill the daemon"
 crash_recovered

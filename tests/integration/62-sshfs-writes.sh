@@ -137,7 +137,7 @@ kill_next() {
 	pid=$(fk_daemon_pid) || fail "$name kill $round: no DAEMON event"
 	[ "$pid" = "$LIVE_DAEMON" ] ||
 		fail "$name kill $round: the latest DAEMON is $pid, but $LIVE_DAEMON took over"
-	pid_alive "$pid" || fail "$name kill $round: daemon $pid is not running"
+	alive "$pid" || fail "$name kill $round: daemon $pid is not running"
 	# Only what happens from now on answers this kill's waits.
 	fk_mark
 	if ! { echo "$pid" >"$T/$name.kill.tmp" && mv -f "$T/$name.kill.tmp" "$T/$name.kill"; }; then
@@ -147,7 +147,7 @@ kill_next() {
 	log "$name kill $round: handed sshfs $pid to the writer"
 	deadline=$(($(now_ms) + 60000))
 	until fk_wait EXIT "$pid" 1 >/dev/null 2>&1; do
-		if ! pid_alive "$WRITER"; then
+		if ! alive "$WRITER"; then
 			# It may have exited just after killing: one last look.
 			fk_wait EXIT "$pid" 10 >/dev/null ||
 				fail "$name kill $round: the writer exited without killing sshfs $pid: $(cat "$T/$name.out" "$T/$name.err")"

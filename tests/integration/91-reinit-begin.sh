@@ -95,7 +95,7 @@ got=$(cat "$M/f") || fail "reading f through the new daemon failed"
 sum=$(sha256sum <"$M/g" | cut -d' ' -f1) || fail "reading g failed"
 [ "$sum" = "$want" ] || fail "g reads other data"
 [ "$(ls "$M/d")" = e ] || fail "listing d gives '$(ls "$M/d")'"
-pid_alive "$DAEMON" || fail "the new testfs died (an old ID reached it?): $(cat "$T/a.err")"
+alive "$DAEMON" || fail "the new testfs died (an old ID reached it?): $(cat "$T/a.err")"
 
 # --- 3.
 got=$(holder h sum)

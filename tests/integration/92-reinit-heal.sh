@@ -73,7 +73,7 @@ check_live() {
 		fail "gen $1: st_ino of d changed: $ino_d, now $(stat -c %i "$M/d") $(stat -c %i "$T/bind")"
 	[ "$(stat -c %i "/proc/$cwd_e_PID/cwd/")" = "$ino_e" ] ||
 		fail "gen $1: st_ino of d/e changed: $ino_e, now $(stat -c %i "/proc/$cwd_e_PID/cwd/")"
-	pid_alive "$DAEMON" || fail "gen $1: the new testfs died (an old ID reached it?): $(cat "$M.err")"
+	alive "$DAEMON" || fail "gen $1: the new testfs died (an old ID reached it?): $(cat "$M.err")"
 }
 
 # stale DIR: listing DIR must fail with ESTALE.

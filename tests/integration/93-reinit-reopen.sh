@@ -59,7 +59,7 @@ check_held() {
 	[ "$(cat "$B/w")" = "gen $1" ] || fail "gen $1: the store holds '$(cat "$B/w")' after the write"
 	got=$(holder w read)
 	[ "$got" = "read gen $1\\n" ] || fail "gen $1: reading w back through its old fd: '$got'"
-	pid_alive "$DAEMON" || fail "gen $1: the new testfs died (an old ID or handle reached it?): $(cat "$T/a.err")"
+	alive "$DAEMON" || fail "gen $1: the new testfs died (an old ID or handle reached it?): $(cat "$T/a.err")"
 }
 
 serve a
@@ -113,7 +113,7 @@ holder_stop ro
 
 # --- 6.
 holder_stop idle
-pid_alive "$DAEMON" || fail "testfs died when a file of the old daemon was closed: $(cat "$T/a.err")"
+alive "$DAEMON" || fail "testfs died when a file of the old daemon was closed: $(cat "$T/a.err")"
 
 # --- 7.
 takeover 3
@@ -122,7 +122,7 @@ check_held 3
 holder_stop big
 holder_stop w
 holder_stop deep
-pid_alive "$DAEMON" || fail "testfs died when reopened files were closed: $(cat "$T/a.err")"
+alive "$DAEMON" || fail "testfs died when reopened files were closed: $(cat "$T/a.err")"
 quit a
 assert_not_mounted "$T/a"
 
@@ -147,7 +147,7 @@ got=$(holder wb fsync)
 holder_stop wc
 [ "$(cat "$B/wc")" = "dirty c" ] || fail "after close, the store's wc holds '$(cat "$B/wc")'"
 holder_stop wb
-pid_alive "$DAEMON" || fail "testfs died (an old ID or handle reached it?): $(cat "$T/b.err")"
+alive "$DAEMON" || fail "testfs died (an old ID or handle reached it?): $(cat "$T/b.err")"
 quit b
 assert_not_mounted "$T/b"
 log "ok"

@@ -58,7 +58,7 @@ check() {
 	got=$(cat "$T/uptime") || fail "gen $1: reading proc/uptime through its bind mount failed"
 	[[ $got =~ ^[0-9]+\.[0-9]+\ [0-9]+\.[0-9]+$ ]] ||
 		fail "gen $1: proc/uptime through its bind mount reads '$got'"
-	pid_alive "$DAEMON" || fail "gen $1: the new lxcfs died: $(tail -5 "$M.err")"
+	alive "$DAEMON" || fail "gen $1: the new lxcfs died: $(tail -5 "$M.err")"
 }
 
 serve l

@@ -97,7 +97,7 @@ sleeper() {
 	run_bg "$1" sh -c 'cd "$1" && exec sleep 600' sh "$2"
 	SLEEPER=$BG_PID
 	until [ "$(readlink "/proc/$SLEEPER/cwd")" = "$2" ]; do
-		pid_alive "$SLEEPER" || fail "$1 could not enter $2: $(cat "$T/$1.err")"
+		alive "$SLEEPER" || fail "$1 could not enter $2: $(cat "$T/$1.err")"
 		[ "$(now_ms)" -lt "$deadline" ] || fail "$1 did not enter $2"
 		sleep 0.05
 	done
@@ -135,7 +135,7 @@ baseline() {
 	track_mount "$M"
 	deadline=$(($(now_ms) + 20000))
 	until [[ "$(mount_info "$M")" == *" fuse"* ]]; do
-		pid_alive "$daemon" || fail "baseline $key: the daemon exited before mounting: $(cat "$T/base-$key.err")"
+		alive "$daemon" || fail "baseline $key: the daemon exited before mounting: $(cat "$T/base-$key.err")"
 		[ "$(now_ms)" -lt "$deadline" ] || fail "baseline $key: the daemon did not mount $M within 20 s"
 		sleep 0.05
 	done
@@ -271,7 +271,7 @@ load_resume() {
 wait_match_file() {
 	local deadline=$(($(now_ms) + $2 * 1000))
 	until [ -e "$1" ]; do
-		pid_alive "$3" || return 1
+		alive "$3" || return 1
 		[ "$(now_ms)" -lt "$deadline" ] || return 1
 		sleep 0.05
 	done
@@ -354,7 +354,7 @@ reinit() {
 	while read -r line; do
 		[[ $line =~ ^EXIT\ [0-9]+\ signal=KILL$ ]] || fail "$key: a daemon ended by itself: '$line'"
 	done < <(grep '^EXIT' "$FK_EVENTS")
-	pid_alive "$(fk_daemon_pid)" || fail "$key: the last daemon died: $(tail -5 "$FK_LOG")"
+	alive "$(fk_daemon_pid)" || fail "$key: the last daemon died: $(tail -5 "$FK_LOG")"
 	grep -E -i 'internal error|not found|abort' "$FK_LOG" && fail "$key: the daemon complained (above)"
 	fk_clean_rounds "$ROUNDS"
 

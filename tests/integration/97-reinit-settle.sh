@@ -440,7 +440,7 @@ gate_refused
 touch "$T/held"
 deadline=$(($(now_ms) + 20000))
 until [ -e "$T/held.ranged" ]; do
-	pid_alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
+	alive "$APP_PID" && [ "$(now_ms)" -lt "$deadline" ] ||
 		fail "writeback-queued: sync_file_range(2) did not return while no daemon ran: $(cat "$T/$APP_NAME.out" "$T/$APP_NAME.err")"
 	sleep 0.02
 done

@@ -119,6 +119,7 @@ int main(void)
 		image_free(&base);
 		journal_free(r);
 	}
+	journal_set_mark(j, 0x1234);
 	base_of(42, &im);
 	ok(journal_rebase(j, &im) == 0 && journal_records_size(j) == 0 &&
 		   journal_base_size(j) == im.len, "a rebase drops the records");
@@ -129,6 +130,16 @@ int main(void)
 		ok(journal_open(&r, dup(fds[1]), dup(fds[0]), &base) == 0 &&
 			   image_get_u64(&base) == 42 && journal_next(r, &kind, &data, &len) == 0,
 		   "the new base is found, in either order of the fds");
+		ok(journal_mark(r) == 0x1234, "the mark set before the rebase is kept across it");
+		image_free(&base);
+		journal_free(r);
+	}
+	journal_set_mark(j, 0x5678);
+	{
+		struct journal *r;
+
+		ok(journal_open(&r, dup(fds[0]), dup(fds[1]), &base) == 0 &&
+			   journal_mark(r) == 0x5678, "a mark set in place reads back, with no record");
 		image_free(&base);
 		journal_free(r);
 	}
