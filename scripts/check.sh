@@ -86,6 +86,7 @@ trap 'stop "hung up" 129' HUP
 run() {
 	local out=$1 shower rc
 	shift
+	: >"$out"
 	"$@" >"$out" 2>&1 </dev/null &
 	child=$!
 	tail -n +1 -f --pid="$child" "$out" &

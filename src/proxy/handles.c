@@ -261,6 +261,7 @@ static void save_one(uint64_t key, void *val, void *arg)
 	image_u64(im, h->ack_seq);
 	image_u64(im, h->overflow_seq);
 	image_bool(im, h->write_lost);
+	image_bool(im, h->released);
 	for (const struct msg *m = h->win_head; m; m = m->next)
 		n++;
 	image_u32(im, n);
@@ -303,6 +304,7 @@ static bool load_one(struct handle_table *t, struct image *im)
 	h->ack_seq = image_get_u64(im);
 	h->overflow_seq = image_get_u64(im);
 	write_lost = image_get_bool(im);
+	h->released = image_get_bool(im);
 	n = image_get_u32(im);
 	if (!im->err && idmap_get(&t->by_kfh, h->kfh))
 		image_bad(im);
@@ -366,6 +368,7 @@ void handle_item_save(const struct handle *h, struct image *im)
 	image_bool(im, h->dir);
 	image_bool(im, h->lost);
 	image_bool(im, h->write_lost || h->unsynced || h->win_head || h->overflow_seq);
+	image_bool(im, h->released);
 }
 
 static void build_handle(uint64_t key, void *val, void *arg)
@@ -406,6 +409,7 @@ static void build_handle(uint64_t key, void *val, void *arg)
 	}
 	if (image_get_bool(&im))
 		handle_set_write_lost(t, h, true);
+	h->released = image_get_bool(&im);
 	if (im.err)
 		*err = -EBADMSG;
 }

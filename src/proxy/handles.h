@@ -27,6 +27,8 @@ struct handle {
 	bool dir;	/* opened with OPENDIR */
 	bool lost;	/* could not be opened again after a restart: requests get EIO */
 	bool fresh;	/* reopened after a restart and not read yet: see op_info.positioned */
+	bool released;	/* its RELEASE was read where the kernel would not send it to a keeper
+			   that took the connection back (resume_note_release()) */
 	uint64_t primed_end; /* content a priming read found whole (it came back short): its
 				length; UINT64_MAX when unknown */
 	/*

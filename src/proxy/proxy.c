@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -189,7 +190,15 @@ static pid_t probe_start(struct proxy *p)
 		struct statfs st;
 
 		/* Only what is async-signal-safe here: a thread of the parent may hold a lock. */
-		syscall(SYS_close_range, 0, ~0U, 0);
+		if (syscall(SYS_close_range, 0, ~0U, 0) < 0) {
+			struct rlimit rl;
+			int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+					  ? (int)rl.rlim_cur : 65536;
+
+			/* Before Linux 5.9: one at a time. */
+			for (int fd = 0; fd < max; fd++)
+				close(fd);
+		}
 		sigprocmask(SIG_UNBLOCK, &all, NULL);
 		_exit(statfs(path, &st) < 0);
 	}

@@ -170,6 +170,8 @@ struct proxy {
 	 * (resume_mark()) up to the first it reads.
 	 */
 	bool test_no_resend;
+	bool resends;		  /* kernel_resends(): set at INIT by kernel_known(), read by every
+				     thread without the lock */
 	uint64_t sweep_from;	  /* the first unique to sweep; 0: none (the k2d thread's) */
 	pid_t probe_pid;	  /* the process asking for the first request (probe_start()) */
 	uint32_t answering;	  /* requests taken out of inflight by a thread that answers them
@@ -241,19 +243,32 @@ static inline uint32_t kernel_minor(const struct proxy *p)
  */
 static inline bool kernel_resends(const struct proxy *p)
 {
-	return kernel_minor(p) >= 40 && !p->test_no_resend;
+	return p->resends;
+}
+
+/* Sets what kernel_resends() answers, once the kernel's INIT is known (read or restored). */
+static inline void kernel_known(struct proxy *p)
+{
+	p->resends = kernel_minor(p) >= 40 && !p->test_no_resend;
 }
 
 /* A request taken out of inflight (under the lock) by a thread that answers it after letting
  * go of the lock; inflight_answered() once it is answered. */
 static inline void inflight_taken(struct proxy *p, uint32_t n)
 {
-	__atomic_add_fetch(&p->answering, n, __ATOMIC_RELAXED);
+	/*
+	 * Only resume_mark() reads the count, and only where the kernel does not resend: where
+	 * it does, kernel_resends() turns true at INIT, and a count that INIT itself leaves
+	 * behind is never read.
+	 */
+	if (!kernel_resends(p))
+		__atomic_add_fetch(&p->answering, n, __ATOMIC_RELAXED);
 }
 
 static inline void inflight_answered(struct proxy *p, uint32_t n)
 {
-	__atomic_sub_fetch(&p->answering, n, __ATOMIC_RELEASE);
+	if (!kernel_resends(p))
+		__atomic_sub_fetch(&p->answering, n, __ATOMIC_RELEASE);
 }
 
 static inline void efd_signal(int fd)

@@ -243,6 +243,7 @@ static int k2d_init(struct proxy *p, struct msg *m)
 	}
 	msg_put(p->init_req);
 	p->init_req = msg_dup(m->data, m->len);
+	kernel_known(p);
 	return p->init_req ? 0 : -ENOMEM;
 }
 
@@ -347,10 +348,14 @@ static void sweep_lost(struct proxy *p, uint64_t below)
 			 (below - from) / 2);
 	for (uint64_t u = from; u < below; u += 2, tried++) {
 		oh.unique = u;
-		if (write(p->devfd, &oh, sizeof(oh)) == sizeof(oh))
+		if (write(p->devfd, &oh, sizeof(oh)) == sizeof(oh)) {
 			ended++;
-		else if (errno != ENOENT && !err)
+		} else if (errno != ENOENT && !err) {
 			err = errno;
+			/* The connection ended: nothing waits any more. */
+			if (err == ENODEV)
+				break;
+		}
 	}
 	if (err)
 		log_error("Ending the requests the killed keeper had read: /dev/fuse refused an "
@@ -465,9 +470,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	pthread_mutex_lock(&p->lock);
 	if (!k2d_served(p, m, op, true))
 		return m;
-	if (++p->mark_reads >= MARK_EVERY &&
-	    (kernel_resends(p) ||
-	     resume_mark(p, h->opcode == FUSE_NOTIFY_REPLY ? UINT64_MAX : h->unique)))
+	if (!kernel_resends(p) && ++p->mark_reads >= MARK_EVERY &&
+	    resume_mark(p, h->opcode == FUSE_NOTIFY_REPLY ? UINT64_MAX : h->unique))
 		p->mark_reads = 0;
 	epoch = p->nodes.epoch;
 	if (op->noreply) {
@@ -558,6 +562,8 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		in_flight = r == 0;
 		if (in_flight && p->journal && resume_needs_sent(req))
 			resume_note_sent(p, req);
+		if (in_flight && op->effect == EFF_RELEASE && p->journal && !kernel_resends(p))
+			resume_note_release(p, req->kfh);
 	}
 	/*
 	 * Take the socket before letting go of the tables: whoever frees this request without
@@ -716,13 +722,16 @@ static void *k2d_main(void *arg)
 			 * killed keeper read, which the sweep ends. */
 			if (msg_in(m)->opcode == FUSE_INTERRUPT)
 				continue;
-			sweep_lost(p, msg_in(m)->unique);
-			if (msg_in(m)->opcode == FUSE_STATFS && p->probe_pid &&
-			    msg_in(m)->pid == (uint32_t)p->probe_pid) {
-				/* The probe's, which only asked for a request: done with. */
+			bool probe = msg_in(m)->opcode == FUSE_STATFS && p->probe_pid &&
+				     msg_in(m)->pid == (uint32_t)p->probe_pid;
+
+			/* The probe's, which only asked for a request, is done with first: the
+			 * sweep may be long, and the probe waits unkillably until answered. */
+			if (probe)
 				reply_kernel_err(p, msg_in(m)->unique, -EIO);
+			sweep_lost(p, msg_in(m)->unique);
+			if (probe)
 				continue;
-			}
 		}
 		m = k2d_request(p, m);
 	}

@@ -13,6 +13,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mode.h"
+#include "reply.h"
 #include "util.h"
 
 /* ---- The fields of an image that are neither fds nor tables ------------------------------ */
@@ -81,6 +82,7 @@ int proxy_fields_load(struct proxy *p, struct image *im, bool set_sizes)
 	p->init_done = image_get_bool(im);
 	if (image_get_bool(im))
 		p->init_req = msg_load(im);
+	kernel_known(p);
 	b = image_get_bytes(im, &len);
 	if (!im->err && len != sizeof(p->init_out))
 		image_bad(im);
@@ -398,7 +400,7 @@ int resume_start(struct proxy *p)
 		return r;
 	}
 	/* Started at INIT's reply: the kernel sent nothing before INIT, nor since. */
-	journal_set_mark(j, p->kunique_max);
+	journal_set_mark(j, __atomic_load_n(&p->kunique_max, __ATOMIC_RELAXED));
 	__atomic_store_n(&p->journal, j, __ATOMIC_RELEASE);
 	noting_on(p);
 	resume_rebase(p);
@@ -593,6 +595,49 @@ int64_t resume_sent_ns(struct proxy *p, uint64_t unique)
 	return ns;
 }
 
+void resume_note_release(struct proxy *p, uint64_t kfh)
+{
+	struct handle *h = handle_get(&p->handles, kfh);
+
+	if (!h || !p->journal || p->resume_broken)
+		return;
+	h->released = true;
+	handle_changed(&p->handles, h);
+	resume_flush(p);
+}
+
+static void add_released(uint64_t key, void *val, void *arg)
+{
+	struct idmap *released = arg;
+	const struct handle *h = val;
+
+	/* The value is only a marker; a failure to note one leaves its handle as before. */
+	if (h->released)
+		idmap_put(released, key, (void *)1);
+}
+
+static void release_one(uint64_t key, void *val, void *arg)
+{
+	release_handle(arg, key);
+}
+
+/*
+ * The handles whose RELEASE the killed keeper had read, where the kernel does not send it
+ * again: the kernel let go of them whatever the answer (fuse_release_common()), so their
+ * locks go too and the next daemon does not open them again.
+ */
+static void release_released(struct proxy *p)
+{
+	struct idmap released = { 0 };
+
+	idmap_each(&p->handles.by_kfh, add_released, &released);
+	if (released.count)
+		log_info("%zu handle%s the killed keeper was closing: released with their locks",
+			 released.count, released.count == 1 ? "" : "s");
+	idmap_each(&released, release_one, p);
+	idmap_free(&released);
+}
+
 int resume_load(struct proxy *p, int fd_a, int fd_b)
 {
 	struct reading rd = { 0 };
@@ -604,6 +649,8 @@ int resume_load(struct proxy *p, int fd_a, int fd_b)
 	r = read_journal(p->journal, &base, &rd, p, true);
 	if (!r)
 		r = build_tables(p, &rd);
+	if (!r)
+		release_released(p);
 	if (!r)
 		r = load_sent(p, &rd.items[ENT_SENT]);
 	if (!r)
@@ -673,7 +720,7 @@ static void check_handle(uint64_t key, void *val, void *arg)
 		snprintf(c->what, sizeof(c->what), "handle %" PRIu64 " is missing", key);
 	else if (a->node != b->node || a->flags != b->flags || a->fopen != b->fopen ||
 		 a->uid != b->uid || a->gid != b->gid || a->dir != b->dir || a->lost != b->lost ||
-		 unsynced != b->write_lost)
+		 unsynced != b->write_lost || a->released != b->released)
 		snprintf(c->what, sizeof(c->what), "handle %" PRIu64 " differs", key);
 }
 

@@ -52,6 +52,14 @@ void resume_flush(struct proxy *p);
  */
 bool resume_mark(struct proxy *p, uint64_t current);
 
+/*
+ * Under the lock, as the RELEASE of @kfh goes to the daemon, where the kernel does not send
+ * again what a killed keeper had read (kernel_resends()): journals that the kernel let go of
+ * the handle, so that a keeper resuming after a SIGKILL of this one, which cannot tell whether
+ * the daemon saw the RELEASE, releases it and its locks (resume_load()).
+ */
+void resume_note_release(struct proxy *p, uint64_t kfh);
+
 /* Under the lock: a new base of the tables as they are now (after a recovery, say). */
 void resume_rebase(struct proxy *p);
 

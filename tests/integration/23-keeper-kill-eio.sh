@@ -19,25 +19,36 @@
 #           false answer); the directory is there afterwards.
 #  round 3: a MKDIR the daemon did and never answers, while it serves the burst after it: the
 #           mark stays at it (the sweep tries the whole burst) and it gets EIO.
+#  round 4: the RELEASE of a file closed with its flock lock held, which the daemon did and
+#           never answers: the kernel let go of the file, so the new keeper must neither take
+#           the lock again in the new daemon nor open the file again; another process gets
+#           the lock at once.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-resume.sh"
 
 need_prog "$TESTFS"
+need_prog "$BUILD_DIR/tests/fklock"
 need_cmd python3
+need_cmd flock
 export FUSEKEEPER_TEST_NO_RESEND=1
 
 M=$T/mnt
 B=$T/back
-mkdir "$M" "$B" "$B/sub" "$B/ns"
-: >"$B/victim"
-echo "other-content" >"$B/sub/other"
+mkdir "$M" "$B" "$B/sub" "$B/ns" "$B/vdir"
+: >"$B/vdir/victim"
+# Looked up in the root, which is never revalidated, and not before round 1: its LOOKUP is the
+# only request of the stat. (Under a directory whose entry may have expired, the held request
+# could be the directory's revalidation, and the kernel answers a failed one with a fresh
+# lookup, served by the next daemon: the stat would succeed, rightly.) The UNLINK is in another
+# directory: the kernel holds the victim's directory locked during it.
+echo "other-content" >"$B/other"
 head -c 300000 /dev/urandom >"$B/held"
 cp "$B/held" "$B/ns/data"
 HELD_SUM=$(sha256sum <"$B/held" | cut -d' ' -f1)
 notify_listener_start "$T/spawn.json"
 NOTIFY_SOCKET=$T/notify.sock fk_start "$M" --mode=proxy --write-through --max-restarts=10 -- \
-	"$TESTFS" --backing="$B" --crash-file="$T/crash" {}
+	"$TESTFS" --backing="$B" --locks --crash-file="$T/crash" {}
 fk_wait READY || fail "the keeper never became READY"
 wait_match "$FK_LOG" 'Stored the connection and the resume journal' 10 >/dev/null ||
 	fail "the keeper did not store the connection: $(grep -a 'fd store' "$FK_LOG")"
@@ -112,18 +123,18 @@ eio() {
 check_alive start
 burst
 arm "hang:unlink:victim"
-bg_timed unlink rm "$M/victim"
+bg_timed unlink rm "$M/vdir/victim"
 in_flight 1
-bg_timed lookup stat -c %s "$M/sub/other"
+bg_timed lookup stat -c %s "$M/other"
 in_flight 2
 rm -f "$T/crash"
-kill_keeper 1 --crash-file="$T/crash"
+kill_keeper 1 --locks --crash-file="$T/crash"
 eio 1 unlink
 eio 1 lookup
 swept 1 2
-[ -e "$B/victim" ] || fail "round 1: victim went from the store, though the daemon hung first"
+[ -e "$B/vdir/victim" ] || fail "round 1: victim went from the store, though the daemon hung first"
 check_alive round-1
-try_cmd 30 stat -c %s "$M/sub/other" || fail "round 1: stat after the sweep: $TRY_OUT"
+try_cmd 30 stat -c %s "$M/other" || fail "round 1: stat after the sweep: $TRY_OUT"
 [ "$TRY_OUT" = 14 ] || fail "round 1: other has $TRY_OUT bytes"
 
 burst
@@ -132,7 +143,7 @@ bg_timed mkdir mkdir "$M/newdir"
 in_flight 1
 poll 10 test -d "$B/newdir" || fail "round 2: the daemon never made newdir"
 rm -f "$T/crash"
-kill_keeper 2 --crash-file="$T/crash"
+kill_keeper 2 --locks --crash-file="$T/crash"
 eio 2 mkdir
 swept 2 1
 check_alive round-2
@@ -146,10 +157,37 @@ bg_timed mkdir3 mkdir "$M/stalled"
 in_flight 1
 burst
 shows_in_flight 1 || fail "round 3: the stalled MKDIR is no longer in flight"
-kill_keeper 3 --crash-file="$T/crash"
+rm -f "$T/crash"
+kill_keeper 3 --locks --crash-file="$T/crash"
 eio 3 mkdir3
 swept 3 1 3000 20000
 check_alive round-3
+
+: >"$B/lockme"
+mkfifo "$T/lk.in"
+exec {lk_fd}<>"$T/lk.in"
+run_bg lk "$BUILD_DIR/tests/fklock" --in="$T/lk.in" "$M/lockme"
+LK_PID=$BG_PID
+wait_match "$T/lk.out" '^open$' 30 >/dev/null || fail "round 4: fklock did not open: $(cat "$T/lk.err")"
+echo "flock ex nb" >&"$lk_fd"
+wait_match "$T/lk.out" '^ok$' 30 >/dev/null || fail "round 4: no flock: $(cat "$T/lk.out")"
+flock -n "$M/lockme" true && fail "round 4: a second flock got the lock fklock holds"
+burst
+arm "stall-after:release:lockme"
+echo "close" >&"$lk_fd"
+oks() { [ "$(grep -c '^ok$' "$T/lk.out")" -ge "$1" ]; }
+poll 30 oks 2 || fail "round 4: the close failed: $(cat "$T/lk.out")"
+echo "quit" >&"$lk_fd"
+wait_pid "$LK_PID" 15 || fail "round 4: fklock did not exit"
+exec {lk_fd}>&-
+in_flight 1
+rm -f "$T/crash"
+kill_keeper 4 --locks --crash-file="$T/crash"
+swept 4 1
+wait_match "$FK_LOG" '1 handle the killed keeper was closing: released with their locks' 10 \
+	>/dev/null || fail "round 4: the new keeper did not release the handle: $(tail -5 "$FK_LOG")"
+try_cmd 30 flock -n "$M/lockme" true || fail "round 4: the released file's lock is still held: $TRY_OUT"
+check_alive round-4
 
 # The namespace reader first: it holds the holder's fifo open too (started after it).
 ns_reader_stop
