@@ -114,7 +114,7 @@ mkdir -p "$LOG_DIR"
 # a false report, so it is off.
 SAN_DIR=$LOG_DIR/sanitizer
 # The first line of a report (an error, as opposed to a warning).
-SAN_REPORT='ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|runtime error: |Sanitizer has encountered a fatal error|Sanitizer CHECK failed'
+SAN_REPORT='ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|runtime error: |Sanitizer has encountered a fatal error|Sanitizer:? CHECK failed|nested bug in the same thread'
 mkdir -p "$SAN_DIR"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:intercept_send=0:log_path=$SAN_DIR/asan}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:log_path=$SAN_DIR/ubsan}

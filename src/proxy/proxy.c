@@ -208,6 +208,39 @@ static pid_t probe_start(struct proxy *p)
 	return MAX(pid, 0);
 }
 
+static void add_released(uint64_t key, void *val, void *arg)
+{
+	struct idmap *released = arg;
+	const struct handle *h = val;
+
+	/* The value is only a marker; a failure to note one leaves its handle as before. */
+	if (h->released)
+		idmap_put(released, key, (void *)1);
+}
+
+static void release_one(uint64_t key, void *val, void *arg)
+{
+	release_handle(arg, key);
+}
+
+/*
+ * The handles whose RELEASE the killed keeper had read, where the kernel does not send it
+ * again: the kernel let go of them whatever the answer (fuse_release_common()), so their
+ * locks go too and the next daemon does not open them again.
+ */
+static void release_released(struct proxy *p)
+{
+	struct idmap released = { 0 };
+
+	idmap_each(&p->handles.by_kfh, add_released, &released);
+	if (released.count)
+		log_info("Released %zu handle%s that the killed keeper was closing, and %s locks",
+			 released.count, released.count == 1 ? "" : "s",
+			 released.count == 1 ? "its" : "their");
+	idmap_each(&released, release_one, p);
+	idmap_free(&released);
+}
+
 /*
  * A connection a SIGKILLed keeper left in systemd's fd store: its tables come from the resume
  * journal, its daemon is dead (systemd killed the unit's processes), and the requests it had
@@ -249,6 +282,7 @@ static int proxy_resume(struct keeper *k, int devfd, int fd_a, int fd_b, void **
 	}
 	if (r == 0) {
 		resume_daemon_gone(p);
+		release_released(p);
 		p->resumes++;
 		r = eventfds_open(p);
 	}

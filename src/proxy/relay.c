@@ -174,6 +174,9 @@ static void k2d_unserved(struct proxy *p, struct msg *m, const struct op_info *o
 	bool tables = h->opcode == FUSE_FORGET || h->opcode == FUSE_BATCH_FORGET ||
 		      op->effect == EFF_RELEASE;
 
+	/* Answered now, it is not sent again after a SIGKILL of this keeper, whatever the kernel. */
+	if (op->effect == EFF_RELEASE)
+		resume_note_release(p, get64(body(m), op->fh_off));
 	if (tables && p->starting) {
 		struct msg *copy = msg_dup(m->data, m->len);
 
@@ -468,6 +471,9 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 	}
 
 	pthread_mutex_lock(&p->lock);
+	/* Read, it is the kernel's last word on the handle: before any wait for a daemon. */
+	if (op->effect == EFF_RELEASE && !kernel_resends(p))
+		resume_note_release(p, get64(body(m), op->fh_off));
 	if (!k2d_served(p, m, op, true))
 		return m;
 	if (!kernel_resends(p) && ++p->mark_reads >= MARK_EVERY &&
@@ -562,8 +568,6 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 		in_flight = r == 0;
 		if (in_flight && p->journal && resume_needs_sent(req))
 			resume_note_sent(p, req);
-		if (in_flight && op->effect == EFF_RELEASE && p->journal && !kernel_resends(p))
-			resume_note_release(p, req->kfh);
 	}
 	/*
 	 * Take the socket before letting go of the tables: whoever frees this request without

@@ -13,7 +13,6 @@
 #include "journal.h"
 #include "log.h"
 #include "mode.h"
-#include "reply.h"
 #include "util.h"
 
 /* ---- The fields of an image that are neither fds nor tables ------------------------------ */
@@ -606,38 +605,6 @@ void resume_note_release(struct proxy *p, uint64_t kfh)
 	resume_flush(p);
 }
 
-static void add_released(uint64_t key, void *val, void *arg)
-{
-	struct idmap *released = arg;
-	const struct handle *h = val;
-
-	/* The value is only a marker; a failure to note one leaves its handle as before. */
-	if (h->released)
-		idmap_put(released, key, (void *)1);
-}
-
-static void release_one(uint64_t key, void *val, void *arg)
-{
-	release_handle(arg, key);
-}
-
-/*
- * The handles whose RELEASE the killed keeper had read, where the kernel does not send it
- * again: the kernel let go of them whatever the answer (fuse_release_common()), so their
- * locks go too and the next daemon does not open them again.
- */
-static void release_released(struct proxy *p)
-{
-	struct idmap released = { 0 };
-
-	idmap_each(&p->handles.by_kfh, add_released, &released);
-	if (released.count)
-		log_info("%zu handle%s the killed keeper was closing: released with their locks",
-			 released.count, released.count == 1 ? "" : "s");
-	idmap_each(&released, release_one, p);
-	idmap_free(&released);
-}
-
 int resume_load(struct proxy *p, int fd_a, int fd_b)
 {
 	struct reading rd = { 0 };
@@ -649,8 +616,6 @@ int resume_load(struct proxy *p, int fd_a, int fd_b)
 	r = read_journal(p->journal, &base, &rd, p, true);
 	if (!r)
 		r = build_tables(p, &rd);
-	if (!r)
-		release_released(p);
 	if (!r)
 		r = load_sent(p, &rd.items[ENT_SENT]);
 	if (!r)

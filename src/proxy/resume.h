@@ -53,10 +53,11 @@ void resume_flush(struct proxy *p);
 bool resume_mark(struct proxy *p, uint64_t current);
 
 /*
- * Under the lock, as the RELEASE of @kfh goes to the daemon, where the kernel does not send
- * again what a killed keeper had read (kernel_resends()): journals that the kernel let go of
- * the handle, so that a keeper resuming after a SIGKILL of this one, which cannot tell whether
- * the daemon saw the RELEASE, releases it and its locks (resume_load()).
+ * Under the lock, once the RELEASE of @kfh is read where the kernel does not send again what a
+ * killed keeper had read (kernel_resends()), or answered while no daemon serves (on every
+ * kernel): journals that the kernel let go of the handle, so that a keeper resuming after a
+ * SIGKILL of this one, which cannot tell whether a daemon saw the RELEASE, releases it and its
+ * locks (resume_load()). Nothing for a handle the tables lack.
  */
 void resume_note_release(struct proxy *p, uint64_t kfh);
 
