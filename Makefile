@@ -63,7 +63,9 @@ demo:
 	$(MAKE) all
 	scripts/demo.sh $(BUILD)
 
-bench: all
+bench:
+	scripts/install-deps.sh bench
+	$(MAKE) all
 	bench/run.sh $(BUILD)
 	bench/remount.sh $(BUILD)
 

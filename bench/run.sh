@@ -1,44 +1,67 @@
 #!/bin/bash
-# bench/run.sh BUILD_DIR - what fusekeeper costs and how fast it recovers.
+# bench/run.sh BUILD_DIR - what proxy mode costs beside the direct mount and beside a minimal
+# relay, and how fast it recovers.
 #
-# Builds libfuse's passthrough_ll example from the installed libfuse3-dev
-# package into BUILD_DIR/bench/, mounts it twice over one backing directory -
-# directly, and under BUILD_DIR/fusekeeper - and measures side by side:
-#   walk      find + stat + cat of BENCH_FILES small files, cold caches,
-#             median of BENCH_RUNS runs
+# Mounts libfuse's passthrough_ll example (built from the installed libfuse3-dev into
+# BUILD_DIR/tests/) three times over one backing directory:
+#   direct    passthrough_ll mounting its own mountpoint
+#   relay     under BUILD_DIR/bench/fkrelay, the least a relay can be (two threads, one copy
+#             each way, no state): what any relay's hop costs
+#   keeper    under BUILD_DIR/fusekeeper (proxy mode)
+# once with passthrough_ll's default caching and once with -o cache=never (every operation
+# reaches the daemon), and times on each, in rounds that rotate which mount goes first:
+#   walk      find + stat + cat of BENCH_FILES small files, cold caches
+#   meta      create, stat and unlink BENCH_META empty files in a fresh directory
 #   write     BENCH_SEQ_MB MiB sequential write, dd bs=1M conv=fsync
-#   read      the same file read back with cold caches, dd bs=1M
-#             (write and read: median of BENCH_RUNS runs, alternating order)
-#   recovery  (keeper only) BENCH_KILLS times: SIGKILL the daemon, time until a
-#             stat through the mount succeeds; also the keeper's RECOVERED ms
-# See bench/README.md.  Needs root.  Not part of the tests.
+#   read      that file read back with cold caches, dd bs=1M
+#   randread  BENCH_RR_JOBS threads reading BENCH_RR_MB MiB each of that file in 4 KiB pieces
+#             at random offsets, cold caches (fio, psync)
+# The medians of BENCH_RUNS rounds, and their ratios, close the run; then (keeper only, default
+# caching) BENCH_KILLS times: SIGKILL the daemon, time until a stat through the mount succeeds,
+# and the keeper's own RECOVERED ms. See bench/README.md. Needs root. Not part of the tests.
 #
-# Environment: BENCH_FILES (5000), BENCH_RUNS (3), BENCH_SEQ_MB (1024),
-# BENCH_KILLS (10), BENCH_TMP (/tmp: where the backing dir and mountpoints go).
+# Environment: BENCH_FILES (5000), BENCH_META (5000), BENCH_RUNS (3), BENCH_SEQ_MB (1024),
+# BENCH_RR_JOBS (4), BENCH_RR_MB (32), BENCH_KILLS (10), BENCH_CACHES ("default never"),
+# BENCH_WORKLOADS ("walk meta write read randread"), BENCH_TMP (/tmp: where the backing
+# directory and mountpoints go).
 set -euo pipefail
 
 . "$(dirname "$0")/lib-passthrough.sh"
 bench_start "it mounts and drops caches" "$@"
 
 FILES=${BENCH_FILES:-5000}
+META=${BENCH_META:-5000}
 RUNS=${BENCH_RUNS:-3}
 SEQ_MB=${BENCH_SEQ_MB:-1024}
+RR_JOBS=${BENCH_RR_JOBS:-4}
+RR_MB=${BENCH_RR_MB:-32}
 KILLS=${BENCH_KILLS:-10}
+CACHES=${BENCH_CACHES:-default never}
+WORKLOADS=${BENCH_WORKLOADS:-walk meta write read randread}
+RELAY=$BUILD_DIR/bench/fkrelay
 
-HAVE_FK=1
-[ -x "$FK" ] || HAVE_FK=
-[ -n "$HAVE_FK" ] || echo "bench: $FK is not built: measuring the direct mount only" >&2
+[ -x "$FK" ] || die "$FK is not built: run make"
+[ -x "$RELAY" ] || die "$RELAY is not built: run make"
+command -v fio >/dev/null || die "fio is not installed: scripts/install-deps.sh bench"
+for n in "$FILES" "$META" "$RUNS" "$SEQ_MB" "$RR_JOBS" "$RR_MB" "$KILLS"; do
+	[[ $n =~ ^[0-9]+$ ]] || die "BENCH_* counts must be numbers, not '$n'"
+done
+[ "$RUNS" -ge 1 ] || die "BENCH_RUNS must be at least 1"
+for c in $CACHES; do
+	case $c in default | never) ;; *) die "BENCH_CACHES: '$c' is neither default nor never" ;; esac
+done
+for w in $WORKLOADS; do
+	case $w in walk | meta | write | read | randread) ;; *) die "BENCH_WORKLOADS: no workload '$w'" ;; esac
+done
 
 # ---- scratch space, mounts, cleanup -------------------------------------
 
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/fusekeeper-bench.XXXXXX")
 B=$WORK/backing
-DM=$WORK/direct
-KM=$WORK/keeper
 EVENTS=$WORK/events
-mkdir "$B" "$DM" "$KM"
-DIRECT_PID=
-KEEPER_PID=
+mkdir "$B" "$WORK/direct" "$WORK/relay" "$WORK/keeper"
+KINDS="direct relay keeper"
+declare -A PID=()
 
 . "$(dirname "$0")/../scripts/common.sh"
 
@@ -46,7 +69,7 @@ gone() { ! alive "$1"; }
 recovered_more_than() { [ "$(grep -c '^RECOVERED ' "$EVENTS")" -gt "$1" ]; }
 
 stop_mount() {
-	local mnt=$1 pid=$2
+	local kind=$1 mnt=$WORK/$1 pid=${PID[$1]:-}
 	[ -n "$pid" ] || return 0
 	mountpoint -q "$mnt" && umount "$mnt" 2>/dev/null
 	if ! poll 10 gone "$pid"; then
@@ -54,13 +77,13 @@ stop_mount() {
 		kill -KILL "$pid" 2>/dev/null
 	fi
 	wait "$pid" 2>/dev/null || true
+	PID[$kind]=
 }
 
 cleanup() {
 	set +e
 	trap '' INT TERM
-	stop_mount "$KM" "$KEEPER_PID"
-	stop_mount "$DM" "$DIRECT_PID"
+	for k in $KINDS; do stop_mount "$k"; done
 	rm -rf --one-file-system "$WORK"
 }
 trap cleanup EXIT
@@ -77,88 +100,96 @@ drop_caches() {
 drop_caches
 [ "$COLD" = yes ] || echo "bench: /proc/sys/vm/drop_caches is not writable: runs after the first are warm" >&2
 
-start_direct() {
-	"$PT" -f -o source="$B" "$DM" >"$WORK/direct.log" 2>&1 &
-	DIRECT_PID=$!
-	poll 10 mountpoint -q "$DM" || die "the direct mount did not come up: $(cat "$WORK/direct.log")"
-}
-
 ready() { grep -q '^READY ' "$EVENTS"; }
+# A mount answers once its daemon has answered FUSE_INIT (a stat waits until then).
+answers() { stat "$1" >/dev/null 2>&1; }
 
-start_keeper() {
-	: >"$EVENTS"
-	"$FK" --status-fd=3 --max-restarts=1000 --restart-window=600 "$KM" -- \
-		"$PT" -f -o source="$B" {} 3>"$EVENTS" >"$WORK/keeper.log" 2>&1 &
-	KEEPER_PID=$!
-	poll 10 ready || die "the keeper did not become READY: $(cat "$WORK/keeper.log")"
+# start_mount KIND CACHE: passthrough_ll on $WORK/KIND, with -o cache=never for CACHE never.
+start_mount() {
+	local kind=$1 mnt=$WORK/$1 o=source=$B
+	[ "$2" = never ] && o=$o,cache=never
+	case $kind in
+	direct) "$PT" -f -o "$o" "$mnt" >"$WORK/$kind.log" 2>&1 & ;;
+	relay) "$RELAY" "$mnt" -- "$PT" -f -o "$o" {} >"$WORK/$kind.log" 2>&1 & ;;
+	keeper)
+		: >"$EVENTS"
+		"$FK" --status-fd=3 --max-restarts=1000 --restart-window=600 "$mnt" -- \
+			"$PT" -f -o "$o" {} 3>"$EVENTS" >"$WORK/$kind.log" 2>&1 &
+		;;
+	esac
+	PID[$kind]=$!
+	[ "$kind" != keeper ] || poll 10 ready || die "the keeper did not become READY: $(cat "$WORK/$kind.log")"
+	poll 10 mountpoint -q "$mnt" && poll 10 answers "$mnt" ||
+		die "the $kind mount did not come up: $(cat "$WORK/$kind.log")"
 }
 
-# ---- measurements -----------------------------------------------------------
+# ---- workloads: each times one run on MNT, as TAG -----------------------------
 
-secs() { if [ -n "$1" ]; then echo "$1s"; else echo "-"; fi; }
+meta() {
+	local d=$1/meta.$2
+	mkdir "$d"
+	(cd "$d" && seq -f 'm%.0f' 1 "$META" | xargs touch && seq -f 'm%.0f' 1 "$META" |
+		xargs stat -c %i >/dev/null && seq -f 'm%.0f' 1 "$META" | xargs rm -f)
+	rmdir "$d"
+}
 
+randread() {
+	fio --name=randread --filename="$1/seq.$2" --rw=randread --bs=4k --ioengine=psync \
+		--numjobs="$RR_JOBS" --size="${SEQ_MB}M" --io_size="${RR_MB}M" --invalidate=1 \
+		--randrepeat=0 --group_reporting --output=/dev/null
+}
+
+# run_one WORKLOAD KIND: prints the seconds WORKLOAD took on KIND's mount.
+run_one() {
+	local w=$1 mnt=$WORK/$2
+	case $w in
+	walk) drop_caches; timed walk "$mnt" "$2" ;;
+	meta) drop_caches; timed meta "$mnt" "$2" ;;
+	write) rm -f "$B/seq.$2"; drop_caches; timed seq_write "$mnt" "$2" ;;
+	read) drop_caches; timed seq_read "$mnt" "$2" ;;
+	randread) drop_caches; timed randread "$mnt" "$2" ;;
+	esac
+}
+
+# ---- the rounds ----------------------------------------------------------------
+
+declare -A T=()	# CACHE:WORKLOAD:KIND -> the runs' seconds, one a line
 
 echo "bench: $(uname -r), $(nproc) CPUs, passthrough_ll of libfuse $(pkg-config --modversion fuse3)," \
-	"cold caches: $COLD, scratch: $WORK"
+	"cold caches: $COLD, scratch: $WORK, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench: creating $FILES small files..."
 make_tree
 mkdir "$B/rec"
+# The file read and randread need even when write is not measured.
+dd if=/dev/zero of="$B/seq.base" bs=1M count="$SEQ_MB" status=none
 
-start_direct
-[ -n "$HAVE_FK" ] && start_keeper
-
-declare -a W_D=() W_K=()
-for ((r = 1; r <= RUNS; r++)); do
-	drop_caches
-	W_D+=("$(timed walk "$DM")")
-	if [ -n "$HAVE_FK" ]; then
-		drop_caches
-		W_K+=("$(timed walk "$KM")")
-	fi
-	echo "bench: walk run $r: direct ${W_D[-1]} s${HAVE_FK:+, keeper ${W_K[-1]} s}"
-done
-WALK_D=$(printf '%s\n' "${W_D[@]}" | median)
-WALK_K=
-[ -n "$HAVE_FK" ] && WALK_K=$(printf '%s\n' "${W_K[@]}" | median)
-
-# Write and read, RUNS times each, alternating which mount goes first (the
-# first big write after a quiet spell tends to be the slower one).
-declare -a WR_DS=() WR_KS=() RD_DS=() RD_KS=()
-seq_one() {
-	local which=$1 mnt=$2
-	drop_caches
-	if [ "$which" = direct ]; then WR_DS+=("$(timed seq_write "$mnt" "$which")"); else WR_KS+=("$(timed seq_write "$mnt" "$which")"); fi
-}
-seq_back() {
-	local which=$1 mnt=$2
-	drop_caches
-	if [ "$which" = direct ]; then RD_DS+=("$(timed seq_read "$mnt" "$which")"); else RD_KS+=("$(timed seq_read "$mnt" "$which")"); fi
-}
-for ((r = 1; r <= RUNS; r++)); do
-	order="direct keeper"
-	[ $((r % 2)) = 0 ] && order="keeper direct"
-	[ -n "$HAVE_FK" ] || order=direct
-	for w in $order; do
-		if [ "$w" = direct ]; then seq_one direct "$DM"; else seq_one keeper "$KM"; fi
+orders=("direct relay keeper" "relay keeper direct" "keeper direct relay")
+for cache in $CACHES; do
+	for k in $KINDS; do start_mount "$k" "$cache"; done
+	for k in $KINDS; do [ -f "$B/seq.$k" ] || cp --reflink=auto "$B/seq.base" "$B/seq.$k"; done
+	for ((r = 1; r <= RUNS; r++)); do
+		order=${orders[$(((r - 1) % 3))]}
+		line="bench: cache=$cache round $r ($order):"
+		for w in $WORKLOADS; do
+			line+=" $w"
+			for k in $order; do
+				s=$(run_one "$w" "$k") || die "$w on the $k mount failed"
+				T[$cache:$w:$k]+="$s"$'\n'
+				line+=" $k ${s}s"
+			done
+			line+=";"
+		done
+		echo "$line"
 	done
-	for w in $order; do
-		if [ "$w" = direct ]; then seq_back direct "$DM"; else seq_back keeper "$KM"; fi
-	done
-	rm -f "$B"/seq.*
-	echo "bench: $SEQ_MB MiB run $r: write direct ${WR_DS[-1]} s${HAVE_FK:+, keeper ${WR_KS[-1]} s};" \
-		"read direct ${RD_DS[-1]} s${HAVE_FK:+, keeper ${RD_KS[-1]} s}"
+	for k in $KINDS; do stop_mount "$k"; done
 done
-WR_D=$(printf '%s\n' "${WR_DS[@]}" | median)
-RD_D=$(printf '%s\n' "${RD_DS[@]}" | median)
-WR_K=
-RD_K=
-if [ -n "$HAVE_FK" ]; then
-	WR_K=$(printf '%s\n' "${WR_KS[@]}" | median)
-	RD_K=$(printf '%s\n' "${RD_KS[@]}" | median)
-fi
+
+# ---- recovery (keeper, default caching) -----------------------------------------
 
 declare -a REC_STAT=() REC_EV=()
-if [ -n "$HAVE_FK" ]; then
+if [ "$KILLS" -gt 0 ]; then
+	start_mount keeper default
+	KM=$WORK/keeper
 	echo "bench: killing the daemon $KILLS times..."
 	for ((i = 1; i <= KILLS; i++)); do
 		pid=$(awk '$1 == "DAEMON" { p = $2 } END { print p }' "$EVENTS")
@@ -182,6 +213,7 @@ if [ -n "$HAVE_FK" ]; then
 		# failed start; space the kills so that each one is an ordinary crash.
 		sleep 1.2
 	done
+	stop_mount keeper
 fi
 
 stats() {
@@ -189,26 +221,36 @@ stats() {
 		END { printf "min %s / median %s / max %s", v[1], v[int((NR + 1) / 2)], v[NR] }'
 }
 
-stop_mount "$KM" "$KEEPER_PID"
-KEEPER_PID=
-stop_mount "$DM" "$DIRECT_PID"
-DIRECT_PID=
+what() {
+	case $1 in
+	walk) echo "walk: $FILES files" ;;
+	meta) echo "meta: $META create+stat+unlink" ;;
+	write) echo "write: $SEQ_MB MiB, fsync" ;;
+	read) echo "read: $SEQ_MB MiB, cold" ;;
+	randread) echo "randread: 4 KiB, $RR_JOBS x $RR_MB MiB" ;;
+	esac
+}
 
+mkdir -p "$OUT"
 {
 	echo
-	echo "fusekeeper bench, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, cold caches: $COLD"
-	printf '%-34s %10s %10s %14s\n' "" "direct" "keeper" "keeper/direct"
-	printf '%-34s %10s %10s %14s\n' "walk: $FILES files (median of $RUNS)" \
-		"$(secs "$WALK_D")" "$(secs "$WALK_K")" "$(ratio "$WALK_K" "$WALK_D")"
-	printf '%-34s %10s %10s %14s\n' "write: $SEQ_MB MiB, fsync (median)" \
-		"$(secs "$WR_D")" "$(secs "$WR_K")" "$(ratio "$WR_K" "$WR_D")"
-	printf '%-34s %10s %10s %14s\n' "read: $SEQ_MB MiB, cold (median)" \
-		"$(secs "$RD_D")" "$(secs "$RD_K")" "$(ratio "$RD_K" "$RD_D")"
-	if [ -n "$HAVE_FK" ]; then
+	echo "fusekeeper bench, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, cold caches: $COLD," \
+		"medians of $RUNS rounds, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+	for cache in $CACHES; do
+		echo "passthrough_ll, cache=$cache:"
+		printf '  %-36s %9s %9s %9s %9s %9s %9s\n' "" direct relay keeper \
+			relay/dir keeper/dir keep/relay
+		for w in $WORKLOADS; do
+			d=$(printf '%s' "${T[$cache:$w:direct]}" | median)
+			r=$(printf '%s' "${T[$cache:$w:relay]}" | median)
+			k=$(printf '%s' "${T[$cache:$w:keeper]}" | median)
+			printf '  %-36s %8ss %8ss %8ss %9s %9s %9s\n' "$(what "$w")" "$d" "$r" "$k" \
+				"$(ratio "$r" "$d")" "$(ratio "$k" "$d")" "$(ratio "$k" "$r")"
+		done
+	done
+	if [ "$KILLS" -gt 0 ]; then
 		echo "recovery over $KILLS SIGKILLs (ms):"
 		echo "  kill -> first successful stat:  $(stats "${REC_STAT[@]}")"
 		echo "  RECOVERED events (keeper):      $(stats "${REC_EV[@]}")"
-	else
-		echo "recovery: not measured (no keeper)"
 	fi
 } | tee "$OUT/results-$(date +%Y%m%d-%H%M%S).txt"

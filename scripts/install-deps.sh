@@ -19,7 +19,7 @@ case "$purpose" in
 build) ;;
 test) pkgs="$pkgs lxcfs sshfs bindfs rclone gocryptfs fuse-overlayfs squashfuse squashfs-tools openssh-server openssh-client util-linux procps iproute2 python3 attr perl $fuzz_pkgs" ;;
 demo) pkgs="$pkgs procps" ;;
-bench) pkgs="$pkgs procps" ;;
+bench) pkgs="$pkgs procps fio" ;;
 fuzz) pkgs="$pkgs $fuzz_pkgs" ;;
 vm) pkgs="$pkgs lxcfs sshfs bindfs rclone gocryptfs fuse-overlayfs squashfuse squashfs-tools openssh-server openssh-client util-linux procps iproute2 python3 attr perl
 	qemu-system-x86 busybox-static cpio xz-utils zstd kmod patch bc flex bison libelf-dev libssl-dev $fuzz_pkgs" ;;
