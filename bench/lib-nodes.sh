@@ -1,85 +1,124 @@
 #!/bin/bash
-# bench/lib-nodes.sh - what bench/recovery-nodes.sh and bench/reexec-nodes.sh share: sourced
-# with the bench's arguments (BUILD_DIR [COUNTS...]) and the name of its work directory. Sets
-# FK, TESTFS, WORK and COUNTS; cleans up the keeper, the holder of open files and the mount
-# at exit.
+# bench/lib-nodes.sh - what bench/nodes.sh and bench/reexec-nodes.sh share: sourced with the
+# bench's arguments (BUILD_DIR [COUNTS...]) and the name of its work directory. Sets FK, WORK and
+# COUNTS; cleans up the keeper, the holder of open files and the mount at exit.
+#
+# The daemon is bench/fknodes, whose made-up tree costs it nothing per node (no fd each, as a
+# passthrough daemon needs): what grows with the count is the kernel's and the keeper's.
 set -u
 BUILD_DIR=$(cd "${1:?usage: $0 BUILD_DIR [COUNTS...]}" && pwd)
 shift
-[ $# -gt 0 ] && COUNTS=("$@") || COUNTS=(1000 5000 15000)
-# testfs keeps an O_PATH fd per node, like libfuse's passthrough_ll: counts above the fd
-# limit (ulimit -Hn) measure the daemon running out of fds, not the keeper.
-ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ $# -gt 0 ] && COUNTS=("$@") || COUNTS=(1000 10000 100000)
+for n in "${COUNTS[@]}"; do
+	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "$0: counts are numbers from 1, not '$n'" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "$0: needs root (it mounts)" >&2; exit 2; }
+# A holder of open files needs one fd per file.
+ulimit -n "$(ulimit -Hn)"
 FK=$BUILD_DIR/fusekeeper
-TESTFS=$BUILD_DIR/tests/testfs
+FKNODES=$BUILD_DIR/bench/fknodes
+for b in "$FK" "$FKNODES"; do
+	[ -x "$b" ] || { echo "$0: $b is not built: run make" >&2; exit 2; }
+done
 WORK=$(mktemp -d "/tmp/fusekeeper-${BENCH_NAME:?}.XXXXXX")
 KEEPER=
-HOLDER=
+HOLDERS=()
 
 nodes_cleanup() {
-	[ -n "$HOLDER" ] && kill -TERM "$HOLDER" 2>/dev/null && wait "$HOLDER" 2>/dev/null
+	[ ${#HOLDERS[@]} -gt 0 ] && kill -TERM "${HOLDERS[@]}" 2>/dev/null && wait "${HOLDERS[@]}"
 	[ -n "$KEEPER" ] && kill -TERM "$KEEPER" 2>/dev/null && wait "$KEEPER" 2>/dev/null
 	umount -l "$WORK/mnt" 2>/dev/null
 	rm -rf "$WORK"
 }
 trap nodes_cleanup EXIT
 
-wait_line() { # FILE REGEX: waits (at most 120 s) for a matching line, prints it
-	local deadline=$((SECONDS + 120))
-	while ! grep -E -m1 "$2" "$1"; do
+wait_line() { # FILE REGEX [N]: waits (at most 120 s) for the Nth (1st) matching line, prints it
+	local deadline=$((SECONDS + 120)) nth=${3:-1}
+	while [ "$(grep -c -E "$2" "$1")" -lt "$nth" ]; do
 		[ $SECONDS -lt $deadline ] || return 1
 		sleep 0.05
 	done
+	grep -E "$2" "$1" | sed -n "${nth}p"
 }
 
-# nodes_mount N [FUSEKEEPER_OPTION...]: a backing tree of N files (100 per directory), testfs
-# over it under fusekeeper (events in $WORK/events, stderr in $WORK/log), and the kernel made
-# to hold a node for each file (stat, not ls).
+# nodes_paths N: the paths of fknodes' first N files under the mount, one per line.
+nodes_paths() {
+	awk -v n="$1" -v m="$WORK/mnt" 'BEGIN { for (i = 0; i < n; i++)
+		printf "%s/d%d/f%d\n", m, int(i / 100), i % 100 + 1 }'
+}
+
+# nodes_rss: the keeper's resident memory in KiB.
+nodes_rss() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$KEEPER/status"
+}
+
+# nodes_mount N [FUSEKEEPER_OPTION...]: fknodes with N files (100 per directory) under
+# fusekeeper (events in $WORK/events, stderr in $WORK/log), its RSS once serving in RSS_EMPTY
+# (KiB), then the kernel made to hold a node for each file (stat, not ls), and the RSS then in
+# RSS_NODES.
 nodes_mount() {
-	local n=$1 d
+	local n=$1
 	shift
-	rm -rf "$WORK/back" && mkdir -p "$WORK/back" "$WORK/mnt"
-	for ((d = 0; d < (n + 99) / 100; d++)); do
-		mkdir "$WORK/back/d$d"
-		(cd "$WORK/back/d$d" && touch $(seq -f 'f%g' 1 100))
-	done
+	mkdir -p "$WORK/mnt"
 	: >"$WORK/events"
-	"$FK" "$@" --status-fd=3 "$WORK/mnt" -- "$TESTFS" --backing="$WORK/back" {} \
+	"$FK" "$@" --status-fd=3 "$WORK/mnt" -- "$FKNODES" --files="$n" {} \
 		3>"$WORK/events" 2>"$WORK/log" &
 	KEEPER=$!
 	wait_line "$WORK/events" '^READY' >/dev/null || { echo "no READY" >&2; exit 1; }
-	find "$WORK/mnt" -type f | head -n "$n" | xargs stat -c %i >/dev/null
+	stat "$WORK/mnt" >/dev/null
+	RSS_EMPTY=$(nodes_rss)
+	nodes_paths "$n" | xargs -d '\n' stat -c %i >/dev/null || { echo "stat failed" >&2; exit 1; }
+	RSS_NODES=$(nodes_rss)
 }
 
-# nodes_hold N: a process holds N files of the mount open until nodes_umount.
+# nodes_hold N: processes hold the first N files open until nodes_umount (as many each as the
+# hard limit on fds allows, at most 16,384: a container's may be below N and out of reach);
+# the keeper's RSS then is in RSS_HANDLES (KiB).
 nodes_hold() {
-	rm -f "$WORK/held"
-	bash -c 'for f in "${@:2}"; do exec {fd}<"$f"; done; : >"$1"; exec sleep 1000' holder \
-		"$WORK/held" $(find "$WORK/mnt/d0" -type f | head -n "$1") &
-	HOLDER=$!
-	while [ ! -e "$WORK/held" ]; do
-		kill -0 "$HOLDER" 2>/dev/null || { echo "the holder of open files failed" >&2; exit 1; }
-		sleep 0.05
+	local i per=$(($(ulimit -Hn) - 64))
+	[ $per -le 16384 ] || per=16384
+	rm -f "$WORK"/held.* "$WORK"/paths.*
+	nodes_paths "$1" | split -l "$per" -a 3 - "$WORK/paths."
+	for f in "$WORK"/paths.*; do
+		bash -c 'while read -r f; do exec {fd}<"$f" || exit 1; done <"$2"; : >"$1"
+			exec sleep 100000' holder "$WORK/held.${f##*.}" "$f" &
+		HOLDERS+=($!)
 	done
+	for f in "$WORK"/paths.*; do
+		while [ ! -e "$WORK/held.${f##*.}" ]; do
+			for i in "${HOLDERS[@]}"; do
+				kill -0 "$i" 2>/dev/null ||
+					{ echo "a holder of open files failed" >&2; exit 1; }
+			done
+			sleep 0.05
+		done
+	done
+	RSS_HANDLES=$(nodes_rss)
 }
 
-# nodes_kill_daemon: SIGKILLs the daemon and prints the keeper's recovery time in ms.
+# nodes_kill_daemon: SIGKILLs the daemon and prints the keeper's recovery time in ms, then
+# the part of it after the new daemon's INIT answer (the keeper's own, but for noticing the
+# death and starting the daemon).
 nodes_kill_daemon() {
-	local daemon line
+	local daemon line own nth
 	daemon=$(awk '/^DAEMON/ { p = $2 } END { print p }' "$WORK/events")
+	nth=$(($(grep -c '^RECOVERED' "$WORK/events") + 1))
 	kill -KILL "$daemon"
-	line=$(wait_line "$WORK/events" '^RECOVERED') || { echo "no RECOVERED" >&2; exit 1; }
-	echo "${line##* }"
+	line=$(wait_line "$WORK/events" '^RECOVERED' "$nth") || { echo "no RECOVERED" >&2; exit 1; }
+	own=$(wait_line "$WORK/log" 'Recovered: .* the rest took [0-9]+ ms' "$nth") ||
+		{ echo "no Recovered: line in the log" >&2; exit 1; }
+	own=${own##*the rest took }
+	echo "${line##* } ${own%% ms*}"
 }
 
 # nodes_umount: lets the held files go, unmounts, and waits for the keeper to exit.
 nodes_umount() {
-	if [ -n "$HOLDER" ]; then
-		kill -TERM "$HOLDER"
-		wait "$HOLDER" 2>/dev/null
-		HOLDER=
+	if [ ${#HOLDERS[@]} -gt 0 ]; then
+		kill -TERM "${HOLDERS[@]}"
+		wait "${HOLDERS[@]}" 2>/dev/null
+		HOLDERS=()
 	fi
-	umount "$WORK/mnt"
+	umount "$WORK/mnt" || exit 1
 	wait "$KEEPER"
 	KEEPER=
 }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/reexec-nodes.sh BUILD_DIR [COUNTS...] - how long `fusekeeper reexec` takes as the
 # tables grow, beside a daemon restart's recovery of the same tables. For each count N: mount
-# testfs under fusekeeper, stat N files so that the kernel holds N nodes (100 files per
+# bench/fknodes under fusekeeper, stat N files so that the kernel holds N nodes (100 files per
 # directory) and keep 100 of them open, replace the keeper (REEXECUTED ms, and the state image's
 # size from the log), then kill the daemon (RECOVERED ms). Not part of the tests. Needs root.
 BENCH_NAME=reexec
@@ -14,6 +14,7 @@ for n in "${COUNTS[@]}"; do
 	"$FK" reexec "$WORK/mnt" >/dev/null || { echo "reexec failed" >&2; exit 1; }
 	line=$(wait_line "$WORK/events" '^REEXECUTED') || { echo "no REEXECUTED" >&2; exit 1; }
 	bytes=$(grep -o 'with a [0-9]*-byte state image' "$WORK/log" | grep -o '[0-9]*')
-	printf '%10d %12d %14s %14s\n' "$n" $((bytes / 1024)) "${line##* }" "$(nodes_kill_daemon)"
+	rec=$(nodes_kill_daemon) || exit 1
+	printf '%10d %12d %14s %14s\n' "$n" $((bytes / 1024)) "${line##* }" "${rec%% *}"
 	nodes_umount
 done

@@ -139,21 +139,33 @@ randread() {
 		--randrepeat=0 --group_reporting --output=/dev/null
 }
 
+# prepare WORKLOAD KIND: what comes before a timed run of WORKLOAD on KIND's mount: the file
+# a write makes is removed, then the caches are dropped.
+prepare() {
+	[ "$1" != write ] || rm -f "$B/seq.$2"
+	drop_caches
+}
+
 # run_one WORKLOAD KIND: prints the seconds WORKLOAD took on KIND's mount.
 run_one() {
 	local w=$1 mnt=$WORK/$2
 	case $w in
-	walk) drop_caches; timed walk "$mnt" "$2" ;;
-	meta) drop_caches; timed meta "$mnt" "$2" ;;
-	write) rm -f "$B/seq.$2"; drop_caches; timed seq_write "$mnt" "$2" ;;
-	read) drop_caches; timed seq_read "$mnt" "$2" ;;
-	randread) drop_caches; timed randread "$mnt" "$2" ;;
+	walk) timed walk "$mnt" "$2" ;;
+	meta) timed meta "$mnt" "$2" ;;
+	write) timed seq_write "$mnt" "$2" ;;
+	read) timed seq_read "$mnt" "$2" ;;
+	randread) timed randread "$mnt" "$2" ;;
 	esac
 }
 
 # ---- the rounds ----------------------------------------------------------------
 
 declare -A T=()	# CACHE:WORKLOAD:KIND -> the runs' seconds, one a line
+declare -A C=()	# CACHE:WORKLOAD:KIND -> the relay's CPU ms of each run (relay and keeper)
+CLK=$(getconf CLK_TCK)
+# cpu_ms PID: the CPU time (user + system, every thread) PID has used, in ms. Less moved by
+# the machine's load than wall time: what the relay itself costs per workload.
+cpu_ms() { awk -v clk="$CLK" '{ print int(($14 + $15) * 1000 / clk) }' "/proc/$1/stat"; }
 
 echo "bench: $(uname -r), $(nproc) CPUs, passthrough_ll of libfuse $(pkg-config --modversion fuse3)," \
 	"cold caches: $COLD, scratch: $WORK, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -173,8 +185,12 @@ for cache in $CACHES; do
 		for w in $WORKLOADS; do
 			line+=" $w"
 			for k in $order; do
+				# The FORGETs of dropped inodes are not the workload's: measured after.
+				prepare "$w" "$k"
+				[ "$k" = direct ] || c=$(cpu_ms "${PID[$k]}")
 				s=$(run_one "$w" "$k") || die "$w on the $k mount failed"
 				T[$cache:$w:$k]+="$s"$'\n'
+				[ "$k" = direct ] || C[$cache:$w:$k]+="$(($(cpu_ms "${PID[$k]}") - c))"$'\n'
 				line+=" $k ${s}s"
 			done
 			line+=";"
@@ -246,6 +262,15 @@ mkdir -p "$OUT"
 			k=$(printf '%s' "${T[$cache:$w:keeper]}" | median)
 			printf '  %-36s %8ss %8ss %8ss %9s %9s %9s\n' "$(what "$w")" "$d" "$r" "$k" \
 				"$(ratio "$r" "$d")" "$(ratio "$k" "$d")" "$(ratio "$k" "$r")"
+		done
+	done
+	echo "CPU time of the relay process (fkrelay, fusekeeper), ms, medians:"
+	for cache in $CACHES; do
+		printf '  %-36s %9s %9s %9s\n' "cache=$cache" relay keeper keep/relay
+		for w in $WORKLOADS; do
+			r=$(printf '%s' "${C[$cache:$w:relay]}" | median)
+			k=$(printf '%s' "${C[$cache:$w:keeper]}" | median)
+			printf '  %-36s %9s %9s %9s\n' "$(what "$w")" "$r" "$k" "$(ratio "$k" "$r")"
 		done
 	done
 	if [ "$KILLS" -gt 0 ]; then

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Free buffers kept for reuse per pool; beyond this they go back to malloc. */
+/* Free buffers kept for reuse per pool; beyond this they go back to malloc. Large ones are
+ * about a MiB each: enough for the relay's readers and a write window's turnover. */
 #define POOL_KEEP 64
+#define POOL_KEEP_BIG 16
 
 struct pool {
 	pthread_mutex_t lock;
@@ -76,7 +78,7 @@ void msg_put(struct msg *m)
 	p = m->cap == MSG_SMALL ? &small : m->cap == big.cap ? &big : NULL;
 	if (p) {
 		pthread_mutex_lock(&p->lock);
-		if (p->count < POOL_KEEP) {
+		if (p->count < (p == &big ? POOL_KEEP_BIG : POOL_KEEP)) {
 			m->next = p->free;
 			p->free = m;
 			p->count++;
@@ -101,13 +103,15 @@ struct msg *msg_shrink(struct msg *m)
 {
 	struct msg *s;
 
-	/* Small buffers stay in their pool; a large one is worth shrinking past a page of slack. */
-	if (m->cap == MSG_SMALL || m->cap - m->len < 4096)
+	if (m->cap == MSG_SMALL || m->len >= m->cap / 4 * 3)
 		return m;
-	s = realloc(m, sizeof(*m) + m->len);
+	s = malloc(sizeof(*s) + m->len);
 	if (!s)
 		return m;
+	memcpy(s, m, offsetof(struct msg, data) + m->len);
 	s->cap = s->len; /* no pool has this size: msg_put() frees it */
+	m->before = NULL;
+	msg_put(m);
 	return s;
 }
 

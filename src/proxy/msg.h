@@ -55,8 +55,12 @@ struct msg *msg_get(uint32_t len);
 void msg_put(struct msg *m);
 
 /*
- * Gives back the unused tail of a large buffer that is kept long (a write in a write window).
- * Returns @m or its reallocated copy; never fails (a buffer that cannot shrink stays as it is).
+ * For a large buffer that may be kept long (a write in a write window): when its message fills
+ * less than three quarters of it, a copy just large enough, @m going back to its pool for the
+ * next read; else @m itself, which goes back to its pool when freed. Returns @m or the copy;
+ * never fails (without memory for a copy, @m stays as it is). A copy costs one memcpy; a large
+ * buffer made anew costs a page fault and a cleared page per 4 KiB, which made a third of the
+ * relay's time on a stream of large writes.
  */
 struct msg *msg_shrink(struct msg *m);
 

@@ -646,33 +646,81 @@ int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_
 
 struct pending_ctx {
 	struct node_table *t;
-	struct node_name **out;
-	size_t max, count;
+	struct node_pending *np;
 };
 
-static void collect_pending(uint64_t key, void *val, void *arg)
+static void collect_unresolved(uint64_t key, void *val, void *arg)
 {
 	struct pending_ctx *c = arg;
 	struct node *n = val;
 
-	if (c->count >= c->max || n->epoch == c->t->epoch || n->lost || n->deferred)
-		return;
-	for (struct node_name *nm = n->names; nm; nm = nm->next) {
-		struct node *p = node_get(c->t, nm->parent);
+	if (n->epoch != c->t->epoch && !n->lost)
+		c->np->kids[c->np->count++] = n->kid;
+}
 
-		if (p && p->epoch == c->t->epoch && !p->lost) {
-			c->out[c->count++] = nm;
-			return;
+int node_pending_begin(struct node_table *t, struct node_pending *np)
+{
+	struct pending_ctx c = { t, np };
+
+	*np = (struct node_pending){ .kids = malloc((t->count + 1) * sizeof(*np->kids)) };
+	if (!np->kids)
+		return -ENOMEM;
+	idmap_each(&t->by_kid, collect_unresolved, &c);
+	return 0;
+}
+
+/* The name by which @n can be looked up now: of a resolved parent, most recently learned. */
+static struct node_name *name_to_look_up(struct node_table *t, struct node *n)
+{
+	for (struct node_name *nm = n->names; nm; nm = nm->next) {
+		struct node *p = node_get(t, nm->parent);
+
+		if (p && p->epoch == t->epoch && !p->lost)
+			return nm;
+	}
+	return NULL;
+}
+
+size_t node_pending(struct node_table *t, struct node_pending *np, struct node_name **out,
+		    size_t max)
+{
+	bool from_start = np->pos == 0;
+	size_t count = 0;
+
+	/*
+	 * Forward from pos, so that no node is collected twice in one call: an entry taken out
+	 * is replaced by the last one, not looked at yet. Past the end, a call that found
+	 * nothing starts again from the first entry, once.
+	 */
+	for (;;) {
+		struct node *n;
+		struct node_name *nm;
+
+		if (np->pos >= np->count) {
+			np->pos = 0;
+			if (count || from_start)
+				return count;
+			from_start = true;
+			continue;
 		}
+		if (count == max)
+			return count;
+		n = node_get(t, np->kids[np->pos]);
+		if (!n || n->epoch == t->epoch || n->lost) {
+			np->kids[np->pos] = np->kids[--np->count];
+			continue;
+		}
+		np->pos++;
+		nm = n->deferred ? NULL : name_to_look_up(t, n);
+		if (nm)
+			out[count++] = nm;
 	}
 }
 
-size_t node_pending(struct node_table *t, struct node_name **out, size_t max)
+void node_pending_end(struct node_pending *np)
 {
-	struct pending_ctx c = { t, out, max, 0 };
-
-	idmap_each(&t->by_kid, collect_pending, &c);
-	return c.count;
+	free(np->kids);
+	*np = (struct node_pending){ 0 };
 }
 
 static void lose_one(uint64_t key, void *val, void *arg)

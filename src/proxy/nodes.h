@@ -199,11 +199,29 @@ uint64_t node_ino_to_kernel(struct node_table *t, uint64_t ino);
 int node_ino_remap(struct node_table *t);
 
 /*
- * Collects up to @max names by which nodes can be looked up now: of nodes not yet resolved,
- * not lost or deferred, one name per node whose parent is resolved (the most recently learned
- * such name). Returns how many were stored in @out.
+ * The nodes a recovery has yet to look up, by kid (nodes may be freed meanwhile), scanned from
+ * @pos round and round: each scan is linear, and a recovery takes about as many as the tree
+ * is deep, where collecting each batch from the whole table cost O(nodes) per batch.
  */
-size_t node_pending(struct node_table *t, struct node_name **out, size_t max);
+struct node_pending {
+	uint64_t *kids;
+	size_t count, pos;
+};
+
+/* Fills @np with every node the current daemon does not know yet. Returns 0 or -ENOMEM. */
+int node_pending_begin(struct node_table *t, struct node_pending *np);
+
+/*
+ * Collects up to @max names by which nodes of @np can be looked up now: of nodes not yet
+ * resolved, not lost or deferred, one name per node whose parent is resolved (the most recently
+ * learned such name), each node at most once per call. Returns how many were stored in @out:
+ * 0 once a whole round of @np finds none (what is left waits for a deferred rename's target,
+ * or is to be lost). Nodes resolved or lost since leave @np.
+ */
+size_t node_pending(struct node_table *t, struct node_pending *np, struct node_name **out,
+		    size_t max);
+
+void node_pending_end(struct node_pending *np);
 
 /* Marks every node still unresolved as lost; returns how many. */
 uint64_t node_lose_unresolved(struct node_table *t);

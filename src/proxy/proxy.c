@@ -391,6 +391,7 @@ static void attach_done(struct proxy *p)
 
 static int attach_daemon(struct proxy *p)
 {
+	int64_t begin = now_ms();
 	bool first;
 	int r;
 
@@ -435,11 +436,14 @@ static int attach_daemon(struct proxy *p)
 	p->resumes = 0;
 	resume_rebase(p);
 	pthread_mutex_unlock(&p->lock);
+	/* The INIT answer ends the daemon's own start-up; what follows is the keeper's. */
 	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
 		 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
 		 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
-		 " lost writes)", p->rec_nodes, p->rec_handles, p->lost_nodes, p->lost_handles,
-		 p->replayed, p->settled, p->rewritten, p->lost_windows);
+		 " lost writes); the daemon answered INIT %" PRId64 " ms after it was given the"
+		 " channel, the rest took %" PRId64 " ms", p->rec_nodes, p->rec_handles,
+		 p->lost_nodes, p->lost_handles, p->replayed, p->settled, p->rewritten,
+		 p->lost_windows, p->rec_init_ms - begin, now_ms() - p->rec_init_ms);
 	return 0;
 }
 

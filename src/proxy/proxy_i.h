@@ -192,6 +192,7 @@ struct proxy {
 				   connection back makes sure it is gone */
 	uint64_t daemon_start;
 	uint64_t rec_nodes, rec_handles; /* restored by the last recovery */
+	int64_t rec_init_ms;	/* now_ms() when the new daemon answered the recovery's INIT */
 };
 
 /* Condition variables wait on the monotonic clock: a clock step must not stretch a bound. */

@@ -480,14 +480,20 @@ static int name_missing(struct proxy *p, struct node_name *nm, int err, int64_t 
 static int resolve_nodes(struct proxy *p, int64_t deadline)
 {
 	struct node_name *batch[BATCH], *missing[BATCH], **deferred = NULL;
+	struct node_pending pending;
 	int missing_err[BATCH];
 	struct call calls[BATCH];
 	size_t n, nmissing, ndeferred = 0;
-	int r = 0;
+	int r;
 
+	pthread_mutex_lock(&p->lock);
+	r = node_pending_begin(&p->nodes, &pending);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return r;
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		n = node_pending(&p->nodes, batch, BATCH);
+		n = node_pending(&p->nodes, &pending, batch, BATCH);
 		pthread_mutex_unlock(&p->lock);
 		if (!n) {
 			/* Renamed into directories found only since: look again, while that helps. */
@@ -578,6 +584,7 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 		r = decide_identity(p, deadline);
 	}
 out:
+	node_pending_end(&pending);
 	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
 	for (size_t i = 0; i < ndeferred; i++) {
 		deferred[i]->node->deferred = false;
@@ -1914,6 +1921,7 @@ int recover(struct proxy *p)
 	p->replayed = p->settled = p->lost_nodes = p->lost_handles = 0;
 	p->rewritten = p->lost_windows = 0;
 	r = recover_init(p, deadline);
+	p->rec_init_ms = now_ms();
 	if (r == 0) {
 		/* From here on the requests in flight are this recovery's to settle (give_up()). */
 		pthread_mutex_lock(&p->lock);

@@ -375,7 +375,7 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 			in->size = out->size;
 			req->len = sizeof(struct fuse_in_header) + sizeof(*in) + in->size;
 		}
-		/* Before the lock: giving back a large buffer's tail may be a syscall. */
+		/* Before the lock: a write that fills little of its buffer is copied out of it. */
 		req = msg_shrink(req);
 	}
 	pthread_mutex_lock(&p->lock);

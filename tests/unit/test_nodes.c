@@ -132,9 +132,16 @@ int main(void)
 	ok(node_to_daemon(&t, 0x1000, &did) == -ESTALE, "unresolved nodes are not translated");
 	{
 		struct node_name *batch[8];
-		size_t count = node_pending(&t, batch, 8);
+		struct node_pending np;
+		size_t count;
 
+		ok(node_pending_begin(&t, &np) == 0 && np.count == 2, "two nodes to look up");
+		count = node_pending(&t, &np, batch, 8);
 		ok(count == 2, "both nodes are pending (parent is the root): %zu", count);
+		count = node_pending(&t, &np, batch, 1);
+		ok(count == 1, "a later call finds what is still unresolved, at most max: %zu",
+		   count);
+		node_pending_end(&np);
 	}
 	e = entry(0x9000, S_IFDIR | 0755);
 	ok(node_resolved(&t, dir, &e) == 0, "resolution records the new ID");
@@ -208,7 +215,10 @@ int main(void)
 		node_new_epoch(&t);
 		e = entry(0x9300, S_IFDIR | 0755);
 		node_resolved(&t, dir, &e);
-		size_t cnt = node_pending(&t, batch, 8), seen = 0;
+		struct node_pending np;
+
+		ok(node_pending_begin(&t, &np) == 0, "the pending nodes are collected");
+		size_t cnt = node_pending(&t, &np, batch, 8), seen = 0;
 
 		for (size_t i = 0; i < cnt; i++)
 			seen += batch[i]->node == f;
@@ -223,9 +233,84 @@ int main(void)
 		ok(node_get(&t, 0x3100) == f, "a pinned node stays without lookups or names");
 		node_unpin(&t, 0x3100);
 		ok(node_get(&t, 0x3100) == NULL, "unpinned, it goes");
+		cnt = node_pending(&t, &np, batch, 8);
+		seen = 0;
+		for (size_t i = 0; i < cnt; i++)
+			seen += batch[i]->node->kid == 0x3100;
+		ok(seen == 0, "a node freed since is not collected");
+		node_pending_end(&np);
 	}
 
 	node_table_free(&t);
+
+	/* A chain of directories comes back a level per batch, each node once per batch. */
+	{
+		struct node_name *batch[8];
+		struct node_pending np;
+		struct node *chain[4];
+		uint64_t parent = FUSE_ROOT_ID;
+		bool order = true;
+
+		ok(node_table_init(&t, 1000) == 0, "a fresh table");
+		for (int i = 0; i < 4; i++) {
+			e = entry(0x5000 + i, S_IFDIR | 0755);
+			chain[i] = node_learn(&t, parent, "d", &e, &err);
+			parent = 0x5000 + i;
+		}
+		node_new_epoch(&t);
+		ok(node_pending_begin(&t, &np) == 0 && np.count == 4, "four nodes to look up");
+		for (int i = 0; i < 4; i++) {
+			size_t cnt = node_pending(&t, &np, batch, 8);
+
+			order = order && cnt == 1 && batch[0]->node == chain[i];
+			e = entry(0x6000 + i, S_IFDIR | 0755);
+			node_resolved(&t, chain[i], &e);
+		}
+		ok(order, "parents come before their children");
+		ok(node_pending(&t, &np, batch, 8) == 0 && np.count == 0,
+		   "nothing is left once all are resolved");
+		node_pending_end(&np);
+		node_table_free(&t);
+	}
+
+	/* Deferred and lost nodes are not collected; a call that starts mid-list goes round. */
+	{
+		struct node_name *batch[8];
+		struct node_pending np;
+		struct node *top, *u, *v, *w;
+		size_t cnt;
+
+		ok(node_table_init(&t, 1000) == 0, "a fresh table");
+		e = entry(0x7000, S_IFDIR | 0755);
+		top = node_learn(&t, FUSE_ROOT_ID, "dir", &e, &err);
+		e = entry(0x7001, S_IFREG | 0644);
+		u = node_learn(&t, FUSE_ROOT_ID, "u", &e, &err);
+		e = entry(0x7002, S_IFREG | 0644);
+		v = node_learn(&t, 0x7000, "v", &e, &err);
+		e = entry(0x7003, S_IFREG | 0644);
+		w = node_learn(&t, FUSE_ROOT_ID, "w", &e, &err);
+		node_new_epoch(&t);
+		e = entry(0x8000, S_IFDIR | 0755);
+		node_resolved(&t, top, &e);
+		u->deferred = true;
+		w->lost = true;
+		ok(node_pending_begin(&t, &np) == 0 && np.count == 2,
+		   "the unresolved nodes are listed, not the lost one (%zu)", np.count);
+		cnt = node_pending(&t, &np, batch, 8);
+		ok(cnt == 1 && batch[0]->node == v, "neither deferred nor lost nodes are collected");
+		u->deferred = false;
+		/* u first, v after it, the scan past u: it must go round to find u. */
+		np.kids[0] = u->kid;
+		np.kids[1] = v->kid;
+		np.pos = 1;
+		e = entry(0x8002, S_IFREG | 0644);
+		node_resolved(&t, v, &e);
+		cnt = node_pending(&t, &np, batch, 8);
+		ok(cnt == 1 && batch[0]->node == u && np.count == 1,
+		   "a call that starts mid-list goes round; a resolved node leaves the list");
+		node_pending_end(&np);
+		node_table_free(&t);
+	}
 
 	/* Inode numbers of a daemon that renumbers every run: the kernel keeps its own. */
 	struct node *a, *b, *c;

@@ -1,0 +1,41 @@
+#!/bin/bash
+# bench/nodes.sh BUILD_DIR [COUNTS...] - what the nodes the kernel holds cost fusekeeper's proxy
+# mode: memory per node and per open handle, and the time a recovery takes. For each count N
+# (1000 10000 100000): mount bench/fknodes with N files under fusekeeper, stat every file so
+# that the kernel holds N nodes, open every one of them from one process, then SIGKILL the
+# daemon NODES_KILLS (3) times. Prints the keeper's RSS growth per node and per handle, and
+# the median of the recoveries: from the death to the new daemon serving (RECOVERED), and the
+# keeper's own part after the new daemon answered INIT (from its "Recovered:" log line).
+# Not part of the tests. Needs root.
+BENCH_NAME=nodes
+. "$(dirname "$0")/lib-nodes.sh"
+KILLS=${NODES_KILLS:-3}
+[[ $KILLS =~ ^[1-9][0-9]*$ ]] || { echo "$0: NODES_KILLS must be a number from 1" >&2; exit 2; }
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "nodes.sh: $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%9s %11s %13s %15s %14s %14s\n' nodes "RSS (KiB)" "B per node" "B per handle" \
+	"recovery (ms)" "after INIT (ms)"
+for n in "${COUNTS[@]}"; do
+	nodes_mount "$n"
+	nodes_hold "$n"
+	: >"$WORK/times"
+	for ((k = 0; k < KILLS; k++)); do
+		nodes_kill_daemon >>"$WORK/times" || exit 1
+		# The new daemon serves the nodes the kernel holds: an open of the last file (its
+		# stat would be answered from the kernel's cache) reaches it.
+		: <"$(nodes_paths "$n" | tail -n 1)" || { echo "open failed" >&2; exit 1; }
+		# A daemon that dies within 300 ms of its start is a failed start, which the
+		# keeper backs off from: let each kill be an ordinary crash.
+		sleep 0.4
+	done
+	printf '%9d %11d %13d %15d %14s %14s\n' "$n" "$RSS_HANDLES" \
+		$(((RSS_NODES - RSS_EMPTY) * 1024 / n)) $(((RSS_HANDLES - RSS_NODES) * 1024 / n)) \
+		"$(cut -d' ' -f1 "$WORK/times" | median)" "$(cut -d' ' -f2 "$WORK/times" | median)"
+	if grep 'Recovered: ' "$WORK/log" | grep -v '(0 nodes and 0 handles lost)'; then
+		echo "a recovery lost nodes or handles" >&2
+		exit 1
+	fi
+	nodes_umount
+done
