@@ -2,10 +2,11 @@
 # bench/nodes.sh BUILD_DIR [COUNTS...] - what the nodes the kernel holds cost fusekeeper's proxy
 # mode: memory per node and per open handle, and the time a recovery takes. For each count N
 # (1000 10000 100000): mount bench/fknodes with N files under fusekeeper, stat every file so
-# that the kernel holds N nodes, open every one of them from one process, then SIGKILL the
-# daemon NODES_KILLS (3) times. Prints the keeper's RSS growth per node and per handle, and
-# the median of the recoveries: from the death to the new daemon serving (RECOVERED), and the
-# keeper's own part after the new daemon answered INIT (from its "Recovered:" log line).
+# that the kernel holds N nodes, open every one of them (from several processes when the fd
+# limit is below N), then SIGKILL the daemon NODES_KILLS (3) times. Prints the keeper's RSS
+# growth per node and per handle, and the median of the recoveries: from the death to the new
+# daemon serving (RECOVERED), and the keeper's own part after the new daemon answered INIT
+# (from its "Recovered:" log line).
 # Not part of the tests. Needs root.
 BENCH_NAME=nodes
 . "$(dirname "$0")/lib-nodes.sh"

@@ -225,7 +225,7 @@ if [ "$KILLS" -gt 0 ]; then
 			die "no RECOVERED event after kill $i"
 		REC_EV+=("$(grep '^RECOVERED ' "$EVENTS" | tail -n 1 | awk '{ print $3 }')")
 		echo "bench: kill $i: stat after ${REC_STAT[-1]} ms, RECOVERED ${REC_EV[-1]} ms"
-		# The contract counts a daemon dying within 1 s of taking over as a
+		# The keeper counts a daemon dying within 300 ms of taking over as a
 		# failed start; space the kills so that each one is an ordinary crash.
 		sleep 1.2
 	done
