@@ -208,11 +208,14 @@ int main(int argc, char *argv[])
 		}
 		mountpoint = argv[i];
 	}
-	if (!mountpoint || !files || !per_dir || files > (UINT64_MAX >> 2) || per_dir > files) {
+	if (!mountpoint || !files || !per_dir || files > (UINT64_MAX >> 2)) {
 		fprintf(stderr, "usage: fknodes --files=N [--per-dir=M] MOUNTPOINT "
-				"(N and M at least 1, M at most N)\n");
+				"(N and M at least 1)\n");
 		return 2;
 	}
+	/* Fewer files than a directory holds: they all go in d0. */
+	if (per_dir > files)
+		per_dir = files;
 	dirs = (files + per_dir - 1) / per_dir;
 	se = fuse_session_new(&args, &fk_ops, sizeof(fk_ops), NULL);
 	if (!se)

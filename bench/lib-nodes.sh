@@ -6,7 +6,10 @@
 # The daemon is bench/fknodes, whose made-up tree costs it nothing per node (no fd each, as a
 # passthrough daemon needs): what grows with the count is the kernel's and the keeper's.
 set -u
-BUILD_DIR=$(cd "${1:?usage: $0 BUILD_DIR [COUNTS...]}" && pwd)
+. "$(dirname "$0")/lib-passthrough.sh"
+. "$(dirname "$0")/../scripts/common.sh"
+[ $# -ge 1 ] || die "usage: $0 BUILD_DIR [COUNTS...]"
+BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || die "build directory $1 not found"
 shift
 [ $# -gt 0 ] && COUNTS=("$@") || COUNTS=(1000 10000 100000)
 for n in "${COUNTS[@]}"; do
@@ -32,12 +35,23 @@ nodes_cleanup() {
 }
 trap nodes_cleanup EXIT
 
-wait_line() { # FILE REGEX [N]: waits (at most 120 s) for the Nth (1st) matching line, prints it
-	local deadline=$((SECONDS + 120)) nth=${3:-1}
-	while [ "$(grep -c -E "$2" "$1")" -lt "$nth" ]; do
-		[ $SECONDS -lt $deadline ] || return 1
-		sleep 0.05
-	done
+# has_line FILE REGEX N: true once FILE has N lines matching REGEX. A keeper that exited will
+# write none: its log goes to stderr and the bench stops.
+has_line() {
+	[ "$(grep -c -E "$2" "$1")" -ge "$3" ] && return 0
+	if ! alive "$KEEPER"; then
+		echo "$0: the keeper exited; its log:" >&2
+		cat "$WORK/log" >&2
+		exit 1
+	fi
+	return 1
+}
+
+# wait_line FILE REGEX [N]: waits (at most 120 s) for the Nth (1st) line matching REGEX and
+# prints it.
+wait_line() {
+	local nth=${3:-1}
+	poll 120 has_line "$1" "$2" "$nth" || return 1
 	grep -E "$2" "$1" | sed -n "${nth}p"
 }
 

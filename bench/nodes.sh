@@ -13,8 +13,6 @@ BENCH_NAME=nodes
 KILLS=${NODES_KILLS:-3}
 [[ $KILLS =~ ^[1-9][0-9]*$ ]] || { echo "$0: NODES_KILLS must be a number from 1" >&2; exit 2; }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
 echo "nodes.sh: $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%9s %11s %13s %15s %14s %14s\n' nodes "RSS (KiB)" "B per node" "B per handle" \
 	"recovery (ms)" "after INIT (ms)"

@@ -7,6 +7,7 @@
 BENCH_NAME=reexec
 . "$(dirname "$0")/lib-nodes.sh"
 
+echo "reexec-nodes.sh: $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%10s %12s %14s %14s\n' nodes "image (KiB)" "reexec (ms)" "recovery (ms)"
 for n in "${COUNTS[@]}"; do
 	nodes_mount "$n" -v

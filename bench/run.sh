@@ -233,8 +233,10 @@ if [ "$KILLS" -gt 0 ]; then
 fi
 
 stats() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { printf "min %s / median %s / max %s", v[1], v[int((NR + 1) / 2)], v[NR] }'
+	local v
+	v=$(printf '%s\n' "$@" | sort -g)
+	printf 'min %s / median %s / max %s' "$(head -n 1 <<<"$v")" "$(median <<<"$v")" \
+		"$(tail -n 1 <<<"$v")"
 }
 
 what() {

@@ -7,10 +7,17 @@
 
 #define KFH_BASE 0x7f00000000000000ULL
 
+static uint64_t kfh_key(const void *ctx, uint64_t idx)
+{
+	return ((const struct handle *)slab_at(&((const struct handle_table *)ctx)->slab, idx))->kfh;
+}
+
 void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
 		       uint64_t win_total_max)
 {
 	memset(t, 0, sizeof(*t));
+	slab_init(&t->slab, sizeof(struct handle));
+	keyset_init(&t->by_kfh, 4, kfh_key, t);
 	t->epoch = 1;
 	t->next_kfh = KFH_BASE;
 	t->max = max;
@@ -18,60 +25,76 @@ void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
 	t->win_total_max = win_total_max;
 }
 
-static void free_one(uint64_t key, void *val, void *arg)
+static void free_one(struct handle *h, void *arg)
 {
-	struct handle *h = val;
-
-	msg_put_chain(h->win_head);
-	free(h);
+	if (h->win)
+		msg_put_chain(h->win->head);
+	free(h->win);
 }
 
 void handle_table_free(struct handle_table *t)
 {
-	idmap_each(&t->by_kfh, free_one, NULL);
-	idmap_free(&t->by_kfh);
+	handle_each(t, free_one, NULL);
+	keyset_free(&t->by_kfh);
+	slab_free_all(&t->slab);
 	changes_free(&t->changes);
 }
 
-struct handle *handle_get(struct handle_table *t, uint64_t kfh)
+/* A zeroed handle with the kfh @kfh, in the slab and by_kfh; NULL when out of memory. */
+static struct handle *handle_alloc(struct handle_table *t, uint64_t kfh)
 {
-	return idmap_get(&t->by_kfh, kfh);
+	uint32_t idx;
+	struct handle *h = slab_alloc(&t->slab, &idx);
+
+	if (!h)
+		return NULL;
+	h->idx = idx;
+	h->kfh = kfh;
+	if (keyset_add(&t->by_kfh, idx) < 0) {
+		slab_free(&t->slab, idx);
+		return NULL;
+	}
+	return h;
+}
+
+/* @h's write window, allocated at its first use; NULL when out of memory. */
+static struct handle_window *window_of(struct handle *h)
+{
+	if (!h->win)
+		h->win = calloc(1, sizeof(*h->win));
+	return h->win;
 }
 
 struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flags, bool dir,
 			    uint64_t *fh, int *err)
 {
 	struct handle *h;
+	uint64_t kfh;
 
 	*err = 0;
 	if (t->by_kfh.count >= t->max) {
 		*err = -ENFILE;
 		return NULL;
 	}
-	h = calloc(1, sizeof(*h));
+	/* Daemons may hand out one value for many opens (often 0): the kernel's must be unique. */
+	if (!handle_get(t, *fh)) {
+		kfh = *fh;
+	} else {
+		while (handle_get(t, t->next_kfh))
+			t->next_kfh++;
+		kfh = t->next_kfh++;
+	}
+	h = handle_alloc(t, kfh);
 	if (!h) {
 		*err = -ENOMEM;
 		return NULL;
 	}
 	h->dfh = *fh;
-	/* Daemons may hand out one value for many opens (often 0): the kernel's must be unique. */
-	if (!idmap_get(&t->by_kfh, *fh)) {
-		h->kfh = *fh;
-	} else {
-		while (idmap_get(&t->by_kfh, t->next_kfh))
-			t->next_kfh++;
-		h->kfh = t->next_kfh++;
-	}
 	h->node = node;
 	h->primed_end = UINT64_MAX;
 	h->flags = flags;
 	h->dir = dir;
 	h->epoch = t->epoch;
-	if (idmap_put(&t->by_kfh, h->kfh, h) < 0) {
-		free(h);
-		*err = -ENOMEM;
-		return NULL;
-	}
 	*fh = h->kfh;
 	handle_changed(t, h);
 	return h;
@@ -79,60 +102,77 @@ struct handle *handle_learn(struct handle_table *t, uint64_t node, uint32_t flag
 
 void handle_forget(struct handle_table *t, uint64_t kfh)
 {
-	struct handle *h = idmap_del(&t->by_kfh, kfh);
+	struct handle *h = handle_get(t, kfh);
 
 	if (!h)
 		return;
+	keyset_remove(&t->by_kfh, h->idx);
 	handle_changed(t, h);
 	handle_set_fresh(t, h, false);
 	handle_set_write_lost(t, h, false);
 	msg_put_chain(handle_take_window(t, h));
-	free(h);
+	free(h->win);
+	slab_free(&t->slab, h->idx);
+}
+
+void handle_clear_overflow(struct handle *h)
+{
+	if (h->win)
+		h->win->overflow_seq = 0;
 }
 
 struct msg *handle_keep_write(struct handle_table *t, struct handle *h, struct msg *req)
 {
+	struct handle_window *w = window_of(h);
 	uint64_t size;
 
-	h->ack_seq++;
+	if (!w) {
+		/* Nothing to count it in: a crash could lose it unseen, so fail its next sync. */
+		handle_set_write_lost(t, h, true);
+		return req;
+	}
+	w->ack_seq++;
 	/* Normally marked before the kernel was told (handle_note_unsynced()); else now. */
 	if (!h->unsynced) {
 		h->unsynced = true;
 		handle_changed(t, h);
 	}
 	size = msg_footprint(req);
-	if (h->win_bytes + size > t->win_max || t->win_total + size > t->win_total_max) {
-		h->overflow_seq = h->ack_seq;
+	if (w->bytes + size > t->win_max || t->win_total + size > t->win_total_max) {
+		w->overflow_seq = w->ack_seq;
 		return req;
 	}
-	req->wseq = h->ack_seq;
+	req->wseq = w->ack_seq;
 	req->next = NULL;
-	if (h->win_tail)
-		h->win_tail->next = req;
+	if (w->tail)
+		w->tail->next = req;
 	else
-		h->win_head = req;
-	h->win_tail = req;
-	h->win_bytes += size;
+		w->head = req;
+	w->tail = req;
+	w->bytes += size;
 	t->win_total += size;
 	return NULL;
 }
 
 void handle_synced(struct handle_table *t, struct handle *h, uint64_t seq)
 {
-	while (h->win_head && h->win_head->wseq <= seq) {
-		struct msg *m = h->win_head;
+	struct handle_window *w = h->win;
+
+	while (w && w->head && w->head->wseq <= seq) {
+		struct msg *m = w->head;
 		uint64_t size = msg_footprint(m);
 
-		h->win_head = m->next;
-		h->win_bytes -= size;
+		w->head = m->next;
+		w->bytes -= size;
 		t->win_total -= size;
 		msg_put(m);
 	}
-	if (!h->win_head)
-		h->win_tail = NULL;
-	if (h->overflow_seq && h->overflow_seq <= seq)
-		h->overflow_seq = 0;
-	if (h->unsynced && !h->acking && !h->win_head && !h->overflow_seq && seq == h->ack_seq) {
+	if (w && !w->head)
+		w->tail = NULL;
+	if (w && w->overflow_seq && w->overflow_seq <= seq)
+		w->overflow_seq = 0;
+	if (h->unsynced && !(w && (w->acking || w->head || w->overflow_seq)) &&
+	    seq == handle_ack_seq(h)) {
 		h->unsynced = false;
 		handle_changed(t, h);
 	}
@@ -140,7 +180,12 @@ void handle_synced(struct handle_table *t, struct handle *h, uint64_t seq)
 
 void handle_note_unsynced(struct handle_table *t, struct handle *h)
 {
-	h->acking++;
+	struct handle_window *w = window_of(h);
+
+	if (w)
+		w->acking++;
+	else
+		handle_set_write_lost(t, h, true); /* as in handle_keep_write() */
 	if (h->unsynced)
 		return;
 	h->unsynced = true;
@@ -149,22 +194,27 @@ void handle_note_unsynced(struct handle_table *t, struct handle *h)
 
 void handle_acked(struct handle *h)
 {
-	if (h->acking)
-		h->acking--;
+	if (h->win && h->win->acking)
+		h->win->acking--;
 }
 
 struct msg *handle_take_window(struct handle_table *t, struct handle *h)
 {
-	struct msg *head = h->win_head;
+	struct handle_window *w = h->win;
+	struct msg *head;
 
-	t->win_total -= h->win_bytes;
-	h->win_bytes = 0;
-	h->win_head = h->win_tail = NULL;
+	if (!w)
+		return NULL;
+	head = w->head;
+	t->win_total -= w->bytes;
+	w->bytes = 0;
+	w->head = w->tail = NULL;
 	return head;
 }
 
 void handle_put_window(struct handle_table *t, struct handle *h, struct msg *head)
 {
+	struct handle_window *w;
 	struct msg *last = NULL;
 	uint64_t size = 0;
 
@@ -174,11 +224,13 @@ void handle_put_window(struct handle_table *t, struct handle *h, struct msg *hea
 	}
 	if (!last)
 		return;
-	last->next = h->win_head;
-	if (!h->win_head)
-		h->win_tail = last;
-	h->win_head = head;
-	h->win_bytes += size;
+	/* It came from this window (handle_take_window()), which is never freed before @h. */
+	w = h->win;
+	last->next = w->head;
+	if (!w->head)
+		w->tail = last;
+	w->head = head;
+	w->bytes += size;
 	t->win_total += size;
 }
 
@@ -200,7 +252,7 @@ void handle_set_fresh(struct handle_table *t, struct handle *h, bool fresh)
 
 int handle_to_daemon(struct handle_table *t, uint64_t kfh, uint64_t *dfh)
 {
-	struct handle *h = idmap_get(&t->by_kfh, kfh);
+	struct handle *h = handle_get(t, kfh);
 
 	if (!h) {
 		*dfh = kfh;
@@ -218,32 +270,33 @@ void handle_new_epoch(struct handle_table *t)
 }
 
 struct each_ctx {
+	const struct handle_table *t;
 	void (*fn)(struct handle *h, void *arg);
 	void *arg;
 };
 
-static void each_one(uint64_t key, void *val, void *arg)
+static void each_one(uint64_t idx, void *arg)
 {
 	struct each_ctx *c = arg;
 
-	c->fn(val, c->arg);
+	c->fn(slab_at(&c->t->slab, idx), c->arg);
 }
 
-void handle_each(struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg)
+void handle_each(const struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg)
 {
-	struct each_ctx c = { fn, arg };
+	struct each_ctx c = { t, fn, arg };
 
-	idmap_each(&t->by_kfh, each_one, &c);
+	keyset_each(&t->by_kfh, each_one, &c);
 }
 
 /* ---- Across an execve (image.h) --------------------------------------------------------- */
 
 enum { TAG_HANDLES = 0x48414e44 /* "HAND" */, TAG_HANDLES_END = 0x2f48414e };
 
-static void save_one(uint64_t key, void *val, void *arg)
+static void save_one(struct handle *h, void *arg)
 {
-	const struct handle *h = val;
 	struct image *im = arg;
+	const struct msg *head = h->win ? h->win->head : NULL;
 	uint32_t n = 0;
 
 	image_u64(im, h->kfh);
@@ -258,14 +311,14 @@ static void save_one(uint64_t key, void *val, void *arg)
 	image_bool(im, h->lost);
 	image_bool(im, h->fresh);
 	image_u64(im, h->primed_end);
-	image_u64(im, h->ack_seq);
-	image_u64(im, h->overflow_seq);
+	image_u64(im, handle_ack_seq(h));
+	image_u64(im, handle_overflow_seq(h));
 	image_bool(im, h->write_lost);
 	image_bool(im, h->released);
-	for (const struct msg *m = h->win_head; m; m = m->next)
+	for (const struct msg *m = head; m; m = m->next)
 		n++;
 	image_u32(im, n);
-	for (const struct msg *m = h->win_head; m; m = m->next)
+	for (const struct msg *m = head; m; m = m->next)
 		msg_save(im, m);
 }
 
@@ -275,44 +328,56 @@ void handle_table_save(const struct handle_table *t, struct image *im)
 	image_u32(im, t->epoch);
 	image_u64(im, t->next_kfh);
 	image_u64(im, t->by_kfh.count);
-	idmap_each(&t->by_kfh, save_one, im);
+	handle_each(t, save_one, im);
 	image_tag(im, TAG_HANDLES_END);
 }
 
 static bool load_one(struct handle_table *t, struct image *im)
 {
-	struct handle *h = calloc(1, sizeof(*h));
+	struct handle tmp = { 0 }, *h;
+	uint64_t ack_seq, overflow_seq;
+	struct handle_window *w = NULL;
 	bool fresh, write_lost;
 	uint32_t n;
 
-	if (!h) {
+	tmp.kfh = image_get_u64(im);
+	tmp.dfh = image_get_u64(im);
+	tmp.node = image_get_u64(im);
+	tmp.flags = image_get_u32(im);
+	tmp.epoch = image_get_u32(im);
+	tmp.fopen = image_get_u32(im);
+	tmp.uid = image_get_u32(im);
+	tmp.gid = image_get_u32(im);
+	tmp.dir = image_get_bool(im);
+	tmp.lost = image_get_bool(im);
+	fresh = image_get_bool(im);
+	tmp.primed_end = image_get_u64(im);
+	ack_seq = image_get_u64(im);
+	overflow_seq = image_get_u64(im);
+	write_lost = image_get_bool(im);
+	tmp.released = image_get_bool(im);
+	n = image_get_u32(im);
+	if (!im->err && handle_get(t, tmp.kfh))
+		image_bad(im);
+	if (im->err)
+		return false;
+	h = handle_alloc(t, tmp.kfh);
+	if (h && (ack_seq || overflow_seq || n))
+		w = calloc(1, sizeof(*w));
+	if (!h || ((ack_seq || overflow_seq || n) && !w)) {
+		if (h) {
+			keyset_remove(&t->by_kfh, h->idx);
+			slab_free(&t->slab, h->idx);
+		}
 		im->err = -ENOMEM;
 		return false;
 	}
-	h->kfh = image_get_u64(im);
-	h->dfh = image_get_u64(im);
-	h->node = image_get_u64(im);
-	h->flags = image_get_u32(im);
-	h->epoch = image_get_u32(im);
-	h->fopen = image_get_u32(im);
-	h->uid = image_get_u32(im);
-	h->gid = image_get_u32(im);
-	h->dir = image_get_bool(im);
-	h->lost = image_get_bool(im);
-	fresh = image_get_bool(im);
-	h->primed_end = image_get_u64(im);
-	h->ack_seq = image_get_u64(im);
-	h->overflow_seq = image_get_u64(im);
-	write_lost = image_get_bool(im);
-	h->released = image_get_bool(im);
-	n = image_get_u32(im);
-	if (!im->err && idmap_get(&t->by_kfh, h->kfh))
-		image_bad(im);
-	if (!im->err && idmap_put(&t->by_kfh, h->kfh, h) < 0)
-		im->err = -ENOMEM;
-	if (im->err) {
-		free(h);
-		return false;
+	tmp.idx = h->idx;
+	*h = tmp;
+	h->win = w;
+	if (w) {
+		w->ack_seq = ack_seq;
+		w->overflow_seq = overflow_seq;
 	}
 	/* Through the setters: they keep the table's counts. */
 	handle_set_fresh(t, h, fresh);
@@ -323,12 +388,12 @@ static bool load_one(struct handle_table *t, struct image *im)
 		if (!m)
 			break;
 		m->next = NULL;
-		if (h->win_tail)
-			h->win_tail->next = m;
+		if (w->tail)
+			w->tail->next = m;
 		else
-			h->win_head = m;
-		h->win_tail = m;
-		h->win_bytes += msg_footprint(m);
+			w->head = m;
+		w->tail = m;
+		w->bytes += msg_footprint(m);
 		t->win_total += msg_footprint(m);
 	}
 	return !im->err;
@@ -367,7 +432,7 @@ void handle_item_save(const struct handle *h, struct image *im)
 	image_u32(im, h->gid);
 	image_bool(im, h->dir);
 	image_bool(im, h->lost);
-	image_bool(im, h->write_lost || h->unsynced || h->win_head || h->overflow_seq);
+	image_bool(im, handle_unsynced(h));
 	image_bool(im, h->released);
 }
 
@@ -379,34 +444,32 @@ static void build_handle(uint64_t key, void *val, void *arg)
 	struct image im;
 	struct handle *h;
 
+	struct handle tmp = { 0 };
+
 	if (*err)
 		return;
-	h = calloc(1, sizeof(*h));
+	image_view(&im, sp->data, sp->len);
+	tmp.kfh = image_get_u64(&im);
+	tmp.node = image_get_u64(&im);
+	tmp.flags = image_get_u32(&im);
+	tmp.fopen = image_get_u32(&im);
+	tmp.uid = image_get_u32(&im);
+	tmp.gid = image_get_u32(&im);
+	tmp.dir = image_get_bool(&im);
+	tmp.lost = image_get_bool(&im);
+	tmp.primed_end = UINT64_MAX;
+	/* epoch 0: no daemon's; recovery opens it again. */
+	if (im.err || tmp.kfh != key || handle_get(t, key)) {
+		*err = -EBADMSG;
+		return;
+	}
+	h = handle_alloc(t, key);
 	if (!h) {
 		*err = -ENOMEM;
 		return;
 	}
-	image_view(&im, sp->data, sp->len);
-	h->kfh = image_get_u64(&im);
-	h->node = image_get_u64(&im);
-	h->flags = image_get_u32(&im);
-	h->fopen = image_get_u32(&im);
-	h->uid = image_get_u32(&im);
-	h->gid = image_get_u32(&im);
-	h->dir = image_get_bool(&im);
-	h->lost = image_get_bool(&im);
-	h->primed_end = UINT64_MAX;
-	/* epoch 0: no daemon's; recovery opens it again. */
-	if (im.err || h->kfh != key) {
-		free(h);
-		*err = -EBADMSG;
-		return;
-	}
-	if (idmap_put(&t->by_kfh, h->kfh, h) < 0) {
-		free(h);
-		*err = -ENOMEM;
-		return;
-	}
+	tmp.idx = h->idx;
+	*h = tmp;
 	if (image_get_bool(&im))
 		handle_set_write_lost(t, h, true);
 	h->released = image_get_bool(&im);

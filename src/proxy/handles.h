@@ -13,43 +13,72 @@
 #include "changes.h"
 #include "idmap.h"
 #include "image.h"
+#include "keyset.h"
 #include "msg.h"
+#include "slab.h"
 
+/*
+ * The write window of a handle: WRITE requests the daemon acknowledged on it since its last
+ * successful FSYNC or FLUSH, oldest first (linked by msg.next), which a daemon that queues
+ * writes (sshfs, rclone) may not have made durable; after a restart they are sent again. Writes
+ * the window had no room for make it overflow. Allocated at the handle's first write: most
+ * handles are only read.
+ */
+struct handle_window {
+	struct msg *head, *tail;
+	uint64_t bytes;		/* memory the window takes (msg_footprint) */
+	uint64_t ack_seq;	/* writes acknowledged on this handle so far */
+	uint64_t overflow_seq;	/* last acknowledged write the window dropped; 0: none since sync */
+	uint32_t acking;	/* writes noted unsynced whose window_update() is to come */
+};
+
+/* A record of the table's slab (72 bytes); the table's map holds its index (idx). */
 struct handle {
 	uint64_t kfh;	/* handle value the kernel uses */
 	uint64_t dfh;	/* the daemon's handle; meaningful when epoch == table epoch */
 	uint64_t node;	/* kid of the node it was opened on */
+	uint64_t primed_end; /* content a priming read found whole (it came back short): its
+				length; UINT64_MAX when unknown */
+	struct handle_window *win; /* NULL until the first write */
 	uint32_t flags; /* open(2) flags of the OPEN, OPENDIR or CREATE request */
 	uint32_t epoch; /* daemon incarnation that dfh belongs to */
 	uint32_t fopen; /* FOPEN_* flags of the daemon's answer to the first open */
 	uint32_t uid;	/* credentials of the opener, reused when opening it again */
 	uint32_t gid;
+	uint32_t idx;	/* its index in the table's slab */
 	bool dir;	/* opened with OPENDIR */
 	bool lost;	/* could not be opened again after a restart: requests get EIO */
 	bool fresh;	/* reopened after a restart and not read yet: see op_info.positioned */
 	bool released;	/* its RELEASE was read where the kernel would not send it to a keeper
 			   that took the connection back (resume_note_release()) */
-	uint64_t primed_end; /* content a priming read found whole (it came back short): its
-				length; UINT64_MAX when unknown */
-	/*
-	 * The write window: WRITE requests the daemon acknowledged on this handle since its last
-	 * successful FSYNC or FLUSH, oldest first (linked by msg.next), which a daemon that
-	 * queues writes (sshfs, rclone) may not have made durable; after a restart they are
-	 * sent again. Writes the window had no room for make it overflow.
-	 */
-	struct msg *win_head, *win_tail;
-	uint64_t win_bytes;	/* memory the window takes (msg_footprint) */
-	uint64_t ack_seq;	/* writes acknowledged on this handle so far */
-	uint64_t overflow_seq;	/* last acknowledged write the window dropped; 0: none since sync */
 	bool write_lost;	/* a restart lost acknowledged writes: the next WRITE, FSYNC or
 				   FLUSH fails with EIO (FSYNC and FLUSH report it once) */
 	bool unsynced;		/* writes were acknowledged since the last sync that covered
 				   them all: the resume journal says so (handle_note_unsynced()) */
-	uint32_t acking;	/* writes noted unsynced whose window_update() is to come */
 };
 
+/* Writes acknowledged on @h so far. */
+static inline uint64_t handle_ack_seq(const struct handle *h)
+{
+	return h->win ? h->win->ack_seq : 0;
+}
+
+/* The last acknowledged write @h's window dropped since its last sync; 0: none. */
+static inline uint64_t handle_overflow_seq(const struct handle *h)
+{
+	return h->win ? h->win->overflow_seq : 0;
+}
+
+/* Whether acknowledged writes on @h may not be durable, or were lost. */
+static inline bool handle_unsynced(const struct handle *h)
+{
+	return h->write_lost || h->unsynced || (h->win && (h->win->head || h->win->overflow_seq));
+}
+
+/* The table must not move once handle_table_init() set it up: its map points back to it. */
 struct handle_table {
-	struct idmap by_kfh;
+	struct slab slab;	/* the handles */
+	struct keyset by_kfh;	/* handle indices by kfh */
 	uint32_t epoch;
 	uint64_t next_kfh;
 	uint64_t max; /* bound on open handles; more fail with -ENFILE */
@@ -84,7 +113,15 @@ void handle_table_init(struct handle_table *t, uint64_t max, uint64_t win_max,
 		       uint64_t win_total_max);
 void handle_table_free(struct handle_table *t);
 
-struct handle *handle_get(struct handle_table *t, uint64_t kfh);
+static inline struct handle *handle_get(const struct handle_table *t, uint64_t kfh)
+{
+	uint64_t idx = keyset_get(&t->by_kfh, kfh);
+
+	return idx ? slab_at(&t->slab, idx) : NULL;
+}
+
+/* A lost overflow was reported (window_check()): it no longer counts. */
+void handle_clear_overflow(struct handle *h);
 
 /*
  * The current daemon opened @node with @flags and answered handle *fh. Records it and rewrites
@@ -132,7 +169,7 @@ void handle_set_fresh(struct handle_table *t, struct handle *h, bool fresh);
 void handle_new_epoch(struct handle_table *t);
 
 /* Calls @fn for every handle. */
-void handle_each(struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg);
+void handle_each(const struct handle_table *t, void (*fn)(struct handle *h, void *arg), void *arg);
 
 /* Writes the whole table, write windows too, to @im (fusekeeper reexec). */
 void handle_table_save(const struct handle_table *t, struct image *im);

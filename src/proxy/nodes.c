@@ -19,32 +19,66 @@
  */
 #define KINO_BASE 0xf0000000ULL
 
-static uint64_t name_hash(uint64_t parent, const char *name)
+static uint32_t name_hash(uint64_t parent, const char *name)
 {
-	/* FNV-1a over the name, seeded with the parent. */
+	/* FNV-1a over the name, seeded with the parent, folded to 32 bits. */
 	uint64_t h = 0xcbf29ce484222325ULL ^ (parent * 0x9e3779b97f4a7c15ULL);
 
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		h = (h ^ *p) * 0x100000001b3ULL;
-	return h;
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The keys of the table's maps (keyset.h): a node's kid and did, a name's hash. */
+static uint64_t kid_key(const void *ctx, uint64_t idx)
+{
+	return ((const struct node *)slab_at(&((const struct node_table *)ctx)->slab, idx))->kid;
+}
+
+static uint64_t did_key(const void *ctx, uint64_t idx)
+{
+	return ((const struct node *)slab_at(&((const struct node_table *)ctx)->slab, idx))->did;
+}
+
+static uint64_t name_key(const void *ctx, uint64_t val)
+{
+	return ((const struct node_name *)(uintptr_t)val)->hash;
+}
+
+static inline struct node *node_at(const struct node_table *t, uint64_t idx)
+{
+	return idx ? slab_at(&t->slab, idx) : NULL;
+}
+
+/* The node by_did holds for @did, or NULL. */
+static struct node *did_owner(const struct node_table *t, uint64_t did)
+{
+	return node_at(t, keyset_get(&t->by_did, did));
+}
+
+struct each_ctx {
+	const struct node_table *t;
+	void (*fn)(struct node *n, void *arg);
+	void *arg;
+};
+
+static void each_one(uint64_t idx, void *arg)
+{
+	struct each_ctx *c = arg;
+
+	c->fn(slab_at(&c->t->slab, idx), c->arg);
+}
+
+void node_each(const struct node_table *t, void (*fn)(struct node *n, void *arg), void *arg)
+{
+	struct each_ctx c = { t, fn, arg };
+
+	keyset_each(&t->by_kid, each_one, &c);
 }
 
 static void name_unindex(struct node_table *t, struct node_name *nm)
 {
-	uint64_t h = name_hash(nm->parent, nm->name);
-	struct node_name *head = idmap_get(&t->by_name, h), **pp;
-
-	for (pp = &head; *pp; pp = &(*pp)->hash_next) {
-		if (*pp == nm) {
-			*pp = nm->hash_next;
-			break;
-		}
-	}
-	if (head)
-		idmap_put(&t->by_name, h, head);
-	else
-		idmap_del(&t->by_name, h);
-	nm->hash_next = NULL;
+	keyset_remove(&t->by_name, (uintptr_t)nm);
 }
 
 static void node_free(struct node_table *t, struct node *n);
@@ -109,7 +143,6 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 {
 	struct node_name *nm, *old, **pp;
 	size_t len;
-	uint64_t h;
 
 	if (!name || n->kid == FUSE_ROOT_ID)
 		return 0; /* The root has no name to find it by: it is always FUSE_ROOT_ID. */
@@ -146,9 +179,8 @@ static int name_add(struct node_table *t, struct node *n, uint64_t parent, const
 	nm->hiding = false;
 	nm->parent = parent;
 	nm->node = n;
-	h = name_hash(parent, name);
-	nm->hash_next = idmap_get(&t->by_name, h);
-	if (idmap_put(&t->by_name, h, nm) < 0) {
+	nm->hash = name_hash(parent, name);
+	if (keyset_add(&t->by_name, (uintptr_t)nm) < 0) {
 		struct node *p = node_get(t, parent);
 
 		free(nm);
@@ -279,10 +311,9 @@ struct remap_ctx {
 	int err;
 };
 
-static void remap_one(uint64_t key, void *val, void *arg)
+static void remap_one(struct node *n, void *arg)
 {
 	struct remap_ctx *c = arg;
-	struct node *n = val;
 
 	if (!n->k_ino)
 		return;
@@ -302,7 +333,7 @@ int node_ino_remap(struct node_table *t)
 		t->ino_remap = true;
 		t->next_ino = KINO_BASE;
 	}
-	idmap_each(&t->by_kid, remap_one, &c);
+	node_each(t, remap_one, &c);
 	return c.err;
 }
 
@@ -327,13 +358,31 @@ static void node_free(struct node_table *t, struct node *n)
 {
 	node_changed(t, n);
 	ino_untrack(t, n);
-	idmap_del(&t->by_kid, n->kid);
-	if (n->epoch == t->epoch && idmap_get(&t->by_did, n->did) == n)
-		idmap_del(&t->by_did, n->did);
+	keyset_remove(&t->by_kid, n->idx);
+	if (n->epoch == t->epoch)
+		keyset_remove(&t->by_did, n->idx);
 	t->count--;
 	/* Clearing the names may cascade to parents; do it after n is out of the maps. */
 	names_clear(t, n);
-	free(n);
+	slab_free(&t->slab, n->idx);
+}
+
+/* A zeroed node with the kid @kid, in the slab and by_kid; NULL when out of memory. */
+static struct node *node_alloc(struct node_table *t, uint64_t kid)
+{
+	uint32_t idx;
+	struct node *n = slab_alloc(&t->slab, &idx);
+
+	if (!n)
+		return NULL;
+	n->idx = idx;
+	n->kid = kid;
+	if (keyset_add(&t->by_kid, idx) < 0) {
+		slab_free(&t->slab, idx);
+		return NULL;
+	}
+	t->count++;
+	return n;
 }
 
 int node_table_init(struct node_table *t, uint64_t max)
@@ -341,61 +390,62 @@ int node_table_init(struct node_table *t, uint64_t max)
 	struct node *root;
 
 	memset(t, 0, sizeof(*t));
+	slab_init(&t->slab, sizeof(struct node));
+	keyset_init(&t->by_kid, 4, kid_key, t);
+	keyset_init(&t->by_did, 4, did_key, t);
+	keyset_init(&t->by_name, sizeof(void *), name_key, t);
 	t->epoch = 1;
 	t->next_kid = KID_BASE;
 	t->max = max;
-	root = calloc(1, sizeof(*root));
+	root = node_alloc(t, FUSE_ROOT_ID);
 	if (!root)
 		return -ENOMEM;
-	root->kid = root->did = FUSE_ROOT_ID;
+	root->did = FUSE_ROOT_ID;
 	root->k_nlookup = root->d_nlookup = 1;
 	root->type = S_IFDIR;
 	root->epoch = t->epoch;
-	if (idmap_put(&t->by_kid, FUSE_ROOT_ID, root) < 0 ||
-	    idmap_put(&t->by_did, FUSE_ROOT_ID, root) < 0) {
-		free(root);
+	if (keyset_add(&t->by_did, root->idx) < 0) {
+		node_table_free(t);
 		return -ENOMEM;
 	}
-	t->count = 1;
 	return 0;
 }
 
-static void free_one(uint64_t key, void *val, void *arg)
+static void free_names(struct node *n, void *arg)
 {
-	struct node *n = val;
-
 	while (n->names) {
 		struct node_name *nm = n->names;
 
 		n->names = nm->next;
 		free(nm);
 	}
-	free(n);
 }
 
 void node_table_free(struct node_table *t)
 {
 	changes_free(&t->changes);
-	idmap_each(&t->by_kid, free_one, NULL);
-	idmap_free(&t->by_kid);
-	idmap_free(&t->by_did);
-	idmap_free(&t->by_name);
+	node_each(t, free_names, NULL);
+	keyset_free(&t->by_kid);
+	keyset_free(&t->by_did);
+	keyset_free(&t->by_name);
+	slab_free_all(&t->slab);
+	t->count = 0;
 	idmap_free(&t->ino_d2k);
 	idmap_free(&t->kino_held);
 }
 
-struct node *node_get(struct node_table *t, uint64_t kid)
-{
-	return idmap_get(&t->by_kid, kid);
-}
-
 struct node_name *node_find_name(struct node_table *t, uint64_t parent, const char *name)
 {
-	struct node_name *nm = idmap_get(&t->by_name, name_hash(parent, name));
+	uint32_t h = name_hash(parent, name);
+	size_t pos = KEYSET_START;
+	uint64_t v;
 
-	for (; nm; nm = nm->hash_next)
+	while ((v = keyset_next(&t->by_name, h, &pos))) {
+		struct node_name *nm = (struct node_name *)(uintptr_t)v;
+
 		if (nm->parent == parent && !strcmp(nm->name, name))
 			return nm;
+	}
 	return NULL;
 }
 
@@ -409,9 +459,9 @@ struct node *node_find(struct node_table *t, uint64_t parent, const char *name)
 static uint64_t new_kid(struct node_table *t, uint64_t did)
 {
 	/* Keep the daemon's own ID when it is free: logs then match the daemon's. */
-	if (did > FUSE_ROOT_ID && !idmap_get(&t->by_kid, did))
+	if (did > FUSE_ROOT_ID && !node_get(t, did))
 		return did;
-	while (idmap_get(&t->by_kid, t->next_kid))
+	while (node_get(t, t->next_kid))
 		t->next_kid++;
 	return t->next_kid++;
 }
@@ -419,7 +469,7 @@ static uint64_t new_kid(struct node_table *t, uint64_t did)
 struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			struct fuse_entry_out *e, int *err)
 {
-	struct node *n = idmap_get(&t->by_did, e->nodeid);
+	struct node *n = did_owner(t, e->nodeid);
 
 	*err = 0;
 	if (!n) {
@@ -427,13 +477,12 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			*err = -ENFILE;
 			return NULL;
 		}
-		n = calloc(1, sizeof(*n));
+		n = node_alloc(t, new_kid(t, e->nodeid));
 		if (!n) {
 			*err = -ENOMEM;
 			return NULL;
 		}
 		n->did = e->nodeid;
-		n->kid = new_kid(t, e->nodeid);
 		n->k_gen = e->generation;
 		n->d_gen = e->generation;
 		n->d_ino = e->attr.ino;
@@ -444,18 +493,13 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			t->ino_not_nodeid++;
 		n->type = e->attr.mode & S_IFMT;
 		n->epoch = t->epoch;
-		if (idmap_put(&t->by_kid, n->kid, n) < 0) {
-			free(n);
+		if (keyset_add(&t->by_did, n->idx) < 0) {
+			keyset_remove(&t->by_kid, n->idx);
+			slab_free(&t->slab, n->idx);
+			t->count--;
 			*err = -ENOMEM;
 			return NULL;
 		}
-		if (idmap_put(&t->by_did, n->did, n) < 0) {
-			idmap_del(&t->by_kid, n->kid);
-			free(n);
-			*err = -ENOMEM;
-			return NULL;
-		}
-		t->count++;
 		ino_track(t, n);
 	}
 	n->k_nlookup++;
@@ -492,8 +536,8 @@ static void release_lookups(struct node_table *t, struct node *n, uint64_t count
 	}
 	if (n->k_nlookup || n->kid == FUSE_ROOT_ID)
 		return;
-	if (current && idmap_get(&t->by_did, n->did) == n)
-		idmap_del(&t->by_did, n->did);
+	if (current)
+		keyset_remove(&t->by_did, n->idx);
 	n->epoch = 0; /* The daemon no longer knows it; only a name may still matter. */
 	if (unheld(n))
 		node_free(t, n);
@@ -568,7 +612,7 @@ int node_to_daemon(struct node_table *t, uint64_t kid, uint64_t *did)
 
 int node_to_kernel(struct node_table *t, uint64_t did, uint64_t *kid)
 {
-	struct node *n = idmap_get(&t->by_did, did);
+	struct node *n = did_owner(t, did);
 
 	if (!n)
 		return -ENOENT;
@@ -581,12 +625,12 @@ void node_new_epoch(struct node_table *t)
 	struct node *root = node_get(t, FUSE_ROOT_ID);
 
 	t->epoch++;
-	idmap_free(&t->by_did);
+	keyset_free(&t->by_did);
 	/* The old daemon's inode numbers mean nothing to the new one. */
 	idmap_free(&t->ino_d2k);
 	root->epoch = t->epoch;
 	root->d_nlookup = 1;
-	idmap_put(&t->by_did, FUSE_ROOT_ID, root);
+	keyset_add(&t->by_did, root->idx);
 }
 
 struct did_owner {
@@ -596,10 +640,9 @@ struct did_owner {
 	struct node *found;
 };
 
-static void find_did_owner(uint64_t key, void *val, void *arg)
+static void find_did_owner(struct node *n, void *arg)
 {
 	struct did_owner *o = arg;
-	struct node *n = val;
 
 	if (!o->found && n != o->skip && n->epoch == o->t->epoch && !n->lost && n->did == o->did)
 		o->found = n;
@@ -614,12 +657,12 @@ static void did_release(struct node_table *t, struct node *n, uint64_t did)
 {
 	struct did_owner o = { t, n, did, NULL };
 
-	if (idmap_get(&t->by_did, did) != n)
+	if (did_owner(t, did) != n)
 		return;
-	idmap_del(&t->by_did, did);
-	idmap_each(&t->by_kid, find_did_owner, &o);
+	keyset_remove(&t->by_did, n->idx);
+	node_each(t, find_did_owner, &o);
 	if (o.found)
-		idmap_put(&t->by_did, did, o.found);
+		keyset_add(&t->by_did, o.found->idx);
 }
 
 void node_unresolve(struct node_table *t, struct node *n)
@@ -639,8 +682,8 @@ int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_
 	n->d_nlookup = 1;
 	n->epoch = t->epoch;
 	/* Hard links may resolve to one did: the first node keeps the reverse entry. */
-	if (!idmap_get(&t->by_did, did))
-		return idmap_put(&t->by_did, did, n);
+	if (!did_owner(t, did))
+		return keyset_add(&t->by_did, n->idx);
 	return 0;
 }
 
@@ -649,10 +692,9 @@ struct pending_ctx {
 	struct node_pending *np;
 };
 
-static void collect_unresolved(uint64_t key, void *val, void *arg)
+static void collect_unresolved(struct node *n, void *arg)
 {
 	struct pending_ctx *c = arg;
-	struct node *n = val;
 
 	if (n->epoch != c->t->epoch && !n->lost)
 		c->np->kids[c->np->count++] = n->kid;
@@ -665,7 +707,7 @@ int node_pending_begin(struct node_table *t, struct node_pending *np)
 	*np = (struct node_pending){ .kids = malloc((t->count + 1) * sizeof(*np->kids)) };
 	if (!np->kids)
 		return -ENOMEM;
-	idmap_each(&t->by_kid, collect_unresolved, &c);
+	node_each(t, collect_unresolved, &c);
 	return 0;
 }
 
@@ -723,11 +765,10 @@ void node_pending_end(struct node_pending *np)
 	*np = (struct node_pending){ 0 };
 }
 
-static void lose_one(uint64_t key, void *val, void *arg)
+static void lose_one(struct node *n, void *arg)
 {
 	struct node_table *t = ((void **)arg)[0];
 	uint64_t *count = ((void **)arg)[1];
-	struct node *n = val;
 
 	if (n->epoch != t->epoch && !n->lost) {
 		n->lost = true;
@@ -741,7 +782,7 @@ uint64_t node_lose_unresolved(struct node_table *t)
 	uint64_t count = 0;
 	void *arg[2] = { t, &count };
 
-	idmap_each(&t->by_kid, lose_one, arg);
+	node_each(t, lose_one, arg);
 	return count;
 }
 
@@ -749,9 +790,8 @@ uint64_t node_lose_unresolved(struct node_table *t)
 
 enum { TAG_NODES = 0x4e4f4445 /* "NODE" */, TAG_NODES_END = 0x2f4e4f44 };
 
-static void save_node(uint64_t key, void *val, void *arg)
+static void save_node(struct node *n, void *arg)
 {
-	const struct node *n = val;
 	struct image *im = arg;
 
 	image_u64(im, n->kid);
@@ -773,9 +813,8 @@ static void save_node(uint64_t key, void *val, void *arg)
 	image_bool(im, n->deferred);
 }
 
-static void save_names(uint64_t key, void *val, void *arg)
+static void save_names(struct node *n, void *arg)
 {
-	const struct node *n = val;
 	struct image *im = arg;
 
 	image_u64(im, n->kid);
@@ -801,6 +840,15 @@ static void save_node_ref(uint64_t key, void *val, void *arg)
 	image_u64(arg, ((const struct node *)val)->kid);
 }
 
+/* by_did, saved as save_node_ref() saves a map: (did, kid) pairs. */
+static void save_did(uint64_t idx, void *arg)
+{
+	const struct node *n = slab_at(&((const struct node_table *)((void **)arg)[0])->slab, idx);
+
+	image_u64(((void **)arg)[1], n->did);
+	image_u64(((void **)arg)[1], n->kid);
+}
+
 /* Reads what node_table_head_save() wrote. */
 static void head_load(struct node_table *t, struct image *im)
 {
@@ -818,10 +866,10 @@ void node_table_save(const struct node_table *t, struct image *im)
 	node_table_head_save(t, im);
 	/* Every node first, then the names, which need their parents. */
 	image_u64(im, t->by_kid.count);
-	idmap_each(&t->by_kid, save_node, im);
-	idmap_each(&t->by_kid, save_names, im);
+	node_each(t, save_node, im);
+	node_each(t, save_names, im);
 	image_u64(im, t->by_did.count);
-	idmap_each(&t->by_did, save_node_ref, im);
+	keyset_each(&t->by_did, save_did, (void *[]){ (void *)t, im });
 	image_u64(im, t->ino_d2k.count);
 	idmap_each(&t->ino_d2k, save_pair, im);
 	image_u64(im, t->kino_held.count);
@@ -855,15 +903,13 @@ static bool load_node(struct node_table *t, struct image *im)
 	n = node_get(t, tmp.kid);
 	if (n && tmp.kid != FUSE_ROOT_ID)
 		return image_bad(im); /* twice */
+	if (!n)
+		n = node_alloc(t, tmp.kid);
 	if (!n) {
-		n = malloc(sizeof(*n));
-		if (!n || idmap_put(&t->by_kid, tmp.kid, n) < 0) {
-			free(n);
-			im->err = -ENOMEM;
-			return false;
-		}
-		t->count++;
+		im->err = -ENOMEM;
+		return false;
 	}
+	tmp.idx = n->idx;
 	*n = tmp;
 	return true;
 }
@@ -896,6 +942,25 @@ static bool load_names(struct node_table *t, struct image *im)
 	return true;
 }
 
+/* Loads by_did, saved by save_did(): each did must be its node's, and only once. */
+static bool load_dids(struct node_table *t, struct image *im)
+{
+	uint64_t count = image_get_u64(im);
+
+	for (uint64_t i = 0; i < count && !im->err; i++) {
+		uint64_t did = image_get_u64(im);
+		struct node *n = node_get(t, image_get_u64(im));
+
+		if (im->err || !n || n->did != did || did_owner(t, did))
+			return image_bad(im);
+		if (keyset_add(&t->by_did, n->idx) < 0) {
+			im->err = -ENOMEM;
+			return false;
+		}
+	}
+	return !im->err;
+}
+
 /* Loads a map saved by save_node_ref() or, with @nodes false, save_pair(). */
 static bool load_map(struct node_table *t, struct image *im, struct idmap *m, bool nodes)
 {
@@ -923,7 +988,7 @@ int node_table_load(struct node_table *t, struct image *im)
 		return im->err;
 	head_load(t, im);
 	/* The root's entry in by_did is saved with the others. */
-	idmap_free(&t->by_did);
+	keyset_free(&t->by_did);
 	count = image_get_u64(im);
 	for (uint64_t i = 0; i < count && !im->err; i++)
 		load_node(t, im);
@@ -932,7 +997,7 @@ int node_table_load(struct node_table *t, struct image *im)
 	if (!im->err && t->count != count)
 		image_bad(im);
 	if (!im->err)
-		load_map(t, im, &t->by_did, true);
+		load_dids(t, im);
 	if (!im->err)
 		load_map(t, im, &t->ino_d2k, false);
 	if (!im->err)
@@ -1033,14 +1098,13 @@ static void build_node(uint64_t key, void *val, void *arg)
 		return;
 	}
 	/* epoch 0, no did: no daemon knows it; recovery looks it up again. */
-	n = malloc(sizeof(*n));
-	if (!n || idmap_put(&t->by_kid, key, n) < 0) {
-		free(n);
+	n = node_alloc(t, key);
+	if (!n) {
 		*err = -ENOMEM;
 		return;
 	}
+	tmp.idx = n->idx;
 	*n = tmp;
-	t->count++;
 }
 
 /* Pass 2: the names of one item, in directories that are in the table. */
@@ -1087,13 +1151,13 @@ static void build_names(uint64_t key, void *val, void *arg)
 }
 
 /* Pass 3: what nothing holds goes, as it would have gone in the table the items came from. */
-static void collect_unheld(uint64_t key, void *val, void *arg)
+static void collect_unheld(struct node *n, void *arg)
 {
 	uint64_t *v = ((void **)arg)[0];
-	size_t *n = ((void **)arg)[1];
+	size_t *count = ((void **)arg)[1];
 
-	if (unheld(val))
-		v[(*n)++] = key;
+	if (unheld(n))
+		v[(*count)++] = n->kid;
 }
 
 int node_table_build(struct node_table *t, struct image *head, const struct idmap *items)
@@ -1119,7 +1183,7 @@ int node_table_build(struct node_table *t, struct image *head, const struct idma
 		return -ENOMEM;
 	carg[0] = v;
 	carg[1] = &nv;
-	idmap_each(&t->by_kid, collect_unheld, carg);
+	node_each(t, collect_unheld, carg);
 	/* Freeing one may free its parents: each is looked up again. */
 	for (size_t i = 0; i < nv; i++) {
 		struct node *n = node_get(t, v[i]);

@@ -13,14 +13,16 @@
 #include "changes.h"
 #include "idmap.h"
 #include "image.h"
+#include "keyset.h"
 #include "proto.h"
+#include "slab.h"
 
 /* One (parent, name) the kernel knows a node by. A node has several when it has hard links. */
 struct node_name {
 	struct node_name *next;		/* the node's next name, most recently learned first */
-	struct node_name *hash_next;	/* next name in the same name-index bucket */
 	struct node *node;		/* the node it names */
 	uint64_t parent;		/* kid of the directory holding it */
+	uint32_t hash;			/* of (parent, name): its key in the name index */
 	bool unconfirmed;		/* a keeper's own name the daemon may not have made yet */
 	bool hiding;			/* a keeper's own name whose request is unanswered: only
 					   the request's outcome may remove it (hide.c) */
@@ -30,35 +32,44 @@ struct node_name {
 /* Names kept per node at most; learning another drops the oldest (it only costs recovery). */
 #define NODE_NAMES_MAX 64
 
+/*
+ * A node is a record of the table's slab (112 bytes, no allocator header); the table's maps hold
+ * its 4-byte index (idx) and read its kid and did from it (keyset.h).
+ */
 struct node {
 	uint64_t kid;		/* node ID the kernel uses */
-	uint64_t did;		/* the daemon's node ID; meaningful when epoch == table epoch */
+	uint64_t did;		/* the daemon's node ID; meaningful when epoch == table epoch; not
+				   changed while the node is in by_did */
 	uint64_t k_nlookup;	/* lookups the kernel holds (FORGET takes them back) */
 	uint64_t d_nlookup;	/* lookups the current daemon has counted for did on our behalf */
 	uint64_t k_gen;		/* generation the kernel was given with kid */
 	struct node_name *names; /* every name the kernel looked it up by and still has;
 				    NULL when unknown or all removed */
-	uint32_t nnames;	/* names in the list */
-	uint32_t opened;	/* handles the kernel holds on it (RELEASE not seen yet) */
-	uint32_t pins;		/* holds of the keeper's own (node_pin()): they keep it in the table */
-	uint32_t type;		/* S_IFMT bits of the node's mode */
-	uint32_t children;	/* named nodes whose parent this is: they pin it in the table */
-	uint32_t epoch;		/* daemon incarnation that did belongs to */
 	uint64_t k_ino;		/* inode number the kernel was first given (st_ino) */
 	uint64_t d_ino;		/* the daemon's inode number for it; meaningful like did */
 	uint64_t d_gen;		/* the daemon's generation for it; meaningful like did */
 	uint64_t dver;		/* acknowledged changes of its data (WRITE, truncate, ...) */
 	int64_t changed_ns;	/* CLOCK_REALTIME of the last reply to a request through the
 				   mount that changed its ctime (op_info.ctime_of) */
-	bool lost;		/* could not be found again after a restart: requests get ESTALE */
-	bool replaced;		/* lost because its name now names another object */
-	bool deferred;		/* recovery waits for another directory before looking again */
+	uint32_t opened;	/* handles the kernel holds on it (RELEASE not seen yet) */
+	uint32_t pins;		/* holds of the keeper's own (node_pin()): they keep it in the table */
+	uint32_t children;	/* named nodes whose parent this is: they pin it in the table */
+	uint32_t epoch;		/* daemon incarnation that did belongs to */
+	uint32_t idx;		/* its index in the table's slab */
+	uint16_t type;		/* S_IFMT bits of the node's mode */
+	uint8_t nnames;		/* names in the list, at most NODE_NAMES_MAX */
+	bool lost : 1;		/* could not be found again after a restart: requests get ESTALE */
+	bool replaced : 1;	/* lost because its name now names another object */
+	bool deferred : 1;	/* recovery waits for another directory before looking again */
 };
 
+/* The table must not move once node_table_init() set it up: its maps point back to it. */
 struct node_table {
-	struct idmap by_kid;	/* kid -> node */
-	struct idmap by_did;	/* did -> node, for the current epoch only */
-	struct idmap by_name;	/* hash(parent, name) -> first node_name of a bucket chain */
+	struct slab slab;	/* the nodes */
+	struct keyset by_kid;	/* node indices by kid */
+	struct keyset by_did;	/* node indices by did, for the current epoch only: one node for
+				   each did (hard links resolved to one did share it) */
+	struct keyset by_name;	/* node_name pointers by hash */
 	uint32_t epoch;		/* current daemon incarnation, starts at 1 */
 	uint64_t next_kid;	/* next kid to hand out when a daemon's ID is taken */
 	uint64_t count;		/* nodes in the table */
@@ -91,7 +102,15 @@ int node_table_init(struct node_table *t, uint64_t max);
 void node_table_free(struct node_table *t);
 
 /* The node the kernel calls @kid, or NULL. */
-struct node *node_get(struct node_table *t, uint64_t kid);
+static inline struct node *node_get(const struct node_table *t, uint64_t kid)
+{
+	uint64_t idx = keyset_get(&t->by_kid, kid);
+
+	return idx ? slab_at(&t->slab, idx) : NULL;
+}
+
+/* Calls @fn for every node; @fn must not add or free nodes. */
+void node_each(const struct node_table *t, void (*fn)(struct node *n, void *arg), void *arg);
 
 /* The node that @name in directory @parent names, or NULL. */
 struct node *node_find(struct node_table *t, uint64_t parent, const char *name);

@@ -208,14 +208,13 @@ static pid_t probe_start(struct proxy *p)
 	return MAX(pid, 0);
 }
 
-static void add_released(uint64_t key, void *val, void *arg)
+static void add_released(struct handle *h, void *arg)
 {
 	struct idmap *released = arg;
-	const struct handle *h = val;
 
 	/* The value is only a marker; a failure to note one leaves its handle as before. */
 	if (h->released)
-		idmap_put(released, key, (void *)1);
+		idmap_put(released, h->kfh, (void *)1);
 }
 
 static void release_one(uint64_t key, void *val, void *arg)
@@ -232,7 +231,7 @@ static void release_released(struct proxy *p)
 {
 	struct idmap released = { 0 };
 
-	idmap_each(&p->handles.by_kfh, add_released, &released);
+	handle_each(&p->handles, add_released, &released);
 	if (released.count)
 		log_info("Released %zu handle%s that the killed keeper was closing, and %s locks",
 			 released.count, released.count == 1 ? "" : "s",

@@ -1439,7 +1439,7 @@ static int replay_window(struct proxy *p, struct handle *h, int64_t deadline)
 	pthread_mutex_lock(&p->lock);
 	head = handle_take_window(&p->handles, h);
 	lost = h->lost;
-	overflow = h->overflow_seq != 0;
+	overflow = handle_overflow_seq(h) != 0;
 	pthread_mutex_unlock(&p->lock);
 	if (!head && !overflow)
 		return 0;

@@ -375,8 +375,12 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 			in->size = out->size;
 			req->len = sizeof(struct fuse_in_header) + sizeof(*in) + in->size;
 		}
-		/* Before the lock: a write that fills little of its buffer is copied out of it. */
-		req = msg_shrink(req);
+		/*
+		 * Before the lock: a write the window may keep and that fills little of its
+		 * buffer is copied out of it. With --write-through none is kept: no copy.
+		 */
+		if (!p->cfg->write_through)
+			req = msg_shrink(req);
 	}
 	pthread_mutex_lock(&p->lock);
 	if (op->dchange || op->ctime_of)
@@ -395,8 +399,9 @@ static struct msg *window_update(struct proxy *p, struct msg *req, const struct 
 		if (!p->cfg->write_through)
 			req = handle_keep_write(&p->handles, h, req);
 		/* Not kept: past --write-window(-total), a crash now loses it (EIO, not silence). */
-		if (!p->cfg->write_through && req && h->overflow_seq &&
-		    h->overflow_seq == h->ack_seq && overflow_log_due(&p->window_overflows))
+		if (!p->cfg->write_through && req && handle_overflow_seq(h) &&
+		    handle_overflow_seq(h) == handle_ack_seq(h) &&
+		    overflow_log_due(&p->window_overflows))
 			log_warn("Write windows are full (--write-window=%" PRIu64 ", "
 				 "--write-window-total=%" PRIu64 "): an acknowledged write on handle %"
 				 PRIu64 " is not kept until synced; if the daemon dies first, the "
@@ -424,13 +429,13 @@ int window_check(struct proxy *p, struct msg *req, const struct op_info *op)
 		if (op->wwin == WW_SYNC) {
 			/* Reported: what was lost before no longer counts against the handle. */
 			handle_set_write_lost(&p->handles, h, false);
-			h->overflow_seq = 0;
+			handle_clear_overflow(h);
 			log_warn("Reporting lost writes on handle %" PRIu64 " of node %" PRIu64
 				 " with EIO at its %s", h->kfh, h->node, op->name);
 		}
 		return -EIO;
 	}
-	req->wseq = h->ack_seq;
+	req->wseq = handle_ack_seq(h);
 	return 0;
 }
 

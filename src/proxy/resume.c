@@ -295,18 +295,18 @@ void resume_flush(struct proxy *p)
 
 /* ---- Bases ---------------------------------------------------------------------------------- */
 
-static void put_node(uint64_t key, void *val, void *arg)
+static void put_node(struct node *n, void *arg)
 {
 	void **a = arg;
 
-	put_entry(a[0], a[1], ENT_NODE, key);
+	put_entry(a[0], a[1], ENT_NODE, n->kid);
 }
 
-static void put_handle(uint64_t key, void *val, void *arg)
+static void put_handle(struct handle *h, void *arg)
 {
 	void **a = arg;
 
-	put_entry(a[0], a[1], ENT_HANDLE, key);
+	put_entry(a[0], a[1], ENT_HANDLE, h->kfh);
 }
 
 static void put_locks(uint64_t key, void *val, void *arg)
@@ -335,8 +335,8 @@ void resume_rebase(struct proxy *p)
 	image_tag(&base, TAG_RESUME);
 	proxy_fields_save(p, &base);
 	put_heads(p, &base);
-	idmap_each(&p->nodes.by_kid, put_node, arg);
-	idmap_each(&p->handles.by_kfh, put_handle, arg);
+	node_each(&p->nodes, put_node, arg);
+	handle_each(&p->handles, put_handle, arg);
 	idmap_each(&p->locks.by_node, put_locks, arg);
 	idmap_each(&p->inflight, put_sent, arg);
 	idmap_each(&p->resent_sent, put_sent, arg);
@@ -649,10 +649,11 @@ static bool names_equal(const struct node *a, const struct node *b)
 	return !x && !y;
 }
 
-static void check_node(uint64_t key, void *val, void *arg)
+static void check_node(struct node *a, void *arg)
 {
 	struct check_ctx *c = arg;
-	const struct node *a = val, *b = node_get(&c->built->nodes, key);
+	uint64_t key = a->kid;
+	const struct node *b = node_get(&c->built->nodes, key);
 
 	if (c->what[0])
 		return;
@@ -673,11 +674,12 @@ static void check_node(uint64_t key, void *val, void *arg)
 			 node_name_of(a), node_name_of(b));
 }
 
-static void check_handle(uint64_t key, void *val, void *arg)
+static void check_handle(struct handle *a, void *arg)
 {
 	struct check_ctx *c = arg;
-	const struct handle *a = val, *b = handle_get(&c->built->handles, key);
-	bool unsynced = a->write_lost || a->unsynced || a->win_head || a->overflow_seq;
+	uint64_t key = a->kfh;
+	const struct handle *b = handle_get(&c->built->handles, key);
+	bool unsynced = handle_unsynced(a);
 
 	if (c->what[0])
 		return;
@@ -800,8 +802,8 @@ int resume_check(struct proxy *p)
 	if (r < 0) {
 		snprintf(c.what, sizeof(c.what), "it does not read back: %s", strerror(-r));
 	} else {
-		idmap_each(&p->nodes.by_kid, check_node, &c);
-		idmap_each(&p->handles.by_kfh, check_handle, &c);
+		node_each(&p->nodes, check_node, &c);
+		handle_each(&p->handles, check_handle, &c);
 		idmap_each(&p->locks.by_node, check_locks, &c);
 		if (!c.what[0])
 			check_proofs(p, b, c.what, sizeof(c.what));

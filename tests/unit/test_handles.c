@@ -60,26 +60,26 @@ int main(void)
 	}
 	ok(handle_keep_write(&t, a, w[0]) == NULL && handle_keep_write(&t, a, w[1]) == NULL,
 	   "two acknowledged writes are kept");
-	seq = a->ack_seq; /* an FSYNC sent now covers both */
-	ok(handle_keep_write(&t, a, w[2]) == NULL && a->win_head == w[0] && a->win_tail == w[2],
+	seq = a->win->ack_seq; /* an FSYNC sent now covers both */
+	ok(handle_keep_write(&t, a, w[2]) == NULL && a->win->head == w[0] && a->win->tail == w[2],
 	   "a third, in order");
 	left = handle_keep_write(&t, a, w[3]);
-	ok(left == w[3] && a->overflow_seq == 4 && t.win_total == a->win_bytes,
+	ok(left == w[3] && a->win->overflow_seq == 4 && t.win_total == a->win->bytes,
 	   "past the per-handle bound: not kept, the overflow recorded");
 	msg_put(left);
 	handle_synced(&t, a, seq);
-	ok(a->win_head == w[2] && a->win_tail == w[2] && a->overflow_seq == 4,
+	ok(a->win->head == w[2] && a->win->tail == w[2] && a->win->overflow_seq == 4,
 	   "a sync frees the writes it covered, and only those");
-	handle_synced(&t, a, a->ack_seq);
-	ok(!a->win_head && !a->win_tail && a->overflow_seq == 0 && t.win_total == 0,
+	handle_synced(&t, a, a->win->ack_seq);
+	ok(!a->win->head && !a->win->tail && a->win->overflow_seq == 0 && t.win_total == 0,
 	   "a sync covering the overflow forgives it");
 	w[0] = msg_get(100);
 	w[0]->len = 100;
 	handle_keep_write(&t, a, w[0]);
 	left = handle_take_window(&t, a);
-	ok(left == w[0] && !a->win_head && t.win_total == 0, "taking the window empties it");
+	ok(left == w[0] && !a->win->head && t.win_total == 0, "taking the window empties it");
 	handle_put_window(&t, a, left);
-	ok(a->win_head == w[0] && t.win_total == a->win_bytes && a->win_bytes > 0,
+	ok(a->win->head == w[0] && t.win_total == a->win->bytes && a->win->bytes > 0,
 	   "putting it back restores it");
 	handle_set_write_lost(&t, a, true);
 	ok(t.lost_count == 1, "a handle with lost writes is counted");

@@ -151,7 +151,7 @@ int main(void)
 	handle_set_fresh(&a.handles, h, true);
 	fh = 5;
 	h2 = handle_learn(&a.handles, 0x1000, O_RDONLY, true, &fh, &err);
-	ok(h && h2 && h2->kfh != h->kfh && h->win_head && h->win_head->next,
+	ok(h && h2 && h2->kfh != h->kfh && h->win->head && h->win->head->next,
 	   "two handles, one with a write window of two writes");
 	ok(lock_apply(&a.locks, 0x2000, h->kfh, &lk) == 0, "a lock");
 
@@ -179,15 +179,15 @@ int main(void)
 	h2 = handle_get(&b.handles, h->kfh);
 	ok(h2 && h2->node == 0x2000 && h2->flags == O_RDWR && h2->uid == 1000 && h2->fopen == 4 &&
 		   h2->fresh && b.handles.fresh_count == 1, "a handle keeps its fields");
-	ok(h2 && h2->win_head && h2->win_head->len == h->win_head->len &&
-		   !memcmp(h2->win_head->data, h->win_head->data, h->win_head->len) &&
-		   h2->win_head->next && h2->win_head->next->len == h->win_head->next->len &&
-		   !memcmp(h2->win_head->next->data, h->win_head->next->data,
-			   h->win_head->next->len) &&
-		   h2->win_head->next->wseq == 2 && h2->win_head->next->dver == 1010 &&
-		   h2->win_tail == h2->win_head->next,
+	ok(h2 && h2->win->head && h2->win->head->len == h->win->head->len &&
+		   !memcmp(h2->win->head->data, h->win->head->data, h->win->head->len) &&
+		   h2->win->head->next && h2->win->head->next->len == h->win->head->next->len &&
+		   !memcmp(h2->win->head->next->data, h->win->head->next->data,
+			   h->win->head->next->len) &&
+		   h2->win->head->next->wseq == 2 && h2->win->head->next->dver == 1010 &&
+		   h2->win->tail == h2->win->head->next,
 	   "and its write window, in order, with its data");
-	ok(b.handles.win_total == h2->win_bytes && h2->ack_seq == 2, "window sizes are counted");
+	ok(b.handles.win_total == h2->win->bytes && h2->win->ack_seq == 2, "window sizes are counted");
 	ok(lock_collect(&b.locks, &v) == 1 && v[0]->owner == 9 && v[0]->start == 10 &&
 		   v[0]->end == 19 && v[0]->type == F_WRLCK && v[0]->pid == 1234 &&
 		   v[0]->kfh == h->kfh, "the lock is kept");
