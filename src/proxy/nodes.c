@@ -339,6 +339,17 @@ int node_ino_remap(struct node_table *t)
 
 static void did_release(struct node_table *t, struct node *n, uint64_t did);
 
+/*
+ * Takes @n out of by_did (whatever its epoch: an index left behind would name the record's next
+ * tenant); a node that shares its did takes the entry over.
+ */
+static void did_drop(struct node_table *t, struct node *n)
+{
+	if (n->did_shared)
+		did_release(t, n, n->did);
+	keyset_remove(&t->by_did, n->idx);
+}
+
 void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fwd)
 {
 	*did = n->did;
@@ -359,8 +370,7 @@ static void node_free(struct node_table *t, struct node *n)
 	node_changed(t, n);
 	ino_untrack(t, n);
 	keyset_remove(&t->by_kid, n->idx);
-	if (n->epoch == t->epoch)
-		keyset_remove(&t->by_did, n->idx);
+	did_drop(t, n);
 	t->count--;
 	/* Clearing the names may cascade to parents; do it after n is out of the maps. */
 	names_clear(t, n);
@@ -398,8 +408,10 @@ int node_table_init(struct node_table *t, uint64_t max)
 	t->next_kid = KID_BASE;
 	t->max = max;
 	root = node_alloc(t, FUSE_ROOT_ID);
-	if (!root)
+	if (!root) {
+		node_table_free(t);
 		return -ENOMEM;
+	}
 	root->did = FUSE_ROOT_ID;
 	root->k_nlookup = root->d_nlookup = 1;
 	root->type = S_IFDIR;
@@ -536,8 +548,7 @@ static void release_lookups(struct node_table *t, struct node *n, uint64_t count
 	}
 	if (n->k_nlookup || n->kid == FUSE_ROOT_ID)
 		return;
-	if (current)
-		keyset_remove(&t->by_did, n->idx);
+	did_drop(t, n);
 	n->epoch = 0; /* The daemon no longer knows it; only a name may still matter. */
 	if (unheld(n))
 		node_free(t, n);
@@ -675,6 +686,7 @@ void node_unresolve(struct node_table *t, struct node *n)
 int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_out *e)
 {
 	uint64_t did = e->nodeid;
+	struct node *owner;
 
 	n->did = did;
 	n->d_ino = e->attr.ino;
@@ -682,8 +694,11 @@ int node_resolved(struct node_table *t, struct node *n, const struct fuse_entry_
 	n->d_nlookup = 1;
 	n->epoch = t->epoch;
 	/* Hard links may resolve to one did: the first node keeps the reverse entry. */
-	if (!did_owner(t, did))
+	owner = did_owner(t, did);
+	if (!owner)
 		return keyset_add(&t->by_did, n->idx);
+	if (owner != n)
+		owner->did_shared = n->did_shared = true;
 	return 0;
 }
 
@@ -942,6 +957,19 @@ static bool load_names(struct node_table *t, struct image *im)
 	return true;
 }
 
+/* Marks the nodes that share a did with its owner in by_did (did_shared is not saved). */
+static void note_shared(struct node *n, void *arg)
+{
+	const struct node_table *t = arg;
+	struct node *owner;
+
+	if (n->epoch != t->epoch || n->lost)
+		return;
+	owner = did_owner(t, n->did);
+	if (owner && owner != n)
+		owner->did_shared = n->did_shared = true;
+}
+
 /* Loads by_did, saved by save_did(): each did must be its node's, and only once. */
 static bool load_dids(struct node_table *t, struct image *im)
 {
@@ -996,8 +1024,8 @@ int node_table_load(struct node_table *t, struct image *im)
 		load_names(t, im);
 	if (!im->err && t->count != count)
 		image_bad(im);
-	if (!im->err)
-		load_dids(t, im);
+	if (!im->err && load_dids(t, im))
+		node_each(t, note_shared, t);
 	if (!im->err)
 		load_map(t, im, &t->ino_d2k, false);
 	if (!im->err)

@@ -61,6 +61,8 @@ struct node {
 	bool lost : 1;		/* could not be found again after a restart: requests get ESTALE */
 	bool replaced : 1;	/* lost because its name now names another object */
 	bool deferred : 1;	/* recovery waits for another directory before looking again */
+	bool did_shared : 1;	/* another node was resolved to its did too (hard links): by_did
+				   passes to it when this one goes */
 };
 
 /* The table must not move once node_table_init() set it up: its maps point back to it. */

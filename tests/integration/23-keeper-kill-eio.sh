@@ -26,6 +26,8 @@
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-resume.sh"
+. "$(dirname "$0")/../lib-cases.sh"
+. "$(dirname "$0")/../lib-locks.sh"
 
 need_prog "$TESTFS"
 need_prog "$BUILD_DIR/tests/fklock"
@@ -166,22 +168,16 @@ swept 3 1 3000 20000
 check_alive round-3
 
 : >"$B/lockme"
-mkfifo "$T/lk.in"
-exec {lk_fd}<>"$T/lk.in"
-run_bg lk "$BUILD_DIR/tests/fklock" --in="$T/lk.in" "$M/lockme"
-LK_PID=$BG_PID
-wait_match "$T/lk.out" '^open$' 30 >/dev/null || fail "round 4: fklock did not open: $(cat "$T/lk.err")"
-echo "flock ex nb" >&"$lk_fd"
-wait_match "$T/lk.out" '^ok$' 30 >/dev/null || fail "round 4: no flock: $(cat "$T/lk.out")"
+CASE=round-4 CASES_GO_ON=0
+lk_start holder "$M/lockme"
+lk holder "flock ex nb" ok
 flock -n "$M/lockme" true && fail "round 4: a second flock got the lock fklock holds"
 burst
 arm "stall-after:release:lockme"
-echo "close" >&"$lk_fd"
-oks() { [ "$(grep -c '^ok$' "$T/lk.out")" -ge "$1" ]; }
-poll 30 oks 2 || fail "round 4: the close failed: $(cat "$T/lk.out")"
-echo "quit" >&"$lk_fd"
-wait_pid "$LK_PID" 15 || fail "round 4: fklock did not exit"
-exec {lk_fd}>&-
+lk_send holder close
+lk_answer holder 30 || fail "round 4: the close got no answer: $LK_OUT"
+expect "the close" "$LK_OUT" ok
+lk_quit holder
 in_flight 1
 rm -f "$T/crash"
 kill_keeper 4 --locks --crash-file="$T/crash"

@@ -353,6 +353,45 @@ int main(void)
 	   "a node found to be another object is lost, its lookup given back");
 	node_table_free(&t);
 
+	/*
+	 * Hard links found again by both names: one daemon ID for two nodes. When the kernel
+	 * forgets the one that had the reverse entry, the other takes it, so that the daemon's
+	 * next answer for that ID reaches the node the kernel still holds, not a second one.
+	 */
+	node_table_init(&t, 100);
+	e = entry(0x30, S_IFREG);
+	a = node_learn(&t, FUSE_ROOT_ID, "x", &e, &err);
+	e = entry(0x31, S_IFREG);
+	b = node_learn(&t, FUSE_ROOT_ID, "y", &e, &err);
+	node_new_epoch(&t);
+	e = entry(0x40, S_IFREG);
+	node_resolved(&t, a, &e);
+	node_resolved(&t, b, &e);
+	{
+		uint64_t kid_a = a->kid, kid_b = b->kid;
+		struct image im = { 0 }, r;
+		struct node_table t2;
+
+		/* The same across a reexec: the image does not say which nodes share. */
+		node_table_save(&t, &im);
+		r = (struct image){ .buf = im.buf, .len = im.len };
+		node_table_init(&t2, 100);
+		ok(node_table_load(&t2, &r) == 0, "a table with a shared daemon ID saves and loads");
+		node_forget(&t2, kid_a, 1, &did, &fwd);
+		e = entry(0x40, S_IFREG);
+		c = node_learn(&t2, FUSE_ROOT_ID, "x", &e, &err);
+		ok(c && c->kid == kid_b && t2.count == 2, "and the link takes the ID over there too");
+		node_table_free(&t2);
+		image_free(&im);
+
+		node_forget(&t, a->kid, 1, &did, &fwd);
+		e = entry(0x40, S_IFREG);
+		c = node_learn(&t, FUSE_ROOT_ID, "x", &e, &err);
+		ok(c && c->kid == kid_b && e.nodeid == kid_b && t.count == 2,
+		   "hard links: once the owner of a daemon ID is forgotten, its link answers for it");
+	}
+	node_table_free(&t);
+
 	/* The bounds: --max-nodes nodes, the root included; NODE_NAMES_MAX names per node. */
 	ok(node_table_init(&t, 3) == 0, "a table of 3 nodes initialises");
 	e = entry(0x100, S_IFDIR | 0755);
