@@ -89,7 +89,7 @@ nodes_mount() {
 # hard limit on fds allows, at most 16,384: a container's may be below N and out of reach);
 # the keeper's RSS then is in RSS_HANDLES (KiB).
 nodes_hold() {
-	local i per=$(($(ulimit -Hn) - 64))
+	local f per=$(($(ulimit -Hn) - 64))
 	[ $per -le 16384 ] || per=16384
 	rm -f "$WORK"/held.* "$WORK"/paths.*
 	nodes_paths "$1" | split -l "$per" -a 3 - "$WORK/paths."
@@ -98,16 +98,19 @@ nodes_hold() {
 			exec sleep 100000' holder "$WORK/held.${f##*.}" "$f" &
 		HOLDERS+=($!)
 	done
-	for f in "$WORK"/paths.*; do
-		while [ ! -e "$WORK/held.${f##*.}" ]; do
-			for i in "${HOLDERS[@]}"; do
-				kill -0 "$i" 2>/dev/null ||
-					{ echo "a holder of open files failed" >&2; exit 1; }
-			done
-			sleep 0.05
-		done
-	done
+	poll 600 nodes_held || { echo "the holders did not open their files within 600 s" >&2; exit 1; }
 	RSS_HANDLES=$(nodes_rss)
+}
+
+# nodes_held: true once every holder has its files open; exits if one of them died.
+nodes_held() {
+	local f i
+	for i in "${HOLDERS[@]}"; do
+		alive "$i" || { echo "a holder of open files failed" >&2; exit 1; }
+	done
+	for f in "$WORK"/paths.*; do
+		[ -e "$WORK/held.${f##*.}" ] || return 1
+	done
 }
 
 # nodes_kill_daemon: SIGKILLs the daemon and prints the keeper's recovery time in ms, then

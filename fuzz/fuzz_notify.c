@@ -86,13 +86,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	abandoned = CALL_BIT | (p->next_call++ << 1);
 	idmap_put(&p->abandoned, abandoned, (void *)1);
-	/* A hidden name in the root whose removal is in flight (an orphan UNLINK). */
+	/*
+	 * A hidden name in the root whose removal is in flight: its LOOKUP, or (as the input's
+	 * first byte says) the UNLINK made after one (an orphan request either way).
+	 */
 	grave_unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		abort();
 	g->parent = FUSE_ROOT_ID;
 	g->unique = grave_unique;
+	g->did = (in_u8(&in) & 1) ? 0x5eed : 0;
 	memcpy(g->name, HIDE_PREFIX "00000000000000c3", HIDE_NAME_SIZE);
 	node_pin(&p->nodes, FUSE_ROOT_ID);
 	p->hide.graves = g;

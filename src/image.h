@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 /* The layout written and read by this binary; change it with any change of what is saved. */
-#define IMAGE_FORMAT 5
+#define IMAGE_FORMAT 6
 
 /* File descriptors an image may name: they stay open across the execve. */
 #define IMAGE_FDS_MAX 16

@@ -12,7 +12,9 @@
  * Node IDs are pointers to this process's inode structs, so they differ from
  * run to run, as in most real low-level daemons: a restarted daemon knows none
  * of the IDs the kernel holds. File handles are fds salted per run. An ID or
- * handle from another run makes it abort (or crash on the wild pointer).
+ * handle from another run makes it abort (or crash on the wild pointer), and
+ * so does an UNLINK or RMDIR of a name whose inode it holds no lookup of
+ * (which no kernel sends, and fuse-overlayfs does not survive).
  * Entries and attributes are cached for 1 s, and directory listings are
  * readdirplus: names listed that way are not looked up again, and a stat
  * soon after a lookup sends no GETATTR.
@@ -57,10 +59,11 @@
  *                         "hang-after:OP[:NAME]", the same once the operation is
  *                         done on DIR, before replying; or, for
  *                         "stall-after:OP[:NAME]", never reply to this operation
- *                         once done, while the others go on. NAME is
- *                         compared with the operation's name argument (rename:
- *                         the source name), or for operations without one with
- *                         the last name the node was looked up by. Write FILE
+ *                         once done, while the others go on. NAME, a shell
+ *                         pattern (fnmatch(3)), is matched against the
+ *                         operation's name argument (rename: the source name),
+ *                         or for operations without one the last name the node
+ *                         was looked up by. Write FILE
  *                         atomically (rename a temporary into place); an empty
  *                         FILE is ignored.
  *   --delay-ms=N          sleep N ms at the start of every operation.
@@ -103,6 +106,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -659,7 +663,7 @@ static int crash_file_matches(enum tfs_op op, const char *name, enum crash_when 
 	len = want_name ? (size_t)(want_name - p) : strlen(p);
 	if (strlen(op_names[op]) != len || strncmp(p, op_names[op], len) != 0)
 		return 0;
-	if (want_name && strcmp(want_name + 1, name ? name : "") != 0)
+	if (want_name && fnmatch(want_name + 1, name ? name : "", FNM_PERIOD) != 0)
 		return 0;
 	return 1;
 }
@@ -1060,11 +1064,38 @@ static void tfs_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, co
 	reply_entry(req, r, &e);
 }
 
+/*
+ * The kernel removes a name only through a dentry it looked up, so the inode behind @name holds
+ * a lookup here. A removal of a name whose inode this process never gave out in a LOOKUP's (or a
+ * CREATE's...) answer is a bug in whoever sent it: fuse-overlayfs frees such a node twice. Dies
+ * loudly, as for an ID this process never handed out. What the name names is read from the
+ * backing directory now, not from the kernel's dentry: a test that puts another file under a
+ * name in the backing directory must not remove that name through the mount while the kernel
+ * may still cache the old entry (--cache-s).
+ */
+static void need_looked_up(const char *what, struct tfs_inode *dir, const char *name)
+{
+	struct stat st;
+	bool known;
+
+	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return; /* The removal fails the same way. */
+	pthread_mutex_lock(&table.lock);
+	known = table_find(st.st_dev, st.st_ino) != NULL;
+	pthread_mutex_unlock(&table.lock);
+	if (!known) {
+		fprintf(stderr, "testfs: %s of \"%s\", whose inode was never looked up, aborting\n",
+			what, name);
+		abort();
+	}
+}
+
 static void tfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct tfs_inode *dir = inode_of(parent);
 
 	op_begin(OP_UNLINK, dir, name);
+	need_looked_up("UNLINK", dir, name);
 	reply_err(req, unlinkat(dir->fd, name, 0) < 0 ? neg_errno() : 0);
 }
 
@@ -1073,6 +1104,7 @@ static void tfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct tfs_inode *dir = inode_of(parent);
 
 	op_begin(OP_RMDIR, dir, name);
+	need_looked_up("RMDIR", dir, name);
 	reply_err(req, unlinkat(dir->fd, name, AT_REMOVEDIR) < 0 ? neg_errno() : 0);
 }
 

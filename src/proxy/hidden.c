@@ -363,6 +363,7 @@ void hide_state_save(const struct hide_state *s, struct image *im)
 	for (const struct grave *g = s->graves; g; g = g->next) {
 		image_u64(im, g->parent);
 		image_u64(im, g->unique);
+		image_u64(im, g->did);
 		image_str(im, g->name);
 	}
 	image_fd(im, s->journal_fd);
@@ -404,6 +405,7 @@ int hide_state_load(struct hide_state *s, struct image *im)
 		tail = &g->next;
 		g->parent = image_get_u64(im);
 		g->unique = image_get_u64(im);
+		g->did = image_get_u64(im);
 		name = image_get_str(im);
 		if (!name || strlen(name) >= sizeof(g->name) ||
 		    !hide_is_hidden(name, strlen(name))) {

@@ -23,11 +23,18 @@
  * the next keeper to remove (a daemon that never answers the removals cannot grow the list). */
 #define HIDE_GRAVES_MAX 4096
 
-/* A hidden name to remove once the daemon can be asked (its file's last RELEASE came). */
+/*
+ * A hidden name to remove once the daemon can be asked (its file's last RELEASE came). As the
+ * kernel would, the keeper first looks the name up, so that the daemon holds a lookup of the
+ * inode it unlinks (the kernel may have forgotten it, and a daemon started since never heard of
+ * it), then unlinks it, then forgets the lookup.
+ */
 struct grave {
 	struct grave *next;
 	uint64_t parent; /* kid of its directory, pinned in the node table */
-	uint64_t unique; /* the UNLINK's unique while one is in flight, else 0 */
+	uint64_t unique; /* the LOOKUP's or UNLINK's unique while one is in flight, else 0 */
+	uint64_t did;	 /* the daemon's ID of the file, once its LOOKUP answered: the UNLINK's
+			    turn; 0 before (the LOOKUP's) */
 	char name[HIDE_NAME_SIZE];
 };
 

@@ -430,25 +430,43 @@ int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op)
 
 /* ---- Removing hidden names --------------------------------------------------------------- */
 
-/* Asks the daemon to remove @g's name, if it knows the directory now. Under the lock. */
-static void grave_send(struct proxy *p, struct grave *g)
+/*
+ * Sends @g's next request: a LOOKUP of its name (@g->did 0) or the UNLINK of it. Under the lock:
+ * never waits for a daemon that is not reading. Returns 0, or -errno with nothing in flight.
+ */
+static int grave_step(struct proxy *p, struct grave *g)
 {
+	uint32_t opcode = g->did ? FUSE_UNLINK : FUSE_LOOKUP;
 	struct msg *req;
 	uint64_t did;
+	int r;
 
 	g->unique = 0;
-	if (node_to_daemon(&p->nodes, g->parent, &did) < 0)
-		return; /* After the next recovery. */
-	req = make_request(FUSE_UNLINK, did, NULL, 0, g->name);
+	r = node_to_daemon(&p->nodes, g->parent, &did);
+	if (r < 0)
+		return r;
+	req = make_request(opcode, did, NULL, 0, g->name);
 	if (!req)
-		return;
+		return -ENOMEM;
 	g->unique = CALL_BIT | ORPHAN_BIT | (p->next_call++ << 1);
 	msg_in(req)->unique = g->unique;
 	trace_request("keeper", req);
-	/* Under the lock: never wait for a daemon that is not reading. */
-	if (send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT) < 0)
+	r = send_to_daemon(p, p->nodes.epoch, req->data, req->len, MSG_DONTWAIT);
+	if (r < 0)
 		g->unique = 0;
 	msg_put(req);
+	return r < 0 ? r : 0;
+}
+
+/*
+ * Asks the daemon to remove @g's name, if it knows the directory now (else after the next
+ * recovery), starting with its LOOKUP: this daemon may never have been told of the file.
+ * Under the lock.
+ */
+static void grave_send(struct proxy *p, struct grave *g)
+{
+	g->did = 0;
+	grave_step(p, g);
 }
 
 /*
@@ -499,16 +517,52 @@ void hide_released(struct proxy *p, struct node *n)
 	}
 }
 
-bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
+int hide_call_reply(struct proxy *p, struct msg *m)
 {
+	const struct fuse_out_header *out = msg_out(m);
+	size_t out_len = m->len - sizeof(*out);
 	struct grave **gp, *g = NULL;
+	int error = out->error, r = 0;
+	uint64_t did;
 
 	pthread_mutex_lock(&p->lock);
 	for (gp = &p->hide.graves; *gp; gp = &(*gp)->next) {
-		if ((*gp)->unique == unique) {
+		if ((*gp)->unique == out->unique) {
 			g = *gp;
 			break;
 		}
+	}
+	if (g && !g->did) {
+		/* The LOOKUP's answer. The node ID leads struct fuse_entry_out. */
+		if (!error && out_len < sizeof(did)) {
+			log_error("The daemon answered the keeper's LOOKUP of the hidden name %s with "
+				  "%zu bytes, too few for a node ID", g->name, out_len);
+			g->unique = 0;
+			g = NULL;
+			r = -EPROTO;
+		} else if (!error) {
+			memcpy(&did, out + 1, sizeof(did));
+			/* Node ID 0 is a negative entry: as ENOENT. */
+			error = did ? 0 : -ENOENT;
+			g->did = did;
+		}
+		if (g && !error) {
+			/*
+			 * Not sent: asked again after the daemon's next restart. A daemon still
+			 * there (a full socket, no memory) gets its lookup back.
+			 */
+			int sent = grave_step(p, g);
+
+			if (sent < 0 && sent != -EPIPE)
+				forget_in_daemon(p, p->nodes.epoch, g->did, 1);
+			if (sent < 0)
+				g->did = 0;
+			g = NULL;
+		}
+	} else if (g) {
+		/* The UNLINK's answer: the lookup it was made under is forgotten either way. */
+		forget_in_daemon(p, p->nodes.epoch, g->did, 1);
+		g->did = 0;
 	}
 	if (g && (error == 0 || error == -ENOENT)) {
 		*gp = g->next;
@@ -526,7 +580,7 @@ bool hide_call_reply(struct proxy *p, uint64_t unique, int error)
 	}
 	pthread_mutex_unlock(&p->lock);
 	free(g);
-	return g != NULL;
+	return r;
 }
 
 void hide_recover(struct proxy *p)
@@ -664,14 +718,15 @@ void hide_stop(struct proxy *p)
 /* ---- A killed keeper's leftovers -------------------------------------------------------- */
 
 /*
- * Removes the hidden name at @path (from the mount's root): looks each directory up, then
- * unlinks the name. Returns 0, -ENOENT if it is gone already, or -errno.
+ * Removes the hidden name at @path (from the mount's root): looks each part up, the name itself
+ * too (as the kernel would: the daemon then holds a lookup of the inode it unlinks), unlinks the
+ * name, then forgets every lookup. Returns 0, -ENOENT if it is gone already, or -errno.
  */
 static int remove_leftover(struct proxy *p, const char *path, int64_t deadline)
 {
 	char *copy = strdup(path), *save = NULL, *part, *next;
-	uint64_t dirs[128];
-	size_t ndirs = 0;
+	uint64_t ids[128];
+	size_t nids = 0;
 	uint64_t did = FUSE_ROOT_ID;
 	int r = 0;
 
@@ -686,7 +741,7 @@ static int remove_leftover(struct proxy *p, const char *path, int64_t deadline)
 			r = -EINVAL; /* Not a name of ours: never removed. */
 			break;
 		}
-		req = make_request(next ? FUSE_LOOKUP : FUSE_UNLINK, did, NULL, 0, part);
+		req = make_request(FUSE_LOOKUP, did, NULL, 0, part);
 		if (!req) {
 			r = -ENOMEM;
 			break;
@@ -694,24 +749,45 @@ static int remove_leftover(struct proxy *p, const char *path, int64_t deadline)
 		reply = call_one(p, req, deadline, &r);
 		msg_put(req);
 		if (reply) {
-			r = msg_out(reply)->error;
-			if (!r && next) {
-				const struct fuse_entry_out *e =
-					(const void *)(reply->data + sizeof(struct fuse_out_header));
+			const struct fuse_entry_out *e =
+				(const void *)(reply->data + sizeof(struct fuse_out_header));
 
-				if (reply->len < sizeof(struct fuse_out_header) + sizeof(*e) ||
-				    !e->nodeid || ndirs == ARRAY_SIZE(dirs))
-					r = -ENOENT;
-				else
-					did = dirs[ndirs++] = e->nodeid;
-			}
+			r = msg_out(reply)->error;
+			if (!r && (reply->len < sizeof(struct fuse_out_header) + sizeof(*e) ||
+				   !e->nodeid))
+				r = -ENOENT;
+			else if (!r)
+				ids[nids++] = e->nodeid;
 			msg_put(reply);
+		}
+		if (!r && !next) {
+			req = make_request(FUSE_UNLINK, did, NULL, 0, part);
+			if (!req) {
+				r = -ENOMEM;
+				break;
+			}
+			reply = call_one(p, req, deadline, &r);
+			msg_put(req);
+			if (reply) {
+				r = msg_out(reply)->error;
+				msg_put(reply);
+			} else {
+				/*
+				 * Unanswered, the UNLINK may still be in the daemon: the name's
+				 * lookup stays, so that a FORGET cannot overtake it.
+				 */
+				nids--;
+			}
+		} else if (!r) {
+			did = ids[nids - 1];
+			if (nids == ARRAY_SIZE(ids))
+				r = -ELOOP; /* Deeper than any path the journal lists. */
 		}
 		part = next;
 	}
 	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < ndirs; i++)
-		forget_in_daemon(p, p->nodes.epoch, dirs[i], 1);
+	for (size_t i = 0; i < nids; i++)
+		forget_in_daemon(p, p->nodes.epoch, ids[i], 1);
 	pthread_mutex_unlock(&p->lock);
 	free(copy);
 	return r;

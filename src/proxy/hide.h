@@ -33,8 +33,12 @@ int hide_check_names(struct proxy *p, struct msg *m, const struct op_info *op);
 void hide_rename_failed(struct proxy *p, struct msg *req, const struct op_info *op);
 /* Under the lock: the kernel released the last handle of @n; its hidden names are removed. */
 void hide_released(struct proxy *p, struct node *n);
-/* A reply to an orphan request: true if it was a hidden name's removal (now accounted). */
-bool hide_call_reply(struct proxy *p, uint64_t unique, int error);
+/*
+ * A reply @m to an orphan request: a hidden name's LOOKUP (its UNLINK follows) or UNLINK (the
+ * lookup is forgotten; the grave goes, or stays for the next daemon). Returns 0, or -EPROTO for
+ * a LOOKUP's success too short to hold a node ID.
+ */
+int hide_call_reply(struct proxy *p, struct msg *m);
 /* Recovery: asks the new daemon to remove the hidden names the old one did not. */
 void hide_recover(struct proxy *p);
 /*

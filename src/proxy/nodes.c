@@ -45,11 +45,6 @@ static uint64_t name_key(const void *ctx, uint64_t val)
 	return ((const struct node_name *)(uintptr_t)val)->hash;
 }
 
-static inline struct node *node_at(const struct node_table *t, uint64_t idx)
-{
-	return idx ? slab_at(&t->slab, idx) : NULL;
-}
-
 /* The node by_did holds for @did, or NULL. */
 static struct node *did_owner(const struct node_table *t, uint64_t did)
 {
@@ -337,18 +332,7 @@ int node_ino_remap(struct node_table *t)
 	return c.err;
 }
 
-static void did_release(struct node_table *t, struct node *n, uint64_t did);
-
-/*
- * Takes @n out of by_did (whatever its epoch: an index left behind would name the record's next
- * tenant); a node that shares its did takes the entry over.
- */
-static void did_drop(struct node_table *t, struct node *n)
-{
-	if (n->did_shared)
-		did_release(t, n, n->did);
-	keyset_remove(&t->by_did, n->idx);
-}
+static void did_release(struct node_table *t, struct node *n);
 
 void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fwd)
 {
@@ -358,7 +342,7 @@ void node_lose(struct node_table *t, struct node *n, uint64_t *did, uint64_t *fw
 		*fwd = n->d_nlookup;
 		n->d_nlookup = 0;
 		n->lost = true;
-		did_release(t, n, n->did);
+		did_release(t, n);
 	}
 	n->lost = true;
 	n->replaced = true;
@@ -370,7 +354,7 @@ static void node_free(struct node_table *t, struct node *n)
 	node_changed(t, n);
 	ino_untrack(t, n);
 	keyset_remove(&t->by_kid, n->idx);
-	did_drop(t, n);
+	did_release(t, n);
 	t->count--;
 	/* Clearing the names may cascade to parents; do it after n is out of the maps. */
 	names_clear(t, n);
@@ -393,6 +377,14 @@ static struct node *node_alloc(struct node_table *t, uint64_t kid)
 	}
 	t->count++;
 	return n;
+}
+
+/* Undoes node_alloc() of @n, which is in no other map. */
+static void node_unalloc(struct node_table *t, struct node *n)
+{
+	keyset_remove(&t->by_kid, n->idx);
+	slab_free(&t->slab, n->idx);
+	t->count--;
 }
 
 int node_table_init(struct node_table *t, uint64_t max)
@@ -495,6 +487,11 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			return NULL;
 		}
 		n->did = e->nodeid;
+		if (keyset_add(&t->by_did, n->idx) < 0) {
+			node_unalloc(t, n);
+			*err = -ENOMEM;
+			return NULL;
+		}
 		n->k_gen = e->generation;
 		n->d_gen = e->generation;
 		n->d_ino = e->attr.ino;
@@ -505,13 +502,6 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			t->ino_not_nodeid++;
 		n->type = e->attr.mode & S_IFMT;
 		n->epoch = t->epoch;
-		if (keyset_add(&t->by_did, n->idx) < 0) {
-			keyset_remove(&t->by_kid, n->idx);
-			slab_free(&t->slab, n->idx);
-			t->count--;
-			*err = -ENOMEM;
-			return NULL;
-		}
 		ino_track(t, n);
 	}
 	n->k_nlookup++;
@@ -548,7 +538,7 @@ static void release_lookups(struct node_table *t, struct node *n, uint64_t count
 	}
 	if (n->k_nlookup || n->kid == FUSE_ROOT_ID)
 		return;
-	did_drop(t, n);
+	did_release(t, n);
 	n->epoch = 0; /* The daemon no longer knows it; only a name may still matter. */
 	if (unheld(n))
 		node_free(t, n);
@@ -660,17 +650,21 @@ static void find_did_owner(struct node *n, void *arg)
 }
 
 /*
- * @n no longer stands for the daemon's @did: another node resolved to it (hard links, or the
- * object another name now names) takes the reverse entry, so that the daemon's next answer
- * naming @did reaches that node rather than a new one. Rare: a walk of the table.
+ * @n no longer stands for the daemon's did: it leaves by_did, if it holds the entry (whatever
+ * its epoch: an index left behind would name the record's next tenant). If another node resolved
+ * to that did (hard links, or the object another name now names: did_shared), it takes the
+ * entry over, so that the daemon's next answer naming the did reaches that node rather than a
+ * new one. Rare: a walk of the table, only for a shared did.
  */
-static void did_release(struct node_table *t, struct node *n, uint64_t did)
+static void did_release(struct node_table *t, struct node *n)
 {
-	struct did_owner o = { t, n, did, NULL };
+	struct did_owner o = { t, n, n->did, NULL };
 
-	if (did_owner(t, did) != n)
+	if (did_owner(t, n->did) != n)
 		return;
 	keyset_remove(&t->by_did, n->idx);
+	if (!n->did_shared)
+		return;
 	node_each(t, find_did_owner, &o);
 	if (o.found)
 		keyset_add(&t->by_did, o.found->idx);
@@ -679,7 +673,7 @@ static void did_release(struct node_table *t, struct node *n, uint64_t did)
 void node_unresolve(struct node_table *t, struct node *n)
 {
 	if (n->epoch == t->epoch)
-		did_release(t, n, n->did);
+		did_release(t, n);
 	n->d_nlookup = 0;
 }
 

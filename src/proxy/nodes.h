@@ -103,12 +103,16 @@ static inline void node_changed(struct node_table *t, const struct node *n)
 int node_table_init(struct node_table *t, uint64_t max);
 void node_table_free(struct node_table *t);
 
+/* The node in slot @idx of the slab, or NULL for index 0 (a map's "none"). */
+static inline struct node *node_at(const struct node_table *t, uint64_t idx)
+{
+	return idx ? slab_at(&t->slab, idx) : NULL;
+}
+
 /* The node the kernel calls @kid, or NULL. */
 static inline struct node *node_get(const struct node_table *t, uint64_t kid)
 {
-	uint64_t idx = keyset_get(&t->by_kid, kid);
-
-	return idx ? slab_at(&t->slab, idx) : NULL;
+	return node_at(t, keyset_get(&t->by_kid, kid));
 }
 
 /* Calls @fn for every node; @fn must not add or free nodes. */

@@ -770,9 +770,7 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 				  "sent", unique);
 			return -EPROTO;
 		}
-		if (p->hide.graves)
-			hide_call_reply(p, unique, msg_out(m)->error);
-		return 0;
+		return p->hide.graves ? hide_call_reply(p, m) : 0;
 	}
 	pthread_mutex_lock(&p->lock);
 	c = idmap_get(&p->calls, unique);

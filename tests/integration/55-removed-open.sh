@@ -26,6 +26,8 @@
 #     answered: the removal succeeds (the soak's churn once got ENOENT: the
 #     close's RELEASE, answered first, took the hidden name from the keeper's
 #     table, so recovery could not find the file by it).
+#  K. the daemon dies as the keeper removes a hidden name after the last
+#     close: the next daemon, which never heard of the file, removes it.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 
@@ -156,6 +158,25 @@ for when in before after; do
 	[ ! -e "$B/data/$when" ] || fail "D: data/$when is still in the store ($when)"
 done
 log "D ok: a death during the hiding rename is settled"
+
+# ---- K. the daemon dies as the keeper removes a hidden name -----------------
+# The last close of a removed file: the kernel forgets the file, and the keeper
+# asks the daemon to remove its hidden name; the daemon dies before it does. The
+# next daemon never heard of the file: the keeper looks the name up before it
+# unlinks it, as the kernel would (testfs aborts on an UNLINK of a name whose
+# inode it holds no lookup of; fuse-overlayfs frees such a node twice).
+printf 'k' >"$M/data/k" || fail "writing data/k failed"
+holder_start k "$M/data/k" ro
+rm "$M/data/k" || fail "K: rm failed"
+[ -n "$(hidden_in "$B/data")" ] || fail "K: no hidden name in the store"
+crash_arm "before:unlink:.fusekeeper.*"
+holder_stop k
+fk_wait EXIT "$DAEMON_BEFORE" 30 >/dev/null || fail "K: the daemon did not die at the removal"
+fk_wait RECOVERED "" 30 >/dev/null || fail "K: no RECOVERED"
+hidden_gone "$B/data" || fail "K: the hidden name stays: $(hidden_in "$B/data")"
+[ "$(fk_count FAILED)" = 0 ] || fail "K: a daemon failed to start: $(grep -a 'testfs:' "$FK_LOG")"
+grep -q 'signal=ABRT' "$FK_EVENTS" && fail "K: a daemon aborted: $(grep -a 'testfs:' "$FK_LOG")"
+log "K ok: a hidden name whose removal a death cut short is removed by the next daemon"
 
 # ---- F. a listing whose chunks hold only hidden names ---------------------
 # 4000 long hidden names (another keeper's, say) and two files: whatever the

@@ -392,6 +392,37 @@ int main(void)
 	}
 	node_table_free(&t);
 
+	/* The same hand-over when the owner is lost or unresolved rather than forgotten. */
+	for (int how = 0; how < 2; how++) {
+		node_table_init(&t, 100);
+		e = entry(0x30, S_IFREG);
+		a = node_learn(&t, FUSE_ROOT_ID, "x", &e, &err);
+		e = entry(0x31, S_IFREG);
+		b = node_learn(&t, FUSE_ROOT_ID, "y", &e, &err);
+		e = entry(0x32, S_IFREG);
+		c = node_learn(&t, FUSE_ROOT_ID, "z", &e, &err);
+		node_new_epoch(&t);
+		e = entry(0x40, S_IFREG);
+		node_resolved(&t, a, &e);
+		node_resolved(&t, b, &e);
+		e = entry(0x41, S_IFREG);
+		node_resolved(&t, c, &e);
+		if (how)
+			node_unresolve(&t, a);
+		else
+			node_lose(&t, a, &did, &fwd);
+		ok(node_to_kernel(&t, 0x40, &kid) == 0 && kid == b->kid,
+		   "a shared daemon ID passes to the link when its owner is %s",
+		   how ? "unresolved" : "lost");
+		if (how)
+			node_unresolve(&t, c);
+		else
+			node_lose(&t, c, &did, &fwd);
+		ok(node_to_kernel(&t, 0x41, &kid) < 0,
+		   "an unshared one leaves the map when its node is %s", how ? "unresolved" : "lost");
+		node_table_free(&t);
+	}
+
 	/* The bounds: --max-nodes nodes, the root included; NODE_NAMES_MAX names per node. */
 	ok(node_table_init(&t, 3) == 0, "a table of 3 nodes initialises");
 	e = entry(0x100, S_IFDIR | 0755);
