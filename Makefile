@@ -68,6 +68,8 @@ bench:
 	$(MAKE) all
 	bench/run.sh $(BUILD)
 	bench/remount.sh $(BUILD)
+	bench/nodes.sh $(BUILD)
+	NODES_OPEN=0 bench/nodes.sh $(BUILD)
 
 # Only the guests of make check: the 6.1 guest loads a fuse.ko built from kernel/patches/.
 vmcheck: vmdeps all

@@ -40,6 +40,8 @@ struct keeper_config {
 	bool write_through;	  /* the operator says the daemon makes writes durable before it
 				     answers them: no write windows */
 	bool keep_removed;	  /* files removed while open are kept under hidden names */
+	bool eager_lookup;	  /* proxy mode: a recovery looks every node up before serving,
+				     none on first use (recover.h) */
 	const char *state_dir;	  /* where the journal of hidden names lives */
 	struct daemon_user *user; /* --user: whom the daemon runs as; NULL: root, as the keeper */
 	char **argv;		  /* the keeper's own command line, NULL-terminated (reexec) */

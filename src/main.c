@@ -126,6 +126,11 @@ static const char usage_text[] =
 	"      --no-keep-removed  pass removals of files held open to the daemon as they are:\n"
 	"                         their fds then fail with ESTALE after a restart (by default\n"
 	"                         such files are kept under a hidden name until closed)\n"
+	"      --eager-lookup     after a restart, look every node the kernel holds up in\n"
+	"                         the new daemon before serving (by default only what the\n"
+	"                         recovery needs is, and the rest on first use and in the\n"
+	"                         background, under a daemon whose inode numbers are\n"
+	"                         stable)\n"
 	"      --state-dir=DIR    where the journal of hidden names lives, so that a keeper\n"
 	"                         started after a killed one removes them (default\n"
 	"                         /run/fusekeeper)\n"
@@ -167,6 +172,7 @@ enum {
 	OPT_EXCLUSIVE,
 	OPT_WRITE_THROUGH,
 	OPT_NO_KEEP_REMOVED,
+	OPT_EAGER_LOOKUP,
 	OPT_STATE_DIR,
 	OPT_USER,
 };
@@ -191,6 +197,7 @@ static const struct option long_options[] = {
 	{ "exclusive", no_argument, NULL, OPT_EXCLUSIVE },
 	{ "write-through", no_argument, NULL, OPT_WRITE_THROUGH },
 	{ "no-keep-removed", no_argument, NULL, OPT_NO_KEEP_REMOVED },
+	{ "eager-lookup", no_argument, NULL, OPT_EAGER_LOOKUP },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -581,6 +588,10 @@ int main(int argc, char **argv)
 		case OPT_NO_KEEP_REMOVED:
 			proxy_only = "no-keep-removed";
 			cfg.keep_removed = false;
+			break;
+		case OPT_EAGER_LOOKUP:
+			proxy_only = "eager-lookup";
+			cfg.eager_lookup = true;
 			break;
 		case OPT_STATE_DIR:
 			proxy_only = "state-dir";

@@ -73,8 +73,47 @@ int call_start(struct proxy *p, struct call *c, struct msg *req)
 	return 0;
 }
 
+/*
+ * calls_wait() on the k2d thread (lazy resolution): the supervisor's loop (keeper_wait()) is
+ * the supervisor's alone, so this waits for the replies on p->changed, as the k2d thread's
+ * other calls do (hide_call()). Returns as calls_wait().
+ */
+static int calls_wait_relay(struct proxy *p, struct call *calls, size_t n, int64_t deadline)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		size_t done = 0, failed = 0;
+		struct timespec ts;
+
+		for (size_t i = 0; i < n; i++) {
+			done += calls[i].done;
+			failed += calls[i].failed;
+		}
+		if (done == n) {
+			r = failed ? -EPIPE : 0;
+			break;
+		}
+		if (!daemon_answers(p)) {
+			r = -EPIPE;
+			break;
+		}
+		if (now_ms() >= deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		ts = deadline_ts(MIN(deadline - now_ms(), 100));
+		pthread_cond_timedwait(&p->changed, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline)
 {
+	if (pthread_equal(pthread_self(), p->k2d))
+		return calls_wait_relay(p, calls, n, deadline);
 	for (;;) {
 		size_t done = 0, failed = 0;
 		uint64_t v;
@@ -124,6 +163,39 @@ struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *er
 		*err = -EPIPE;
 	reply = *err == 0 ? TAKE_PTR(c.reply) : NULL;
 	calls_drop(p, &c, 1);
+	return reply;
+}
+
+struct msg *call_did(struct proxy *p, uint32_t opcode, uint64_t did, const void *arg,
+		     size_t arglen, const char *name, int64_t deadline, int *err)
+{
+	struct msg *req = make_request(opcode, did, arg, arglen, name), *reply;
+
+	if (!req) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	reply = call_one(p, req, deadline, err);
+	msg_put(req);
+	return reply;
+}
+
+struct msg *call_lookup(struct proxy *p, uint64_t did, const char *name, int64_t deadline,
+			int *err)
+{
+	struct msg *reply = call_did(p, FUSE_LOOKUP, did, NULL, 0, name, deadline, err);
+
+	if (reply && reply_error(reply)) {
+		*err = reply_error(reply);
+		msg_put(reply);
+		return NULL;
+	}
+	if (reply && (reply->len != sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out) ||
+		      !((struct fuse_entry_out *)(reply->data + sizeof(struct fuse_out_header)))->nodeid)) {
+		*err = -ENOENT; /* a negative entry, or no entry at all */
+		msg_put(reply);
+		return NULL;
+	}
 	return reply;
 }
 

@@ -29,7 +29,8 @@ int call_start(struct proxy *p, struct call *c, struct msg *req);
 /*
  * Waits until the @n @calls are done, or until @deadline (now_ms() clock) as keeper_wait()
  * allows. Returns 0, -EPIPE when one could not be sent (the daemon is going), or keeper_wait()'s
- * error (-ETIMEDOUT, -ECHILD, -EINTR). Not from a relay thread.
+ * error (-ETIMEDOUT, -ECHILD, -EINTR). On the k2d thread (lazy lookup) it waits on p->changed
+ * instead, and returns 0, -EPIPE or -ETIMEDOUT. Not from the d2k thread.
  */
 int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);
 
@@ -40,8 +41,21 @@ int calls_wait(struct proxy *p, struct call *calls, size_t n, int64_t deadline);
 void calls_drop(struct proxy *p, struct call *calls, size_t n);
 
 /* Sends @req (daemon IDs) and waits until @deadline for the reply (caller frees), or NULL with
- * -errno in *err. Not from a relay thread. */
+ * -errno in *err. Not from the d2k thread. */
 struct msg *call_one(struct proxy *p, struct msg *req, int64_t deadline, int *err);
+
+/* call_one() of the request make_request() builds from @opcode, the daemon's node @did, @arg
+ * (@arglen bytes) and @name (NULL: none). */
+struct msg *call_did(struct proxy *p, uint32_t opcode, uint64_t did, const void *arg,
+		     size_t arglen, const char *name, int64_t deadline, int *err);
+
+/*
+ * LOOKUP of @name in the daemon's directory @did. Returns a reply holding a valid entry (after
+ * the fuse_out_header), whose one lookup in the daemon the caller now owns, or NULL with the
+ * daemon's error, -ENOENT for a negative or short entry, or the call's error in *err.
+ */
+struct msg *call_lookup(struct proxy *p, uint64_t did, const char *name, int64_t deadline,
+			int *err);
 
 /* The error of the daemon's reply @r to a call: 0 or negative errno. */
 int reply_error(const struct msg *r);

@@ -45,6 +45,8 @@ struct hide_state {
 	uint64_t seed;		/* random per keeper run: names never repeat across runs */
 	uint64_t counter;
 	uint64_t live;		/* hidden names nodes hold: replies' st_nlink are corrected */
+	uint64_t hiding_node;	/* kid of the node whose hiding request is unanswered, or 0:
+				   a recovery meanwhile must resolve it (lazy resolution) */
 	struct grave *graves;
 	uint64_t ngraves;	/* graves listed; at most HIDE_GRAVES_MAX */
 	uint64_t graves_full;	/* hidden names not buried for want of room (for logs) */

@@ -314,7 +314,11 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		/* The journal first: once the daemon is asked, the file may be only there. */
 		resume_flush(p);
 		epoch = p->nodes.epoch;
+		p->hide.hiding_node = n->kid;
 		err = hide_call(p, req);
+		/* After a death, kept until the recovery found the file (below). */
+		if (err != -EPIPE)
+			p->hide.hiding_node = 0;
 		msg_put(req);
 		if (err != -EPIPE)
 			hide_settled(p, dir, hidden);
@@ -356,6 +360,7 @@ int hide_removal(struct proxy *p, struct msg *m, const struct op_info *op)
 		 */
 		while ((p->state == PX_UP && p->nodes.epoch == epoch) || p->state == PX_WAIT)
 			pthread_cond_wait(&p->changed, &p->lock);
+		p->hide.hiding_node = 0;
 		if (p->state == PX_FAILED) {
 			hide_unknown(p, n, dir, hidden); /* as for a timeout */
 			return -EIO;
@@ -734,40 +739,21 @@ static int remove_leftover(struct proxy *p, const char *path, int64_t deadline)
 		return -ENOMEM;
 	part = strtok_r(copy, "/", &save);
 	while (part && r == 0) {
-		struct msg *req, *reply;
+		struct msg *reply;
 
 		next = strtok_r(NULL, "/", &save);
 		if (!next && !hide_is_hidden(part, strlen(part))) {
 			r = -EINVAL; /* Not a name of ours: never removed. */
 			break;
 		}
-		req = make_request(FUSE_LOOKUP, did, NULL, 0, part);
-		if (!req) {
-			r = -ENOMEM;
-			break;
-		}
-		reply = call_one(p, req, deadline, &r);
-		msg_put(req);
+		reply = call_lookup(p, did, part, deadline, &r);
 		if (reply) {
-			const struct fuse_entry_out *e =
-				(const void *)(reply->data + sizeof(struct fuse_out_header));
-
-			r = msg_out(reply)->error;
-			if (!r && (reply->len < sizeof(struct fuse_out_header) + sizeof(*e) ||
-				   !e->nodeid))
-				r = -ENOENT;
-			else if (!r)
-				ids[nids++] = e->nodeid;
+			ids[nids++] = ((const struct fuse_entry_out *)(reply->data +
+					sizeof(struct fuse_out_header)))->nodeid;
 			msg_put(reply);
 		}
 		if (!r && !next) {
-			req = make_request(FUSE_UNLINK, did, NULL, 0, part);
-			if (!req) {
-				r = -ENOMEM;
-				break;
-			}
-			reply = call_one(p, req, deadline, &r);
-			msg_put(req);
+			reply = call_did(p, FUSE_UNLINK, did, NULL, 0, part, deadline, &r);
 			if (reply) {
 				r = msg_out(reply)->error;
 				msg_put(reply);

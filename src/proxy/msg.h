@@ -26,6 +26,7 @@ struct msg {
 	uint8_t deaths;	    /* daemons that died holding it */
 	uint32_t int_epoch; /* daemon an INTERRUPT for it was passed to; 0: none */
 	bool primed;	    /* its handle was primed for it (see prime_handle) */
+	uint8_t resolves;   /* times lazy lookup's fence looked its nodes up (k2d_fence()) */
 	bool resent;	    /* a SIGKILLed keeper had read it; the kernel sent it again
 			       (take_resent()): settled as one its daemon held */
 	uint32_t resends;   /* a listing asked for again past hidden names (hide_filter_dir) */

@@ -470,12 +470,37 @@ static uint64_t new_kid(struct node_table *t, uint64_t did)
 	return t->next_kid++;
 }
 
+/*
+ * Lazy resolution: an entry for (@parent, @name) whose daemon ID no node has, where that name
+ * names a node the current daemon has not been asked about yet, is that node's resolution if it
+ * is the same object (type, inode number and generation as before; lazy resolution runs only
+ * under a daemon whose numbers are stable). Returns the node, resolved with no lookup counted
+ * yet (the caller counts the entry's), or NULL: no such node, or another object.
+ */
+static struct node *adopt_by_name(struct node_table *t, uint64_t parent, const char *name,
+				  const struct fuse_entry_out *e)
+{
+	struct node *x = node_find(t, parent, name);
+
+	/* Another object: the name goes to a new node; @x is looked for by its other names,
+	 * as recovery would (other_names()), and lost if none finds it. */
+	if (!x || !node_unresolved(t, x) || (e->attr.mode & S_IFMT) != x->type ||
+	    e->attr.ino != x->d_ino || e->generation != x->d_gen)
+		return NULL;
+	if (node_resolved(t, x, e) < 0)
+		return NULL;
+	x->d_nlookup = 0;
+	return x;
+}
+
 struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 			struct fuse_entry_out *e, int *err)
 {
 	struct node *n = did_owner(t, e->nodeid);
 
 	*err = 0;
+	if (!n && name)
+		n = adopt_by_name(t, parent, name, e);
 	if (!n) {
 		if (t->count >= t->max) {
 			*err = -ENFILE;
@@ -705,15 +730,18 @@ static void collect_unresolved(struct node *n, void *arg)
 {
 	struct pending_ctx *c = arg;
 
-	if (n->epoch != c->t->epoch && !n->lost)
+	if (node_unresolved(c->t, n) && !n->queued) {
 		c->np->kids[c->np->count++] = n->kid;
+		n->queued = true;
+	}
 }
 
 int node_pending_begin(struct node_table *t, struct node_pending *np)
 {
 	struct pending_ctx c = { t, np };
 
-	*np = (struct node_pending){ .kids = malloc((t->count + 1) * sizeof(*np->kids)) };
+	*np = (struct node_pending){ .kids = malloc((t->count + 1) * sizeof(*np->kids)),
+				     .cap = t->count + 1 };
 	if (!np->kids)
 		return -ENOMEM;
 	node_each(t, collect_unresolved, &c);
@@ -758,6 +786,8 @@ size_t node_pending(struct node_table *t, struct node_pending *np, struct node_n
 			return count;
 		n = node_get(t, np->kids[np->pos]);
 		if (!n || n->epoch == t->epoch || n->lost) {
+			if (n)
+				n->queued = false;
 			np->kids[np->pos] = np->kids[--np->count];
 			continue;
 		}
@@ -768,30 +798,88 @@ size_t node_pending(struct node_table *t, struct node_pending *np, struct node_n
 	}
 }
 
-void node_pending_end(struct node_pending *np)
+void node_pending_end(struct node_table *t, struct node_pending *np)
 {
+	for (size_t i = 0; i < np->count; i++) {
+		struct node *n = node_get(t, np->kids[i]);
+
+		if (n)
+			n->queued = false;
+	}
 	free(np->kids);
 	*np = (struct node_pending){ 0 };
 }
 
-static void lose_one(struct node *n, void *arg)
+/* Appends @n to @np (not yet in it); grows the array. */
+static int pending_push(struct node_pending *np, struct node *n)
 {
-	struct node_table *t = ((void **)arg)[0];
-	uint64_t *count = ((void **)arg)[1];
+	if (np->count == np->cap) {
+		size_t cap = np->cap ? 2 * np->cap : 16;
+		uint64_t *v = realloc(np->kids, cap * sizeof(*v));
 
-	if (n->epoch != t->epoch && !n->lost) {
-		n->lost = true;
-		node_changed(t, n);
-		(*count)++;
+		if (!v)
+			return -ENOMEM;
+		np->kids = v;
+		np->cap = cap;
 	}
+	np->kids[np->count++] = n->kid;
+	n->queued = true;
+	return 0;
 }
 
-uint64_t node_lose_unresolved(struct node_table *t)
+int node_pending_add(struct node_table *t, struct node_pending *np, uint64_t kid)
+{
+	struct node *n = node_get(t, kid);
+	size_t from = np->count;
+
+	if (!n || n->queued || !node_unresolved(t, n))
+		return 0;
+	if (pending_push(np, n) < 0)
+		return -ENOMEM;
+	/* Breadth first over the names' parents, from what this call added. */
+	for (size_t i = from; i < np->count; i++) {
+		n = node_get(t, np->kids[i]);
+		for (struct node_name *nm = n ? n->names : NULL; nm; nm = nm->next) {
+			struct node *parent = node_get(t, nm->parent);
+
+			if (parent && !parent->queued && node_unresolved(t, parent) &&
+			    pending_push(np, parent) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+int node_pending_scan(struct node_table *t, uint32_t *pos, size_t max, struct node_pending *np)
+{
+	size_t added = 0;
+
+	for (; *pos < t->slab.used && added < max; (*pos)++) {
+		/* A free record's kid is not its own: by_kid names another record, or none. */
+		struct node *n = slab_at(&t->slab, *pos + 1);
+
+		if (node_get(t, n->kid) != n || n->queued || !node_unresolved(t, n))
+			continue;
+		if (node_pending_add(t, np, n->kid) < 0)
+			return -ENOMEM;
+		added++;
+	}
+	return *pos < t->slab.used;
+}
+
+uint64_t node_lose_pending(struct node_table *t, struct node_pending *np)
 {
 	uint64_t count = 0;
-	void *arg[2] = { t, &count };
 
-	node_each(t, lose_one, arg);
+	for (size_t i = 0; i < np->count; i++) {
+		struct node *n = node_get(t, np->kids[i]);
+
+		if (n && node_unresolved(t, n)) {
+			n->lost = true;
+			node_changed(t, n);
+			count++;
+		}
+	}
 	return count;
 }
 

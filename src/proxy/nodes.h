@@ -63,6 +63,7 @@ struct node {
 	bool deferred : 1;	/* recovery waits for another directory before looking again */
 	bool did_shared : 1;	/* another node was resolved to its did too (hard links): by_did
 				   passes to it when this one goes */
+	bool queued : 1;	/* listed in a node_pending set being resolved */
 };
 
 /* The table must not move once node_table_init() set it up: its maps point back to it. */
@@ -230,7 +231,7 @@ int node_ino_remap(struct node_table *t);
  */
 struct node_pending {
 	uint64_t *kids;
-	size_t count, pos;
+	size_t count, pos, cap;
 };
 
 /* Fills @np with every node the current daemon does not know yet. Returns 0 or -ENOMEM. */
@@ -246,10 +247,32 @@ int node_pending_begin(struct node_table *t, struct node_pending *np);
 size_t node_pending(struct node_table *t, struct node_pending *np, struct node_name **out,
 		    size_t max);
 
-void node_pending_end(struct node_pending *np);
+void node_pending_end(struct node_table *t, struct node_pending *np);
 
-/* Marks every node still unresolved as lost; returns how many. */
-uint64_t node_lose_unresolved(struct node_table *t);
+/*
+ * Adds to @np (zeroed, or filled by earlier calls) the node @kid, if the current daemon does not
+ * know it yet (neither resolved nor lost), and each of its ancestors, through every name, that
+ * it does not know either: what a resolution of that node looks up, parents first
+ * (node_pending()). A node already in @np is not added again (node.queued). Returns 0 or
+ * -ENOMEM (@np then holds what was added before).
+ */
+int node_pending_add(struct node_table *t, struct node_pending *np, uint64_t kid);
+
+/*
+ * Lazy resolution's background walk: adds to @np up to @max nodes the current daemon does not
+ * know yet (with their unresolved ancestors), from the slab's index *@pos on, which it moves.
+ * Returns 1 while the walk has nodes left, 0 at its end, or -ENOMEM.
+ */
+int node_pending_scan(struct node_table *t, uint32_t *pos, size_t max, struct node_pending *np);
+
+/* Marks the nodes of @np still unresolved as lost; returns how many. */
+uint64_t node_lose_pending(struct node_table *t, struct node_pending *np);
+
+/* Whether the current daemon has yet to be told of @n: neither resolved nor lost. */
+static inline bool node_unresolved(const struct node_table *t, const struct node *n)
+{
+	return n->epoch != t->epoch && !n->lost;
+}
 
 /* Writes the whole table to @im (fusekeeper reexec). */
 void node_table_save(const struct node_table *t, struct image *im);

@@ -71,6 +71,10 @@ static struct proxy *proxy_alloc(struct keeper *k)
 			    !strcmp(getenv("FUSEKEEPER_TEST_NO_RESEND"), "1");
 	p->resume_check = getenv("FUSEKEEPER_RESUME_CHECK") &&
 			  !strcmp(getenv("FUSEKEEPER_RESUME_CHECK"), "1");
+	p->lazy = !p->cfg->eager_lookup;
+	/* Tests: no background walk, so that a test controls every node's first use. */
+	p->lazy_no_walk = getenv("FUSEKEEPER_TEST_NO_WALK") &&
+			  !strcmp(getenv("FUSEKEEPER_TEST_NO_WALK"), "1");
 	pthread_mutex_init(&p->lock, NULL);
 	cond_init_monotonic(&p->changed);
 	pthread_rwlock_init(&p->sock_lock, NULL);
@@ -399,6 +403,16 @@ static int attach_daemon(struct proxy *p)
 	p->daemon_end = -1;
 
 	pthread_mutex_lock(&p->lock);
+	/*
+	 * Lazy lookup: none begins now, and one under way ends (it fails: the daemon is gone)
+	 * before the new daemon's epoch does, so that no answer of the old daemon is taken for
+	 * the new one's. Every node is unresolved again.
+	 */
+	p->lazy_pending = false;
+	while (p->lazy_resolving)
+		pthread_cond_wait(&p->changed, &p->lock);
+	p->lazy_walk_off = false;
+	p->lazy_left = p->lazy_first_use = p->lazy_background = 0;
 	first = !p->init_done;
 	if (!first) {
 		node_new_epoch(&p->nodes);
@@ -429,7 +443,8 @@ static int attach_daemon(struct proxy *p)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&p->lock);
-	p->rec_nodes = p->nodes.count - 1 - p->lost_nodes;
+	p->rec_nodes = p->nodes.count - 1 - p->lost_nodes - p->lazy_left;
+	p->lazy_since_ms = now_ms(); /* the background walk's log counts from here */
 	p->rec_handles = p->handles.by_kfh.count - p->lost_handles;
 	/* What recovery found (lost nodes and handles) in one base, not a record per entry. */
 	p->resumes = 0;
@@ -437,12 +452,13 @@ static int attach_daemon(struct proxy *p)
 	pthread_mutex_unlock(&p->lock);
 	/* The INIT answer ends the daemon's own start-up; what follows is the keeper's. */
 	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
-		 " nodes and %" PRIu64 " handles lost), %" PRIu64 " requests replayed, %" PRIu64
+		 " nodes and %" PRIu64 " handles lost; %" PRIu64 " nodes left to look up on first"
+		 " use and in the background), %" PRIu64 " requests replayed, %" PRIu64
 		 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
 		 " lost writes); the daemon answered INIT %" PRId64 " ms after it was given the"
 		 " channel, the rest took %" PRId64 " ms", p->rec_nodes, p->rec_handles,
-		 p->lost_nodes, p->lost_handles, p->replayed, p->settled, p->rewritten,
-		 p->lost_windows, p->rec_init_ms - begin, now_ms() - p->rec_init_ms);
+		 p->lost_nodes, p->lost_handles, p->lazy_left, p->replayed, p->settled,
+		 p->rewritten, p->lost_windows, p->rec_init_ms - begin, now_ms() - p->rec_init_ms);
 	return 0;
 }
 
@@ -737,6 +753,11 @@ static int restore_tables(struct proxy *p, struct image *im)
 		return im->err;
 	if (p->sock_epoch != p->nodes.epoch)
 		return image_fail(im);
+	/* Nodes the replaced keeper left unresolved, if any: the background walk starts again
+	 * (with --eager-lookup too, should the replaced keeper have had lazy lookup). */
+	p->lazy_pending = true;
+	p->lazy_pos = 0;
+	p->lazy_since_ms = now_ms();
 	n = image_get_u64(im);
 	for (uint64_t i = 0; i < n && !im->err; i++) {
 		struct msg *m = msg_load(im);

@@ -71,6 +71,21 @@ struct proxy {
 	enum px_state state;
 	bool draining;		     /* PX_WAIT from drain(): the daemon still serves what it was
 					given (the keeper's own calls too), until detach or thaw */
+	bool lazy;		     /* a recovery may leave nodes unresolved: the k2d thread
+					looks them up on first use (k2d_resolve()) and in the
+					background; off with --eager-lookup */
+	bool lazy_pending;	     /* nodes are left for the background (recover_background()) */
+	bool lazy_no_walk;	     /* tests: no background walk, first use only */
+	bool lazy_walk_off;	     /* the background walk failed (not a death): first use only */
+	bool lazy_resolving;	     /* the k2d thread is looking nodes up: a new daemon's
+					epoch waits (attach_daemon()) */
+	uint32_t dirplus_applying;   /* READDIRPLUS replies out of inflight, not yet applied:
+					lazy lookups wait (lazy_begin()) */
+	uint64_t lazy_left;	     /* nodes a recovery left for first use and the background */
+	uint64_t lazy_first_use;     /* nodes looked up on first use since the last recovery */
+	uint64_t lazy_background;    /* and by the background walk */
+	uint32_t lazy_pos;	     /* where its walk of the node slab is */
+	int64_t lazy_since_ms;	     /* when the relay resumed with nodes left (for the log) */
 	struct node_table nodes;     /* epoch in nodes.epoch is the current daemon's */
 	struct handle_table handles;
 	struct lock_table locks;     /* locks the daemon granted, if it keeps them (locks.h) */

@@ -73,7 +73,6 @@ static struct msg *make_error(int err)
 static struct msg *call_node(struct proxy *p, uint32_t opcode, uint64_t kid, const void *arg,
 			     size_t arglen, const char *name, int64_t deadline, int *err)
 {
-	struct msg *req, *reply;
 	uint64_t did;
 
 	pthread_mutex_lock(&p->lock);
@@ -81,14 +80,7 @@ static struct msg *call_node(struct proxy *p, uint32_t opcode, uint64_t kid, con
 	pthread_mutex_unlock(&p->lock);
 	if (*err < 0)
 		return NULL;
-	req = make_request(opcode, did, arg, arglen, name);
-	if (!req) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	reply = call_one(p, req, deadline, err);
-	msg_put(req);
-	return reply;
+	return call_did(p, opcode, did, arg, arglen, name, deadline, err);
 }
 
 /* ---- INIT ----------------------------------------------------------------------------- */
@@ -178,6 +170,17 @@ static bool note_identity(struct proxy *p, struct node *n, const struct fuse_ent
 	return true;
 }
 
+/*
+ * In a lazy lookup (the relay serves meanwhile, the daemon's numbers are stable), whether @e
+ * is @n's object. Another object is never bound to @n, even until decide_identity(): a reply
+ * the relay handles meanwhile would give @n to the kernel for it. The name is then taken for
+ * gone, and @n looked for by its other names. Eager recovery notes the mismatch instead.
+ */
+static bool same_in_lazy(struct proxy *p, const struct node *n, const struct fuse_entry_out *e)
+{
+	return !p->lazy_resolving || (e->attr.ino == n->d_ino && e->generation == n->d_gen);
+}
+
 struct rename_find {
 	uint64_t parent;
 	const char *name;
@@ -224,7 +227,7 @@ static int resolve_renamed(struct proxy *p, struct node *n, const struct node_na
 	if (!reply)
 		return err;
 	e = entry_of(reply);
-	if (entry_type(e) != n->type) {
+	if (entry_type(e) != n->type || !same_in_lazy(p, n, e)) {
 		forget_entry(p, reply);
 		return -ENOENT;
 	}
@@ -477,24 +480,42 @@ static int name_missing(struct proxy *p, struct node_name *nm, int err, int64_t 
 }
 
 /* Looks every node the kernel holds up again, parents before children, a batch at a time. */
-static int resolve_nodes(struct proxy *p, int64_t deadline)
+/*
+ * Looks the nodes of @pending up in the current daemon, parents first, in pipelined batches;
+ * follows renames in flight and other names; loses what cannot be found. Mismatched inode
+ * numbers are noted for decide_identity(). Returns 0, or a fatal error (the daemon died, the
+ * deadline passed, no memory).
+ */
+static int resolve_set(struct proxy *p, struct node_pending *pending, int64_t deadline)
 {
 	struct node_name *batch[BATCH], *missing[BATCH], **deferred = NULL;
-	struct node_pending pending;
+	struct msg *reqs[BATCH];
+	bool nomem = false;
 	int missing_err[BATCH];
 	struct call calls[BATCH];
 	size_t n, nmissing, ndeferred = 0;
-	int r;
+	int r = 0;
 
-	pthread_mutex_lock(&p->lock);
-	r = node_pending_begin(&p->nodes, &pending);
-	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
-		return r;
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		n = node_pending(&p->nodes, &pending, batch, BATCH);
+		n = node_pending(&p->nodes, pending, batch, BATCH);
+		/* Under the lock: the relay may serve meanwhile (lazy lookup), adding nodes. */
+		for (size_t i = 0; i < n; i++) {
+			struct node *parent = node_get(&p->nodes, batch[i]->parent);
+
+			reqs[i] = make_request(FUSE_LOOKUP, parent->did, NULL, 0, batch[i]->name);
+			if (!reqs[i]) {
+				while (i--)
+					msg_put(reqs[i]);
+				n = 0;
+				nomem = true;
+			}
+		}
 		pthread_mutex_unlock(&p->lock);
+		if (nomem) {
+			r = -ENOMEM;
+			goto out;
+		}
 		if (!n) {
 			/* Renamed into directories found only since: look again, while that helps. */
 			r = retry_deferred(p, deferred, &ndeferred, deadline);
@@ -503,19 +524,14 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 			continue;
 		}
 		for (size_t i = 0; i < n; i++) {
-			struct node *parent = node_get(&p->nodes, batch[i]->parent);
-			struct msg *req =
-				make_request(FUSE_LOOKUP, parent->did, NULL, 0, batch[i]->name);
-
-			if (!req) {
-				calls_drop(p, calls, i);
-				r = -ENOMEM;
-				goto out;
-			}
-			r = call_start(p, &calls[i], req);
-			msg_put(req);
+			r = call_start(p, &calls[i], reqs[i]);
+			msg_put(reqs[i]);
 			if (r < 0) {
-				calls_drop(p, calls, i + 1);
+				size_t started = i + 1;
+
+				while (++i < n)
+					msg_put(reqs[i]);
+				calls_drop(p, calls, started);
 				goto out;
 			}
 		}
@@ -536,7 +552,7 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 				e = reply_body(calls[i].reply, &len);
 			if (!err && (len != sizeof(*e) || !e->nodeid))
 				err = -ENOENT;
-			if (!err && entry_type(e) != nd->type) {
+			if (!err && (entry_type(e) != nd->type || !same_in_lazy(p, nd, e))) {
 				forget_in_daemon(p, p->nodes.epoch, e->nodeid, 1);
 				err = -ESTALE;
 			}
@@ -579,19 +595,275 @@ static int resolve_nodes(struct proxy *p, int64_t deadline)
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&p->lock);
-		p->lost_nodes += node_lose_unresolved(&p->nodes);
+		p->lost_nodes += node_lose_pending(&p->nodes, pending);
 		pthread_mutex_unlock(&p->lock);
-		r = decide_identity(p, deadline);
 	}
 out:
-	node_pending_end(&pending);
-	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
 	for (size_t i = 0; i < ndeferred; i++) {
 		deferred[i]->node->deferred = false;
 		free(deferred[i]);
 	}
 	free(deferred);
 	return r < 0 ? r : 0;
+}
+
+/* Recovery: every node the kernel holds, then the decision on inode numbers. */
+static int resolve_nodes(struct proxy *p, int64_t deadline)
+{
+	struct node_pending pending;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = node_pending_begin(&p->nodes, &pending);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return r;
+	r = resolve_set(p, &pending, deadline);
+	pthread_mutex_lock(&p->lock);
+	node_pending_end(&p->nodes, &pending);
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		r = decide_identity(p, deadline);
+	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
+	return r;
+}
+
+struct needed_ctx {
+	struct proxy *p;
+	struct node_pending *np;
+	int err;
+};
+
+static void need_handle(struct handle *h, void *arg)
+{
+	struct needed_ctx *c = arg;
+
+	if (!c->err)
+		c->err = node_pending_add(&c->p->nodes, c->np, h->node);
+}
+
+static void need_request(uint64_t key, void *val, void *arg)
+{
+	struct needed_ctx *c = arg;
+	struct msg *m = val;
+
+	const struct op_info *op = op_get(msg_in(m)->opcode);
+	uint64_t dirs[2] = { m->knode, m->knode2 };
+	const char *names[2];
+
+	if (!c->err && m->knode)
+		c->err = node_pending_add(&c->p->nodes, c->np, m->knode);
+	if (!c->err && m->knode2)
+		c->err = node_pending_add(&c->p->nodes, c->np, m->knode2);
+	/* The nodes its entry names name: settling it compares what they name now. */
+	if (!op || !op->entry_names || request_names(m, op, names) < 0)
+		return;
+	for (int i = 0; i < op->entry_names && i < 2 && !c->err; i++) {
+		struct node *n = names[i] ? node_find(&c->p->nodes, dirs[i], names[i]) : NULL;
+
+		if (n)
+			c->err = node_pending_add(&c->p->nodes, c->np, n->kid);
+	}
+}
+
+/*
+ * Lazy recovery: resolves what recovery itself works on — the nodes of open handles (their
+ * locks too), of the requests to settle and of the hidden names to remove, with their ancestors
+ * — and, while the decision on inode numbers is still to be made, a sample of LAZY_SAMPLE more.
+ * Under a daemon whose numbers are stable the rest is left to first use and the background
+ * (p->lazy_pending); else every node is resolved now, as without lazy resolution.
+ */
+static int resolve_needed(struct proxy *p, int64_t deadline)
+{
+	struct node_pending pending = { 0 };
+	struct needed_ctx c = { p, &pending, 0 };
+	uint64_t needed;
+	uint32_t pos = 0;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	handle_each(&p->handles, need_handle, &c);
+	idmap_each(&p->inflight, need_request, &c);
+	for (struct grave *g = p->hide.graves; g && !c.err; g = g->next)
+		c.err = node_pending_add(&p->nodes, &pending, g->parent);
+	/* A file the k2d thread was hiding as the daemon died: the retry needs its outcome. */
+	if (!c.err && p->hide.hiding_node)
+		c.err = node_pending_add(&p->nodes, &pending, p->hide.hiding_node);
+	if (!c.err && p->ino_mode == INO_UNKNOWN &&
+	    node_pending_scan(&p->nodes, &pos, LAZY_SAMPLE, &pending) < 0)
+		c.err = -ENOMEM;
+	pthread_mutex_unlock(&p->lock);
+	needed = pending.count;
+	r = c.err ? c.err : resolve_set(p, &pending, deadline);
+	pthread_mutex_lock(&p->lock);
+	node_pending_end(&p->nodes, &pending);
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		r = decide_identity(p, deadline);
+	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
+	if (r < 0)
+		return r;
+	if (p->ino_mode != INO_STABLE)
+		return resolve_nodes(p, deadline);
+	pthread_mutex_lock(&p->lock);
+	p->lazy_pending = true;
+	p->lazy_pos = 0;
+	p->lazy_left = p->nodes.count - 1 > needed ? p->nodes.count - 1 - needed : 0;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+struct dirplus_ctx {
+	uint32_t epoch;
+	bool found;
+};
+
+static void find_dirplus(uint64_t key, void *val, void *arg)
+{
+	struct dirplus_ctx *c = arg;
+	struct msg *m = val;
+
+	if (m->epoch == c->epoch && msg_in(m)->opcode == FUSE_READDIRPLUS)
+		c->found = true;
+}
+
+/*
+ * Whether the reply to a READDIRPLUS may be applied while a lookup waits: its entries are the
+ * one kind of name the fence does not see (k2d_fence()), and one for an unresolved node's name
+ * would move that name (or resolve the node) under the lookup. Under the lock.
+ */
+static bool dirplus_busy(struct proxy *p)
+{
+	struct dirplus_ctx c = { p->nodes.epoch, false };
+
+	if (p->dirplus_applying)
+		return true;
+	idmap_each(&p->inflight, find_dirplus, &c);
+	return c.found;
+}
+
+/*
+ * Lazy lookup on the k2d thread: the start of one. For a first use (@epoch: the daemon's whose
+ * request it is), waits while a READDIRPLUS is in flight, until @deadline: -ETIMEDOUT; returns
+ * -EPIPE when that daemon is gone or going. For the background (@epoch 0) returns -EBUSY
+ * instead of waiting, and 0 while the relay does not serve or a fusekeeper reexec waits for
+ * it. Returns 0 too when there is nothing to do (no node is left unresolved), and 1 when the
+ * lookup may begin. attach_daemon() waits for its end (lazy_end()) before a new daemon's epoch
+ * begins: a lookup holds names across its calls. Under the lock.
+ */
+static int lazy_begin(struct proxy *p, uint32_t epoch, int64_t deadline)
+{
+	for (;;) {
+		struct timespec ts;
+
+		if (epoch && (p->nodes.epoch != epoch || !daemon_answers(p)))
+			return -EPIPE;
+		if (!p->lazy_pending || (!epoch && (p->state != PX_UP || p->freeze || p->draining)))
+			return 0;
+		if (!dirplus_busy(p)) {
+			p->lazy_resolving = true;
+			return 1;
+		}
+		if (!epoch)
+			return -EBUSY;
+		if (now_ms() >= deadline)
+			return -ETIMEDOUT;
+		ts = deadline_ts(MIN(deadline - now_ms(), 100));
+		pthread_cond_timedwait(&p->changed, &p->lock, &ts);
+	}
+}
+
+static void lazy_end(struct proxy *p)
+{
+	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
+	pthread_mutex_lock(&p->lock);
+	p->lazy_resolving = false;
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int recover_node(struct proxy *p, uint64_t kid, uint32_t epoch)
+{
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	struct node_pending pending = { 0 };
+	size_t count = 0;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = lazy_begin(p, epoch, deadline);
+	if (r <= 0) {
+		pthread_mutex_unlock(&p->lock);
+		return r;
+	}
+	r = node_pending_add(&p->nodes, &pending, kid);
+	count = pending.count;
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0 && count)
+		r = resolve_set(p, &pending, deadline);
+	pthread_mutex_lock(&p->lock);
+	node_pending_end(&p->nodes, &pending);
+	if (r == 0)
+		p->lazy_first_use += count;
+	/* Left unresolved by a failure other than a death: the walk passes over it again. */
+	else if (r != -EPIPE)
+		p->lazy_pos = 0;
+	pthread_mutex_unlock(&p->lock);
+	/* The decision on inode numbers was made by the recovery: mismatches are lost now. */
+	if (r == 0)
+		r = decide_identity(p, deadline);
+	lazy_end(p);
+	return r;
+}
+
+int recover_background(struct proxy *p)
+{
+	struct node_pending pending = { 0 };
+	int64_t deadline = now_ms() + p->cfg->start_timeout_ms;
+	size_t count = 0;
+	int left, r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	/* Nothing to do, or not now (a READDIRPLUS in flight, the relay not serving): the
+	 * k2d thread reads the kernel, and tries again after the next request. */
+	if (lazy_begin(p, 0, deadline) <= 0) {
+		pthread_mutex_unlock(&p->lock);
+		return -EAGAIN;
+	}
+	left = node_pending_scan(&p->nodes, &p->lazy_pos, LAZY_BATCH, &pending);
+	count = pending.count;
+	pthread_mutex_unlock(&p->lock);
+	if (left >= 0 && count)
+		r = resolve_set(p, &pending, deadline);
+	pthread_mutex_lock(&p->lock);
+	node_pending_end(&p->nodes, &pending);
+	if (r == 0 && left >= 0)
+		p->lazy_background += count;
+	if (left == 0 && r == 0) {
+		p->lazy_pending = false;
+		/* After a fusekeeper reexec the walk often finds nothing to do. */
+		if (p->lazy_left || p->lazy_first_use || p->lazy_background)
+			log_info("Every node the kernel holds is looked up again, %" PRId64 " ms "
+				 "after the daemon took over (%" PRIu64 " on first use, %" PRIu64
+				 " in the background, %" PRIu64 " lost in all)",
+				 now_ms() - p->lazy_since_ms, p->lazy_first_use,
+				 p->lazy_background, p->lost_nodes);
+	}
+	/*
+	 * A death: the next recovery starts again from every node still unresolved. Else (a
+	 * daemon too slow, no memory) the walk stops; first use still looks nodes up.
+	 */
+	if ((r < 0 && r != -EPIPE) || left < 0) {
+		p->lazy_walk_off = true;
+		log_warn("Looking nodes up in the background stopped: %s; the rest are looked up "
+			 "on first use", strerror(-(left < 0 ? left : r)));
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		r = decide_identity(p, deadline);
+	lazy_end(p);
+	if (left < 0)
+		return left;
+	return r < 0 ? r : left ? 0 : -EAGAIN;
 }
 
 struct handle_list {
@@ -722,20 +994,12 @@ static struct msg *call_request(struct proxy *p, struct msg *req, const struct o
 static struct msg *lookup_name(struct proxy *p, uint64_t kparent, const char *name,
 			       int64_t deadline, int *err)
 {
-	struct msg *reply = call_node(p, FUSE_LOOKUP, kparent, NULL, 0, name, deadline, err);
+	uint64_t did;
 
-	if (reply && reply_error(reply)) {
-		*err = reply_error(reply);
-		msg_put(reply);
-		return NULL;
-	}
-	if (reply && (reply->len != sizeof(struct fuse_out_header) +
-				    sizeof(struct fuse_entry_out) || !entry_of(reply)->nodeid)) {
-		*err = -ENOENT; /* a negative entry, or no entry at all */
-		msg_put(reply);
-		return NULL;
-	}
-	return reply;
+	pthread_mutex_lock(&p->lock);
+	*err = node_to_daemon(&p->nodes, kparent, &did);
+	pthread_mutex_unlock(&p->lock);
+	return *err < 0 ? NULL : call_lookup(p, did, name, deadline, err);
 }
 
 static uint32_t created_type(struct proxy *p, struct msg *req, const struct op_info *op)
@@ -1927,7 +2191,7 @@ int recover(struct proxy *p)
 		pthread_mutex_lock(&p->lock);
 		p->settling = true;
 		pthread_mutex_unlock(&p->lock);
-		r = resolve_nodes(p, deadline);
+		r = p->lazy ? resolve_needed(p, deadline) : resolve_nodes(p, deadline);
 	}
 	if (r == 0)
 		hide_recover(p);

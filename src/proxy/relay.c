@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "calls.h"
 #include "channel.h"
 #include "hide.h"
 #include "log.h"
@@ -27,6 +28,7 @@
 #include "notify.h"
 #include "prime.h"
 #include "proxy_locks.h"
+#include "recover.h"
 #include "reply.h"
 #include "resume.h"
 #include "translate.h"
@@ -435,6 +437,104 @@ int take_resent(struct proxy *p)
 	return r;
 }
 
+/* Adds @kid to @want (up to 4) if the current daemon does not know that node yet. */
+static void want_node(struct proxy *p, uint64_t want[4], uint64_t kid)
+{
+	struct node *n = node_get(&p->nodes, kid);
+
+	if (!n || !node_unresolved(&p->nodes, n))
+		return;
+	for (int i = 0; i < 4; i++) {
+		if (want[i] == kid)
+			return;
+		if (!want[i]) {
+			want[i] = kid;
+			return;
+		}
+	}
+}
+
+/*
+ * Whether @m removes or renames a name whose node is lost (a file replaced or removed while
+ * no daemon ran, that the kernel still caches): the daemon holds no lookup of what the name
+ * names now, if anything, and must not be asked to remove it (fuse-overlayfs frees memory
+ * twice). ESTALE instead makes the kernel walk the path again with LOOKUP_REVAL and send the
+ * request for what the name names now, looked up. Only names the kernel holds as positive
+ * (an UNLINK's, an RMDIR's, a RENAME's source): it sends these for a cached dentry, never
+ * after finding the name gone. Under the lock.
+ */
+static bool k2d_lost_name(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	const char *names[2];
+	struct node *n;
+
+	if (op->effect != EFF_UNLINK && op->effect != EFF_RENAME)
+		return false;
+	if (request_names(m, op, names) < 0 || !names[0])
+		return false;
+	n = node_find(&p->nodes, msg_in(m)->nodeid, names[0]);
+	return n && n->lost;
+}
+
+/*
+ * Lazy lookup's fence: @m (as the kernel sent it) may name nodes the current daemon does not
+ * know yet — by ID, or as the node an entry name it carries names (a request that makes,
+ * removes or renames a name, or looks one up, first has the node the name named looked up, so
+ * that no request in flight ever changes a name of an unresolved node, and the daemon is asked
+ * to remove only names it looked up). Under the lock. Returns 0 when it names none, the lock
+ * still held: @m goes on. Else lets go of the lock, looks them up (recover_node()) and returns
+ * 1: the caller starts @m again, and the fence is checked again (in the next daemon's epoch
+ * after a death). Returns -EIO when they could not be looked up (no answer within
+ * --start-timeout, no memory, or LAZY_RESOLVE_TRIES deaths): an error, not a request on a node
+ * the daemon may not know.
+ */
+static int k2d_fence(struct proxy *p, struct msg *m, const struct op_info *op)
+{
+	uint64_t want[4] = { 0 }, dirs[2] = { msg_in(m)->nodeid, 0 };
+	const char *names[2];
+	struct node *n;
+	uint32_t epoch;
+	int r = 0;
+
+	if (op->node && msg_in(m)->nodeid)
+		want_node(p, want, msg_in(m)->nodeid);
+	if (op->node2_off >= 0) {
+		dirs[1] = get64(body(m), op->node2_off);
+		want_node(p, want, dirs[1]);
+	}
+	if (op->entry_names && request_names(m, op, names) == 0) {
+		for (int i = 0; i < op->entry_names && i < 2; i++) {
+			n = names[i] ? node_find(&p->nodes, dirs[i], names[i]) : NULL;
+			if (n)
+				want_node(p, want, n->kid);
+		}
+	}
+	if (!want[0])
+		return 0;
+	epoch = p->nodes.epoch;
+	pthread_mutex_unlock(&p->lock);
+	if (m->resolves++ >= LAZY_RESOLVE_TRIES) {
+		log_warn("%s (unique %#" PRIx64 ") names node %" PRIu64 ", which could not be "
+			 "looked up in %d tries: answering EIO", op->name, msg_in(m)->unique,
+			 want[0], LAZY_RESOLVE_TRIES);
+		return -EIO;
+	}
+	for (int i = 0; i < 4 && want[i] && r == 0; i++)
+		r = recover_node(p, want[i], epoch);
+	if (r == -EPIPE) {
+		/* The daemon died: the request waits for the next one, as one in flight would. */
+		pthread_mutex_lock(&p->lock);
+		while (p->state == PX_UP && p->nodes.epoch == epoch)
+			pthread_cond_wait(&p->changed, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	} else if (r < 0) {
+		log_warn("%s (unique %#" PRIx64 "): looking node %" PRIu64 " up failed: %s; "
+			 "answering EIO", op->name, msg_in(m)->unique, want[0], strerror(-r));
+		return -EIO;
+	}
+	return 1;
+}
+
 /*
  * Handles one request from the kernel. Returns the buffer for the next read: @m itself when it
  * can be reused, or a fresh one when @m stays in flight.
@@ -497,6 +597,22 @@ static struct msg *k2d_request(struct proxy *p, struct msg *m)
 			break;
 		}
 		return m;
+	}
+	if (op->entry_names && k2d_lost_name(p, m, op)) {
+		pthread_mutex_unlock(&p->lock);
+		log_debug("%s (unique %#" PRIx64 ") of a name whose node is lost: answering ESTALE, "
+			  "for the kernel to look the name up again", op->name, h->unique);
+		reply_kernel_err(p, h->unique, -ESTALE);
+		return m;
+	}
+	if (p->lazy_pending) {
+		r = k2d_fence(p, m, op);
+		if (r > 0)
+			return k2d_request(p, m);
+		if (r < 0) {
+			reply_kernel_err(p, h->unique, r);
+			return m;
+		}
 	}
 	if (op->entry_names && !p->hide.off) {
 		/* Names of the keeper's own never show; removing a file held open keeps it. */
@@ -682,6 +798,14 @@ void relay_thaw(struct proxy *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Whether the kernel has a request to read now. */
+static bool dev_readable(struct proxy *p)
+{
+	struct pollfd pfd = { .fd = p->devfd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) != 0;
+}
+
 static void *k2d_main(void *arg)
 {
 	struct proxy *p = arg;
@@ -705,7 +829,15 @@ static void *k2d_main(void *arg)
 		msg_put(k2d_request(p, e));
 	}
 	while (m) {
-		ssize_t n = read(p->devfd, m->data, m->cap);
+		ssize_t n;
+
+		/* Lazy resolution: nodes left for the background, a batch while the kernel is
+		 * quiet, so that a request waits behind one batch at most. */
+		if (__atomic_load_n(&p->lazy_pending, __ATOMIC_RELAXED) && !p->lazy_no_walk &&
+		    !__atomic_load_n(&p->lazy_walk_off, __ATOMIC_RELAXED) && !dev_readable(p) &&
+		    recover_background(p) == 0)
+			continue;
+		n = read(p->devfd, m->data, m->cap);
 
 		if (n < 0 && errno == EINTR) {
 			park(p, &p->k2d_parked);
@@ -721,6 +853,7 @@ static void *k2d_main(void *arg)
 		if (!kernel_read(p, m, n))
 			continue;
 		m->primed = false;
+		m->resolves = 0;
 		if (p->sweep_from && msg_in(m)->opcode != FUSE_NOTIFY_REPLY) {
 			/* The kernel interrupts only requests it sent: before the sweep, one the
 			 * killed keeper read, which the sweep ends. */
@@ -815,6 +948,7 @@ static int d2k_call_reply(struct proxy *p, struct msg *m)
 int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 {
 	struct fuse_out_header *oh = msg_out(m);
+	bool dirplus = false;
 	struct msg *req;
 	int r;
 
@@ -864,6 +998,9 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 	if (req && req->epoch == epoch) {
 		idmap_del(&p->inflight, oh->unique);
 		inflight_taken(p, 1);
+		/* Until its entries are in the tables, lazy lookups wait (dirplus_busy()). */
+		dirplus = p->lazy_pending && msg_in(req)->opcode == FUSE_READDIRPLUS;
+		p->dirplus_applying += dirplus;
 	} else {
 		req = NULL; /* not given to this daemon (a replay in the making, or none) */
 	}
@@ -877,6 +1014,12 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 		  op_name(msg_in(req)->opcode), oh->unique, req->knode, oh->error);
 	r = finish_reply(p, req, m);
 	inflight_answered(p, 1);
+	if (dirplus) {
+		pthread_mutex_lock(&p->lock);
+		p->dirplus_applying--;
+		pthread_cond_broadcast(&p->changed);
+		pthread_mutex_unlock(&p->lock);
+	}
 	return r;
 }
 

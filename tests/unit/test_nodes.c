@@ -141,7 +141,7 @@ int main(void)
 		count = node_pending(&t, &np, batch, 1);
 		ok(count == 1, "a later call finds what is still unresolved, at most max: %zu",
 		   count);
-		node_pending_end(&np);
+		node_pending_end(&t, &np);
 	}
 	e = entry(0x9000, S_IFDIR | 0755);
 	ok(node_resolved(&t, dir, &e) == 0, "resolution records the new ID");
@@ -238,7 +238,7 @@ int main(void)
 		for (size_t i = 0; i < cnt; i++)
 			seen += batch[i]->node->kid == 0x3100;
 		ok(seen == 0, "a node freed since is not collected");
-		node_pending_end(&np);
+		node_pending_end(&t, &np);
 	}
 
 	node_table_free(&t);
@@ -269,7 +269,7 @@ int main(void)
 		ok(order, "parents come before their children");
 		ok(node_pending(&t, &np, batch, 8) == 0 && np.count == 0,
 		   "nothing is left once all are resolved");
-		node_pending_end(&np);
+		node_pending_end(&t, &np);
 		node_table_free(&t);
 	}
 
@@ -308,7 +308,7 @@ int main(void)
 		cnt = node_pending(&t, &np, batch, 8);
 		ok(cnt == 1 && batch[0]->node == u && np.count == 1,
 		   "a call that starts mid-list goes round; a resolved node leaves the list");
-		node_pending_end(&np);
+		node_pending_end(&t, &np);
 		node_table_free(&t);
 	}
 
@@ -420,6 +420,49 @@ int main(void)
 			node_lose(&t, c, &did, &fwd);
 		ok(node_to_kernel(&t, 0x41, &kid) < 0,
 		   "an unshared one leaves the map when its node is %s", how ? "unresolved" : "lost");
+		node_table_free(&t);
+	}
+
+	/* Lazy resolution: one node and the ancestors the daemon does not know yet, once each. */
+	{
+		struct node_pending np = { 0 };
+		struct node *d1, *d2, *f1;
+
+		node_table_init(&t, 100);
+		e = entry(0x50, S_IFDIR | 0755);
+		d1 = node_learn(&t, FUSE_ROOT_ID, "d1", &e, &err);
+		e = entry(0x51, S_IFDIR | 0755);
+		d2 = node_learn(&t, d1->kid, "d2", &e, &err);
+		e = entry(0x52, S_IFREG | 0644);
+		f1 = node_learn(&t, d2->kid, "f1", &e, &err);
+		node_new_epoch(&t);
+		e = entry(0x60, S_IFDIR | 0755);
+		node_resolved(&t, d1, &e);
+		ok(node_pending_add(&t, &np, f1->kid) == 0 && np.count == 2 &&
+			   np.kids[0] == f1->kid && np.kids[1] == d2->kid,
+		   "a node's chain holds it and its unresolved ancestors, not the resolved one");
+		ok(node_pending_add(&t, &np, d2->kid) == 0 && np.count == 2,
+		   "a node already listed is not added again");
+		ok(node_pending_add(&t, &np, d1->kid) == 0 && np.count == 2,
+		   "nor one the daemon knows");
+		node_pending_end(&t, &np);
+		ok(!f1->queued && !d2->queued && np.count == 0, "the end clears the marks");
+
+		/* An entry for an unresolved node's name, before anyone asked: adopted if it is
+		 * the same object, else a new node takes the name. */
+		e = entry(0x61, S_IFDIR | 0755);
+		e.attr.ino = d2->d_ino;
+		e.generation = d2->d_gen;
+		c = node_learn(&t, d1->kid, "d2", &e, &err);
+		ok(c == d2 && d2->epoch == t.epoch && d2->did == 0x61 && d2->d_nlookup == 1 &&
+			   d2->k_nlookup == 2 && e.nodeid == d2->kid,
+		   "an entry for an unresolved node's name, same object: that node, resolved");
+		e = entry(0x62, S_IFREG | 0644);
+		e.attr.ino = 999;
+		c = node_learn(&t, d2->kid, "f1", &e, &err);
+		ok(c && c != f1 && node_find(&t, d2->kid, "f1") == c && f1->nnames == 0 &&
+			   node_unresolved(&t, f1),
+		   "another object: a new node takes the name, the old one stays unresolved");
 		node_table_free(&t);
 	}
 
