@@ -23,6 +23,8 @@ struct mode_stats {
 	int64_t handles;	   /* open file handles */
 	int64_t requests;	   /* requests in flight: given to the daemon, or waiting for one */
 	int64_t locks;		   /* file locks kept for a daemon that keeps locks itself */
+	int64_t nodes_pending;	   /* of nodes, those a recovery left to look up again later
+				      (proxy's lazy lookup), not looked up yet */
 	/* The last recovery (after a daemon's death or a planned restart). */
 	int64_t nodes_restored, nodes_lost;
 	int64_t handles_restored, handles_lost;

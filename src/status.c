@@ -71,6 +71,7 @@ struct json_object *status_to_json(const struct keeper_status *s)
 
 	t = json_object_new_object();
 	add(t, "nodes", count(s->now.nodes));
+	add(t, "nodes_pending", count(s->now.nodes_pending));
 	add(t, "handles", count(s->now.handles));
 	add(t, "requests_in_flight", count(s->now.requests));
 	add(t, "locks", count(s->now.locks));
@@ -216,7 +217,10 @@ void status_print(FILE *f, struct json_object *o)
 	t = get(o, "tracked");
 	if (get_int(t, "nodes") >= 0 || get_int(t, "requests_in_flight") >= 0) {
 		fprintf(f, "  Tracked:  ");
-		print_count(f, t, "nodes", "nodes, ");
+		print_count(f, t, "nodes", "nodes");
+		if (get_int(t, "nodes_pending") > 0)
+			fprintf(f, " (%" PRId64 " still to look up again)", get_int(t, "nodes_pending"));
+		fprintf(f, ", ");
 		print_count(f, t, "handles", "handles, ");
 		print_count(f, t, "requests_in_flight", "requests in flight, ");
 		print_count(f, t, "locks", "locks\n");

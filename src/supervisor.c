@@ -429,6 +429,31 @@ static int64_t hang_deadline(struct keeper *k, char *what, size_t size)
 		   k->hang_after);
 }
 
+static void stats_unknown(struct mode_stats *m)
+{
+	int64_t *v = (int64_t *)m;
+
+	for (size_t i = 0; i < sizeof(*m) / sizeof(int64_t); i++)
+		v[i] = -1;
+}
+
+/*
+ * The daemon no longer serves. What the last recovery lost goes on counting while it serves
+ * (proxy's lazy lookup loses nodes after it): status keeps the final count.
+ */
+static void serving_end(struct keeper *k)
+{
+	struct mode_stats s;
+
+	if (k->serving && k->rec_at && k->mode_state && k->cfg.mode->stats) {
+		stats_unknown(&s);
+		k->cfg.mode->stats(k->mode_state, &s);
+		if (s.nodes_lost >= 0)
+			k->rec.nodes_lost = s.nodes_lost;
+	}
+	k->serving = false;
+}
+
 /* A daemon killed as hung that does not die (it waits in the kernel, state D) is reported. */
 static void hung_not_dead(struct keeper *k, int64_t now)
 {
@@ -479,7 +504,7 @@ static void daemon_hung(struct keeper *k, const char *what)
 	/* It serves nobody from now on: if it does not die, requests wait --request-wait. */
 	k->died_at = now;
 	k->down_at = now + k->cfg.request_wait_ms;
-	k->serving = false;
+	serving_end(k);
 	notify_status(k);
 	/* SIGKILL ends a stopped process too. Its death is then a crash like any other. */
 	kill_daemon(k, SIGKILL);
@@ -1375,14 +1400,6 @@ static const char *keeper_state(const struct keeper *k)
 	return k->served ? "down" : "starting";
 }
 
-static void stats_unknown(struct mode_stats *m)
-{
-	int64_t *v = (int64_t *)m;
-
-	for (size_t i = 0; i < sizeof(*m) / sizeof(int64_t); i++)
-		v[i] = -1;
-}
-
 static struct json_object *status_json(const struct keeper *k)
 {
 	int64_t now = now_ms();
@@ -1413,6 +1430,9 @@ static struct json_object *status_json(const struct keeper *k)
 	stats_unknown(&s.now);
 	if (k->mode_state && k->cfg.mode->stats)
 		k->cfg.mode->stats(k->mode_state, &s.now);
+	/* Nodes a recovery left for later may be lost after it (proxy's lazy lookup). */
+	if (k->rec_at && k->serving && s.now.nodes_lost >= 0)
+		s.recovery.nodes_lost = s.now.nodes_lost;
 	return status_to_json(&s);
 }
 
@@ -1522,7 +1542,7 @@ static void restart_begin(struct keeper *k)
 	/* Requests held meanwhile wait --request-wait at most, as after a death. */
 	if (k->serving)
 		k->down_at = k->restart_at + k->cfg.request_wait_ms;
-	k->serving = false;
+	serving_end(k);
 	/* systemd compares it with its own clock: microseconds, not now_ms() * 1000. */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Restarting the daemon of %s",
@@ -1772,7 +1792,7 @@ int supervise(const struct keeper_config *cfg)
 				notify_status(&k);
 			if (r == -ECANCELED)
 				r = planned_stop(&k);
-			k.serving = false;
+			serving_end(&k);
 		}
 		k.start.at = 0;
 		if (r == -EINTR || k.stop)

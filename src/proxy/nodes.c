@@ -2,6 +2,7 @@
 #include "nodes.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,20 @@ int node_path(struct node_table *t, uint64_t kid, char *buf, size_t size)
 	return len;
 }
 
+const char *node_label(struct node_table *t, const struct node *n, const char *root, char *buf,
+		       size_t size)
+{
+	char path[PATH_MAX];
+
+	if (n->kid == FUSE_ROOT_ID)
+		snprintf(buf, size, "%s", root);
+	else if (node_path(t, n->kid, path, sizeof(path)) >= 0)
+		snprintf(buf, size, "%s/%s", root, path);
+	else
+		snprintf(buf, size, "%s/.../%s", root, node_name_of(n));
+	return buf;
+}
+
 /* Records what ino_remap needs of @n: its kernel ino, and its daemon ino where they differ. */
 static void ino_track(struct node_table *t, struct node *n)
 {
@@ -499,7 +514,8 @@ struct node *node_learn(struct node_table *t, uint64_t parent, const char *name,
 	struct node *n = did_owner(t, e->nodeid);
 
 	*err = 0;
-	if (!n && name)
+	/* After a recovery only, until every node is looked up again: a probe per new entry. */
+	if (!n && name && t->unresolved)
 		n = adopt_by_name(t, parent, name, e);
 	if (!n) {
 		if (t->count >= t->max) {
@@ -651,6 +667,7 @@ void node_new_epoch(struct node_table *t)
 	struct node *root = node_get(t, FUSE_ROOT_ID);
 
 	t->epoch++;
+	t->unresolved = true;
 	keyset_free(&t->by_did);
 	/* The old daemon's inode numbers mean nothing to the new one. */
 	idmap_free(&t->ino_d2k);
@@ -867,6 +884,19 @@ int node_pending_scan(struct node_table *t, uint32_t *pos, size_t max, struct no
 	return *pos < t->slab.used;
 }
 
+uint64_t node_count_unresolved(struct node_table *t)
+{
+	uint64_t count = 0;
+
+	for (uint32_t i = 0; t->unresolved && i < t->slab.used; i++) {
+		/* A free record's kid is not its own: by_kid names another record, or none. */
+		struct node *n = slab_at(&t->slab, i + 1);
+
+		count += node_get(t, n->kid) == n && node_unresolved(t, n);
+	}
+	return count;
+}
+
 uint64_t node_lose_pending(struct node_table *t, struct node_pending *np)
 {
 	uint64_t count = 0;
@@ -950,6 +980,8 @@ static void save_did(uint64_t idx, void *arg)
 static void head_load(struct node_table *t, struct image *im)
 {
 	t->epoch = image_get_u32(im);
+	/* What the replaced keeper left unresolved is not told: as after node_new_epoch(). */
+	t->unresolved = true;
 	t->next_kid = image_get_u64(im);
 	t->ino_remap = image_get_bool(im);
 	t->next_ino = image_get_u64(im);

@@ -89,7 +89,22 @@ struct node_table {
 	 * high-level API without use_ino numbers inodes by node IDs, which are per run. */
 	uint64_t ino_is_nodeid, ino_not_nodeid;
 	struct changes changes; /* nodes changed since the resume journal wrote them */
+	/* A node may be left that the current daemon does not know yet (node_unresolved()):
+	 * set by node_new_epoch() and loading, cleared by node_table_resolved(). */
+	bool unresolved;
 };
+
+/* How many nodes the current daemon does not know yet (node_unresolved()): O(nodes). */
+uint64_t node_count_unresolved(struct node_table *t);
+
+/*
+ * Every node the table holds is known to the current daemon or lost: an entry a reply brings
+ * no longer looks for an unresolved node of its name (node_learn()).
+ */
+static inline void node_table_resolved(struct node_table *t)
+{
+	t->unresolved = false;
+}
 
 /*
  * The kernel's view of @n changed outside this file (its open count, its names' flags, its
@@ -155,6 +170,13 @@ int node_add_name(struct node_table *t, struct node *n, uint64_t parent, const c
  * Returns its length, or -ENOENT when a directory on the way has no name, -ENAMETOOLONG.
  */
 int node_path(struct node_table *t, uint64_t kid, char *buf, size_t size);
+
+/*
+ * For logs: @n's path as @root (the mountpoint) joined with its names (node_path()), or with
+ * ".../" and its own name where a directory on the way has none; cut to @size. Returns @buf.
+ */
+const char *node_label(struct node_table *t, const struct node *n, const char *root, char *buf,
+		       size_t size);
 
 /*
  * The current daemon handed out one lookup of e->nodeid as @name in @parent (@name may be NULL,

@@ -64,7 +64,7 @@ static struct proxy *proxy_alloc(struct keeper *k)
 	the_proxy = p;
 	p->k = k;
 	p->cfg = keeper_config(k);
-	p->devfd = p->sock = p->daemon_end = p->call_efd = p->ev_efd = -1;
+	p->devfd = p->sock = p->daemon_end = p->call_efd = p->ev_efd = p->walk_efd = -1;
 	p->page_size = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
 	p->unserved_tail = &p->unserved_head;
 	p->test_no_resend = getenv("FUSEKEEPER_TEST_NO_RESEND") &&
@@ -86,7 +86,8 @@ static int eventfds_open(struct proxy *p)
 {
 	p->call_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p->ev_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	return p->call_efd < 0 || p->ev_efd < 0 ? -errno : 0;
+	p->walk_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return p->call_efd < 0 || p->ev_efd < 0 || p->walk_efd < 0 ? -errno : 0;
 }
 
 /*
@@ -394,10 +395,10 @@ static void attach_done(struct proxy *p)
 
 static int attach_daemon(struct proxy *p)
 {
-	int64_t begin = now_ms();
 	bool first;
 	int r;
 
+	p->attach_ms = now_ms();
 	/* The daemon has its own copy now; ours would keep its end open after it dies. */
 	close(p->daemon_end);
 	p->daemon_end = -1;
@@ -408,7 +409,7 @@ static int attach_daemon(struct proxy *p)
 	 * before the new daemon's epoch does, so that no answer of the old daemon is taken for
 	 * the new one's. Every node is unresolved again.
 	 */
-	p->lazy_pending = false;
+	__atomic_store_n(&p->lazy_pending, false, __ATOMIC_SEQ_CST);
 	while (p->lazy_resolving)
 		pthread_cond_wait(&p->changed, &p->lock);
 	p->lazy_walk_off = false;
@@ -442,23 +443,13 @@ static int attach_daemon(struct proxy *p)
 	r = recover(p);
 	if (r < 0)
 		return r;
+	/* The relay serves: the background walk starts now, not with the next request. */
+	relay_kick(p);
 	pthread_mutex_lock(&p->lock);
-	p->rec_nodes = p->nodes.count - 1 - p->lost_nodes - p->lazy_left;
-	p->lazy_since_ms = now_ms(); /* the background walk's log counts from here */
-	p->rec_handles = p->handles.by_kfh.count - p->lost_handles;
 	/* What recovery found (lost nodes and handles) in one base, not a record per entry. */
 	p->resumes = 0;
 	resume_rebase(p);
 	pthread_mutex_unlock(&p->lock);
-	/* The INIT answer ends the daemon's own start-up; what follows is the keeper's. */
-	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
-		 " nodes and %" PRIu64 " handles lost; %" PRIu64 " nodes left to look up on first"
-		 " use and in the background), %" PRIu64 " requests replayed, %" PRIu64
-		 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
-		 " lost writes); the daemon answered INIT %" PRId64 " ms after it was given the"
-		 " channel, the rest took %" PRId64 " ms", p->rec_nodes, p->rec_handles,
-		 p->lost_nodes, p->lost_handles, p->lazy_left, p->replayed, p->settled,
-		 p->rewritten, p->lost_windows, p->rec_init_ms - begin, now_ms() - p->rec_init_ms);
 	return 0;
 }
 
@@ -639,6 +630,8 @@ static void proxy_stats(void *state, struct mode_stats *s)
 	s->handles = p->handles.by_kfh.count;
 	s->requests = p->inflight.count;
 	s->locks = p->locks.count;
+	/* While a daemon serves: during a recovery every node is yet to be looked up. */
+	s->nodes_pending = p->state == PX_UP ? (int64_t)node_count_unresolved(&p->nodes) : -1;
 	s->nodes_restored = p->rec_nodes;
 	s->nodes_lost = p->lost_nodes;
 	s->handles_restored = p->rec_handles;
@@ -684,6 +677,7 @@ static void proxy_thaw(void *state)
 	if (p->state == PX_WAIT && p->draining) {
 		p->state = PX_UP;
 		p->draining = false;
+		lazy_wake(p);
 		pthread_cond_broadcast(&p->changed);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -755,9 +749,11 @@ static int restore_tables(struct proxy *p, struct image *im)
 		return image_fail(im);
 	/* Nodes the replaced keeper left unresolved, if any: the background walk starts again
 	 * (with --eager-lookup too, should the replaced keeper have had lazy lookup). */
-	p->lazy_pending = true;
+	__atomic_store_n(&p->lazy_pending, true, __ATOMIC_SEQ_CST);
 	p->lazy_pos = 0;
 	p->lazy_since_ms = now_ms();
+	p->rec_lost_nodes = p->lost_nodes;
+	p->lazy_reexec = true;
 	n = image_get_u64(im);
 	for (uint64_t i = 0; i < n && !im->err; i++) {
 		struct msg *m = msg_load(im);

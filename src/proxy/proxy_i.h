@@ -86,6 +86,11 @@ struct proxy {
 	uint64_t lazy_background;    /* and by the background walk */
 	uint32_t lazy_pos;	     /* where its walk of the node slab is */
 	int64_t lazy_since_ms;	     /* when the relay resumed with nodes left (for the log) */
+	uint64_t rec_lost_nodes;     /* lost_nodes then: the recovery's own (lost_nodes goes on
+					counting those lost on first use and by the walk) */
+	bool lazy_reexec;	     /* the nodes left are a replaced keeper's (fusekeeper reexec) */
+	bool k2d_reading;	     /* the k2d thread may be in read(2) of /dev/fuse, and saw no
+					walk to do (relay_kick(); atomic, seq_cst) */
 	struct node_table nodes;     /* epoch in nodes.epoch is the current daemon's */
 	struct handle_table handles;
 	struct lock_table locks;     /* locks the daemon granted, if it keeps them (locks.h) */
@@ -148,6 +153,8 @@ struct proxy {
 
 	int call_efd; /* eventfd: a call finished, or the first INIT was answered */
 	int ev_efd;   /* eventfd: events for the supervisor */
+	int walk_efd; /* eventfd: the background walk may go on (polled with /dev/fuse while
+			 nodes are left; lazy_wake()) */
 	atomic_uint ev_bits;
 
 	/* How far the store's ctimes of new objects fell outside [send, reply] (clock_sample). */
@@ -207,6 +214,7 @@ struct proxy {
 				   connection back makes sure it is gone */
 	uint64_t daemon_start;
 	uint64_t rec_nodes, rec_handles; /* restored by the last recovery */
+	int64_t attach_ms;	/* now_ms() when the new daemon was given the channel */
 	int64_t rec_init_ms;	/* now_ms() when the new daemon answered the recovery's INIT */
 };
 
@@ -294,4 +302,15 @@ static inline void efd_signal(int fd)
 	if (write(fd, &one, sizeof(one)) < 0) {
 		/* An eventfd only fails on overflow, which a wake-up cannot cause. */
 	}
+}
+
+/*
+ * Under the lock: something lazy_begin() waits for changed (the relay serves again, a
+ * READDIRPLUS reply is applied); a k2d thread waiting in poll(2) for a request or this tries
+ * the background walk again.
+ */
+static inline void lazy_wake(struct proxy *p)
+{
+	if (p->lazy_pending)
+		efd_signal(p->walk_efd);
 }

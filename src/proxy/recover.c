@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,13 +240,17 @@ static int resolve_renamed(struct proxy *p, struct node *n, const struct node_na
 	return err;
 }
 
+/* Under the lock. */
 static void lose_node(struct proxy *p, struct node *n, int err)
 {
+	char where[PATH_MAX];
+
 	n->lost = true;
 	node_changed(&p->nodes, n);
 	p->lost_nodes++;
-	log_warn("Node %" PRIu64 " (\"%s\") cannot be found again: %s; requests for it now fail "
-		 "with ESTALE", n->kid, node_name_of(n), strerror(-err));
+	log_warn("%s cannot be found again (%s): requests for it now fail with ESTALE (node %"
+		 PRIu64 ")", node_label(&p->nodes, n, p->cfg->mountpoint, where, sizeof(where)),
+		 strerror(-err), n->kid);
 }
 
 /* A name whose rename target's directory was not found yet; a copy (names may go meanwhile). */
@@ -344,6 +349,7 @@ static void invalidate_node(struct proxy *p, uint64_t kid)
  */
 static int other_names(struct proxy *p, const struct mismatch *m, int64_t deadline)
 {
+	char where[PATH_MAX];
 	struct node *n = m->n;
 	size_t count = 0;
 	struct node_name **v;
@@ -379,8 +385,9 @@ static int other_names(struct proxy *p, const struct mismatch *m, int64_t deadli
 			node_unresolve(&p->nodes, n);
 			forget_in_daemon(p, p->nodes.epoch, did, 1);
 			r = node_resolved(&p->nodes, n, e);
-			log_info("Node %" PRIu64 " was found again by its name \"%s\" (another of its "
-				 "names now names another object)", n->kid, v[i]->name);
+			log_info("%s was found again by another of its names, \"%s\" (node %" PRIu64
+				 ")", node_label(&p->nodes, n, p->cfg->mountpoint, where,
+						 sizeof(where)), v[i]->name, n->kid);
 			msg_put(reply);
 			reply = NULL;
 		} else if (reply || err == -ENOENT) {
@@ -399,6 +406,7 @@ static int other_names(struct proxy *p, const struct mismatch *m, int64_t deadli
 static int decide_identity(struct proxy *p, int64_t deadline)
 {
 	uint64_t diff = p->nmismatch + p->ino_diff_unnoted, same = p->ino_same;
+	char where[PATH_MAX];
 	int r = 0;
 
 	if (p->ino_mode == INO_UNKNOWN && (same || diff)) {
@@ -431,13 +439,14 @@ static int decide_identity(struct proxy *p, int64_t deadline)
 					continue;
 			}
 			pthread_mutex_lock(&p->lock);
+			node_label(&p->nodes, n, p->cfg->mountpoint, where, sizeof(where));
 			node_lose(&p->nodes, n, &did, &fwd);
 			forget_in_daemon(p, p->nodes.epoch, did, fwd);
 			p->lost_nodes++;
 			pthread_mutex_unlock(&p->lock);
-			log_warn("Node %" PRIu64 " (\"%s\") now names another object (inode %" PRIu64
-				 " was %" PRIu64 " before the restart): requests for it fail with "
-				 "ESTALE", n->kid, node_name_of(n), n->d_ino, n->k_ino);
+			log_warn("%s now names another object (inode %" PRIu64 ", %" PRIu64 " before "
+				 "the restart): requests for the one the kernel holds fail with ESTALE "
+				 "(node %" PRIu64 ")", where, n->d_ino, n->k_ino, n->kid);
 			invalidate_node(p, n->kid);
 		}
 	}
@@ -607,24 +616,41 @@ out:
 	return r < 0 ? r : 0;
 }
 
+/*
+ * Looks up the nodes of @pending (resolve_set()) unless @r, an error met while filling it, is
+ * set; ends @pending; then, on success, decides on inode numbers from what these lookups found
+ * (decide_identity()), whose counts are cleared for the next set. Returns 0 or -errno.
+ */
+static int resolve_decide(struct proxy *p, struct node_pending *pending, int r,
+			  int64_t deadline)
+{
+	if (r == 0 && pending->count)
+		r = resolve_set(p, pending, deadline);
+	pthread_mutex_lock(&p->lock);
+	node_pending_end(&p->nodes, pending);
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0)
+		r = decide_identity(p, deadline);
+	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
+	return r;
+}
+
 /* Recovery: every node the kernel holds, then the decision on inode numbers. */
 static int resolve_nodes(struct proxy *p, int64_t deadline)
 {
-	struct node_pending pending;
+	struct node_pending pending = { 0 };
 	int r;
 
 	pthread_mutex_lock(&p->lock);
 	r = node_pending_begin(&p->nodes, &pending);
 	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
-		return r;
-	r = resolve_set(p, &pending, deadline);
-	pthread_mutex_lock(&p->lock);
-	node_pending_end(&p->nodes, &pending);
-	pthread_mutex_unlock(&p->lock);
-	if (r == 0)
-		r = decide_identity(p, deadline);
-	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
+	r = resolve_decide(p, &pending, r, deadline);
+	/* resolve_set() loses what it could not look up: no node is left unresolved. */
+	if (r == 0) {
+		pthread_mutex_lock(&p->lock);
+		node_table_resolved(&p->nodes);
+		pthread_mutex_unlock(&p->lock);
+	}
 	return r;
 }
 
@@ -694,19 +720,14 @@ static int resolve_needed(struct proxy *p, int64_t deadline)
 		c.err = -ENOMEM;
 	pthread_mutex_unlock(&p->lock);
 	needed = pending.count;
-	r = c.err ? c.err : resolve_set(p, &pending, deadline);
-	pthread_mutex_lock(&p->lock);
-	node_pending_end(&p->nodes, &pending);
-	pthread_mutex_unlock(&p->lock);
-	if (r == 0)
-		r = decide_identity(p, deadline);
-	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
+	r = resolve_decide(p, &pending, c.err, deadline);
 	if (r < 0)
 		return r;
 	if (p->ino_mode != INO_STABLE)
 		return resolve_nodes(p, deadline);
 	pthread_mutex_lock(&p->lock);
-	p->lazy_pending = true;
+	/* Seen by the k2d thread, or it is seen reading /dev/fuse (relay_kick()). */
+	__atomic_store_n(&p->lazy_pending, true, __ATOMIC_SEQ_CST);
 	p->lazy_pos = 0;
 	p->lazy_left = p->nodes.count - 1 > needed ? p->nodes.count - 1 - needed : 0;
 	pthread_mutex_unlock(&p->lock);
@@ -775,7 +796,6 @@ static int lazy_begin(struct proxy *p, uint32_t epoch, int64_t deadline)
 
 static void lazy_end(struct proxy *p)
 {
-	p->nmismatch = p->ino_same = p->ino_diff_unnoted = 0;
 	pthread_mutex_lock(&p->lock);
 	p->lazy_resolving = false;
 	pthread_cond_broadcast(&p->changed);
@@ -798,21 +818,34 @@ int recover_node(struct proxy *p, uint64_t kid, uint32_t epoch)
 	r = node_pending_add(&p->nodes, &pending, kid);
 	count = pending.count;
 	pthread_mutex_unlock(&p->lock);
-	if (r == 0 && count)
-		r = resolve_set(p, &pending, deadline);
+	/* The decision on inode numbers was made by the recovery: mismatches are lost now. */
+	r = resolve_decide(p, &pending, r, deadline);
 	pthread_mutex_lock(&p->lock);
-	node_pending_end(&p->nodes, &pending);
 	if (r == 0)
 		p->lazy_first_use += count;
 	/* Left unresolved by a failure other than a death: the walk passes over it again. */
 	else if (r != -EPIPE)
 		p->lazy_pos = 0;
 	pthread_mutex_unlock(&p->lock);
-	/* The decision on inode numbers was made by the recovery: mismatches are lost now. */
-	if (r == 0)
-		r = decide_identity(p, deadline);
 	lazy_end(p);
 	return r;
+}
+
+/* The end of the background walk, with what became of the nodes left for it. Under the lock. */
+static void log_walk_end(struct proxy *p)
+{
+	uint64_t looked = p->lazy_first_use + p->lazy_background;
+	char others[96] = "";
+
+	/* The count of nodes left (lazy_left) is the recovery's, not a replaced keeper's. */
+	if (p->lazy_left > looked)
+		snprintf(others, sizeof(others), "; the kernel forgot the other %" PRIu64 ", or "
+			 "looked them up itself", p->lazy_left - looked);
+	log_info("Every node the kernel holds is looked up again, %" PRId64 " ms after %s: %"
+		 PRIu64 " on first use and %" PRIu64 " in the background, %" PRIu64 " of them "
+		 "lost%s", now_ms() - p->lazy_since_ms,
+		 p->lazy_reexec ? "this keeper replaced the last one" : "the daemon took over",
+		 p->lazy_first_use, p->lazy_background, p->lost_nodes - p->rec_lost_nodes, others);
 }
 
 int recover_background(struct proxy *p)
@@ -832,37 +865,28 @@ int recover_background(struct proxy *p)
 	left = node_pending_scan(&p->nodes, &p->lazy_pos, LAZY_BATCH, &pending);
 	count = pending.count;
 	pthread_mutex_unlock(&p->lock);
-	if (left >= 0 && count)
-		r = resolve_set(p, &pending, deadline);
+	r = resolve_decide(p, &pending, MIN(left, 0), deadline);
 	pthread_mutex_lock(&p->lock);
-	node_pending_end(&p->nodes, &pending);
-	if (r == 0 && left >= 0)
+	if (r == 0)
 		p->lazy_background += count;
 	if (left == 0 && r == 0) {
-		p->lazy_pending = false;
+		__atomic_store_n(&p->lazy_pending, false, __ATOMIC_SEQ_CST);
+		node_table_resolved(&p->nodes);
 		/* After a fusekeeper reexec the walk often finds nothing to do. */
 		if (p->lazy_left || p->lazy_first_use || p->lazy_background)
-			log_info("Every node the kernel holds is looked up again, %" PRId64 " ms "
-				 "after the daemon took over (%" PRIu64 " on first use, %" PRIu64
-				 " in the background, %" PRIu64 " lost in all)",
-				 now_ms() - p->lazy_since_ms, p->lazy_first_use,
-				 p->lazy_background, p->lost_nodes);
+			log_walk_end(p);
 	}
 	/*
 	 * A death: the next recovery starts again from every node still unresolved. Else (a
 	 * daemon too slow, no memory) the walk stops; first use still looks nodes up.
 	 */
-	if ((r < 0 && r != -EPIPE) || left < 0) {
+	if (r < 0 && r != -EPIPE) {
 		p->lazy_walk_off = true;
 		log_warn("Looking nodes up in the background stopped: %s; the rest are looked up "
-			 "on first use", strerror(-(left < 0 ? left : r)));
+			 "on first use", strerror(-r));
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (r == 0)
-		r = decide_identity(p, deadline);
 	lazy_end(p);
-	if (left < 0)
-		return left;
 	return r < 0 ? r : left ? 0 : -EAGAIN;
 }
 
@@ -1980,6 +2004,31 @@ static const char *resent_refusal(struct proxy *p, struct msg *req, const struct
 }
 
 /*
+ * Under the lock, as the relay resumes: what the recovery restored and lost, counted and logged
+ * before first uses and the background walk (which may start at once) change the counts.
+ */
+static void note_recovered(struct proxy *p)
+{
+	uint64_t gone = p->lost_nodes + p->lazy_left;
+
+	p->rec_lost_nodes = p->lost_nodes;
+	p->rec_nodes = p->nodes.count - 1 > gone ? p->nodes.count - 1 - gone : 0;
+	p->rec_handles = p->handles.by_kfh.count - p->lost_handles;
+	p->lazy_since_ms = now_ms(); /* the walk's end is logged from here */
+	p->lazy_reexec = false;
+	/* The INIT answer ends the daemon's own start-up; what follows is the keeper's. */
+	log_info("Recovered: %" PRIu64 " nodes and %" PRIu64 " handles restored (%" PRIu64
+		 " nodes and %" PRIu64 " handles lost; %" PRIu64 " nodes left to look up on first"
+		 " use and in the background), %" PRIu64 " requests replayed, %" PRIu64
+		 " settled, %" PRIu64 " unsynced writes sent again (%" PRIu64 " handles with"
+		 " lost writes); the daemon answered INIT %" PRId64 " ms after it was given the"
+		 " channel, the rest took %" PRId64 " ms", p->rec_nodes, p->rec_handles,
+		 p->rec_lost_nodes, p->lost_handles, p->lazy_left, p->replayed, p->settled,
+		 p->rewritten, p->lost_windows, p->rec_init_ms - p->attach_ms,
+		 p->lazy_since_ms - p->rec_init_ms);
+}
+
+/*
  * Settles every request the dead daemon left unanswered. The ones that need a decision are
  * settled here, one by one; the rest are sent again as they were, at the moment the relay
  * resumes, so that nothing the kernel sends meanwhile overtakes them.
@@ -2170,6 +2219,7 @@ static int replay_requests(struct proxy *p, int64_t deadline)
 	if (r < 0)
 		return r; /* The daemon is going: what was not sent waits for the next. */
 	pthread_mutex_lock(&p->lock);
+	note_recovered(p);
 	p->state = PX_UP;
 	p->up_ms = now_coarse_ms();
 	pthread_cond_broadcast(&p->changed);

@@ -798,12 +798,85 @@ void relay_thaw(struct proxy *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Whether the kernel has a request to read now. */
-static bool dev_readable(struct proxy *p)
+/* Whether the background walk of lazy lookup has nodes to look up (seq_cst: relay_kick()). */
+static bool walk_wanted(struct proxy *p)
 {
-	struct pollfd pfd = { .fd = p->devfd, .events = POLLIN };
+	return __atomic_load_n(&p->lazy_pending, __ATOMIC_SEQ_CST) && !p->lazy_no_walk &&
+	       !__atomic_load_n(&p->lazy_walk_off, __ATOMIC_RELAXED);
+}
 
-	return poll(&pfd, 1, 0) != 0;
+static void walk_efd_drain(struct proxy *p)
+{
+	uint64_t v;
+
+	if (read(p->walk_efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: no wake-up was pending. */
+	}
+}
+
+/* The k2d thread is about to read(2) /dev/fuse: relay_kick() may interrupt it. Returns 0. */
+static int k2d_will_read(struct proxy *p)
+{
+	__atomic_store_n(&p->k2d_reading, true, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/*
+ * Before each read of /dev/fuse on the k2d thread. Without nodes left for the background
+ * walk, returns 0 at once: read. Else walks a batch while the kernel has nothing to read and
+ * returns 1 (look again), or, when the walk cannot go on now, waits in poll(2) for a request
+ * (0: read) or for lazy_wake() (1). Returns -EINTR when a signal came (a freeze, a kick).
+ */
+static int k2d_walk(struct proxy *p)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = p->devfd, .events = POLLIN },
+		{ .fd = p->walk_efd, .events = POLLIN },
+	};
+
+	/* Dekker with relay_kick(): it sees this store, or this thread sees lazy_pending. */
+	k2d_will_read(p);
+	if (!walk_wanted(p))
+		return 0;
+	__atomic_store_n(&p->k2d_reading, false, __ATOMIC_RELAXED);
+	if (poll(pfd, 2, 0) < 0)
+		return errno == EINTR ? -EINTR : 0;
+	/* A request to read, which may be gone by the read (its caller killed): kickable. */
+	if (pfd[0].revents)
+		return k2d_will_read(p);
+	/* Drained before the walk looks: a wake-up that comes after is seen by the poll below. */
+	if (pfd[1].revents)
+		walk_efd_drain(p);
+	if (recover_background(p) == 0)
+		return 1;
+	/* Nothing to do now (a READDIRPLUS in flight, the relay not serving, the walk done). */
+	if (poll(pfd, 2, -1) < 0)
+		return errno == EINTR ? -EINTR : 0;
+	if (pfd[0].revents)
+		return k2d_will_read(p);
+	walk_efd_drain(p);
+	return 1;
+}
+
+void relay_kick(struct proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	lazy_wake(p);
+	pthread_mutex_unlock(&p->lock);
+	/*
+	 * The k2d thread may be in read(2), having looked before the recovery left nodes: the
+	 * freeze signal gets it out (EINTR). One that came just before the read is missed: send
+	 * another until the thread is out, for 1 s at most (a thread busy elsewhere comes back
+	 * to the walk by itself).
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (int i = 0; i < 1000 && walk_wanted(p) &&
+			__atomic_load_n(&p->k2d_reading, __ATOMIC_SEQ_CST); i++) {
+		struct timespec ts = { .tv_nsec = 1000000 };
+
+		pthread_kill(p->k2d, FREEZE_SIGNAL);
+		nanosleep(&ts, NULL);
+	}
 }
 
 static void *k2d_main(void *arg)
@@ -829,17 +902,18 @@ static void *k2d_main(void *arg)
 		msg_put(k2d_request(p, e));
 	}
 	while (m) {
-		ssize_t n;
+		/* Lazy lookup: nodes left for the background, a batch while the kernel is quiet,
+		 * so that a request waits behind one batch at most. */
+		int w = k2d_walk(p);
+		ssize_t n = -1;
 
-		/* Lazy resolution: nodes left for the background, a batch while the kernel is
-		 * quiet, so that a request waits behind one batch at most. */
-		if (__atomic_load_n(&p->lazy_pending, __ATOMIC_RELAXED) && !p->lazy_no_walk &&
-		    !__atomic_load_n(&p->lazy_walk_off, __ATOMIC_RELAXED) && !dev_readable(p) &&
-		    recover_background(p) == 0)
+		if (w > 0)
 			continue;
-		n = read(p->devfd, m->data, m->cap);
-
-		if (n < 0 && errno == EINTR) {
+		if (w == 0) {
+			n = read(p->devfd, m->data, m->cap);
+			__atomic_store_n(&p->k2d_reading, false, __ATOMIC_RELAXED);
+		}
+		if (w < 0 || (n < 0 && errno == EINTR)) {
 			park(p, &p->k2d_parked);
 			continue;
 		}
@@ -1017,6 +1091,7 @@ int d2k_message(struct proxy *p, struct msg *m, uint32_t epoch)
 	if (dirplus) {
 		pthread_mutex_lock(&p->lock);
 		p->dirplus_applying--;
+		lazy_wake(p);
 		pthread_cond_broadcast(&p->changed);
 		pthread_mutex_unlock(&p->lock);
 	}

@@ -63,6 +63,14 @@ int relay_freeze(struct proxy *p, int64_t timeout_ms);
 void relay_thaw(struct proxy *p);
 
 /*
+ * After a recovery that left nodes for later (lazy lookup): starts the background walk now,
+ * rather than with the kernel's next request, so that the nodes of an idle mount are looked
+ * up while the store they name is as the dead daemon left it. Interrupts the k2d thread's
+ * read(2) of /dev/fuse with the freeze signal. Under no lock; waits 1 s at most.
+ */
+void relay_kick(struct proxy *p);
+
+/*
  * A keeper resuming from systemd's fd store, before relay_start(): asks the kernel to queue
  * again every request the killed keeper had read and not answered (FUSE_NOTIFY_RESEND, FUSE
  * 7.40; they come back with FK_UNIQUE_RESEND in their unique) and reads them at once, into the
