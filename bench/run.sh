@@ -23,7 +23,9 @@
 # Environment: BENCH_FILES (5000), BENCH_META (5000), BENCH_RUNS (3), BENCH_SEQ_MB (1024),
 # BENCH_RR_JOBS (4), BENCH_RR_MB (32), BENCH_KILLS (10), BENCH_CACHES ("default never"),
 # BENCH_WORKLOADS ("walk meta write read randread"), BENCH_TMP (/tmp: where the backing
-# directory and mountpoints go).
+# directory and mountpoints go), BENCH_RELAY_OPTS (options for fkrelay: "--uring" puts the
+# relay's kernel side on FUSE-over-io_uring, which needs Linux 6.14 or later with
+# /sys/module/fuse/parameters/enable_uring set to Y).
 set -euo pipefail
 
 . "$(dirname "$0")/lib-passthrough.sh"
@@ -39,9 +41,20 @@ KILLS=${BENCH_KILLS:-10}
 CACHES=${BENCH_CACHES:-default never}
 WORKLOADS=${BENCH_WORKLOADS:-walk meta write read randread}
 RELAY=$BUILD_DIR/bench/fkrelay
+read -ra RELAY_OPTS <<<"${BENCH_RELAY_OPTS:-}"
 
 [ -x "$FK" ] || die "$FK is not built: run make"
 [ -x "$RELAY" ] || die "$RELAY is not built: run make"
+for o in "${RELAY_OPTS[@]}"; do
+	case $o in
+	--uring)
+		[ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ] ||
+			die "BENCH_RELAY_OPTS=--uring: FUSE-over-io_uring is off or missing here" \
+				"(Linux 6.14+; echo Y >/sys/module/fuse/parameters/enable_uring)"
+		;;
+	*) die "BENCH_RELAY_OPTS: fkrelay has no option '$o'" ;;
+	esac
+done
 command -v fio >/dev/null || die "fio is not installed: scripts/install-deps.sh bench"
 for n in "$FILES" "$META" "$RUNS" "$SEQ_MB" "$RR_JOBS" "$RR_MB" "$KILLS"; do
 	[[ $n =~ ^[0-9]+$ ]] || die "BENCH_* counts must be numbers, not '$n'"
@@ -110,7 +123,7 @@ start_mount() {
 	[ "$2" = never ] && o=$o,cache=never
 	case $kind in
 	direct) "$PT" -f -o "$o" "$mnt" >"$WORK/$kind.log" 2>&1 & ;;
-	relay) "$RELAY" "$mnt" -- "$PT" -f -o "$o" {} >"$WORK/$kind.log" 2>&1 & ;;
+	relay) "$RELAY" "${RELAY_OPTS[@]}" "$mnt" -- "$PT" -f -o "$o" {} >"$WORK/$kind.log" 2>&1 & ;;
 	keeper)
 		: >"$EVENTS"
 		"$FK" --status-fd=3 --max-restarts=1000 --restart-window=600 "$mnt" -- \

@@ -13,7 +13,7 @@
 set -eu
 
 purpose=${1:-build}
-pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libseccomp-dev libjson-c-dev libsystemd-dev"
+pkgs="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libseccomp-dev libjson-c-dev libsystemd-dev liburing-dev"
 fuzz_pkgs="clang libclang-rt-14-dev"
 case "$purpose" in
 build) ;;
