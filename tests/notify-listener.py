@@ -25,15 +25,18 @@ spawn = sys.argv[3] if len(sys.argv) > 3 else None
 store = {}  # FDNAME -> fd, in the order stored
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(path)
-f = open(out, "a")
+# One write(2) per line on an O_APPEND descriptor: note() runs from the signal handlers too,
+# and a buffered file object cannot be re-entered (Python raises RuntimeError and the listener
+# died in the middle of a test).
+outfd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def note(line):
-    f.write(line + "\n")
-    f.flush()
+    os.write(outfd, (line + "\n").encode())
 
 
 def start(signum, frame):
+    drain()
     spec = json.load(open(spawn))
     names = list(store)
     fds = [store[n] for n in names]
@@ -75,11 +78,8 @@ def reap(signum, frame):
         note("exited %d %d" % (pid, status))
 
 
-signal.signal(signal.SIGUSR1, start)
-signal.signal(signal.SIGCHLD, reap)
-print("ready", flush=True)
-while True:
-    msg, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(253 * 4))
+def handle(msg, anc):
+    """One datagram: the fd store's bookkeeping, then its line in OUT."""
     fds = array.array("i")
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -102,3 +102,24 @@ while True:
     if fields.get("FDSTOREREMOVE") == "1" and name in store:
         os.close(store.pop(name))
     note(text.replace("\n", "|") + (" fds=%d" % len(fds) if fds else ""))
+
+
+def drain():
+    """Like systemd, what the service sent before a restart is taken in before it."""
+    while True:
+        try:
+            msg, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(253 * 4), socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        handle(msg, anc)
+
+
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGCHLD, reap)
+print("ready", flush=True)
+while True:
+    msg, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(253 * 4))
+    # A restart (SIGUSR1) waits until the store is whole again.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    handle(msg, anc)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})

@@ -17,6 +17,7 @@
 struct msg {
 	struct msg *next;   /* free-list link */
 	uint32_t cap;	    /* bytes available in data */
+	bool mapped;	    /* a large buffer, a mapping of its own (else from malloc) */
 	uint32_t len;	    /* bytes of the message */
 	/* For a request the kernel waits on: */
 	uint32_t epoch;	    /* daemon incarnation it was sent to, whose reply the relay takes;
@@ -46,8 +47,15 @@ struct msg {
 	char data[] __attribute__((aligned(8)));
 };
 
-/* Sets the size of large buffers (largest message + headroom). Call once, before msg_get(). */
+/* Sets the size of large buffers (largest message + headroom), freeing pooled ones of another
+ * size. Call before msg_get(), while no large buffer is in use. */
 void msg_init(uint32_t big_cap);
+
+/* Large buffers on the free list, kept for reuse (msg.c says how many and how long). */
+unsigned msg_big_free(void);
+
+/* For tests: the clock (ms) the pool's freeing of idle buffers reads; NULL: now_coarse_ms(). */
+void msg_set_clock(int64_t (*fn)(void));
 
 /* A buffer able to hold @len bytes (small or large), or NULL. */
 struct msg *msg_get(uint32_t len);

@@ -114,10 +114,12 @@ void trace_request(const char *who, struct msg *m)
 {
 	const struct op_info *op;
 	const char *names[2];
-	char extra[2200] = "";
+	char extra[2200];
 
+	/* On every request: nothing before this test, not even clearing @extra. */
 	if (log_max_level < LOG_TRACE)
 		return;
+	extra[0] = '\0';
 	op = op_get(msg_in(m)->opcode);
 	if (op && op->names && request_names(m, op, names) == 0) {
 		if (op->node2_off >= 0 && names[1])
